@@ -1,0 +1,50 @@
+//! What a bridge is and what its network can do; the core advertises only this.
+
+/// The bridge's identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeInfo {
+    /// A short stable id, used as the config table name and the database key (`irc`).
+    pub id: String,
+    /// A human name (`IRC`).
+    pub name: String,
+    /// The XEP-0030 `gateway/<type>` of the domain (`irc`, `matrix`, `sms`, `smtp`, `http`).
+    pub disco_type: String,
+    /// What XEP-0100 prompts the user for (`Enter the IRC nick and server`).
+    pub prompt: String,
+}
+
+/// Features of the foreign network that the core may advertise and translate.
+///
+/// Every optional [`Client`](crate::Client) method must agree with these flags: a flag set
+/// to `true` means the matching method is implemented.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Group conversations exist (shown as MUC rooms).
+    pub groups: bool,
+    /// A login is needed before use (XEP-0077 registration); IRC can work without one.
+    pub requires_registration: bool,
+    /// Messages can be corrected (XEP-0308).
+    pub edits: bool,
+    /// Reactions (XEP-0444).
+    pub reactions: bool,
+    /// Retractions (XEP-0424).
+    pub retractions: bool,
+    /// Replies that point at a message (XEP-0461).
+    pub replies: bool,
+    /// Typing notifications (XEP-0085).
+    pub chat_states: bool,
+    /// Read markers (XEP-0333).
+    pub read_markers: bool,
+    /// Delivery receipts from the network (XEP-0184); without it the core acknowledges on send.
+    pub receipts: bool,
+    /// Room nick changes.
+    pub nick_changes: bool,
+    /// Room topics can be set.
+    pub set_topic: bool,
+    /// Room members can be kicked.
+    pub kicks: bool,
+    /// Rooms can be listed (disco#items on the domain).
+    pub room_list: bool,
+    /// The longest body the network takes in one message, in bytes; longer ones are split.
+    pub max_body_bytes: Option<usize>,
+}

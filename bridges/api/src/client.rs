@@ -1,0 +1,129 @@
+//! Core → foreign side: the commands a client takes.
+
+use crate::{
+    BridgeError, ChatKey, ChatState, MessageKind, RemoteChatId, RemoteMessageId, RemoteUserId,
+    Result, RoomInfo,
+};
+use async_trait::async_trait;
+
+/// A message the user sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Where to.
+    pub chat: ChatKey,
+    /// The text (may hold several lines; the bridge splits as its network needs).
+    pub body: String,
+    /// Normal or action (`/me`).
+    pub kind: MessageKind,
+    /// The XEP-0359 origin id (or message id) the client gave it.
+    pub origin_id: Option<String>,
+    /// The message it replies to.
+    pub reply_to: Option<RemoteMessageId>,
+}
+
+/// What the network said about a sent message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// The network's id for it, if known at once.
+    pub id: Option<RemoteMessageId>,
+    /// The network will echo it back as a [`RemoteEvent::Message`](crate::RemoteEvent)
+    /// with `is_from_me` (IRCv3 echo-message, Matrix sync); the core then reflects the echo
+    /// in rooms instead of reflecting at once.
+    pub will_echo: bool,
+}
+
+/// A request to join a room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinRequest {
+    /// The room.
+    pub room: RemoteChatId,
+    /// The nick asked for (the MUC resource).
+    pub nick: String,
+    /// The room password, where given.
+    pub password: Option<String>,
+}
+
+/// One login's live connection to its network.
+///
+/// Optional abilities default to [`BridgeError::unsupported`] and must agree with
+/// [`Capabilities`](crate::Capabilities).
+#[async_trait]
+pub trait Client: Send + Sync {
+    /// Connects. Failures are reported as [`LoginState`](crate::LoginState) events, never returned.
+    async fn connect(&self);
+    /// Disconnects and stops reconnecting.
+    async fn disconnect(&self);
+    /// Turns what a user typed ("alice", "+1 555 123") into a contact (XEP-0100).
+    async fn resolve_identifier(&self, typed: &str) -> Result<RemoteUserId>;
+    /// Sends a message.
+    async fn send_message(&self, msg: Outgoing) -> Result<Sent>;
+
+    /// Corrects an earlier message.
+    async fn send_edit(
+        &self,
+        chat: ChatKey,
+        target: RemoteMessageId,
+        body: String,
+    ) -> Result<Sent> {
+        let _ = (chat, target, body);
+        Err(BridgeError::unsupported("correcting a message"))
+    }
+    /// Sets the user's reactions to a message (the full set; empty removes all).
+    async fn send_reaction(
+        &self,
+        chat: ChatKey,
+        target: RemoteMessageId,
+        reactions: Vec<String>,
+    ) -> Result<()> {
+        let _ = (chat, target, reactions);
+        Err(BridgeError::unsupported("reacting to a message"))
+    }
+    /// Retracts a message.
+    async fn send_retraction(&self, chat: ChatKey, target: RemoteMessageId) -> Result<()> {
+        let _ = (chat, target);
+        Err(BridgeError::unsupported("retracting a message"))
+    }
+    /// Sends a typing notification.
+    async fn send_chat_state(&self, chat: ChatKey, state: ChatState) -> Result<()> {
+        let _ = (chat, state);
+        Err(BridgeError::unsupported("typing notifications"))
+    }
+    /// Marks messages as read up to `up_to`.
+    async fn send_read_marker(&self, chat: ChatKey, up_to: RemoteMessageId) -> Result<()> {
+        let _ = (chat, up_to);
+        Err(BridgeError::unsupported("read markers"))
+    }
+    /// Joins a room; completion arrives as `RoomJoined` or `RoomJoinFailed`.
+    async fn join_room(&self, join: JoinRequest) -> Result<()> {
+        let _ = join;
+        Err(BridgeError::unsupported("group chats"))
+    }
+    /// Leaves a room.
+    async fn leave_room(&self, room: RemoteChatId, reason: Option<String>) -> Result<()> {
+        let _ = (room, reason);
+        Err(BridgeError::unsupported("group chats"))
+    }
+    /// Sets a room's topic.
+    async fn set_topic(&self, room: RemoteChatId, topic: String) -> Result<()> {
+        let _ = (room, topic);
+        Err(BridgeError::unsupported("changing the topic"))
+    }
+    /// Changes the user's nick in a room; confirmed by a `MemberChanged::Renamed` event.
+    async fn set_nick(&self, room: RemoteChatId, nick: String) -> Result<()> {
+        let _ = (room, nick);
+        Err(BridgeError::unsupported("changing nick"))
+    }
+    /// Kicks a member.
+    async fn kick(&self, room: RemoteChatId, nick: String, reason: Option<String>) -> Result<()> {
+        let _ = (room, nick, reason);
+        Err(BridgeError::unsupported("kicking"))
+    }
+    /// Lists rooms the network offers.
+    async fn list_rooms(&self) -> Result<Vec<RoomInfo>> {
+        Err(BridgeError::unsupported("listing rooms"))
+    }
+    /// The contacts the user has on the network, with display names (roster sync).
+    async fn contacts(&self) -> Result<Vec<(RemoteUserId, Option<String>)>> {
+        Ok(Vec::new())
+    }
+}

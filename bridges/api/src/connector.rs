@@ -1,0 +1,72 @@
+//! The process-wide side of a bridge: identity, address codec, registration, logins.
+
+use crate::{
+    BridgeInfo, Capabilities, ChatKey, Client, EventRouter, EventSink, FormField, FormValues,
+    LoginId, RemoteChatId, RemoteUserId, Result,
+};
+use async_trait::async_trait;
+
+/// An XMPP user of the gateway, by bare JID (`alice@example.org`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct User {
+    /// The bare JID, as a string.
+    pub jid: String,
+}
+
+/// A login as the core stored it, handed back to the bridge to bring the client up.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredLogin {
+    /// The login's id, as minted at registration.
+    pub id: LoginId,
+    /// Whose login it is.
+    pub user: User,
+    /// The login fields as given at registration (secrets unsealed).
+    pub fields: FormValues,
+    /// The bridge's own metadata for this login.
+    pub metadata: serde_json::Value,
+}
+
+/// What registration produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Registered {
+    /// The new login's id.
+    pub id: LoginId,
+    /// Metadata to keep with it.
+    pub metadata: serde_json::Value,
+}
+
+/// One bridge, process-wide.
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    /// The bridge's identity.
+    fn info(&self) -> BridgeInfo;
+    /// What the network can do.
+    fn capabilities(&self) -> Capabilities;
+    /// The XEP-0077 registration form (empty: no fields).
+    fn registration_fields(&self) -> Vec<FormField>;
+    /// Checks registration values (and the credentials, where the network allows) and
+    /// mints a login id. Errors reach the user as the registration's stanza error.
+    async fn register(&self, user: &User, form: &FormValues) -> Result<Registered>;
+    /// Brings a stored login up as a live client. Called at start-up for every stored
+    /// login, after registration, and on first use when registration is not required
+    /// (then with empty fields). Must not block on the network: `connect` does that.
+    async fn load_login(&self, login: &StoredLogin, events: EventSink) -> Result<Box<dyn Client>>;
+
+    /// The local part that names a contact on the component domain, before XEP-0106
+    /// escaping (the core escapes).
+    fn contact_local_part(&self, id: &RemoteUserId) -> String;
+    /// The local part that names a room, before XEP-0106 escaping.
+    fn room_local_part(&self, id: &RemoteChatId) -> String;
+    /// Reads an unescaped local part back into what it names; `NotAcceptable` for an
+    /// address this bridge cannot parse, with a text that shows the right syntax.
+    fn parse_local_part(&self, local: &str) -> Result<ChatKey>;
+
+    /// Starts process-wide work (an HTTP listener, a poller) once the gateway is up.
+    /// `events` reaches any user. The default does nothing.
+    async fn start(&self, events: EventRouter) -> Result<()> {
+        let _ = events;
+        Ok(())
+    }
+    /// Stops process-wide work at shutdown. The default does nothing.
+    async fn stop(&self) {}
+}

@@ -1,0 +1,283 @@
+//! Foreign side → core: what a client reports.
+
+use crate::{
+    BridgeError, ChatKey, ChatState, LoginId, Member, MessageKind, RemoteChatId, RemoteMessageId,
+    RemoteUserId, Show,
+};
+use std::time::SystemTime;
+use tokio::sync::mpsc;
+
+/// Who sent something.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sender {
+    /// The foreign identity.
+    pub user: RemoteUserId,
+    /// The sender's name in a room (the MUC nick); `None` in 1:1 chats.
+    pub nick: Option<String>,
+    /// The user's own message, sent from elsewhere (or echoed by the network).
+    pub is_from_me: bool,
+}
+
+/// A message from the network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteMessage {
+    /// Where it was said.
+    pub chat: ChatKey,
+    /// Who said it.
+    pub sender: Sender,
+    /// The network's id for it, where it has one.
+    pub id: Option<RemoteMessageId>,
+    /// Plain text, with XEP-0393 styling where the network had formatting.
+    pub body: String,
+    /// Normal, action or notice.
+    pub kind: MessageKind,
+    /// When it was sent, where the network says (history, server-time).
+    pub at: Option<SystemTime>,
+    /// The message it replies to.
+    pub reply_to: Option<RemoteMessageId>,
+    /// For the user's own echoed message: the XMPP origin id the core gave in
+    /// [`Outgoing::origin_id`](crate::Outgoing::origin_id), so the core can reflect it
+    /// with the id the client expects.
+    pub echo_of: Option<String>,
+}
+
+/// A change among a room's members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberChange {
+    /// Someone joined (or their role changed: same nick, new role).
+    Joined(Member),
+    /// Someone left, with a reason.
+    Left {
+        /// Their nick.
+        nick: String,
+        /// Why, where given.
+        reason: Option<String>,
+    },
+    /// Someone changed nick.
+    Renamed {
+        /// Old nick.
+        old: String,
+        /// New nick.
+        new: String,
+    },
+    /// Someone was kicked.
+    Kicked {
+        /// Their nick.
+        nick: String,
+        /// Who kicked.
+        by: Option<String>,
+        /// Why.
+        reason: Option<String>,
+    },
+}
+
+/// The state of a login's connection to its network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoginState {
+    /// Connecting.
+    Connecting,
+    /// Connected and usable.
+    Connected,
+    /// Lost the connection; the client is reconnecting on its own. The text says why.
+    TransientDisconnect(String),
+    /// The network refused the credentials; the user must fix them.
+    BadCredentials(String),
+    /// Logged out for good (by the user or the network).
+    LoggedOut(String),
+}
+
+/// Everything a client reports to the core.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RemoteEvent {
+    /// A message arrived (or the user's own was echoed).
+    Message(RemoteMessage),
+    /// A message was corrected.
+    Edit {
+        /// Where.
+        chat: ChatKey,
+        /// Who.
+        sender: Sender,
+        /// The corrected message.
+        target: RemoteMessageId,
+        /// The new text.
+        body: String,
+    },
+    /// The sender's reactions to a message are now exactly these.
+    Reaction {
+        /// Where.
+        chat: ChatKey,
+        /// Who.
+        sender: Sender,
+        /// The message reacted to.
+        target: RemoteMessageId,
+        /// The full set of the sender's reactions (empty: all removed).
+        reactions: Vec<String>,
+    },
+    /// A message was retracted.
+    Retraction {
+        /// Where.
+        chat: ChatKey,
+        /// Who.
+        sender: Sender,
+        /// The retracted message.
+        target: RemoteMessageId,
+    },
+    /// Typing notification.
+    ChatState {
+        /// Where.
+        chat: ChatKey,
+        /// Who.
+        sender: Sender,
+        /// The state.
+        state: ChatState,
+    },
+    /// The other side read up to a message.
+    ReadUpTo {
+        /// Where.
+        chat: ChatKey,
+        /// Who.
+        sender: Sender,
+        /// The last message read.
+        up_to: RemoteMessageId,
+    },
+    /// The network confirmed delivery of a message the user sent.
+    Delivered {
+        /// Where.
+        chat: ChatKey,
+        /// The delivered message.
+        id: RemoteMessageId,
+    },
+    /// A contact's availability changed.
+    Presence {
+        /// Who.
+        user: RemoteUserId,
+        /// Availability.
+        show: Show,
+        /// Status text.
+        status: Option<String>,
+    },
+    /// A contact became known (new 1:1 partner, roster sync): the core asks to subscribe.
+    ContactAdded {
+        /// Who.
+        user: RemoteUserId,
+        /// Display name.
+        name: Option<String>,
+    },
+    /// A contact's name changed.
+    UserInfoChanged {
+        /// Who.
+        user: RemoteUserId,
+        /// New display name.
+        name: Option<String>,
+    },
+    /// A join the core asked for has completed: the user is in the room.
+    RoomJoined {
+        /// The room.
+        room: RemoteChatId,
+        /// The nick the network gave the user (may differ from the one asked for).
+        own_nick: String,
+        /// Everyone in the room, the user included.
+        members: Vec<Member>,
+        /// The topic (empty string: none set).
+        subject: String,
+    },
+    /// A join failed.
+    RoomJoinFailed {
+        /// The room.
+        room: RemoteChatId,
+        /// Why.
+        error: BridgeError,
+    },
+    /// A room's membership changed.
+    MemberChanged {
+        /// The room.
+        room: RemoteChatId,
+        /// What changed.
+        change: MemberChange,
+    },
+    /// A room's topic changed.
+    SubjectChanged {
+        /// The room.
+        room: RemoteChatId,
+        /// The new topic.
+        subject: String,
+        /// Who set it.
+        by: Option<String>,
+    },
+    /// The user is no longer in the room (kicked, parted from elsewhere, network gone).
+    RoomLeft {
+        /// The room.
+        room: RemoteChatId,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// A message from the network itself (MOTD, server notice), shown from the service.
+    ServiceMessage {
+        /// The service endpoint, as in [`ChatKey::Service`]; `None` for the gateway domain.
+        service: Option<String>,
+        /// The text.
+        body: String,
+    },
+    /// The login's connection state changed.
+    LoginState(LoginState),
+}
+
+/// The core's end went away; the client should stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the gateway core is no longer listening")]
+pub struct SinkClosed;
+
+/// Where a client pushes its events: a bounded queue into the core, tagged with the login.
+#[derive(Clone, Debug)]
+pub struct EventSink {
+    login: LoginId,
+    user: String,
+    tx: mpsc::Sender<(String, LoginId, RemoteEvent)>,
+}
+
+impl EventSink {
+    /// A sink that tags every event with the user's bare JID and the login.
+    pub fn new(
+        user: impl Into<String>,
+        login: LoginId,
+        tx: mpsc::Sender<(String, LoginId, RemoteEvent)>,
+    ) -> Self {
+        Self {
+            login,
+            user: user.into(),
+            tx,
+        }
+    }
+
+    /// Pushes an event, waiting while the core's queue is full (back-pressure, no loss).
+    pub async fn send(&self, event: RemoteEvent) -> Result<(), SinkClosed> {
+        self.tx
+            .send((self.user.clone(), self.login.clone(), event))
+            .await
+            .map_err(|_| SinkClosed)
+    }
+
+    /// The login this sink reports for.
+    pub fn login(&self) -> &LoginId {
+        &self.login
+    }
+}
+
+/// Makes [`EventSink`]s for any user: for bridges whose events are not tied to a login the
+/// user registered (a webhook that notifies configured JIDs).
+#[derive(Clone, Debug)]
+pub struct EventRouter {
+    tx: mpsc::Sender<(String, LoginId, RemoteEvent)>,
+}
+
+impl EventRouter {
+    /// A router feeding the core's queue.
+    pub fn new(tx: mpsc::Sender<(String, LoginId, RemoteEvent)>) -> Self {
+        Self { tx }
+    }
+
+    /// A sink whose events are addressed to `user` (a bare JID) under `login`.
+    pub fn sink_for(&self, user: &str, login: LoginId) -> EventSink {
+        EventSink::new(user, login, self.tx.clone())
+    }
+}

@@ -1,0 +1,36 @@
+//! The bridge interface of Estuary.
+//!
+//! A bridge adapts one foreign network (IRC, Matrix, SMS, email, webhooks) to the gateway
+//! core. It implements two traits:
+//!
+//! * [`Connector`]: one per bridge, process-wide. It describes the network (its
+//!   [`BridgeInfo`] and [`Capabilities`]), owns the address codec (contact and room
+//!   local parts on the component domain), registers logins and turns a stored login into
+//!   a live [`Client`].
+//! * [`Client`]: one per login, the live connection to the network on the user's behalf.
+//!   It takes typed commands from the core and reports what happens on the network as
+//!   [`RemoteEvent`]s through an [`EventSink`].
+//!
+//! Nothing here knows XMPP: no XML, no JIDs beyond the user's bare JID as an opaque string.
+//! Everything XMPP-specific is written once, in the core.
+
+mod capabilities;
+mod chat;
+mod client;
+mod connector;
+mod error;
+mod event;
+mod form;
+mod ids;
+
+pub use capabilities::{BridgeInfo, Capabilities};
+pub use chat::{Affiliation, ChatKey, ChatState, Member, MessageKind, Role, RoomInfo, Show};
+pub use client::{Client, JoinRequest, Outgoing, Sent};
+pub use connector::{Connector, Registered, StoredLogin, User};
+pub use error::{BridgeError, ErrorKind, Result};
+pub use event::{
+    EventRouter, EventSink, LoginState, MemberChange, RemoteEvent, RemoteMessage, Sender,
+    SinkClosed,
+};
+pub use form::{FieldKind, FormField, FormValues};
+pub use ids::{LoginId, RemoteChatId, RemoteMessageId, RemoteUserId};

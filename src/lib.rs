@@ -1,0 +1,1 @@
+//! Estuary: an XMPP gateway to IRC, Matrix, SMS, email and webhooks.
