@@ -220,6 +220,19 @@ pub enum RemoteEvent {
     },
     /// The login's connection state changed.
     LoginState(LoginState),
+    /// Post into a MUC room on some XMPP server (not a foreign room): the core joins the
+    /// room as `from@domain/nick` if it has not yet, then sends the body as groupchat.
+    /// Used by bridges that notify (webhooks); `from` is the contact that posts.
+    PostToXmppRoom {
+        /// The contact that posts (its local part on the component domain is derived from it).
+        from: RemoteUserId,
+        /// The room's bare JID, e.g. `dev@conference.example.org`.
+        room: String,
+        /// The nick to join with.
+        nick: String,
+        /// The text, with XEP-0393 styling.
+        body: String,
+    },
 }
 
 /// The core's end went away; the client should stop.
