@@ -1,1 +1,112 @@
-fn main() {}
+//! The `estuary` binary: run the gateway, or check a configuration.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use estuary::config::Settings;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tracing::{error, info};
+
+/// Estuary, an XMPP gateway to other networks.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The configuration file.
+    #[arg(long, short, global = true, default_value = "estuary.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Run,
+    /// Check the configuration and say what is wrong, with the line of each key.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig => match Settings::load(&cli.config) {
+            Ok(s) => {
+                let bridges: Vec<String> = s
+                    .enabled_bridges()
+                    .map(|(n, b)| format!("{n} on {}", b.domain))
+                    .collect();
+                println!("{}: OK ({})", cli.config.display(), bridges.join(", "));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "{}: the configuration has problems:\n{e}",
+                    cli.config.display()
+                );
+                ExitCode::from(2)
+            }
+        },
+        Command::Run => {
+            let settings = match Settings::load(&cli.config) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!(
+                        "{}: the configuration has problems:\n{e}\n(run `estuary check-config --config {}` after fixing it)",
+                        cli.config.display(),
+                        cli.config.display()
+                    );
+                    return ExitCode::from(2);
+                }
+            };
+            match run(settings) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let app = estuary::app::start(&settings)
+        .await
+        .context("cannot start")?;
+    info!(
+        "Estuary {} running {} gateway(s); Ctrl-C to stop",
+        env!("CARGO_PKG_VERSION"),
+        app.gateways.len()
+    );
+    shutdown_signal().await;
+    info!("stopping: keeping undelivered stanzas for the next start");
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,105 @@
+//! The whole gateway process: database, then one gateway per enabled bridge.
+
+use crate::config::Settings;
+use crate::db::{Database, SealKey};
+use crate::gateway::{self, Gateway, StartError};
+use estuary_bridge_api::Connector;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Why the process could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The seal key could not be read or created.
+    #[error("the seal key: {0} (set [database] seal_key, or make seal_key_file writable)")]
+    SealKey(String),
+    /// The database could not be opened.
+    #[error("the database: {0}")]
+    Database(String),
+    /// A bridge could not be built from its configuration.
+    #[error("bridge {bridge}: {message}")]
+    Bridge {
+        /// Which.
+        bridge: String,
+        /// Why.
+        message: String,
+    },
+    /// A gateway could not start.
+    #[error(transparent)]
+    Gateway(#[from] StartError),
+}
+
+/// A running process.
+pub struct App {
+    /// The gateways, one per enabled bridge.
+    pub gateways: Vec<Arc<Gateway>>,
+    /// The database.
+    pub db: Database,
+}
+
+/// Opens the database named in the settings, with its seal key.
+pub async fn open_database(settings: &Settings) -> Result<Database, AppError> {
+    let key = match &settings.database.seal_key {
+        Some(k) => {
+            SealKey::from_base64(k.expose()).map_err(|e| AppError::SealKey(e.to_string()))?
+        }
+        None => SealKey::load_or_create(&settings.database.seal_key_file)
+            .map_err(|e| AppError::SealKey(e.to_string()))?,
+    };
+    Database::connect(&settings.database.url, key)
+        .await
+        .map_err(|e| AppError::Database(e.to_string()))
+}
+
+/// Starts every enabled bridge, building connectors from the configuration.
+pub async fn start(settings: &Settings) -> Result<App, AppError> {
+    let db = open_database(settings).await?;
+    let mut connectors = HashMap::new();
+    for (name, _) in settings.enabled_bridges() {
+        let table = settings
+            .bridge_tables
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        let c = crate::bridges::build(name, &table).map_err(|message| AppError::Bridge {
+            bridge: name.clone(),
+            message,
+        })?;
+        connectors.insert(name.clone(), c);
+    }
+    start_with(settings, db, connectors).await
+}
+
+/// Starts the enabled bridges with the given connectors (tests pass their own).
+pub async fn start_with(
+    settings: &Settings,
+    db: Database,
+    mut connectors: HashMap<String, Arc<dyn Connector>>,
+) -> Result<App, AppError> {
+    let mut gateways = Vec::new();
+    for (name, _) in settings.enabled_bridges() {
+        let connector = connectors.remove(name).ok_or_else(|| AppError::Bridge {
+            bridge: name.clone(),
+            message: "no connector for this bridge".into(),
+        })?;
+        match gateway::start(name, settings, connector, db.clone()).await {
+            Ok(g) => gateways.push(g),
+            Err(e) => {
+                for g in &gateways {
+                    g.shutdown().await;
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(App { gateways, db })
+}
+
+impl App {
+    /// Stops every gateway; queued stanzas are kept in the database.
+    pub async fn shutdown(&self) {
+        for g in &self.gateways {
+            g.shutdown().await;
+        }
+    }
+}

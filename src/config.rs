@@ -1,0 +1,419 @@
+//! Settings: defaults, then the TOML file, then the environment (`ESTUARY__SECTION__KEY`).
+//!
+//! One struct per section, each with `validate()`. `check-config` reports problems with the
+//! line of the key in the file where it can be found.
+
+use crate::secret::Secret;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything wrong with a configuration, each with where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or the environment could not be read or parsed.
+    #[error("{0}")]
+    Load(String),
+    /// The values were read but some are wrong.
+    #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// One problem in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key, dotted (`bridges.irc.secret`).
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+    /// The line in the file, where found.
+    pub line: Option<usize>,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}: {}", self.key, self.message),
+            None => write!(f, "{}: {}", self.key, self.message),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// The XMPP server's component listener.
+    #[serde(default)]
+    pub xmpp: XmppSettings,
+    /// The puppet-account database.
+    #[serde(default)]
+    pub database: DatabaseSettings,
+    /// One table per enabled bridge.
+    #[serde(default)]
+    pub bridges: BTreeMap<String, BridgeSettings>,
+    /// The raw bridge tables, handed to each bridge's own config reader.
+    #[serde(skip)]
+    pub bridge_tables: BTreeMap<String, serde_json::Value>,
+}
+
+/// `[xmpp]`: where the XMPP server listens for components.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct XmppSettings {
+    /// Host of the component port.
+    pub host: String,
+    /// The component port (XEP-0114).
+    pub port: u16,
+    /// The server's own domain, pinged to notice a dead link; default: the bridge
+    /// domain without its first label (`irc.example.org` → `example.org`).
+    pub server_domain: Option<String>,
+    /// Seconds between keep-alive pings.
+    pub ping_interval_secs: u64,
+    /// Seconds without an answer to a ping before the link is taken as dead.
+    pub ping_timeout_secs: u64,
+    /// Longest wait between reconnection attempts, in seconds.
+    pub reconnect_max_secs: u64,
+    /// Stanzas kept in memory while the link is down before they spill to the database.
+    pub queue_memory_limit: usize,
+}
+
+impl Default for XmppSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 5347,
+            server_domain: None,
+            ping_interval_secs: 30,
+            ping_timeout_secs: 30,
+            reconnect_max_secs: 60,
+            queue_memory_limit: 1000,
+        }
+    }
+}
+
+impl XmppSettings {
+    /// `host:port` of the component listener.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+    /// The keep-alive interval.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs.max(1))
+    }
+    /// How long a ping may go unanswered.
+    pub fn ping_timeout(&self) -> Duration {
+        Duration::from_secs(self.ping_timeout_secs.max(1))
+    }
+
+    fn validate(&self, problems: &mut Vec<Problem>) {
+        if self.host.trim().is_empty() {
+            problems.push(problem(
+                "xmpp.host",
+                "must name the XMPP server's host, e.g. \"127.0.0.1\"",
+            ));
+        }
+        if self.port == 0 {
+            problems.push(problem(
+                "xmpp.port",
+                "must be the server's component port, e.g. 5347",
+            ));
+        }
+        if self.queue_memory_limit == 0 {
+            problems.push(problem("xmpp.queue_memory_limit", "must be at least 1"));
+        }
+    }
+}
+
+/// `[database]`: where logins, rooms and archives live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DatabaseSettings {
+    /// `sqlite://estuary.db` (default, created on first start) or `postgres://user@host/db`.
+    pub url: String,
+    /// The key that seals secrets at rest (32 bytes, base64). Overrides `seal_key_file`.
+    pub seal_key: Option<Secret>,
+    /// Where the seal key is kept when `seal_key` is not given; created on first start.
+    pub seal_key_file: PathBuf,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://estuary.db".into(),
+            seal_key: None,
+            seal_key_file: PathBuf::from("estuary.key"),
+        }
+    }
+}
+
+impl DatabaseSettings {
+    fn validate(&self, problems: &mut Vec<Problem>) {
+        if !(self.url.starts_with("sqlite:")
+            || self.url.starts_with("postgres://")
+            || self.url.starts_with("postgresql://"))
+        {
+            problems.push(problem(
+                "database.url",
+                "must start with sqlite: (e.g. \"sqlite://estuary.db\") or postgres:// (e.g. \"postgres://estuary@localhost/estuary\")",
+            ));
+        }
+    }
+}
+
+/// `[bridges.<name>]`: the keys every bridge has; the rest is the bridge's own.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BridgeSettings {
+    /// The component domain declared in the XMPP server, e.g. `irc.example.org`.
+    #[serde(default)]
+    pub domain: String,
+    /// The component secret declared in the XMPP server.
+    #[serde(default)]
+    pub secret: Secret,
+    /// Whether this bridge is served (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Bare JIDs allowed to use admin commands.
+    #[serde(default)]
+    pub admins: Vec<String>,
+    /// XMPP domains whose users may register; empty: everyone.
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl BridgeSettings {
+    fn validate(&self, name: &str, problems: &mut Vec<Problem>) {
+        let key = |k: &str| format!("bridges.{name}.{k}");
+        if self.domain.trim().is_empty() {
+            problems.push(problem(&key("domain"), "is missing: give the component domain declared in the XMPP server, e.g. \"irc.example.org\""));
+        } else if crate::xmpp::jid::domain_jid(&self.domain).is_err() {
+            problems.push(problem(&key("domain"), "is not a valid XMPP domain"));
+        }
+        if self.secret.is_empty() {
+            problems.push(problem(&key("secret"), "is missing: give the component_secret (Prosody) or password (ejabberd) declared for this domain"));
+        }
+        for admin in &self.admins {
+            if crate::xmpp::jid::bare_jid(admin).is_err() {
+                problems.push(problem(
+                    &key("admins"),
+                    &format!("{admin:?} is not a bare JID like \"admin@example.org\""),
+                ));
+            }
+        }
+    }
+}
+
+fn problem(key: &str, message: &str) -> Problem {
+    Problem {
+        key: key.into(),
+        message: message.into(),
+        line: None,
+    }
+}
+
+/// The bridges this build can serve.
+pub fn known_bridges() -> Vec<&'static str> {
+    crate::bridges::available()
+}
+
+impl Settings {
+    /// Reads defaults, then `path`, then `ESTUARY__…` environment variables, and validates.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Load(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml(&text, &path.display().to_string(), true)
+    }
+
+    /// Reads settings from TOML text (plus the environment if `with_env`) and validates.
+    pub fn from_toml(text: &str, origin: &str, with_env: bool) -> Result<Settings, ConfigError> {
+        // Parse once with the toml crate first: its errors carry line and column.
+        if let Err(e) = text.parse::<toml::Table>() {
+            return Err(ConfigError::Load(format!("{origin}: {e}")));
+        }
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml));
+        if with_env {
+            builder = builder.add_source(
+                config::Environment::with_prefix("ESTUARY")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            );
+        }
+        let raw = builder
+            .build()
+            .map_err(|e| ConfigError::Load(format!("{origin}: {e}")))?;
+        let mut settings: Settings = raw
+            .clone()
+            .try_deserialize()
+            .map_err(|e| ConfigError::Load(format!("{origin}: {e}")))?;
+        for name in settings.bridges.keys() {
+            let table: serde_json::Value = raw
+                .get(&format!("bridges.{name}"))
+                .map_err(|e| ConfigError::Load(format!("{origin}: bridges.{name}: {e}")))?;
+            settings.bridge_tables.insert(name.clone(), table);
+        }
+        let mut problems = settings.problems();
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            for p in &mut problems {
+                p.line = line_of_key(text, &p.key);
+            }
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        self.xmpp.validate(&mut problems);
+        self.database.validate(&mut problems);
+        let known = known_bridges();
+        if self.bridges.values().all(|b| !b.enabled) {
+            problems.push(problem(
+                "bridges",
+                &format!("no bridge is enabled: add a [bridges.<name>] table (available in this build: {})", known.join(", ")),
+            ));
+        }
+        let mut domains = BTreeMap::new();
+        for (name, bridge) in &self.bridges {
+            if !known.contains(&name.as_str()) {
+                problems.push(problem(
+                    &format!("bridges.{name}"),
+                    &format!(
+                        "unknown bridge (available in this build: {})",
+                        known.join(", ")
+                    ),
+                ));
+                continue;
+            }
+            bridge.validate(name, &mut problems);
+            if let Some(other) = domains.insert(bridge.domain.clone(), name.clone())
+                && !bridge.domain.is_empty()
+            {
+                problems.push(problem(
+                        &format!("bridges.{name}.domain"),
+                        &format!("{} is already used by bridges.{other}: each bridge needs its own component domain", bridge.domain),
+                    ));
+            }
+        }
+        problems
+    }
+
+    /// The enabled bridges, by name.
+    pub fn enabled_bridges(&self) -> impl Iterator<Item = (&String, &BridgeSettings)> {
+        self.bridges.iter().filter(|(_, b)| b.enabled)
+    }
+}
+
+/// Finds the line (1-based) where a dotted key is set in TOML text: the `key =` line inside
+/// the key's table, or the table header itself.
+pub fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    let (table, leaf) = match dotted.rsplit_once('.') {
+        Some((t, l)) => (t, l),
+        None => ("", dotted),
+    };
+    let mut current = String::new();
+    let mut header_line = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            current = line
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
+            if current == dotted {
+                header_line = Some(i + 1);
+            }
+            continue;
+        }
+        if current == table
+            && let Some((k, _)) = line.split_once('=')
+            && k.trim().trim_matches('"') == leaf
+        {
+            return Some(i + 1);
+        }
+    }
+    header_line.or_else(|| {
+        text.lines()
+            .position(|l| l.trim().trim_matches(|c| c == '[' || c == ']').trim() == table)
+            .map(|i| i + 1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[xmpp]
+host = "127.0.0.1"
+port = 5347
+
+[bridges.fake]
+domain = "fake.localhost"
+secret = "s3cret"
+admins = ["admin@localhost"]
+"#;
+
+    #[test]
+    fn good_config_loads_with_defaults() {
+        let s = Settings::from_toml(GOOD, "test", false).expect("valid config");
+        assert_eq!(s.database.url, "sqlite://estuary.db");
+        assert_eq!(s.bridges["fake"].domain, "fake.localhost");
+        assert_eq!(s.xmpp.address(), "127.0.0.1:5347");
+        assert!(s.bridge_tables["fake"].get("domain").is_some());
+    }
+
+    #[test]
+    fn secret_is_redacted_in_debug() {
+        let s = Settings::from_toml(GOOD, "test", false).expect("valid config");
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("s3cret"), "{dbg}");
+    }
+
+    #[test]
+    fn problems_name_key_and_line() {
+        let text = "[bridges.fake]\ndomain = \"fake.localhost\"\nsecret = \"\"\n";
+        let err = Settings::from_toml(text, "test", false).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("line 3: bridges.fake.secret"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_bridge_is_reported() {
+        let text = "[bridges.carrier-pigeon]\ndomain = \"p.localhost\"\nsecret = \"x\"\n";
+        let msg = Settings::from_toml(text, "test", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("line 1: bridges.carrier-pigeon: unknown bridge"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn toml_syntax_error_has_line() {
+        let msg = Settings::from_toml("[xmpp]\nport = = 3\n", "cfg.toml", false)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn bad_database_url_is_reported() {
+        let text = format!("{GOOD}\n[database]\nurl = \"mysql://x\"\n");
+        let msg = Settings::from_toml(&text, "t", false)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("database.url"), "{msg}");
+    }
+}

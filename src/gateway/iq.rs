@@ -1,0 +1,295 @@
+//! IQ routing: disco, version, ping, and hand-off to registration, gateway, commands and MAM.
+
+use super::{Gateway, Target};
+use crate::xmpp::el::a;
+use crate::xmpp::{disco, errors, ns};
+use estuary_bridge_api::ChatKey;
+use std::sync::Arc;
+use tokio_xmpp::jid::{BareJid, Jid};
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::iq::Iq;
+use tokio_xmpp::parsers::stanza_error::StanzaError;
+use tracing::debug;
+
+/// An IQ request, split for handlers.
+pub(super) struct Request {
+    /// Who asked (full JID).
+    pub from: Jid,
+    /// Who was asked (on our domain).
+    pub to: Jid,
+    /// The IQ id.
+    pub id: String,
+    /// `true` for set, `false` for get.
+    pub set: bool,
+    /// The payload.
+    pub payload: Element,
+}
+
+impl Request {
+    /// The asker's bare JID.
+    pub fn user(&self) -> BareJid {
+        self.from.to_bare()
+    }
+}
+
+impl Gateway {
+    pub(super) async fn handle_iq(self: &Arc<Self>, el: Element) {
+        let raw_type = el.attr("type").unwrap_or("").to_string();
+        let raw_id = el.attr("id").map(str::to_string);
+        let raw_from = el.attr("from").and_then(|f| Jid::new(f).ok());
+        let raw_to = el.attr("to").and_then(|t| Jid::new(t).ok());
+        let iq = match Iq::try_from(el) {
+            Ok(iq) => iq,
+            Err(e) => {
+                if matches!(raw_type.as_str(), "get" | "set")
+                    && let (Some(id), Some(from)) = (raw_id, raw_from)
+                {
+                    let to = raw_to.unwrap_or_else(|| self.jid());
+                    self.send(Iq::Error {
+                        from: Some(to),
+                        to: Some(from),
+                        id,
+                        payload: None,
+                        error: errors::bad_request(format!("malformed IQ: {e}")),
+                    })
+                    .await;
+                }
+                return;
+            }
+        };
+        let (from, to, id, set, payload) = match iq {
+            Iq::Get {
+                from,
+                to,
+                id,
+                payload,
+            } => (from, to, id, false, payload),
+            Iq::Set {
+                from,
+                to,
+                id,
+                payload,
+            } => (from, to, id, true, payload),
+            Iq::Result { .. } | Iq::Error { .. } => return, // answers to our own requests
+        };
+        let (Some(from), Some(to)) = (from, to) else {
+            debug!("IQ without from/to ignored");
+            return;
+        };
+        let req = Request {
+            from,
+            to,
+            id,
+            set,
+            payload,
+        };
+        let answer = self.route_iq(&req).await;
+        self.answer(&req, answer).await;
+    }
+
+    /// Sends the result or error for a request.
+    pub(super) async fn answer(&self, req: &Request, answer: Result<Option<Element>, StanzaError>) {
+        let iq = match answer {
+            Ok(payload) => Iq::Result {
+                from: Some(req.to.clone()),
+                to: Some(req.from.clone()),
+                id: req.id.clone(),
+                payload,
+            },
+            Err(error) => Iq::Error {
+                from: Some(req.to.clone()),
+                to: Some(req.from.clone()),
+                id: req.id.clone(),
+                payload: None,
+                error,
+            },
+        };
+        self.send(iq).await;
+    }
+
+    async fn route_iq(self: &Arc<Self>, req: &Request) -> Result<Option<Element>, StanzaError> {
+        let p = &req.payload;
+        let payload_ns = p.ns();
+        let target = self.target(&req.to).map_err(|e| errors::from_bridge(&e))?;
+        match (&target, payload_ns.as_str(), p.name(), req.set) {
+            (_, ns::PING, "ping", false) => self.ping(req, &target),
+            (Target::Domain, ns::DISCO_INFO, "query", false) => self.disco_info_domain(req),
+            (Target::Domain, ns::DISCO_ITEMS, "query", false) => self.disco_items_domain(req).await,
+            (Target::Domain, ns::VERSION, "query", false) => Ok(Some(version())),
+            (Target::Domain, ns::REGISTER, "query", _) => self.handle_register(req).await,
+            (Target::Domain, ns::GATEWAY, "query", _) => self.handle_gateway_iq(req).await,
+            (Target::Domain, ns::COMMANDS, "command", true) => self.handle_command(req).await,
+            (Target::Chat(chat), ns::DISCO_INFO, "query", false) => {
+                Ok(Some(self.disco_info_chat(chat, p.attr("node"))))
+            }
+            (Target::Chat(_), ns::DISCO_ITEMS, "query", false) => {
+                Ok(Some(Element::builder("query", ns::DISCO_ITEMS).build()))
+            }
+            (Target::Chat(ChatKey::Room(room)), ns::MAM, "query", true) => {
+                self.handle_mam(req, room).await
+            }
+            (Target::Chat(ChatKey::Room(_)), ns::MAM, "query", false) => Ok(Some(mam_form())),
+            (Target::Chat(ChatKey::Room(room)), ns::MUC_ADMIN, "query", true) => {
+                self.handle_muc_admin(req, room).await
+            }
+            (Target::Occupant(_, _), ns::DISCO_INFO, "query", false) => Err(
+                errors::service_unavailable("occupants do not answer service discovery"),
+            ),
+            _ => Err(errors::service_unavailable(format!(
+                "{} does not answer <{}/> in {} here",
+                req.to,
+                p.name(),
+                payload_ns
+            ))),
+        }
+    }
+
+    /// XEP-0199 ping, and XEP-0410 MUC self-ping: an occupant answers only to a resource that
+    /// is joined under that nick, so clients rejoin after a gateway restart.
+    fn ping(&self, req: &Request, target: &Target) -> Result<Option<Element>, StanzaError> {
+        if let Target::Occupant(room, nick) = target {
+            let joined = self.session(req.user().as_str()).is_some_and(|s| {
+                s.rooms().get(room).is_some_and(|r| {
+                    r.joined && r.nick == *nick && r.resources.contains(&req.from.to_string())
+                })
+            });
+            if !joined {
+                return Err(errors::not_acceptable(
+                    "you are not joined to this room under this nick: join again",
+                ));
+            }
+        }
+        Ok(None)
+    }
+
+    fn disco_info_domain(&self, req: &Request) -> Result<Option<Element>, StanzaError> {
+        match req.payload.attr("node") {
+            None => Ok(Some(self.disco.to_element(None))),
+            Some(node) if node == ns::COMMANDS => Ok(Some(
+                disco::DiscoInfo {
+                    identity: (
+                        "automation".into(),
+                        "command-list".into(),
+                        "Commands".into(),
+                    ),
+                    features: vec![ns::COMMANDS.into()],
+                }
+                .to_element(Some(node)),
+            )),
+            Some(node) => match self.command(node, &req.user()) {
+                Some(cmd) => Ok(Some(
+                    disco::DiscoInfo {
+                        identity: ("automation".into(), "command-node".into(), cmd.name.into()),
+                        features: vec![ns::COMMANDS.into(), ns::DATA_FORMS.into()],
+                    }
+                    .to_element(Some(node)),
+                )),
+                None => Err(errors::item_not_found(format!("no node {node} here"))),
+            },
+        }
+    }
+
+    async fn disco_items_domain(
+        self: &Arc<Self>,
+        req: &Request,
+    ) -> Result<Option<Element>, StanzaError> {
+        let mut q = Element::builder("query", ns::DISCO_ITEMS).build();
+        let node = req.payload.attr("node");
+        if node == Some(ns::COMMANDS) {
+            crate::xmpp::el::set(&mut q, "node", ns::COMMANDS);
+            for cmd in self.commands_for(&req.user()) {
+                q.append_child(
+                    Element::builder("item", ns::DISCO_ITEMS)
+                        .attr(a("jid"), self.domain.clone())
+                        .attr(a("node"), cmd.node)
+                        .attr(a("name"), cmd.name)
+                        .build(),
+                );
+            }
+            return Ok(Some(q));
+        }
+        if node.is_some() {
+            return Err(errors::item_not_found("no such node"));
+        }
+        if !(self.caps.groups && self.caps.room_list) {
+            return Ok(Some(q));
+        }
+        let Some(session) = self.session(req.user().as_str()) else {
+            return Ok(Some(q)); // rooms are listed once the user has a login
+        };
+        let rooms = session
+            .client
+            .list_rooms()
+            .await
+            .map_err(|e| errors::from_bridge(&e))?;
+        for r in rooms {
+            if let Some(jid) = self.chat_jid(&ChatKey::Room(r.id.clone())) {
+                let name = match r.members {
+                    Some(n) => format!("{} ({n})", r.name),
+                    None => r.name.clone(),
+                };
+                q.append_child(
+                    Element::builder("item", ns::DISCO_ITEMS)
+                        .attr(a("jid"), jid.to_string())
+                        .attr(a("name"), name)
+                        .build(),
+                );
+            }
+        }
+        Ok(Some(q))
+    }
+
+    fn disco_info_chat(&self, chat: &ChatKey, node: Option<&str>) -> Element {
+        match chat {
+            ChatKey::Room(r) => disco::room(&self.info, &self.caps, r.as_str()).to_element(node),
+            ChatKey::Direct(u) => {
+                disco::contact(&self.info, &self.caps, u.as_str()).to_element(node)
+            }
+            ChatKey::Service(s) => disco::DiscoInfo {
+                identity: ("gateway".into(), self.info.disco_type.clone(), s.clone()),
+                features: vec![ns::DISCO_INFO.into()],
+            }
+            .to_element(node),
+        }
+    }
+}
+
+/// XEP-0092 answer.
+fn version() -> Element {
+    Element::builder("query", ns::VERSION)
+        .append(
+            Element::builder("name", ns::VERSION)
+                .append("Estuary")
+                .build(),
+        )
+        .append(
+            Element::builder("version", ns::VERSION)
+                .append(env!("CARGO_PKG_VERSION"))
+                .build(),
+        )
+        .build()
+}
+
+/// The XEP-0313 query form (fields a room archive can filter on).
+fn mam_form() -> Element {
+    let field = |var: &'static str, type_: &'static str| {
+        Element::builder("field", ns::DATA_FORMS)
+            .attr(a("var"), var)
+            .attr(a("type"), type_)
+            .build()
+    };
+    let mut x = Element::builder("x", ns::DATA_FORMS)
+        .attr(a("type"), "form")
+        .build();
+    let mut form_type = field("FORM_TYPE", "hidden");
+    form_type.append_child(
+        Element::builder("value", ns::DATA_FORMS)
+            .append(ns::MAM)
+            .build(),
+    );
+    x.append_child(form_type);
+    x.append_child(field("with", "jid-single"));
+    x.append_child(field("start", "text-single"));
+    x.append_child(field("end", "text-single"));
+    Element::builder("query", ns::MAM).append(x).build()
+}

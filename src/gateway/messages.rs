@@ -1,0 +1,348 @@
+//! Messages from XMPP users to the network ("handle-local" for messages).
+
+use super::session::Session;
+use super::{Gateway, Target};
+use crate::db::ArchivedMessage;
+use crate::xmpp::errors;
+use crate::xmpp::message::{self as msg, Inbound};
+use estuary_bridge_api::{BridgeError, ChatKey, ErrorKind, Outgoing, RemoteMessageId};
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio_xmpp::jid::Jid;
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::message::{Id, Message, MessageType};
+use tokio_xmpp::parsers::stanza_error::StanzaError;
+use tracing::{debug, warn};
+
+impl Gateway {
+    pub(super) async fn handle_message(self: &Arc<Self>, el: Element) {
+        let message = match Message::try_from(el.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                if let (Some(from), Some(to)) = (
+                    el.attr("from").and_then(|f| Jid::new(f).ok()),
+                    el.attr("to").and_then(|t| Jid::new(t).ok()),
+                ) {
+                    let id = el.attr("id").map(str::to_string);
+                    self.bounce(
+                        to,
+                        from,
+                        id,
+                        errors::bad_request(format!("malformed message: {e}")),
+                    )
+                    .await;
+                }
+                return;
+            }
+        };
+        let (Some(from), Some(to)) = (message.from.clone(), message.to.clone()) else {
+            return;
+        };
+        if message.type_ == MessageType::Error {
+            debug!("a client bounced one of our messages; ignored");
+            return;
+        }
+        let user = from.to_bare();
+        let id = message.id.as_ref().map(|i| i.0.clone());
+        if !self.allowed(&user) {
+            self.bounce(to, from, id, self.not_allowed_error()).await;
+            return;
+        }
+        let inbound = msg::read(&message);
+        let target = match self.target(&to) {
+            Ok(t) => t,
+            Err(e) => {
+                self.bounce(to, from, id, errors::from_bridge(&e)).await;
+                return;
+            }
+        };
+        let chat = match target {
+            Target::Domain => {
+                if inbound.body.is_some() {
+                    let mut reply = Message::new_with_type(MessageType::Chat, Some(from.clone()));
+                    reply.from = Some(self.jid());
+                    reply.bodies.insert(Default::default(), format!(
+                        "This is the {} gateway. Register with it from your client's service discovery, then write to contacts as name@{} or join rooms from the room list. Commands are under the gateway's ad-hoc commands.",
+                        self.info.name, self.domain
+                    ));
+                    self.send(reply).await;
+                }
+                return;
+            }
+            Target::Chat(chat) => chat,
+            Target::Occupant(room, nick) => {
+                // A private message to an occupant goes to the person behind the nick.
+                let user_id = self.session(user.as_str()).and_then(|s| {
+                    s.rooms()
+                        .get(&room)
+                        .and_then(|r| r.members.get(&nick).and_then(|m| m.user.clone()))
+                });
+                match user_id {
+                    Some(u) => ChatKey::Direct(u),
+                    None => {
+                        self.bounce(
+                            to,
+                            from,
+                            id,
+                            errors::item_not_found(format!("{nick} is not in the room")),
+                        )
+                        .await;
+                        return;
+                    }
+                }
+            }
+        };
+        let session = match self.session_or_open(user.as_str()).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.bounce(to, from, id, e).await;
+                return;
+            }
+        };
+        if let Err(e) = self
+            .forward_message(&session, &from, &to, &chat, message.type_, inbound)
+            .await
+        {
+            self.bounce(to, from, id, errors::from_bridge(&e)).await;
+        }
+    }
+
+    /// Sends an error message back to the user.
+    pub(super) async fn bounce(&self, from: Jid, to: Jid, id: Option<String>, error: StanzaError) {
+        let mut m = Message::new_with_type(MessageType::Error, Some(to));
+        m.from = Some(from);
+        m.id = id.map(Id);
+        m.payloads.push(error.into());
+        self.send(m).await;
+    }
+
+    /// Looks an XMPP message id up in the message map.
+    async fn remote_id(
+        &self,
+        user: &str,
+        chat: &ChatKey,
+        xmpp_id: &str,
+    ) -> Result<RemoteMessageId, BridgeError> {
+        match self
+            .db
+            .remote_id_for(&self.bridge, user, &chat_key(chat), xmpp_id)
+            .await
+        {
+            Ok(Some(id)) => Ok(RemoteMessageId::new(id)),
+            Ok(None) => Err(BridgeError::not_found(format!(
+                "the message {xmpp_id} is not known to the gateway (too old, or never bridged)"
+            ))),
+            Err(e) => Err(BridgeError::internal(format!("the database failed: {e}"))),
+        }
+    }
+
+    async fn remember(&self, user: &str, chat: &ChatKey, xmpp_id: &str, remote: &RemoteMessageId) {
+        if let Err(e) = self
+            .db
+            .map_message(
+                &self.bridge,
+                user,
+                &chat_key(chat),
+                xmpp_id,
+                remote.as_str(),
+            )
+            .await
+        {
+            warn!(bridge = %self.bridge, "cannot store the message map: {e}");
+        }
+    }
+
+    async fn forward_message(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        from: &Jid,
+        to: &Jid,
+        chat: &ChatKey,
+        type_: MessageType,
+        inbound: Inbound,
+    ) -> Result<(), BridgeError> {
+        let user = session.user.as_str();
+        let caps = &self.caps;
+        let is_room = matches!(chat, ChatKey::Room(_));
+        if is_room && type_ != MessageType::Groupchat {
+            return Err(BridgeError::bad_request(
+                "messages to a room must be of type groupchat",
+            ));
+        }
+        if let ChatKey::Room(room) = chat {
+            let joined = session
+                .rooms()
+                .get(room)
+                .is_some_and(|r| r.joined && r.resources.contains(&from.to_string()));
+            if !joined {
+                return Err(BridgeError::new(
+                    ErrorKind::NotAcceptable,
+                    "you are not in this room: join it first",
+                ));
+            }
+            if let Some(subject) = &inbound.subject
+                && inbound.body.is_none()
+            {
+                if !caps.set_topic {
+                    return Err(BridgeError::unsupported("changing the topic"));
+                }
+                return session
+                    .client
+                    .set_topic(room.clone(), subject.clone())
+                    .await;
+            }
+        }
+        if let Some(target) = &inbound.retract {
+            if !caps.retractions {
+                return Err(BridgeError::unsupported("retracting a message"));
+            }
+            let remote = self.remote_id(user, chat, target).await?;
+            return session.client.send_retraction(chat.clone(), remote).await;
+        }
+        if let Some((target, reactions)) = &inbound.reactions {
+            if !caps.reactions {
+                return Err(BridgeError::unsupported("reactions"));
+            }
+            let remote = self.remote_id(user, chat, target).await?;
+            return session
+                .client
+                .send_reaction(chat.clone(), remote, reactions.clone())
+                .await;
+        }
+        if let Some(body) = &inbound.body {
+            if body.trim().is_empty() {
+                return Ok(());
+            }
+            if let Some(max) = caps.max_body_bytes
+                && body.len() > max.saturating_mul(16)
+            {
+                return Err(BridgeError::new(
+                    ErrorKind::NotAcceptable,
+                    format!(
+                        "the message is {} bytes; this network takes at most {} per message (the gateway splits up to 16 of them)",
+                        body.len(),
+                        max
+                    ),
+                ));
+            }
+            let sent = if let Some(target) = &inbound.replace {
+                if !caps.edits {
+                    return Err(BridgeError::unsupported("correcting a message"));
+                }
+                let remote = self.remote_id(user, chat, target).await?;
+                session
+                    .client
+                    .send_edit(chat.clone(), remote, body.clone())
+                    .await?
+            } else {
+                let reply_to = match &inbound.reply_to {
+                    Some(r) if caps.replies => self.remote_id(user, chat, r).await.ok(),
+                    _ => None,
+                };
+                session
+                    .client
+                    .send_message(Outgoing {
+                        chat: chat.clone(),
+                        body: body.clone(),
+                        kind: inbound.kind,
+                        origin_id: inbound.key().map(str::to_string),
+                        reply_to,
+                    })
+                    .await?
+            };
+            self.count(|s| s.messages_out += 1);
+            if let (Some(key), Some(remote)) = (inbound.key(), &sent.id) {
+                self.remember(user, chat, key, remote).await;
+            }
+            if inbound.wants_receipt && !is_room && !caps.receipts {
+                // The network has no receipts: acknowledge that the gateway delivered it.
+                if let Some(id) = &inbound.id {
+                    let mut m = Message::new_with_type(MessageType::Chat, Some(from.clone()));
+                    m.from = Some(Jid::from(to.to_bare()));
+                    m.payloads.push(msg::receipt(id));
+                    self.send(m).await;
+                }
+            }
+            if let ChatKey::Room(room) = chat
+                && !sent.will_echo
+            {
+                let nick = session
+                    .rooms()
+                    .get(room)
+                    .map(|r| r.nick.clone())
+                    .unwrap_or_default();
+                let echo = estuary_bridge_api::RemoteMessage {
+                    chat: chat.clone(),
+                    sender: estuary_bridge_api::Sender {
+                        user: estuary_bridge_api::RemoteUserId::new(nick.clone()),
+                        nick: Some(nick),
+                        is_from_me: true,
+                    },
+                    id: sent.id.clone(),
+                    body: body.clone(),
+                    kind: inbound.kind,
+                    at: None,
+                    reply_to: None,
+                    echo_of: inbound.key().map(str::to_string),
+                };
+                self.room_message(session, echo).await;
+            }
+            return Ok(());
+        }
+        if let Some(up_to) = &inbound.displayed
+            && caps.read_markers
+            && let Ok(remote) = self.remote_id(user, chat, up_to).await
+        {
+            let _ = session.client.send_read_marker(chat.clone(), remote).await;
+        }
+        if let Some(state) = inbound.chat_state
+            && caps.chat_states
+            && !is_room
+        {
+            // Typing notifications are best effort: a failure is not worth an error.
+            let _ = session.client.send_chat_state(chat.clone(), state).await;
+        }
+        Ok(())
+    }
+
+    /// Appends a room message to the archive and returns its stanza id.
+    pub(super) async fn archive(
+        &self,
+        user: &str,
+        room_key: &str,
+        nick: &str,
+        body: &str,
+        at: SystemTime,
+        remote: Option<&RemoteMessageId>,
+    ) -> String {
+        let stanza_id = uuid::Uuid::new_v4().to_string();
+        let at_ms = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let row = ArchivedMessage {
+            stanza_id: stanza_id.clone(),
+            from_nick: nick.to_string(),
+            body: body.to_string(),
+            at_ms,
+            remote_id: remote.map(|r| r.to_string()),
+        };
+        if let Err(e) = self
+            .db
+            .archive_append(&self.bridge, user, room_key, &row)
+            .await
+        {
+            warn!(bridge = %self.bridge, "cannot archive a room message: {e}");
+        }
+        stanza_id
+    }
+}
+
+/// The message-map key of a chat.
+pub(super) fn chat_key(chat: &ChatKey) -> String {
+    match chat {
+        ChatKey::Direct(u) => format!("u:{u}"),
+        ChatKey::Room(r) => format!("r:{r}"),
+        ChatKey::Service(s) => format!("s:{s}"),
+    }
+}

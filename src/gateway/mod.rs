@@ -1,0 +1,417 @@
+//! A gateway: the core's service for one bridge on one component domain.
+//!
+//! Stanzas from the XMPP server arrive through the [`link`](crate::xmpp::link) and are
+//! handled in order per user (one worker task per user); events from the bridge's clients
+//! arrive on one queue and are turned into stanzas. Only the gateway touches the link, the
+//! database and the message map; the bridge sees typed commands and events only.
+
+mod adhoc;
+mod iq;
+mod mam;
+mod messages;
+mod presence;
+mod register;
+mod remote;
+pub mod session;
+
+use crate::config::{BridgeSettings, Settings};
+use crate::db::Database;
+use crate::xmpp::disco::{self, DiscoInfo};
+use crate::xmpp::escape::{escape_local, unescape_local};
+use crate::xmpp::link::{self, LinkConfig, LinkError, LinkHandle};
+use crate::xmpp::{errors, jid as jidutil};
+use estuary_bridge_api::{
+    BridgeError, BridgeInfo, Capabilities, ChatKey, Connector, EventRouter, EventSink, FormValues,
+    LoginId, RemoteChatId, RemoteEvent, StoredLogin, User,
+};
+use session::{Session, lock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio_xmpp::jid::{BareJid, Jid};
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::stanza_error::StanzaError;
+use tracing::{Instrument, info, info_span, warn};
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The bridge refused its configuration.
+    #[error("bridge {bridge}: {message}")]
+    Bridge {
+        /// Which bridge.
+        bridge: String,
+        /// What it said.
+        message: String,
+    },
+    /// The XMPP server refused the component.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+}
+
+/// What a JID on the component domain names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The gateway domain itself.
+    Domain,
+    /// A contact, room (bare) or service.
+    Chat(ChatKey),
+    /// An occupant of a room: `room@gw/nick`.
+    Occupant(RemoteChatId, String),
+}
+
+/// Counters for the admin `stats` command.
+#[derive(Default, Debug)]
+pub struct Stats {
+    /// Stanzas received from the XMPP server.
+    pub stanzas_in: u64,
+    /// Messages sent to the network.
+    pub messages_out: u64,
+    /// Events received from the network.
+    pub events_in: u64,
+}
+
+/// The core's service for one bridge.
+pub struct Gateway {
+    /// The bridge's config name and database key (`irc`).
+    pub bridge: String,
+    /// The component domain.
+    pub domain: String,
+    domain_jid: BareJid,
+    connector: Arc<dyn Connector>,
+    info: BridgeInfo,
+    caps: Capabilities,
+    db: Database,
+    link: LinkHandle,
+    settings: BridgeSettings,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    workers: Mutex<HashMap<String, mpsc::Sender<Element>>>,
+    events_tx: mpsc::Sender<(String, LoginId, RemoteEvent)>,
+    disco: DiscoInfo,
+    stats: Mutex<Stats>,
+    started: Instant,
+}
+
+/// Starts the gateway for bridge `name`: connects the component (a refusal is returned),
+/// starts the bridge, and brings every stored login back.
+pub async fn start(
+    name: &str,
+    settings: &Settings,
+    connector: Arc<dyn Connector>,
+    db: Database,
+) -> Result<Arc<Gateway>, StartError> {
+    let bridge = settings
+        .bridges
+        .get(name)
+        .cloned()
+        .ok_or_else(|| StartError::Bridge {
+            bridge: name.into(),
+            message: "no such bridge in the configuration".into(),
+        })?;
+    let domain_jid = jidutil::domain_jid(&bridge.domain).map_err(|e| StartError::Bridge {
+        bridge: name.into(),
+        message: format!("domain {}: {e}", bridge.domain),
+    })?;
+    let (inbound_tx, inbound_rx) = mpsc::channel::<Element>(1024);
+    let cfg = LinkConfig {
+        address: settings.xmpp.address(),
+        domain: bridge.domain.clone(),
+        secret: bridge.secret.clone(),
+        ping_to: settings
+            .xmpp
+            .server_domain
+            .clone()
+            .unwrap_or_else(|| jidutil::parent_domain(&bridge.domain)),
+        ping_interval: settings.xmpp.ping_interval(),
+        ping_timeout: settings.xmpp.ping_timeout(),
+        reconnect_max: std::time::Duration::from_secs(settings.xmpp.reconnect_max_secs.max(1)),
+        memory_limit: settings.xmpp.queue_memory_limit,
+        bridge: name.to_string(),
+    };
+    let link = link::start(cfg, db.clone(), inbound_tx).await?;
+    let (events_tx, events_rx) = mpsc::channel(4096);
+    let info = connector.info();
+    let caps = connector.capabilities();
+    let gateway = Arc::new(Gateway {
+        bridge: name.to_string(),
+        domain: bridge.domain.clone(),
+        domain_jid,
+        disco: disco::gateway(&info, &caps),
+        connector,
+        info,
+        caps,
+        db,
+        link,
+        settings: bridge,
+        sessions: Mutex::new(HashMap::new()),
+        workers: Mutex::new(HashMap::new()),
+        events_tx: events_tx.clone(),
+        stats: Mutex::new(Stats::default()),
+        started: Instant::now(),
+    });
+    tokio::spawn(Arc::clone(&gateway).dispatch_inbound(inbound_rx));
+    tokio::spawn(Arc::clone(&gateway).dispatch_events(events_rx));
+    gateway
+        .connector
+        .start(EventRouter::new(events_tx))
+        .await
+        .map_err(|e| StartError::Bridge {
+            bridge: name.into(),
+            message: e.text,
+        })?;
+    gateway.restore_logins().await;
+    info!(bridge = %name, domain = %gateway.domain, "gateway started");
+    Ok(gateway)
+}
+
+impl Gateway {
+    /// Brings every stored login back (after a restart).
+    async fn restore_logins(self: &Arc<Self>) {
+        let logins = match self.db.list_logins(&self.bridge).await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(bridge = %self.bridge, "cannot list stored logins: {e}");
+                return;
+            }
+        };
+        for login in logins {
+            if let Err(e) = self
+                .open_session(
+                    &login.user,
+                    login.login_id.clone().into(),
+                    login.fields,
+                    login.metadata,
+                )
+                .await
+            {
+                warn!(bridge = %self.bridge, user = %login.user, "cannot restore the login: {}", e.text);
+            }
+        }
+    }
+
+    /// Creates (or replaces) a user's session from login data and connects it.
+    async fn open_session(
+        self: &Arc<Self>,
+        user: &str,
+        login: LoginId,
+        fields: FormValues,
+        metadata: serde_json::Value,
+    ) -> Result<Arc<Session>, BridgeError> {
+        let stored = StoredLogin {
+            id: login.clone(),
+            user: User {
+                jid: user.to_string(),
+            },
+            fields,
+            metadata,
+        };
+        let sink = EventSink::new(user, login.clone(), self.events_tx.clone());
+        let client = self.connector.load_login(&stored, sink).await?;
+        let session = Arc::new(Session::new(user.to_string(), login, client));
+        let old = lock(&self.sessions).insert(user.to_string(), Arc::clone(&session));
+        if let Some(old) = old {
+            old.client.disconnect().await;
+        }
+        let s = Arc::clone(&session);
+        let span = info_span!("connect", bridge = %self.bridge, user = %user, login = %s.login);
+        tokio::spawn(async move { s.client.connect().await }.instrument(span));
+        Ok(session)
+    }
+
+    /// The user's session, if any.
+    pub fn session(&self, user: &str) -> Option<Arc<Session>> {
+        lock(&self.sessions).get(user).cloned()
+    }
+
+    /// The user's session, created on first use where the bridge needs no registration.
+    async fn session_or_open(self: &Arc<Self>, user: &str) -> Result<Arc<Session>, StanzaError> {
+        if let Some(s) = self.session(user) {
+            return Ok(s);
+        }
+        if self.caps.requires_registration {
+            return Err(errors::registration_required(format!(
+                "You have no login on {}: register first (in Gajim: Accounts → Discover Services → {} → Register; in Conversations: the gateway's contact details → Register)",
+                self.info.name, self.domain
+            )));
+        }
+        let login = LoginId::new(user);
+        let empty = FormValues::default();
+        let meta = serde_json::Value::Object(Default::default());
+        if let Err(e) = self
+            .db
+            .save_login(&self.bridge, user, login.as_str(), &empty, &[], &meta)
+            .await
+        {
+            warn!(bridge = %self.bridge, user, "cannot store the automatic login: {e}");
+        }
+        self.open_session(user, login, empty, meta)
+            .await
+            .map_err(|e| errors::from_bridge(&e))
+    }
+
+    /// Whether this user may use the gateway (`allowed_domains`).
+    fn allowed(&self, user: &BareJid) -> bool {
+        self.settings.allowed_domains.is_empty()
+            || self
+                .settings
+                .allowed_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(user.domain().as_str()))
+    }
+
+    fn not_allowed_error(&self) -> StanzaError {
+        errors::forbidden(format!(
+            "{} serves only users of {}",
+            self.domain,
+            self.settings.allowed_domains.join(", ")
+        ))
+    }
+
+    /// Whether this user is a configured admin.
+    fn is_admin(&self, user: &BareJid) -> bool {
+        self.settings
+            .admins
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(user.as_str()))
+    }
+
+    /// Queues a stanza for the XMPP server.
+    async fn send(&self, stanza: impl Into<Element>) {
+        self.link.send(stanza).await;
+    }
+
+    /// What a JID on our domain names.
+    fn target(&self, to: &Jid) -> Result<Target, BridgeError> {
+        let Some(node) = to.node() else {
+            return Ok(Target::Domain);
+        };
+        let local = unescape_local(node.as_str());
+        let key = self.connector.parse_local_part(&local)?;
+        match (key, to.resource()) {
+            (ChatKey::Room(room), Some(nick)) => {
+                Ok(Target::Occupant(room, nick.as_str().to_string()))
+            }
+            (key, _) => Ok(Target::Chat(key)),
+        }
+    }
+
+    /// The JID of a chat on our domain.
+    fn chat_jid(&self, chat: &ChatKey) -> Option<BareJid> {
+        let local = match chat {
+            ChatKey::Direct(u) => self.connector.contact_local_part(u),
+            ChatKey::Room(r) => self.connector.room_local_part(r),
+            ChatKey::Service(s) => s.clone(),
+        };
+        match jidutil_on_domain(&escape_local(&local), &self.domain) {
+            Ok(j) => Some(j),
+            Err(e) => {
+                warn!(bridge = %self.bridge, "no JID for {chat:?}: {e}");
+                None
+            }
+        }
+    }
+
+    /// `room@gw/nick`.
+    fn occupant_jid(&self, room: &RemoteChatId, nick: &str) -> Option<Jid> {
+        let bare = self.chat_jid(&ChatKey::Room(room.clone()))?;
+        Jid::new(&format!("{bare}/{nick}")).ok()
+    }
+
+    /// The gateway's own JID.
+    fn jid(&self) -> Jid {
+        Jid::from(self.domain_jid.clone())
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Stats)) {
+        f(&mut lock(&self.stats));
+    }
+
+    /// Reads stanzas from the link and hands each to its user's worker.
+    async fn dispatch_inbound(self: Arc<Self>, mut rx: mpsc::Receiver<Element>) {
+        while let Some(el) = rx.recv().await {
+            self.count(|s| s.stanzas_in += 1);
+            let from = el
+                .attr("from")
+                .and_then(|f| Jid::new(f).ok())
+                .map(|j| j.to_bare().to_string())
+                .unwrap_or_default();
+            let tx = {
+                let mut workers = lock(&self.workers);
+                match workers.get(&from) {
+                    Some(tx) if !tx.is_closed() => tx.clone(),
+                    _ => {
+                        let (tx, wrx) = mpsc::channel(256);
+                        tokio::spawn(Arc::clone(&self).user_worker(from.clone(), wrx));
+                        workers.insert(from.clone(), tx.clone());
+                        tx
+                    }
+                }
+            };
+            if tx.send(el).await.is_err() {
+                warn!(bridge = %self.bridge, user = %from, "a user's stanza worker stopped; stanza dropped");
+            }
+        }
+    }
+
+    /// Handles one user's stanzas in order; ends after a while without any.
+    async fn user_worker(self: Arc<Self>, user: String, mut rx: mpsc::Receiver<Element>) {
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(300), rx.recv()).await {
+                Ok(Some(el)) => {
+                    let span = info_span!("stanza", bridge = %self.bridge, user = %user, kind = %el.name(), id = el.attr("id").unwrap_or(""));
+                    self.handle_stanza(el).instrument(span).await;
+                }
+                Ok(None) => return,
+                Err(_) => {
+                    let mut workers = lock(&self.workers);
+                    if rx.is_empty() {
+                        workers.remove(&user);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle_stanza(self: &Arc<Self>, el: Element) {
+        match el.name() {
+            "iq" => self.handle_iq(el).await,
+            "message" => self.handle_message(el).await,
+            "presence" => self.handle_presence(el).await,
+            other => warn!(bridge = %self.bridge, "ignoring a <{other}/> from the server"),
+        }
+    }
+
+    /// Reads bridge events and turns them into stanzas.
+    async fn dispatch_events(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<(String, LoginId, RemoteEvent)>,
+    ) {
+        while let Some((user, login, event)) = rx.recv().await {
+            self.count(|s| s.events_in += 1);
+            let span =
+                info_span!("remote_event", bridge = %self.bridge, user = %user, login = %login);
+            self.handle_remote(&user, event).instrument(span).await;
+        }
+    }
+
+    /// Stops the bridge's clients and the link; queued stanzas are kept in the database.
+    pub async fn shutdown(&self) {
+        let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
+        for s in sessions {
+            s.client.disconnect().await;
+        }
+        self.connector.stop().await;
+        self.link.shutdown().await;
+    }
+
+    /// The link's state, for tests and health checks.
+    pub fn link_state(&self) -> crate::xmpp::link::LinkState {
+        self.link.state()
+    }
+}
+
+fn jidutil_on_domain(local: &str, domain: &str) -> Result<BareJid, String> {
+    BareJid::new(&format!("{local}@{domain}")).map_err(|e| e.to_string())
+}

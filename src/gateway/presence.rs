@@ -1,0 +1,545 @@
+//! Presences from XMPP users: the gateway's own presence, contact subscriptions, and MUC
+//! joins, nick changes and leaves.
+
+use super::iq::Request;
+use super::session::{Room, Session, describe};
+use super::{Gateway, Target};
+use crate::xmpp::muc::{self, Occupant};
+use crate::xmpp::{errors, ns};
+use estuary_bridge_api::{ChatKey, JoinRequest, LoginState, RemoteChatId};
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio_xmpp::jid::Jid;
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::message::{Message, MessageType};
+use tokio_xmpp::parsers::presence::{Presence, Show, Type as PresenceType};
+use tokio_xmpp::parsers::stanza_error::StanzaError;
+use tracing::{debug, info, warn};
+
+impl Gateway {
+    pub(super) async fn handle_presence(self: &Arc<Self>, el: Element) {
+        let presence = match Presence::try_from(el) {
+            Ok(p) => p,
+            Err(e) => {
+                debug!("malformed presence ignored: {e}");
+                return;
+            }
+        };
+        let (Some(from), Some(to)) = (presence.from.clone(), presence.to.clone()) else {
+            return;
+        };
+        let user = from.to_bare();
+        let target = match self.target(&to) {
+            Ok(t) => t,
+            Err(e) => {
+                if presence.type_ == PresenceType::None && to.resource().is_some() {
+                    self.send(muc::error_presence(to, from, errors::from_bridge(&e)))
+                        .await;
+                }
+                return;
+            }
+        };
+        if !self.allowed(&user) {
+            if matches!(presence.type_, PresenceType::None | PresenceType::Subscribe) {
+                let mut p = Presence::new(PresenceType::Error)
+                    .with_from(to)
+                    .with_to(from);
+                p.payloads.push(self.not_allowed_error().into());
+                self.send(p).await;
+            }
+            return;
+        }
+        match target {
+            Target::Domain => self.domain_presence(&presence, from).await,
+            Target::Chat(ChatKey::Room(room)) => {
+                // A presence to the bare room JID: nothing to join (no nick).
+                if presence.type_ == PresenceType::None {
+                    let err = errors::bad_request("join with a nick: room@gateway/nick");
+                    self.send(muc::error_presence(to, from, err)).await;
+                }
+                let _ = room;
+            }
+            Target::Chat(chat) => self.contact_presence(&presence, from, to, chat).await,
+            Target::Occupant(room, nick) => {
+                self.room_presence(&presence, from, to, room, nick).await
+            }
+        }
+    }
+
+    /// The gateway's presence for a user: reflects the login state, carries caps.
+    pub(super) fn gateway_presence(&self, to: Jid, state: Option<&LoginState>) -> Presence {
+        let mut p = match state {
+            None => {
+                let mut p = Presence::available();
+                p.set_status(
+                    "en",
+                    if self.caps.requires_registration {
+                        "Not registered"
+                    } else {
+                        "Ready"
+                    },
+                );
+                p
+            }
+            Some(LoginState::Connected) => Presence::available(),
+            Some(LoginState::Connecting) | Some(LoginState::TransientDisconnect(_)) => {
+                Presence::available().with_show(Show::Xa)
+            }
+            Some(LoginState::BadCredentials(_)) => Presence::available().with_show(Show::Dnd),
+            Some(LoginState::LoggedOut(_)) => Presence::unavailable(),
+        };
+        if let Some(s) = state
+            && *s != LoginState::Connected
+        {
+            p.set_status("en", describe(s));
+        }
+        p.from = Some(self.jid());
+        p.to = Some(to);
+        p.payloads.push(self.disco.caps_element());
+        p
+    }
+
+    async fn domain_presence(self: &Arc<Self>, presence: &Presence, from: Jid) {
+        let user = from.to_bare();
+        match presence.type_ {
+            PresenceType::None => {
+                let registered = self
+                    .db
+                    .get_login(&self.bridge, user.as_str())
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some();
+                let session = match self.session(user.as_str()) {
+                    Some(s) => Some(s),
+                    None if registered || !self.caps.requires_registration => {
+                        self.session_or_open(user.as_str()).await.ok()
+                    }
+                    None => None,
+                };
+                let state = session.as_ref().map(|s| {
+                    s.resources().insert(from.to_string());
+                    s.state()
+                });
+                self.send(self.gateway_presence(from, state.as_ref())).await;
+            }
+            PresenceType::Unavailable => {
+                if let Some(s) = self.session(user.as_str()) {
+                    s.resources().remove(&from.to_string());
+                }
+            }
+            PresenceType::Probe => {
+                let state = self.session(user.as_str()).map(|s| s.state());
+                self.send(self.gateway_presence(Jid::from(user), state.as_ref()))
+                    .await;
+            }
+            PresenceType::Subscribe => {
+                let to = Jid::from(user.clone());
+                self.send(
+                    Presence::subscribed()
+                        .with_from(self.jid())
+                        .with_to(to.clone()),
+                )
+                .await;
+                let state = self.session(user.as_str()).map(|s| s.state());
+                self.send(self.gateway_presence(to, state.as_ref())).await;
+            }
+            PresenceType::Unsubscribe => {
+                self.send(
+                    Presence::new(PresenceType::Unsubscribed)
+                        .with_from(self.jid())
+                        .with_to(Jid::from(user)),
+                )
+                .await;
+            }
+            _ => {}
+        }
+    }
+
+    async fn contact_presence(&self, presence: &Presence, from: Jid, to: Jid, chat: ChatKey) {
+        let user = from.to_bare();
+        let contact = Jid::from(to.to_bare());
+        match presence.type_ {
+            PresenceType::Subscribe => {
+                self.send(
+                    Presence::subscribed()
+                        .with_from(contact.clone())
+                        .with_to(Jid::from(user.clone())),
+                )
+                .await;
+                if let ChatKey::Direct(id) = &chat
+                    && let Err(e) = self
+                        .db
+                        .upsert_contact(&self.bridge, user.as_str(), id.as_str(), None)
+                        .await
+                {
+                    warn!(bridge = %self.bridge, "cannot remember the contact: {e}");
+                }
+            }
+            PresenceType::Unsubscribe => {
+                self.send(
+                    Presence::new(PresenceType::Unsubscribed)
+                        .with_from(contact)
+                        .with_to(Jid::from(user)),
+                )
+                .await;
+            }
+            PresenceType::Probe => {
+                // Presence of foreign people arrives as events; nothing known yet means nothing to say.
+            }
+            _ => {}
+        }
+    }
+
+    async fn room_presence(
+        self: &Arc<Self>,
+        presence: &Presence,
+        from: Jid,
+        to: Jid,
+        room: RemoteChatId,
+        nick: String,
+    ) {
+        if !self.caps.groups {
+            self.send(muc::error_presence(
+                to,
+                from,
+                errors::not_implemented(format!("{} has no group chats", self.info.name)),
+            ))
+            .await;
+            return;
+        }
+        let user = from.to_bare();
+        let resource = from.to_string();
+        match presence.type_ {
+            PresenceType::Unavailable => {
+                self.leave_room(user.as_str(), &resource, &room, &nick)
+                    .await
+            }
+            PresenceType::Error => {
+                self.leave_room(user.as_str(), &resource, &room, &nick)
+                    .await
+            }
+            PresenceType::None => {
+                let session = match self.session_or_open(user.as_str()).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.send(muc::error_presence(to, from, e)).await;
+                        return;
+                    }
+                };
+                let intent = muc::read_join(&presence.payloads);
+                enum Next {
+                    AlreadyIn,
+                    ChangeNick(String),
+                    ResourceJoins,
+                    AskNetwork,
+                    Wait,
+                }
+                let next = {
+                    let mut rooms = session.rooms();
+                    let r = rooms.entry(room.clone()).or_default();
+                    if r.joined && r.resources.contains(&resource) {
+                        if r.nick != nick && !intent.is_join {
+                            Next::ChangeNick(r.nick.clone())
+                        } else {
+                            Next::AlreadyIn
+                        }
+                    } else if r.joined {
+                        r.resources.insert(resource.clone());
+                        Next::ResourceJoins
+                    } else {
+                        let first = r.pending.is_empty();
+                        r.pending
+                            .push((resource.clone(), nick.clone(), intent.clone()));
+                        if first { Next::AskNetwork } else { Next::Wait }
+                    }
+                };
+                match next {
+                    Next::AlreadyIn => {
+                        // A client that lost track of its join: send the room state again.
+                        let existing = session
+                            .rooms()
+                            .get(&room)
+                            .map(|r| r.resources.contains(&resource))
+                            .unwrap_or(false);
+                        if existing && intent.is_join {
+                            self.send_room_state(
+                                &session,
+                                &room,
+                                &resource,
+                                intent.max_stanzas,
+                                intent.since.as_deref(),
+                                false,
+                            )
+                            .await;
+                        }
+                    }
+                    Next::ChangeNick(_old) => {
+                        if !self.caps.nick_changes {
+                            self.send(muc::error_presence(
+                                to,
+                                from,
+                                errors::not_implemented("this network does not allow nick changes"),
+                            ))
+                            .await;
+                        } else if let Err(e) =
+                            session.client.set_nick(room.clone(), nick.clone()).await
+                        {
+                            self.send(muc::error_presence(to, from, errors::from_bridge(&e)))
+                                .await;
+                        }
+                    }
+                    Next::ResourceJoins => {
+                        self.send_room_state(
+                            &session,
+                            &room,
+                            &resource,
+                            intent.max_stanzas,
+                            intent.since.as_deref(),
+                            false,
+                        )
+                        .await;
+                    }
+                    Next::AskNetwork => {
+                        info!(bridge = %self.bridge, user = %user, room = %room, "joining");
+                        let join = JoinRequest {
+                            room: room.clone(),
+                            nick: nick.clone(),
+                            password: intent.password.clone(),
+                        };
+                        if let Err(e) = session.client.join_room(join).await {
+                            session.rooms().remove(&room);
+                            self.send(muc::error_presence(to, from, errors::from_bridge(&e)))
+                                .await;
+                        }
+                    }
+                    Next::Wait => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn leave_room(&self, user: &str, resource: &str, room: &RemoteChatId, nick: &str) {
+        let Some(session) = self.session(user) else {
+            return;
+        };
+        let (last, own_nick) = {
+            let mut rooms = session.rooms();
+            let Some(r) = rooms.get_mut(room) else { return };
+            r.resources.remove(resource);
+            r.pending.retain(|(res, _, _)| res != resource);
+            let last = r.resources.is_empty() && r.pending.is_empty();
+            let own = r.nick.clone();
+            if last {
+                rooms.remove(room);
+            }
+            (last, own)
+        };
+        let own_nick = if own_nick.is_empty() {
+            nick.to_string()
+        } else {
+            own_nick
+        };
+        if let (Some(from), Ok(to)) = (self.occupant_jid(room, &own_nick), Jid::new(resource)) {
+            let codes = [muc::SELF_PRESENCE];
+            self.send(muc::occupant_presence(&Occupant {
+                from: Some(from),
+                to: Some(to),
+                codes: &codes,
+                unavailable: true,
+                ..Default::default()
+            }))
+            .await;
+        }
+        if last {
+            info!(bridge = %self.bridge, user, room = %room, "leaving");
+            if let Err(e) = session.client.leave_room(room.clone(), None).await {
+                warn!(bridge = %self.bridge, user, room = %room, "leaving failed: {}", e.text);
+            }
+            if let Err(e) = self.db.delete_room(&self.bridge, user, room.as_str()).await {
+                warn!(bridge = %self.bridge, "cannot forget the room: {e}");
+            }
+        }
+    }
+
+    /// Sends a resource the room as it is: occupants, self-presence, history, subject.
+    pub(super) async fn send_room_state(
+        &self,
+        session: &Arc<Session>,
+        room: &RemoteChatId,
+        resource: &str,
+        max_stanzas: Option<usize>,
+        since: Option<&str>,
+        nick_assigned: bool,
+    ) {
+        let Ok(to) = Jid::new(resource) else { return };
+        let (members, own_nick, subject, subject_by) = {
+            let rooms = session.rooms();
+            let Some(r) = rooms.get(room) else { return };
+            (
+                r.members.values().cloned().collect::<Vec<_>>(),
+                r.nick.clone(),
+                r.subject.clone(),
+                r.subject_by.clone(),
+            )
+        };
+        for m in members.iter().filter(|m| m.nick != own_nick) {
+            let Some(from) = self.occupant_jid(room, &m.nick) else {
+                continue;
+            };
+            let real = m
+                .user
+                .as_ref()
+                .and_then(|u| self.chat_jid(&ChatKey::Direct(u.clone())))
+                .map(|j| j.to_string());
+            self.send(muc::occupant_presence(&Occupant {
+                from: Some(from),
+                to: Some(to.clone()),
+                role: Some(m.role),
+                affiliation: Some(m.affiliation),
+                jid: real.as_deref(),
+                ..Default::default()
+            }))
+            .await;
+        }
+        let me = members.iter().find(|m| m.nick == own_nick);
+        if let Some(from) = self.occupant_jid(room, &own_nick) {
+            let mut codes = vec![muc::NON_ANONYMOUS, muc::SELF_PRESENCE];
+            if nick_assigned {
+                codes.push(muc::NICK_ASSIGNED);
+            }
+            self.send(muc::occupant_presence(&Occupant {
+                from: Some(from),
+                to: Some(to.clone()),
+                role: Some(
+                    me.map(|m| m.role)
+                        .unwrap_or(estuary_bridge_api::Role::Participant),
+                ),
+                affiliation: Some(
+                    me.map(|m| m.affiliation)
+                        .unwrap_or(estuary_bridge_api::Affiliation::None),
+                ),
+                jid: Some(resource),
+                codes: &codes,
+                ..Default::default()
+            }))
+            .await;
+        }
+        self.send_history(session, room, &to, max_stanzas, since)
+            .await;
+        let subject_from = subject_by
+            .and_then(|n| self.occupant_jid(room, &n))
+            .or_else(|| self.chat_jid(&ChatKey::Room(room.clone())).map(Jid::from));
+        if let Some(from) = subject_from {
+            self.send(muc::subject_message(from, to, &subject)).await;
+        }
+    }
+
+    /// Sends the join's history from the archive (default: the last 20 messages).
+    async fn send_history(
+        &self,
+        session: &Arc<Session>,
+        room: &RemoteChatId,
+        to: &Jid,
+        max: Option<usize>,
+        since: Option<&str>,
+    ) {
+        let limit = max.unwrap_or(20).min(100);
+        if limit == 0 {
+            return;
+        }
+        let q = crate::db::ArchiveQuery {
+            start_ms: since
+                .and_then(crate::xmpp::message::parse_rfc3339)
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64),
+            limit: limit as i64,
+            last_page: true,
+            ..Default::default()
+        };
+        let page = match self
+            .db
+            .archive_query(&self.bridge, &session.user, room.as_str(), &q)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(bridge = %self.bridge, "cannot read the room archive: {e}");
+                return;
+            }
+        };
+        let Some(room_jid) = self.chat_jid(&ChatKey::Room(room.clone())) else {
+            return;
+        };
+        for m in page.messages {
+            let Some(from) = self.occupant_jid(room, &m.from_nick) else {
+                continue;
+            };
+            let mut msg = Message::new_with_type(MessageType::Groupchat, Some(to.clone()));
+            msg.from = Some(from);
+            msg.bodies.insert(Default::default(), m.body.clone());
+            let at =
+                SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(m.at_ms.max(0) as u64);
+            msg.payloads
+                .push(crate::xmpp::message::delay(at, room_jid.as_str()));
+            msg.payloads.push(crate::xmpp::message::stanza_id(
+                &m.stanza_id,
+                room_jid.as_str(),
+            ));
+            self.send(msg).await;
+        }
+    }
+
+    /// XEP-0045 §8.2 kick: `<item nick='…' role='none'>` in muc#admin.
+    pub(super) async fn handle_muc_admin(
+        self: &Arc<Self>,
+        req: &Request,
+        room: &RemoteChatId,
+    ) -> Result<Option<Element>, StanzaError> {
+        let item = req
+            .payload
+            .get_child("item", ns::MUC_ADMIN)
+            .ok_or_else(|| errors::bad_request("muc#admin needs an <item/>"))?;
+        let nick = item
+            .attr("nick")
+            .ok_or_else(|| errors::bad_request("the <item/> needs a nick"))?;
+        if item.attr("role") != Some("none") {
+            return Err(errors::not_implemented(
+                "only kicking (role='none') is supported here",
+            ));
+        }
+        if !self.caps.kicks {
+            return Err(errors::not_implemented(format!(
+                "{} does not allow kicking",
+                self.info.name
+            )));
+        }
+        let session = self
+            .session(req.user().as_str())
+            .ok_or_else(|| errors::not_acceptable("join the room first"))?;
+        let reason = item.get_child("reason", ns::MUC_ADMIN).map(|r| r.text());
+        session
+            .client
+            .kick(room.clone(), nick.to_string(), reason)
+            .await
+            .map_err(|e| errors::from_bridge(&e))?;
+        Ok(None)
+    }
+}
+
+/// Records a network-confirmed join in the room state; returns the resources to greet.
+pub(super) fn confirm_join(
+    room: &mut Room,
+    own_nick: &str,
+) -> Vec<(String, bool, Option<usize>, Option<String>)> {
+    room.joined = true;
+    room.nick = own_nick.to_string();
+    room.pending
+        .drain(..)
+        .map(|(res, asked, intent)| {
+            room.resources.insert(res.clone());
+            (res, asked != own_nick, intent.max_stanzas, intent.since)
+        })
+        .collect()
+}

@@ -1,0 +1,739 @@
+//! Events from the network to XMPP users ("handle-remote").
+
+use super::Gateway;
+use super::messages::chat_key;
+use super::presence::confirm_join;
+use super::session::Session;
+use crate::xmpp::escape::escape_local;
+use crate::xmpp::message as msg;
+use crate::xmpp::muc::{self, Occupant};
+use crate::xmpp::{errors, ns};
+use estuary_bridge_api::{
+    ChatKey, LoginState, Member, MemberChange, MessageKind, RemoteChatId, RemoteEvent,
+    RemoteMessage, RemoteMessageId, RemoteUserId, Sender, Show,
+};
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio_xmpp::jid::Jid;
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::message::{Id, Message, MessageType};
+use tokio_xmpp::parsers::presence::{Presence, Show as XmppShow, Type as PresenceType};
+use tracing::{debug, info, warn};
+
+impl Gateway {
+    pub(super) async fn handle_remote(self: &Arc<Self>, user: &str, event: RemoteEvent) {
+        let Ok(user_jid) = Jid::new(user) else {
+            warn!(bridge = %self.bridge, "event for an invalid user JID {user:?} dropped");
+            return;
+        };
+        let session = self.session(user);
+        match event {
+            RemoteEvent::Message(m) => match (&m.chat, &session) {
+                (ChatKey::Room(_), Some(s)) => self.room_message(s, m).await,
+                (ChatKey::Room(room), None) => {
+                    debug!(room = %room, "room message for a user without a session dropped")
+                }
+                _ => self.direct_message(user, &user_jid, m).await,
+            },
+            RemoteEvent::Edit {
+                chat,
+                sender,
+                target,
+                body,
+            } => {
+                let Some(xmpp_id) = self.xmpp_id(user, &chat, &target).await else {
+                    return;
+                };
+                let payloads = vec![msg::replace(&xmpp_id)];
+                self.deliver(
+                    session.as_ref(),
+                    &user_jid,
+                    &chat,
+                    &sender,
+                    Some(body),
+                    payloads,
+                )
+                .await;
+            }
+            RemoteEvent::Reaction {
+                chat,
+                sender,
+                target,
+                reactions,
+            } => {
+                let Some(xmpp_id) = self.xmpp_id(user, &chat, &target).await else {
+                    return;
+                };
+                let payloads = vec![msg::reactions(&xmpp_id, &reactions), msg::store_hint()];
+                self.deliver(session.as_ref(), &user_jid, &chat, &sender, None, payloads)
+                    .await;
+            }
+            RemoteEvent::Retraction {
+                chat,
+                sender,
+                target,
+            } => {
+                let Some(xmpp_id) = self.xmpp_id(user, &chat, &target).await else {
+                    return;
+                };
+                let payloads = vec![msg::retract(&xmpp_id), msg::store_hint()];
+                let fallback =
+                    "This message was retracted, but your client does not show retractions."
+                        .to_string();
+                self.deliver(
+                    session.as_ref(),
+                    &user_jid,
+                    &chat,
+                    &sender,
+                    Some(fallback),
+                    payloads,
+                )
+                .await;
+            }
+            RemoteEvent::ChatState {
+                chat,
+                sender,
+                state,
+            } => {
+                if let ChatKey::Direct(_) = chat {
+                    self.deliver(
+                        session.as_ref(),
+                        &user_jid,
+                        &chat,
+                        &sender,
+                        None,
+                        vec![msg::chat_state_element(state)],
+                    )
+                    .await;
+                }
+            }
+            RemoteEvent::ReadUpTo {
+                chat,
+                sender,
+                up_to,
+            } => {
+                let Some(xmpp_id) = self.xmpp_id(user, &chat, &up_to).await else {
+                    return;
+                };
+                self.deliver(
+                    session.as_ref(),
+                    &user_jid,
+                    &chat,
+                    &sender,
+                    None,
+                    vec![msg::displayed(&xmpp_id)],
+                )
+                .await;
+            }
+            RemoteEvent::Delivered { chat, id } => {
+                let Some(xmpp_id) = self.xmpp_id(user, &chat, &id).await else {
+                    return;
+                };
+                let Some(from) = self.chat_jid(&chat) else {
+                    return;
+                };
+                let mut m =
+                    Message::new_with_type(MessageType::Chat, Some(Jid::from(user_jid.to_bare())));
+                m.from = Some(Jid::from(from));
+                m.payloads.push(msg::receipt(&xmpp_id));
+                self.send(m).await;
+            }
+            RemoteEvent::Presence {
+                user: contact,
+                show,
+                status,
+            } => {
+                let Some(from) = self.chat_jid(&ChatKey::Direct(contact.clone())) else {
+                    return;
+                };
+                let mut p = match show {
+                    Show::Offline => Presence::unavailable(),
+                    Show::Available => Presence::available(),
+                    Show::Away => Presence::available().with_show(XmppShow::Away),
+                    Show::ExtendedAway => Presence::available().with_show(XmppShow::Xa),
+                    Show::DoNotDisturb => Presence::available().with_show(XmppShow::Dnd),
+                };
+                if let Some(s) = status {
+                    p.set_status("en", s);
+                }
+                if show != Show::Offline {
+                    p.payloads.push(
+                        crate::xmpp::disco::contact(&self.info, &self.caps, contact.as_str())
+                            .caps_element(),
+                    );
+                }
+                p.from = Some(Jid::from(from));
+                p.to = Some(Jid::from(user_jid.to_bare()));
+                self.send(p).await;
+            }
+            RemoteEvent::ContactAdded {
+                user: contact,
+                name,
+            } => {
+                self.contact_known(user, &user_jid, &contact, name.as_deref())
+                    .await
+            }
+            RemoteEvent::UserInfoChanged {
+                user: contact,
+                name,
+            } => {
+                debug!(contact = %contact, ?name, "contact renamed (no roster push without XEP-0356)");
+            }
+            RemoteEvent::RoomJoined {
+                room,
+                own_nick,
+                members,
+                subject,
+            } => {
+                let Some(s) = session else { return };
+                self.room_joined(&s, room, own_nick, members, subject).await;
+            }
+            RemoteEvent::RoomJoinFailed { room, error } => {
+                let Some(s) = session else { return };
+                let pending = s
+                    .rooms()
+                    .remove(&room)
+                    .map(|r| r.pending)
+                    .unwrap_or_default();
+                info!(bridge = %self.bridge, user, room = %room, "join refused: {}", error.text);
+                for (res, nick, _) in pending {
+                    if let (Some(from), Ok(to)) = (self.occupant_jid(&room, &nick), Jid::new(&res))
+                    {
+                        self.send(muc::error_presence(from, to, errors::from_bridge(&error)))
+                            .await;
+                    }
+                }
+            }
+            RemoteEvent::MemberChanged { room, change } => {
+                let Some(s) = session else { return };
+                self.member_changed(&s, &room, change).await;
+            }
+            RemoteEvent::SubjectChanged { room, subject, by } => {
+                let Some(s) = session else { return };
+                let resources = {
+                    let mut rooms = s.rooms();
+                    let Some(r) = rooms.get_mut(&room) else {
+                        return;
+                    };
+                    r.subject = subject.clone();
+                    r.subject_by = by.clone();
+                    r.resources.clone()
+                };
+                let from = by
+                    .and_then(|n| self.occupant_jid(&room, &n))
+                    .or_else(|| self.chat_jid(&ChatKey::Room(room.clone())).map(Jid::from));
+                let Some(from) = from else { return };
+                for res in resources {
+                    if let Ok(to) = Jid::new(&res) {
+                        self.send(muc::subject_message(from.clone(), to, &subject))
+                            .await;
+                    }
+                }
+            }
+            RemoteEvent::RoomLeft { room, reason } => {
+                let Some(s) = session else { return };
+                let Some(r) = s.rooms().remove(&room) else {
+                    return;
+                };
+                let codes = [muc::SELF_PRESENCE, muc::SERVICE_ERROR];
+                for res in r.resources {
+                    if let (Some(from), Ok(to)) =
+                        (self.occupant_jid(&room, &r.nick), Jid::new(&res))
+                    {
+                        let mut p = muc::occupant_presence(&Occupant {
+                            from: Some(from),
+                            to: Some(to),
+                            codes: &codes,
+                            unavailable: true,
+                            reason: reason.as_deref(),
+                            ..Default::default()
+                        });
+                        if let Some(reason) = &reason {
+                            p.set_status("en", reason.clone());
+                        }
+                        self.send(p).await;
+                    }
+                }
+                let _ = self.db.delete_room(&self.bridge, user, room.as_str()).await;
+            }
+            RemoteEvent::ServiceMessage { service, body } => {
+                let from = match service {
+                    Some(s) => self.chat_jid(&ChatKey::Service(s)).map(Jid::from),
+                    None => Some(self.jid()),
+                };
+                let Some(from) = from else { return };
+                let mut m =
+                    Message::new_with_type(MessageType::Chat, Some(Jid::from(user_jid.to_bare())));
+                m.from = Some(from);
+                m.bodies.insert(Default::default(), body);
+                self.send(m).await;
+            }
+            RemoteEvent::LoginState(state) => {
+                let Some(s) = session else { return };
+                s.set_state(state.clone());
+                info!(bridge = %self.bridge, user, state = %super::session::describe(&state), "login state");
+                self.send(self.gateway_presence(Jid::from(user_jid.to_bare()), Some(&state)))
+                    .await;
+                if let LoginState::BadCredentials(why) = &state {
+                    let mut m = Message::new_with_type(
+                        MessageType::Chat,
+                        Some(Jid::from(user_jid.to_bare())),
+                    );
+                    m.from = Some(self.jid());
+                    m.bodies.insert(Default::default(), format!("{} refused your login: {why}. Register again with the right credentials (or run the \"Show or change my login\" command).", self.info.name));
+                    self.send(m).await;
+                }
+            }
+            RemoteEvent::PostToXmppRoom {
+                from,
+                room,
+                nick,
+                body,
+            } => self.post_to_xmpp_room(&from, &room, &nick, &body).await,
+        }
+    }
+
+    async fn xmpp_id(
+        &self,
+        user: &str,
+        chat: &ChatKey,
+        remote: &RemoteMessageId,
+    ) -> Option<String> {
+        match self
+            .db
+            .xmpp_id_for(&self.bridge, user, &chat_key(chat), remote.as_str())
+            .await
+        {
+            Ok(Some(id)) => Some(id),
+            Ok(None) => {
+                debug!(remote = %remote, "event about a message the gateway never saw; dropped");
+                None
+            }
+            Err(e) => {
+                warn!(bridge = %self.bridge, "cannot read the message map: {e}");
+                None
+            }
+        }
+    }
+
+    async fn contact_known(
+        &self,
+        user: &str,
+        user_jid: &Jid,
+        contact: &RemoteUserId,
+        name: Option<&str>,
+    ) {
+        match self
+            .db
+            .upsert_contact(&self.bridge, user, contact.as_str(), name)
+            .await
+        {
+            Ok(true) => {
+                let Some(from) = self.chat_jid(&ChatKey::Direct(contact.clone())) else {
+                    return;
+                };
+                let mut p = Presence::subscribe()
+                    .with_from(Jid::from(from))
+                    .with_to(Jid::from(user_jid.to_bare()));
+                if let Some(n) = name {
+                    p.payloads
+                        .push(Element::builder("nick", ns::NICK).append(n).build());
+                }
+                self.send(p).await;
+            }
+            Ok(false) => {}
+            Err(e) => warn!(bridge = %self.bridge, "cannot remember the contact: {e}"),
+        }
+    }
+
+    /// A 1:1 message (or a service's) to the user.
+    async fn direct_message(&self, user: &str, user_jid: &Jid, m: RemoteMessage) {
+        if m.sender.is_from_me {
+            // Sent from elsewhere; without XEP-0356 carbons there is nowhere true to show it.
+            return;
+        }
+        if let ChatKey::Direct(contact) = &m.chat {
+            self.contact_known(user, user_jid, contact, None).await;
+        }
+        let Some(from) = self.chat_jid(&m.chat) else {
+            return;
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        // A notice from a network without rooms (a notifier) is a headline; elsewhere a chat.
+        let type_ = if m.kind == MessageKind::Notice && !self.caps.groups {
+            MessageType::Headline
+        } else {
+            MessageType::Chat
+        };
+        let mut out = Message::new_with_type(type_, Some(Jid::from(user_jid.to_bare())));
+        out.from = Some(Jid::from(from));
+        out.id = Some(Id(id.clone()));
+        out.bodies
+            .insert(Default::default(), msg::body_text(&m.body, m.kind));
+        out.payloads.push(msg::origin_id(&id));
+        out.payloads.push(msg::markable());
+        if let Some(at) = m.at {
+            out.payloads.push(msg::delay(at, &self.domain));
+        }
+        if let Some(reply) = &m.reply_to
+            && let Some(x) = self.xmpp_id(user, &m.chat, reply).await
+        {
+            out.payloads.push(msg::reply(&x));
+        }
+        if let Some(remote) = &m.id
+            && let Err(e) = self
+                .db
+                .map_message(&self.bridge, user, &chat_key(&m.chat), &id, remote.as_str())
+                .await
+        {
+            warn!(bridge = %self.bridge, "cannot store the message map: {e}");
+        }
+        self.send(out).await;
+    }
+
+    /// A room message (or the user's own, reflected) to every joined resource, archived.
+    pub(super) async fn room_message(&self, session: &Arc<Session>, m: RemoteMessage) {
+        let ChatKey::Room(room) = &m.chat else { return };
+        let (resources, nick) = {
+            let rooms = session.rooms();
+            let Some(r) = rooms.get(room).filter(|r| r.joined) else {
+                debug!(room = %room, "message for a room not joined; dropped");
+                return;
+            };
+            let nick = m.sender.nick.clone().unwrap_or_else(|| {
+                if m.sender.is_from_me {
+                    r.nick.clone()
+                } else {
+                    m.sender.user.to_string()
+                }
+            });
+            (r.resources.clone(), nick)
+        };
+        let (Some(from), Some(room_jid)) = (self.occupant_jid(room, &nick), self.chat_jid(&m.chat))
+        else {
+            return;
+        };
+        let at = m.at.unwrap_or_else(SystemTime::now);
+        let body = msg::body_text(&m.body, m.kind);
+        let stanza_id = self
+            .archive(
+                &session.user,
+                room.as_str(),
+                &nick,
+                &body,
+                at,
+                m.id.as_ref(),
+            )
+            .await;
+        if let Some(remote) = &m.id {
+            let key = chat_key(&m.chat);
+            let _ = self
+                .db
+                .map_message(
+                    &self.bridge,
+                    &session.user,
+                    &key,
+                    &stanza_id,
+                    remote.as_str(),
+                )
+                .await;
+            if let Some(origin) = &m.echo_of {
+                let _ = self
+                    .db
+                    .map_message(&self.bridge, &session.user, &key, origin, remote.as_str())
+                    .await;
+            }
+        }
+        let reply = match &m.reply_to {
+            Some(r) => self.xmpp_id(&session.user, &m.chat, r).await,
+            None => None,
+        };
+        for res in resources {
+            let Ok(to) = Jid::new(&res) else { continue };
+            let mut out = Message::new_with_type(MessageType::Groupchat, Some(to));
+            out.from = Some(from.clone());
+            out.id = Some(Id(m.echo_of.clone().unwrap_or_else(|| stanza_id.clone())));
+            out.bodies.insert(Default::default(), body.clone());
+            out.payloads
+                .push(msg::stanza_id(&stanza_id, room_jid.as_str()));
+            if let Some(origin) = &m.echo_of {
+                out.payloads.push(msg::origin_id(origin));
+            }
+            if let Some(at) = m.at {
+                out.payloads.push(msg::delay(at, room_jid.as_str()));
+            }
+            if let Some(x) = &reply {
+                out.payloads.push(msg::reply(x));
+            }
+            self.send(out).await;
+        }
+    }
+
+    /// A payload message (correction, reaction, …) from a contact or a room occupant.
+    async fn deliver(
+        &self,
+        session: Option<&Arc<Session>>,
+        user_jid: &Jid,
+        chat: &ChatKey,
+        sender: &Sender,
+        body: Option<String>,
+        payloads: Vec<Element>,
+    ) {
+        match chat {
+            ChatKey::Room(room) => {
+                let Some(s) = session else { return };
+                let resources = s
+                    .rooms()
+                    .get(room)
+                    .map(|r| r.resources.clone())
+                    .unwrap_or_default();
+                let nick = sender
+                    .nick
+                    .clone()
+                    .unwrap_or_else(|| sender.user.to_string());
+                let Some(from) = self.occupant_jid(room, &nick) else {
+                    return;
+                };
+                for res in resources {
+                    let Ok(to) = Jid::new(&res) else { continue };
+                    let mut m = Message::new_with_type(MessageType::Groupchat, Some(to));
+                    m.from = Some(from.clone());
+                    m.id = Some(Id(uuid::Uuid::new_v4().to_string()));
+                    if let Some(b) = &body {
+                        m.bodies.insert(Default::default(), b.clone());
+                    }
+                    m.payloads.extend(payloads.iter().cloned());
+                    self.send(m).await;
+                }
+            }
+            _ => {
+                let Some(from) = self.chat_jid(chat) else {
+                    return;
+                };
+                let mut m =
+                    Message::new_with_type(MessageType::Chat, Some(Jid::from(user_jid.to_bare())));
+                m.from = Some(Jid::from(from));
+                m.id = Some(Id(uuid::Uuid::new_v4().to_string()));
+                if let Some(b) = body {
+                    m.bodies.insert(Default::default(), b);
+                }
+                m.payloads.extend(payloads);
+                self.send(m).await;
+            }
+        }
+    }
+
+    async fn room_joined(
+        &self,
+        s: &Arc<Session>,
+        room: RemoteChatId,
+        own_nick: String,
+        members: Vec<Member>,
+        subject: String,
+    ) {
+        let greet = {
+            let mut rooms = s.rooms();
+            let r = rooms.entry(room.clone()).or_default();
+            r.members = members.into_iter().map(|m| (m.nick.clone(), m)).collect();
+            r.subject = subject;
+            confirm_join(r, &own_nick)
+        };
+        if let Err(e) = self
+            .db
+            .save_room(&self.bridge, &s.user, room.as_str(), &own_nick)
+            .await
+        {
+            warn!(bridge = %self.bridge, "cannot remember the room: {e}");
+        }
+        for (res, nick_changed, max, since) in greet {
+            self.send_room_state(s, &room, &res, max, since.as_deref(), nick_changed)
+                .await;
+        }
+    }
+
+    async fn member_changed(&self, s: &Arc<Session>, room: &RemoteChatId, change: MemberChange) {
+        let (resources, own) = match s.rooms().get(room) {
+            Some(r) if r.joined => (r.resources.clone(), r.nick.clone()),
+            _ => return,
+        };
+        let targets: Vec<Jid> = resources.iter().filter_map(|r| Jid::new(r).ok()).collect();
+        match change {
+            MemberChange::Joined(m) => {
+                s.rooms()
+                    .get_mut(room)
+                    .map(|r| r.members.insert(m.nick.clone(), m.clone()));
+                let Some(from) = self.occupant_jid(room, &m.nick) else {
+                    return;
+                };
+                let real = m
+                    .user
+                    .as_ref()
+                    .and_then(|u| self.chat_jid(&ChatKey::Direct(u.clone())))
+                    .map(|j| j.to_string());
+                let self_codes = [muc::SELF_PRESENCE];
+                for to in targets {
+                    let is_self = m.nick == own;
+                    self.send(muc::occupant_presence(&Occupant {
+                        from: Some(from.clone()),
+                        to: Some(to.clone()),
+                        role: Some(m.role),
+                        affiliation: Some(m.affiliation),
+                        jid: if is_self {
+                            Some(to.to_string())
+                        } else {
+                            real.clone()
+                        }
+                        .as_deref(),
+                        codes: if is_self { &self_codes } else { &[] },
+                        ..Default::default()
+                    }))
+                    .await;
+                }
+            }
+            MemberChange::Left { nick, reason } => {
+                s.rooms().get_mut(room).map(|r| r.members.remove(&nick));
+                let Some(from) = self.occupant_jid(room, &nick) else {
+                    return;
+                };
+                for to in targets {
+                    let mut p = muc::occupant_presence(&Occupant {
+                        from: Some(from.clone()),
+                        to: Some(to),
+                        unavailable: true,
+                        ..Default::default()
+                    });
+                    if let Some(r) = &reason {
+                        p.set_status("en", r.clone());
+                    }
+                    self.send(p).await;
+                }
+            }
+            MemberChange::Renamed { old, new } => {
+                let is_self = old == own;
+                let member = {
+                    let mut rooms = s.rooms();
+                    let Some(r) = rooms.get_mut(room) else { return };
+                    let mut m = r
+                        .members
+                        .remove(&old)
+                        .unwrap_or_else(|| Member::participant(new.clone()));
+                    m.nick = new.clone();
+                    r.members.insert(new.clone(), m.clone());
+                    if is_self {
+                        r.nick = new.clone();
+                    }
+                    m
+                };
+                let (Some(old_jid), Some(new_jid)) =
+                    (self.occupant_jid(room, &old), self.occupant_jid(room, &new))
+                else {
+                    return;
+                };
+                let leave_codes: Vec<u16> = if is_self {
+                    vec![muc::NICK_CHANGED, muc::SELF_PRESENCE]
+                } else {
+                    vec![muc::NICK_CHANGED]
+                };
+                let join_codes: Vec<u16> = if is_self {
+                    vec![muc::SELF_PRESENCE]
+                } else {
+                    vec![]
+                };
+                for to in targets {
+                    self.send(muc::occupant_presence(&Occupant {
+                        from: Some(old_jid.clone()),
+                        to: Some(to.clone()),
+                        role: Some(member.role),
+                        affiliation: Some(member.affiliation),
+                        new_nick: Some(&new),
+                        codes: &leave_codes,
+                        unavailable: true,
+                        ..Default::default()
+                    }))
+                    .await;
+                    self.send(muc::occupant_presence(&Occupant {
+                        from: Some(new_jid.clone()),
+                        to: Some(to),
+                        role: Some(member.role),
+                        affiliation: Some(member.affiliation),
+                        codes: &join_codes,
+                        ..Default::default()
+                    }))
+                    .await;
+                }
+            }
+            MemberChange::Kicked { nick, by, reason } => {
+                let is_self = nick == own;
+                {
+                    let mut rooms = s.rooms();
+                    if is_self {
+                        rooms.remove(room);
+                    } else if let Some(r) = rooms.get_mut(room) {
+                        r.members.remove(&nick);
+                    }
+                }
+                let Some(from) = self.occupant_jid(room, &nick) else {
+                    return;
+                };
+                let codes: Vec<u16> = if is_self {
+                    vec![muc::KICKED, muc::SELF_PRESENCE]
+                } else {
+                    vec![muc::KICKED]
+                };
+                let reason = match (&by, &reason) {
+                    (Some(b), Some(r)) => Some(format!("{r} (by {b})")),
+                    (Some(b), None) => Some(format!("by {b}")),
+                    (None, r) => r.clone(),
+                };
+                for to in targets {
+                    self.send(muc::occupant_presence(&Occupant {
+                        from: Some(from.clone()),
+                        to: Some(to),
+                        codes: &codes,
+                        unavailable: true,
+                        reason: reason.as_deref(),
+                        ..Default::default()
+                    }))
+                    .await;
+                }
+                if is_self {
+                    let _ = self
+                        .db
+                        .delete_room(&self.bridge, &s.user, room.as_str())
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// Joins a MUC on an XMPP server as `from@gw/nick` (a presence update if already in) and posts.
+    async fn post_to_xmpp_room(&self, from: &RemoteUserId, room: &str, nick: &str, body: &str) {
+        let local = escape_local(&self.connector.contact_local_part(from));
+        let (Ok(occupant), Ok(sender)) = (
+            Jid::new(&format!("{room}/{nick}")),
+            Jid::new(&format!("{local}@{}/{nick}", self.domain)),
+        ) else {
+            warn!(bridge = %self.bridge, room, nick, "cannot post: the room or nick is not a valid JID");
+            return;
+        };
+        let mut p = Presence::new(PresenceType::None)
+            .with_from(sender.clone())
+            .with_to(occupant);
+        p.payloads.push(
+            Element::builder("x", ns::MUC)
+                .append(
+                    Element::builder("history", ns::MUC)
+                        .attr(crate::xmpp::el::a("maxstanzas"), "0")
+                        .build(),
+                )
+                .build(),
+        );
+        self.send(p).await;
+        let Ok(room_jid) = Jid::new(room) else { return };
+        let mut m = Message::new_with_type(MessageType::Groupchat, Some(room_jid));
+        m.from = Some(sender);
+        m.id = Some(Id(uuid::Uuid::new_v4().to_string()));
+        m.bodies.insert(Default::default(), body.to_string());
+        self.send(m).await;
+    }
+}

@@ -1,0 +1,89 @@
+//! One user's live state on one gateway: the client, its login state, and the rooms joined.
+
+use estuary_bridge_api::{Client, LoginId, LoginState, Member, RemoteChatId};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::xmpp::muc::JoinIntent;
+
+/// A room as one user sees it.
+#[derive(Debug, Default)]
+pub struct Room {
+    /// The user's nick on the network (may differ from the one asked for).
+    pub nick: String,
+    /// Whether the network confirmed the join.
+    pub joined: bool,
+    /// The user's full JIDs that joined the room.
+    pub resources: BTreeSet<String>,
+    /// Resources waiting for the network to confirm the join, with the nick they asked for.
+    pub pending: Vec<(String, String, JoinIntent)>,
+    /// Everyone in the room, by nick (the user included).
+    pub members: BTreeMap<String, Member>,
+    /// The topic.
+    pub subject: String,
+    /// Who set the topic.
+    pub subject_by: Option<String>,
+}
+
+/// A user's session: one login's client plus XMPP-side state.
+pub struct Session {
+    /// The user's bare JID.
+    pub user: String,
+    /// The login.
+    pub login: LoginId,
+    /// The live client.
+    pub client: Box<dyn Client>,
+    state: Mutex<LoginState>,
+    rooms: Mutex<HashMap<RemoteChatId, Room>>,
+    resources: Mutex<BTreeSet<String>>,
+}
+
+impl Session {
+    /// A new session, connecting.
+    pub fn new(user: String, login: LoginId, client: Box<dyn Client>) -> Self {
+        Self {
+            user,
+            login,
+            client,
+            state: Mutex::new(LoginState::Connecting),
+            rooms: Mutex::new(HashMap::new()),
+            resources: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// The login state.
+    pub fn state(&self) -> LoginState {
+        lock(&self.state).clone()
+    }
+
+    /// Sets the login state.
+    pub fn set_state(&self, state: LoginState) {
+        *lock(&self.state) = state;
+    }
+
+    /// The rooms, locked. Never hold across an `.await`.
+    pub fn rooms(&self) -> MutexGuard<'_, HashMap<RemoteChatId, Room>> {
+        lock(&self.rooms)
+    }
+
+    /// The user's resources available to the gateway domain, locked.
+    pub fn resources(&self) -> MutexGuard<'_, BTreeSet<String>> {
+        lock(&self.resources)
+    }
+}
+
+/// Locks a mutex, recovering from a panicked holder (state stays usable).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A short human word for a login state.
+pub fn describe(state: &LoginState) -> String {
+    match state {
+        LoginState::Connecting => "connecting".into(),
+        LoginState::Connected => "connected".into(),
+        LoginState::TransientDisconnect(why) => format!("reconnecting ({why})"),
+        LoginState::BadCredentials(why) => format!("credentials refused ({why})"),
+        LoginState::LoggedOut(why) => format!("logged out ({why})"),
+    }
+}

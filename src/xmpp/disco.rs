@@ -1,0 +1,216 @@
+//! XEP-0030 service discovery and XEP-0115 capabilities, derived from what the bridge can do.
+//!
+//! The gateway advertises only what the bridge's [`Capabilities`] honour.
+
+use crate::xmpp::el::{a, set};
+use crate::xmpp::ns;
+use base64::Engine;
+use estuary_bridge_api::{BridgeInfo, Capabilities};
+use sha1::{Digest, Sha1};
+use tokio_xmpp::minidom::Element;
+
+/// What disco#info says about one entity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscoInfo {
+    /// `(category, type, name)`.
+    pub identity: (String, String, String),
+    /// Feature namespaces, sorted.
+    pub features: Vec<String>,
+}
+
+impl DiscoInfo {
+    fn new(category: &str, type_: &str, name: &str, mut features: Vec<&str>) -> Self {
+        features.sort_unstable();
+        features.dedup();
+        Self {
+            identity: (category.into(), type_.into(), name.into()),
+            features: features.into_iter().map(String::from).collect(),
+        }
+    }
+
+    /// The `<query xmlns='…disco#info'>` answer.
+    pub fn to_element(&self, node: Option<&str>) -> Element {
+        let (category, type_, name) = &self.identity;
+        let mut q = Element::builder("query", ns::DISCO_INFO).build();
+        if let Some(node) = node {
+            set(&mut q, "node", node);
+        }
+        q.append_child(
+            Element::builder("identity", ns::DISCO_INFO)
+                .attr(a("category"), category.clone())
+                .attr(a("type"), type_.clone())
+                .attr(a("name"), name.clone())
+                .build(),
+        );
+        for f in &self.features {
+            q.append_child(
+                Element::builder("feature", ns::DISCO_INFO)
+                    .attr(a("var"), f.clone())
+                    .build(),
+            );
+        }
+        q
+    }
+
+    /// The XEP-0115 verification string (`ver`) of this entity.
+    pub fn caps_ver(&self) -> String {
+        let (category, type_, name) = &self.identity;
+        let mut s = format!("{category}/{type_}//{name}<");
+        for f in &self.features {
+            s.push_str(f);
+            s.push('<');
+        }
+        base64::engine::general_purpose::STANDARD.encode(Sha1::digest(s.as_bytes()))
+    }
+
+    /// The `<c/>` element for presences.
+    pub fn caps_element(&self) -> Element {
+        Element::builder("c", ns::CAPS)
+            .attr(a("hash"), "sha-1")
+            .attr(a("node"), "https://estuary.invalid/caps")
+            .attr(a("ver"), self.caps_ver())
+            .build()
+    }
+}
+
+fn message_features(caps: &Capabilities) -> Vec<&'static str> {
+    let mut f = vec![ns::RECEIPTS, ns::STYLING, ns::SID];
+    if caps.chat_states {
+        f.push(ns::CHATSTATES);
+    }
+    if caps.edits {
+        f.push(ns::CORRECT);
+    }
+    if caps.retractions {
+        f.push(ns::RETRACT);
+    }
+    if caps.reactions {
+        f.push(ns::REACTIONS);
+    }
+    if caps.replies {
+        f.push(ns::REPLY);
+    }
+    if caps.read_markers {
+        f.push(ns::MARKERS);
+    }
+    f
+}
+
+/// disco#info of the gateway domain: `gateway/<type>` and the services the core runs.
+pub fn gateway(info: &BridgeInfo, caps: &Capabilities) -> DiscoInfo {
+    let mut f = vec![
+        ns::DISCO_INFO,
+        ns::DISCO_ITEMS,
+        ns::REGISTER,
+        ns::GATEWAY,
+        ns::COMMANDS,
+        ns::VERSION,
+        ns::PING,
+        ns::JID_ESCAPING,
+    ];
+    if caps.groups {
+        f.push(ns::MUC);
+    }
+    DiscoInfo::new(
+        "gateway",
+        &info.disco_type,
+        &format!("{} gateway (Estuary)", info.name),
+        f,
+    )
+}
+
+/// disco#info of a contact on the gateway.
+pub fn contact(info: &BridgeInfo, caps: &Capabilities, name: &str) -> DiscoInfo {
+    let mut f = vec![ns::DISCO_INFO];
+    f.extend(message_features(caps));
+    let _ = info;
+    DiscoInfo::new("client", "pc", name, f)
+}
+
+/// disco#info of a room on the gateway.
+pub fn room(info: &BridgeInfo, caps: &Capabilities, name: &str) -> DiscoInfo {
+    let mut f = vec![
+        ns::DISCO_INFO,
+        ns::MUC,
+        "muc_nonanonymous",
+        "muc_open",
+        "muc_persistent",
+        "muc_unsecured",
+        ns::MAM,
+    ];
+    f.extend(message_features(caps));
+    DiscoInfo::new("conference", &info.disco_type, name, f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> BridgeInfo {
+        BridgeInfo {
+            id: "irc".into(),
+            name: "IRC".into(),
+            disco_type: "irc".into(),
+            prompt: String::new(),
+        }
+    }
+
+    #[test]
+    fn gateway_identity_and_features() {
+        let d = gateway(
+            &info(),
+            &Capabilities {
+                groups: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(d.identity.0, "gateway");
+        assert_eq!(d.identity.1, "irc");
+        assert!(d.features.iter().any(|f| f == ns::MUC));
+        assert!(d.features.iter().any(|f| f == ns::REGISTER));
+        let xml = String::from(&d.to_element(None));
+        assert!(xml.contains("category=\"gateway\""), "{xml}");
+    }
+
+    #[test]
+    fn only_capabilities_are_advertised() {
+        let none = contact(&info(), &Capabilities::default(), "alice");
+        assert!(
+            !none
+                .features
+                .iter()
+                .any(|f| f == ns::CORRECT || f == ns::REACTIONS || f == ns::CHATSTATES)
+        );
+        let all = contact(
+            &info(),
+            &Capabilities {
+                edits: true,
+                reactions: true,
+                chat_states: true,
+                ..Default::default()
+            },
+            "alice",
+        );
+        assert!(all.features.iter().any(|f| f == ns::CORRECT));
+        assert!(all.features.iter().any(|f| f == ns::REACTIONS));
+        let no_groups = gateway(&info(), &Capabilities::default());
+        assert!(!no_groups.features.iter().any(|f| f == ns::MUC));
+    }
+
+    #[test]
+    fn caps_ver_matches_xep_0115_example() {
+        // The simple example of XEP-0115 §5.2.
+        let d = DiscoInfo::new(
+            "client",
+            "pc",
+            "Exodus 0.9.1",
+            vec![
+                "http://jabber.org/protocol/caps",
+                "http://jabber.org/protocol/disco#info",
+                "http://jabber.org/protocol/disco#items",
+                "http://jabber.org/protocol/muc",
+            ],
+        );
+        assert_eq!(d.caps_ver(), "QgayPKawpkPSDYmwT/WM94uAlu0=");
+    }
+}

@@ -1,0 +1,285 @@
+//! XEP-0004 data forms built from a bridge's form fields, and submitted forms read back.
+
+use crate::xmpp::el::a;
+use crate::xmpp::ns;
+use estuary_bridge_api::{FieldKind, FormField, FormValues};
+use tokio_xmpp::minidom::Element;
+
+/// Builds a `<x xmlns='jabber:x:data' type='form'>` from fields; `current` fills values
+/// (secrets are never sent back).
+pub fn form(
+    title: &str,
+    instructions: &str,
+    fields: &[FormField],
+    current: Option<&FormValues>,
+) -> Element {
+    let mut x = Element::builder("x", ns::DATA_FORMS)
+        .attr(a("type"), "form")
+        .append(
+            Element::builder("title", ns::DATA_FORMS)
+                .append(title)
+                .build(),
+        )
+        .append(
+            Element::builder("instructions", ns::DATA_FORMS)
+                .append(instructions)
+                .build(),
+        )
+        .build();
+    for f in fields {
+        x.append_child(field(f, current));
+    }
+    x
+}
+
+fn field(f: &FormField, current: Option<&FormValues>) -> Element {
+    let type_ = match &f.kind {
+        FieldKind::Text => "text-single",
+        FieldKind::Secret => "text-private",
+        FieldKind::Boolean => "boolean",
+        FieldKind::Choice(_) => "list-single",
+        FieldKind::Multiline => "text-multi",
+    };
+    let mut el = Element::builder("field", ns::DATA_FORMS)
+        .attr(a("var"), f.var.clone())
+        .attr(a("type"), type_)
+        .attr(a("label"), f.label.clone())
+        .build();
+    if let Some(desc) = &f.description {
+        el.append_child(
+            Element::builder("desc", ns::DATA_FORMS)
+                .append(desc.as_str())
+                .build(),
+        );
+    }
+    if f.required {
+        el.append_child(Element::builder("required", ns::DATA_FORMS).build());
+    }
+    if let FieldKind::Choice(options) = &f.kind {
+        for (value, label) in options {
+            el.append_child(
+                Element::builder("option", ns::DATA_FORMS)
+                    .attr(a("label"), label.clone())
+                    .append(
+                        Element::builder("value", ns::DATA_FORMS)
+                            .append(value.as_str())
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+    }
+    let value = if f.is_secret() {
+        None
+    } else {
+        current
+            .and_then(|c| c.get(&f.var))
+            .map(str::to_string)
+            .or_else(|| f.default.clone())
+    };
+    if let Some(v) = value {
+        let lines: Vec<&str> = if f.kind == FieldKind::Multiline {
+            v.split('\n').collect()
+        } else {
+            vec![v.as_str()]
+        };
+        for line in lines {
+            el.append_child(
+                Element::builder("value", ns::DATA_FORMS)
+                    .append(line)
+                    .build(),
+            );
+        }
+    }
+    el
+}
+
+/// A hidden FORM_TYPE-less `<x type='result'>` holding a table of rows, for ad-hoc results.
+pub fn result_table(title: &str, columns: &[(&str, &str)], rows: &[Vec<String>]) -> Element {
+    let mut x = Element::builder("x", ns::DATA_FORMS)
+        .attr(a("type"), "result")
+        .append(
+            Element::builder("title", ns::DATA_FORMS)
+                .append(title)
+                .build(),
+        )
+        .build();
+    let mut reported = Element::builder("reported", ns::DATA_FORMS).build();
+    for (var, label) in columns {
+        reported.append_child(
+            Element::builder("field", ns::DATA_FORMS)
+                .attr(a("var"), *var)
+                .attr(a("label"), *label)
+                .build(),
+        );
+    }
+    x.append_child(reported);
+    for row in rows {
+        let mut item = Element::builder("item", ns::DATA_FORMS).build();
+        for ((var, _), value) in columns.iter().zip(row) {
+            item.append_child(
+                Element::builder("field", ns::DATA_FORMS)
+                    .attr(a("var"), *var)
+                    .append(
+                        Element::builder("value", ns::DATA_FORMS)
+                            .append(value.as_str())
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        x.append_child(item);
+    }
+    x
+}
+
+/// Why a submitted form was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormError {
+    /// The form is not of type submit.
+    #[error("the form must be of type 'submit', not '{0}'")]
+    NotSubmit(String),
+    /// A required field is missing.
+    #[error("the field '{0}' is required")]
+    Missing(String),
+    /// A value is not allowed.
+    #[error("'{value}' is not a valid value for '{var}'")]
+    BadValue {
+        /// The field.
+        var: String,
+        /// The value.
+        value: String,
+    },
+}
+
+/// Reads a submitted `<x type='submit'>` against the fields it answers.
+/// Unknown fields are ignored (FORM_TYPE and client extras); required fields are checked.
+pub fn read_submitted(x: &Element, fields: &[FormField]) -> Result<FormValues, FormError> {
+    let type_ = x.attr("type").unwrap_or("");
+    if type_ != "submit" {
+        return Err(FormError::NotSubmit(type_.to_string()));
+    }
+    let mut values = FormValues::default();
+    for f in x.children().filter(|c| c.is("field", ns::DATA_FORMS)) {
+        let Some(var) = f.attr("var") else { continue };
+        let vals: Vec<String> = f
+            .children()
+            .filter(|c| c.is("value", ns::DATA_FORMS))
+            .map(|v| v.text())
+            .collect();
+        values.set(var, vals.join("\n"));
+    }
+    check(values, fields)
+}
+
+/// Checks values against fields: required present, booleans and choices valid.
+pub fn check(mut values: FormValues, fields: &[FormField]) -> Result<FormValues, FormError> {
+    for f in fields {
+        match (&f.kind, values.get(&f.var).map(str::to_string)) {
+            (_, None) if f.required => return Err(FormError::Missing(f.var.clone())),
+            (FieldKind::Boolean, Some(v)) => {
+                let b = match v.as_str() {
+                    "1" | "true" => "1",
+                    "0" | "false" => "0",
+                    _ => {
+                        return Err(FormError::BadValue {
+                            var: f.var.clone(),
+                            value: v,
+                        });
+                    }
+                };
+                values.set(f.var.clone(), b);
+            }
+            (FieldKind::Choice(options), Some(v)) if !options.iter().any(|(o, _)| *o == v) => {
+                return Err(FormError::BadValue {
+                    var: f.var.clone(),
+                    value: v,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(values)
+}
+
+/// The values of a single-field lookup in a submitted form.
+pub fn value_of(x: &Element, var: &str) -> Option<String> {
+    x.children()
+        .filter(|c| c.is("field", ns::DATA_FORMS))
+        .find(|f| f.attr("var") == Some(var))
+        .map(|f| {
+            f.children()
+                .filter(|c| c.is("value", ns::DATA_FORMS))
+                .map(|v| v.text())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields() -> Vec<FormField> {
+        vec![
+            FormField::text("username", "Username").required(),
+            FormField::secret("password", "Password").required(),
+            FormField::boolean("tls", "Use TLS"),
+        ]
+    }
+
+    #[test]
+    fn form_hides_secrets_and_marks_required() {
+        let mut cur = FormValues::default();
+        cur.set("username", "bob");
+        cur.set("password", "hunter2");
+        let x = form("t", "i", &fields(), Some(&cur));
+        let xml = String::from(&x);
+        assert!(xml.contains("bob"));
+        assert!(!xml.contains("hunter2"), "{xml}");
+        assert!(xml.contains("text-private"));
+        assert!(xml.contains("<required/>"), "{xml}");
+    }
+
+    #[test]
+    fn submitted_form_is_read_and_checked() {
+        let x: Element = "<x xmlns='jabber:x:data' type='submit'>\
+            <field var='FORM_TYPE'><value>jabber:iq:register</value></field>\
+            <field var='username'><value>bob</value></field>\
+            <field var='password'><value>pw</value></field>\
+            <field var='tls'><value>true</value></field></x>"
+            .parse()
+            .unwrap();
+        let v = read_submitted(&x, &fields()).unwrap();
+        assert_eq!(v.get("username"), Some("bob"));
+        assert_eq!(v.get_bool("tls"), Some(true));
+    }
+
+    #[test]
+    fn missing_required_field_is_an_error() {
+        let x: Element = "<x xmlns='jabber:x:data' type='submit'><field var='username'><value>bob</value></field></x>"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            read_submitted(&x, &fields()).unwrap_err(),
+            FormError::Missing("password".into())
+        );
+    }
+
+    #[test]
+    fn bad_boolean_and_wrong_type_are_errors() {
+        let x: Element = "<x xmlns='jabber:x:data' type='submit'><field var='username'><value>b</value></field>\
+            <field var='password'><value>p</value></field><field var='tls'><value>maybe</value></field></x>"
+            .parse()
+            .unwrap();
+        assert!(matches!(
+            read_submitted(&x, &fields()),
+            Err(FormError::BadValue { .. })
+        ));
+        let x: Element = "<x xmlns='jabber:x:data' type='form'/>".parse().unwrap();
+        assert_eq!(
+            read_submitted(&x, &fields()).unwrap_err(),
+            FormError::NotSubmit("form".into())
+        );
+    }
+}

@@ -1,0 +1,574 @@
+//! The XEP-0114 component link: one per gateway, with reconnection and a queue that loses
+//! nothing.
+//!
+//! The link owns the TCP stream to the XMPP server. Everything the gateway sends goes
+//! through [`LinkHandle::send`]; the link writes it when it is up and queues it when it is
+//! down: in memory up to `queue_memory_limit` stanzas, then in the database
+//! (`pending_outbound`), flushed in order once the link is back. Queued stanzas are also
+//! written to the database at shutdown and sent first on the next start.
+//!
+//! Delivery is confirmed by XEP-0199 pings: the server answers stanzas in order, so the
+//! answer to a ping sent after a batch proves the batch was taken. Stanzas written since
+//! the last answered ping are kept and sent again if the link drops (a duplicate is better
+//! than a loss; clients de-duplicate by id). A ping also goes out when the link is idle,
+//! and a ping left unanswered for `ping_timeout` marks the link dead.
+
+use crate::db::Database;
+use crate::xmpp::el::a;
+use crate::xmpp::ns;
+use futures::{SinkExt, StreamExt};
+use rand::Rng;
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::io::BufStream;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::component::Handshake;
+use tokio_xmpp::xmlstream::{ReadError, StreamHeader, Timeouts, XmlStream, initiate_stream};
+use tracing::{debug, error, info, warn};
+
+type Stream = XmlStream<BufStream<TcpStream>, Element>;
+
+/// Why the link could not be established.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The server could not be reached.
+    #[error(
+        "cannot reach the XMPP server's component port at {addr}: {source} (is the server running, and is [xmpp] host/port its component port?)"
+    )]
+    Unreachable {
+        /// Where we tried.
+        addr: String,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// The server refused the component: wrong secret, undeclared domain or already connected.
+    #[error(
+        "the XMPP server refused component {domain}: {answer}. Check that the server declares this component with the same secret, and that no other instance is connected for it (see the server's log)"
+    )]
+    Refused {
+        /// The component domain.
+        domain: String,
+        /// What the server said.
+        answer: String,
+    },
+    /// The stream broke during the handshake.
+    #[error("the component handshake with {addr} failed: {reason}")]
+    Handshake {
+        /// Where.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The link's state, observable by the gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// Not connected yet or reconnecting.
+    Down,
+    /// Connected and authenticated.
+    Up,
+    /// Shut down.
+    Closed,
+}
+
+/// How to reach the server.
+#[derive(Clone, Debug)]
+pub struct LinkConfig {
+    /// `host:port` of the component listener.
+    pub address: String,
+    /// The component domain.
+    pub domain: String,
+    /// The component secret.
+    pub secret: crate::secret::Secret,
+    /// The server domain to ping.
+    pub ping_to: String,
+    /// Idle time before a keep-alive ping.
+    pub ping_interval: Duration,
+    /// Time a ping may go unanswered.
+    pub ping_timeout: Duration,
+    /// Longest wait between reconnection attempts.
+    pub reconnect_max: Duration,
+    /// Stanzas kept in memory before spilling to the database.
+    pub memory_limit: usize,
+    /// The bridge's id, the key of its rows in `pending_outbound`.
+    pub bridge: String,
+}
+
+enum Command {
+    Send(Element),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The gateway's end of the link.
+#[derive(Clone)]
+pub struct LinkHandle {
+    tx: mpsc::Sender<Command>,
+    state: watch::Receiver<LinkState>,
+}
+
+impl LinkHandle {
+    /// Queues a stanza for the server. Never drops it: waits while the link's intake is full.
+    pub async fn send(&self, stanza: impl Into<Element>) {
+        if self.tx.send(Command::Send(stanza.into())).await.is_err() {
+            warn!("stanza dropped: the component link has shut down");
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> LinkState {
+        *self.state.borrow()
+    }
+
+    /// A receiver that sees every state change.
+    pub fn watch(&self) -> watch::Receiver<LinkState> {
+        self.state.clone()
+    }
+
+    /// Stops the link, writing every queued stanza to the database.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Opens one authenticated component stream.
+pub async fn connect(cfg: &LinkConfig) -> Result<Stream, LinkError> {
+    let tcp = TcpStream::connect(&cfg.address)
+        .await
+        .map_err(|source| LinkError::Unreachable {
+            addr: cfg.address.clone(),
+            source,
+        })?;
+    // Without this every small stanza waits for the peer's delayed ACK (~40 ms).
+    let _ = tcp.set_nodelay(true);
+    let handshake_err = |reason: String| LinkError::Handshake {
+        addr: cfg.address.clone(),
+        reason,
+    };
+    let timeouts = Timeouts {
+        read_timeout: cfg.ping_interval,
+        response_timeout: cfg.ping_timeout,
+    };
+    let header = StreamHeader {
+        to: Some(cfg.domain.clone().into()),
+        ..Default::default()
+    };
+    let mut pending = initiate_stream(BufStream::new(tcp), ns::COMPONENT, header, timeouts)
+        .await
+        .map_err(|e| handshake_err(e.to_string()))?;
+    let stream_id = pending
+        .take_header()
+        .id
+        .map(|id| id.into_owned())
+        .ok_or_else(|| handshake_err("the server sent no stream id".into()))?;
+    let mut stream: Stream = pending.skip_features();
+    let handshake: Element =
+        Handshake::from_stream_id_and_password(stream_id, cfg.secret.expose()).into();
+    stream
+        .send(&handshake)
+        .await
+        .map_err(|e| handshake_err(e.to_string()))?;
+    loop {
+        match stream.next().await {
+            Some(Ok(el)) if el.name() == "handshake" => return Ok(stream),
+            Some(Ok(el)) if el.name() == "error" => {
+                return Err(LinkError::Refused {
+                    domain: cfg.domain.clone(),
+                    answer: describe_stream_error(&el),
+                });
+            }
+            Some(Ok(el)) => {
+                return Err(handshake_err(format!(
+                    "unexpected <{}/> before the handshake answer",
+                    el.name()
+                )));
+            }
+            Some(Err(ReadError::SoftTimeout)) => continue,
+            Some(Err(ReadError::StreamFooterReceived)) | None => {
+                return Err(LinkError::Refused {
+                    domain: cfg.domain.clone(),
+                    answer: "the server closed the stream".into(),
+                });
+            }
+            Some(Err(e)) => return Err(handshake_err(e.to_string())),
+        }
+    }
+}
+
+/// `<stream:error>` as one line: the condition and the server's text.
+fn describe_stream_error(el: &Element) -> String {
+    let condition = el
+        .children()
+        .find(|c| c.name() != "text")
+        .map(|c| c.name().to_string())
+        .unwrap_or_else(|| "undefined-condition".into());
+    match el.children().find(|c| c.name() == "text").map(|t| t.text()) {
+        Some(text) if !text.is_empty() => format!("<{condition}/> \"{text}\""),
+        _ => format!("<{condition}/>"),
+    }
+}
+
+/// Starts the link: the first connection is made here, so that a refusal at start-up is
+/// reported (and the process can exit) instead of retried. An unreachable server is
+/// retried in the background with backoff.
+pub async fn start(
+    cfg: LinkConfig,
+    db: Database,
+    inbound: mpsc::Sender<Element>,
+) -> Result<LinkHandle, LinkError> {
+    let first = match connect(&cfg).await {
+        Ok(stream) => Some(stream),
+        Err(e @ LinkError::Unreachable { .. }) => {
+            warn!(domain = %cfg.domain, "{e}; retrying in the background");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let (tx, rx) = mpsc::channel(1024);
+    let (state_tx, state_rx) = watch::channel(LinkState::Down);
+    let spilled = db.count_outbound(&cfg.bridge).await.unwrap_or(0) > 0;
+    let link = Link {
+        cfg,
+        db,
+        inbound,
+        rx,
+        state: state_tx,
+        queue: VecDeque::new(),
+        spilled,
+        unacked: VecDeque::new(),
+        ack_seq: 0,
+    };
+    tokio::spawn(link.run(first));
+    Ok(LinkHandle {
+        tx,
+        state: state_rx,
+    })
+}
+
+struct Link {
+    cfg: LinkConfig,
+    db: Database,
+    inbound: mpsc::Sender<Element>,
+    rx: mpsc::Receiver<Command>,
+    state: watch::Sender<LinkState>,
+    /// Stanzas waiting for the link, oldest first (older than any in the database).
+    queue: VecDeque<Element>,
+    /// Whether `pending_outbound` holds stanzas (newer than `queue`).
+    spilled: bool,
+    /// Written since the last answered ping, oldest first.
+    unacked: VecDeque<Element>,
+    ack_seq: u64,
+}
+
+/// How a connected session ended.
+enum Ended {
+    Lost(String),
+    Shutdown(oneshot::Sender<()>),
+}
+
+impl Link {
+    async fn run(mut self, mut first: Option<Stream>) {
+        let mut attempt: u32 = 0;
+        loop {
+            let stream = match first.take() {
+                Some(s) => s,
+                None => match self.reconnect(&mut attempt).await {
+                    Some(s) => s,
+                    None => return,
+                },
+            };
+            attempt = 0;
+            info!(domain = %self.cfg.domain, "component link up");
+            let _ = self.state.send(LinkState::Up);
+            match self.serve(stream).await {
+                Ended::Lost(why) => {
+                    let _ = self.state.send(LinkState::Down);
+                    warn!(domain = %self.cfg.domain, "component link lost: {why}; reconnecting (queued: {})", self.unacked.len() + self.queue.len());
+                    while let Some(el) = self.unacked.pop_back() {
+                        self.queue.push_front(el);
+                    }
+                }
+                Ended::Shutdown(done) => {
+                    self.persist_all().await;
+                    let _ = self.state.send(LinkState::Closed);
+                    let _ = done.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits with capped exponential backoff and jitter, queueing what arrives meanwhile.
+    async fn reconnect(&mut self, attempt: &mut u32) -> Option<Stream> {
+        loop {
+            let base = Duration::from_millis(250u64.saturating_mul(1 << (*attempt).min(10)));
+            let capped = base.min(self.cfg.reconnect_max);
+            let jitter = rand::rng().random_range(0.5..1.0);
+            let wait = capped.mul_f64(jitter);
+            *attempt = attempt.saturating_add(1);
+            let deadline = Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    cmd = self.rx.recv() => match cmd {
+                        Some(Command::Send(el)) => self.enqueue(el).await,
+                        Some(Command::Shutdown(done)) => {
+                            self.persist_all().await;
+                            let _ = self.state.send(LinkState::Closed);
+                            let _ = done.send(());
+                            return None;
+                        }
+                        None => { self.persist_all().await; return None; }
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            match connect(&self.cfg).await {
+                Ok(s) => return Some(s),
+                Err(e) => warn!(domain = %self.cfg.domain, attempt = *attempt, "{e}"),
+            }
+        }
+    }
+
+    async fn enqueue(&mut self, el: Element) {
+        if !self.spilled && self.queue.len() < self.cfg.memory_limit {
+            self.queue.push_back(el);
+            return;
+        }
+        if !self.spilled {
+            debug!(domain = %self.cfg.domain, "outbound queue over {} stanzas: spilling to the database", self.cfg.memory_limit);
+            let queued: Vec<Element> = self.queue.drain(..).collect();
+            for q in queued {
+                self.push_db(&q).await;
+            }
+            self.spilled = true;
+        }
+        self.push_db(&el).await;
+    }
+
+    async fn push_db(&mut self, el: &Element) {
+        let xml = String::from(el);
+        if let Err(e) = self.db.push_outbound(&self.cfg.bridge, &xml).await {
+            // The database is the last resort; keep the stanza in memory rather than lose it.
+            error!(domain = %self.cfg.domain, "cannot persist a queued stanza ({e}); keeping it in memory");
+            self.queue.push_back(el.clone());
+        }
+    }
+
+    /// Loads the oldest spilled stanzas back into memory.
+    async fn reload(&mut self) {
+        if !self.spilled || !self.queue.is_empty() {
+            return;
+        }
+        match self
+            .db
+            .peek_outbound(&self.cfg.bridge, self.cfg.memory_limit.max(1) as i64)
+            .await
+        {
+            Ok(rows) if rows.is_empty() => self.spilled = false,
+            Ok(rows) => {
+                let last = rows.last().map(|(seq, _)| *seq).unwrap_or_default();
+                for (seq, xml) in rows {
+                    match xml.parse::<Element>() {
+                        Ok(el) => self.queue.push_back(el),
+                        Err(e) => {
+                            error!(domain = %self.cfg.domain, seq, "dropping an unreadable queued stanza: {e}")
+                        }
+                    }
+                }
+                if let Err(e) = self.db.delete_outbound(&self.cfg.bridge, last).await {
+                    error!(domain = %self.cfg.domain, "cannot delete flushed stanzas from the database: {e}");
+                }
+            }
+            Err(e) => error!(domain = %self.cfg.domain, "cannot read queued stanzas: {e}"),
+        }
+    }
+
+    /// Writes everything still queued to the database, older first.
+    async fn persist_all(&mut self) {
+        let mut older: Vec<Element> = self.unacked.drain(..).collect();
+        older.extend(self.queue.drain(..));
+        if older.is_empty() {
+            return;
+        }
+        // Rows already in the database are newer than these: re-append them after.
+        let newer = if self.spilled {
+            let rows = self
+                .db
+                .peek_outbound(&self.cfg.bridge, i64::MAX)
+                .await
+                .unwrap_or_default();
+            if let Some((last, _)) = rows.last() {
+                let _ = self.db.delete_outbound(&self.cfg.bridge, *last).await;
+            }
+            rows.into_iter().map(|(_, xml)| xml).collect()
+        } else {
+            Vec::new()
+        };
+        let count = older.len() + newer.len();
+        for el in older {
+            let xml = String::from(&el);
+            if let Err(e) = self.db.push_outbound(&self.cfg.bridge, &xml).await {
+                error!(domain = %self.cfg.domain, "a queued stanza is lost at shutdown: {e}");
+            }
+        }
+        for xml in newer {
+            if let Err(e) = self.db.push_outbound(&self.cfg.bridge, &xml).await {
+                error!(domain = %self.cfg.domain, "a queued stanza is lost at shutdown: {e}");
+            }
+        }
+        self.spilled = true;
+        info!(domain = %self.cfg.domain, "{count} undelivered stanzas kept in the database for the next start");
+    }
+
+    fn ping(&mut self) -> (String, Element) {
+        self.ack_seq += 1;
+        let id = format!("estuary-ack-{}", self.ack_seq);
+        let el = Element::builder("iq", ns::COMPONENT)
+            .attr(a("type"), "get")
+            .attr(a("id"), id.clone())
+            .attr(a("from"), self.cfg.domain.clone())
+            .attr(a("to"), self.cfg.ping_to.clone())
+            .append(Element::builder("ping", ns::PING).build())
+            .build();
+        (id, el)
+    }
+
+    async fn serve(&mut self, mut stream: Stream) -> Ended {
+        // Send what was written but not confirmed before the drop, then the queue.
+        let mut backlog: VecDeque<Element> = self.unacked.drain(..).collect();
+        backlog.extend(self.queue.drain(..));
+        let mut in_flight: Option<(String, usize, Instant)> = None;
+        let mut last_traffic = Instant::now();
+        loop {
+            // Flush backlog (and spilled rows) first, in order.
+            if backlog.is_empty() && self.spilled {
+                self.reload().await;
+                backlog.extend(self.queue.drain(..));
+            }
+            if let Some(el) = backlog.pop_front() {
+                if let Err(e) = stream.feed(&el).await {
+                    backlog.push_front(el);
+                    self.queue.extend(backlog.drain(..));
+                    return Ended::Lost(e.to_string());
+                }
+                self.unacked.push_back(el);
+                if (backlog.is_empty() || self.unacked.len().is_multiple_of(64))
+                    && let Err(e) = SinkExt::<&Element>::flush(&mut stream).await
+                {
+                    self.queue.extend(backlog.drain(..));
+                    return Ended::Lost(e.to_string());
+                }
+                if in_flight.is_none() && (backlog.is_empty() || self.unacked.len() >= 256) {
+                    let (id, ping) = self.ping();
+                    if let Err(e) = stream.send(&ping).await {
+                        self.queue.extend(backlog.drain(..));
+                        return Ended::Lost(e.to_string());
+                    }
+                    in_flight = Some((id, self.unacked.len(), Instant::now()));
+                }
+                // Keep reading while flushing a large backlog so pings get answered.
+                if !backlog.is_empty() {
+                    if let Ok(item) = tokio::time::timeout(Duration::ZERO, stream.next()).await
+                        && let Some(why) = self.on_read(item, &mut in_flight).await
+                    {
+                        self.queue.extend(backlog.drain(..));
+                        return Ended::Lost(why);
+                    }
+                    continue;
+                }
+            }
+            let ping_due = match &in_flight {
+                Some((_, _, sent)) => *sent + self.cfg.ping_timeout,
+                None => last_traffic + self.cfg.ping_interval,
+            };
+            tokio::select! {
+                item = stream.next() => {
+                    last_traffic = Instant::now();
+                    if let Some(why) = self.on_read(item, &mut in_flight).await {
+                        return Ended::Lost(why);
+                    }
+                    if in_flight.is_none() && !self.unacked.is_empty() {
+                        let (id, ping) = self.ping();
+                        if let Err(e) = stream.send(&ping).await {
+                            return Ended::Lost(e.to_string());
+                        }
+                        in_flight = Some((id, self.unacked.len(), Instant::now()));
+                    }
+                }
+                cmd = self.rx.recv() => match cmd {
+                    Some(Command::Send(el)) => { last_traffic = Instant::now(); backlog.push_back(el) }
+                    Some(Command::Shutdown(done)) => {
+                        let _ = SinkExt::<&Element>::close(&mut stream).await;
+                        return Ended::Shutdown(done);
+                    }
+                    None => return Ended::Lost("the gateway stopped".into()),
+                },
+                _ = tokio::time::sleep_until(ping_due) => {
+                    if let Some((id, _, _)) = &in_flight {
+                        return Ended::Lost(format!("no answer to ping {id} within {:?}", self.cfg.ping_timeout));
+                    }
+                    let (id, ping) = self.ping();
+                    if let Err(e) = stream.send(&ping).await {
+                        return Ended::Lost(e.to_string());
+                    }
+                    in_flight = Some((id, self.unacked.len(), Instant::now()));
+                    last_traffic = Instant::now();
+                }
+            }
+        }
+    }
+
+    /// Handles one read; returns why the link is lost, if it is.
+    async fn on_read(
+        &mut self,
+        item: Option<Result<Element, ReadError>>,
+        in_flight: &mut Option<(String, usize, Instant)>,
+    ) -> Option<String> {
+        match item {
+            Some(Ok(el)) => {
+                if el.name() == "iq" {
+                    if let (Some(id), Some((want, count, _))) = (el.attr("id"), in_flight.as_ref())
+                        && id == want
+                    {
+                        let n = (*count).min(self.unacked.len());
+                        self.unacked.drain(..n);
+                        *in_flight = None;
+                        return None;
+                    }
+                    if el
+                        .attr("id")
+                        .is_some_and(|id| id.starts_with("estuary-ack-"))
+                    {
+                        return None; // an answer to an earlier ping; nothing to do
+                    }
+                }
+                if el.name() == "error" && el.ns() == "http://etherx.jabber.org/streams" {
+                    return Some(format!(
+                        "stream error from the server: {}",
+                        describe_stream_error(&el)
+                    ));
+                }
+                if self.inbound.send(el).await.is_err() {
+                    return Some("the gateway stopped".into());
+                }
+                None
+            }
+            Some(Err(ReadError::SoftTimeout)) => None,
+            Some(Err(ReadError::ParseError(e))) => {
+                warn!(domain = %self.cfg.domain, "ignoring an unparsable element from the server: {e}");
+                None
+            }
+            Some(Err(ReadError::StreamFooterReceived)) => {
+                Some("the server closed the stream".into())
+            }
+            Some(Err(ReadError::HardError(e))) => Some(e.to_string()),
+            None => Some("the connection closed".into()),
+        }
+    }
+}
