@@ -103,6 +103,16 @@ async fn run_suite(url: &str, backend: Backend) {
         other => panic!("expected a seal error, got {other:?}"),
     }
     assert!(!err.to_string().contains("carol-pw-9d1f"));
+    // Listing strictly fails; listing each keeps the readable logins.
+    assert!(db.list_logins("irc").await.is_err());
+    let each = db.list_logins_each("irc").await.unwrap();
+    let readable: Vec<_> = each
+        .iter()
+        .filter_map(|l| l.as_ref().ok())
+        .map(|l| l.user.as_str())
+        .collect();
+    assert_eq!(readable, ["lee@example.org"]);
+    assert_eq!(each.iter().filter(|l| l.is_err()).count(), 1);
     db.close().await;
 }
 

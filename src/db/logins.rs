@@ -151,6 +151,21 @@ impl Database {
         rows.iter().map(|row| self.login_from_row(row)).collect()
     }
 
+    /// Every login on `bridge`, in user order, each read on its own: a login that cannot
+    /// be unsealed or parsed is an `Err` in its place and the others still come back. For
+    /// bringing clients up at start, where one bad login must not keep the rest down.
+    #[tracing::instrument(name = "db.logins.list_each", skip_all, err)]
+    pub async fn list_logins_each(
+        &self,
+        bridge: &str,
+    ) -> Result<Vec<Result<LoginRow, DbError>>, DbError> {
+        let rows = sqlx::query(select_logins!("WHERE bridge = $1 ORDER BY user_jid"))
+            .bind(bridge)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|row| self.login_from_row(row)).collect())
+    }
+
     /// Replaces the bridge metadata of the login of `user` on `bridge`.
     ///
     /// Fails with [`DbError::NotFound`] if there is no such login.
