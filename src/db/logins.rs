@@ -1,0 +1,263 @@
+//! `logins`: one puppet account per (bridge, user), its login fields and the bridge's
+//! metadata.
+//!
+//! The fields are stored as one JSON text, `{"clear": {var: value}, "sealed": {var:
+//! sealed}}`: the fields the bridge flags as secret are sealed, each bound to its bridge,
+//! user and field name, so a sealed value moved to another row does not open.
+
+use super::{Database, DbError, now_ms};
+use estuary_bridge_api::{FormValues, LoginId, StoredLogin, User};
+use serde::{Deserialize, Serialize};
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+use std::collections::BTreeMap;
+
+/// A stored login, with its secret fields unsealed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoginRow {
+    /// The bridge, e.g. `"irc"`.
+    pub bridge: String,
+    /// The user, a bare JID.
+    pub user: String,
+    /// The login's id, as the bridge minted it at registration.
+    pub login_id: String,
+    /// The login fields given at registration, secrets unsealed. Its `Debug` shows only
+    /// the field names.
+    pub fields: FormValues,
+    /// The bridge's own metadata for this login.
+    pub metadata: serde_json::Value,
+    /// When the login was first saved, in unix milliseconds.
+    pub created_at_ms: i64,
+}
+
+impl LoginRow {
+    /// The login as handed back to its bridge to bring the client up.
+    pub fn into_stored(self) -> StoredLogin {
+        StoredLogin {
+            id: LoginId::new(self.login_id),
+            user: User { jid: self.user },
+            fields: self.fields,
+            metadata: self.metadata,
+        }
+    }
+}
+
+/// The `logins.fields` column.
+#[derive(Default, Serialize, Deserialize)]
+struct StoredFields {
+    #[serde(default)]
+    clear: BTreeMap<String, String>,
+    #[serde(default)]
+    sealed: BTreeMap<String, String>,
+}
+
+/// The associated data a sealed field is bound to.
+fn seal_context(bridge: &str, user: &str, var: &str) -> Vec<u8> {
+    format!("estuary login field\0{bridge}\0{user}\0{var}").into_bytes()
+}
+
+/// `SELECT` of the columns [`Database::login_from_row`] reads, followed by the rest.
+macro_rules! select_logins {
+    ($rest:literal) => {
+        concat!(
+            "SELECT bridge, user_jid, login_id, fields, metadata, created_at_ms FROM logins ",
+            $rest
+        )
+    };
+}
+
+impl Database {
+    /// Saves the login of `user` on `bridge`, replacing any previous one (its creation
+    /// time is kept). Fields named in `secret_vars` are sealed, the others stored clear.
+    /// The user is recorded too.
+    #[tracing::instrument(name = "db.logins.save", skip_all, err)]
+    pub async fn save_login(
+        &self,
+        bridge: &str,
+        user: &str,
+        login_id: &str,
+        fields: &FormValues,
+        secret_vars: &[String],
+        metadata: &serde_json::Value,
+    ) -> Result<(), DbError> {
+        let mut stored = StoredFields::default();
+        for (var, value) in &fields.0 {
+            if secret_vars.iter().any(|s| s == var) {
+                let sealed = self.key.seal_with(value, &seal_context(bridge, user, var));
+                stored.sealed.insert(var.clone(), sealed);
+            } else {
+                stored.clear.insert(var.clone(), value.clone());
+            }
+        }
+        let fields_json = serde_json::to_string(&stored).map_err(|source| DbError::Encode {
+            what: "login fields",
+            source,
+        })?;
+        let metadata_json = serde_json::to_string(metadata).map_err(|source| DbError::Encode {
+            what: "login metadata",
+            source,
+        })?;
+        let now = now_ms();
+
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO users (jid, created_at_ms) VALUES ($1, $2) \
+             ON CONFLICT (jid) DO NOTHING",
+        )
+        .bind(user)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO logins \
+               (bridge, user_jid, login_id, fields, metadata, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) \
+             ON CONFLICT (bridge, user_jid) DO UPDATE SET \
+               login_id = excluded.login_id, fields = excluded.fields, \
+               metadata = excluded.metadata, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(bridge)
+        .bind(user)
+        .bind(login_id)
+        .bind(fields_json)
+        .bind(metadata_json)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The login of `user` on `bridge`, if any, with its secrets unsealed.
+    #[tracing::instrument(name = "db.logins.get", skip_all, err)]
+    pub async fn get_login(&self, bridge: &str, user: &str) -> Result<Option<LoginRow>, DbError> {
+        let row = sqlx::query(select_logins!("WHERE bridge = $1 AND user_jid = $2"))
+            .bind(bridge)
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| self.login_from_row(&row)).transpose()
+    }
+
+    /// Every login on `bridge`, in user order, with their secrets unsealed.
+    ///
+    /// One login that cannot be read fails the whole call: the error names it.
+    #[tracing::instrument(name = "db.logins.list", skip_all, err)]
+    pub async fn list_logins(&self, bridge: &str) -> Result<Vec<LoginRow>, DbError> {
+        let rows = sqlx::query(select_logins!("WHERE bridge = $1 ORDER BY user_jid"))
+            .bind(bridge)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| self.login_from_row(row)).collect()
+    }
+
+    /// Every login on `bridge`, in user order, each read on its own: a login that cannot
+    /// be unsealed or parsed is an `Err` in its place and the others still come back. For
+    /// bringing clients up at start, where one bad login must not keep the rest down.
+    #[tracing::instrument(name = "db.logins.list_each", skip_all, err)]
+    pub async fn list_logins_each(
+        &self,
+        bridge: &str,
+    ) -> Result<Vec<Result<LoginRow, DbError>>, DbError> {
+        let rows = sqlx::query(select_logins!("WHERE bridge = $1 ORDER BY user_jid"))
+            .bind(bridge)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|row| self.login_from_row(row)).collect())
+    }
+
+    /// Replaces the bridge metadata of the login of `user` on `bridge`.
+    ///
+    /// Fails with [`DbError::NotFound`] if there is no such login.
+    #[tracing::instrument(name = "db.logins.set_metadata", skip_all, err)]
+    pub async fn set_login_metadata(
+        &self,
+        bridge: &str,
+        user: &str,
+        metadata: &serde_json::Value,
+    ) -> Result<(), DbError> {
+        let metadata_json = serde_json::to_string(metadata).map_err(|source| DbError::Encode {
+            what: "login metadata",
+            source,
+        })?;
+        let done = sqlx::query(
+            "UPDATE logins SET metadata = $3, updated_at_ms = $4 \
+             WHERE bridge = $1 AND user_jid = $2",
+        )
+        .bind(bridge)
+        .bind(user)
+        .bind(metadata_json)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::NotFound(format!("login of {user} on {bridge}")));
+        }
+        Ok(())
+    }
+
+    /// Deletes the login of `user` on `bridge` together with that user's contacts, rooms,
+    /// message map and archive on that bridge, all or nothing. Returns whether a login
+    /// existed.
+    #[tracing::instrument(name = "db.logins.delete", skip_all, err)]
+    pub async fn delete_login(&self, bridge: &str, user: &str) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM logins WHERE bridge = $1 AND user_jid = $2")
+            .bind(bridge)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        for statement in [
+            "DELETE FROM contacts WHERE bridge = $1 AND user_jid = $2",
+            "DELETE FROM rooms WHERE bridge = $1 AND user_jid = $2",
+            "DELETE FROM message_map WHERE bridge = $1 AND user_jid = $2",
+            "DELETE FROM archive WHERE bridge = $1 AND user_jid = $2",
+        ] {
+            sqlx::query(statement)
+                .bind(bridge)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    fn login_from_row(&self, row: &AnyRow) -> Result<LoginRow, DbError> {
+        let bridge: String = row.try_get("bridge")?;
+        let user: String = row.try_get("user_jid")?;
+        let corrupt = |column, source| DbError::Corrupt {
+            table: "logins",
+            column,
+            key: format!("{bridge}/{user}"),
+            source,
+        };
+        let stored: StoredFields = serde_json::from_str(&row.try_get::<String, _>("fields")?)
+            .map_err(|e| corrupt("fields", e))?;
+        let metadata = serde_json::from_str(&row.try_get::<String, _>("metadata")?)
+            .map_err(|e| corrupt("metadata", e))?;
+
+        let mut fields = FormValues(stored.clear);
+        for (var, sealed) in stored.sealed {
+            let value = self
+                .key
+                .open_with(&sealed, &seal_context(&bridge, &user, &var))
+                .map_err(|source| DbError::Seal {
+                    bridge: bridge.clone(),
+                    user: user.clone(),
+                    var: var.clone(),
+                    source,
+                })?;
+            fields.set(var, value);
+        }
+        Ok(LoginRow {
+            login_id: row.try_get("login_id")?,
+            created_at_ms: row.try_get("created_at_ms")?,
+            fields,
+            metadata,
+            bridge,
+            user,
+        })
+    }
+}

@@ -1,0 +1,214 @@
+//! The puppet-account database: users, logins, contacts, rooms, the message map, the room
+//! archive (MAM) and the queue of stanzas not yet delivered.
+//!
+//! One schema serves every bridge: each row is keyed by `bridge` (e.g. `"irc"`) and `user`
+//! (a bare JID); bridge-specific data lives in the logins' JSON metadata. The same portable
+//! migration set (`migrations/`) runs on SQLite and PostgreSQL through sqlx's `Any`
+//! driver, and is applied by [`Database::connect`].
+//!
+//! Login fields a bridge flags as secret are sealed with a [`SealKey`] before they are
+//! stored (see [`seal`]).
+
+mod archive;
+mod contacts;
+mod error;
+mod logins;
+mod message_map;
+mod outbound;
+mod rooms;
+pub mod seal;
+mod users;
+
+pub use archive::{ArchivePage, ArchiveQuery, ArchivedMessage, MAX_ARCHIVE_PAGE};
+pub use contacts::ContactRow;
+pub use error::{DbError, redact_url};
+pub use logins::LoginRow;
+pub use rooms::RoomRow;
+pub use seal::{SealError, SealKey};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Row as _};
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The schema, embedded from `migrations/` at build time.
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// The URL used when the configuration names no database: SQLite in the working directory.
+pub const DEFAULT_URL: &str = "sqlite://estuary.db";
+
+/// Which database engine is behind a [`Database`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, a file (or memory) in this process.
+    Sqlite,
+    /// PostgreSQL, a server shared by several deployments or hosts.
+    Postgres,
+}
+
+/// A handle on the puppet-account database. Cloning is cheap: clones share one pool.
+#[derive(Clone, Debug)]
+pub struct Database {
+    pool: AnyPool,
+    key: Arc<SealKey>,
+    backend: Backend,
+}
+
+impl Database {
+    /// Opens the database at `url`, creating a SQLite file on first start, and brings the
+    /// schema up to date.
+    ///
+    /// `url` is `sqlite://PATH` (or `sqlite::memory:`) or `postgres://USER@HOST/DB`; a
+    /// caller with no configured URL passes [`DEFAULT_URL`].
+    #[tracing::instrument(name = "db.connect", skip_all, err)]
+    pub async fn connect(url: &str, key: SealKey) -> Result<Database, DbError> {
+        sqlx::any::install_default_drivers();
+        let redacted = redact_url(url);
+        let connect_error = |source| DbError::Connect {
+            url: redacted.clone(),
+            source,
+        };
+
+        let (backend, url) = if url.starts_with("sqlite:") {
+            (Backend::Sqlite, sqlite_url_with_create(url))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(DbError::UnsupportedUrl { url: redacted });
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(connect_error)?;
+
+        let in_memory =
+            backend == Backend::Sqlite && (url.contains(":memory:") || url.contains("mode=memory"));
+        let mut pool_options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        if in_memory {
+            // An in-memory database lives and dies with its one connection (the `Any`
+            // driver gives each new connection a fresh one): keep exactly one, forever.
+            pool_options = pool_options
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .map_err(connect_error)?;
+
+        if backend == Backend::Sqlite && !in_memory {
+            // Write-ahead logging lets readers proceed while the gateway writes; the mode
+            // is stored in the file, so this only changes something on first start.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
+        MIGRATOR.run(&pool).await?;
+        tracing::info!(url = %redacted, ?backend, "database ready");
+        Ok(Database {
+            pool,
+            key: Arc::new(key),
+            backend,
+        })
+    }
+
+    /// Which engine this database runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The connection pool, for maintenance and tests. Prefer the typed methods.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The key that seals login secrets.
+    pub fn seal_key(&self) -> &SealKey {
+        &self.key
+    }
+
+    /// Closes every connection; later calls fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Adds `mode=rwc` to a SQLite URL that names no mode, so the file is created on first
+/// start.
+fn sqlite_url_with_create(url: &str) -> String {
+    if url.contains(":memory:") || url.contains("mode=") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}mode=rwc")
+}
+
+/// The time now, in unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Takes the next value of the named counter, inside `tx`.
+///
+/// The counter row stays locked until `tx` ends, so values are committed in the order
+/// they were taken: rows ordered by them are in a strict, gap-tolerant order. This should
+/// be the transaction's first statement, so that SQLite takes its write lock up front.
+pub(crate) async fn next_counter(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    name: &str,
+) -> Result<i64, DbError> {
+    let row = sqlx::query(
+        "INSERT INTO counters (name, value) VALUES ($1, 1) \
+         ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 \
+         RETURNING value",
+    )
+    .bind(name)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.try_get::<i64, _>(0)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_create_the_file() {
+        assert_eq!(
+            sqlite_url_with_create("sqlite://estuary.db"),
+            "sqlite://estuary.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_url_with_create("sqlite:///var/lib/estuary/db.sqlite?cache=shared"),
+            "sqlite:///var/lib/estuary/db.sqlite?cache=shared&mode=rwc"
+        );
+        assert_eq!(
+            sqlite_url_with_create("sqlite://estuary.db?mode=ro"),
+            "sqlite://estuary.db?mode=ro"
+        );
+        assert_eq!(sqlite_url_with_create("sqlite::memory:"), "sqlite::memory:");
+    }
+
+    #[tokio::test]
+    async fn in_memory_database_works() {
+        let db = Database::connect("sqlite::memory:", SealKey::generate())
+            .await
+            .unwrap();
+        assert_eq!(db.backend(), Backend::Sqlite);
+        db.upsert_user("alice@example.org").await.unwrap();
+        assert_eq!(db.list_users().await.unwrap(), vec!["alice@example.org"]);
+    }
+
+    #[tokio::test]
+    async fn unsupported_url_is_refused() {
+        let err = Database::connect("mysql://u:pw@host/db", SealKey::generate())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DbError::UnsupportedUrl { .. }));
+        assert!(!err.to_string().contains("pw"));
+    }
+}

@@ -1,0 +1,687 @@
+//! The puppet-account database, tested against both backends with one suite.
+//!
+//! * SQLite: a file in a fresh temporary directory.
+//! * PostgreSQL: a fresh database `estuary_test_<random>` on the server named by
+//!   `ESTUARY_TEST_POSTGRES` (an admin URL; default
+//!   `postgres://postgres@127.0.0.1:5432/postgres`), dropped at the end. If that server
+//!   cannot be reached the test fails: it is never skipped.
+
+use estuary::db::{
+    ArchiveQuery, ArchivedMessage, Backend, ContactRow, Database, DbError, RoomRow, SealKey,
+};
+use estuary_bridge_api::FormValues;
+use serde_json::json;
+use sqlx::{Connection as _, Row as _};
+
+const DEFAULT_POSTGRES_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+#[tokio::test]
+async fn sqlite_backend() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    // The file does not exist yet: connecting must create it.
+    let path = dir.path().join("estuary.db");
+    let url = format!("sqlite://{}", path.display());
+    run_suite(&url, Backend::Sqlite).await;
+    assert!(path.exists(), "the SQLite file was not created");
+}
+
+#[tokio::test]
+async fn postgres_backend() {
+    sqlx::any::install_default_drivers();
+    let admin_url = std::env::var("ESTUARY_TEST_POSTGRES")
+        .unwrap_or_else(|_| DEFAULT_POSTGRES_ADMIN.to_owned());
+    let shown = estuary::db::redact_url(&admin_url);
+    let name = format!("estuary_test_{}", uuid::Uuid::new_v4().simple());
+
+    let mut admin = sqlx::AnyConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {shown}: {e}. This test needs a running \
+                 server: start one, or point ESTUARY_TEST_POSTGRES at an admin URL."
+            )
+        });
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create test database {name} on {shown}: {e}"));
+
+    let url = database_url(&admin_url, &name);
+    // Run the suite in its own task so the database is dropped even if a check fails.
+    let outcome = tokio::spawn(async move { run_suite(&url, Backend::Postgres).await }).await;
+
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap_or_else(|e| panic!("cannot drop test database {name} on {shown}: {e}"));
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// `admin_url` with its database name replaced by `name`.
+fn database_url(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (admin_url, String::new()),
+    };
+    let (server, _db) = base
+        .rsplit_once('/')
+        .filter(|(server, _)| server.contains("://") && !server.ends_with('/'))
+        .unwrap_or((base, ""));
+    format!("{server}/{name}{query}")
+}
+
+/// Connects to `url`, runs every check, then reconnects to check what persists.
+async fn run_suite(url: &str, backend: Backend) {
+    let key_dir = tempfile::tempdir().expect("temporary directory");
+    let key_path = key_dir.path().join("estuary.key");
+    let key = SealKey::load_or_create(&key_path).expect("seal key");
+
+    let db = Database::connect(url, key).await.expect("first connect");
+    assert_eq!(db.backend(), backend);
+    checks(&db).await;
+    db.close().await;
+
+    // Migrations are idempotent, and everything is still there with the same key.
+    let key = SealKey::load_or_create(&key_path).expect("seal key, reloaded");
+    let db = Database::connect(url, key).await.expect("second connect");
+    let login = db.get_login("irc", "carol@example.org").await.unwrap();
+    let login = login.expect("carol's login survives a reconnect");
+    assert_eq!(login.fields.get("password"), Some("carol-pw-9d1f"));
+    db.close().await;
+
+    // A different key cannot open the secrets, and says so with a typed error.
+    let db = Database::connect(url, SealKey::generate())
+        .await
+        .expect("third connect");
+    let err = db.get_login("irc", "carol@example.org").await.unwrap_err();
+    match &err {
+        DbError::Seal { var, .. } => assert_eq!(var, "password"),
+        other => panic!("expected a seal error, got {other:?}"),
+    }
+    assert!(!err.to_string().contains("carol-pw-9d1f"));
+    // Listing strictly fails; listing each keeps the readable logins.
+    assert!(db.list_logins("irc").await.is_err());
+    let each = db.list_logins_each("irc").await.unwrap();
+    let readable: Vec<_> = each
+        .iter()
+        .filter_map(|l| l.as_ref().ok())
+        .map(|l| l.user.as_str())
+        .collect();
+    assert_eq!(readable, ["lee@example.org"]);
+    assert_eq!(each.iter().filter(|l| l.is_err()).count(), 1);
+    db.close().await;
+}
+
+/// The checks every backend must pass.
+async fn checks(db: &Database) {
+    users(db).await;
+    logins(db).await;
+    contacts(db).await;
+    rooms(db).await;
+    message_map(db).await;
+    archive(db).await;
+    outbound(db).await;
+    delete_login_cascades(db).await;
+}
+
+fn form(pairs: &[(&str, &str)]) -> FormValues {
+    let mut values = FormValues::default();
+    for (var, value) in pairs {
+        values.set(*var, *value);
+    }
+    values
+}
+
+async fn users(db: &Database) {
+    db.upsert_user("zed@example.org").await.unwrap();
+    db.upsert_user("zed@example.org").await.unwrap();
+    db.upsert_user("amy@example.org").await.unwrap();
+    let users = db.list_users().await.unwrap();
+    assert_eq!(users, vec!["amy@example.org", "zed@example.org"]);
+}
+
+async fn logins(db: &Database) {
+    let secrets = vec!["password".to_owned()];
+    let fields = form(&[
+        ("nick", "carol"),
+        ("server", "irc.libera.chat"),
+        ("password", "carol-pw-9d1f"),
+    ]);
+    let metadata = json!({"sasl": true, "channels": ["#rust"]});
+    db.save_login(
+        "irc",
+        "carol@example.org",
+        "carol",
+        &fields,
+        &secrets,
+        &metadata,
+    )
+    .await
+    .unwrap();
+
+    let login = db
+        .get_login("irc", "carol@example.org")
+        .await
+        .unwrap()
+        .expect("saved login");
+    assert_eq!(login.bridge, "irc");
+    assert_eq!(login.user, "carol@example.org");
+    assert_eq!(login.login_id, "carol");
+    assert_eq!(login.fields, fields);
+    assert_eq!(login.metadata, metadata);
+    assert!(login.created_at_ms > 0);
+    // Saving a login records its user.
+    assert!(
+        db.list_users()
+            .await
+            .unwrap()
+            .contains(&"carol@example.org".to_owned())
+    );
+
+    // The secret is sealed at rest; the other fields are not.
+    let raw: String = sqlx::query("SELECT fields FROM logins WHERE bridge = $1 AND user_jid = $2")
+        .bind("irc")
+        .bind("carol@example.org")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !raw.contains("carol-pw-9d1f"),
+        "secret stored in clear: {raw}"
+    );
+    assert!(raw.contains("v1:"));
+    assert!(raw.contains("irc.libera.chat"));
+
+    // Unknown logins.
+    assert!(
+        db.get_login("irc", "nobody@example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        db.get_login("matrix", "carol@example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Saving again replaces the login and keeps its creation time.
+    let changed = form(&[("nick", "carol_"), ("password", "carol-pw-9d1f")]);
+    db.save_login(
+        "irc",
+        "carol@example.org",
+        "carol_",
+        &changed,
+        &secrets,
+        &metadata,
+    )
+    .await
+    .unwrap();
+    let again = db
+        .get_login("irc", "carol@example.org")
+        .await
+        .unwrap()
+        .expect("replaced login");
+    assert_eq!(again.login_id, "carol_");
+    assert_eq!(again.fields, changed);
+    assert_eq!(again.created_at_ms, login.created_at_ms);
+
+    // Metadata alone.
+    let newer = json!({"sasl": false});
+    db.set_login_metadata("irc", "carol@example.org", &newer)
+        .await
+        .unwrap();
+    let again = db
+        .get_login("irc", "carol@example.org")
+        .await
+        .unwrap()
+        .expect("login");
+    assert_eq!(again.metadata, newer);
+    let err = db
+        .set_login_metadata("irc", "nobody@example.org", &newer)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+
+    // Listing is per bridge, in user order.
+    db.save_login(
+        "irc",
+        "bea@example.org",
+        "bea",
+        &form(&[("nick", "bea")]),
+        &secrets,
+        &json!(null),
+    )
+    .await
+    .unwrap();
+    db.save_login(
+        "matrix",
+        "dan@example.org",
+        "@dan:matrix.org",
+        &form(&[("token", "syt_dan_secret")]),
+        &["token".to_owned()],
+        &json!({}),
+    )
+    .await
+    .unwrap();
+    let irc: Vec<_> = db
+        .list_logins("irc")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.user)
+        .collect();
+    assert_eq!(irc, vec!["bea@example.org", "carol@example.org"]);
+    let matrix = db.list_logins("matrix").await.unwrap();
+    assert_eq!(matrix.len(), 1);
+    assert_eq!(matrix[0].fields.get("token"), Some("syt_dan_secret"));
+    let stored = matrix[0].clone().into_stored();
+    assert_eq!(stored.id.as_str(), "@dan:matrix.org");
+    assert_eq!(stored.user.jid, "dan@example.org");
+
+    // Deleting.
+    assert!(db.delete_login("irc", "bea@example.org").await.unwrap());
+    assert!(!db.delete_login("irc", "bea@example.org").await.unwrap());
+    assert!(
+        db.get_login("irc", "bea@example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn contacts(db: &Database) {
+    let (b, u) = ("irc", "erin@example.org");
+    assert!(db.upsert_contact(b, u, "alice", None).await.unwrap());
+    assert!(!db.upsert_contact(b, u, "alice", None).await.unwrap());
+    assert!(
+        !db.upsert_contact(b, u, "alice", Some("Alice A."))
+            .await
+            .unwrap()
+    );
+    // No name keeps the known one.
+    assert!(!db.upsert_contact(b, u, "alice", None).await.unwrap());
+    assert!(db.upsert_contact(b, u, "bob", Some("Bob")).await.unwrap());
+    // Contacts are per user and per bridge.
+    assert!(
+        db.upsert_contact(b, "other@example.org", "alice", None)
+            .await
+            .unwrap()
+    );
+    assert!(db.upsert_contact("matrix", u, "alice", None).await.unwrap());
+
+    let list = db.list_contacts(b, u).await.unwrap();
+    assert_eq!(
+        list,
+        vec![
+            ContactRow {
+                remote_id: "alice".into(),
+                name: Some("Alice A.".into())
+            },
+            ContactRow {
+                remote_id: "bob".into(),
+                name: Some("Bob".into())
+            },
+        ]
+    );
+    assert!(db.delete_contact(b, u, "bob").await.unwrap());
+    assert!(!db.delete_contact(b, u, "bob").await.unwrap());
+    assert_eq!(db.list_contacts(b, u).await.unwrap().len(), 1);
+}
+
+async fn rooms(db: &Database) {
+    let (b, u) = ("irc", "fay@example.org");
+    db.save_room(b, u, "#rust%irc.libera.chat", "fay")
+        .await
+        .unwrap();
+    db.save_room(b, u, "#estuary%irc.libera.chat", "fay")
+        .await
+        .unwrap();
+    // Saving again changes the nick.
+    db.save_room(b, u, "#rust%irc.libera.chat", "fay_")
+        .await
+        .unwrap();
+    assert_eq!(
+        db.list_rooms(b, u).await.unwrap(),
+        vec![
+            RoomRow {
+                room_id: "#estuary%irc.libera.chat".into(),
+                nick: "fay".into()
+            },
+            RoomRow {
+                room_id: "#rust%irc.libera.chat".into(),
+                nick: "fay_".into()
+            },
+        ]
+    );
+    db.delete_room(b, u, "#estuary%irc.libera.chat")
+        .await
+        .unwrap();
+    db.delete_room(b, u, "#never-joined").await.unwrap();
+    assert_eq!(db.list_rooms(b, u).await.unwrap().len(), 1);
+    assert!(db.list_rooms("matrix", u).await.unwrap().is_empty());
+}
+
+async fn message_map(db: &Database) {
+    let (b, u, chat) = ("matrix", "gus@example.org", "!room:matrix.org");
+    db.map_message(b, u, chat, "xmpp-1", "$event1")
+        .await
+        .unwrap();
+    db.map_message(b, u, chat, "xmpp-2", "$event2")
+        .await
+        .unwrap();
+    assert_eq!(
+        db.remote_id_for(b, u, chat, "xmpp-1").await.unwrap(),
+        Some("$event1".into())
+    );
+    assert_eq!(
+        db.xmpp_id_for(b, u, chat, "$event2").await.unwrap(),
+        Some("xmpp-2".into())
+    );
+    assert_eq!(db.remote_id_for(b, u, chat, "xmpp-3").await.unwrap(), None);
+    assert_eq!(db.xmpp_id_for(b, u, chat, "$event3").await.unwrap(), None);
+    // Scoped by chat, user and bridge.
+    assert_eq!(
+        db.remote_id_for(b, u, "!other:matrix.org", "xmpp-1")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        db.remote_id_for(b, "hal@example.org", chat, "xmpp-1")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        db.remote_id_for("irc", u, chat, "xmpp-1").await.unwrap(),
+        None
+    );
+    // Mapping again replaces.
+    db.map_message(b, u, chat, "xmpp-1", "$event1b")
+        .await
+        .unwrap();
+    assert_eq!(
+        db.remote_id_for(b, u, chat, "xmpp-1").await.unwrap(),
+        Some("$event1b".into())
+    );
+    assert_eq!(
+        db.xmpp_id_for(b, u, chat, "$event1b").await.unwrap(),
+        Some("xmpp-1".into())
+    );
+    // Pruning with a cut-off in the past removes nothing.
+    assert_eq!(db.prune_message_map(1).await.unwrap(), 0);
+}
+
+fn archived(n: usize, nick: &str, at_ms: i64) -> ArchivedMessage {
+    ArchivedMessage {
+        stanza_id: format!("s{n}"),
+        from_nick: nick.into(),
+        body: format!("message {n}"),
+        at_ms,
+        remote_id: n.is_multiple_of(2).then(|| format!("r{n}")),
+    }
+}
+
+fn ids(page: &estuary::db::ArchivePage) -> Vec<&str> {
+    page.messages.iter().map(|m| m.stanza_id.as_str()).collect()
+}
+
+async fn archive(db: &Database) {
+    let (b, u, room) = ("irc", "ivy@example.org", "#rust%irc.libera.chat");
+    // s0..s9. Timestamps repeat and go backwards once: order is insertion order.
+    let times = [1000, 1000, 1000, 2000, 2000, 1500, 3000, 4000, 5000, 6000];
+    for (n, at) in times.iter().enumerate() {
+        let nick = if n.is_multiple_of(3) { "ann" } else { "ben" };
+        db.archive_append(b, u, room, &archived(n, nick, *at))
+            .await
+            .unwrap();
+    }
+    // Replaying a stanza-id changes nothing.
+    db.archive_append(b, u, room, &archived(3, "ann", 2000))
+        .await
+        .unwrap();
+    // Another room and another user.
+    db.archive_append(b, u, "#other", &archived(100, "ann", 1000))
+        .await
+        .unwrap();
+    db.archive_append(b, "jo@example.org", room, &archived(200, "ann", 1000))
+        .await
+        .unwrap();
+
+    let q = |limit| ArchiveQuery {
+        limit,
+        ..ArchiveQuery::default()
+    };
+
+    // Everything.
+    let all = db.archive_query(b, u, room, &q(100)).await.unwrap();
+    assert_eq!(
+        ids(&all),
+        ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9"]
+    );
+    assert!(all.complete);
+    assert_eq!(all.messages[0], archived(0, "ann", 1000));
+    assert_eq!(all.messages[1].remote_id, None);
+
+    // Forward paging.
+    let p1 = db.archive_query(b, u, room, &q(4)).await.unwrap();
+    assert_eq!(ids(&p1), ["s0", "s1", "s2", "s3"]);
+    assert!(!p1.complete);
+    let after = |id: &str, limit| ArchiveQuery {
+        after_id: Some(id.into()),
+        limit,
+        ..ArchiveQuery::default()
+    };
+    let p2 = db.archive_query(b, u, room, &after("s3", 4)).await.unwrap();
+    assert_eq!(ids(&p2), ["s4", "s5", "s6", "s7"]);
+    assert!(!p2.complete);
+    let p3 = db.archive_query(b, u, room, &after("s7", 4)).await.unwrap();
+    assert_eq!(ids(&p3), ["s8", "s9"]);
+    assert!(p3.complete);
+    // Exactly the rest: complete.
+    let exact = db.archive_query(b, u, room, &after("s5", 4)).await.unwrap();
+    assert_eq!(ids(&exact), ["s6", "s7", "s8", "s9"]);
+    assert!(exact.complete);
+
+    // Backward paging: the last page, then before it.
+    let last = db
+        .archive_query(
+            b,
+            u,
+            room,
+            &ArchiveQuery {
+                last_page: true,
+                limit: 4,
+                ..ArchiveQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&last), ["s6", "s7", "s8", "s9"]);
+    assert!(!last.complete);
+    let before = |id: &str, limit| ArchiveQuery {
+        before_id: Some(id.into()),
+        limit,
+        ..ArchiveQuery::default()
+    };
+    let prev = db
+        .archive_query(b, u, room, &before("s6", 4))
+        .await
+        .unwrap();
+    assert_eq!(ids(&prev), ["s2", "s3", "s4", "s5"]);
+    assert!(!prev.complete);
+    let first = db
+        .archive_query(b, u, room, &before("s2", 4))
+        .await
+        .unwrap();
+    assert_eq!(ids(&first), ["s0", "s1"]);
+    assert!(first.complete);
+
+    // Between two ids.
+    let between = ArchiveQuery {
+        after_id: Some("s2".into()),
+        before_id: Some("s6".into()),
+        limit: 10,
+        ..ArchiveQuery::default()
+    };
+    let page = db.archive_query(b, u, room, &between).await.unwrap();
+    assert_eq!(ids(&page), ["s3", "s4", "s5"]);
+    assert!(page.complete);
+
+    // Time and nick filters.
+    let timed = ArchiveQuery {
+        start_ms: Some(1500),
+        end_ms: Some(4000),
+        limit: 10,
+        ..ArchiveQuery::default()
+    };
+    let page = db.archive_query(b, u, room, &timed).await.unwrap();
+    assert_eq!(ids(&page), ["s3", "s4", "s5", "s6", "s7"]);
+    let by_ann = ArchiveQuery {
+        with_nick: Some("ann".into()),
+        limit: 10,
+        ..ArchiveQuery::default()
+    };
+    let page = db.archive_query(b, u, room, &by_ann).await.unwrap();
+    assert_eq!(ids(&page), ["s0", "s3", "s6", "s9"]);
+
+    // A limit of zero only says whether anything matches.
+    let none = db.archive_query(b, u, room, &q(0)).await.unwrap();
+    assert!(none.messages.is_empty());
+    assert!(!none.complete);
+    let empty = db.archive_query(b, u, "#empty", &q(0)).await.unwrap();
+    assert!(empty.messages.is_empty());
+    assert!(empty.complete);
+
+    // Other rooms and users are separate.
+    let other = db.archive_query(b, u, "#other", &q(10)).await.unwrap();
+    assert_eq!(ids(&other), ["s100"]);
+
+    // An id not in this room's archive.
+    let err = db
+        .archive_query(b, u, room, &after("s100", 4))
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    let err = db
+        .archive_query(b, u, room, &before("nope", 4))
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+}
+
+async fn outbound(db: &Database) {
+    for n in 0..5 {
+        db.push_outbound("irc", &format!("<message id='irc-{n}'/>"))
+            .await
+            .unwrap();
+    }
+    db.push_outbound("matrix", "<message id='matrix-0'/>")
+        .await
+        .unwrap();
+    assert_eq!(db.count_outbound("irc").await.unwrap(), 5);
+    assert_eq!(db.count_outbound("matrix").await.unwrap(), 1);
+    assert_eq!(db.count_outbound("sms").await.unwrap(), 0);
+
+    let head = db.peek_outbound("irc", 3).await.unwrap();
+    let stanzas: Vec<_> = head.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(
+        stanzas,
+        [
+            "<message id='irc-0'/>",
+            "<message id='irc-1'/>",
+            "<message id='irc-2'/>"
+        ]
+    );
+    assert!(head.windows(2).all(|w| w[0].0 < w[1].0));
+
+    // Delivered the first two.
+    db.delete_outbound("irc", head[1].0).await.unwrap();
+    assert_eq!(db.count_outbound("irc").await.unwrap(), 3);
+    let rest = db.peek_outbound("irc", 10).await.unwrap();
+    assert_eq!(rest[0].1, "<message id='irc-2'/>");
+    assert_eq!(rest.len(), 3);
+    assert_eq!(db.count_outbound("matrix").await.unwrap(), 1);
+
+    // New stanzas go after the old ones, even after deletions.
+    db.push_outbound("irc", "<message id='irc-5'/>")
+        .await
+        .unwrap();
+    let rest = db.peek_outbound("irc", 10).await.unwrap();
+    assert_eq!(rest.len(), 4);
+    assert_eq!(rest[3].1, "<message id='irc-5'/>");
+    assert!(rest.windows(2).all(|w| w[0].0 < w[1].0));
+
+    // Concurrent pushes get distinct, ordered sequence numbers.
+    let pushes = (0..16).map(|n| {
+        let db = db.clone();
+        async move { db.push_outbound("sms", &format!("<m n='{n}'/>")).await }
+    });
+    for result in futures::future::join_all(pushes).await {
+        result.unwrap();
+    }
+    let queued = db.peek_outbound("sms", 100).await.unwrap();
+    assert_eq!(queued.len(), 16);
+    assert!(queued.windows(2).all(|w| w[0].0 < w[1].0));
+
+    // Draining everything.
+    let last = rest[3].0;
+    db.delete_outbound("irc", last).await.unwrap();
+    assert_eq!(db.count_outbound("irc").await.unwrap(), 0);
+    assert!(db.peek_outbound("irc", 10).await.unwrap().is_empty());
+}
+
+async fn delete_login_cascades(db: &Database) {
+    let user = "kim@example.org";
+    for (bridge, who) in [("irc", user), ("matrix", user), ("irc", "lee@example.org")] {
+        db.save_login(bridge, who, "id", &form(&[("nick", "k")]), &[], &json!({}))
+            .await
+            .unwrap();
+        db.upsert_contact(bridge, who, "alice", None).await.unwrap();
+        db.save_room(bridge, who, "#room", "k").await.unwrap();
+        db.map_message(bridge, who, "#room", "x1", "r1")
+            .await
+            .unwrap();
+        db.archive_append(bridge, who, "#room", &archived(1, "k", 1000))
+            .await
+            .unwrap();
+    }
+
+    assert!(db.delete_login("irc", user).await.unwrap());
+
+    let all = ArchiveQuery {
+        limit: 10,
+        ..ArchiveQuery::default()
+    };
+    assert!(db.get_login("irc", user).await.unwrap().is_none());
+    assert!(db.list_contacts("irc", user).await.unwrap().is_empty());
+    assert!(db.list_rooms("irc", user).await.unwrap().is_empty());
+    assert_eq!(
+        db.remote_id_for("irc", user, "#room", "x1").await.unwrap(),
+        None
+    );
+    let page = db.archive_query("irc", user, "#room", &all).await.unwrap();
+    assert!(page.messages.is_empty());
+
+    // The same user on another bridge, and another user on this bridge, keep theirs.
+    for (bridge, who) in [("matrix", user), ("irc", "lee@example.org")] {
+        assert!(db.get_login(bridge, who).await.unwrap().is_some());
+        assert_eq!(db.list_contacts(bridge, who).await.unwrap().len(), 1);
+        assert_eq!(db.list_rooms(bridge, who).await.unwrap().len(), 1);
+        assert_eq!(
+            db.remote_id_for(bridge, who, "#room", "x1").await.unwrap(),
+            Some("r1".into())
+        );
+        let page = db.archive_query(bridge, who, "#room", &all).await.unwrap();
+        assert_eq!(page.messages.len(), 1);
+    }
+    // The user is still known (other logins may remain).
+    assert!(db.list_users().await.unwrap().contains(&user.to_owned()));
+}
