@@ -41,7 +41,7 @@ impl std::fmt::Display for Problem {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct Settings {
     /// The XMPP server's component listener.
     #[serde(default)]
@@ -55,6 +55,21 @@ pub struct Settings {
     /// The raw bridge tables, handed to each bridge's own config reader.
     #[serde(skip)]
     pub bridge_tables: BTreeMap<String, serde_json::Value>,
+}
+
+impl std::fmt::Debug for Settings {
+    /// The raw bridge tables hold secrets: only their names are printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("xmpp", &self.xmpp)
+            .field("database", &self.database)
+            .field("bridges", &self.bridges)
+            .field(
+                "bridge_tables",
+                &self.bridge_tables.keys().collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// `[xmpp]`: where the XMPP server listens for components.

@@ -169,7 +169,7 @@ mod tests {
         assert!(d.features.iter().any(|f| f == ns::MUC));
         assert!(d.features.iter().any(|f| f == ns::REGISTER));
         let xml = String::from(&d.to_element(None));
-        assert!(xml.contains("category=\"gateway\""), "{xml}");
+        assert!(xml.contains("category='gateway'"), "{xml}");
     }
 
     #[test]

@@ -165,9 +165,9 @@ mod tests {
             ..Default::default()
         });
         let xml = String::from(&Element::from(p));
-        assert!(xml.contains("code=\"110\""), "{xml}");
-        assert!(xml.contains("code=\"210\""), "{xml}");
-        assert!(xml.contains("role=\"participant\""), "{xml}");
+        assert!(xml.contains("code='110'"), "{xml}");
+        assert!(xml.contains("code='210'"), "{xml}");
+        assert!(xml.contains("role='participant'"), "{xml}");
     }
 
     #[test]
@@ -180,8 +180,8 @@ mod tests {
             ..Default::default()
         });
         let xml = String::from(&Element::from(p));
-        assert!(xml.contains("type=\"unavailable\""), "{xml}");
-        assert!(xml.contains("role=\"none\""), "{xml}");
+        assert!(xml.contains("type='unavailable'"), "{xml}");
+        assert!(xml.contains("role='none'"), "{xml}");
         assert!(xml.contains("<reason>spam</reason>"), "{xml}");
     }
 
