@@ -37,6 +37,7 @@ server_domain = "localhost"
 ping_interval_secs = 2
 ping_timeout_secs = 3
 reconnect_max_secs = 1
+queue_memory_limit = 5
 
 [database]
 url = "sqlite://{db}"
@@ -143,6 +144,7 @@ async fn disco_registration_and_unregistration() {
     let ok = register(&mut alice, "right").await;
     assert_eq!(ok.attr("type"), Some("result"), "{}", String::from(&ok));
     alice.expect("the gateway asks to subscribe", |s| s.name() == "presence" && s.attr("type") == Some("subscribe") && s.attr("from") == Some(DOMAIN)).await;
+    alice.send(el(&format!("<presence xmlns='jabber:client' type='subscribed' to='{DOMAIN}'/>"))).await;
 
     let form = alice.iq(iq("get", DOMAIN, el("<query xmlns='jabber:iq:register'/>"))).await;
     let xml = String::from(&form);
@@ -395,4 +397,24 @@ async fn ejabberd_registration_and_chat() {
     alice.send(el("<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='j1'><body>hello from ejabberd</body></message>")).await;
     alice.expect("bob answers through ejabberd", |s| body(s).as_deref() == Some("bob: hello from ejabberd")).await;
     gw.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_wrong_secret_stops_start_up_with_the_servers_answer() {
+    common::init_tracing();
+    let server = Prosody::start(&[(DOMAIN, "the-right-one")]).await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let settings = settings(server.component_addr(), dir.path());
+    let db = app::open_database(&settings).await.expect("the database opens");
+    let mut connectors: HashMap<String, Arc<dyn Connector>> = HashMap::new();
+    connectors.insert("fake".into(), Arc::new(FakeConnector::new()));
+    let started = tokio::time::timeout(std::time::Duration::from_secs(10), app::start_with(&settings, db, connectors))
+        .await
+        .expect("a refusal is reported at once, not retried");
+    let err = match started {
+        Ok(_) => panic!("the gateway must not start with a wrong secret"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("refused component fake.localhost"), "{err}");
+    assert!(err.contains("not-authorized"), "the server's answer is named: {err}");
 }

@@ -163,6 +163,7 @@ impl Gateway {
     ) -> Result<(), BridgeError> {
         let user = session.user.as_str();
         let caps = &self.caps;
+        let _sending = session.send_lock.lock().await;
         let is_room = matches!(chat, ChatKey::Room(_));
         if is_room && type_ != MessageType::Groupchat {
             return Err(BridgeError::bad_request(

@@ -36,6 +36,9 @@ pub struct Session {
     state: Mutex<LoginState>,
     rooms: Mutex<HashMap<RemoteChatId, Room>>,
     resources: Mutex<BTreeSet<String>>,
+    /// Held while a message is sent and its ids are written to the message map, so that an
+    /// event about it (receipt, echo, correction) never looks the ids up too early.
+    pub send_lock: tokio::sync::Mutex<()>,
 }
 
 impl Session {
@@ -48,6 +51,7 @@ impl Session {
             state: Mutex::new(LoginState::Connecting),
             rooms: Mutex::new(HashMap::new()),
             resources: Mutex::new(BTreeSet::new()),
+            send_lock: tokio::sync::Mutex::new(()),
         }
     }
 
