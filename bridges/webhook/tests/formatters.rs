@@ -42,36 +42,86 @@ fn with_format(format: PayloadFormat) -> HookConfig {
 #[test]
 fn github_events_by_header() {
     check("github_push", &auto(), Some(Forge::Github), Some("push"));
-    check("github_pull_request", &auto(), Some(Forge::Github), Some("pull_request"));
-    check("github_issue_comment", &auto(), Some(Forge::Github), Some("issue_comment"));
+    check(
+        "github_pull_request",
+        &auto(),
+        Some(Forge::Github),
+        Some("pull_request"),
+    );
+    check(
+        "github_issue_comment",
+        &auto(),
+        Some(Forge::Github),
+        Some("issue_comment"),
+    );
 }
 
 #[test]
 fn forgejo_events_by_header() {
     check("forgejo_push", &auto(), Some(Forge::Gitea), Some("push"));
-    check("forgejo_issues", &auto(), Some(Forge::Gitea), Some("issues"));
-    check("forgejo_release", &auto(), Some(Forge::Gitea), Some("release"));
+    check(
+        "forgejo_issues",
+        &auto(),
+        Some(Forge::Gitea),
+        Some("issues"),
+    );
+    check(
+        "forgejo_release",
+        &auto(),
+        Some(Forge::Gitea),
+        Some("release"),
+    );
 }
 
 #[test]
 fn gitlab_events_by_header() {
-    check("gitlab_push", &auto(), Some(Forge::Gitlab), Some("Push Hook"));
-    check("gitlab_merge_request", &auto(), Some(Forge::Gitlab), Some("Merge Request Hook"));
+    check(
+        "gitlab_push",
+        &auto(),
+        Some(Forge::Gitlab),
+        Some("Push Hook"),
+    );
+    check(
+        "gitlab_merge_request",
+        &auto(),
+        Some(Forge::Gitlab),
+        Some("Merge Request Hook"),
+    );
 }
 
 #[test]
 fn forge_events_without_headers() {
     // Same expected texts: the event is inferred from the payload's shape.
     check("github_push", &auto(), None, None);
-    check("github_pull_request", &with_format(PayloadFormat::Github), None, None);
-    check("forgejo_release", &with_format(PayloadFormat::Forgejo), None, None);
+    check(
+        "github_pull_request",
+        &with_format(PayloadFormat::Github),
+        None,
+        None,
+    );
+    check(
+        "forgejo_release",
+        &with_format(PayloadFormat::Forgejo),
+        None,
+        None,
+    );
     check("forgejo_issues", &auto(), None, None);
     check("gitlab_push", &auto(), None, None);
-    check("gitlab_merge_request", &with_format(PayloadFormat::Gitlab), None, None);
+    check(
+        "gitlab_merge_request",
+        &with_format(PayloadFormat::Gitlab),
+        None,
+        None,
+    );
 }
 
 #[test]
 fn alertmanager_groups() {
     check("alertmanager_firing", &auto(), None, None);
-    check("alertmanager_resolved", &with_format(PayloadFormat::Alertmanager), None, None);
+    check(
+        "alertmanager_resolved",
+        &with_format(PayloadFormat::Alertmanager),
+        None,
+        None,
+    );
 }
