@@ -597,11 +597,10 @@ impl<'a> Table<'a> {
     fn reject_unknown(&self) -> Result<(), ConfigError> {
         let seen = self.seen.borrow();
         let top = self.path == ROOT;
-        match self
-            .map
-            .keys()
-            .find(|k| !seen.contains(k.as_str()) && !(top && CORE_KEYS.contains(&k.as_str())))
-        {
+        match self.map.keys().find(|k| {
+            let core = top && CORE_KEYS.contains(&k.as_str());
+            !(core || seen.contains(k.as_str()))
+        }) {
             None => Ok(()),
             Some(unknown) => Err(ConfigError::new(
                 self.key(unknown),

@@ -20,6 +20,8 @@
 //! [`ratelimit`], [`metrics`], [`deliver`] (events for the core), [`server`] (the axum listener), [`outgoing`] (the HTTP
 //! client with retries), [`connector`] and [`client`] (the bridge API implementations).
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod client;
 pub mod config;
