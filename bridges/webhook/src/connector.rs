@@ -207,6 +207,8 @@ impl Connector for WebhookConnector {
                 "the webhook listener is already running",
             ));
         }
+        // Read the certificate first: a bad one must not leave a half-started listener.
+        let tls = self.tls_config().await?;
         let addr = self.config.listen;
         let listener = std::net::TcpListener::bind(addr).map_err(|e| {
             BridgeError::new(
@@ -218,7 +220,6 @@ impl Connector for WebhookConnector {
         listener.set_nonblocking(true).map_err(|e| {
             BridgeError::internal(format!("cannot set up the listener on {local}: {e}"))
         })?;
-        let tls = self.tls_config().await?;
         let app = self
             .router(events)
             .into_make_service_with_connect_info::<SocketAddr>();

@@ -435,6 +435,8 @@ async fn healthz_and_metrics() {
         .unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(health.text().await.unwrap(), "ok");
+    let get_hook = h.http.get(h.hook_url("ci")).send().await.unwrap();
+    assert_eq!(get_hook.status(), 405);
     for token in ["s3cret", "wrong"] {
         h.http
             .post(h.hook_url("ci"))
