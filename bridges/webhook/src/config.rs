@@ -72,7 +72,7 @@ pub enum MessageType {
 /// How a hook's incoming payloads are turned into text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PayloadFormat {
-    /// Detect the sender from headers and payload shape; see [`crate::format`].
+    /// Detect the sender from headers and payload shape; see [`crate::format`](mod@crate::format).
     #[default]
     Auto,
     /// A plain text body or `{"text"|"body"|"message": …}` only.

@@ -16,7 +16,7 @@
 //! The user and admin guide is `docs/bridges/webhook.md`.
 //!
 //! Module map: [`config`] (the `[bridges.webhook]` table), [`hooks`] (the live set of hooks),
-//! [`auth`] (tokens and signatures), [`format`] (payload → text, one module per sender),
+//! [`auth`] (tokens and signatures), [`format`](mod@format) (payload → text, one module per sender),
 //! [`ratelimit`], [`metrics`], [`deliver`] (events for the core), [`server`] (the axum listener), [`outgoing`] (the HTTP
 //! client with retries), [`connector`] and [`client`] (the bridge API implementations).
 

@@ -8,7 +8,7 @@
 //! | read the body | longer than `max_body_bytes` | 413 |
 //! | authenticate ([`crate::auth`]) | no or wrong credentials | 401 |
 //! | rate limit ([`crate::ratelimit`]) | over `rate_limit_per_minute` | 429 + `Retry-After` |
-//! | decode and format ([`crate::format`]) | malformed or unrecognised payload | 400 |
+//! | decode and format ([`crate::format`](mod@crate::format)) | malformed or unrecognised payload | 400 |
 //! | hand to the core ([`crate::deliver`]) | the core's queue is closed or stuck | 503 |
 //!
 //! Success is `202 Accepted` with `{"accepted": N}`, N the number of events handed over.
