@@ -8,11 +8,13 @@ pub fn available() -> Vec<&'static str> {
     [
         #[cfg(feature = "fake")]
         "fake",
+        #[cfg(feature = "webhook")]
+        "webhook",
     ]
     .to_vec()
 }
 
-/// Builds the connector for a bridge from its config table.
+/// Builds the connector for a bridge from its config table (the whole `[bridges.<name>]`).
 pub fn build(name: &str, table: &serde_json::Value) -> Result<Arc<dyn Connector>, String> {
     let _ = table;
     match name {
@@ -20,9 +22,18 @@ pub fn build(name: &str, table: &serde_json::Value) -> Result<Arc<dyn Connector>
         "fake" => Ok(Arc::new(
             estuary_bridge_fake::FakeConnector::from_config(table).map_err(|e| e.text)?,
         )),
+        #[cfg(feature = "webhook")]
+        "webhook" => Ok(Arc::new(
+            estuary_bridge_webhook::WebhookConnector::from_config(table).map_err(|e| e.to_string())?,
+        )),
         other => Err(format!(
             "unknown bridge {other:?} (available in this build: {})",
             available().join(", ")
         )),
     }
+}
+
+/// Checks a bridge's own keys without starting it, for `check-config`.
+pub fn check(name: &str, table: &serde_json::Value) -> Result<(), String> {
+    build(name, table).map(|_| ())
 }

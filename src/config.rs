@@ -311,6 +311,11 @@ impl Settings {
                 continue;
             }
             bridge.validate(name, &mut problems);
+            if let Some(table) = self.bridge_tables.get(name)
+                && let Err(message) = crate::bridges::check(name, table)
+            {
+                problems.push(problem(&format!("bridges.{name}"), &message));
+            }
             if let Some(other) = domains.insert(bridge.domain.clone(), name.clone())
                 && !bridge.domain.is_empty()
             {
