@@ -384,7 +384,11 @@ async fn run_session(
                     sleep(Duration::from_millis(100)).await;
                     return End::Quit;
                 }
-                Some(op) => session.queue_op(op),
+                Some(op) => {
+                    // Any use keeps the connection (private chats have no channel).
+                    idle_since = None;
+                    session.queue_op(op);
+                }
             },
             _ = sleep_until(next_token.unwrap_or_else(Instant::now)), if next_token.is_some() => {
                 next_token = None;

@@ -378,7 +378,12 @@ impl Session {
             return;
         }
         self.nick_tries += 1;
-        let nick = format!("{}{}", self.settings.nick, "_".repeat(self.nick_tries));
+        // nick_, nick__, nick___, then a plain generated nick (the asked one may be invalid).
+        let nick = if self.nick_tries <= 3 {
+            format!("{}{}", self.settings.nick, "_".repeat(self.nick_tries))
+        } else {
+            format!("estuary{}", self.nick_tries * 7919 % 100_000)
+        };
         if let Ok(mut n) = self.shared.nick.lock() {
             nick.clone_into(&mut n);
         }
@@ -1160,5 +1165,254 @@ mod tests {
             params("CAP * ACK :echo-message"),
             ["CAP", "*", "ACK", "echo-message"]
         );
+    }
+
+    use crate::config::{Throttle, endpoints};
+    use estuary_bridge_api::{ChatKey, RemoteChatId};
+
+    fn session() -> Session {
+        let settings = ServerSettings {
+            server: "irc.test".into(),
+            endpoints: endpoints(Some(6667), Some(false)),
+            verify_certificate: true,
+            throttle: Throttle::default(),
+            nick: "alice".into(),
+            username: "alice".into(),
+            realname: "Alice".into(),
+            sasl_password: Some("pw".into()),
+            nickserv_password: None,
+            autojoin: vec![],
+            version: "Estuary test".into(),
+            user: "alice@example.org".into(),
+            idle_disconnect: Duration::from_secs(1),
+        };
+        let shared = Arc::new(Shared {
+            nick: std::sync::Mutex::new("alice".into()),
+            ..Shared::default()
+        });
+        let mut s = Session::new(settings, shared);
+        s.start_session();
+        s
+    }
+
+    fn feed(s: &mut Session, lines: &[&str]) -> Vec<RemoteEvent> {
+        for line in lines {
+            let msg = line.parse::<Message>().expect(line);
+            let _ = s.handle_message(msg);
+        }
+        s.take_events()
+    }
+
+    fn wire(s: &mut Session) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(m) = s.pop_urgent() {
+            out.push(m.to_string().trim_end().to_owned());
+        }
+        while let Some(m) = s.pop_line() {
+            out.push(m.to_string().trim_end().to_owned());
+        }
+        out
+    }
+
+    fn registered(s: &mut Session) {
+        feed(
+            s,
+            &[
+                ":irc.test CAP * LS :server-time echo-message sasl multi-prefix",
+                ":irc.test CAP * ACK :server-time echo-message sasl multi-prefix",
+                "AUTHENTICATE +",
+                ":irc.test 903 alice :SASL authentication successful",
+                ":irc.test 001 alice :Welcome",
+                ":irc.test 005 alice CASEMAPPING=ascii PREFIX=(qaohv)~&@%+ :are supported",
+            ],
+        );
+    }
+
+    #[test]
+    fn cap_negotiation_and_sasl() {
+        let mut s = session();
+        feed(&mut s, &[":irc.test CAP * LS * :server-time sasl=PLAIN"]);
+        assert!(wire(&mut s).is_empty(), "waits for the last LS line");
+        feed(&mut s, &[":irc.test CAP * LS :echo-message foo"]);
+        assert_eq!(wire(&mut s), ["CAP REQ :server-time echo-message sasl"]);
+        feed(
+            &mut s,
+            &[":irc.test CAP * ACK :server-time echo-message sasl"],
+        );
+        assert_eq!(wire(&mut s), ["AUTHENTICATE PLAIN"]);
+        assert!(s.shared.echo.load(Ordering::SeqCst));
+        feed(&mut s, &["AUTHENTICATE +"]);
+        assert_eq!(wire(&mut s), ["AUTHENTICATE YWxpY2UAYWxpY2UAcHc="]);
+        let events = feed(&mut s, &[":irc.test 904 alice :SASL authentication failed"]);
+        assert!(matches!(
+            &events[0],
+            RemoteEvent::LoginState(LoginState::BadCredentials(_))
+        ));
+        assert_eq!(wire(&mut s), ["CAP END"]);
+    }
+
+    #[test]
+    fn join_reports_members_roles_and_topic() {
+        let mut s = session();
+        registered(&mut s);
+        s.queue_op(Op::Join {
+            channel: "#Test".into(),
+            key: None,
+        });
+        let sent = wire(&mut s);
+        assert!(sent.contains(&"JOIN #Test".to_owned()), "{sent:?}");
+        let events = feed(
+            &mut s,
+            &[
+                ":alice!a@h JOIN #test",
+                ":irc.test 332 alice #test :the \x02topic",
+                ":irc.test 353 alice = #test :~owner &admin @op %half +voice alice plain!u@h",
+                ":irc.test 366 alice #test :End of /NAMES list.",
+            ],
+        );
+        let [
+            RemoteEvent::RoomJoined {
+                room,
+                own_nick,
+                members,
+                subject,
+            },
+        ] = &events[..]
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(room, &RemoteChatId::new("#test%irc.test"));
+        assert_eq!(own_nick, "alice");
+        assert_eq!(subject, "the *topic*");
+        let role = |n: &str| {
+            let m = members.iter().find(|m| m.nick == n).unwrap();
+            (m.role, m.affiliation)
+        };
+        assert_eq!(role("owner"), (Role::Moderator, Affiliation::Owner));
+        assert_eq!(role("admin"), (Role::Moderator, Affiliation::Admin));
+        assert_eq!(role("op"), (Role::Moderator, Affiliation::Admin));
+        assert_eq!(role("half"), (Role::Moderator, Affiliation::Member));
+        assert_eq!(role("voice"), (Role::Participant, Affiliation::Member));
+        assert_eq!(role("plain"), (Role::Participant, Affiliation::None));
+        assert_eq!(members.len(), 7);
+    }
+
+    #[test]
+    fn join_errors_map_to_kinds() {
+        for (numeric, kind) in [
+            ("471", ErrorKind::ServiceUnavailable),
+            ("473", ErrorKind::Forbidden),
+            ("474", ErrorKind::Forbidden),
+            ("475", ErrorKind::NotAuthorized),
+            ("403", ErrorKind::NotFound),
+            ("405", ErrorKind::ResourceConstraint),
+        ] {
+            let mut s = session();
+            registered(&mut s);
+            s.queue_op(Op::Join {
+                channel: "#x".into(),
+                key: None,
+            });
+            let events = feed(
+                &mut s,
+                &[&format!(":irc.test {numeric} alice #x :Cannot join")],
+            );
+            let [RemoteEvent::RoomJoinFailed { room, error }] = &events[..] else {
+                panic!("{numeric}: {events:?}")
+            };
+            assert_eq!(room.as_str(), "#x%irc.test");
+            assert_eq!(error.kind, kind, "{numeric}");
+            assert_eq!(error.text, "#x: Cannot join");
+        }
+    }
+
+    #[test]
+    fn multi_line_echo_is_reported_once() {
+        let mut s = session();
+        registered(&mut s);
+        wire(&mut s);
+        s.queue_op(Op::Say(crate::connection::Say {
+            target: "#test".into(),
+            kind: MessageKind::Normal,
+            lines: vec!["one".into(), "two".into()],
+            body: "one\ntwo".into(),
+            origin_id: Some("o1".into()),
+            report_echo: true,
+        }));
+        assert_eq!(wire(&mut s), ["PRIVMSG #test one", "PRIVMSG #test two"]);
+        let events = feed(
+            &mut s,
+            &[
+                "@msgid=a :alice!a@h PRIVMSG #test one",
+                "@msgid=b :alice!a@h PRIVMSG #test two",
+            ],
+        );
+        let [RemoteEvent::Message(m)] = &events[..] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(m.body, "one\ntwo");
+        assert_eq!(m.echo_of.as_deref(), Some("o1"));
+        assert_eq!(m.id.as_ref().map(|i| i.as_str()), Some("b"));
+        assert!(m.sender.is_from_me);
+    }
+
+    #[test]
+    fn notices_motd_and_private_messages() {
+        let mut s = session();
+        let events = feed(
+            &mut s,
+            &[":irc.test NOTICE * :*** Looking up your hostname"],
+        );
+        assert!(
+            matches!(&events[..], [RemoteEvent::ServiceMessage { service: Some(srv), .. }] if srv == "irc.test")
+        );
+        registered(&mut s);
+        s.take_events();
+        let events = feed(
+            &mut s,
+            &[
+                ":irc.test 375 alice :- irc.test Message of the Day -",
+                ":irc.test 372 alice :- hello",
+                ":irc.test 376 alice :End of /MOTD command.",
+                "@time=2026-11-21T23:40:16.000Z :Bob!b@h PRIVMSG alice :\x01ACTION waves\x01",
+                ":Bob!b@h NOTICE alice :a notice",
+            ],
+        );
+        assert!(
+            matches!(&events[0], RemoteEvent::ServiceMessage { body, .. } if body.contains("- hello"))
+        );
+        let RemoteEvent::Message(m) = &events[1] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(m.chat, ChatKey::Direct("bob%irc.test".into()));
+        assert_eq!((m.kind, m.body.as_str()), (MessageKind::Action, "waves"));
+        assert!(m.at.is_some());
+        let RemoteEvent::Message(n) = &events[2] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(n.kind, MessageKind::Notice);
+    }
+
+    #[test]
+    fn ctcp_requests_are_answered_not_shown() {
+        let mut s = session();
+        registered(&mut s);
+        wire(&mut s);
+        let events = feed(&mut s, &[":bob!b@h PRIVMSG alice :\x01PING 123\x01"]);
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(wire(&mut s), ["NOTICE bob :\x01PING 123\x01"]);
+    }
+
+    #[test]
+    fn nick_in_use_at_registration_retries() {
+        let mut s = session();
+        s.nick_in_use();
+        assert_eq!(wire(&mut s), ["NICK alice_"]);
+        let events = feed(&mut s, &[":irc.test 001 alice_ :Welcome"]);
+        assert!(matches!(
+            &events[..],
+            [RemoteEvent::LoginState(LoginState::Connected)]
+        ));
+        assert_eq!(s.own_nick(), "alice_");
     }
 }
