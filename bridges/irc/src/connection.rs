@@ -235,6 +235,8 @@ async fn run(
 ) {
     let mut session = Session::new(settings.clone(), Arc::clone(&shared));
     let mut backoff = MIN_BACKOFF;
+    // Whether any connection ever registered: a server never reached is given up at once.
+    let mut ever_registered = false;
     let _ = events
         .send(RemoteEvent::LoginState(LoginState::Connecting))
         .await;
@@ -244,6 +246,7 @@ async fn run(
                 let end = run_session(client, &settings, &events, &mut rx, &mut session).await;
                 if session.was_registered() {
                     backoff = MIN_BACKOFF;
+                    ever_registered = true;
                 }
                 end
             }
@@ -254,6 +257,18 @@ async fn run(
         let why = match end {
             End::Quit | End::Idle => {
                 info!("connection closed");
+                return;
+            }
+            End::Lost(why) if !ever_registered => {
+                warn!(%why, "server unreachable; giving up");
+                let text = format!("Could not connect to {}: {why}", settings.server);
+                rx.close();
+                while let Ok(op) = rx.try_recv() {
+                    session.queue_op(op);
+                }
+                for event in session.give_up(&text) {
+                    let _ = events.send(event).await;
+                }
                 return;
             }
             End::Lost(why) => why,

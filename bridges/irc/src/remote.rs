@@ -211,6 +211,33 @@ impl Session {
             .retain(|l| !matches!(l.msg.command, Command::JOIN(..) | Command::NAMES(..)));
     }
 
+    /// The server could not be reached at all: every pending join fails with
+    /// `RemoteUnreachable`, and the user is told that queued messages were not sent.
+    pub fn give_up(&mut self, why: &str) -> Vec<RemoteEvent> {
+        let cm = self.casemapping();
+        let mut events = std::mem::take(&mut self.events);
+        for chan in std::mem::take(&mut self.channels).into_values() {
+            events.push(RemoteEvent::RoomJoinFailed {
+                room: room_id(&chan.name, &self.settings.server, cm),
+                error: BridgeError::new(ErrorKind::RemoteUnreachable, why),
+            });
+        }
+        let unsent = self.queue.len();
+        self.queue.clear();
+        events.push(RemoteEvent::LoginState(LoginState::TransientDisconnect(
+            why.to_owned(),
+        )));
+        events.push(RemoteEvent::ServiceMessage {
+            service: Some(self.settings.server.clone()),
+            body: if unsent > 0 {
+                format!("{why}. {unsent} line(s) were not sent.")
+            } else {
+                why.to_owned()
+            },
+        });
+        events
+    }
+
     /// Whether a throttled line may go now.
     pub fn can_flush(&self) -> bool {
         self.registered && !self.queue.is_empty()

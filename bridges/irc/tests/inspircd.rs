@@ -341,3 +341,30 @@ async fn server_restart_reconnects_and_rejoins() {
     let l = bob.expect(|l| l.contains("PRIVMSG #test")).await;
     assert_eq!(trailing(&l), "thanks");
 }
+
+#[tokio::test]
+async fn unreachable_server_fails_the_join() {
+    let ircd = Ircd::start();
+    let mut alice = Bridge::new(&ircd, "alice@localhost").await;
+    // The server goes away before the first join: its port is then closed.
+    drop(ircd);
+    alice
+        .client
+        .join_room(JoinRequest {
+            room: room(),
+            nick: "alice".into(),
+            password: None,
+        })
+        .await
+        .unwrap();
+    let failed = alice
+        .expect("RoomJoinFailed", |e| {
+            matches!(e, RemoteEvent::RoomJoinFailed { .. })
+        })
+        .await;
+    let RemoteEvent::RoomJoinFailed { error, .. } = failed else {
+        unreachable!()
+    };
+    assert_eq!(error.kind, estuary_bridge_api::ErrorKind::RemoteUnreachable);
+    assert!(error.text.contains("127.0.0.1"), "{}", error.text);
+}
