@@ -8,6 +8,8 @@ pub fn available() -> Vec<&'static str> {
     [
         #[cfg(feature = "fake")]
         "fake",
+        #[cfg(feature = "irc")]
+        "irc",
         #[cfg(feature = "webhook")]
         "webhook",
     ]
@@ -21,6 +23,10 @@ pub fn build(name: &str, table: &serde_json::Value) -> Result<Arc<dyn Connector>
         #[cfg(feature = "fake")]
         "fake" => Ok(Arc::new(
             estuary_bridge_fake::FakeConnector::from_config(table).map_err(|e| e.text)?,
+        )),
+        #[cfg(feature = "irc")]
+        "irc" => Ok(Arc::new(
+            estuary_bridge_irc::IrcConnector::from_config(table).map_err(|e| e.to_string())?,
         )),
         #[cfg(feature = "webhook")]
         "webhook" => Ok(Arc::new(

@@ -1,0 +1,378 @@
+//! One XMPP user's IRC side (Biboumi's model): one connection per IRC server, opened on
+//! first use (a join, a message, a raw command) and closed a while after the last room on
+//! it is left.
+//!
+//! # Per-server login settings
+//!
+//! A login's fields apply to every server, unless the `server` field names one server, then
+//! only to it: `nick`, `username`, `realname`, `sasl_password`, `nickserv_password`, `tls`
+//! (`true`/`false`), `port`, `autojoin` (channels separated by spaces, commas or lines).
+//! The login's metadata may also hold per-server settings with the same keys, which win:
+//! `{"servers": {"irc.libera.chat": {"nick": "alice", "port": "6697", "tls": "true"}}}`.
+
+use crate::address::{self, CaseMapping};
+use crate::config::{IrcConfig, endpoints};
+use crate::connection::{ConnectionHandle, Op, Say, ServerSettings};
+use crate::format::{
+    ACTION_OVERHEAD, CONSERVATIVE_PREFIX_BYTES, parse_me, sanitize, split_body, text_budget,
+};
+use async_trait::async_trait;
+use estuary_bridge_api::{
+    BridgeError, ChatKey, Client, ErrorKind, EventSink, FormValues, JoinRequest, MessageKind,
+    Outgoing, RemoteChatId, RemoteUserId, Result, RoomInfo, Sent, User,
+};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tracing::info;
+
+/// How long `list_rooms` waits for the server's LIST.
+const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The live IRC side of one login.
+pub struct IrcClient {
+    config: Arc<IrcConfig>,
+    user: User,
+    fields: FormValues,
+    metadata: serde_json::Value,
+    events: EventSink,
+    connections: Mutex<HashMap<String, ConnectionHandle>>,
+}
+
+impl IrcClient {
+    /// A client for `user` with its login fields and metadata; connects nothing yet.
+    pub fn new(
+        config: Arc<IrcConfig>,
+        user: User,
+        fields: FormValues,
+        metadata: serde_json::Value,
+        events: EventSink,
+    ) -> Self {
+        Self {
+            config,
+            user,
+            fields,
+            metadata,
+            events,
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A login setting for `server`: metadata first, then fields (if they apply).
+    fn setting(&self, server: &str, key: &str) -> Option<String> {
+        let from_meta = self
+            .metadata
+            .get("servers")
+            .and_then(|s| s.get(server))
+            .and_then(|s| s.get(key))
+            .and_then(|v| match v {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                serde_json::Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            })
+            .filter(|s| !s.is_empty());
+        if from_meta.is_some() {
+            return from_meta;
+        }
+        let applies = self
+            .fields
+            .get("server")
+            .is_none_or(|s| s.eq_ignore_ascii_case(server));
+        applies
+            .then(|| self.fields.get(key).map(str::to_owned))
+            .flatten()
+    }
+
+    /// The settings for a connection to `server`; `nick` is the one asked for at the join.
+    pub fn settings_for(&self, server: &str, nick: Option<&str>) -> ServerSettings {
+        let overrides = self.config.server(server);
+        let port = self
+            .setting(server, "port")
+            .and_then(|p| p.parse().ok())
+            .or(overrides.port)
+            .or(self.config.default_port);
+        let tls = self
+            .setting(server, "tls")
+            .map(|t| t == "1" || t.eq_ignore_ascii_case("true"))
+            .or(overrides.tls);
+        let local = self.user.jid.split('@').next().unwrap_or("estuary");
+        let nick = self
+            .setting(server, "nick")
+            .or_else(|| nick.map(str::to_owned))
+            .filter(|n| address::check_nick(n).is_none())
+            .unwrap_or_else(|| sanitize_nick(local));
+        let safe = |s: String| sanitize(&s).replace(['\n', ' '], "");
+        ServerSettings {
+            server: server.to_owned(),
+            endpoints: endpoints(port, tls),
+            verify_certificate: overrides.verify_certificate.unwrap_or(true),
+            throttle: overrides.throttle.unwrap_or_default(),
+            username: self
+                .setting(server, "username")
+                .or(overrides.username)
+                .map(safe)
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| nick.clone()),
+            realname: self
+                .setting(server, "realname")
+                .or(overrides.realname)
+                .map(|r| sanitize(&r).replace('\n', " "))
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| nick.clone()),
+            nick,
+            sasl_password: self.setting(server, "sasl_password"),
+            nickserv_password: self.setting(server, "nickserv_password"),
+            autojoin: self
+                .setting(server, "autojoin")
+                .map(|a| {
+                    a.split([' ', ',', '\n'])
+                        .filter(|c| address::check_channel(c).is_none())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            version: self
+                .config
+                .version
+                .clone()
+                .unwrap_or_else(|| format!("Estuary {}", env!("CARGO_PKG_VERSION"))),
+            user: self.user.jid.clone(),
+            idle_disconnect: self.config.idle_disconnect(),
+        }
+    }
+
+    /// The connection to `server`, opened if there is none (or the old one ended).
+    fn connection(&self, server: &str, nick: Option<&str>) -> ConnectionHandle {
+        let mut map = self
+            .connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(handle) = map.get(server)
+            && !handle.is_closed()
+        {
+            return handle.clone();
+        }
+        info!(user = %self.user.jid, server, "opening IRC connection");
+        let handle = ConnectionHandle::spawn(self.settings_for(server, nick), self.events.clone());
+        map.insert(server.to_owned(), handle.clone());
+        handle
+    }
+
+    fn existing(&self, server: &str) -> Option<ConnectionHandle> {
+        let map = self
+            .connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.get(server).filter(|h| !h.is_closed()).cloned()
+    }
+
+    fn send_op(handle: &ConnectionHandle, op: Op) -> Result<()> {
+        if handle.send(op) {
+            Ok(())
+        } else {
+            Err(BridgeError::new(
+                ErrorKind::RemoteUnreachable,
+                "The IRC connection has just closed; try again.",
+            ))
+        }
+    }
+}
+
+fn sanitize_nick(local: &str) -> String {
+    let nick: String = local
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "_-[]{}|^\\`".contains(*c))
+        .take(30)
+        .collect();
+    if nick.is_empty() || nick.starts_with(|c: char| c.is_ascii_digit() || c == '-') {
+        format!("x{nick}")
+    } else {
+        nick
+    }
+}
+
+#[async_trait]
+impl Client for IrcClient {
+    async fn connect(&self) {
+        // Connections open on first use; autojoin servers open at once.
+        let servers: Vec<String> = match self.metadata.get("servers").and_then(|s| s.as_object()) {
+            Some(map) => map
+                .iter()
+                .filter(|(_, v)| v.get("autojoin").is_some())
+                .map(|(k, _)| k.clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        let from_fields = self
+            .fields
+            .get("server")
+            .filter(|_| self.fields.get("autojoin").is_some())
+            .map(str::to_owned);
+        for server in servers.into_iter().chain(from_fields) {
+            self.connection(&server.to_ascii_lowercase(), None);
+        }
+    }
+
+    async fn disconnect(&self) {
+        let handles: Vec<ConnectionHandle> = self
+            .connections
+            .lock()
+            .map(|mut m| m.drain().map(|(_, h)| h).collect())
+            .unwrap_or_default();
+        for h in handles {
+            h.send(Op::Quit(Some("Disconnected by the user".into())));
+        }
+    }
+
+    async fn resolve_identifier(&self, typed: &str) -> Result<RemoteUserId> {
+        let typed = typed.trim();
+        let parsed = match &self.config.fixed_server {
+            Some(_) => address::parse_local_part(typed, self.config.fixed_server.as_deref())?,
+            None => address::parse_local_part(typed, None)?,
+        };
+        match parsed.chat_key(CaseMapping::default()) {
+            ChatKey::Direct(id) => Ok(id),
+            _ => Err(BridgeError::not_acceptable(
+                "Enter an IRC nick and server as nick%irc.server (e.g. alice%irc.libera.chat).",
+            )),
+        }
+    }
+
+    async fn send_message(&self, msg: Outgoing) -> Result<Sent> {
+        let (target, server) = match &msg.chat {
+            ChatKey::Room(id) => address::parse_room_id(id)?,
+            ChatKey::Direct(id) => address::parse_user_id(id)?,
+            ChatKey::Service(server) => {
+                // Raw IRC commands to the server, one per line, as Biboumi does.
+                let lines: Vec<String> = sanitize(&msg.body)
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(|l| l.strip_prefix('/').unwrap_or(l).to_owned())
+                    .collect();
+                let handle = self.connection(&server.to_ascii_lowercase(), None);
+                Self::send_op(&handle, Op::Raw(lines))?;
+                return Ok(Sent::default());
+            }
+        };
+        let handle = self.connection(server, None);
+        let (kind, body) = parse_me(&msg.body, msg.kind);
+        let nick_len = handle.shared.nick.lock().map(|n| n.len()).unwrap_or(30);
+        let prefix = CONSERVATIVE_PREFIX_BYTES.max(nick_len + 2 + 10 + 1 + 64);
+        let command = if kind == MessageKind::Notice {
+            "NOTICE"
+        } else {
+            "PRIVMSG"
+        };
+        let mut budget = text_budget(command, target, prefix);
+        if kind == MessageKind::Action {
+            budget = budget.saturating_sub(ACTION_OVERHEAD);
+        }
+        let lines = split_body(body, budget);
+        if lines.is_empty() {
+            return Err(BridgeError::bad_request("There is no text to send."));
+        }
+        let will_echo = handle.shared.echo.load(Ordering::SeqCst)
+            && handle.shared.registered.load(Ordering::SeqCst);
+        let say = Say {
+            target: target.to_owned(),
+            kind,
+            lines,
+            body: sanitize(body),
+            origin_id: msg.origin_id,
+            report_echo: will_echo,
+        };
+        Self::send_op(&handle, Op::Say(say))?;
+        Ok(Sent {
+            id: None,
+            will_echo,
+        })
+    }
+
+    async fn join_room(&self, join: JoinRequest) -> Result<()> {
+        let (channel, server) = address::parse_room_id(&join.room)?;
+        let nick = Some(join.nick.as_str()).filter(|n| address::check_nick(n).is_none());
+        let handle = self.connection(server, nick);
+        Self::send_op(
+            &handle,
+            Op::Join {
+                channel: channel.to_owned(),
+                key: join.password,
+            },
+        )
+    }
+
+    async fn leave_room(&self, room: RemoteChatId, reason: Option<String>) -> Result<()> {
+        let (channel, server) = address::parse_room_id(&room)?;
+        if let Some(handle) = self.existing(server) {
+            Self::send_op(
+                &handle,
+                Op::Part {
+                    channel: channel.to_owned(),
+                    reason,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn set_topic(&self, room: RemoteChatId, topic: String) -> Result<()> {
+        let (channel, server) = address::parse_room_id(&room)?;
+        let handle = self.connection(server, None);
+        Self::send_op(
+            &handle,
+            Op::Topic {
+                channel: channel.to_owned(),
+                topic,
+            },
+        )
+    }
+
+    async fn set_nick(&self, room: RemoteChatId, nick: String) -> Result<()> {
+        let (_, server) = address::parse_room_id(&room)?;
+        if let Some(why) = address::check_nick(&nick) {
+            return Err(BridgeError::not_acceptable(why));
+        }
+        let handle = self.connection(server, None);
+        Self::send_op(&handle, Op::Nick(nick))
+    }
+
+    async fn kick(&self, room: RemoteChatId, nick: String, reason: Option<String>) -> Result<()> {
+        let (channel, server) = address::parse_room_id(&room)?;
+        if let Some(why) = address::check_nick(&nick) {
+            return Err(BridgeError::not_acceptable(why));
+        }
+        let handle = self.connection(server, None);
+        Self::send_op(
+            &handle,
+            Op::Kick {
+                channel: channel.to_owned(),
+                nick,
+                reason,
+            },
+        )
+    }
+
+    async fn list_rooms(&self) -> Result<Vec<RoomInfo>> {
+        let handles: Vec<ConnectionHandle> = match &self.config.fixed_server {
+            Some(server) => vec![self.connection(server, None)],
+            None => self
+                .connections
+                .lock()
+                .map(|m| m.values().filter(|h| !h.is_closed()).cloned().collect())
+                .unwrap_or_default(),
+        };
+        let mut rooms = Vec::new();
+        for handle in handles {
+            let (tx, rx) = oneshot::channel();
+            Self::send_op(&handle, Op::List(tx))?;
+            if let Ok(Ok(list)) = tokio::time::timeout(LIST_TIMEOUT, rx).await {
+                rooms.extend(list);
+            }
+        }
+        Ok(rooms)
+    }
+}

@@ -1,0 +1,257 @@
+//! The `[bridges.irc]` config table and the per-server, per-login settings derived from it.
+//!
+//! ```toml
+//! [bridges.irc]
+//! domain = "irc.example.org"      # read by the core, ignored here
+//! secret = "…"                    # read by the core, ignored here
+//! fixed_server = "irc.libera.chat" # optional: addresses drop `%server`
+//! default_port = 6697             # optional: unset = TLS on 6697, then plain 6667 (Biboumi)
+//! idle_disconnect_secs = 300      # close a server connection this long after its last room
+//! version = "Estuary"             # CTCP VERSION answer (optional)
+//!
+//! [bridges.irc.servers."irc.example.org"]
+//! port = 6667
+//! tls = false
+//! verify_certificate = true
+//! throttle = { lines_per_second = 2.0, burst = 5 }
+//! realname = "Estuary user"
+//! username = "estuary"
+//! ```
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A config table the bridge cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The table does not have the expected shape.
+    #[error("[bridges.irc]: {0}")]
+    Invalid(#[from] serde_json::Error),
+    /// A value is out of range.
+    #[error("[bridges.irc]: {key}: {why}")]
+    OutOfRange {
+        /// The offending key.
+        key: String,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+/// Outgoing flood control: a token bucket per IRC connection.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Throttle {
+    /// Lines allowed per second, sustained.
+    pub lines_per_second: f64,
+    /// Lines that may go at once after a quiet while.
+    pub burst: u32,
+}
+
+impl Default for Throttle {
+    /// About one line every 500 ms with a burst of 5, which public networks accept.
+    fn default() -> Self {
+        Self {
+            lines_per_second: 2.0,
+            burst: 5,
+        }
+    }
+}
+
+/// Per-server overrides in `[bridges.irc.servers."host"]`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The port; unset: the gateway's default.
+    pub port: Option<u16>,
+    /// Whether to use TLS; unset: TLS on 6697 then plain on 6667 (or per the port).
+    pub tls: Option<bool>,
+    /// Whether to check the server's certificate (default true).
+    pub verify_certificate: Option<bool>,
+    /// Flood control for this server.
+    pub throttle: Option<Throttle>,
+    /// The IRC realname (gecos) for users who set none.
+    pub realname: Option<String>,
+    /// The IRC username (ident) for users who set none.
+    pub username: Option<String>,
+}
+
+/// The bridge's config, read from the `[bridges.irc]` table.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct IrcConfig {
+    /// The only IRC server this gateway serves; addresses then drop `%server`.
+    pub fixed_server: Option<String>,
+    /// The port for servers without an override; unset: 6697 with TLS, then 6667 plain.
+    pub default_port: Option<u16>,
+    /// Seconds a connection stays open after the user's last room on it is left.
+    pub idle_disconnect_secs: Option<u64>,
+    /// The CTCP VERSION answer.
+    pub version: Option<String>,
+    /// Per-server overrides, by server name.
+    #[serde(default)]
+    pub servers: BTreeMap<String, ServerConfig>,
+}
+
+/// The default for [`IrcConfig::idle_disconnect_secs`].
+pub const DEFAULT_IDLE_DISCONNECT_SECS: u64 = 300;
+
+impl IrcConfig {
+    /// Reads the whole `[bridges.irc]` table (as JSON); keys meant for the core (`domain`,
+    /// `secret`, …) are ignored.
+    pub fn from_json(table: &serde_json::Value) -> Result<Self, ConfigError> {
+        let mut config: Self = serde_json::from_value(table.clone())?;
+        config.servers = config
+            .servers
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        config.fixed_server = config.fixed_server.map(|s| s.to_ascii_lowercase());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(server) = &self.fixed_server
+            && let Some(why) = crate::address::check_server(server)
+        {
+            return Err(ConfigError::OutOfRange {
+                key: "fixed_server".into(),
+                why,
+            });
+        }
+        for (name, server) in &self.servers {
+            if let Some(t) = server.throttle
+                && (!(t.lines_per_second.is_finite() && t.lines_per_second > 0.0) || t.burst == 0)
+            {
+                return Err(ConfigError::OutOfRange {
+                    key: format!("servers.\"{name}\".throttle"),
+                    why: "lines_per_second must be above 0 and burst at least 1".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// How long a connection stays open after its last room is left.
+    pub fn idle_disconnect(&self) -> Duration {
+        Duration::from_secs(
+            self.idle_disconnect_secs
+                .unwrap_or(DEFAULT_IDLE_DISCONNECT_SECS),
+        )
+    }
+
+    /// The overrides for `server`, or none.
+    pub fn server(&self, server: &str) -> ServerConfig {
+        self.servers
+            .get(&server.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// One way to reach a server: a port, with or without TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The TCP port.
+    pub port: u16,
+    /// Whether to speak TLS.
+    pub tls: bool,
+}
+
+/// The endpoints to try in order, as Biboumi does: an explicit port with its TLS setting
+/// (TLS defaults to on for 6697 and off otherwise), else TLS on 6697 then plain on 6667.
+pub fn endpoints(port: Option<u16>, tls: Option<bool>) -> Vec<Endpoint> {
+    match (port, tls) {
+        (Some(port), Some(tls)) => vec![Endpoint { port, tls }],
+        (Some(port), None) => vec![Endpoint {
+            port,
+            tls: port == 6697,
+        }],
+        (None, Some(true)) => vec![Endpoint {
+            port: 6697,
+            tls: true,
+        }],
+        (None, Some(false)) => vec![Endpoint {
+            port: 6667,
+            tls: false,
+        }],
+        (None, None) => vec![
+            Endpoint {
+                port: 6697,
+                tls: true,
+            },
+            Endpoint {
+                port: 6667,
+                tls: false,
+            },
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_the_table_and_ignores_core_keys() {
+        let c = IrcConfig::from_json(&json!({
+            "domain": "irc.gw", "secret": "s",
+            "fixed_server": "IRC.Libera.Chat",
+            "idle_disconnect_secs": 10,
+            "servers": { "IRC.Example.org": { "port": 6667, "tls": false,
+                "throttle": { "lines_per_second": 10.0, "burst": 20 } } }
+        }))
+        .unwrap();
+        assert_eq!(c.fixed_server.as_deref(), Some("irc.libera.chat"));
+        assert_eq!(c.idle_disconnect(), Duration::from_secs(10));
+        let s = c.server("irc.example.org");
+        assert_eq!(s.port, Some(6667));
+        assert_eq!(
+            s.throttle,
+            Some(Throttle {
+                lines_per_second: 10.0,
+                burst: 20
+            })
+        );
+        assert_eq!(c.server("other").port, None);
+    }
+
+    #[test]
+    fn refuses_bad_values() {
+        assert!(IrcConfig::from_json(&json!({"fixed_server": "a b"})).is_err());
+        assert!(IrcConfig::from_json(&json!({"default_port": 70000})).is_err());
+        let e = IrcConfig::from_json(&json!({"servers": {"x": {"throttle":
+            {"lines_per_second": 0.0, "burst": 1}}}}))
+        .unwrap_err();
+        assert!(e.to_string().contains("throttle"), "{e}");
+        assert!(IrcConfig::from_json(&json!({"servers": {"x": {"prot": 1}}})).is_err());
+    }
+
+    #[test]
+    fn endpoints_follow_biboumi() {
+        assert_eq!(endpoints(None, None).len(), 2);
+        assert_eq!(
+            endpoints(None, None)[0],
+            Endpoint {
+                port: 6697,
+                tls: true
+            }
+        );
+        assert_eq!(
+            endpoints(Some(6667), None),
+            [Endpoint {
+                port: 6667,
+                tls: false
+            }]
+        );
+        assert_eq!(
+            endpoints(Some(7000), Some(true)),
+            [Endpoint {
+                port: 7000,
+                tls: true
+            }]
+        );
+    }
+}

@@ -1,0 +1,426 @@
+//! One IRC connection: one login on one server, as a task that connects, registers
+//! (CAP, SASL), sends queued lines through the flood-control bucket, reconnects with capped
+//! backoff and rejoins its channels. Incoming lines are turned into events by [`remote`].
+//!
+//! [`remote`]: crate::remote
+
+use crate::address::CaseMapping;
+use crate::config::{Endpoint, Throttle};
+use crate::remote::{Flow, Session};
+use crate::throttle::TokenBucket;
+use estuary_bridge_api::{EventSink, LoginState, MessageKind, RemoteEvent, RoomInfo};
+use futures::StreamExt;
+use irc::client::prelude::{Client as IrcClient, Command, Config, Message};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// The first wait before reconnecting; it doubles up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between reconnection attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a TCP/TLS connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Everything a connection needs to reach and log in to one server.
+#[derive(Clone)]
+pub struct ServerSettings {
+    /// The server's host name.
+    pub server: String,
+    /// The endpoints to try, in order.
+    pub endpoints: Vec<Endpoint>,
+    /// Whether to check the certificate.
+    pub verify_certificate: bool,
+    /// Flood control.
+    pub throttle: Throttle,
+    /// The nick to register with.
+    pub nick: String,
+    /// The username (ident).
+    pub username: String,
+    /// The realname (gecos).
+    pub realname: String,
+    /// The SASL PLAIN password (account = nick), if any.
+    pub sasl_password: Option<String>,
+    /// The NickServ password, if any.
+    pub nickserv_password: Option<String>,
+    /// Channels to join on every connect.
+    pub autojoin: Vec<String>,
+    /// The CTCP VERSION answer.
+    pub version: String,
+    /// The user's bare JID, for logs.
+    pub user: String,
+    /// How long to stay connected with no channel joined.
+    pub idle_disconnect: Duration,
+}
+
+impl std::fmt::Debug for ServerSettings {
+    /// Passwords are never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSettings")
+            .field("server", &self.server)
+            .field("endpoints", &self.endpoints)
+            .field("nick", &self.nick)
+            .field("sasl", &self.sasl_password.is_some())
+            .field("nickserv", &self.nickserv_password.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A message the user sends, already split into lines.
+#[derive(Debug)]
+pub struct Say {
+    /// Channel or nick.
+    pub target: String,
+    /// Normal, action or notice.
+    pub kind: MessageKind,
+    /// The IRC texts, in order.
+    pub lines: Vec<String>,
+    /// The whole (sanitized) body, to reflect the echo as one message.
+    pub body: String,
+    /// The XMPP origin id, for the echo.
+    pub origin_id: Option<String>,
+    /// Whether the echo is reported (`Sent.will_echo` was true) or swallowed.
+    pub report_echo: bool,
+}
+
+/// A command from the client to the connection task.
+#[derive(Debug)]
+pub enum Op {
+    /// Join a channel (with a key).
+    Join {
+        /// The channel.
+        channel: String,
+        /// Its key (`+k`).
+        key: Option<String>,
+    },
+    /// Part a channel.
+    Part {
+        /// The channel.
+        channel: String,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// Send text.
+    Say(Say),
+    /// Send raw lines, each already free of CR/LF/NUL.
+    Raw(Vec<String>),
+    /// Set a topic.
+    Topic {
+        /// The channel.
+        channel: String,
+        /// The topic.
+        topic: String,
+    },
+    /// Kick someone.
+    Kick {
+        /// The channel.
+        channel: String,
+        /// Who.
+        nick: String,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// Change nick.
+    Nick(String),
+    /// List channels.
+    List(oneshot::Sender<Vec<RoomInfo>>),
+    /// Quit and stop.
+    Quit(Option<String>),
+}
+
+/// State shared between the connection task and the client.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Whether the server acknowledged `echo-message` on the current connection.
+    pub echo: AtomicBool,
+    /// Whether the connection is registered (001 seen).
+    pub registered: AtomicBool,
+    /// The nick in use.
+    pub nick: Mutex<String>,
+    /// The server's CASEMAPPING.
+    pub casemapping: Mutex<CaseMapping>,
+}
+
+/// The client's handle on a connection task.
+#[derive(Clone, Debug)]
+pub struct ConnectionHandle {
+    tx: mpsc::UnboundedSender<Op>,
+    /// Shared state.
+    pub shared: Arc<Shared>,
+}
+
+impl ConnectionHandle {
+    /// Starts a connection task.
+    pub fn spawn(settings: ServerSettings, events: EventSink) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            nick: Mutex::new(settings.nick.clone()),
+            ..Shared::default()
+        });
+        let span = info_span!("irc", user = %settings.user, server = %settings.server);
+        tokio::spawn(run(settings, events, rx, Arc::clone(&shared)).instrument(span));
+        Self { tx, shared }
+    }
+
+    /// Hands an operation to the task; false when the task has ended.
+    pub fn send(&self, op: Op) -> bool {
+        self.tx.send(op).is_ok()
+    }
+
+    /// Whether the task has ended (quit or idle).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// Why a session ended.
+enum End {
+    /// The user quit (or the client went away): stop.
+    Quit,
+    /// Idle: no channel for a while: stop.
+    Idle,
+    /// Lost: reconnect.
+    Lost(String),
+}
+
+fn irc_config(settings: &ServerSettings, endpoint: Endpoint) -> Config {
+    Config {
+        nickname: Some(settings.nick.clone()),
+        username: Some(settings.username.clone()),
+        realname: Some(settings.realname.clone()),
+        server: Some(settings.server.clone()),
+        port: Some(endpoint.port),
+        use_tls: Some(endpoint.tls),
+        dangerously_accept_invalid_certs: Some(!settings.verify_certificate),
+        encoding: Some("utf-8".into()),
+        ping_time: Some(60),
+        ping_timeout: Some(30),
+        ..Config::default()
+    }
+}
+
+async fn connect(settings: &ServerSettings) -> Result<IrcClient, String> {
+    let mut why = String::from("no endpoint to try");
+    for endpoint in &settings.endpoints {
+        debug!(port = endpoint.port, tls = endpoint.tls, "connecting");
+        match timeout(
+            CONNECT_TIMEOUT,
+            IrcClient::from_config(irc_config(settings, *endpoint)),
+        )
+        .await
+        {
+            Ok(Ok(client)) => return Ok(client),
+            Ok(Err(e)) => {
+                why = format!("port {} ({}): {e}", endpoint.port, tls_word(endpoint.tls));
+            }
+            Err(_) => why = format!("port {}: timed out", endpoint.port),
+        }
+        info!(%why, "connection attempt failed");
+    }
+    Err(why)
+}
+
+fn tls_word(tls: bool) -> &'static str {
+    if tls { "TLS" } else { "plain" }
+}
+
+async fn run(
+    settings: ServerSettings,
+    events: EventSink,
+    mut rx: mpsc::UnboundedReceiver<Op>,
+    shared: Arc<Shared>,
+) {
+    let mut session = Session::new(settings.clone(), Arc::clone(&shared));
+    let mut backoff = MIN_BACKOFF;
+    // Whether any connection ever registered: a server never reached is given up at once.
+    let mut ever_registered = false;
+    let _ = events
+        .send(RemoteEvent::LoginState(LoginState::Connecting))
+        .await;
+    loop {
+        let end = match connect(&settings).await {
+            Ok(client) => {
+                let end = run_session(client, &settings, &events, &mut rx, &mut session).await;
+                if session.was_registered() {
+                    backoff = MIN_BACKOFF;
+                    ever_registered = true;
+                }
+                end
+            }
+            Err(why) => End::Lost(why),
+        };
+        shared.registered.store(false, Ordering::SeqCst);
+        shared.echo.store(false, Ordering::SeqCst);
+        let why = match end {
+            End::Quit | End::Idle => {
+                info!("connection closed");
+                return;
+            }
+            End::Lost(why) if !ever_registered => {
+                warn!(%why, "server unreachable; giving up");
+                let text = format!("Could not connect to {}: {why}", settings.server);
+                rx.close();
+                while let Ok(op) = rx.try_recv() {
+                    session.queue_op(op);
+                }
+                for event in session.give_up(&text) {
+                    let _ = events.send(event).await;
+                }
+                return;
+            }
+            End::Lost(why) => why,
+        };
+        warn!(%why, ?backoff, "connection lost; reconnecting");
+        let text = format!("Connection to {} lost: {why}", settings.server);
+        let _ = events
+            .send(RemoteEvent::LoginState(LoginState::TransientDisconnect(
+                text.clone(),
+            )))
+            .await;
+        let _ = events
+            .send(RemoteEvent::ServiceMessage {
+                service: Some(settings.server.clone()),
+                body: format!(
+                    "{text}. Reconnecting in {} s.",
+                    backoff.as_secs_f32().round()
+                ),
+            })
+            .await;
+        session.connection_lost();
+        // Wait, still taking operations (they are queued, not lost).
+        let deadline = Instant::now() + backoff;
+        loop {
+            tokio::select! {
+                _ = sleep_until(deadline) => break,
+                op = rx.recv() => match op {
+                    None | Some(Op::Quit(_)) => return,
+                    Some(op) => session.queue_op(op),
+                },
+            }
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn run_session(
+    mut client: IrcClient,
+    settings: &ServerSettings,
+    events: &EventSink,
+    rx: &mut mpsc::UnboundedReceiver<Op>,
+    session: &mut Session,
+) -> End {
+    let mut stream = match client.stream() {
+        Ok(s) => s,
+        Err(e) => return End::Lost(e.to_string()),
+    };
+    let sender = client.sender();
+    // Registration: CAP LS first so that the server waits for CAP END.
+    let hello = [
+        Command::CAP(
+            None,
+            irc::proto::CapSubCommand::LS,
+            Some("302".into()),
+            None,
+        ),
+        Command::NICK(settings.nick.clone()),
+        Command::USER(
+            settings.username.clone(),
+            "0".into(),
+            settings.realname.clone(),
+        ),
+    ];
+    for cmd in hello {
+        if let Err(e) = sender.send(cmd) {
+            return End::Lost(e.to_string());
+        }
+    }
+    session.start_session();
+    let mut bucket = TokenBucket::new(settings.throttle);
+    let mut next_token: Option<Instant> = None;
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        // Send what the bucket allows.
+        while session.can_flush() {
+            match bucket.try_take(Instant::now()) {
+                Ok(()) => {
+                    if let Some(msg) = session.pop_line()
+                        && let Err(e) = sender.send(msg)
+                    {
+                        return End::Lost(e.to_string());
+                    }
+                    next_token = None;
+                }
+                Err(wait) => {
+                    next_token = Some(Instant::now() + wait);
+                    break;
+                }
+            }
+        }
+        // Urgent lines (registration, PONG, CTCP replies are queued normally) bypass it.
+        while let Some(msg) = session.pop_urgent() {
+            if let Err(e) = sender.send(msg) {
+                return End::Lost(e.to_string());
+            }
+        }
+        for event in session.take_events() {
+            if events.send(event).await.is_err() {
+                let _ = sender.send(Command::QUIT(None));
+                return End::Quit;
+            }
+        }
+        if session.is_idle() {
+            idle_since.get_or_insert_with(Instant::now);
+        } else {
+            idle_since = None;
+        }
+        let idle_deadline = idle_since.map(|t| t + settings.idle_disconnect);
+        tokio::select! {
+            incoming = stream.next() => match incoming {
+                None => return End::Lost("the server closed the connection".into()),
+                Some(Ok(msg)) => {
+                    if let Flow::Stop(why) = session.handle_message(msg) {
+                        return End::Lost(why);
+                    }
+                }
+                Some(Err(irc::error::Error::NoUsableNick)) => session.nick_in_use(),
+                Some(Err(e)) => return End::Lost(e.to_string()),
+            },
+            op = rx.recv() => match op {
+                None => {
+                    let _ = sender.send(Command::QUIT(None));
+                    return End::Quit;
+                }
+                Some(Op::Quit(reason)) => {
+                    let _ = sender.send(Command::QUIT(reason));
+                    // Give the QUIT a moment to leave.
+                    sleep(Duration::from_millis(100)).await;
+                    return End::Quit;
+                }
+                Some(op) => {
+                    // Any use keeps the connection (private chats have no channel).
+                    idle_since = None;
+                    session.queue_op(op);
+                }
+            },
+            _ = sleep_until(next_token.unwrap_or_else(Instant::now)), if next_token.is_some() => {
+                next_token = None;
+            }
+            _ = sleep_until(idle_deadline.unwrap_or_else(Instant::now)), if idle_deadline.is_some() => {
+                if session.is_idle() {
+                    let _ = sender.send(Command::QUIT(Some("Idle".into())));
+                    sleep(Duration::from_millis(100)).await;
+                    return End::Idle;
+                }
+                idle_since = None;
+            }
+        }
+    }
+}
+
+/// A line ready for the wire, built from its parts (so that no argument can add a line).
+pub fn message(command: Command) -> Message {
+    Message::from(command)
+}

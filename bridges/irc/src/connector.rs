@@ -1,0 +1,133 @@
+//! The process-wide side of the IRC bridge: identity, capabilities, the address codec,
+//! registration and turning a login into an [`IrcClient`].
+
+use crate::address::{self, CaseMapping};
+use crate::client::IrcClient;
+use crate::config::{ConfigError, IrcConfig};
+use async_trait::async_trait;
+use estuary_bridge_api::{
+    BridgeError, BridgeInfo, Capabilities, ChatKey, Client, Connector, EventSink, FormField,
+    FormValues, LoginId, Registered, RemoteChatId, RemoteUserId, Result, StoredLogin, User,
+};
+use std::sync::Arc;
+
+/// The IRC bridge.
+#[derive(Debug)]
+pub struct IrcConnector {
+    config: Arc<IrcConfig>,
+}
+
+impl IrcConnector {
+    /// Reads the whole `[bridges.irc]` table (as JSON; `domain`/`secret` are ignored).
+    pub fn from_config(table: &serde_json::Value) -> Result<Self, ConfigError> {
+        Ok(Self::new(IrcConfig::from_json(table)?))
+    }
+
+    /// A connector with a config already read.
+    pub fn new(config: IrcConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
+    /// The config in use.
+    pub fn config(&self) -> &IrcConfig {
+        &self.config
+    }
+
+    fn fixed(&self) -> Option<&str> {
+        self.config.fixed_server.as_deref()
+    }
+}
+
+#[async_trait]
+impl Connector for IrcConnector {
+    fn info(&self) -> BridgeInfo {
+        BridgeInfo {
+            id: "irc".into(),
+            name: "IRC".into(),
+            disco_type: "irc".into(),
+            prompt: match self.fixed() {
+                Some(_) => "Enter the IRC nick".into(),
+                None => "Enter the IRC nick and server as nick%irc.server".into(),
+            },
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            groups: true,
+            requires_registration: false,
+            nick_changes: true,
+            set_topic: true,
+            kicks: true,
+            room_list: true,
+            max_body_bytes: None,
+            ..Capabilities::default()
+        }
+    }
+
+    fn registration_fields(&self) -> Vec<FormField> {
+        vec![
+            FormField::text("server", "IRC server these settings are for")
+                .describe("Leave empty to use them on every server."),
+            FormField::text("nick", "Nick"),
+            FormField::text("username", "Username (ident)"),
+            FormField::text("realname", "Real name"),
+            FormField::secret("sasl_password", "SASL password (account = nick)"),
+            FormField::secret("nickserv_password", "NickServ password"),
+            FormField::boolean("tls", "Use TLS"),
+            FormField::text("port", "Port").describe("Empty: 6697 with TLS, then 6667."),
+            FormField {
+                kind: estuary_bridge_api::FieldKind::Multiline,
+                ..FormField::text("autojoin", "Channels to join on connect")
+            },
+        ]
+    }
+
+    async fn register(&self, user: &User, form: &FormValues) -> Result<Registered> {
+        if let Some(server) = form.get("server")
+            && let Some(why) = address::check_server(server)
+        {
+            return Err(BridgeError::not_acceptable(why));
+        }
+        if let Some(nick) = form.get("nick")
+            && let Some(why) = address::check_nick(nick)
+        {
+            return Err(BridgeError::not_acceptable(why));
+        }
+        if let Some(port) = form.get("port")
+            && port.parse::<u16>().map_or(true, |p| p == 0)
+        {
+            return Err(BridgeError::not_acceptable(format!(
+                "“{port}” is not a port number (1–65535)."
+            )));
+        }
+        Ok(Registered {
+            id: LoginId::new(user.jid.clone()),
+            metadata: serde_json::Value::Null,
+        })
+    }
+
+    async fn load_login(&self, login: &StoredLogin, events: EventSink) -> Result<Box<dyn Client>> {
+        Ok(Box::new(IrcClient::new(
+            Arc::clone(&self.config),
+            login.user.clone(),
+            login.fields.clone(),
+            login.metadata.clone(),
+            events,
+        )))
+    }
+
+    fn contact_local_part(&self, id: &RemoteUserId) -> String {
+        address::local_part_for_id(id.as_str(), self.fixed())
+    }
+
+    fn room_local_part(&self, id: &RemoteChatId) -> String {
+        address::local_part_for_id(id.as_str(), self.fixed())
+    }
+
+    fn parse_local_part(&self, local: &str) -> Result<ChatKey> {
+        Ok(address::parse_local_part(local, self.fixed())?.chat_key(CaseMapping::default()))
+    }
+}

@@ -1,0 +1,24 @@
+//! The IRC bridge of Estuary: IRC channels as MUC rooms and IRC users as contacts, with
+//! Biboumi's address syntax, one IRC connection per XMPP user and server.
+//!
+//! * [`address`]: the address codec (local parts ↔ channels, nicks, servers; CASEMAPPING).
+//! * [`format`]: IRC formatting ↔ XEP-0393 styling, XMPP bodies → safe IRC lines, CTCP.
+//! * [`config`]: the `[bridges.irc]` table.
+//! * [`connector`]: [`IrcConnector`], the bridge's [`Connector`](estuary_bridge_api::Connector).
+//! * [`client`]: [`IrcClient`], one login's connections.
+//! * [`connection`]: one connection's task (registration, throttle, reconnect).
+//! * [`remote`]: one session's state and IRC → event translation.
+//! * [`throttle`]: the flood-control token bucket.
+
+pub mod address;
+pub mod client;
+pub mod config;
+pub mod connection;
+pub mod connector;
+pub mod format;
+pub mod remote;
+pub mod throttle;
+
+pub use client::IrcClient;
+pub use config::{ConfigError, IrcConfig};
+pub use connector::IrcConnector;

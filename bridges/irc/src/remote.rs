@@ -1,0 +1,1445 @@
+//! The state of one IRC session and the translation of what the server says into
+//! [`RemoteEvent`]s (handle-remote), plus the queue of lines to send (handle-local).
+//!
+//! It does no I/O: the connection task feeds it messages and operations and drains its
+//! lines and events, so it can be driven by tests line by line.
+
+use crate::address::{CaseMapping, is_channel_name, room_id, user_id};
+use crate::connection::{Op, ServerSettings, Shared};
+use crate::format::{ctcp_action, ctcp_reply, irc_to_styled, parse_ctcp, sanitize};
+use estuary_bridge_api::{
+    Affiliation, BridgeError, ChatKey, ErrorKind, LoginState, Member, MemberChange, MessageKind,
+    RemoteEvent, RemoteMessage, RemoteMessageId, Role, RoomInfo, Sender,
+};
+use irc::client::prelude::{Command, Message, Prefix, Response};
+use irc::proto::{ChannelMode, Mode};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+/// Whether the session goes on.
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// The server said goodbye (`ERROR`): reconnect.
+    Stop(String),
+}
+
+/// The IRCv3 capabilities requested when offered.
+const WANTED_CAPS: [&str; 6] = [
+    "server-time",
+    "message-tags",
+    "echo-message",
+    "multi-prefix",
+    "away-notify",
+    "account-notify",
+];
+
+#[derive(Debug, PartialEq, Eq)]
+enum ChanState {
+    /// JOIN sent (or to be sent); waiting for the end of NAMES.
+    Joining,
+    /// In the channel; the core knows.
+    Joined,
+}
+
+#[derive(Debug)]
+struct Chan {
+    name: String,
+    key: Option<String>,
+    state: ChanState,
+    /// Members by folded nick: (nick as shown, prefix modes).
+    members: BTreeMap<String, (String, String)>,
+    topic: String,
+}
+
+/// A line to send; the first line of a user's message carries its echo expectation.
+struct Line {
+    msg: Message,
+    echo: Option<PendingEcho>,
+}
+
+#[derive(Debug)]
+struct PendingEcho {
+    target: String,
+    remaining: usize,
+    body: String,
+    kind: MessageKind,
+    origin_id: Option<String>,
+    report: bool,
+    last_id: Option<String>,
+}
+
+/// One IRC session's state.
+pub struct Session {
+    settings: ServerSettings,
+    shared: Arc<Shared>,
+    channels: BTreeMap<String, Chan>,
+    parting: HashSet<String>,
+    queue: VecDeque<Line>,
+    urgent: VecDeque<Message>,
+    events: Vec<RemoteEvent>,
+    echoes: VecDeque<PendingEcho>,
+    registered: bool,
+    ever_registered: bool,
+    cap_ls: Vec<String>,
+    cap_done: bool,
+    sasl_pending: bool,
+    /// Prefix modes, highest first: (mode, prefix char).
+    prefixes: Vec<(char, char)>,
+    motd: String,
+    lists: VecDeque<oneshot::Sender<Vec<RoomInfo>>>,
+    listing: Vec<RoomInfo>,
+    nick_tries: usize,
+}
+
+impl Session {
+    /// A session with nothing joined.
+    pub fn new(settings: ServerSettings, shared: Arc<Shared>) -> Self {
+        let mut session = Self {
+            settings,
+            shared,
+            channels: BTreeMap::new(),
+            parting: HashSet::new(),
+            queue: VecDeque::new(),
+            urgent: VecDeque::new(),
+            events: Vec::new(),
+            echoes: VecDeque::new(),
+            registered: false,
+            ever_registered: false,
+            cap_ls: Vec::new(),
+            cap_done: false,
+            sasl_pending: false,
+            prefixes: default_prefixes(),
+            motd: String::new(),
+            lists: VecDeque::new(),
+            listing: Vec::new(),
+            nick_tries: 0,
+        };
+        for channel in session.settings.autojoin.clone() {
+            session.want_channel(&channel, None);
+        }
+        session
+    }
+
+    fn casemapping(&self) -> CaseMapping {
+        self.shared
+            .casemapping
+            .lock()
+            .map(|c| *c)
+            .unwrap_or_default()
+    }
+
+    fn fold(&self, name: &str) -> String {
+        self.casemapping().fold(name)
+    }
+
+    fn own_nick(&self) -> String {
+        self.shared
+            .nick
+            .lock()
+            .map(|n| n.clone())
+            .unwrap_or_default()
+    }
+
+    fn is_me(&self, nick: &str) -> bool {
+        self.fold(nick) == self.fold(&self.own_nick())
+    }
+
+    fn server(&self) -> &str {
+        &self.settings.server
+    }
+
+    fn emit(&mut self, event: RemoteEvent) {
+        self.events.push(event);
+    }
+
+    fn service(&mut self, body: String) {
+        let service = Some(self.settings.server.clone());
+        self.emit(RemoteEvent::ServiceMessage { service, body });
+    }
+
+    /// Events to hand to the core, in order.
+    pub fn take_events(&mut self) -> Vec<RemoteEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Whether registration ever completed on the current connection.
+    pub fn was_registered(&self) -> bool {
+        self.ever_registered
+    }
+
+    /// Whether no channel is joined or wanted (the idle timer runs).
+    pub fn is_idle(&self) -> bool {
+        self.registered && self.channels.is_empty() && self.queue.is_empty()
+    }
+
+    /// A new connection starts: forget the per-connection state, keep channels to rejoin.
+    pub fn start_session(&mut self) {
+        self.registered = false;
+        self.ever_registered = false;
+        self.cap_ls.clear();
+        self.cap_done = false;
+        self.sasl_pending = false;
+        self.prefixes = default_prefixes();
+        self.motd.clear();
+        self.nick_tries = 0;
+        self.urgent.clear();
+        if let Ok(mut nick) = self.shared.nick.lock() {
+            nick.clone_from(&self.settings.nick);
+        }
+    }
+
+    /// The connection dropped: channels go back to "joining" (rejoined on reconnect),
+    /// pending echoes and listings are given up.
+    pub fn connection_lost(&mut self) {
+        self.registered = false;
+        for chan in self.channels.values_mut() {
+            chan.state = ChanState::Joining;
+            chan.members.clear();
+        }
+        self.echoes.clear();
+        self.parting.clear();
+        for tx in self.lists.drain(..) {
+            let _ = tx.send(std::mem::take(&mut self.listing));
+        }
+        // Lines to channels are rebuilt on rejoin; user messages stay queued.
+        self.queue
+            .retain(|l| !matches!(l.msg.command, Command::JOIN(..) | Command::NAMES(..)));
+    }
+
+    /// The server could not be reached at all: every pending join fails with
+    /// `RemoteUnreachable`, and the user is told that queued messages were not sent.
+    pub fn give_up(&mut self, why: &str) -> Vec<RemoteEvent> {
+        let cm = self.casemapping();
+        let mut events = std::mem::take(&mut self.events);
+        for chan in std::mem::take(&mut self.channels).into_values() {
+            events.push(RemoteEvent::RoomJoinFailed {
+                room: room_id(&chan.name, &self.settings.server, cm),
+                error: BridgeError::new(ErrorKind::RemoteUnreachable, why),
+            });
+        }
+        let unsent = self.queue.len();
+        self.queue.clear();
+        events.push(RemoteEvent::LoginState(LoginState::TransientDisconnect(
+            why.to_owned(),
+        )));
+        events.push(RemoteEvent::ServiceMessage {
+            service: Some(self.settings.server.clone()),
+            body: if unsent > 0 {
+                format!("{why}. {unsent} line(s) were not sent.")
+            } else {
+                why.to_owned()
+            },
+        });
+        events
+    }
+
+    /// Whether a throttled line may go now.
+    pub fn can_flush(&self) -> bool {
+        self.registered && !self.queue.is_empty()
+    }
+
+    /// The next throttled line.
+    pub fn pop_line(&mut self) -> Option<Message> {
+        let line = self.queue.pop_front()?;
+        if let Some(echo) = line.echo
+            && self.shared.echo.load(Ordering::SeqCst)
+        {
+            self.echoes.push_back(echo);
+        }
+        Some(line.msg)
+    }
+
+    /// The next line that bypasses flood control (registration, SASL).
+    pub fn pop_urgent(&mut self) -> Option<Message> {
+        self.urgent.pop_front()
+    }
+
+    fn push(&mut self, command: Command) {
+        self.queue.push_back(Line {
+            msg: Message::from(command),
+            echo: None,
+        });
+    }
+
+    fn want_channel(&mut self, channel: &str, key: Option<String>) {
+        let folded = self.fold(channel);
+        self.channels.entry(folded).or_insert_with(|| Chan {
+            name: channel.to_owned(),
+            key,
+            state: ChanState::Joining,
+            members: BTreeMap::new(),
+            topic: String::new(),
+        });
+    }
+
+    fn room_joined_event(&self, chan: &Chan) -> RemoteEvent {
+        let cm = self.casemapping();
+        RemoteEvent::RoomJoined {
+            room: room_id(&chan.name, self.server(), cm),
+            own_nick: self.own_nick(),
+            members: chan
+                .members
+                .values()
+                .map(|(nick, modes)| self.member(nick, modes))
+                .collect(),
+            subject: chan.topic.clone(),
+        }
+    }
+
+    fn member(&self, nick: &str, modes: &str) -> Member {
+        let (role, affiliation) = self.role_of(modes);
+        Member {
+            nick: nick.to_owned(),
+            user: Some(user_id(nick, self.server(), self.casemapping())),
+            role,
+            affiliation,
+        }
+    }
+
+    /// Role and affiliation from the highest prefix mode held.
+    fn role_of(&self, modes: &str) -> (Role, Affiliation) {
+        let best = self
+            .prefixes
+            .iter()
+            .map(|(m, _)| *m)
+            .find(|m| modes.contains(*m));
+        match best {
+            Some('q') => (Role::Moderator, Affiliation::Owner),
+            Some('a' | 'o') => (Role::Moderator, Affiliation::Admin),
+            Some('h') => (Role::Moderator, Affiliation::Member),
+            Some('v') => (Role::Participant, Affiliation::Member),
+            _ => (Role::Participant, Affiliation::None),
+        }
+    }
+
+    /// Takes an operation from the client.
+    pub fn queue_op(&mut self, op: Op) {
+        match op {
+            Op::Join { channel, key } => {
+                let folded = self.fold(&channel);
+                if let Some(chan) = self.channels.get(&folded) {
+                    if chan.state == ChanState::Joined {
+                        // Already in: tell the core again (another resource joined).
+                        let event = self.room_joined_event(chan);
+                        self.emit(event);
+                    }
+                    return;
+                }
+                self.want_channel(&channel, key.clone());
+                if self.registered {
+                    self.push(join_command(&channel, key.as_deref()));
+                }
+            }
+            Op::Part { channel, reason } => {
+                let folded = self.fold(&channel);
+                if self.channels.remove(&folded).is_some() {
+                    self.parting.insert(folded);
+                    if self.registered {
+                        self.push(Command::PART(channel, reason.map(|r| one_line(&r))));
+                    }
+                }
+            }
+            Op::Say(say) => {
+                let count = say.lines.len();
+                let mut echo = Some(PendingEcho {
+                    target: self.fold(&say.target),
+                    remaining: count,
+                    body: say.body,
+                    kind: say.kind,
+                    origin_id: say.origin_id,
+                    report: say.report_echo,
+                    last_id: None,
+                });
+                for text in say.lines {
+                    let command = match say.kind {
+                        MessageKind::Action => {
+                            Command::PRIVMSG(say.target.clone(), ctcp_action(&text))
+                        }
+                        MessageKind::Notice => Command::NOTICE(say.target.clone(), text),
+                        MessageKind::Normal => Command::PRIVMSG(say.target.clone(), text),
+                    };
+                    self.queue.push_back(Line {
+                        msg: Message::from(command),
+                        echo: echo.take(),
+                    });
+                }
+            }
+            Op::Raw(lines) => {
+                for line in lines {
+                    match line.parse::<Message>() {
+                        Ok(msg) => self.queue.push_back(Line { msg, echo: None }),
+                        Err(e) => self.service(format!("Could not send “{line}”: {e}")),
+                    }
+                }
+            }
+            Op::Topic { channel, topic } => {
+                self.push(Command::TOPIC(channel, Some(one_line(&topic))))
+            }
+            Op::Kick {
+                channel,
+                nick,
+                reason,
+            } => self.push(Command::KICK(channel, nick, reason.map(|r| one_line(&r)))),
+            Op::Nick(nick) => self.push(Command::NICK(nick)),
+            Op::List(tx) => {
+                if self.registered {
+                    self.lists.push_back(tx);
+                    self.push(Command::LIST(None, None));
+                } else {
+                    let _ = tx.send(Vec::new());
+                }
+            }
+            Op::Quit(_) => {}
+        }
+    }
+
+    /// The nick was refused at registration (in use or invalid): try with `_` appended.
+    pub fn nick_in_use(&mut self) {
+        if self.registered {
+            self.service("That nick is already in use.".into());
+            return;
+        }
+        self.nick_tries += 1;
+        // nick_, nick__, nick___, then a plain generated nick (the asked one may be invalid).
+        let nick = if self.nick_tries <= 3 {
+            format!("{}{}", self.settings.nick, "_".repeat(self.nick_tries))
+        } else {
+            format!("estuary{}", self.nick_tries * 7919 % 100_000)
+        };
+        if let Ok(mut n) = self.shared.nick.lock() {
+            nick.clone_into(&mut n);
+        }
+        self.urgent.push_back(Message::from(Command::NICK(nick)));
+    }
+
+    /// Handles one message from the server.
+    pub fn handle_message(&mut self, msg: Message) -> Flow {
+        let source = msg.source_nickname().map(str::to_owned);
+        let from_server = matches!(msg.prefix, None | Some(Prefix::ServerName(_)));
+        let at = tag(&msg, "time").and_then(parse_server_time);
+        let msgid = tag(&msg, "msgid").map(str::to_owned);
+        match msg.command {
+            Command::Response(resp, args) => self.handle_numeric(resp, args),
+            Command::CAP(..) => {
+                let line = String::from(&msg.command);
+                self.handle_cap(&params(&line));
+            }
+            Command::AUTHENTICATE(ref data) if data == "+" => self.send_sasl_credentials(),
+            Command::JOIN(ref chan, _, _) => {
+                if let Some(nick) = source {
+                    self.on_join(chan, &nick);
+                }
+            }
+            Command::PART(ref chan, ref reason) => {
+                if let Some(nick) = source {
+                    self.on_part(chan, &nick, reason.clone());
+                }
+            }
+            Command::QUIT(ref reason) => {
+                if let Some(nick) = source {
+                    self.on_quit(&nick, reason.clone());
+                }
+            }
+            Command::NICK(ref new) => {
+                if let Some(old) = source {
+                    self.on_nick(&old, new);
+                }
+            }
+            Command::KICK(ref chan, ref nick, ref reason) => {
+                self.on_kick(chan, nick, source, reason.clone());
+            }
+            Command::ChannelMODE(ref chan, ref modes) => self.on_mode(chan, modes),
+            Command::TOPIC(ref chan, Some(ref topic)) => {
+                let folded = self.fold(chan);
+                let subject = irc_to_styled(topic);
+                if let Some(c) = self.channels.get_mut(&folded) {
+                    c.topic.clone_from(&subject);
+                    let room = room_id(chan, self.server(), self.casemapping());
+                    self.emit(RemoteEvent::SubjectChanged {
+                        room,
+                        subject,
+                        by: source,
+                    });
+                }
+            }
+            Command::PRIVMSG(ref target, ref text) => {
+                self.on_text(target, text, source, from_server, false, at, msgid);
+            }
+            Command::NOTICE(ref target, ref text) => {
+                self.on_text(target, text, source, from_server, true, at, msgid);
+            }
+            Command::INVITE(ref _nick, ref chan) => {
+                let who = source.unwrap_or_else(|| "Someone".into());
+                self.service(format!("{who} invites you to {chan}."));
+            }
+            Command::ERROR(ref text) => return Flow::Stop(text.clone()),
+            _ => {}
+        }
+        Flow::Continue
+    }
+
+    fn handle_cap(&mut self, p: &[String]) {
+        // CAP <target> <sub> [*] :<caps>
+        let sub = p.get(2).map(|s| s.to_ascii_uppercase()).unwrap_or_default();
+        let more = p.len() > 4 && p.get(3).is_some_and(|s| s == "*");
+        let caps = p.last().cloned().unwrap_or_default();
+        match sub.as_str() {
+            "LS" => {
+                self.cap_ls
+                    .extend(caps.split_whitespace().map(|c| c.to_owned()));
+                if more {
+                    return;
+                }
+                let offered: HashSet<&str> = self
+                    .cap_ls
+                    .iter()
+                    .map(|c| c.split('=').next().unwrap_or(c))
+                    .collect();
+                let mut req: Vec<&str> = WANTED_CAPS
+                    .iter()
+                    .copied()
+                    .filter(|c| offered.contains(c))
+                    .collect();
+                if self.settings.sasl_password.is_some() && offered.contains("sasl") {
+                    req.push("sasl");
+                }
+                if req.is_empty() {
+                    self.cap_end();
+                } else {
+                    self.urgent
+                        .push_back(cap_line(&format!("REQ :{}", req.join(" "))));
+                }
+            }
+            "ACK" => {
+                let acked: Vec<&str> = caps.split_whitespace().collect();
+                if acked.contains(&"echo-message") {
+                    self.shared.echo.store(true, Ordering::SeqCst);
+                }
+                if acked.contains(&"sasl") && self.settings.sasl_password.is_some() {
+                    self.sasl_pending = true;
+                    self.urgent
+                        .push_back(Message::from(Command::AUTHENTICATE("PLAIN".into())));
+                } else if !self.sasl_pending {
+                    self.cap_end();
+                }
+            }
+            "NAK" if !self.sasl_pending => self.cap_end(),
+            _ => {}
+        }
+    }
+
+    fn cap_end(&mut self) {
+        if !self.cap_done {
+            self.cap_done = true;
+            self.urgent.push_back(cap_line("END"));
+        }
+    }
+
+    fn send_sasl_credentials(&mut self) {
+        let Some(password) = self.settings.sasl_password.clone() else {
+            self.urgent
+                .push_back(Message::from(Command::AUTHENTICATE("*".into())));
+            return;
+        };
+        let account = &self.settings.nick;
+        let blob = base64(format!("{account}\0{account}\0{password}").as_bytes());
+        // AUTHENTICATE takes at most 400 bytes per line; a final exact 400 needs a "+".
+        let chunks: Vec<&str> = blob
+            .as_bytes()
+            .chunks(400)
+            .filter_map(|c| std::str::from_utf8(c).ok())
+            .collect();
+        for chunk in &chunks {
+            self.urgent
+                .push_back(Message::from(Command::AUTHENTICATE((*chunk).to_owned())));
+        }
+        if blob.len().is_multiple_of(400) {
+            self.urgent
+                .push_back(Message::from(Command::AUTHENTICATE("+".into())));
+        }
+    }
+
+    fn handle_numeric(&mut self, resp: Response, args: Vec<String>) {
+        let text = args.last().cloned().unwrap_or_default();
+        let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+        match resp {
+            Response::RPL_WELCOME => {
+                self.registered = true;
+                self.ever_registered = true;
+                self.cap_done = true;
+                if let (Some(nick), Ok(mut n)) = (args.first(), self.shared.nick.lock()) {
+                    n.clone_from(nick);
+                }
+                self.shared.registered.store(true, Ordering::SeqCst);
+                self.emit(RemoteEvent::LoginState(LoginState::Connected));
+                if let Some(pw) = self.settings.nickserv_password.clone() {
+                    self.urgent.push_back(Message::from(Command::PRIVMSG(
+                        "NickServ".into(),
+                        format!("IDENTIFY {}", one_line(&pw)),
+                    )));
+                }
+                // (Re)join every channel, JOINs first in the queue.
+                let joins: Vec<Command> = self
+                    .channels
+                    .values()
+                    .map(|c| join_command(&c.name, c.key.as_deref()))
+                    .collect();
+                for cmd in joins.into_iter().rev() {
+                    self.queue.push_front(Line {
+                        msg: Message::from(cmd),
+                        echo: None,
+                    });
+                }
+            }
+            Response::RPL_ISUPPORT => {
+                for token in &args[1.min(args.len())..] {
+                    if let Some(v) = token.strip_prefix("CASEMAPPING=") {
+                        if let Ok(mut cm) = self.shared.casemapping.lock() {
+                            *cm = CaseMapping::from_isupport(v);
+                        }
+                    } else if let Some(p) = token.strip_prefix("PREFIX=").and_then(parse_prefix) {
+                        self.prefixes = p;
+                    }
+                }
+            }
+            Response::RPL_YOURHOST
+            | Response::RPL_CREATED
+            | Response::RPL_MYINFO
+            | Response::RPL_TOPICWHOTIME
+            | Response::RPL_NOTOPIC
+            | Response::RPL_LISTSTART => {}
+            Response::RPL_MOTDSTART | Response::RPL_MOTD => {
+                self.motd.push_str(&irc_to_styled(&text));
+                self.motd.push('\n');
+            }
+            Response::RPL_ENDOFMOTD | Response::ERR_NOMOTD => {
+                let motd = std::mem::take(&mut self.motd);
+                if !motd.trim().is_empty() {
+                    self.service(motd.trim_end().to_owned());
+                }
+            }
+            Response::RPL_TOPIC => {
+                let folded = self.fold(&arg(1));
+                if let Some(c) = self.channels.get_mut(&folded) {
+                    c.topic = irc_to_styled(&text);
+                }
+            }
+            Response::RPL_NAMREPLY => {
+                let folded = self.fold(&arg(2));
+                let prefixes: Vec<(char, char)> = self.prefixes.clone();
+                let cm = self.casemapping();
+                if let Some(c) = self.channels.get_mut(&folded) {
+                    for entry in text.split_whitespace() {
+                        let (nick, modes) = split_prefixes(entry, &prefixes);
+                        c.members.insert(cm.fold(&nick), (nick, modes));
+                    }
+                }
+            }
+            Response::RPL_ENDOFNAMES => {
+                let folded = self.fold(&arg(1));
+                let event = match self.channels.get_mut(&folded) {
+                    Some(c) if c.state == ChanState::Joining => {
+                        c.state = ChanState::Joined;
+                        self.channels
+                            .get(&folded)
+                            .map(|c| self.room_joined_event(c))
+                    }
+                    _ => None,
+                };
+                if let Some(event) = event {
+                    self.emit(event);
+                }
+            }
+            Response::RPL_LIST => self.listing.push(RoomInfo {
+                id: room_id(&arg(1), self.server(), self.casemapping()),
+                name: arg(1),
+                members: arg(2).parse().ok(),
+                topic: Some(irc_to_styled(&text)).filter(|t| !t.is_empty()),
+            }),
+            Response::RPL_LISTEND => {
+                let rooms = std::mem::take(&mut self.listing);
+                if let Some(tx) = self.lists.pop_front() {
+                    let _ = tx.send(rooms);
+                }
+            }
+            Response::RPL_SASLSUCCESS => {
+                self.sasl_pending = false;
+                self.cap_end();
+            }
+            Response::ERR_SASLFAIL | Response::ERR_SASLTOOLONG | Response::ERR_NICKLOCKED => {
+                self.sasl_pending = false;
+                self.emit(RemoteEvent::LoginState(LoginState::BadCredentials(
+                    format!("{}: SASL login failed: {text}", self.settings.server),
+                )));
+                self.cap_end();
+            }
+            Response::RPL_LOGGEDIN | Response::RPL_LOGGEDOUT => self.service(text),
+            Response::ERR_CHANNELISFULL
+            | Response::ERR_INVITEONLYCHAN
+            | Response::ERR_BANNEDFROMCHAN
+            | Response::ERR_BADCHANNELKEY
+            | Response::ERR_NOSUCHCHANNEL
+            | Response::ERR_TOOMANYCHANNELS
+            | Response::ERR_BADCHANMASK => {
+                let chan = arg(1);
+                let folded = self.fold(&chan);
+                let joining = self
+                    .channels
+                    .get(&folded)
+                    .is_some_and(|c| c.state == ChanState::Joining);
+                if joining {
+                    self.channels.remove(&folded);
+                    let room = room_id(&chan, self.server(), self.casemapping());
+                    let error = BridgeError::new(join_error_kind(resp), format!("{chan}: {text}"));
+                    self.emit(RemoteEvent::RoomJoinFailed { room, error });
+                } else {
+                    self.service(format!("{chan}: {text}"));
+                }
+            }
+            Response::ERR_NICKNAMEINUSE | Response::ERR_ERRONEOUSNICKNAME => self.nick_in_use(),
+            _ => {
+                // Anything else with text goes to the server's JID, as Biboumi does.
+                let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+                if !rest.is_empty() {
+                    self.service(irc_to_styled(&rest.join(" ")));
+                }
+            }
+        }
+    }
+
+    fn on_join(&mut self, chan: &str, nick: &str) {
+        let folded = self.fold(chan);
+        if self.is_me(nick) {
+            // Also covers joins the server forced on us.
+            self.want_channel(chan, None);
+            if let Some(c) = self.channels.get_mut(&folded) {
+                c.name = chan.to_owned();
+            }
+            return;
+        }
+        let nick_folded = self.fold(nick);
+        let Some(c) = self.channels.get_mut(&folded) else {
+            return;
+        };
+        c.members
+            .insert(nick_folded, (nick.to_owned(), String::new()));
+        if c.state == ChanState::Joined {
+            let room = room_id(chan, self.server(), self.casemapping());
+            let member = self.member(nick, "");
+            self.emit(RemoteEvent::MemberChanged {
+                room,
+                change: MemberChange::Joined(member),
+            });
+        }
+    }
+
+    fn on_part(&mut self, chan: &str, nick: &str, reason: Option<String>) {
+        let folded = self.fold(chan);
+        let room = room_id(chan, self.server(), self.casemapping());
+        if self.is_me(nick) {
+            if self.parting.remove(&folded) {
+                return;
+            }
+            if self.channels.remove(&folded).is_some() {
+                self.emit(RemoteEvent::RoomLeft { room, reason });
+            }
+            return;
+        }
+        let nick_folded = self.fold(nick);
+        if let Some(c) = self.channels.get_mut(&folded)
+            && c.members.remove(&nick_folded).is_some()
+            && c.state == ChanState::Joined
+        {
+            self.emit(RemoteEvent::MemberChanged {
+                room,
+                change: MemberChange::Left {
+                    nick: nick.to_owned(),
+                    reason,
+                },
+            });
+        }
+    }
+
+    fn on_quit(&mut self, nick: &str, reason: Option<String>) {
+        let nick_folded = self.fold(nick);
+        let cm = self.casemapping();
+        let mut events = Vec::new();
+        for c in self.channels.values_mut() {
+            if c.members.remove(&nick_folded).is_some() && c.state == ChanState::Joined {
+                events.push(RemoteEvent::MemberChanged {
+                    room: room_id(&c.name, &self.settings.server, cm),
+                    change: MemberChange::Left {
+                        nick: nick.to_owned(),
+                        reason: reason.clone(),
+                    },
+                });
+            }
+        }
+        self.events.extend(events);
+    }
+
+    fn on_nick(&mut self, old: &str, new: &str) {
+        let me = self.is_me(old);
+        if me && let Ok(mut n) = self.shared.nick.lock() {
+            new.clone_into(&mut n);
+        }
+        let cm = self.casemapping();
+        let (old_f, new_f) = (cm.fold(old), cm.fold(new));
+        let mut events = Vec::new();
+        for c in self.channels.values_mut() {
+            if let Some((_, modes)) = c.members.remove(&old_f) {
+                c.members.insert(new_f.clone(), (new.to_owned(), modes));
+                if c.state == ChanState::Joined {
+                    events.push(RemoteEvent::MemberChanged {
+                        room: room_id(&c.name, &self.settings.server, cm),
+                        change: MemberChange::Renamed {
+                            old: old.to_owned(),
+                            new: new.to_owned(),
+                        },
+                    });
+                }
+            }
+        }
+        self.events.extend(events);
+    }
+
+    fn on_kick(&mut self, chan: &str, nick: &str, by: Option<String>, reason: Option<String>) {
+        let folded = self.fold(chan);
+        let room = room_id(chan, self.server(), self.casemapping());
+        if self.is_me(nick) {
+            if self.channels.remove(&folded).is_some() {
+                let reason = Some(match (by, reason) {
+                    (Some(by), Some(r)) => format!("Kicked by {by}: {r}"),
+                    (Some(by), None) => format!("Kicked by {by}"),
+                    (None, Some(r)) => format!("Kicked: {r}"),
+                    (None, None) => "Kicked".to_owned(),
+                });
+                self.emit(RemoteEvent::RoomLeft { room, reason });
+            }
+            return;
+        }
+        let nick_folded = self.fold(nick);
+        if let Some(c) = self.channels.get_mut(&folded)
+            && c.members.remove(&nick_folded).is_some()
+            && c.state == ChanState::Joined
+        {
+            self.emit(RemoteEvent::MemberChanged {
+                room,
+                change: MemberChange::Kicked {
+                    nick: nick.to_owned(),
+                    by,
+                    reason,
+                },
+            });
+        }
+    }
+
+    fn on_mode(&mut self, chan: &str, modes: &[Mode<ChannelMode>]) {
+        let folded = self.fold(chan);
+        let cm = self.casemapping();
+        let mut changed = Vec::new();
+        let Some(c) = self.channels.get_mut(&folded) else {
+            return;
+        };
+        for mode in modes {
+            let (plus, m, arg) = match mode {
+                Mode::Plus(m, arg) => (true, m, arg),
+                Mode::Minus(m, arg) => (false, m, arg),
+                Mode::NoPrefix(_) => continue,
+            };
+            let letter = match m {
+                ChannelMode::Founder => 'q',
+                ChannelMode::Admin => 'a',
+                ChannelMode::Oper => 'o',
+                ChannelMode::Halfop => 'h',
+                ChannelMode::Voice => 'v',
+                _ => continue,
+            };
+            let Some(nick) = arg else { continue };
+            if let Some((shown, held)) = c.members.get_mut(&cm.fold(nick)) {
+                if plus && !held.contains(letter) {
+                    held.push(letter);
+                } else if !plus {
+                    held.retain(|x| x != letter);
+                }
+                changed.push((shown.clone(), held.clone()));
+            }
+        }
+        if c.state != ChanState::Joined {
+            return;
+        }
+        let room = room_id(chan, self.server(), cm);
+        for (nick, held) in changed {
+            let member = self.member(&nick, &held);
+            self.emit(RemoteEvent::MemberChanged {
+                room: room.clone(),
+                change: MemberChange::Joined(member),
+            });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_text(
+        &mut self,
+        target: &str,
+        text: &str,
+        source: Option<String>,
+        from_server: bool,
+        notice: bool,
+        at: Option<SystemTime>,
+        msgid: Option<String>,
+    ) {
+        let (Some(nick), false) = (source, from_server) else {
+            // Server notices (also before registration) come from the server's JID.
+            self.service(irc_to_styled(text));
+            return;
+        };
+        let mut kind = if notice {
+            MessageKind::Notice
+        } else {
+            MessageKind::Normal
+        };
+        let mut body = text;
+        if let Some(ctcp) = parse_ctcp(text) {
+            if ctcp.command.eq_ignore_ascii_case("ACTION") {
+                kind = MessageKind::Action;
+                body = ctcp.args;
+            } else {
+                if !notice && !self.is_me(&nick) {
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or_default();
+                    if let Some(reply) = ctcp_reply(&ctcp, &self.settings.version, now) {
+                        self.push(Command::NOTICE(nick.clone(), reply));
+                    }
+                }
+                debug!(command = ctcp.command, "CTCP");
+                return;
+            }
+        }
+        let cm = self.casemapping();
+        let is_from_me = self.is_me(&nick);
+        let channel = is_channel_name(target);
+        if is_from_me && self.take_echo(target, msgid.clone()) {
+            return;
+        }
+        let chat = if channel {
+            ChatKey::Room(room_id(target, self.server(), cm))
+        } else if is_from_me {
+            // Our own private message, echoed: the chat is the target's.
+            ChatKey::Direct(user_id(target, self.server(), cm))
+        } else if self.is_me(target) {
+            ChatKey::Direct(user_id(&nick, self.server(), cm))
+        } else {
+            // A message to a mask or to someone else ($*, opers): from the server.
+            self.service(format!("{nick}: {}", irc_to_styled(body)));
+            return;
+        };
+        let message = RemoteMessage {
+            chat,
+            sender: Sender {
+                user: user_id(&nick, self.server(), cm),
+                nick: channel.then(|| nick.clone()),
+                is_from_me,
+            },
+            id: msgid.map(RemoteMessageId::new),
+            body: irc_to_styled(body),
+            kind,
+            at,
+            reply_to: None,
+            echo_of: None,
+        };
+        self.emit(RemoteEvent::Message(message));
+    }
+
+    /// An echo of our own line: counts it against the pending message; true when it was
+    /// one of ours (and is reported once, whole, after its last line).
+    fn take_echo(&mut self, target: &str, msgid: Option<String>) -> bool {
+        let folded = self.fold(target);
+        let Some(pos) = self.echoes.iter().position(|e| e.target == folded) else {
+            return false;
+        };
+        let Some(echo) = self.echoes.get_mut(pos) else {
+            return false;
+        };
+        echo.remaining = echo.remaining.saturating_sub(1);
+        if msgid.is_some() {
+            echo.last_id = msgid;
+        }
+        if echo.remaining > 0 {
+            return true;
+        }
+        let Some(echo) = self.echoes.remove(pos) else {
+            return true;
+        };
+        if !echo.report {
+            return true;
+        }
+        let cm = self.casemapping();
+        let nick = self.own_nick();
+        let channel = is_channel_name(target);
+        let chat = if channel {
+            ChatKey::Room(room_id(target, self.server(), cm))
+        } else {
+            ChatKey::Direct(user_id(target, self.server(), cm))
+        };
+        self.emit(RemoteEvent::Message(RemoteMessage {
+            chat,
+            sender: Sender {
+                user: user_id(&nick, self.server(), cm),
+                nick: channel.then_some(nick),
+                is_from_me: true,
+            },
+            id: echo.last_id.map(RemoteMessageId::new),
+            body: echo.body,
+            kind: echo.kind,
+            at: None,
+            reply_to: None,
+            echo_of: echo.origin_id,
+        }));
+        true
+    }
+}
+
+fn default_prefixes() -> Vec<(char, char)> {
+    vec![('o', '@'), ('v', '+')]
+}
+
+/// Reads ISUPPORT `PREFIX=(qaohv)~&@%+`.
+fn parse_prefix(v: &str) -> Option<Vec<(char, char)>> {
+    let inner = v.strip_prefix('(')?;
+    let (modes, chars) = inner.split_once(')')?;
+    if modes.chars().count() != chars.chars().count() {
+        return None;
+    }
+    Some(modes.chars().zip(chars.chars()).collect())
+}
+
+/// Splits a NAMES entry (`@+nick` or `@nick!user@host`) into the nick and its modes.
+fn split_prefixes(entry: &str, prefixes: &[(char, char)]) -> (String, String) {
+    let mut modes = String::new();
+    let mut rest = entry;
+    while let Some(c) = rest.chars().next() {
+        match prefixes.iter().find(|(_, p)| *p == c) {
+            Some((m, _)) => {
+                modes.push(*m);
+                rest = &rest[c.len_utf8()..];
+            }
+            None => break,
+        }
+    }
+    let nick = rest.split('!').next().unwrap_or(rest);
+    (nick.to_owned(), modes)
+}
+
+fn join_error_kind(resp: Response) -> ErrorKind {
+    match resp {
+        Response::ERR_BADCHANNELKEY => ErrorKind::NotAuthorized,
+        Response::ERR_BANNEDFROMCHAN | Response::ERR_INVITEONLYCHAN => ErrorKind::Forbidden,
+        Response::ERR_CHANNELISFULL => ErrorKind::ServiceUnavailable,
+        Response::ERR_NOSUCHCHANNEL | Response::ERR_BADCHANMASK => ErrorKind::NotFound,
+        Response::ERR_TOOMANYCHANNELS => ErrorKind::ResourceConstraint,
+        _ => ErrorKind::Forbidden,
+    }
+}
+
+fn join_command(channel: &str, key: Option<&str>) -> Command {
+    Command::JOIN(channel.to_owned(), key.map(one_line), None)
+}
+
+/// Text made safe for one IRC argument: sanitized, line breaks as spaces.
+fn one_line(text: &str) -> String {
+    sanitize(text).replace('\n', " ")
+}
+
+fn cap_line(rest: &str) -> Message {
+    match format!("CAP {rest}").parse::<Message>() {
+        Ok(m) => m,
+        Err(e) => {
+            warn!(%e, "bad CAP line");
+            Message::from(Command::Raw("CAP".into(), vec!["END".into()]))
+        }
+    }
+}
+
+/// Splits a serialized command into its parameters (the last may follow `:`).
+fn params(line: &str) -> Vec<String> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let (head, trailing) = match line.split_once(" :") {
+        Some((h, t)) => (h, Some(t)),
+        None => (line, None),
+    };
+    let mut out: Vec<String> = head.split_whitespace().map(str::to_owned).collect();
+    if let Some(t) = trailing {
+        out.push(t.to_owned());
+    }
+    out
+}
+
+fn tag<'m>(msg: &'m Message, name: &str) -> Option<&'m str> {
+    msg.tags
+        .as_ref()?
+        .iter()
+        .find(|t| t.0 == name)
+        .and_then(|t| t.1.as_deref())
+}
+
+/// Reads an IRCv3 `server-time` tag (`2026-11-21T23:40:16.123Z`).
+pub fn parse_server_time(value: &str) -> Option<SystemTime> {
+    let b = value.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !value.ends_with('Z') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| value.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let frac = value.get(19..value.len() - 1).unwrap_or("");
+    let millis = match frac.strip_prefix('.') {
+        Some(f) if !f.is_empty() && f.bytes().all(|c| c.is_ascii_digit()) => {
+            let f3: String = f.chars().chain("000".chars()).take(3).collect();
+            f3.parse::<u64>().ok()?
+        }
+        None if frac.is_empty() => 0,
+        _ => return None,
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + s;
+    let secs = u64::try_from(secs).ok()?;
+    Some(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis))
+}
+
+/// Standard base64 with padding (for SASL PLAIN).
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foob"), "Zm9vYg==");
+        assert_eq!(base64(b"a\0a\0pw"), "YQBhAHB3");
+    }
+
+    #[test]
+    fn server_time() {
+        assert_eq!(
+            parse_server_time("1970-01-01T00:00:01.500Z"),
+            Some(UNIX_EPOCH + Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_server_time("2026-11-21T23:40:16Z"),
+            Some(UNIX_EPOCH + Duration::from_secs(1_795_304_416))
+        );
+        assert_eq!(parse_server_time("garbage"), None);
+        assert_eq!(parse_server_time("2026-13-21T23:40:16Z"), None);
+        assert_eq!(parse_server_time("2026-11-21T23:40:16.xZ"), None);
+    }
+
+    #[test]
+    fn names_prefixes() {
+        let p = parse_prefix("(qaohv)~&@%+").unwrap();
+        assert_eq!(split_prefixes("@+alice", &p), ("alice".into(), "ov".into()));
+        assert_eq!(split_prefixes("~bob!u@h", &p), ("bob".into(), "q".into()));
+        assert_eq!(split_prefixes("carol", &p), ("carol".into(), "".into()));
+        assert_eq!(parse_prefix("(ov)@"), None);
+    }
+
+    #[test]
+    fn cap_params() {
+        assert_eq!(
+            params("CAP * LS * :a b c"),
+            ["CAP", "*", "LS", "*", "a b c"]
+        );
+        assert_eq!(
+            params("CAP * ACK :echo-message"),
+            ["CAP", "*", "ACK", "echo-message"]
+        );
+    }
+
+    use crate::config::{Throttle, endpoints};
+    use estuary_bridge_api::{ChatKey, RemoteChatId};
+
+    fn session() -> Session {
+        let settings = ServerSettings {
+            server: "irc.test".into(),
+            endpoints: endpoints(Some(6667), Some(false)),
+            verify_certificate: true,
+            throttle: Throttle::default(),
+            nick: "alice".into(),
+            username: "alice".into(),
+            realname: "Alice".into(),
+            sasl_password: Some("pw".into()),
+            nickserv_password: None,
+            autojoin: vec![],
+            version: "Estuary test".into(),
+            user: "alice@example.org".into(),
+            idle_disconnect: Duration::from_secs(1),
+        };
+        let shared = Arc::new(Shared {
+            nick: std::sync::Mutex::new("alice".into()),
+            ..Shared::default()
+        });
+        let mut s = Session::new(settings, shared);
+        s.start_session();
+        s
+    }
+
+    fn feed(s: &mut Session, lines: &[&str]) -> Vec<RemoteEvent> {
+        for line in lines {
+            let msg = line.parse::<Message>().expect(line);
+            let _ = s.handle_message(msg);
+        }
+        s.take_events()
+    }
+
+    fn wire(s: &mut Session) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(m) = s.pop_urgent() {
+            out.push(m.to_string().trim_end().to_owned());
+        }
+        while let Some(m) = s.pop_line() {
+            out.push(m.to_string().trim_end().to_owned());
+        }
+        out
+    }
+
+    fn registered(s: &mut Session) {
+        feed(
+            s,
+            &[
+                ":irc.test CAP * LS :server-time echo-message sasl multi-prefix",
+                ":irc.test CAP * ACK :server-time echo-message sasl multi-prefix",
+                "AUTHENTICATE +",
+                ":irc.test 903 alice :SASL authentication successful",
+                ":irc.test 001 alice :Welcome",
+                ":irc.test 005 alice CASEMAPPING=ascii PREFIX=(qaohv)~&@%+ :are supported",
+            ],
+        );
+    }
+
+    #[test]
+    fn cap_negotiation_and_sasl() {
+        let mut s = session();
+        feed(&mut s, &[":irc.test CAP * LS * :server-time sasl=PLAIN"]);
+        assert!(wire(&mut s).is_empty(), "waits for the last LS line");
+        feed(&mut s, &[":irc.test CAP * LS :echo-message foo"]);
+        assert_eq!(wire(&mut s), ["CAP REQ :server-time echo-message sasl"]);
+        feed(
+            &mut s,
+            &[":irc.test CAP * ACK :server-time echo-message sasl"],
+        );
+        assert_eq!(wire(&mut s), ["AUTHENTICATE PLAIN"]);
+        assert!(s.shared.echo.load(Ordering::SeqCst));
+        feed(&mut s, &["AUTHENTICATE +"]);
+        assert_eq!(wire(&mut s), ["AUTHENTICATE YWxpY2UAYWxpY2UAcHc="]);
+        let events = feed(&mut s, &[":irc.test 904 alice :SASL authentication failed"]);
+        assert!(matches!(
+            &events[0],
+            RemoteEvent::LoginState(LoginState::BadCredentials(_))
+        ));
+        assert_eq!(wire(&mut s), ["CAP END"]);
+    }
+
+    #[test]
+    fn join_reports_members_roles_and_topic() {
+        let mut s = session();
+        registered(&mut s);
+        s.queue_op(Op::Join {
+            channel: "#Test".into(),
+            key: None,
+        });
+        let sent = wire(&mut s);
+        assert!(sent.contains(&"JOIN #Test".to_owned()), "{sent:?}");
+        let events = feed(
+            &mut s,
+            &[
+                ":alice!a@h JOIN #test",
+                ":irc.test 332 alice #test :the \x02topic",
+                ":irc.test 353 alice = #test :~owner &admin @op %half +voice alice plain!u@h",
+                ":irc.test 366 alice #test :End of /NAMES list.",
+            ],
+        );
+        let [
+            RemoteEvent::RoomJoined {
+                room,
+                own_nick,
+                members,
+                subject,
+            },
+        ] = &events[..]
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(room, &RemoteChatId::new("#test%irc.test"));
+        assert_eq!(own_nick, "alice");
+        assert_eq!(subject, "the *topic*");
+        let role = |n: &str| {
+            let m = members.iter().find(|m| m.nick == n).unwrap();
+            (m.role, m.affiliation)
+        };
+        assert_eq!(role("owner"), (Role::Moderator, Affiliation::Owner));
+        assert_eq!(role("admin"), (Role::Moderator, Affiliation::Admin));
+        assert_eq!(role("op"), (Role::Moderator, Affiliation::Admin));
+        assert_eq!(role("half"), (Role::Moderator, Affiliation::Member));
+        assert_eq!(role("voice"), (Role::Participant, Affiliation::Member));
+        assert_eq!(role("plain"), (Role::Participant, Affiliation::None));
+        assert_eq!(members.len(), 7);
+    }
+
+    #[test]
+    fn join_errors_map_to_kinds() {
+        for (numeric, kind) in [
+            ("471", ErrorKind::ServiceUnavailable),
+            ("473", ErrorKind::Forbidden),
+            ("474", ErrorKind::Forbidden),
+            ("475", ErrorKind::NotAuthorized),
+            ("403", ErrorKind::NotFound),
+            ("405", ErrorKind::ResourceConstraint),
+        ] {
+            let mut s = session();
+            registered(&mut s);
+            s.queue_op(Op::Join {
+                channel: "#x".into(),
+                key: None,
+            });
+            let events = feed(
+                &mut s,
+                &[&format!(":irc.test {numeric} alice #x :Cannot join")],
+            );
+            let [RemoteEvent::RoomJoinFailed { room, error }] = &events[..] else {
+                panic!("{numeric}: {events:?}")
+            };
+            assert_eq!(room.as_str(), "#x%irc.test");
+            assert_eq!(error.kind, kind, "{numeric}");
+            assert_eq!(error.text, "#x: Cannot join");
+        }
+    }
+
+    #[test]
+    fn multi_line_echo_is_reported_once() {
+        let mut s = session();
+        registered(&mut s);
+        wire(&mut s);
+        s.queue_op(Op::Say(crate::connection::Say {
+            target: "#test".into(),
+            kind: MessageKind::Normal,
+            lines: vec!["one".into(), "two".into()],
+            body: "one\ntwo".into(),
+            origin_id: Some("o1".into()),
+            report_echo: true,
+        }));
+        assert_eq!(wire(&mut s), ["PRIVMSG #test one", "PRIVMSG #test two"]);
+        let events = feed(
+            &mut s,
+            &[
+                "@msgid=a :alice!a@h PRIVMSG #test one",
+                "@msgid=b :alice!a@h PRIVMSG #test two",
+            ],
+        );
+        let [RemoteEvent::Message(m)] = &events[..] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(m.body, "one\ntwo");
+        assert_eq!(m.echo_of.as_deref(), Some("o1"));
+        assert_eq!(m.id.as_ref().map(|i| i.as_str()), Some("b"));
+        assert!(m.sender.is_from_me);
+    }
+
+    #[test]
+    fn notices_motd_and_private_messages() {
+        let mut s = session();
+        let events = feed(
+            &mut s,
+            &[":irc.test NOTICE * :*** Looking up your hostname"],
+        );
+        assert!(
+            matches!(&events[..], [RemoteEvent::ServiceMessage { service: Some(srv), .. }] if srv == "irc.test")
+        );
+        registered(&mut s);
+        s.take_events();
+        let events = feed(
+            &mut s,
+            &[
+                ":irc.test 375 alice :- irc.test Message of the Day -",
+                ":irc.test 372 alice :- hello",
+                ":irc.test 376 alice :End of /MOTD command.",
+                "@time=2026-11-21T23:40:16.000Z :Bob!b@h PRIVMSG alice :\x01ACTION waves\x01",
+                ":Bob!b@h NOTICE alice :a notice",
+            ],
+        );
+        assert!(
+            matches!(&events[0], RemoteEvent::ServiceMessage { body, .. } if body.contains("- hello"))
+        );
+        let RemoteEvent::Message(m) = &events[1] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(m.chat, ChatKey::Direct("bob%irc.test".into()));
+        assert_eq!((m.kind, m.body.as_str()), (MessageKind::Action, "waves"));
+        assert!(m.at.is_some());
+        let RemoteEvent::Message(n) = &events[2] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(n.kind, MessageKind::Notice);
+    }
+
+    #[test]
+    fn ctcp_requests_are_answered_not_shown() {
+        let mut s = session();
+        registered(&mut s);
+        wire(&mut s);
+        let events = feed(&mut s, &[":bob!b@h PRIVMSG alice :\x01PING 123\x01"]);
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(wire(&mut s), ["NOTICE bob :\x01PING 123\x01"]);
+    }
+
+    #[test]
+    fn nick_in_use_at_registration_retries() {
+        let mut s = session();
+        s.nick_in_use();
+        assert_eq!(wire(&mut s), ["NICK alice_"]);
+        let events = feed(&mut s, &[":irc.test 001 alice_ :Welcome"]);
+        assert!(matches!(
+            &events[..],
+            [RemoteEvent::LoginState(LoginState::Connected)]
+        ));
+        assert_eq!(s.own_nick(), "alice_");
+    }
+}

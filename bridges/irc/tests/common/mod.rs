@@ -1,0 +1,241 @@
+//! Test harness: a real InspIRCd on a free 127.0.0.1 port in a temp dir (stopped on drop),
+//! a raw-socket IRC client for "the other side", and an mpsc receiver standing in for the
+//! gateway core.
+#![allow(dead_code)]
+
+use estuary_bridge_api::{
+    Client, Connector, EventSink, FormValues, LoginId, RemoteEvent, StoredLogin, User,
+};
+use estuary_bridge_irc::IrcConnector;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+
+/// How long any expectation waits.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A running InspIRCd.
+pub struct Ircd {
+    dir: tempfile::TempDir,
+    /// The client port on 127.0.0.1.
+    pub port: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Ircd {
+    /// Starts InspIRCd and waits until it accepts connections.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut ircd = Self {
+            dir,
+            port: free_port(),
+            child: None,
+        };
+        ircd.write_config();
+        ircd.spawn();
+        ircd
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write_config(&self) {
+        let d = self.dir.path().display();
+        let port = self.port;
+        let config = format!(
+            r#"<config format="xml">
+<server name="irc.localhost" description="test" network="TestNet">
+<admin name="t" nick="t" email="t@localhost">
+<bind address="127.0.0.1" port="{port}" type="clients">
+<connect name="main" allow="*" resolvehostnames="no" useident="no" fakelag="no" timeout="60"
+  pingfreq="120" threshold="1000000" commandrate="100000000" hardsendq="1048576" softsendq="1048576"
+  recvq="65536" localmax="10000" globalmax="10000" limit="10000" maxchans="100">
+<pid file="{d}/inspircd.pid">
+<log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="{d}/ircd.log">
+<dns server="127.0.0.1" timeout="1">
+<class name="All" commands="*" privs="*" usermodes="*" chanmodes="*">
+<type name="NetAdmin" classes="All">
+<oper name="oper" password="operpw" host="*@*" type="NetAdmin">
+<module name="cap"> <module name="ircv3"> <module name="ircv3_servertime"> <module name="ircv3_ctctags">
+<module name="ircv3_echomessage"> <module name="ircv3_msgid"> <module name="ircv3_batch">
+<module name="ircv3_capnotify"> <module name="ircv3_accounttag"> <module name="namesx"> <module name="uhnames">
+"#
+        );
+        std::fs::write(self.path("inspircd.conf"), config).expect("write config");
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("inspircd")
+            .arg(format!("--config={}", self.path("inspircd.conf").display()))
+            .args(["--nofork", "--runasroot"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("inspircd is installed (apt-get install inspircd)");
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "InspIRCd did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server (by its pid) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops and starts the server again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(self.path("inspircd.pid"));
+        self.spawn();
+    }
+
+    /// The bridge's config table for this server: plain TCP, flood control raised.
+    pub fn bridge_table(&self) -> serde_json::Value {
+        serde_json::json!({
+            "domain": "irc.gw", "secret": "ignored",
+            "servers": { "127.0.0.1": { "port": self.port, "tls": false,
+                "throttle": { "lines_per_second": 50.0, "burst": 50 } } }
+        })
+    }
+}
+
+impl Drop for Ircd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A raw IRC client: the other side.
+pub struct Raw {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    /// Its nick.
+    pub nick: String,
+}
+
+impl Raw {
+    /// Connects and registers (without CAP), waiting for 001.
+    pub async fn connect(port: u16, nick: &str) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let (r, w) = stream.into_split();
+        let mut raw = Self {
+            reader: BufReader::new(r),
+            writer: w,
+            nick: nick.into(),
+        };
+        raw.send(&format!("NICK {nick}")).await;
+        raw.send(&format!("USER {nick} 0 * :{nick}")).await;
+        raw.expect(|l| l.contains(" 001 ")).await;
+        raw
+    }
+
+    /// Sends one line (CRLF added).
+    pub async fn send(&mut self, line: &str) {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .expect("send");
+    }
+
+    /// Reads lines until one matches (answering PINGs); panics after [`WAIT`].
+    pub async fn expect(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout_at(deadline, self.reader.read_line(&mut line))
+                .await
+                .expect("timed out waiting for an IRC line")
+                .expect("read");
+            assert!(n > 0, "the IRC server closed the raw client's connection");
+            let line = line.trim_end_matches(['\r', '\n']).to_owned();
+            if let Some(rest) = line.strip_prefix("PING ") {
+                self.send(&format!("PONG {rest}")).await;
+                continue;
+            }
+            if pred(&line) {
+                return line;
+            }
+        }
+    }
+
+    /// Reads lines for `dur`, returning them all.
+    pub async fn collect_for(&mut self, dur: Duration) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + dur;
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            match tokio::time::timeout_at(deadline, self.reader.read_line(&mut line)).await {
+                Ok(Ok(n)) if n > 0 => lines.push(line.trim_end().to_owned()),
+                _ => return lines,
+            }
+        }
+    }
+}
+
+/// The trailing parameter of a line (after " :").
+pub fn trailing(line: &str) -> &str {
+    line.split_once(" :").map(|(_, t)| t).unwrap_or("")
+}
+
+/// The bridge for one user, with the core's end of the event queue.
+pub struct Bridge {
+    /// The client under test.
+    pub client: Box<dyn Client>,
+    /// What the client reported.
+    pub events: mpsc::Receiver<(String, LoginId, RemoteEvent)>,
+}
+
+impl Bridge {
+    /// Loads a login for `jid` against `ircd`.
+    pub async fn new(ircd: &Ircd, jid: &str) -> Self {
+        let connector = IrcConnector::from_config(&ircd.bridge_table()).expect("config");
+        let (tx, events) = mpsc::channel(1000);
+        let login = StoredLogin {
+            id: LoginId::new(jid),
+            user: User { jid: jid.into() },
+            fields: FormValues::default(),
+            metadata: serde_json::Value::Null,
+        };
+        let sink = EventSink::new(jid, login.id.clone(), tx);
+        let client = connector.load_login(&login, sink).await.expect("load");
+        client.connect().await;
+        Self { client, events }
+    }
+
+    /// Waits for an event matching `pred`, skipping others; panics after [`WAIT`].
+    pub async fn expect(&mut self, what: &str, pred: impl Fn(&RemoteEvent) -> bool) -> RemoteEvent {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some((_, _, event))) => {
+                    if pred(&event) {
+                        return event;
+                    }
+                }
+                Ok(None) => panic!("event queue closed while waiting for {what}"),
+                Err(_) => panic!("timed out waiting for {what}"),
+            }
+        }
+    }
+}
