@@ -1,0 +1,337 @@
+//! A real ejabberd for one test: its own temp dir, Erlang node name, cookie and loopback ports.
+
+use super::ports::{free_port, loopback, wait_until_accepting};
+use super::process::ServerProcess;
+use super::{XmppServer, tail_of_files};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// How long ejabberd may take to report `started` and accept connections.
+const START_LIMIT: Duration = Duration::from_secs(30);
+/// How long one `ejabberdctl` command may take.
+const CTL_LIMIT: Duration = Duration::from_secs(30);
+
+/// An ejabberd server started for one test (`ejabberdctl … foreground`), stopped when dropped.
+///
+/// It serves the host `localhost`, MUC on `conference.localhost`, and one external component
+/// (XEP-0114) per `(domain, secret)` given to [`Ejabberd::start`]. The Erlang node has a
+/// unique name, a random cookie and a fixed distribution port (no epmd), so instances run in
+/// parallel; everything listens on 127.0.0.1 only.
+#[derive(Debug)]
+pub struct Ejabberd {
+    dir: TempDir,
+    c2s: SocketAddr,
+    component: SocketAddr,
+    process: Option<ServerProcess>,
+}
+
+impl Ejabberd {
+    /// Writes the configs into a fresh temp dir owned by the `ejabberd` user, starts the node
+    /// and waits (at most 30 s) until `ejabberdctl status` says it is started and both ports
+    /// accept connections.
+    pub async fn start(components: &[(&str, &str)]) -> Ejabberd {
+        static INSTANCE: AtomicU32 = AtomicU32::new(0);
+        let dir = tempfile::Builder::new()
+            .prefix("estuary-ejabberd-")
+            .tempdir()
+            .expect("creating a temp dir for ejabberd failed");
+        let c2s = loopback(free_port());
+        let component = loopback(free_port());
+        let dist_port = free_port();
+        let node = format!(
+            "estuary{}x{}@localhost",
+            std::process::id(),
+            INSTANCE.fetch_add(1, Ordering::Relaxed)
+        );
+        let cookie = format!("estuary{}", uuid::Uuid::new_v4().simple());
+        let path = dir.path();
+        for sub in ["log", "db"] {
+            std::fs::create_dir_all(path.join(sub)).expect("creating ejabberd's dirs failed");
+        }
+        std::fs::write(path.join("ejabberd.yml"), yaml(c2s, component, components))
+            .expect("writing ejabberd.yml failed");
+        std::fs::write(
+            path.join("ejabberdctl.cfg"),
+            format!(
+                "ERLANG_NODE={node}\nINET_DIST_INTERFACE=127.0.0.1\nERL_DIST_PORT={dist_port}\n\
+                 EJABBERD_PID_PATH={pid}\nEJABBERD_BYPASS_WARNINGS=true\n\
+                 ERL_OPTIONS=\"-setcookie {cookie}\"\n",
+                pid = path.join("ejabberd.pid").display()
+            ),
+        )
+        .expect("writing ejabberdctl.cfg failed");
+        std::fs::copy("/etc/ejabberd/inetrc", path.join("inetrc"))
+            .expect("copying /etc/ejabberd/inetrc failed (is ejabberd installed?)");
+        // The output file must exist before the chown so the server can write its own logs.
+        std::fs::File::create(path.join("ejabberd.out")).expect("creating ejabberd.out failed");
+        chown_to_ejabberd(path);
+        let mut ejabberd = Ejabberd {
+            dir,
+            c2s,
+            component,
+            process: None,
+        };
+        ejabberd.launch().await;
+        ejabberd
+    }
+
+    fn ctl(&self) -> Command {
+        let path = self.dir.path();
+        let mut command = Command::new("ejabberdctl");
+        command
+            .arg("--config-dir")
+            .arg(path)
+            .arg("--ctl-config")
+            .arg(path.join("ejabberdctl.cfg"))
+            .arg("--config")
+            .arg(path.join("ejabberd.yml"))
+            .arg("--logs")
+            .arg(path.join("log"))
+            .arg("--spool")
+            .arg(path.join("db"));
+        command
+    }
+
+    /// Runs `ejabberdctl … args`, bounded, returning (success, combined output).
+    async fn run_ctl(&self, args: &[&str]) -> (bool, String) {
+        let mut command = tokio::process::Command::from(self.ctl());
+        command
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        match tokio::time::timeout(CTL_LIMIT, command.output()).await {
+            Err(_) => (false, format!("ejabberdctl {args:?} took longer than {CTL_LIMIT:?}")),
+            Ok(Err(e)) => panic!("could not run ejabberdctl: {e}"),
+            Ok(Ok(out)) => (
+                out.status.success(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            ),
+        }
+    }
+
+    async fn launch(&mut self) {
+        let started = Instant::now();
+        let mut command = self.ctl();
+        command.arg("foreground");
+        let mut process =
+            ServerProcess::spawn("ejabberd", command, &self.dir.path().join("ejabberd.out"));
+        let deadline = started + START_LIMIT;
+        loop {
+            if let Some(status) = process.exited() {
+                panic!(
+                    "ejabberd exited during start-up ({status}); log tail:\n{}",
+                    self.log_tail()
+                );
+            }
+            let (ok, out) = self.run_ctl(&["status"]).await;
+            if ok {
+                break;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "ejabberd did not report `started` within {START_LIMIT:?}; last status: {out}\nlog tail:\n{}",
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let up = wait_until_accepting(&[self.c2s, self.component], remaining, || {}).await;
+        if !up {
+            panic!(
+                "ejabberd is started but {} (c2s) and {} (component) do not accept connections; log tail:\n{}",
+                self.c2s,
+                self.component,
+                self.log_tail()
+            );
+        }
+        tracing::info!(c2s = %self.c2s, component = %self.component, elapsed = ?started.elapsed(), "ejabberd is up");
+        self.process = Some(process);
+    }
+
+    /// The c2s listener (plaintext allowed).
+    pub fn c2s_addr(&self) -> SocketAddr {
+        self.c2s
+    }
+
+    /// The XEP-0114 component listener.
+    pub fn component_addr(&self) -> SocketAddr {
+        self.component
+    }
+
+    /// The host, `localhost`.
+    pub fn domain(&self) -> &str {
+        "localhost"
+    }
+
+    /// The MUC service, `conference.localhost`.
+    pub fn muc_domain(&self) -> &str {
+        "conference.localhost"
+    }
+
+    /// The temp dir holding configs, the Mnesia spool and logs (kept until drop).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Creates the account `user@localhost` with `password` (`ejabberdctl register`).
+    pub async fn register(&self, user: &str, password: &str) {
+        let (ok, out) = self
+            .run_ctl(&["register", user, self.domain(), password])
+            .await;
+        assert!(ok, "ejabberdctl register {user} failed: {out}");
+    }
+
+    /// Stops ejabberd (`ejabberdctl stop`, then the process group is killed if it lingers);
+    /// ports, configs and the spool stay for [`start_again`](Self::start_again).
+    pub async fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let (ok, out) = self.run_ctl(&["stop"]).await;
+            if !ok {
+                tracing::warn!(%out, "ejabberdctl stop failed; killing the node");
+            }
+            if !process.wait_exit(Duration::from_secs(10)).await {
+                tracing::warn!("ejabberd did not exit within 10 s of `stop`; killing it");
+            }
+            process.stop(Duration::from_secs(2)).await;
+        }
+    }
+
+    /// Starts the same node again on the same ports with the same spool (after [`stop`](Self::stop)).
+    pub async fn start_again(&mut self) {
+        assert!(
+            self.process.is_none(),
+            "start_again() called while ejabberd is still running; call stop() first"
+        );
+        self.launch().await;
+    }
+
+    /// The last lines of ejabberd's log and of its stdout/stderr.
+    pub fn log_tail(&self) -> String {
+        let files: Vec<PathBuf> = vec![
+            self.dir.path().join("log/ejabberd.log"),
+            self.dir.path().join("log/error.log"),
+            self.dir.path().join("ejabberd.out"),
+        ];
+        tail_of_files(&files, 40)
+    }
+}
+
+impl Drop for Ejabberd {
+    fn drop(&mut self) {
+        // Killing the process group (ServerProcess's own drop) is enough: the Mnesia spool is
+        // thrown away with the temp dir, so a clean `ejabberdctl stop` would only cost time.
+        if let Some(mut process) = self.process.take() {
+            process.stop_blocking(Duration::from_secs(5));
+        }
+    }
+}
+
+impl XmppServer for Ejabberd {
+    fn name(&self) -> &'static str {
+        "ejabberd"
+    }
+    fn c2s_addr(&self) -> SocketAddr {
+        Ejabberd::c2s_addr(self)
+    }
+    fn component_addr(&self) -> SocketAddr {
+        Ejabberd::component_addr(self)
+    }
+    fn domain(&self) -> &str {
+        Ejabberd::domain(self)
+    }
+    fn muc_domain(&self) -> &str {
+        Ejabberd::muc_domain(self)
+    }
+    async fn register(&self, user: &str, password: &str) {
+        Ejabberd::register(self, user, password).await;
+    }
+    async fn stop(&mut self) {
+        Ejabberd::stop(self).await;
+    }
+    async fn start_again(&mut self) {
+        Ejabberd::start_again(self).await;
+    }
+    fn log_tail(&self) -> String {
+        Ejabberd::log_tail(self)
+    }
+}
+
+/// `ejabberdctl` switches to the `ejabberd` user, which must own the whole instance dir.
+fn chown_to_ejabberd(path: &Path) {
+    let status = Command::new("chown")
+        .arg("-R")
+        .arg("ejabberd:ejabberd")
+        .arg(path)
+        .status()
+        .expect("could not run chown");
+    assert!(
+        status.success(),
+        "chown -R ejabberd:ejabberd {} failed ({status}); the harness must run as root",
+        path.display()
+    );
+}
+
+/// A YAML double-quoted string.
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn yaml(c2s: SocketAddr, component: SocketAddr, components: &[(&str, &str)]) -> String {
+    let mut hosts = String::new();
+    for (domain, secret) in components {
+        write!(
+            hosts,
+            "\n      {}:\n        password: {}",
+            quoted(domain),
+            quoted(secret)
+        )
+        .expect("writing to a String cannot fail");
+    }
+    if components.is_empty() {
+        hosts.push_str(" {}");
+    }
+    format!(
+        r#"# Generated by Estuary's test harness.
+hosts: [localhost]
+loglevel: info
+listen:
+  - port: {c2s_port}
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    access: c2s
+    starttls_required: false
+  - port: {component_port}
+    ip: "127.0.0.1"
+    module: ejabberd_service
+    hosts:{hosts}
+auth_method: internal
+acl: {{local: {{user_regexp: ""}}}}
+access_rules: {{local: {{allow: local}}, c2s: {{allow: all}}, muc_create: {{allow: local}}}}
+api_permissions: {{"console commands": {{from: [ejabberd_ctl], who: all, what: "*"}}}}
+modules:
+  mod_disco: {{}}
+  mod_roster: {{}}
+  mod_ping: {{}}
+  mod_caps: {{}}
+  mod_carboncopy: {{}}
+  mod_private: {{}}
+  mod_vcard: {{}}
+  mod_version: {{}}
+  mod_stream_mgmt: {{}}
+  mod_muc: {{host: "conference.localhost"}}
+  mod_admin_extra: {{}}
+"#,
+        c2s_port = c2s.port(),
+        component_port = component.port(),
+    )
+}
