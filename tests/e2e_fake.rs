@@ -157,7 +157,9 @@ async fn disco_registration_and_unregistration() {
 
     let gone = alice.iq(iq("set", DOMAIN, el("<query xmlns='jabber:iq:register'><remove/></query>"))).await;
     assert_eq!(gone.attr("type"), Some("result"));
-    alice.expect("the gateway leaves the roster", |s| s.name() == "presence" && s.attr("type") == Some("unsubscribe")).await;
+    // The gateway sends unsubscribe, unsubscribed and unavailable (XEP-0100 §6.3); the server
+    // turns the first two into roster pushes, the last reaches the client.
+    alice.expect("the gateway goes offline", |s| s.name() == "presence" && s.attr("type") == Some("unavailable") && s.attr("from") == Some(DOMAIN)).await;
     assert!(gw.app.db.get_login("fake", "alice@localhost").await.expect("the database answers").is_none());
     let again = alice.iq(iq("set", DOMAIN, el("<query xmlns='jabber:iq:register'><remove/></query>"))).await;
     assert!(is_error(&again, "item-not-found"));
@@ -180,7 +182,7 @@ async fn one_to_one_chat_with_receipt_correction_and_reaction() {
     assert_eq!(register(&mut alice, "pw").await.attr("type"), Some("result"));
     alice.send(el("<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='m1'><body xml:lang='en'>hello bob</body>\
         <origin-id xmlns='urn:xmpp:sid:0' id='o1'/><request xmlns='urn:xmpp:receipts'/></message>")).await;
-    alice.expect("a receipt for o1", |s| s.get_child("received", "urn:xmpp:receipts").is_some_and(|r| r.attr("id") == Some("o1"))).await;
+    alice.expect("a receipt for m1", |s| s.get_child("received", "urn:xmpp:receipts").is_some_and(|r| r.attr("id") == Some("m1"))).await;
     let echo = alice.expect("bob answers", |s| body(s).as_deref() == Some("bob: hello bob")).await;
     assert!(from_is(&echo, "bob@fake.localhost"));
     let recorded = gw.network.recorded();

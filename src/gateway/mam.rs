@@ -10,7 +10,7 @@ use estuary_bridge_api::{ChatKey, RemoteChatId};
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio_xmpp::jid::Jid;
-use tokio_xmpp::minidom::Element;
+use tokio_xmpp::minidom::{Element, Node};
 use tokio_xmpp::parsers::message::{Message, MessageType};
 use tokio_xmpp::parsers::stanza_error::StanzaError;
 
@@ -140,11 +140,15 @@ fn rename_ns(el: Element, to: &str) -> Element {
     for (name, value) in el.attrs() {
         out.set_attr(name.0.clone(), name.1.clone(), value.to_string());
     }
-    for child in el.children() {
-        if child.ns() == old {
-            out.append_child(rename_ns(child.clone(), to));
-        } else {
-            out.append_child(child.clone());
+    for node in el.nodes() {
+        match node {
+            Node::Element(child) if child.ns() == old => {
+                out.append_child(rename_ns(child.clone(), to));
+            }
+            Node::Element(child) => {
+                out.append_child(child.clone());
+            }
+            Node::Text(text) => out.append_text_node(text.clone()),
         }
     }
     out
@@ -169,6 +173,16 @@ mod tests {
         assert!(aq.last_page);
         assert_eq!(aq.with_nick.as_deref(), Some("bot"));
         assert_eq!(aq.start_ms, Some(1_275_868_800_000));
+    }
+
+    #[test]
+    fn renaming_the_namespace_keeps_text_and_foreign_children() {
+        let el: Element = "<message xmlns='jabber:component:accept' from='r@gw/n'><body>hi <!-- --> there</body><x xmlns='urn:other'>t</x></message>".parse().unwrap();
+        let out = rename_ns(el, ns::CLIENT);
+        assert_eq!(out.ns(), ns::CLIENT);
+        assert_eq!(out.get_child("body", ns::CLIENT).map(|b| b.text()).as_deref(), Some("hi  there"));
+        assert_eq!(out.get_child("x", "urn:other").map(|b| b.text()).as_deref(), Some("t"));
+        assert_eq!(out.attr("from"), Some("r@gw/n"));
     }
 
     #[test]

@@ -126,7 +126,11 @@ impl Gateway {
                 .await;
             }
             RemoteEvent::Delivered { chat, id } => {
-                let Some(xmpp_id) = self.xmpp_id(user, &chat, &id).await else {
+                if let Some(s) = &session {
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.send_lock.lock()).await;
+                }
+                // XEP-0184 answers with the message's own id, kept when the receipt was asked for.
+                let Some(xmpp_id) = session.as_ref().and_then(|s| s.take_receipt(&id)) else {
                     return;
                 };
                 let Some(from) = self.chat_jid(&chat) else {
@@ -299,6 +303,10 @@ impl Gateway {
         chat: &ChatKey,
         remote: &RemoteMessageId,
     ) -> Option<String> {
+        if let Some(s) = self.session(user) {
+            // Wait for a send in progress to record its ids (bounded: never a deadlock).
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.send_lock.lock()).await;
+        }
         match self
             .db
             .xmpp_id_for(&self.bridge, user, &chat_key(chat), remote.as_str())

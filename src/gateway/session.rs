@@ -1,6 +1,9 @@
 //! One user's live state on one gateway: the client, its login state, and the rooms joined.
 
-use estuary_bridge_api::{Client, LoginId, LoginState, Member, RemoteChatId};
+use estuary_bridge_api::{Client, LoginId, LoginState, Member, RemoteChatId, RemoteMessageId};
+
+/// Receipts waited for per user before the oldest are forgotten.
+const MAX_PENDING_RECEIPTS: usize = 10_000;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
@@ -39,6 +42,8 @@ pub struct Session {
     /// Held while a message is sent and its ids are written to the message map, so that an
     /// event about it (receipt, echo, correction) never looks the ids up too early.
     pub send_lock: tokio::sync::Mutex<()>,
+    /// Receipts the user asked for: the network's message id → the XMPP message id.
+    receipts: Mutex<HashMap<RemoteMessageId, String>>,
 }
 
 impl Session {
@@ -52,7 +57,23 @@ impl Session {
             rooms: Mutex::new(HashMap::new()),
             resources: Mutex::new(BTreeSet::new()),
             send_lock: tokio::sync::Mutex::new(()),
+            receipts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Remembers that the user wants a receipt for a message the network will confirm.
+    pub fn want_receipt(&self, remote: RemoteMessageId, xmpp_id: String) {
+        let mut r = lock(&self.receipts);
+        if r.len() >= MAX_PENDING_RECEIPTS {
+            // Confirmations that never came; forgetting them costs a receipt, nothing else.
+            r.clear();
+        }
+        r.insert(remote, xmpp_id);
+    }
+
+    /// The XMPP id to confirm for a delivered message, once.
+    pub fn take_receipt(&self, remote: &RemoteMessageId) -> Option<String> {
+        lock(&self.receipts).remove(remote)
     }
 
     /// The login state.
