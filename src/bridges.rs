@@ -30,7 +30,8 @@ pub fn build(name: &str, table: &serde_json::Value) -> Result<Arc<dyn Connector>
         )),
         #[cfg(feature = "webhook")]
         "webhook" => Ok(Arc::new(
-            estuary_bridge_webhook::WebhookConnector::from_config(table).map_err(|e| e.to_string())?,
+            estuary_bridge_webhook::WebhookConnector::from_config(table)
+                .map_err(|e| e.to_string())?,
         )),
         other => Err(format!(
             "unknown bridge {other:?} (available in this build: {})",

@@ -61,11 +61,19 @@ async fn start_gateway(server: &impl XmppServer) -> Gateway {
     let settings = settings(server.component_addr(), dir.path());
     let connector = FakeConnector::new();
     let network = connector.network();
-    let db = app::open_database(&settings).await.expect("the database opens");
+    let db = app::open_database(&settings)
+        .await
+        .expect("the database opens");
     let mut connectors: HashMap<String, Arc<dyn Connector>> = HashMap::new();
     connectors.insert("fake".into(), Arc::new(connector));
-    let app = app::start_with(&settings, db, connectors).await.expect("the gateway starts");
-    Gateway { app, network, _dir: dir }
+    let app = app::start_with(&settings, db, connectors)
+        .await
+        .expect("the gateway starts");
+    Gateway {
+        app,
+        network,
+        _dir: dir,
+    }
 }
 
 fn iq(type_: &str, to: &str, payload: Element) -> Element {
@@ -91,7 +99,9 @@ fn el(xml: &str) -> Element {
 
 fn is_error(reply: &Element, condition: &str) -> bool {
     reply.attr("type") == Some("error")
-        && reply.get_child("error", "jabber:client").is_some_and(|e| e.has_child(condition, STANZAS))
+        && reply
+            .get_child("error", "jabber:client")
+            .is_some_and(|e| e.has_child(condition, STANZAS))
 }
 
 async fn register(client: &mut TestClient, password: &str) -> Element {
@@ -124,44 +134,124 @@ async fn disco_registration_and_unregistration() {
     let gw = start_gateway(&server).await;
     let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
 
-    let info = alice.iq(iq("get", DOMAIN, el("<query xmlns='http://jabber.org/protocol/disco#info'/>"))).await;
-    let q = info.get_child("query", "http://jabber.org/protocol/disco#info").expect("disco#info answered");
-    let identity = q.get_child("identity", "http://jabber.org/protocol/disco#info").expect("an identity");
-    assert_eq!((identity.attr("category"), identity.attr("type")), (Some("gateway"), Some("fake")));
-    let features: Vec<String> = q.children().filter_map(|f| f.attr("var").map(String::from)).collect();
-    for f in ["jabber:iq:register", "jabber:iq:gateway", "http://jabber.org/protocol/commands", "http://jabber.org/protocol/muc"] {
-        assert!(features.iter().any(|x| x == f), "missing feature {f}: {features:?}");
+    let info = alice
+        .iq(iq(
+            "get",
+            DOMAIN,
+            el("<query xmlns='http://jabber.org/protocol/disco#info'/>"),
+        ))
+        .await;
+    let q = info
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .expect("disco#info answered");
+    let identity = q
+        .get_child("identity", "http://jabber.org/protocol/disco#info")
+        .expect("an identity");
+    assert_eq!(
+        (identity.attr("category"), identity.attr("type")),
+        (Some("gateway"), Some("fake"))
+    );
+    let features: Vec<String> = q
+        .children()
+        .filter_map(|f| f.attr("var").map(String::from))
+        .collect();
+    for f in [
+        "jabber:iq:register",
+        "jabber:iq:gateway",
+        "http://jabber.org/protocol/commands",
+        "http://jabber.org/protocol/muc",
+    ] {
+        assert!(
+            features.iter().any(|x| x == f),
+            "missing feature {f}: {features:?}"
+        );
     }
 
-    let form = alice.iq(iq("get", DOMAIN, el("<query xmlns='jabber:iq:register'/>"))).await;
+    let form = alice
+        .iq(iq("get", DOMAIN, el("<query xmlns='jabber:iq:register'/>")))
+        .await;
     let xml = String::from(&form);
-    assert!(xml.contains("var='password'") && xml.contains("text-private"), "{xml}");
+    assert!(
+        xml.contains("var='password'") && xml.contains("text-private"),
+        "{xml}"
+    );
     assert!(!xml.contains("<registered"), "not registered yet: {xml}");
 
     let refused = register(&mut alice, "wrong").await;
-    assert!(is_error(&refused, "not-authorized"), "{}", String::from(&refused));
+    assert!(
+        is_error(&refused, "not-authorized"),
+        "{}",
+        String::from(&refused)
+    );
 
     let ok = register(&mut alice, "right").await;
     assert_eq!(ok.attr("type"), Some("result"), "{}", String::from(&ok));
-    alice.expect("the gateway asks to subscribe", |s| s.name() == "presence" && s.attr("type") == Some("subscribe") && s.attr("from") == Some(DOMAIN)).await;
-    alice.send(el(&format!("<presence xmlns='jabber:client' type='subscribed' to='{DOMAIN}'/>"))).await;
+    alice
+        .expect("the gateway asks to subscribe", |s| {
+            s.name() == "presence"
+                && s.attr("type") == Some("subscribe")
+                && s.attr("from") == Some(DOMAIN)
+        })
+        .await;
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' type='subscribed' to='{DOMAIN}'/>"
+        )))
+        .await;
 
-    let form = alice.iq(iq("get", DOMAIN, el("<query xmlns='jabber:iq:register'/>"))).await;
+    let form = alice
+        .iq(iq("get", DOMAIN, el("<query xmlns='jabber:iq:register'/>")))
+        .await;
     let xml = String::from(&form);
     assert!(xml.contains("<registered"), "{xml}");
     assert!(xml.contains("alice1"), "current values are shown: {xml}");
     assert!(!xml.contains(">right<"), "secrets are never shown: {xml}");
 
-    let prompt = alice.iq(iq("set", DOMAIN, el("<query xmlns='jabber:iq:gateway'><prompt>Bob</prompt></query>"))).await;
-    assert!(String::from(&prompt).contains("bob@fake.localhost"), "{}", String::from(&prompt));
+    let prompt = alice
+        .iq(iq(
+            "set",
+            DOMAIN,
+            el("<query xmlns='jabber:iq:gateway'><prompt>Bob</prompt></query>"),
+        ))
+        .await;
+    assert!(
+        String::from(&prompt).contains("bob@fake.localhost"),
+        "{}",
+        String::from(&prompt)
+    );
 
-    let gone = alice.iq(iq("set", DOMAIN, el("<query xmlns='jabber:iq:register'><remove/></query>"))).await;
+    let gone = alice
+        .iq(iq(
+            "set",
+            DOMAIN,
+            el("<query xmlns='jabber:iq:register'><remove/></query>"),
+        ))
+        .await;
     assert_eq!(gone.attr("type"), Some("result"));
     // The gateway sends unsubscribe, unsubscribed and unavailable (XEP-0100 §6.3); the server
     // turns the first two into roster pushes, the last reaches the client.
-    alice.expect("the gateway goes offline", |s| s.name() == "presence" && s.attr("type") == Some("unavailable") && s.attr("from") == Some(DOMAIN)).await;
-    assert!(gw.app.db.get_login("fake", "alice@localhost").await.expect("the database answers").is_none());
-    let again = alice.iq(iq("set", DOMAIN, el("<query xmlns='jabber:iq:register'><remove/></query>"))).await;
+    alice
+        .expect("the gateway goes offline", |s| {
+            s.name() == "presence"
+                && s.attr("type") == Some("unavailable")
+                && s.attr("from") == Some(DOMAIN)
+        })
+        .await;
+    assert!(
+        gw.app
+            .db
+            .get_login("fake", "alice@localhost")
+            .await
+            .expect("the database answers")
+            .is_none()
+    );
+    let again = alice
+        .iq(iq(
+            "set",
+            DOMAIN,
+            el("<query xmlns='jabber:iq:register'><remove/></query>"),
+        ))
+        .await;
     assert!(is_error(&again, "item-not-found"));
     gw.app.shutdown().await;
 }
@@ -176,50 +266,107 @@ async fn one_to_one_chat_with_receipt_correction_and_reaction() {
 
     // Before registering, the gateway says what to do.
     alice.send(el("<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='early'><body>hi</body></message>")).await;
-    let err = alice.expect("registration-required", |s| s.name() == "message" && s.attr("type") == Some("error")).await;
-    assert!(String::from(&err).contains("registration-required"), "{}", String::from(&err));
+    let err = alice
+        .expect("registration-required", |s| {
+            s.name() == "message" && s.attr("type") == Some("error")
+        })
+        .await;
+    assert!(
+        String::from(&err).contains("registration-required"),
+        "{}",
+        String::from(&err)
+    );
 
-    assert_eq!(register(&mut alice, "pw").await.attr("type"), Some("result"));
+    assert_eq!(
+        register(&mut alice, "pw").await.attr("type"),
+        Some("result")
+    );
     alice.send(el("<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='m1'><body xml:lang='en'>hello bob</body>\
         <origin-id xmlns='urn:xmpp:sid:0' id='o1'/><request xmlns='urn:xmpp:receipts'/></message>")).await;
-    alice.expect("a receipt for m1", |s| s.get_child("received", "urn:xmpp:receipts").is_some_and(|r| r.attr("id") == Some("m1"))).await;
-    let echo = alice.expect("bob answers", |s| body(s).as_deref() == Some("bob: hello bob")).await;
+    alice
+        .expect("a receipt for m1", |s| {
+            s.get_child("received", "urn:xmpp:receipts")
+                .is_some_and(|r| r.attr("id") == Some("m1"))
+        })
+        .await;
+    let echo = alice
+        .expect("bob answers", |s| {
+            body(s).as_deref() == Some("bob: hello bob")
+        })
+        .await;
     assert!(from_is(&echo, "bob@fake.localhost"));
     let recorded = gw.network.recorded();
-    assert!(recorded.iter().any(|r| r.command == "send bob hello bob" && r.user == "alice@localhost"), "{recorded:?}");
+    assert!(
+        recorded
+            .iter()
+            .any(|r| r.command == "send bob hello bob" && r.user == "alice@localhost"),
+        "{recorded:?}"
+    );
 
     alice.send(el("<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='m2'><body>hello, bob</body>\
         <replace xmlns='urn:xmpp:message-correct:0' id='o1'/></message>")).await;
-    let fixed = alice.expect("the correction mirrored", |s| s.get_child("replace", "urn:xmpp:message-correct:0").is_some()).await;
-    assert_eq!(fixed.get_child("replace", "urn:xmpp:message-correct:0").and_then(|r| r.attr("id")), Some("o1"));
+    let fixed = alice
+        .expect("the correction mirrored", |s| {
+            s.get_child("replace", "urn:xmpp:message-correct:0")
+                .is_some()
+        })
+        .await;
+    assert_eq!(
+        fixed
+            .get_child("replace", "urn:xmpp:message-correct:0")
+            .and_then(|r| r.attr("id")),
+        Some("o1")
+    );
     assert_eq!(body(&fixed).as_deref(), Some("hello, bob"));
 
     alice.send(el("<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='m3'>\
         <reactions xmlns='urn:xmpp:reactions:0' id='o1'><reaction>👍</reaction></reactions></message>")).await;
-    alice.expect("the reaction mirrored", |s| s.get_child("reactions", "urn:xmpp:reactions:0").is_some_and(|r| r.attr("id") == Some("o1"))).await;
+    alice
+        .expect("the reaction mirrored", |s| {
+            s.get_child("reactions", "urn:xmpp:reactions:0")
+                .is_some_and(|r| r.attr("id") == Some("o1"))
+        })
+        .await;
 
     // A correction of a message the gateway never saw is refused with a reason.
     alice.send(el("<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='m4'><body>x</body>\
         <replace xmlns='urn:xmpp:message-correct:0' id='nope'/></message>")).await;
-    let err = alice.expect("item-not-found for an unknown id", |s| s.attr("type") == Some("error") && s.attr("id") == Some("m4")).await;
+    let err = alice
+        .expect("item-not-found for an unknown id", |s| {
+            s.attr("type") == Some("error") && s.attr("id") == Some("m4")
+        })
+        .await;
     assert!(String::from(&err).contains("item-not-found"));
 
     // The network writes first: the contact asks to be in the roster, then the message arrives.
     gw.network
-        .inject("alice@localhost", RemoteEvent::Message(RemoteMessage {
-            chat: ChatKey::Direct(RemoteUserId::new("dave")),
-            sender: Sender { user: RemoteUserId::new("dave"), nick: None, is_from_me: false },
-            id: Some(RemoteMessageId::new("d1")),
-            body: "waves".into(),
-            kind: MessageKind::Action,
-            at: None,
-            reply_to: None,
-            echo_of: None,
-        }))
+        .inject(
+            "alice@localhost",
+            RemoteEvent::Message(RemoteMessage {
+                chat: ChatKey::Direct(RemoteUserId::new("dave")),
+                sender: Sender {
+                    user: RemoteUserId::new("dave"),
+                    nick: None,
+                    is_from_me: false,
+                },
+                id: Some(RemoteMessageId::new("d1")),
+                body: "waves".into(),
+                kind: MessageKind::Action,
+                at: None,
+                reply_to: None,
+                echo_of: None,
+            }),
+        )
         .await
         .expect("the fake network delivers");
-    alice.expect("dave asks to subscribe", |s| s.name() == "presence" && s.attr("type") == Some("subscribe") && from_is(s, "dave@")).await;
-    alice.expect("dave's action", |s| body(s).as_deref() == Some("/me waves")).await;
+    alice
+        .expect("dave asks to subscribe", |s| {
+            s.name() == "presence" && s.attr("type") == Some("subscribe") && from_is(s, "dave@")
+        })
+        .await;
+    alice
+        .expect("dave's action", |s| body(s).as_deref() == Some("/me waves"))
+        .await;
     gw.app.shutdown().await;
 }
 
@@ -234,31 +381,75 @@ async fn ad_hoc_commands_for_users_and_admins() {
     let mut admin = TestClient::connect(&server, "admin", "adminpw", "e2e").await;
     register(&mut alice, "pw").await;
 
-    let list = |c: &'static str| el(&format!("<query xmlns='http://jabber.org/protocol/disco#items' node='{c}'/>"));
-    let user_items = alice.iq(iq("get", DOMAIN, list("http://jabber.org/protocol/commands"))).await;
-    let admin_items = admin.iq(iq("get", DOMAIN, list("http://jabber.org/protocol/commands"))).await;
+    let list = |c: &'static str| {
+        el(&format!(
+            "<query xmlns='http://jabber.org/protocol/disco#items' node='{c}'/>"
+        ))
+    };
+    let user_items = alice
+        .iq(iq(
+            "get",
+            DOMAIN,
+            list("http://jabber.org/protocol/commands"),
+        ))
+        .await;
+    let admin_items = admin
+        .iq(iq(
+            "get",
+            DOMAIN,
+            list("http://jabber.org/protocol/commands"),
+        ))
+        .await;
     let count = |e: &Element| String::from(e).matches("<item ").count();
     assert_eq!(count(&user_items), 4, "{}", String::from(&user_items));
     assert_eq!(count(&admin_items), 8, "{}", String::from(&admin_items));
 
-    let exec = |node: &str| el(&format!("<command xmlns='http://jabber.org/protocol/commands' node='{node}' action='execute'/>"));
+    let exec = |node: &str| {
+        el(&format!(
+            "<command xmlns='http://jabber.org/protocol/commands' node='{node}' action='execute'/>"
+        ))
+    };
     let status = alice.iq(iq("set", DOMAIN, exec("status"))).await;
     let xml = String::from(&status);
-    assert!(xml.contains("status='completed'") && xml.contains("Login alice1"), "{xml}");
+    assert!(
+        xml.contains("status='completed'") && xml.contains("Login alice1"),
+        "{xml}"
+    );
 
     let form = alice.iq(iq("set", DOMAIN, exec("login"))).await;
     let xml = String::from(&form);
-    assert!(xml.contains("status='executing'") && xml.contains("alice1"), "{xml}");
-    let session = form.get_child("command", "http://jabber.org/protocol/commands").and_then(|c| c.attr("sessionid")).expect("a session id").to_string();
+    assert!(
+        xml.contains("status='executing'") && xml.contains("alice1"),
+        "{xml}"
+    );
+    let session = form
+        .get_child("command", "http://jabber.org/protocol/commands")
+        .and_then(|c| c.attr("sessionid"))
+        .expect("a session id")
+        .to_string();
     let submit = el(&format!(
         "<command xmlns='http://jabber.org/protocol/commands' node='login' sessionid='{session}' action='complete'>\
          <x xmlns='jabber:x:data' type='submit'><field var='username'><value>alice2</value></field></x></command>"
     ));
     let done = alice.iq(iq("set", DOMAIN, submit)).await;
-    assert!(String::from(&done).contains("status='completed'"), "{}", String::from(&done));
-    let login = gw.app.db.get_login("fake", "alice@localhost").await.expect("db").expect("a login");
+    assert!(
+        String::from(&done).contains("status='completed'"),
+        "{}",
+        String::from(&done)
+    );
+    let login = gw
+        .app
+        .db
+        .get_login("fake", "alice@localhost")
+        .await
+        .expect("db")
+        .expect("a login");
     assert_eq!(login.login_id, "alice2");
-    assert_eq!(login.fields.get("password"), Some("pw"), "an empty secret keeps the stored one");
+    assert_eq!(
+        login.fields.get("password"),
+        Some("pw"),
+        "an empty secret keeps the stored one"
+    );
 
     let denied = alice.iq(iq("set", DOMAIN, exec("admin-stats"))).await;
     assert!(is_error(&denied, "forbidden"), "{}", String::from(&denied));
@@ -266,16 +457,28 @@ async fn ad_hoc_commands_for_users_and_admins() {
     assert!(is_error(&unknown, "item-not-found"));
 
     let users = admin.iq(iq("set", DOMAIN, exec("admin-users"))).await;
-    assert!(String::from(&users).contains("alice@localhost"), "{}", String::from(&users));
+    assert!(
+        String::from(&users).contains("alice@localhost"),
+        "{}",
+        String::from(&users)
+    );
     let announce = admin.iq(iq("set", DOMAIN, exec("admin-announce"))).await;
-    let session = announce.get_child("command", "http://jabber.org/protocol/commands").and_then(|c| c.attr("sessionid")).expect("a session").to_string();
+    let session = announce
+        .get_child("command", "http://jabber.org/protocol/commands")
+        .and_then(|c| c.attr("sessionid"))
+        .expect("a session")
+        .to_string();
     admin
         .iq(iq("set", DOMAIN, el(&format!(
             "<command xmlns='http://jabber.org/protocol/commands' node='admin-announce' sessionid='{session}'>\
              <x xmlns='jabber:x:data' type='submit'><field var='text'><value>maintenance at noon</value></field></x></command>"
         ))))
         .await;
-    alice.expect("the announcement", |s| body(s).as_deref() == Some("maintenance at noon")).await;
+    alice
+        .expect("the announcement", |s| {
+            body(s).as_deref() == Some("maintenance at noon")
+        })
+        .await;
     gw.app.shutdown().await;
 }
 
@@ -290,35 +493,115 @@ async fn rooms_join_talk_rename_archive_and_leave() {
 
     let room = "#lobby@fake.localhost";
     alice.send(el(&format!("<presence xmlns='jabber:client' to='{room}/al'><x xmlns='http://jabber.org/protocol/muc'/></presence>"))).await;
-    alice.expect("bot is there, a moderator", |s| s.attr("from") == Some("#lobby@fake.localhost/bot") && String::from(s).contains("role='moderator'")).await;
-    alice.expect("carol is there", |s| s.attr("from") == Some("#lobby@fake.localhost/carol")).await;
-    let me = alice.expect("self-presence", |s| s.attr("from") == Some("#lobby@fake.localhost/al") && String::from(s).contains("code='110'")).await;
+    alice
+        .expect("bot is there, a moderator", |s| {
+            s.attr("from") == Some("#lobby@fake.localhost/bot")
+                && String::from(s).contains("role='moderator'")
+        })
+        .await;
+    alice
+        .expect("carol is there", |s| {
+            s.attr("from") == Some("#lobby@fake.localhost/carol")
+        })
+        .await;
+    let me = alice
+        .expect("self-presence", |s| {
+            s.attr("from") == Some("#lobby@fake.localhost/al")
+                && String::from(s).contains("code='110'")
+        })
+        .await;
     assert!(String::from(&me).contains("code='100'"));
-    alice.expect("the subject", |s| s.get_child("subject", "jabber:client").is_some_and(|t| t.text() == "Welcome to #lobby")).await;
+    alice
+        .expect("the subject", |s| {
+            s.get_child("subject", "jabber:client")
+                .is_some_and(|t| t.text() == "Welcome to #lobby")
+        })
+        .await;
 
     alice.send(el(&format!("<message xmlns='jabber:client' type='groupchat' to='{room}' id='g1'><body>hi all</body></message>"))).await;
-    let mine = alice.expect("my message reflected", |s| s.attr("from") == Some("#lobby@fake.localhost/al") && body(s).as_deref() == Some("hi all")).await;
+    let mine = alice
+        .expect("my message reflected", |s| {
+            s.attr("from") == Some("#lobby@fake.localhost/al")
+                && body(s).as_deref() == Some("hi all")
+        })
+        .await;
     assert_eq!(mine.attr("id"), Some("g1"));
-    assert!(mine.get_child("stanza-id", "urn:xmpp:sid:0").is_some(), "{}", String::from(&mine));
-    alice.expect("bot answers", |s| s.attr("from") == Some("#lobby@fake.localhost/bot") && body(s).as_deref() == Some("bot heard: hi all")).await;
+    assert!(
+        mine.get_child("stanza-id", "urn:xmpp:sid:0").is_some(),
+        "{}",
+        String::from(&mine)
+    );
+    alice
+        .expect("bot answers", |s| {
+            s.attr("from") == Some("#lobby@fake.localhost/bot")
+                && body(s).as_deref() == Some("bot heard: hi all")
+        })
+        .await;
 
-    alice.send(el(&format!("<presence xmlns='jabber:client' to='{room}/alice'/>"))).await;
-    alice.expect("nick change 303", |s| s.attr("type") == Some("unavailable") && String::from(s).contains("code='303'") && String::from(s).contains("nick='alice'")).await;
-    alice.expect("new nick self-presence", |s| s.attr("from") == Some("#lobby@fake.localhost/alice") && String::from(s).contains("code='110'")).await;
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alice'/>"
+        )))
+        .await;
+    alice
+        .expect("nick change 303", |s| {
+            s.attr("type") == Some("unavailable")
+                && String::from(s).contains("code='303'")
+                && String::from(s).contains("nick='alice'")
+        })
+        .await;
+    alice
+        .expect("new nick self-presence", |s| {
+            s.attr("from") == Some("#lobby@fake.localhost/alice")
+                && String::from(s).contains("code='110'")
+        })
+        .await;
 
     let fin = alice
         .iq(iq("set", room, el("<query xmlns='urn:xmpp:mam:2' queryid='q1'><set xmlns='http://jabber.org/protocol/rsm'><max>10</max></set></query>")))
         .await;
-    assert!(String::from(&fin).contains("complete='true'"), "{}", String::from(&fin));
-    alice.expect("archived message", |s| String::from(s).contains("queryid='q1'") && String::from(s).contains("bot heard: hi all")).await;
+    assert!(
+        String::from(&fin).contains("complete='true'"),
+        "{}",
+        String::from(&fin)
+    );
+    alice
+        .expect("archived message", |s| {
+            String::from(s).contains("queryid='q1'")
+                && String::from(s).contains("bot heard: hi all")
+        })
+        .await;
 
-    alice.send(el(&format!("<presence xmlns='jabber:client' to='{room}/alice' type='unavailable'/>"))).await;
-    alice.expect("left", |s| s.attr("type") == Some("unavailable") && s.attr("from") == Some("#lobby@fake.localhost/alice") && String::from(s).contains("code='110'")).await;
-    assert!(gw.network.recorded().iter().any(|r| r.command.starts_with("leave #lobby")));
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alice' type='unavailable'/>"
+        )))
+        .await;
+    alice
+        .expect("left", |s| {
+            s.attr("type") == Some("unavailable")
+                && s.attr("from") == Some("#lobby@fake.localhost/alice")
+                && String::from(s).contains("code='110'")
+        })
+        .await;
+    assert!(
+        gw.network
+            .recorded()
+            .iter()
+            .any(|r| r.command.starts_with("leave #lobby"))
+    );
 
     alice.send(el("<presence xmlns='jabber:client' to='#forbidden@fake.localhost/al'><x xmlns='http://jabber.org/protocol/muc'/></presence>")).await;
-    let err = alice.expect("join refused", |s| s.attr("type") == Some("error") && from_is(s, "#forbidden@")).await;
-    assert!(String::from(&err).contains("forbidden") && String::from(&err).contains("banned"), "{}", String::from(&err));
+    let err = alice
+        .expect("join refused", |s| {
+            s.attr("type") == Some("error") && from_is(s, "#forbidden@")
+        })
+        .await;
+    assert!(
+        String::from(&err).contains("forbidden") && String::from(&err).contains("banned"),
+        "{}",
+        String::from(&err)
+    );
     gw.app.shutdown().await;
 }
 
@@ -330,19 +613,52 @@ async fn bad_input_gets_typed_errors() {
     let gw = start_gateway(&server).await;
     let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
 
-    let unknown = alice.iq(iq("get", DOMAIN, el("<query xmlns='urn:example:nothing'/>"))).await;
-    assert!(is_error(&unknown, "service-unavailable"), "{}", String::from(&unknown));
+    let unknown = alice
+        .iq(iq(
+            "get",
+            DOMAIN,
+            el("<query xmlns='urn:example:nothing'/>"),
+        ))
+        .await;
+    assert!(
+        is_error(&unknown, "service-unavailable"),
+        "{}",
+        String::from(&unknown)
+    );
     let bad_form = alice
         .iq(iq("set", DOMAIN, el("<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'><field var='username'><value>x</value></field></x></query>")))
         .await;
-    assert!(is_error(&bad_form, "bad-request"), "{}", String::from(&bad_form));
-    assert!(String::from(&bad_form).contains("password"), "the error names the missing field");
-    let bad_address = alice.iq(iq("get", "a\\20b@fake.localhost", el("<query xmlns='http://jabber.org/protocol/disco#info'/>"))).await;
-    assert!(is_error(&bad_address, "not-acceptable"), "{}", String::from(&bad_address));
+    assert!(
+        is_error(&bad_form, "bad-request"),
+        "{}",
+        String::from(&bad_form)
+    );
+    assert!(
+        String::from(&bad_form).contains("password"),
+        "the error names the missing field"
+    );
+    let bad_address = alice
+        .iq(iq(
+            "get",
+            "a\\20b@fake.localhost",
+            el("<query xmlns='http://jabber.org/protocol/disco#info'/>"),
+        ))
+        .await;
+    assert!(
+        is_error(&bad_address, "not-acceptable"),
+        "{}",
+        String::from(&bad_address)
+    );
     register(&mut alice, "pw").await;
-    let not_joined = el("<message xmlns='jabber:client' type='groupchat' to='#rust@fake.localhost' id='x1'><body>hi</body></message>");
+    let not_joined = el(
+        "<message xmlns='jabber:client' type='groupchat' to='#rust@fake.localhost' id='x1'><body>hi</body></message>",
+    );
     alice.send(not_joined).await;
-    let err = alice.expect("not in the room", |s| s.attr("type") == Some("error") && s.attr("id") == Some("x1")).await;
+    let err = alice
+        .expect("not in the room", |s| {
+            s.attr("type") == Some("error") && s.attr("id") == Some("x1")
+        })
+        .await;
     assert!(String::from(&err).contains("not-acceptable"));
     gw.app.shutdown().await;
 }
@@ -356,21 +672,32 @@ async fn prosody_restart_loses_nothing() {
     let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
     register(&mut alice, "pw").await;
     alice.send(el("<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='r1'><body>before</body></message>")).await;
-    alice.expect("bob answers before the restart", |s| body(s).as_deref() == Some("bob: before")).await;
+    alice
+        .expect("bob answers before the restart", |s| {
+            body(s).as_deref() == Some("bob: before")
+        })
+        .await;
 
     server.stop().await;
     for i in 0..20 {
         gw.network
-            .inject("alice@localhost", RemoteEvent::Message(RemoteMessage {
-                chat: ChatKey::Direct(RemoteUserId::new("bob")),
-                sender: Sender { user: RemoteUserId::new("bob"), nick: None, is_from_me: false },
-                id: Some(RemoteMessageId::new(format!("while-down-{i}"))),
-                body: format!("while down {i}"),
-                kind: MessageKind::Normal,
-                at: None,
-                reply_to: None,
-                echo_of: None,
-            }))
+            .inject(
+                "alice@localhost",
+                RemoteEvent::Message(RemoteMessage {
+                    chat: ChatKey::Direct(RemoteUserId::new("bob")),
+                    sender: Sender {
+                        user: RemoteUserId::new("bob"),
+                        nick: None,
+                        is_from_me: false,
+                    },
+                    id: Some(RemoteMessageId::new(format!("while-down-{i}"))),
+                    body: format!("while down {i}"),
+                    kind: MessageKind::Normal,
+                    at: None,
+                    reply_to: None,
+                    echo_of: None,
+                }),
+            )
             .await
             .expect("the fake network delivers");
     }
@@ -379,12 +706,20 @@ async fn prosody_restart_loses_nothing() {
     let mut seen = Vec::new();
     for i in 0..20 {
         let want = format!("while down {i}");
-        alice.expect(&format!("message {i} after the restart"), |s| body(s).as_deref() == Some(want.as_str())).await;
+        alice
+            .expect(&format!("message {i} after the restart"), |s| {
+                body(s).as_deref() == Some(want.as_str())
+            })
+            .await;
         seen.push(i);
     }
     assert_eq!(seen.len(), 20);
     alice.send(el("<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='r2'><body>after</body></message>")).await;
-    alice.expect("bob answers after the restart", |s| body(s).as_deref() == Some("bob: after")).await;
+    alice
+        .expect("bob answers after the restart", |s| {
+            body(s).as_deref() == Some("bob: after")
+        })
+        .await;
     gw.app.shutdown().await;
 }
 
@@ -395,9 +730,16 @@ async fn ejabberd_registration_and_chat() {
     server.register("alice", "alicepw").await;
     let gw = start_gateway(&server).await;
     let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
-    assert_eq!(register(&mut alice, "pw").await.attr("type"), Some("result"));
+    assert_eq!(
+        register(&mut alice, "pw").await.attr("type"),
+        Some("result")
+    );
     alice.send(el("<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='j1'><body>hello from ejabberd</body></message>")).await;
-    alice.expect("bob answers through ejabberd", |s| body(s).as_deref() == Some("bob: hello from ejabberd")).await;
+    alice
+        .expect("bob answers through ejabberd", |s| {
+            body(s).as_deref() == Some("bob: hello from ejabberd")
+        })
+        .await;
     gw.app.shutdown().await;
 }
 
@@ -407,16 +749,24 @@ async fn a_wrong_secret_stops_start_up_with_the_servers_answer() {
     let server = Prosody::start(&[(DOMAIN, "the-right-one")]).await;
     let dir = tempfile::tempdir().expect("a temp dir");
     let settings = settings(server.component_addr(), dir.path());
-    let db = app::open_database(&settings).await.expect("the database opens");
+    let db = app::open_database(&settings)
+        .await
+        .expect("the database opens");
     let mut connectors: HashMap<String, Arc<dyn Connector>> = HashMap::new();
     connectors.insert("fake".into(), Arc::new(FakeConnector::new()));
-    let started = tokio::time::timeout(std::time::Duration::from_secs(10), app::start_with(&settings, db, connectors))
-        .await
-        .expect("a refusal is reported at once, not retried");
+    let started = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        app::start_with(&settings, db, connectors),
+    )
+    .await
+    .expect("a refusal is reported at once, not retried");
     let err = match started {
         Ok(_) => panic!("the gateway must not start with a wrong secret"),
         Err(e) => e.to_string(),
     };
     assert!(err.contains("refused component fake.localhost"), "{err}");
-    assert!(err.contains("not-authorized"), "the server's answer is named: {err}");
+    assert!(
+        err.contains("not-authorized"),
+        "the server's answer is named: {err}"
+    );
 }

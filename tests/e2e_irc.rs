@@ -2,7 +2,6 @@
 //! a real XMPP client on one side and a raw IRC client on the other.
 
 mod common;
-#[allow(dead_code)]
 #[path = "../bridges/irc/tests/common/mod.rs"]
 mod ircd;
 
@@ -45,7 +44,8 @@ throttle = {{ lines_per_second = 50.0, burst = 50 }}
         db = dir.join("estuary.db").display(),
         irc_port = ircd.port,
     );
-    let settings = Settings::from_toml(&toml, "e2e", false).expect("the test configuration is valid");
+    let settings =
+        Settings::from_toml(&toml, "e2e", false).expect("the test configuration is valid");
     app::start(&settings).await.expect("the gateway starts")
 }
 
@@ -71,31 +71,72 @@ async fn an_irc_channel_is_a_muc_room() {
     let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
 
     alice.send(el(&format!("<presence xmlns='jabber:client' to='{ROOM}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"))).await;
-    alice.expect("bob is in the room", |s| s.name() == "presence" && s.attr("from") == Some(&format!("{ROOM}/bob"))).await;
-    alice.expect("self-presence", |s| s.name() == "presence" && String::from(s).contains("code='110'")).await;
-    alice.expect("the subject (empty)", |s| s.get_child("subject", "jabber:client").is_some()).await;
-    bob.expect(|l| l.contains("JOIN") && l.contains("#test") && l.starts_with(":alice")).await;
+    alice
+        .expect("bob is in the room", |s| {
+            s.name() == "presence" && s.attr("from") == Some(&format!("{ROOM}/bob"))
+        })
+        .await;
+    alice
+        .expect("self-presence", |s| {
+            s.name() == "presence" && String::from(s).contains("code='110'")
+        })
+        .await;
+    alice
+        .expect("the subject (empty)", |s| {
+            s.get_child("subject", "jabber:client").is_some()
+        })
+        .await;
+    bob.expect(|l| l.contains("JOIN") && l.contains("#test") && l.starts_with(":alice"))
+        .await;
 
     // XMPP → IRC, with a multi-line body and an injection attempt.
     alice.send(el(&format!("<message xmlns='jabber:client' type='groupchat' to='{ROOM}' id='g1'><body>hello irc</body></message>"))).await;
     bob.expect(|l| l.contains("PRIVMSG #test :hello irc")).await;
-    alice.expect("reflection", |s| body(s).as_deref() == Some("hello irc") && s.attr("from") == Some(&format!("{ROOM}/alice"))).await;
+    alice
+        .expect("reflection", |s| {
+            body(s).as_deref() == Some("hello irc")
+                && s.attr("from") == Some(&format!("{ROOM}/alice"))
+        })
+        .await;
     alice.send(el(&format!("<message xmlns='jabber:client' type='groupchat' to='{ROOM}' id='g2'><body>one&#13;&#10;QUIT :pwned\ntwo</body></message>"))).await;
     bob.expect(|l| l.contains("PRIVMSG #test :one")).await;
-    bob.expect(|l| l.contains("PRIVMSG #test :QUIT :pwned")).await;
+    bob.expect(|l| l.contains("PRIVMSG #test :QUIT :pwned"))
+        .await;
     bob.expect(|l| l.contains("PRIVMSG #test :two")).await;
     let lines = bob.collect_for(std::time::Duration::from_millis(500)).await;
-    assert!(!lines.iter().any(|l| l.contains(" QUIT ")), "no command was injected: {lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains(" QUIT ")),
+        "no command was injected: {lines:?}"
+    );
 
     // IRC → XMPP, in the room and in private.
     bob.send("PRIVMSG #test :hi xmpp").await;
-    alice.expect("bob's message", |s| body(s).as_deref() == Some("hi xmpp") && s.attr("from") == Some(&format!("{ROOM}/bob"))).await;
+    alice
+        .expect("bob's message", |s| {
+            body(s).as_deref() == Some("hi xmpp") && s.attr("from") == Some(&format!("{ROOM}/bob"))
+        })
+        .await;
     bob.send("PRIVMSG alice :psst").await;
-    alice.expect("bob's private message", |s| body(s).as_deref() == Some("psst") && s.attr("from").is_some_and(|f| f.starts_with("bob%127.0.0.1@irc.localhost"))).await;
+    alice
+        .expect("bob's private message", |s| {
+            body(s).as_deref() == Some("psst")
+                && s.attr("from")
+                    .is_some_and(|f| f.starts_with("bob%127.0.0.1@irc.localhost"))
+        })
+        .await;
 
     // Leaving parts the channel.
-    alice.send(el(&format!("<presence xmlns='jabber:client' to='{ROOM}/alice' type='unavailable'/>"))).await;
-    alice.expect("left", |s| s.attr("type") == Some("unavailable") && String::from(s).contains("code='110'")).await;
-    bob.expect(|l| l.contains(" PART ") && l.contains("#test") && l.starts_with(":alice")).await;
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/alice' type='unavailable'/>"
+        )))
+        .await;
+    alice
+        .expect("left", |s| {
+            s.attr("type") == Some("unavailable") && String::from(s).contains("code='110'")
+        })
+        .await;
+    bob.expect(|l| l.contains(" PART ") && l.contains("#test") && l.starts_with(":alice"))
+        .await;
     app.shutdown().await;
 }

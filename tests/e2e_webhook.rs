@@ -67,15 +67,28 @@ nick = "hookbot"
         port = component.port(),
         db = dir.path().join("estuary.db").display(),
     );
-    let settings = Settings::from_toml(&toml, "e2e", false).expect("the test configuration is valid");
-    let table = settings.bridge_tables.get("webhook").cloned().expect("the webhook table");
+    let settings =
+        Settings::from_toml(&toml, "e2e", false).expect("the test configuration is valid");
+    let table = settings
+        .bridge_tables
+        .get("webhook")
+        .cloned()
+        .expect("the webhook table");
     let connector = Arc::new(WebhookConnector::from_config(&table).expect("the hooks are valid"));
-    let db = app::open_database(&settings).await.expect("the database opens");
+    let db = app::open_database(&settings)
+        .await
+        .expect("the database opens");
     let mut connectors: HashMap<String, Arc<dyn Connector>> = HashMap::new();
     connectors.insert("webhook".into(), connector.clone());
-    let app = app::start_with(&settings, db, connectors).await.expect("the gateway starts");
+    let app = app::start_with(&settings, db, connectors)
+        .await
+        .expect("the gateway starts");
     let http = connector.local_addr().expect("the HTTP listener is bound");
-    Hooks { app, http, _dir: dir }
+    Hooks {
+        app,
+        http,
+        _dir: dir,
+    }
 }
 
 fn el(xml: &str) -> Element {
@@ -112,12 +125,25 @@ async fn a_posted_hook_reaches_the_client() {
         .await
         .expect("the listener answers");
     assert_eq!(ok.status(), 202);
-    let m = alice.expect("the hook's message", |s| body(s).as_deref() == Some("build passed")).await;
-    assert_eq!(m.attr("from").map(|f| f.split('/').next().unwrap_or(f)), Some("ci@hooks.localhost"));
-    assert!(alice.drain().iter().all(|s| body(s).as_deref() != Some("should not arrive")));
+    let m = alice
+        .expect("the hook's message", |s| {
+            body(s).as_deref() == Some("build passed")
+        })
+        .await;
+    assert_eq!(
+        m.attr("from").map(|f| f.split('/').next().unwrap_or(f)),
+        Some("ci@hooks.localhost")
+    );
+    assert!(
+        alice
+            .drain()
+            .iter()
+            .all(|s| body(s).as_deref() != Some("should not arrive"))
+    );
 
     // A GitHub-style signed push is verified and formatted.
-    let payload = std::fs::read("bridges/webhook/tests/fixtures/github_push.json").expect("the fixture");
+    let payload =
+        std::fs::read("bridges/webhook/tests/fixtures/github_push.json").expect("the fixture");
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"forge-token").expect("any key length");
     mac.update(&payload);
     let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
@@ -131,12 +157,25 @@ async fn a_posted_hook_reaches_the_client() {
         .await
         .expect("the listener answers");
     assert_eq!(signed.status(), 202);
-    alice.expect("the formatted push", |s| body(s).is_some_and(|b| b.contains("estuary-im/estuary") && b.contains("pushed 2 commits"))).await;
+    alice
+        .expect("the formatted push", |s| {
+            body(s)
+                .is_some_and(|b| b.contains("estuary-im/estuary") && b.contains("pushed 2 commits"))
+        })
+        .await;
 
     // Alice writes to the hook: it has no outgoing URL, and says so.
     alice.send(el("<message xmlns='jabber:client' type='chat' to='ci@hooks.localhost' id='w1'><body>hi</body></message>")).await;
-    let err = alice.expect("an error naming the missing URL", |s| s.attr("type") == Some("error") && s.attr("id") == Some("w1")).await;
-    assert!(String::from(&err).contains("outgoing URL"), "{}", String::from(&err));
+    let err = alice
+        .expect("an error naming the missing URL", |s| {
+            s.attr("type") == Some("error") && s.attr("id") == Some("w1")
+        })
+        .await;
+    assert!(
+        String::from(&err).contains("outgoing URL"),
+        "{}",
+        String::from(&err)
+    );
     hooks.app.shutdown().await;
 }
 
@@ -148,7 +187,11 @@ async fn a_hook_posts_into_a_muc_room() {
     let hooks = start(&server).await;
     let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
     alice.send(el("<presence xmlns='jabber:client' to='dev@conference.localhost/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>")).await;
-    alice.expect("alice is in the room", |s| s.name() == "presence" && s.attr("from") == Some("dev@conference.localhost/alice")).await;
+    alice
+        .expect("alice is in the room", |s| {
+            s.name() == "presence" && s.attr("from") == Some("dev@conference.localhost/alice")
+        })
+        .await;
     // Unlock the new room (instant room, XEP-0045 §10.1.2).
     alice
         .iq(el("<iq xmlns='jabber:client' type='set' id='cfg' to='dev@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"))
@@ -162,7 +205,12 @@ async fn a_hook_posts_into_a_muc_room() {
         .expect("the listener answers")
         .status();
     assert_eq!(status, 202);
-    alice.expect("the post in the room", |s| s.attr("from") == Some("dev@conference.localhost/hookbot") && body(s).as_deref() == Some("deploy finished")).await;
+    alice
+        .expect("the post in the room", |s| {
+            s.attr("from") == Some("dev@conference.localhost/hookbot")
+                && body(s).as_deref() == Some("deploy finished")
+        })
+        .await;
     hooks.app.shutdown().await;
 }
 
@@ -184,6 +232,10 @@ async fn a_post_accepted_while_prosody_is_down_arrives_after_restart() {
     assert_eq!(status, 202);
     server.start_again().await;
     let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
-    alice.expect("the queued post", |s| body(s).as_deref() == Some("sent while the server was down")).await;
+    alice
+        .expect("the queued post", |s| {
+            body(s).as_deref() == Some("sent while the server was down")
+        })
+        .await;
     hooks.app.shutdown().await;
 }

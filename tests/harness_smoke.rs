@@ -86,7 +86,9 @@ async fn echo_roundtrip(kind: ServerKind) {
     alice
         .send(Message::chat(Some(to)).with_body(Lang::from("en"), "hello".to_string()))
         .await;
-    let reply = alice.expect_message_body("bot@echo.localhost", "echo: hello").await;
+    let reply = alice
+        .expect_message_body("bot@echo.localhost", "echo: hello")
+        .await;
     assert_eq!(reply.attr("type"), Some("chat"));
     assert!(
         reply
@@ -98,13 +100,20 @@ async fn echo_roundtrip(kind: ServerKind) {
 
     // An IQ to the server itself goes through iq() and leaves unrelated stanzas buffered.
     let version = alice
-        .iq(tokio_xmpp::minidom::Element::builder("iq", common::client::JABBER_CLIENT)
-            .attr(common::client::name("type"), "get")
-            .attr(common::client::name("to"), "localhost")
-            .append(tokio_xmpp::minidom::Element::builder("query", "jabber:iq:version").build())
-            .build())
+        .iq(
+            tokio_xmpp::minidom::Element::builder("iq", common::client::JABBER_CLIENT)
+                .attr(common::client::name("type"), "get")
+                .attr(common::client::name("to"), "localhost")
+                .append(tokio_xmpp::minidom::Element::builder("query", "jabber:iq:version").build())
+                .build(),
+        )
         .await;
-    assert_eq!(version.attr("type"), Some("result"), "{}", String::from(&version));
+    assert_eq!(
+        version.attr("type"),
+        Some("result"),
+        "{}",
+        String::from(&version)
+    );
 
     alice.disconnect().await;
     echo.abort();

@@ -180,8 +180,16 @@ mod tests {
         let el: Element = "<message xmlns='jabber:component:accept' from='r@gw/n'><body>hi there</body><x xmlns='urn:other'>t</x></message>".parse().unwrap();
         let out = rename_ns(el, ns::CLIENT);
         assert_eq!(out.ns(), ns::CLIENT);
-        assert_eq!(out.get_child("body", ns::CLIENT).map(|b| b.text()).as_deref(), Some("hi there"));
-        assert_eq!(out.get_child("x", "urn:other").map(|b| b.text()).as_deref(), Some("t"));
+        assert_eq!(
+            out.get_child("body", ns::CLIENT)
+                .map(|b| b.text())
+                .as_deref(),
+            Some("hi there")
+        );
+        assert_eq!(
+            out.get_child("x", "urn:other").map(|b| b.text()).as_deref(),
+            Some("t")
+        );
         assert_eq!(out.attr("from"), Some("r@gw/n"));
     }
 

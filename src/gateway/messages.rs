@@ -255,10 +255,12 @@ impl Gateway {
             if let (Some(key), Some(remote)) = (inbound.key(), &sent.id) {
                 self.remember(user, chat, key, remote).await;
             }
-            if inbound.wants_receipt && !is_room && caps.receipts {
-                if let (Some(remote), Some(id)) = (&sent.id, &inbound.id) {
-                    session.want_receipt(remote.clone(), id.clone());
-                }
+            if inbound.wants_receipt
+                && !is_room
+                && caps.receipts
+                && let (Some(remote), Some(id)) = (&sent.id, &inbound.id)
+            {
+                session.want_receipt(remote.clone(), id.clone());
             }
             if inbound.wants_receipt && !is_room && !caps.receipts {
                 // The network has no receipts: acknowledge that the gateway delivered it.

@@ -127,7 +127,9 @@ impl Gateway {
             }
             RemoteEvent::Delivered { chat, id } => {
                 if let Some(s) = &session {
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.send_lock.lock()).await;
+                    let _ =
+                        tokio::time::timeout(std::time::Duration::from_secs(2), s.send_lock.lock())
+                            .await;
                 }
                 // XEP-0184 answers with the message's own id, kept when the receipt was asked for.
                 let Some(xmpp_id) = session.as_ref().and_then(|s| s.take_receipt(&id)) else {
@@ -305,7 +307,8 @@ impl Gateway {
     ) -> Option<String> {
         if let Some(s) = self.session(user) {
             // Wait for a send in progress to record its ids (bounded: never a deadlock).
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.send_lock.lock()).await;
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(2), s.send_lock.lock()).await;
         }
         match self
             .db

@@ -62,7 +62,12 @@ impl TestClient {
     ) -> TestClient {
         let jid: FullJid = format!("{user}@{}/{resource}", server.domain())
             .parse()
-            .unwrap_or_else(|e| panic!("{user}@{}/{resource} is not a valid JID: {e}", server.domain()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{user}@{}/{resource} is not a valid JID: {e}",
+                    server.domain()
+                )
+            });
         let client = Client::new_with_connector(
             jid.clone(),
             password.to_string(),
@@ -220,7 +225,11 @@ impl TestClient {
         mut predicate: impl FnMut(&Element) -> bool,
     ) {
         if let Some(found) = self.buffer.iter().find(|s| predicate(s)) {
-            panic!("{}: did not expect {description}, got {}", self.label, String::from(found));
+            panic!(
+                "{}: did not expect {description}, got {}",
+                self.label,
+                String::from(found)
+            );
         }
         let deadline = Instant::now() + period;
         let mut seen = self.buffer.len();
@@ -284,7 +293,7 @@ impl TestClient {
     }
 
     fn take_buffered(&mut self, predicate: &mut impl FnMut(&Element) -> bool) -> Option<Element> {
-        let index = self.buffer.iter().position(|s| predicate(s))?;
+        let index = self.buffer.iter().position(predicate)?;
         self.buffer.remove(index)
     }
 
@@ -351,7 +360,9 @@ fn to_stanza(element: Element) -> Stanza {
     let element = match element.ns().as_str() {
         CLIENT_NS => renamespace(&element, CLIENT_NS, COMPONENT_NS),
         COMPONENT_NS => element,
-        other => panic!("a stanza to send must be in the jabber:client namespace, not {other}: {xml}"),
+        other => {
+            panic!("a stanza to send must be in the jabber:client namespace, not {other}: {xml}")
+        }
     };
     match element.name() {
         "message" => Message::try_from(element).map(Stanza::from),

@@ -105,7 +105,10 @@ impl Ejabberd {
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
         match tokio::time::timeout(CTL_LIMIT, command.output()).await {
-            Err(_) => (false, format!("ejabberdctl {args:?} took longer than {CTL_LIMIT:?}")),
+            Err(_) => (
+                false,
+                format!("ejabberdctl {args:?} took longer than {CTL_LIMIT:?}"),
+            ),
             Ok(Err(e)) => panic!("could not run ejabberdctl: {e}"),
             Ok(Ok(out)) => (
                 out.status.success(),
