@@ -43,8 +43,13 @@ impl ServerConnector for C2sConnector {
         jid: &Jid,
         ns: &'static str,
         timeouts: Timeouts,
-    ) -> Result<(PendingFeaturesRecv<Self::Stream>, sasl::common::ChannelBinding), tokio_xmpp::Error>
-    {
+    ) -> Result<
+        (
+            PendingFeaturesRecv<Self::Stream>,
+            sasl::common::ChannelBinding,
+        ),
+        tokio_xmpp::Error,
+    > {
         let tcp = TcpStream::connect(self.0).await?;
         tcp.set_nodelay(true)?;
         let stream = BufStream::new(NsRewrite::new(tcp));
@@ -89,7 +94,14 @@ impl<S> NsRewrite<S> {
 
 /// Appends `carry ++ input` to `out` with every `from` replaced by `to`. Unless `last`, a tail
 /// that is a proper prefix of `from` is kept in `carry` for the next call.
-pub fn rewrite(carry: &mut Vec<u8>, input: &[u8], from: &[u8], to: &[u8], out: &mut Vec<u8>, last: bool) {
+pub fn rewrite(
+    carry: &mut Vec<u8>,
+    input: &[u8],
+    from: &[u8],
+    to: &[u8],
+    out: &mut Vec<u8>,
+    last: bool,
+) {
     let mut data = std::mem::take(carry);
     data.extend_from_slice(input);
     let mut i = 0;
@@ -218,9 +230,23 @@ mod tests {
         let mut out = Vec::new();
         let text = b"<iq xmlns='jabber:component:accept'/><x>jabber:c</x>";
         for chunk in text.chunks(5) {
-            rewrite(&mut carry, chunk, COMPONENT_NS.as_bytes(), CLIENT_NS.as_bytes(), &mut out, false);
+            rewrite(
+                &mut carry,
+                chunk,
+                COMPONENT_NS.as_bytes(),
+                CLIENT_NS.as_bytes(),
+                &mut out,
+                false,
+            );
         }
-        rewrite(&mut carry, &[], COMPONENT_NS.as_bytes(), CLIENT_NS.as_bytes(), &mut out, true);
+        rewrite(
+            &mut carry,
+            &[],
+            COMPONENT_NS.as_bytes(),
+            CLIENT_NS.as_bytes(),
+            &mut out,
+            true,
+        );
         assert_eq!(
             String::from_utf8(out).expect("utf-8"),
             "<iq xmlns='jabber:client'/><x>jabber:c</x>"

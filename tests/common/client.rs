@@ -62,7 +62,12 @@ impl TestClient {
     ) -> TestClient {
         let jid: FullJid = format!("{user}@{}/{resource}", server.domain())
             .parse()
-            .unwrap_or_else(|e| panic!("{user}@{}/{resource} is not a valid JID: {e}", server.domain()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{user}@{}/{resource} is not a valid JID: {e}",
+                    server.domain()
+                )
+            });
         let client = Client::new_with_connector(
             jid.clone(),
             password.to_string(),
@@ -113,10 +118,16 @@ impl TestClient {
     /// `jabber:client` namespace. Panics if it is not a valid stanza or the stream is gone.
     pub async fn send(&mut self, stanza: impl Into<Element>) {
         let stanza = to_stanza(stanza.into());
-        self.client
-            .send_stanza(stanza)
-            .await
-            .unwrap_or_else(|e| panic!("{} could not send a stanza: {e}", self.label));
+        // send_stanza waits until the stanza is written, which never happens while tokio-xmpp
+        // is still reconnecting: bound it.
+        match tokio::time::timeout(self.timeout, self.client.send_stanza(stanza)).await {
+            Ok(Ok(_token)) => {}
+            Ok(Err(e)) => panic!("{} could not send a stanza: {e}", self.label),
+            Err(_) => panic!(
+                "{}: a stanza was not written within {:?} (is the client still reconnecting?)",
+                self.label, self.timeout
+            ),
+        }
     }
 
     /// Sends an IQ (given a missing id, a fresh one) and returns the `result` or `error` with
@@ -220,7 +231,11 @@ impl TestClient {
         mut predicate: impl FnMut(&Element) -> bool,
     ) {
         if let Some(found) = self.buffer.iter().find(|s| predicate(s)) {
-            panic!("{}: did not expect {description}, got {}", self.label, String::from(found));
+            panic!(
+                "{}: did not expect {description}, got {}",
+                self.label,
+                String::from(found)
+            );
         }
         let deadline = Instant::now() + period;
         let mut seen = self.buffer.len();
@@ -284,7 +299,7 @@ impl TestClient {
     }
 
     fn take_buffered(&mut self, predicate: &mut impl FnMut(&Element) -> bool) -> Option<Element> {
-        let index = self.buffer.iter().position(|s| predicate(s))?;
+        let index = self.buffer.iter().position(predicate)?;
         self.buffer.remove(index)
     }
 
@@ -351,7 +366,9 @@ fn to_stanza(element: Element) -> Stanza {
     let element = match element.ns().as_str() {
         CLIENT_NS => renamespace(&element, CLIENT_NS, COMPONENT_NS),
         COMPONENT_NS => element,
-        other => panic!("a stanza to send must be in the jabber:client namespace, not {other}: {xml}"),
+        other => {
+            panic!("a stanza to send must be in the jabber:client namespace, not {other}: {xml}")
+        }
     };
     match element.name() {
         "message" => Message::try_from(element).map(Stanza::from),

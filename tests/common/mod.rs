@@ -174,7 +174,11 @@ pub fn tail_of_files(files: &[PathBuf], lines: usize) -> String {
         let text = String::from_utf8_lossy(&bytes);
         let all: Vec<&str> = text.lines().collect();
         let start = all.len().saturating_sub(lines);
-        out.push_str(&format!("--- {} (last {} lines)\n", path.display(), all.len() - start));
+        out.push_str(&format!(
+            "--- {} (last {} lines)\n",
+            path.display(),
+            all.len() - start
+        ));
         for line in &all[start..] {
             out.push_str(line);
             out.push('\n');

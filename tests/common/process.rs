@@ -25,7 +25,12 @@ impl ServerProcess {
             .create(true)
             .append(true)
             .open(output)
-            .unwrap_or_else(|e| panic!("could not open {} for {name}'s output: {e}", output.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "could not open {} for {name}'s output: {e}",
+                    output.display()
+                )
+            });
         let err = out
             .try_clone()
             .expect("duplicating the output file handle failed");
@@ -34,9 +39,11 @@ impl ServerProcess {
             .stdout(out)
             .stderr(err)
             .process_group(0);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not start {name} ({command:?}): {e}; is it installed? (.ci/run installs it)"));
+        let child = command.spawn().unwrap_or_else(|e| {
+            panic!(
+                "could not start {name} ({command:?}): {e}; is it installed? (.ci/run installs it)"
+            )
+        });
         tracing::debug!(name, pid = child.id(), "started server process");
         ServerProcess {
             name: name.to_string(),

@@ -41,7 +41,12 @@ impl Prosody {
         let component = loopback(free_port());
         std::fs::create_dir_all(dir.path().join("data"))
             .expect("creating Prosody's data dir failed");
-        let config = config(dir.path().to_str().expect("temp dir path is UTF-8"), c2s, component, components);
+        let config = config(
+            dir.path().to_str().expect("temp dir path is UTF-8"),
+            c2s,
+            component,
+            components,
+        );
         std::fs::write(dir.path().join("prosody.cfg.lua"), config)
             .expect("writing prosody.cfg.lua failed");
         let mut prosody = Prosody {
