@@ -241,7 +241,7 @@ https_ports = {{}}
 component_ports = {{ {component} }}
 component_interfaces = {{ "127.0.0.1" }}
 modules_enabled = {{ "roster"; "saslauth"; "disco"; "posix"; "ping"; "presence"; "message"; "iq";
-  "version"; "private"; "vcard"; "carbons"; "pep"; "blocklist"; "admin_shell" }}
+  "version"; "private"; "vcard"; "carbons"; "pep"; "blocklist"; "offline"; "admin_shell" }}
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 authentication = "internal_hashed"
