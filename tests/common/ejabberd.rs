@@ -245,10 +245,10 @@ impl Ejabberd {
 
 impl Drop for Ejabberd {
     fn drop(&mut self) {
-        // Killing the process group is enough: the Mnesia spool is thrown away with the temp
-        // dir, so a clean `ejabberdctl stop` would only cost time.
+        // SIGKILL at once: the Mnesia spool is thrown away with the temp dir, and the VM takes
+        // seconds to shut down cleanly on SIGTERM.
         if let Some(mut process) = self.process.take() {
-            process.stop_blocking(Duration::from_secs(5));
+            process.kill_now();
         }
         // Belt and braces: the VM's own pid, in case it ever left our process group.
         if let Some(pid) = std::fs::read_to_string(self.dir.path().join("ejabberd.pid"))
