@@ -145,10 +145,11 @@ async fn prosody_refuses_a_wrong_component_secret() {
         .expect("the right secret is accepted after a wrong one");
 }
 
-#[tokio::test]
-async fn prosody_stop_and_start_again() {
+/// The shared restart scenario: the server stops and starts again on the same ports with the
+/// same data; a connected client reconnects by itself and a new one logs in.
+async fn stop_and_start_again(kind: ServerKind) {
     common::init_tracing();
-    let mut server = common::Prosody::start(&[]).await;
+    let mut server = AnyServer::start(kind, &[]).await;
     server.register("alice", "alicepw").await;
     server.register("bob", "bobpw").await;
     let mut alice = TestClient::connect(&server, "alice", "alicepw", "restart").await;
@@ -161,11 +162,11 @@ async fn prosody_stop_and_start_again() {
         "nothing may listen on {c2s} after stop()"
     );
     server.start_again().await;
-    tracing::info!(elapsed = ?stopped.elapsed(), "Prosody restarted");
+    tracing::info!(server = server.name(), elapsed = ?stopped.elapsed(), "restarted");
     assert_eq!(server.c2s_addr(), c2s, "the same ports after a restart");
 
     // tokio-xmpp reconnects by itself (backoff 1 s, 2 s, 4 s…); the data dir kept the accounts.
-    alice.wait_reconnected(Duration::from_secs(20)).await;
+    alice.wait_reconnected(Duration::from_secs(30)).await;
     let mut bob = TestClient::connect(&server, "bob", "bobpw", "restart").await;
     let to: Jid = bob.jid().clone().into();
     alice
@@ -175,5 +176,15 @@ async fn prosody_stop_and_start_again() {
         .expect_message_body("alice@localhost", "still there?")
         .await;
     assert_eq!(bodies(&got), vec!["still there?".to_string()]);
-    tracing::info!(elapsed = ?stopped.elapsed(), "message delivered after the restart");
+    tracing::info!(server = server.name(), elapsed = ?stopped.elapsed(), "message delivered after the restart");
+}
+
+#[tokio::test]
+async fn prosody_stop_and_start_again() {
+    stop_and_start_again(ServerKind::Prosody).await;
+}
+
+#[tokio::test]
+async fn ejabberd_stop_and_start_again() {
+    stop_and_start_again(ServerKind::Ejabberd).await;
 }

@@ -118,10 +118,16 @@ impl TestClient {
     /// `jabber:client` namespace. Panics if it is not a valid stanza or the stream is gone.
     pub async fn send(&mut self, stanza: impl Into<Element>) {
         let stanza = to_stanza(stanza.into());
-        self.client
-            .send_stanza(stanza)
-            .await
-            .unwrap_or_else(|e| panic!("{} could not send a stanza: {e}", self.label));
+        // send_stanza waits until the stanza is written, which never happens while tokio-xmpp
+        // is still reconnecting: bound it.
+        match tokio::time::timeout(self.timeout, self.client.send_stanza(stanza)).await {
+            Ok(Ok(_token)) => {}
+            Ok(Err(e)) => panic!("{} could not send a stanza: {e}", self.label),
+            Err(_) => panic!(
+                "{}: a stanza was not written within {:?} (is the client still reconnecting?)",
+                self.label, self.timeout
+            ),
+        }
     }
 
     /// Sends an IQ (given a missing id, a fresh one) and returns the `result` or `error` with

@@ -5,6 +5,7 @@ use super::process::ServerProcess;
 use super::{XmppServer, tail_of_files};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -27,6 +28,7 @@ pub struct Ejabberd {
     dir: TempDir,
     c2s: SocketAddr,
     component: SocketAddr,
+    has_components: bool,
     process: Option<ServerProcess>,
 }
 
@@ -74,16 +76,25 @@ impl Ejabberd {
             dir,
             c2s,
             component,
+            has_components: !components.is_empty(),
             process: None,
         };
         ejabberd.launch().await;
         ejabberd
     }
 
+    /// `ejabberdctl` with this instance's paths, run as the `ejabberd` user. As root,
+    /// ejabberdctl would switch user with `su`, whose child lands in a process group of its
+    /// own that outlives ours; started as `ejabberd` it runs the VM directly, in our group.
     fn ctl(&self) -> Command {
         let path = self.dir.path();
+        let (uid, gid) = ejabberd_user();
         let mut command = Command::new("ejabberdctl");
         command
+            .uid(uid)
+            .gid(gid)
+            .current_dir(path)
+            .env("HOME", path)
             .arg("--config-dir")
             .arg(path)
             .arg("--ctl-config")
@@ -128,13 +139,31 @@ impl Ejabberd {
         let mut process =
             ServerProcess::spawn("ejabberd", command, &self.dir.path().join("ejabberd.out"));
         let deadline = started + START_LIMIT;
-        loop {
+        // The listeners open late in start-up, and probing them is cheap; each `status` call
+        // boots an Erlang VM (~1 s), so it only confirms what the ports already say.
+        let mut ports = vec![self.c2s];
+        if self.has_components {
+            ports.push(self.component);
+        }
+        let dir = self.dir.path().to_path_buf();
+        let up = wait_until_accepting(&ports, START_LIMIT, || {
             if let Some(status) = process.exited() {
                 panic!(
                     "ejabberd exited during start-up ({status}); log tail:\n{}",
-                    self.log_tail()
+                    tail_of_files(&log_files(&dir), 40)
                 );
             }
+        })
+        .await;
+        if !up {
+            panic!(
+                "ejabberd did not accept connections on {} (c2s) and {} (component) within {START_LIMIT:?}; log tail:\n{}",
+                self.c2s,
+                self.component,
+                self.log_tail()
+            );
+        }
+        loop {
             let (ok, out) = self.run_ctl(&["status"]).await;
             if ok {
                 break;
@@ -146,16 +175,6 @@ impl Ejabberd {
                 );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let up = wait_until_accepting(&[self.c2s, self.component], remaining, || {}).await;
-        if !up {
-            panic!(
-                "ejabberd is started but {} (c2s) and {} (component) do not accept connections; log tail:\n{}",
-                self.c2s,
-                self.component,
-                self.log_tail()
-            );
         }
         tracing::info!(c2s = %self.c2s, component = %self.component, elapsed = ?started.elapsed(), "ejabberd is up");
         self.process = Some(process);
@@ -220,21 +239,26 @@ impl Ejabberd {
 
     /// The last lines of ejabberd's log and of its stdout/stderr.
     pub fn log_tail(&self) -> String {
-        let files: Vec<PathBuf> = vec![
-            self.dir.path().join("log/ejabberd.log"),
-            self.dir.path().join("log/error.log"),
-            self.dir.path().join("ejabberd.out"),
-        ];
-        tail_of_files(&files, 40)
+        tail_of_files(&log_files(self.dir.path()), 40)
     }
 }
 
 impl Drop for Ejabberd {
     fn drop(&mut self) {
-        // Killing the process group (ServerProcess's own drop) is enough: the Mnesia spool is
-        // thrown away with the temp dir, so a clean `ejabberdctl stop` would only cost time.
+        // SIGKILL at once: the Mnesia spool is thrown away with the temp dir, and the VM takes
+        // seconds to shut down cleanly on SIGTERM.
         if let Some(mut process) = self.process.take() {
-            process.stop_blocking(Duration::from_secs(5));
+            process.kill_now();
+        }
+        // Belt and braces: the VM's own pid, in case it ever left our process group.
+        if let Some(pid) = std::fs::read_to_string(self.dir.path().join("ejabberd.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<libc::pid_t>().ok())
+        {
+            // SAFETY: kill(2) only sends a signal; ESRCH (already gone) is fine.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
         }
     }
 }
@@ -269,7 +293,29 @@ impl XmppServer for Ejabberd {
     }
 }
 
-/// `ejabberdctl` switches to the `ejabberd` user, which must own the whole instance dir.
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    vec![
+        dir.join("log/ejabberd.log"),
+        dir.join("log/error.log"),
+        dir.join("ejabberd.out"),
+    ]
+}
+
+/// The uid and gid of the `ejabberd` system user (created by the Debian package).
+fn ejabberd_user() -> (u32, u32) {
+    let name = std::ffi::CString::new("ejabberd").expect("no NUL in a user name");
+    // SAFETY: getpwnam returns NULL or a pointer to a static passwd entry, read at once; the
+    // harness does not call getpwnam concurrently from other threads with other names.
+    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+    assert!(
+        !entry.is_null(),
+        "there is no `ejabberd` user; install ejabberd (apt-get install ejabberd, or .ci/run)"
+    );
+    // SAFETY: checked non-null above.
+    unsafe { ((*entry).pw_uid, (*entry).pw_gid) }
+}
+
+/// ejabberd runs as the `ejabberd` user, which must own the whole instance dir.
 fn chown_to_ejabberd(path: &Path) {
     let status = Command::new("chown")
         .arg("-R")
@@ -289,6 +335,10 @@ fn quoted(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// The config. Unlike PEERS.md's recipe it leaves out `mod_stream_mgmt`: after a restart
+/// tokio-xmpp 6.0 tries to resume, ejabberd answers `<failed xmlns='urn:xmpp:sm:3'/>` without
+/// the (optional) `h` attribute, xmpp-parsers rejects that, and the client reconnects in a
+/// tight loop forever.
 fn yaml(c2s: SocketAddr, component: SocketAddr, components: &[(&str, &str)]) -> String {
     let mut hosts = String::new();
     for (domain, secret) in components {
@@ -330,7 +380,6 @@ modules:
   mod_private: {{}}
   mod_vcard: {{}}
   mod_version: {{}}
-  mod_stream_mgmt: {{}}
   mod_muc: {{host: "conference.localhost"}}
   mod_admin_extra: {{}}
 "#,

@@ -114,6 +114,12 @@ impl ServerProcess {
         }
     }
 
+    /// SIGKILLs the whole group at once and reaps the leader (for servers whose state is
+    /// thrown away anyway and whose clean shutdown is slow).
+    pub fn kill_now(&mut self) {
+        self.kill_and_reap();
+    }
+
     /// SIGKILLs the whole group (stragglers included, even when the leader is gone) and reaps
     /// the leader.
     fn kill_and_reap(&mut self) {
