@@ -16,9 +16,19 @@ pub fn available() -> Vec<&'static str> {
     .to_vec()
 }
 
-/// Builds the connector for a bridge from its config table (the whole `[bridges.<name>]`).
+/// Keys of a bridge table that only the core reads; the bridge never sees them.
+const CORE_KEYS: [&str; 3] = ["enabled", "admins", "allowed_domains"];
+
+/// Builds the connector for a bridge from its config table (`[bridges.<name>]` with the
+/// core's own keys taken out; `domain` and `secret` stay, for bridges that show them).
 pub fn build(name: &str, table: &serde_json::Value) -> Result<Arc<dyn Connector>, String> {
-    let _ = table;
+    let mut table = table.clone();
+    if let Some(map) = table.as_object_mut() {
+        for key in CORE_KEYS {
+            map.remove(key);
+        }
+    }
+    let table = &table;
     match name {
         #[cfg(feature = "fake")]
         "fake" => Ok(Arc::new(

@@ -394,6 +394,15 @@ admins = ["admin@localhost"]
     }
 
     #[test]
+    fn the_example_configuration_is_valid() {
+        let text = include_str!("../config/estuary.example.toml");
+        let s = Settings::from_toml(text, "config/estuary.example.toml", false)
+            .expect("the example runs as is");
+        let enabled: Vec<&String> = s.enabled_bridges().map(|(n, _)| n).collect();
+        assert_eq!(enabled, ["fake"]);
+    }
+
+    #[test]
     fn secret_is_redacted_in_debug() {
         let s = Settings::from_toml(GOOD, "test", false).expect("valid config");
         let dbg = format!("{s:?}");
