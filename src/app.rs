@@ -3,6 +3,7 @@
 use crate::config::Settings;
 use crate::db::{Database, SealKey};
 use crate::gateway::{self, Gateway, StartError};
+use crate::metrics::Registry;
 use estuary_bridge_api::Connector;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,12 +78,13 @@ pub async fn start_with(
     mut connectors: HashMap<String, Arc<dyn Connector>>,
 ) -> Result<App, AppError> {
     let mut gateways = Vec::new();
+    let registry = Registry::new();
     for (name, _) in settings.enabled_bridges() {
         let connector = connectors.remove(name).ok_or_else(|| AppError::Bridge {
             bridge: name.clone(),
             message: "no connector for this bridge".into(),
         })?;
-        match gateway::start(name, settings, connector, db.clone()).await {
+        match gateway::start(name, settings, connector, db.clone(), &registry).await {
             Ok(g) => gateways.push(g),
             Err(e) => {
                 for g in &gateways {

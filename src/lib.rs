@@ -11,5 +11,6 @@ pub mod bridges;
 pub mod config;
 pub mod db;
 pub mod gateway;
+pub mod metrics;
 pub mod secret;
 pub mod xmpp;

@@ -401,8 +401,9 @@ async fn ad_hoc_commands_for_users_and_admins() {
         ))
         .await;
     let count = |e: &Element| String::from(e).matches("<item ").count();
-    assert_eq!(count(&user_items), 4, "{}", String::from(&user_items));
-    assert_eq!(count(&admin_items), 8, "{}", String::from(&admin_items));
+    // The core's 4 (+4 for admins) and the bridge's own "say".
+    assert_eq!(count(&user_items), 5, "{}", String::from(&user_items));
+    assert_eq!(count(&admin_items), 9, "{}", String::from(&admin_items));
 
     let exec = |node: &str| {
         el(&format!(
@@ -449,6 +450,38 @@ async fn ad_hoc_commands_for_users_and_admins() {
         login.fields.get("password"),
         Some("pw"),
         "an empty secret keeps the stored one"
+    );
+
+    // A bridge's own command: a form, then the bridge's answer.
+    let say = alice.iq(iq("set", DOMAIN, exec("say"))).await;
+    assert!(
+        String::from(&say).contains("var='contact'"),
+        "{}",
+        String::from(&say)
+    );
+    let done = alice
+        .iq(iq("set", DOMAIN, el("<command xmlns='http://jabber.org/protocol/commands' node='say' sessionid='s1'>\
+             <x xmlns='jabber:x:data' type='submit'><field var='contact'><value>erin</value></field>\
+             <field var='text'><value>hello from a command</value></field></x></command>")))
+        .await;
+    assert!(
+        String::from(&done).contains("erin said it."),
+        "{}",
+        String::from(&done)
+    );
+    alice
+        .expect("erin's message", |s| {
+            body(s).as_deref() == Some("hello from a command")
+        })
+        .await;
+    let incomplete = alice
+        .iq(iq("set", DOMAIN, el("<command xmlns='http://jabber.org/protocol/commands' node='say' sessionid='s2'>\
+             <x xmlns='jabber:x:data' type='submit'><field var='contact'><value>erin</value></field></x></command>")))
+        .await;
+    assert!(
+        is_error(&incomplete, "bad-request") && String::from(&incomplete).contains("text"),
+        "{}",
+        String::from(&incomplete)
     );
 
     let denied = alice.iq(iq("set", DOMAIN, exec("admin-stats"))).await;

@@ -9,61 +9,71 @@ use super::session::{describe, lock};
 use crate::xmpp::el::a;
 use crate::xmpp::forms;
 use crate::xmpp::{errors, ns};
-use estuary_bridge_api::{FormField, FormValues, User};
+use estuary_bridge_api::{CommandAccess, CommandContext, CommandSpec, FormField, FormValues, User};
 use std::sync::Arc;
 use tokio_xmpp::jid::{BareJid, Jid};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::message::{Message, MessageType};
 use tokio_xmpp::parsers::stanza_error::StanzaError;
 
-/// A command the gateway offers.
+/// A command of the core.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Command {
-    /// Its node.
-    pub node: &'static str,
-    /// Its human name.
-    pub name: &'static str,
-    /// Only for admins.
-    pub admin: bool,
+struct CoreCommand {
+    node: &'static str,
+    name: &'static str,
+    admin: bool,
 }
 
-const COMMANDS: [Command; 8] = [
-    Command {
+/// A command the gateway offers: the core's own, or one the bridge declared.
+#[derive(Clone, Debug)]
+pub(super) struct Command {
+    /// Its node.
+    pub node: String,
+    /// Its human name.
+    pub name: String,
+    /// Only for admins.
+    pub admin: bool,
+    /// The bridge's declaration, for a bridge command.
+    bridge: Option<CommandSpec>,
+}
+
+const COMMANDS: [CoreCommand; 8] = [
+    CoreCommand {
         node: "login",
         name: "Show or change my login",
         admin: false,
     },
-    Command {
+    CoreCommand {
         node: "status",
         name: "My connection and rooms",
         admin: false,
     },
-    Command {
+    CoreCommand {
         node: "reconnect",
         name: "Reconnect to the network",
         admin: false,
     },
-    Command {
+    CoreCommand {
         node: "disconnect",
         name: "Disconnect from the network",
         admin: false,
     },
-    Command {
+    CoreCommand {
         node: "admin-users",
         name: "Admin: list users and their logins",
         admin: true,
     },
-    Command {
+    CoreCommand {
         node: "admin-disconnect",
         name: "Admin: disconnect a user",
         admin: true,
     },
-    Command {
+    CoreCommand {
         node: "admin-announce",
         name: "Admin: announce a message to every user",
         admin: true,
     },
-    Command {
+    CoreCommand {
         node: "admin-stats",
         name: "Admin: gateway statistics",
         admin: true,
@@ -82,11 +92,32 @@ impl Gateway {
     /// The commands this user may see.
     pub(super) fn commands_for(&self, user: &BareJid) -> Vec<Command> {
         let admin = self.is_admin(user);
-        COMMANDS
-            .iter()
-            .copied()
+        self.all_commands()
+            .into_iter()
             .filter(|c| admin || !c.admin)
             .collect()
+    }
+
+    /// Every command, the core's first; a bridge command may not reuse a core node.
+    fn all_commands(&self) -> Vec<Command> {
+        let core = COMMANDS.iter().map(|c| Command {
+            node: c.node.into(),
+            name: c.name.into(),
+            admin: c.admin,
+            bridge: None,
+        });
+        let bridge = self
+            .connector
+            .commands()
+            .into_iter()
+            .filter(|spec| !COMMANDS.iter().any(|c| c.node == spec.node))
+            .map(|spec| Command {
+                node: spec.node.clone(),
+                name: spec.name.clone(),
+                admin: spec.access == CommandAccess::Admin,
+                bridge: Some(spec),
+            });
+        core.chain(bridge).collect()
     }
 
     /// A command by node, if this user may run it.
@@ -105,7 +136,7 @@ impl Gateway {
             .ok_or_else(|| errors::bad_request("the command has no node"))?
             .to_string();
         let Some(cmd) = self.command(&node, &user) else {
-            if COMMANDS.iter().any(|c| c.node == node) {
+            if self.all_commands().iter().any(|c| c.node == node) {
                 return Err(errors::forbidden(format!(
                     "{node} is for the gateway's admins only"
                 )));
@@ -147,7 +178,10 @@ impl Gateway {
         user: &BareJid,
         submitted: Option<&Element>,
     ) -> Result<Step, StanzaError> {
-        match cmd.node {
+        if let Some(spec) = &cmd.bridge {
+            return self.bridge_command(spec, user, submitted).await;
+        }
+        match cmd.node.as_str() {
             "login" => self.cmd_login(user, submitted).await,
             "status" => {
                 let Some(s) = self.session(user.as_str()) else {
@@ -288,8 +322,11 @@ impl Gateway {
                         .sum();
                     (sessions.len(), rooms)
                 };
-                let queued = self.db.count_outbound(&self.bridge).await.unwrap_or(0);
-                let st = lock(&self.stats);
+                let queued = self.queued();
+                let st = &self.stats;
+                let get = |c: &std::sync::atomic::AtomicU64| {
+                    c.load(std::sync::atomic::Ordering::Relaxed).to_string()
+                };
                 let rows = vec![
                     vec![
                         "uptime (s)".to_string(),
@@ -297,13 +334,14 @@ impl Gateway {
                     ],
                     vec!["clients".into(), sessions.to_string()],
                     vec!["rooms joined".into(), rooms.to_string()],
-                    vec!["stanzas in".into(), st.stanzas_in.to_string()],
+                    vec!["stanzas in".into(), get(&st.stanzas_in)],
+                    vec!["stanzas out".into(), get(&st.stanzas_out)],
+                    vec!["messages to the network".into(), get(&st.messages_out)],
+                    vec!["events from the network".into(), get(&st.events_in)],
                     vec![
-                        "messages to the network".into(),
-                        st.messages_out.to_string(),
+                        "stanzas waiting for the XMPP server".into(),
+                        queued.to_string(),
                     ],
-                    vec!["events from the network".into(), st.events_in.to_string()],
-                    vec!["stanzas queued in the database".into(), queued.to_string()],
                     vec!["component link".into(), format!("{:?}", self.link_state())],
                 ];
                 let table = forms::result_table(
@@ -315,6 +353,48 @@ impl Gateway {
             }
             other => Err(errors::item_not_found(format!("no command {other}"))),
         }
+    }
+
+    /// Runs a command the bridge declared: its form first, then the bridge's answer.
+    async fn bridge_command(
+        self: &Arc<Self>,
+        spec: &CommandSpec,
+        user: &BareJid,
+        submitted: Option<&Element>,
+    ) -> Result<Step, StanzaError> {
+        let values = match submitted {
+            None if !spec.fields.is_empty() => {
+                return Ok(Step::Form(forms::form(
+                    &spec.name,
+                    &spec.instructions,
+                    &spec.fields,
+                    None,
+                )));
+            }
+            None => FormValues::default(),
+            Some(x) => forms::read_submitted(x, &spec.fields)
+                .map_err(|e| errors::bad_request(e.to_string()))?,
+        };
+        let ctx = CommandContext {
+            user: User {
+                jid: user.to_string(),
+            },
+            is_admin: self.is_admin(user),
+        };
+        let out = self
+            .connector
+            .run_command(&ctx, &spec.node, &values)
+            .await
+            .map_err(|e| errors::from_bridge(&e))?;
+        let table = (!out.columns.is_empty()).then(|| {
+            let columns: Vec<(&str, &str)> = out
+                .columns
+                .iter()
+                .map(|(v, l)| (v.as_str(), l.as_str()))
+                .collect();
+            forms::result_table(&spec.name, &columns, &out.rows)
+        });
+        Ok(Step::Done(out.note, table))
     }
 
     async fn cmd_login(

@@ -179,7 +179,7 @@ impl Gateway {
             Some(node) => match self.command(node, &req.user()) {
                 Some(cmd) => Ok(Some(
                     disco::DiscoInfo {
-                        identity: ("automation".into(), "command-node".into(), cmd.name.into()),
+                        identity: ("automation".into(), "command-node".into(), cmd.name),
                         features: vec![ns::COMMANDS.into(), ns::DATA_FORMS.into()],
                     }
                     .to_element(Some(node)),

@@ -251,7 +251,7 @@ impl Gateway {
                     })
                     .await?
             };
-            self.count(|s| s.messages_out += 1);
+            super::bump(&self.stats.messages_out);
             if let (Some(key), Some(remote)) = (inbound.key(), &sent.id) {
                 self.remember(user, chat, key, remote).await;
             }

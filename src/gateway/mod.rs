@@ -16,6 +16,7 @@ pub mod session;
 
 use crate::config::{BridgeSettings, Settings};
 use crate::db::Database;
+use crate::metrics::Registry;
 use crate::xmpp::disco::{self, DiscoInfo};
 use crate::xmpp::escape::{escape_local, unescape_local};
 use crate::xmpp::link::{self, LinkConfig, LinkError, LinkHandle};
@@ -26,6 +27,7 @@ use estuary_bridge_api::{
 };
 use session::{Session, lock};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -61,15 +63,22 @@ pub enum Target {
     Occupant(RemoteChatId, String),
 }
 
-/// Counters for the admin `stats` command.
+/// Counters for the admin `stats` command and `/metrics`.
 #[derive(Default, Debug)]
 pub struct Stats {
     /// Stanzas received from the XMPP server.
-    pub stanzas_in: u64,
+    pub stanzas_in: AtomicU64,
+    /// Stanzas queued for the XMPP server.
+    pub stanzas_out: AtomicU64,
     /// Messages sent to the network.
-    pub messages_out: u64,
+    pub messages_out: AtomicU64,
     /// Events received from the network.
-    pub events_in: u64,
+    pub events_in: AtomicU64,
+}
+
+/// Adds one to a counter.
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The core's service for one bridge.
@@ -89,7 +98,7 @@ pub struct Gateway {
     workers: Mutex<HashMap<String, mpsc::Sender<Element>>>,
     events_tx: mpsc::Sender<(String, LoginId, RemoteEvent)>,
     disco: DiscoInfo,
-    stats: Mutex<Stats>,
+    stats: Stats,
     started: Instant,
 }
 
@@ -100,6 +109,7 @@ pub async fn start(
     settings: &Settings,
     connector: Arc<dyn Connector>,
     db: Database,
+    registry: &Arc<Registry>,
 ) -> Result<Arc<Gateway>, StartError> {
     let bridge = settings
         .bridges
@@ -147,14 +157,16 @@ pub async fn start(
         sessions: Mutex::new(HashMap::new()),
         workers: Mutex::new(HashMap::new()),
         events_tx: events_tx.clone(),
-        stats: Mutex::new(Stats::default()),
+        stats: Stats::default(),
         started: Instant::now(),
     });
     tokio::spawn(Arc::clone(&gateway).dispatch_inbound(inbound_rx));
     tokio::spawn(Arc::clone(&gateway).dispatch_events(events_rx));
+    registry.add(&gateway);
+    let status: Arc<dyn estuary_bridge_api::StatusSource> = registry.clone();
     gateway
         .connector
-        .start(EventRouter::new(events_tx))
+        .start(EventRouter::new(events_tx).with_status(status))
         .await
         .map_err(|e| StartError::Bridge {
             bridge: name.into(),
@@ -278,6 +290,7 @@ impl Gateway {
 
     /// Queues a stanza for the XMPP server.
     async fn send(&self, stanza: impl Into<Element>) {
+        bump(&self.stats.stanzas_out);
         self.link.send(stanza).await;
     }
 
@@ -323,14 +336,20 @@ impl Gateway {
         Jid::from(self.domain_jid.clone())
     }
 
-    fn count(&self, f: impl FnOnce(&mut Stats)) {
-        f(&mut lock(&self.stats));
+    /// The gateway's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The number of live clients.
+    pub fn client_count(&self) -> usize {
+        lock(&self.sessions).len()
     }
 
     /// Reads stanzas from the link and hands each to its user's worker.
     async fn dispatch_inbound(self: Arc<Self>, mut rx: mpsc::Receiver<Element>) {
         while let Some(el) = rx.recv().await {
-            self.count(|s| s.stanzas_in += 1);
+            bump(&self.stats.stanzas_in);
             let from = el
                 .attr("from")
                 .and_then(|f| Jid::new(f).ok())
@@ -389,7 +408,7 @@ impl Gateway {
         mut rx: mpsc::Receiver<(String, LoginId, RemoteEvent)>,
     ) {
         while let Some((user, login, event)) = rx.recv().await {
-            self.count(|s| s.events_in += 1);
+            bump(&self.stats.events_in);
             let span =
                 info_span!("remote_event", bridge = %self.bridge, user = %user, login = %login);
             self.handle_remote(&user, event).instrument(span).await;
@@ -409,6 +428,11 @@ impl Gateway {
     /// The link's state, for tests and health checks.
     pub fn link_state(&self) -> crate::xmpp::link::LinkState {
         self.link.state()
+    }
+
+    /// Stanzas waiting for the XMPP server (in memory, in the database, or unconfirmed).
+    pub fn queued(&self) -> u64 {
+        self.link.queued()
     }
 }
 

@@ -19,6 +19,8 @@ use crate::xmpp::ns;
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::BufStream;
 use tokio::net::TcpStream;
@@ -108,6 +110,7 @@ enum Command {
 pub struct LinkHandle {
     tx: mpsc::Sender<Command>,
     state: watch::Receiver<LinkState>,
+    queued: Arc<AtomicU64>,
 }
 
 impl LinkHandle {
@@ -121,6 +124,12 @@ impl LinkHandle {
     /// The current state.
     pub fn state(&self) -> LinkState {
         *self.state.borrow()
+    }
+
+    /// Stanzas not yet confirmed by the server: queued in memory or in the database, or
+    /// written and awaiting the answer to a ping.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// A receiver that sees every state change.
@@ -232,7 +241,8 @@ pub async fn start(
     };
     let (tx, rx) = mpsc::channel(1024);
     let (state_tx, state_rx) = watch::channel(LinkState::Down);
-    let spilled = db.count_outbound(&cfg.bridge).await.unwrap_or(0) > 0;
+    let in_db = db.count_outbound(&cfg.bridge).await.unwrap_or(0).max(0) as u64;
+    let queued = Arc::new(AtomicU64::new(in_db));
     let link = Link {
         cfg,
         db,
@@ -240,14 +250,17 @@ pub async fn start(
         rx,
         state: state_tx,
         queue: VecDeque::new(),
-        spilled,
+        spilled: in_db > 0,
+        in_db,
         unacked: VecDeque::new(),
         ack_seq: 0,
+        queued: Arc::clone(&queued),
     };
     tokio::spawn(link.run(first));
     Ok(LinkHandle {
         tx,
         state: state_rx,
+        queued,
     })
 }
 
@@ -264,6 +277,10 @@ struct Link {
     /// Written since the last answered ping, oldest first.
     unacked: VecDeque<Element>,
     ack_seq: u64,
+    /// Rows this link has in `pending_outbound`.
+    in_db: u64,
+    /// The gauge behind [`LinkHandle::queued`].
+    queued: Arc<AtomicU64>,
 }
 
 /// How a connected session ended.
@@ -338,6 +355,7 @@ impl Link {
     async fn enqueue(&mut self, el: Element) {
         if !self.spilled && self.queue.len() < self.cfg.memory_limit {
             self.queue.push_back(el);
+            self.gauge(0);
             return;
         }
         if !self.spilled {
@@ -349,14 +367,24 @@ impl Link {
             self.spilled = true;
         }
         self.push_db(&el).await;
+        self.gauge(0);
+    }
+
+    /// Publishes how many stanzas wait (`in_flight`: those held outside the link's queues).
+    fn gauge(&self, in_flight: usize) {
+        let n = self.queue.len() + self.unacked.len() + in_flight;
+        self.queued.store(n as u64 + self.in_db, Ordering::Relaxed);
     }
 
     async fn push_db(&mut self, el: &Element) {
         let xml = String::from(el);
-        if let Err(e) = self.db.push_outbound(&self.cfg.bridge, &xml).await {
-            // The database is the last resort; keep the stanza in memory rather than lose it.
-            error!(domain = %self.cfg.domain, "cannot persist a queued stanza ({e}); keeping it in memory");
-            self.queue.push_back(el.clone());
+        match self.db.push_outbound(&self.cfg.bridge, &xml).await {
+            Ok(()) => self.in_db += 1,
+            Err(e) => {
+                // The database is the last resort; keep the stanza in memory rather than lose it.
+                error!(domain = %self.cfg.domain, "cannot persist a queued stanza ({e}); keeping it in memory");
+                self.queue.push_back(el.clone());
+            }
         }
     }
 
@@ -370,9 +398,13 @@ impl Link {
             .peek_outbound(&self.cfg.bridge, self.cfg.memory_limit.max(1) as i64)
             .await
         {
-            Ok(rows) if rows.is_empty() => self.spilled = false,
+            Ok(rows) if rows.is_empty() => {
+                self.spilled = false;
+                self.in_db = 0;
+            }
             Ok(rows) => {
                 let last = rows.last().map(|(seq, _)| *seq).unwrap_or_default();
+                self.in_db = self.in_db.saturating_sub(rows.len() as u64);
                 for (seq, xml) in rows {
                     match xml.parse::<Element>() {
                         Ok(el) => self.queue.push_back(el),
@@ -423,6 +455,8 @@ impl Link {
             }
         }
         self.spilled = true;
+        self.in_db = count as u64;
+        self.gauge(0);
         info!(domain = %self.cfg.domain, "{count} undelivered stanzas kept in the database for the next start");
     }
 
@@ -446,6 +480,7 @@ impl Link {
         let mut in_flight: Option<(String, usize, Instant)> = None;
         let mut last_traffic = Instant::now();
         loop {
+            self.gauge(backlog.len());
             // Flush backlog (and spilled rows) first, in order.
             if backlog.is_empty() && self.spilled {
                 self.reload().await;

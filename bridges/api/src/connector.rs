@@ -1,8 +1,9 @@
 //! The process-wide side of a bridge: identity, address codec, registration, logins.
 
 use crate::{
-    BridgeInfo, Capabilities, ChatKey, Client, EventRouter, EventSink, FormField, FormValues,
-    LoginId, RemoteChatId, RemoteUserId, Result,
+    BridgeError, BridgeInfo, Capabilities, ChatKey, Client, CommandContext, CommandOutput,
+    CommandSpec, EventRouter, EventSink, FormField, FormValues, LoginId, RemoteChatId,
+    RemoteUserId, Result,
 };
 use async_trait::async_trait;
 
@@ -69,4 +70,20 @@ pub trait Connector: Send + Sync + 'static {
     }
     /// Stops process-wide work at shutdown. The default does nothing.
     async fn stop(&self) {}
+
+    /// Ad-hoc commands this bridge offers on its domain, besides the core's.
+    fn commands(&self) -> Vec<CommandSpec> {
+        Vec::new()
+    }
+    /// Runs one of [`commands`](Self::commands) with the submitted form (checked against
+    /// its fields by the core). The core has checked the access.
+    async fn run_command(
+        &self,
+        ctx: &CommandContext,
+        node: &str,
+        form: &FormValues,
+    ) -> Result<CommandOutput> {
+        let _ = (ctx, form);
+        Err(BridgeError::not_found(format!("no command {node}")))
+    }
 }

@@ -17,6 +17,7 @@
 mod capabilities;
 mod chat;
 mod client;
+mod command;
 mod connector;
 mod error;
 mod event;
@@ -26,6 +27,7 @@ mod ids;
 pub use capabilities::{BridgeInfo, Capabilities};
 pub use chat::{Affiliation, ChatKey, ChatState, Member, MessageKind, Role, RoomInfo, Show};
 pub use client::{Client, JoinRequest, Outgoing, Sent};
+pub use command::{CommandAccess, CommandContext, CommandOutput, CommandSpec, StatusSource};
 pub use connector::{Connector, Registered, StoredLogin, User};
 pub use error::{BridgeError, ErrorKind, Result};
 pub use event::{

@@ -17,9 +17,10 @@ mod client;
 
 use async_trait::async_trait;
 use estuary_bridge_api::{
-    BridgeError, BridgeInfo, Capabilities, ChatKey, Client, Connector, ErrorKind, EventRouter,
-    EventSink, FormField, FormValues, LoginId, Registered, RemoteChatId, RemoteEvent, RemoteUserId,
-    Result, StoredLogin, User,
+    BridgeError, BridgeInfo, Capabilities, ChatKey, Client, CommandAccess, CommandContext,
+    CommandOutput, CommandSpec, Connector, ErrorKind, EventRouter, EventSink, FormField,
+    FormValues, LoginId, MessageKind, Registered, RemoteChatId, RemoteEvent, RemoteMessage,
+    RemoteUserId, Result, Sender, StoredLogin, User,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -205,6 +206,58 @@ impl Connector for FakeConnector {
         Err(BridgeError::not_acceptable(format!(
             "{local:?} is not a fake address: use a name like \"alice\" for a contact or \"#lobby\" for a room"
         )))
+    }
+
+    fn commands(&self) -> Vec<CommandSpec> {
+        vec![CommandSpec {
+            node: "say".into(),
+            name: "Make a contact say something".into(),
+            access: CommandAccess::User,
+            instructions: "The contact sends you the text, as if from the network.".into(),
+            fields: vec![
+                FormField::text("contact", "Contact").required(),
+                FormField::text("text", "Text").required(),
+            ],
+        }]
+    }
+
+    async fn run_command(
+        &self,
+        ctx: &CommandContext,
+        node: &str,
+        form: &FormValues,
+    ) -> Result<CommandOutput> {
+        if node != "say" {
+            return Err(BridgeError::not_found(format!("no command {node}")));
+        }
+        let contact = form.get("contact").unwrap_or_default().to_lowercase();
+        if !valid_name(&contact) {
+            return Err(BridgeError::not_acceptable(format!(
+                "{contact:?} is not a fake user name: use letters, digits, '-' and '_'"
+            )));
+        }
+        let text = form.get("text").unwrap_or_default().to_string();
+        let user = RemoteUserId::new(contact.clone());
+        self.network
+            .inject(
+                &ctx.user.jid,
+                RemoteEvent::Message(RemoteMessage {
+                    chat: ChatKey::Direct(user.clone()),
+                    sender: Sender {
+                        user,
+                        nick: None,
+                        is_from_me: false,
+                    },
+                    id: None,
+                    body: text,
+                    kind: MessageKind::Normal,
+                    at: None,
+                    reply_to: None,
+                    echo_of: None,
+                }),
+            )
+            .await?;
+        Ok(CommandOutput::note(format!("{contact} said it.")))
     }
 
     async fn start(&self, events: EventRouter) -> Result<()> {

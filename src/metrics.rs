@@ -1,0 +1,138 @@
+//! The process's gateways as Prometheus metrics, for bridges that serve `/metrics`.
+
+use crate::gateway::Gateway;
+use crate::xmpp::link::LinkState;
+use estuary_bridge_api::StatusSource;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+
+/// Every gateway of the process, for [`StatusSource::prometheus`].
+#[derive(Default)]
+pub struct Registry {
+    gateways: Mutex<Vec<Weak<Gateway>>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Adds a gateway (kept weakly: a stopped gateway disappears).
+    pub fn add(&self, gateway: &Arc<Gateway>) {
+        self.gateways
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::downgrade(gateway));
+    }
+
+    fn live(&self) -> Vec<Arc<Gateway>> {
+        self.gateways
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+}
+
+/// One metric family: its help, type and one sample per gateway.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (bridge, value) in samples {
+        let _ = writeln!(out, "{name}{{bridge=\"{bridge}\"}} {value}");
+    }
+}
+
+impl StatusSource for Registry {
+    fn prometheus(&self) -> String {
+        let gateways = self.live();
+        let per = |f: &dyn Fn(&Gateway) -> u64| -> Vec<(String, u64)> {
+            gateways.iter().map(|g| (g.bridge.clone(), f(g))).collect()
+        };
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        family(
+            &mut out,
+            "estuary_stanzas_in_total",
+            "counter",
+            "Stanzas received from the XMPP server.",
+            &per(&|g| load(&g.stats().stanzas_in)),
+        );
+        family(
+            &mut out,
+            "estuary_stanzas_out_total",
+            "counter",
+            "Stanzas sent (or queued) to the XMPP server.",
+            &per(&|g| load(&g.stats().stanzas_out)),
+        );
+        family(
+            &mut out,
+            "estuary_messages_out_total",
+            "counter",
+            "Messages sent to the foreign network.",
+            &per(&|g| load(&g.stats().messages_out)),
+        );
+        family(
+            &mut out,
+            "estuary_events_in_total",
+            "counter",
+            "Events received from the foreign network.",
+            &per(&|g| load(&g.stats().events_in)),
+        );
+        family(
+            &mut out,
+            "estuary_outbound_queue",
+            "gauge",
+            "Stanzas waiting for the XMPP server (memory, database, unconfirmed).",
+            &per(&|g| g.queued()),
+        );
+        family(
+            &mut out,
+            "estuary_component_link_up",
+            "gauge",
+            "1 when the component link to the XMPP server is up.",
+            &per(&|g| u64::from(g.link_state() == LinkState::Up)),
+        );
+        family(
+            &mut out,
+            "estuary_clients",
+            "gauge",
+            "Live clients (one per login).",
+            &per(&|g| g.client_count() as u64),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_have_help_type_and_labels() {
+        let mut out = String::new();
+        family(
+            &mut out,
+            "estuary_x_total",
+            "counter",
+            "X.",
+            &[("irc".into(), 3)],
+        );
+        assert_eq!(
+            out,
+            "# HELP estuary_x_total X.\n# TYPE estuary_x_total counter\nestuary_x_total{bridge=\"irc\"} 3\n"
+        );
+    }
+
+    #[test]
+    fn an_empty_registry_still_describes_its_metrics() {
+        let text = Registry::new().prometheus();
+        assert!(
+            text.contains("# TYPE estuary_component_link_up gauge"),
+            "{text}"
+        );
+    }
+}
