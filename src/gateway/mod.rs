@@ -411,7 +411,9 @@ impl Gateway {
             bump(&self.stats.events_in);
             let span =
                 info_span!("remote_event", bridge = %self.bridge, user = %user, login = %login);
-            self.handle_remote(&user, event).instrument(span).await;
+            self.handle_remote(&user, &login, event)
+                .instrument(span)
+                .await;
         }
     }
 

@@ -9,7 +9,7 @@ use crate::xmpp::message as msg;
 use crate::xmpp::muc::{self, Occupant};
 use crate::xmpp::{errors, ns};
 use estuary_bridge_api::{
-    ChatKey, LoginState, Member, MemberChange, MessageKind, RemoteChatId, RemoteEvent,
+    ChatKey, LoginId, LoginState, Member, MemberChange, MessageKind, RemoteChatId, RemoteEvent,
     RemoteMessage, RemoteMessageId, RemoteUserId, Sender, Show,
 };
 use std::sync::Arc;
@@ -21,7 +21,12 @@ use tokio_xmpp::parsers::presence::{Presence, Show as XmppShow, Type as Presence
 use tracing::{debug, info, warn};
 
 impl Gateway {
-    pub(super) async fn handle_remote(self: &Arc<Self>, user: &str, event: RemoteEvent) {
+    pub(super) async fn handle_remote(
+        self: &Arc<Self>,
+        user: &str,
+        login: &LoginId,
+        event: RemoteEvent,
+    ) {
         let Ok(user_jid) = Jid::new(user) else {
             warn!(bridge = %self.bridge, "event for an invalid user JID {user:?} dropped");
             return;
@@ -290,12 +295,40 @@ impl Gateway {
                     self.send(m).await;
                 }
             }
+            RemoteEvent::SaveMetadata(metadata) => self.save_metadata(user, login, &metadata).await,
             RemoteEvent::PostToXmppRoom {
                 from,
                 room,
                 nick,
                 body,
             } => self.post_to_xmpp_room(&from, &room, &nick, &body).await,
+        }
+    }
+
+    /// Stores a login's bridge metadata, creating the login row if the user had none.
+    async fn save_metadata(&self, user: &str, login: &LoginId, metadata: &serde_json::Value) {
+        let result = match self.db.get_login(&self.bridge, user).await {
+            Ok(Some(_)) => {
+                self.db
+                    .set_login_metadata(&self.bridge, user, metadata)
+                    .await
+            }
+            Ok(None) => {
+                self.db
+                    .save_login(
+                        &self.bridge,
+                        user,
+                        login.as_str(),
+                        &Default::default(),
+                        &[],
+                        metadata,
+                    )
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            warn!(bridge = %self.bridge, user, "cannot store the bridge's metadata: {e}");
         }
     }
 

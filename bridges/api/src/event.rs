@@ -220,6 +220,10 @@ pub enum RemoteEvent {
     },
     /// The login's connection state changed.
     LoginState(LoginState),
+    /// Replace the bridge metadata stored with this login (created if the user has none):
+    /// the only way a bridge keeps state of its own across restarts. The next
+    /// [`load_login`](crate::Connector::load_login) gets it back in `StoredLogin::metadata`.
+    SaveMetadata(serde_json::Value),
     /// Post into a MUC room on some XMPP server (not a foreign room): the core joins the
     /// room as `from@domain/nick` if it has not yet, then sends the body as groupchat.
     /// Used by bridges that notify (webhooks); `from` is the contact that posts.
