@@ -125,6 +125,7 @@ async fn checks(db: &Database) {
     message_map(db).await;
     archive(db).await;
     outbound(db).await;
+    pending_sends(db).await;
     delete_login_cascades(db).await;
 }
 
@@ -684,4 +685,37 @@ async fn delete_login_cascades(db: &Database) {
     }
     // The user is still known (other logins may remain).
     assert!(db.list_users().await.unwrap().contains(&user.to_owned()));
+}
+
+async fn pending_sends(db: &Database) {
+    db.push_send("webhook", "a@localhost", "s1", "{\"body\":\"one\"}")
+        .await
+        .expect("push s1");
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    db.push_send("webhook", "b@localhost", "s2", "{\"body\":\"two\"}")
+        .await
+        .expect("push s2");
+    db.push_send("irc", "a@localhost", "s3", "{}")
+        .await
+        .expect("push s3");
+    let pending = db.list_sends("webhook").await.expect("list");
+    let ids: Vec<&str> = pending.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["s1", "s2"], "oldest first, per bridge");
+    assert_eq!(pending[1].user, "b@localhost");
+    assert_eq!(pending[0].payload, "{\"body\":\"one\"}");
+    db.delete_send("s1").await.expect("delete");
+    let ids: Vec<String> = db
+        .list_sends("webhook")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(ids, ["s2"]);
+    assert!(
+        db.push_send("webhook", "a@localhost", "s2", "{}")
+            .await
+            .is_err(),
+        "ids are unique"
+    );
 }

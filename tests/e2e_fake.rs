@@ -57,7 +57,11 @@ allowed_domains = ["localhost"]
 }
 
 async fn start_gateway(server: &impl XmppServer) -> Gateway {
-    let dir = tempfile::tempdir().expect("a temp dir");
+    start_gateway_in(server, tempfile::tempdir().expect("a temp dir")).await
+}
+
+/// Starts the gateway on the database in `dir` (a restart when it was used before).
+async fn start_gateway_in(server: &impl XmppServer, dir: tempfile::TempDir) -> Gateway {
     let settings = settings(server.component_addr(), dir.path());
     let connector = FakeConnector::new();
     let network = connector.network();
@@ -802,4 +806,43 @@ async fn a_wrong_secret_stops_start_up_with_the_servers_answer() {
         err.contains("not-authorized"),
         "the server's answer is named: {err}"
     );
+}
+
+#[tokio::test]
+async fn a_send_cut_short_by_a_restart_is_sent_again() {
+    common::init_tracing();
+    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
+    server.register("alice", "alicepw").await;
+    let gw = start_gateway(&server).await;
+    let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
+    assert_eq!(
+        register(&mut alice, "pw").await.attr("type"),
+        Some("result")
+    );
+    gw.app.shutdown().await;
+    // As a crash in the middle of a send leaves it: handed to the bridge, never answered.
+    let stanza = "<message xmlns='jabber:component:accept' from='alice@localhost/e2e' to='bob@fake.localhost' \
+                  type='chat' id='lost1'><body>from before the crash</body></message>";
+    gw.app
+        .db
+        .push_send("fake", "alice@localhost", "crash-1", stanza)
+        .await
+        .expect("the row is written");
+    let Gateway { _dir: dir, .. } = gw;
+    let gw = start_gateway_in(&server, dir).await;
+    alice
+        .expect("the send completed after the restart", |s| {
+            body(s).as_deref() == Some("bob: from before the crash")
+        })
+        .await;
+    let mut left = 1;
+    for _ in 0..50 {
+        left = gw.app.db.list_sends("fake").await.expect("db").len();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(left, 0, "a finished send is forgotten");
+    gw.app.shutdown().await;
 }

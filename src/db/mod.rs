@@ -15,6 +15,7 @@ mod error;
 mod logins;
 mod message_map;
 mod outbound;
+mod pending_sends;
 mod rooms;
 pub mod seal;
 mod users;
@@ -23,6 +24,7 @@ pub use archive::{ArchivePage, ArchiveQuery, ArchivedMessage, MAX_ARCHIVE_PAGE};
 pub use contacts::ContactRow;
 pub use error::{DbError, redact_url};
 pub use logins::LoginRow;
+pub use pending_sends::PendingSend;
 pub use rooms::RoomRow;
 pub use seal::{SealError, SealKey};
 

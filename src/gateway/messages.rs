@@ -99,11 +99,62 @@ impl Gateway {
                 return;
             }
         };
+        // A 1:1 message is written down until the network answers, so that a restart in
+        // the middle of the send (a webhook being retried, say) sends it again.
+        let durable = inbound.body.is_some()
+            && inbound.replace.is_none()
+            && matches!(chat, ChatKey::Direct(_) | ChatKey::Service(_));
+        let pending = if durable {
+            let pending_id = uuid::Uuid::new_v4().to_string();
+            match self
+                .db
+                .push_send(&self.bridge, user.as_str(), &pending_id, &String::from(&el))
+                .await
+            {
+                Ok(()) => Some(pending_id),
+                Err(e) => {
+                    warn!(bridge = %self.bridge, "cannot record a send in progress (it is still sent): {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         if let Err(e) = self
             .forward_message(&session, &from, &to, &chat, message.type_, inbound)
             .await
         {
             self.bounce(to, from, id, errors::from_bridge(&e)).await;
+        }
+        if let Some(pending_id) = pending {
+            if let Err(e) = self.db.delete_send(&pending_id).await {
+                warn!(bridge = %self.bridge, "cannot clear a finished send (it may be sent again at the next start): {e}");
+            }
+        }
+    }
+
+    /// Sends again what a previous run handed to the bridge without an answer, oldest first.
+    pub(super) async fn replay_pending_sends(self: Arc<Self>) {
+        let pending = match self.db.list_sends(&self.bridge).await {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(bridge = %self.bridge, "cannot read unfinished sends: {e}");
+                return;
+            }
+        };
+        if !pending.is_empty() {
+            tracing::info!(bridge = %self.bridge, count = pending.len(), "sending again what the last run left unanswered");
+        }
+        for send in pending {
+            match send.payload.parse::<Element>() {
+                Ok(el) => Box::pin(self.handle_message(el)).await,
+                Err(e) => {
+                    warn!(bridge = %self.bridge, user = %send.user, "dropping an unreadable unfinished send: {e}")
+                }
+            }
+            if let Err(e) = self.db.delete_send(&send.id).await {
+                warn!(bridge = %self.bridge, "cannot clear a replayed send: {e}");
+            }
         }
     }
 

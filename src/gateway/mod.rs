@@ -173,6 +173,7 @@ pub async fn start(
             message: e.text,
         })?;
     gateway.restore_logins().await;
+    tokio::spawn(Arc::clone(&gateway).replay_pending_sends());
     info!(bridge = %name, domain = %gateway.domain, "gateway started");
     Ok(gateway)
 }
