@@ -126,10 +126,10 @@ impl Gateway {
         {
             self.bounce(to, from, id, errors::from_bridge(&e)).await;
         }
-        if let Some(pending_id) = pending {
-            if let Err(e) = self.db.delete_send(&pending_id).await {
-                warn!(bridge = %self.bridge, "cannot clear a finished send (it may be sent again at the next start): {e}");
-            }
+        if let Some(pending_id) = pending
+            && let Err(e) = self.db.delete_send(&pending_id).await
+        {
+            warn!(bridge = %self.bridge, "cannot clear a finished send (it may be sent again at the next start): {e}");
         }
     }
 
