@@ -433,7 +433,7 @@ impl Gateway {
                 existing.as_ref().map(|l| &l.fields),
             )));
         };
-        let mut values: FormValues = {
+        let values: FormValues = {
             let mut relaxed = fields.clone();
             if existing.is_some() {
                 for f in relaxed.iter_mut().filter(|f| f.is_secret()) {
@@ -442,54 +442,9 @@ impl Gateway {
             }
             forms::read_submitted(x, &relaxed).map_err(|e| errors::bad_request(e.to_string()))?
         };
-        if let Some(old) = &existing {
-            for f in fields.iter().filter(|f| f.is_secret()) {
-                if values.get(&f.var).is_none()
-                    && let Some(v) = old.fields.get(&f.var)
-                {
-                    values.set(f.var.clone(), v);
-                }
-            }
-        }
-        let registered = self
-            .connector
-            .register(
-                &User {
-                    jid: user.to_string(),
-                },
-                &values,
-            )
-            .await
-            .map_err(|e| errors::from_bridge(&e))?;
-        let secrets: Vec<String> = fields
-            .iter()
-            .filter(|f| f.is_secret())
-            .map(|f| f.var.clone())
-            .collect();
-        self.db
-            .save_login(
-                &self.bridge,
-                user.as_str(),
-                registered.id.as_str(),
-                &values,
-                &secrets,
-                &registered.metadata,
-            )
-            .await
-            .map_err(|e| errors::internal(format!("the database failed: {e}")))?;
-        self.open_session(
-            user.as_str(),
-            registered.id.clone(),
-            values,
-            registered.metadata,
-        )
-        .await
-        .map_err(|e| errors::from_bridge(&e))?;
+        let id = self.apply_login(user, values, existing.as_ref()).await?;
         Ok(Step::Done(
-            format!(
-                "Saved. Your login is now {}; reconnecting with it.",
-                registered.id
-            ),
+            format!("Saved. Your login is now {id}; reconnecting with it."),
             None,
         ))
     }

@@ -2,11 +2,12 @@
 
 use super::Gateway;
 use super::iq::Request;
+use crate::db::LoginRow;
 use crate::xmpp::forms::{self, FormError};
 use crate::xmpp::{errors, ns};
-use estuary_bridge_api::{ChatKey, FieldKind, FormValues, User};
+use estuary_bridge_api::{ChatKey, FieldKind, FormValues, LoginId, User};
 use std::sync::Arc;
-use tokio_xmpp::jid::Jid;
+use tokio_xmpp::jid::{BareJid, Jid};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
 use tokio_xmpp::parsers::stanza_error::StanzaError;
@@ -76,11 +77,33 @@ impl Gateway {
                 forms::check(v, &fields)
             }
         };
-        let mut values = values.map_err(|e: FormError| {
+        let values = values.map_err(|e: FormError| {
             errors::bad_request(format!("{e}; fill in the registration form again"))
         })?;
-        // A change that leaves a secret empty keeps the stored one.
-        if let Some(old) = &existing {
+        self.apply_login(&user, values, existing.as_ref()).await?;
+        if existing.is_none() {
+            // XEP-0100 §6.2: the gateway asks to be in the user's roster.
+            self.send(
+                Presence::subscribe()
+                    .with_from(self.jid())
+                    .with_to(Jid::from(user.clone())),
+            )
+            .await;
+        }
+        Ok(None)
+    }
+
+    /// Registers or changes a user's login from checked values: a secret left empty keeps
+    /// the stored one; the bridge checks the values and mints the login id; the login is
+    /// stored (secrets sealed) and its client started again. Returns the login id.
+    pub(super) async fn apply_login(
+        self: &Arc<Self>,
+        user: &BareJid,
+        mut values: FormValues,
+        existing: Option<&LoginRow>,
+    ) -> Result<LoginId, StanzaError> {
+        let fields = self.connector.registration_fields();
+        if let Some(old) = existing {
             for f in fields.iter().filter(|f| f.is_secret()) {
                 if values.get(&f.var).is_none()
                     && let Some(v) = old.fields.get(&f.var)
@@ -104,10 +127,12 @@ impl Gateway {
             .filter(|f| f.kind == FieldKind::Secret)
             .map(|f| f.var.clone())
             .collect();
+        let db_failed =
+            |e: crate::db::DbError| errors::internal(format!("the database failed: {e}"));
         self.db
             .upsert_user(user.as_str())
             .await
-            .map_err(|e| errors::internal(format!("the database failed: {e}")))?;
+            .map_err(db_failed)?;
         self.db
             .save_login(
                 &self.bridge,
@@ -118,21 +143,17 @@ impl Gateway {
                 &registered.metadata,
             )
             .await
-            .map_err(|e| errors::internal(format!("the database failed: {e}")))?;
+            .map_err(db_failed)?;
         info!(bridge = %self.bridge, user = %user, login = %registered.id, changed = existing.is_some(), "registered");
-        self.open_session(user.as_str(), registered.id, values, registered.metadata)
-            .await
-            .map_err(|e| errors::from_bridge(&e))?;
-        if existing.is_none() {
-            // XEP-0100 §6.2: the gateway asks to be in the user's roster.
-            self.send(
-                Presence::subscribe()
-                    .with_from(self.jid())
-                    .with_to(Jid::from(user.clone())),
-            )
-            .await;
-        }
-        Ok(None)
+        self.open_session(
+            user.as_str(),
+            registered.id.clone(),
+            values,
+            registered.metadata,
+        )
+        .await
+        .map_err(|e| errors::from_bridge(&e))?;
+        Ok(registered.id)
     }
 
     async fn unregister(self: &Arc<Self>, req: &Request) -> Result<Option<Element>, StanzaError> {
