@@ -21,11 +21,16 @@ const SECRET: &str = "hooks-secret";
 struct Hooks {
     app: App,
     http: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: Arc<tempfile::TempDir>,
 }
 
 async fn start(server: &impl XmppServer) -> Hooks {
-    let dir = tempfile::tempdir().expect("a temp dir");
+    let dir = Arc::new(tempfile::tempdir().expect("a temp dir"));
+    start_in(server, dir).await
+}
+
+/// Starts the gateway on the database in `dir` (a second start there is a restart).
+async fn start_in(server: &impl XmppServer, dir: Arc<tempfile::TempDir>) -> Hooks {
     let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
     let component = server.component_addr();
     let toml = format!(
@@ -46,6 +51,7 @@ seal_key = "{key}"
 domain = "{DOMAIN}"
 secret = "{SECRET}"
 listen = "127.0.0.1:0"
+admins = ["admin@localhost"]
 
 [[bridges.webhook.hooks]]
 name = "ci"
@@ -69,11 +75,15 @@ nick = "hookbot"
     );
     let settings =
         Settings::from_toml(&toml, "e2e", false).expect("the test configuration is valid");
-    let table = settings
+    let mut table = settings
         .bridge_tables
         .get("webhook")
         .cloned()
         .expect("the webhook table");
+    // As the core does (`estuary::bridges::build`): the bridge never sees `admins`.
+    if let Some(map) = table.as_object_mut() {
+        map.remove("admins");
+    }
     let connector = Arc::new(WebhookConnector::from_config(&table).expect("the hooks are valid"));
     let db = app::open_database(&settings)
         .await
@@ -84,11 +94,7 @@ nick = "hookbot"
         .await
         .expect("the gateway starts");
     let http = connector.local_addr().expect("the HTTP listener is bound");
-    Hooks {
-        app,
-        http,
-        _dir: dir,
-    }
+    Hooks { app, http, dir }
 }
 
 fn el(xml: &str) -> Element {
@@ -237,5 +243,215 @@ async fn a_post_accepted_while_prosody_is_down_arrives_after_restart() {
             body(s).as_deref() == Some("sent while the server was down")
         })
         .await;
+    hooks.app.shutdown().await;
+}
+
+/// Runs a bridge command with a submitted form; returns the IQ answer.
+async fn command(client: &mut TestClient, node: &str, fields: &[(&str, &str)]) -> Element {
+    let fields: String = fields
+        .iter()
+        .map(|(var, value)| format!("<field var='{var}'><value>{value}</value></field>"))
+        .collect();
+    client
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='set' to='{DOMAIN}'>\
+             <command xmlns='http://jabber.org/protocol/commands' node='{node}' action='complete'>\
+             <x xmlns='jabber:x:data' type='submit'>{fields}</x></command></iq>"
+        )))
+        .await
+}
+
+/// The `<note/>` of a completed command; panics with the answer otherwise.
+fn completed_note(answer: &Element) -> String {
+    let xml = String::from(answer);
+    let command = answer
+        .get_child("command", "http://jabber.org/protocol/commands")
+        .filter(|c| c.attr("status") == Some("completed"))
+        .unwrap_or_else(|| panic!("the command did not complete: {xml}"));
+    command
+        .get_child("note", "http://jabber.org/protocol/commands")
+        .map(|n| n.text())
+        .unwrap_or_else(|| panic!("no note: {xml}"))
+}
+
+fn error_condition(answer: &Element) -> Option<String> {
+    let error = answer.get_child("error", "jabber:client")?;
+    error
+        .children()
+        .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-stanzas" && c.name() != "text")
+        .map(|c| c.name().to_owned())
+}
+
+async fn post(http: SocketAddr, hook: &str, token: &str, text: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("http://{http}/hooks/{hook}"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "text": text }))
+        .send()
+        .await
+        .expect("the listener answers")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn hooks_added_by_command_work_and_survive_a_restart() {
+    common::init_tracing();
+    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
+    for (user, pw) in [("alice", "alicepw"), ("bob", "bobpw"), ("admin", "adminpw")] {
+        server.register(user, pw).await;
+    }
+    let hooks = start(&server).await;
+    let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
+    let mut bob = TestClient::connect(&server, "bob", "bobpw", "e2e").await;
+    let mut admin = TestClient::connect(&server, "admin", "adminpw", "e2e").await;
+
+    // The admin adds a hook for alice, with a token of their choosing.
+    let note = completed_note(
+        &command(
+            &mut admin,
+            "admin-hook-add",
+            &[
+                ("name", "deploy"),
+                ("token", "deploy-token"),
+                ("to", "alice@localhost"),
+                ("message_type", "chat"),
+            ],
+        )
+        .await,
+    );
+    assert!(
+        note.contains("deploy") && !note.contains("deploy-token"),
+        "{note}"
+    );
+    assert_eq!(
+        post(hooks.http, "deploy", "deploy-token", "deployed v1").await,
+        202
+    );
+    let m = alice
+        .expect("the admin's hook's message", |s| {
+            body(s).as_deref() == Some("deployed v1")
+        })
+        .await;
+    assert_eq!(
+        m.attr("from").map(|f| f.split('/').next().unwrap_or(f)),
+        Some("deploy@hooks.localhost")
+    );
+
+    // Bob is no admin: the admin commands are refused, and config hooks are read-only.
+    let denied = command(
+        &mut bob,
+        "admin-hook-add",
+        &[("name", "x"), ("to", "bob@localhost")],
+    )
+    .await;
+    assert_eq!(
+        error_condition(&denied).as_deref(),
+        Some("forbidden"),
+        "{}",
+        String::from(&denied)
+    );
+    let taken = command(&mut bob, "hook-add", &[("name", "ci")]).await;
+    assert_eq!(
+        error_condition(&taken).as_deref(),
+        Some("conflict"),
+        "{}",
+        String::from(&taken)
+    );
+    let config_hook = command(&mut admin, "admin-hook-remove", &[("name", "ci")]).await;
+    assert!(
+        error_condition(&config_hook).as_deref() == Some("forbidden")
+            && String::from(&config_hook).contains("configuration file"),
+        "{}",
+        String::from(&config_hook)
+    );
+
+    // Bob adds a hook for himself and gets a generated token, once.
+    let note = completed_note(&command(&mut bob, "hook-add", &[("name", "bobs")]).await);
+    let token = note
+        .split("shown only this once: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no token in {note:?}"))
+        .to_owned();
+    assert_eq!(post(hooks.http, "bobs", &token, "for bob").await, 202);
+    bob.expect("bob's own hook's message", |s| {
+        body(s).as_deref() == Some("for bob")
+    })
+    .await;
+    let list = command(&mut bob, "hook-list", &[]).await;
+    let xml = String::from(&list);
+    assert!(xml.contains("bobs") && !xml.contains(&token), "{xml}");
+
+    // The whole gateway's metrics are on the webhook listener.
+    let metrics = reqwest::get(format!("http://{}/metrics", hooks.http))
+        .await
+        .expect("the listener answers")
+        .text()
+        .await
+        .expect("a text body");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "estuary_component_link_up{bridge=\"webhook\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("estuary_webhook_messages_delivered_total{hook=\"bobs\"} 1"),
+        "{metrics}"
+    );
+
+    // The hooks are stored (asynchronously, through the core's queue) before the restart.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stored = |user: &'static str| {
+            let db = hooks.app.db.clone();
+            async move {
+                db.get_login("webhook", user)
+                    .await
+                    .expect("the database answers")
+                    .is_some_and(|l| {
+                        l.metadata["hooks"]
+                            .as_array()
+                            .is_some_and(|h| !h.is_empty())
+                    })
+            }
+        };
+        if stored("bob@localhost").await && stored("admin@localhost").await {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hooks were not stored in the logins' metadata"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Restart: a new gateway on the same database.
+    hooks.app.shutdown().await;
+    let dir = hooks.dir.clone();
+    drop(hooks);
+    let hooks = start_in(&server, dir).await;
+    assert_eq!(
+        post(hooks.http, "bobs", &token, "after the restart").await,
+        202
+    );
+    bob.expect("bob's hook's message after the restart", |s| {
+        body(s).as_deref() == Some("after the restart")
+    })
+    .await;
+    assert_eq!(
+        post(hooks.http, "deploy", "deploy-token", "deployed v2").await,
+        202
+    );
+    alice
+        .expect("the admin's hook's message after the restart", |s| {
+            body(s).as_deref() == Some("deployed v2")
+        })
+        .await;
+
+    // Removed hooks stay removed across a restart, too.
+    completed_note(&command(&mut bob, "hook-remove", &[("name", "bobs")]).await);
+    assert_eq!(post(hooks.http, "bobs", &token, "gone").await, 404);
     hooks.app.shutdown().await;
 }

@@ -13,6 +13,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Hook names that would hide the listener's own endpoints when `path_prefix` is empty.
+const RESERVED: &[&str] = &["healthz", "metrics"];
+
 /// The prefix of every key this module reports.
 const ROOT: &str = "bridges.webhook";
 
@@ -50,6 +53,10 @@ impl Token {
     /// The token's bytes, for comparisons and HMAC keys only.
     pub fn expose(&self) -> &[u8] {
         self.0.as_bytes()
+    }
+    /// The token as text, for storing it in the login metadata only.
+    pub(crate) fn expose_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -90,7 +97,8 @@ pub enum PayloadFormat {
 }
 
 impl PayloadFormat {
-    fn parse(s: &str) -> Option<Self> {
+    /// Reads a `format` value (`gitea` is an alias of `forgejo`).
+    pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "auto" => Self::Auto,
             "text" => Self::Text,
@@ -101,6 +109,29 @@ impl PayloadFormat {
             "template" => Self::Template,
             _ => return None,
         })
+    }
+
+    /// The value as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Text => "text",
+            Self::Forgejo => "forgejo",
+            Self::Github => "github",
+            Self::Gitlab => "gitlab",
+            Self::Alertmanager => "alertmanager",
+            Self::Template => "template",
+        }
+    }
+}
+
+impl MessageType {
+    /// The value as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Headline => "headline",
+        }
     }
 }
 
@@ -197,6 +228,40 @@ impl HookConfig {
         })
     }
 
+    /// Reads one hook table (the shape of a `[[bridges.webhook.hooks]]` entry, as JSON) and
+    /// checks it; errors name `key` and the field, e.g. `{key}.token`.
+    pub fn from_json(entry: &Value, key: &str) -> Result<Self, ConfigError> {
+        parse_hook(entry, key)
+    }
+
+    /// The hook as a table that [`HookConfig::from_json`] reads back, **token included**:
+    /// only for storing the hook (in the login metadata), never for showing or logging.
+    pub fn to_json(&self) -> Value {
+        let mut t = Map::new();
+        t.insert("name".into(), Value::from(self.name.clone()));
+        t.insert("token".into(), Value::from(self.token.expose_str()));
+        t.insert("to".into(), Value::from(self.to.clone()));
+        t.insert("rooms".into(), Value::from(self.rooms.clone()));
+        t.insert("nick".into(), Value::from(self.nick.clone()));
+        t.insert(
+            "message_type".into(),
+            Value::from(self.message_type.as_str()),
+        );
+        t.insert("format".into(), Value::from(self.format.as_str()));
+        if let Some(template) = &self.template {
+            t.insert("template".into(), Value::from(template.source()));
+        }
+        if let Some(url) = &self.url {
+            t.insert("url".into(), Value::from(url.clone()));
+        }
+        t.insert(
+            "rate_limit_per_minute".into(),
+            Value::from(self.rate_limit_per_minute),
+        );
+        t.insert("senders".into(), Value::from(self.senders.clone()));
+        Value::Object(t)
+    }
+
     /// Checks the hook on its own; `key` is its config path, e.g. `bridges.webhook.hooks[0]`.
     pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
         validate_name(&self.name).map_err(|r| ConfigError::new(format!("{key}.name"), r))?;
@@ -246,6 +311,8 @@ pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// The default `path_prefix`.
 pub const DEFAULT_PREFIX: &str = "/hooks";
+/// The default `user_hook_limit`.
+pub const DEFAULT_USER_HOOK_LIMIT: u32 = 10;
 
 /// The whole `[bridges.webhook]` table.
 #[derive(Clone, Debug)]
@@ -262,8 +329,22 @@ pub struct WebhookConfig {
     pub tls: Option<TlsConfig>,
     /// `outgoing_*`: outgoing delivery settings.
     pub outgoing: OutgoingConfig,
+    /// `user_hook_limit`: how many hooks a user may add for themselves by command
+    /// (default 10; 0 turns the user commands off; admins have no limit).
+    pub user_hook_limit: u32,
+    /// `user_hook_urls`: whether users (not admins) may give their hooks an outgoing URL
+    /// (default false: the gateway would POST wherever a user says, its own network included).
+    pub user_hook_urls: bool,
     /// `hooks`: the hooks.
     pub hooks: Vec<HookConfig>,
+}
+
+impl WebhookConfig {
+    /// Why `name` cannot be a hook's name here (besides the name rules), if it cannot.
+    pub fn reserved_name(&self, name: &str) -> Option<&'static str> {
+        (self.path_prefix.is_empty() && RESERVED.contains(&name))
+            .then_some("`healthz` and `metrics` are reserved when path_prefix is empty")
+    }
 }
 
 impl WebhookConfig {
@@ -360,7 +441,7 @@ impl WebhookConfig {
                     format!("`{}` is used by an earlier hook", hook.name),
                 ));
             }
-            if path_prefix.is_empty() && (hook.name == "healthz" || hook.name == "metrics") {
+            if path_prefix.is_empty() && RESERVED.contains(&hook.name.as_str()) {
                 return Err(ConfigError::new(
                     format!("{key}.name"),
                     "`healthz` and `metrics` are reserved when path_prefix is empty",
@@ -368,9 +449,17 @@ impl WebhookConfig {
             }
             hooks.push(hook);
         }
+        let user_hook_limit = match t.uint("user_hook_limit")? {
+            None => DEFAULT_USER_HOOK_LIMIT,
+            Some(n) => u32::try_from(n)
+                .map_err(|_| ConfigError::new(format!("{ROOT}.user_hook_limit"), "is too large"))?,
+        };
+        let user_hook_urls = t.boolean("user_hook_urls")?.unwrap_or(false);
         t.reject_unknown()?;
         Ok(Self {
             domain,
+            user_hook_limit,
+            user_hook_urls,
             listen,
             path_prefix,
             max_body_bytes,
@@ -544,6 +633,25 @@ impl<'a> Table<'a> {
             Some(other) => Err(ConfigError::new(
                 self.key(key),
                 format!("must be a whole number, not {}", kind(other)),
+            )),
+        }
+    }
+
+    fn boolean(&self, key: &'static str) -> Result<Option<bool>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) => match s.trim() {
+                "true" | "1" => Ok(Some(true)),
+                "false" | "0" => Ok(Some(false)),
+                _ => Err(ConfigError::new(
+                    self.key(key),
+                    format!("`{s}` is not true or false"),
+                )),
+            },
+            Some(other) => Err(ConfigError::new(
+                self.key(key),
+                format!("must be true or false, not {}", kind(other)),
             )),
         }
     }

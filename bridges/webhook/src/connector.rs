@@ -6,7 +6,8 @@
 //! [`RemoteEvent::PostToXmppRoom`](estuary_bridge_api::RemoteEvent::PostToXmppRoom).
 
 use crate::client::{WebhookClient, hook_name, list};
-use crate::config::{ConfigError, HookConfig, WebhookConfig};
+use crate::commands::{self, HookCommands};
+use crate::config::{ConfigError, WebhookConfig};
 use crate::hooks::HookSet;
 use crate::metrics::Metrics;
 use crate::outgoing::OutgoingSender;
@@ -15,9 +16,9 @@ use async_trait::async_trait;
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use estuary_bridge_api::{
-    BridgeError, BridgeInfo, Capabilities, ChatKey, Client, Connector, ErrorKind, EventRouter,
-    EventSink, FormField, FormValues, LoginId, Registered, RemoteChatId, RemoteUserId, Result,
-    StoredLogin, User,
+    BridgeError, BridgeInfo, Capabilities, ChatKey, Client, CommandContext, CommandOutput,
+    CommandSpec, Connector, ErrorKind, EventRouter, EventSink, FormField, FormValues, Registered,
+    RemoteChatId, RemoteUserId, Result, StoredLogin, User,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -31,6 +32,7 @@ use tokio::task::JoinHandle;
 pub struct WebhookConnector {
     config: WebhookConfig,
     hooks: Arc<HookSet>,
+    commands: HookCommands,
     metrics: Arc<Metrics>,
     sender: Arc<OutgoingSender>,
     running: Mutex<Option<Running>>,
@@ -59,8 +61,10 @@ impl WebhookConnector {
                     reason: format!("cannot set up the outgoing HTTP client: {e}"),
                 }
             })?;
+        let hooks = Arc::new(HookSet::new(config.hooks.iter().cloned()));
         Ok(Self {
-            hooks: Arc::new(HookSet::new(config.hooks.iter().cloned())),
+            commands: HookCommands::new(hooks.clone(), config.clone()),
+            hooks,
             config,
             metrics,
             sender: Arc::new(sender),
@@ -73,16 +77,9 @@ impl WebhookConnector {
         &self.config
     }
 
-    /// The live hooks; the core's ad-hoc commands add and remove hooks here.
+    /// The live hooks: the config's and those added by command ([`crate::commands`]).
     pub fn hooks(&self) -> Arc<HookSet> {
         self.hooks.clone()
-    }
-
-    /// Adds or replaces a hook at run time, after checking it.
-    pub fn add_hook(&self, hook: HookConfig) -> Result<(), ConfigError> {
-        hook.validate(&format!("hook `{}`", hook.name))?;
-        self.hooks.insert(hook);
-        Ok(())
     }
 
     /// The counters served on `/metrics`.
@@ -165,13 +162,15 @@ impl Connector for WebhookConnector {
     }
 
     async fn register(&self, user: &User, _form: &FormValues) -> Result<Registered> {
+        // The metadata keeps the user's hooks: registering again must not drop them.
         Ok(Registered {
-            id: LoginId::new(format!("webhook:{}", user.jid)),
-            metadata: serde_json::json!({}),
+            id: commands::user_login(&user.jid),
+            metadata: self.commands.metadata(&user.jid),
         })
     }
 
     async fn load_login(&self, login: &StoredLogin, events: EventSink) -> Result<Box<dyn Client>> {
+        self.commands.load(login, &events).await;
         Ok(Box::new(WebhookClient::new(
             login.user.jid.clone(),
             self.config.domain.clone(),
@@ -200,6 +199,19 @@ impl Connector for WebhookConnector {
             })
     }
 
+    fn commands(&self) -> Vec<CommandSpec> {
+        commands::specs(&self.config)
+    }
+
+    async fn run_command(
+        &self,
+        ctx: &CommandContext,
+        node: &str,
+        form: &FormValues,
+    ) -> Result<CommandOutput> {
+        self.commands.run(ctx, node, form).await
+    }
+
     async fn start(&self, events: EventRouter) -> Result<()> {
         if self.lock().is_some() {
             return Err(BridgeError::new(
@@ -220,6 +232,7 @@ impl Connector for WebhookConnector {
         listener.set_nonblocking(true).map_err(|e| {
             BridgeError::internal(format!("cannot set up the listener on {local}: {e}"))
         })?;
+        self.commands.set_router(events.clone());
         let app = self
             .router(events)
             .into_make_service_with_connect_info::<SocketAddr>();

@@ -1,8 +1,8 @@
 //! The live set of hooks, shared by the HTTP server, the connector and the clients.
 //!
-//! Hooks come from the config at start and can be added or removed at run time (for the
-//! core's admin and user ad-hoc commands) through [`HookSet::insert`] and
-//! [`HookSet::remove`].
+//! Hooks come from the config at start ([`HookOrigin::Config`], read-only) and are added or
+//! removed at run time by the bridge's ad-hoc commands ([`crate::commands`]); those carry the
+//! user who added them ([`HookOrigin::Command`]), on whose login they are stored.
 
 use crate::config::HookConfig;
 use crate::ratelimit::RateLimiter;
@@ -10,20 +10,45 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-/// One hook as it runs: its config and its rate limiter.
+/// Where a hook comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HookOrigin {
+    /// `[[bridges.webhook.hooks]]`: read-only at run time.
+    Config,
+    /// Added by an ad-hoc command; stored in the metadata of `owner`'s login.
+    Command {
+        /// The bare JID of the user who added it.
+        owner: String,
+    },
+}
+
+impl HookOrigin {
+    /// The user who added the hook by command, if it was.
+    pub fn owner(&self) -> Option<&str> {
+        match self {
+            Self::Config => None,
+            Self::Command { owner } => Some(owner),
+        }
+    }
+}
+
+/// One hook as it runs: its config, where it comes from and its rate limiter.
 #[derive(Debug)]
 pub struct Hook {
     /// The hook's config.
     pub config: HookConfig,
+    /// Where it comes from.
+    pub origin: HookOrigin,
     limiter: Mutex<RateLimiter>,
 }
 
 impl Hook {
     /// A running hook for `config`.
-    pub fn new(config: HookConfig) -> Self {
+    pub fn new(config: HookConfig, origin: HookOrigin) -> Self {
         Self {
             limiter: Mutex::new(RateLimiter::new(config.rate_limit_per_minute)),
             config,
+            origin,
         }
     }
 
@@ -44,11 +69,11 @@ pub struct HookSet {
 }
 
 impl HookSet {
-    /// A set holding these hooks (names are assumed unique, as the config checks).
+    /// A set holding these config hooks (names are assumed unique, as the config checks).
     pub fn new(hooks: impl IntoIterator<Item = HookConfig>) -> Self {
         let set = Self::default();
         for h in hooks {
-            set.insert(h);
+            set.insert(h, HookOrigin::Config);
         }
         set
     }
@@ -59,9 +84,33 @@ impl HookSet {
     }
 
     /// Adds or replaces a hook; returns the one it replaced.
-    pub fn insert(&self, hook: HookConfig) -> Option<Arc<Hook>> {
+    pub fn insert(&self, hook: HookConfig, origin: HookOrigin) -> Option<Arc<Hook>> {
         let name = hook.name.clone();
-        self.write().insert(name, Arc::new(Hook::new(hook)))
+        self.write().insert(name, Arc::new(Hook::new(hook, origin)))
+    }
+
+    /// Adds a hook unless its name is taken; returns the hook holding the name if it is.
+    pub fn insert_new(&self, hook: HookConfig, origin: HookOrigin) -> Result<(), Arc<Hook>> {
+        let mut hooks = self.write();
+        if let Some(existing) = hooks.get(&hook.name) {
+            return Err(existing.clone());
+        }
+        hooks.insert(hook.name.clone(), Arc::new(Hook::new(hook, origin)));
+        Ok(())
+    }
+
+    /// Every hook, by name.
+    pub fn all(&self) -> Vec<Arc<Hook>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// The hooks `owner` added by command, by name.
+    pub fn owned_by(&self, owner: &str) -> Vec<Arc<Hook>> {
+        self.read()
+            .values()
+            .filter(|h| h.origin.owner() == Some(owner))
+            .cloned()
+            .collect()
     }
 
     /// Removes a hook; returns it.

@@ -15,7 +15,11 @@
 //! The bridge never sees XML: JIDs are plain strings in, plain strings out.
 //! The user and admin guide is `docs/bridges/webhook.md`.
 //!
+//! Hooks come from the config and from the bridge's ad-hoc commands ([`commands`]), which
+//! store the hooks they add in the adding user's login metadata so they survive a restart.
+//!
 //! Module map: [`config`] (the `[bridges.webhook]` table), [`hooks`] (the live set of hooks),
+//! [`commands`] (adding, removing and listing hooks at run time, and storing them),
 //! [`auth`] (tokens and signatures), [`format`](mod@format) (payload → text, one module per sender),
 //! [`ratelimit`], [`metrics`], [`deliver`] (events for the core), [`server`] (the axum listener), [`outgoing`] (the HTTP
 //! client with retries), [`connector`] and [`client`] (the bridge API implementations).
@@ -24,6 +28,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod commands;
 pub mod config;
 pub mod connector;
 pub mod deliver;

@@ -59,8 +59,11 @@ pub fn router(prefix: &str, state: ServerState) -> Router {
         .with_state(state)
 }
 
+/// The bridge's own counters, then every gateway's metrics from the core.
 async fn metrics(State(st): State<ServerState>) -> Response {
-    let mut resp = st.metrics.render().into_response();
+    let mut text = st.metrics.render();
+    text.push_str(&st.events.core_metrics());
+    let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -495,3 +495,39 @@ async fn bind_error_names_the_address_and_stop_frees_the_port() {
         .expect("the port is free after stop");
     second.stop().await;
 }
+
+/// A stand-in for the core's metrics registry.
+struct FakeCore;
+
+impl estuary_bridge_api::StatusSource for FakeCore {
+    fn prometheus(&self) -> String {
+        "estuary_component_link_up{bridge=\"webhook\"} 1\n".into()
+    }
+}
+
+#[tokio::test]
+async fn metrics_include_the_whole_gateway() {
+    let mut table = ci_config();
+    table["listen"] = Value::from("127.0.0.1:0");
+    let connector = WebhookConnector::from_config(&table).unwrap();
+    let (tx, _rx) = tokio::sync::mpsc::channel(4);
+    let router =
+        estuary_bridge_api::EventRouter::new(tx).with_status(std::sync::Arc::new(FakeCore));
+    connector.start(router).await.unwrap();
+    let addr = connector.local_addr().unwrap();
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("# TYPE estuary_webhook_requests_total counter\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("estuary_component_link_up{bridge=\"webhook\"} 1\n"),
+        "{text}"
+    );
+    connector.stop().await;
+}
