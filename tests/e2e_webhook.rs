@@ -52,6 +52,13 @@ domain = "{DOMAIN}"
 secret = "{SECRET}"
 listen = "127.0.0.1:0"
 admins = ["admin@localhost"]
+max_body_bytes = 65536
+
+[[bridges.webhook.hooks]]
+name = "limited"
+token = "lim"
+to = ["alice@localhost"]
+rate_limit_per_minute = 2
 
 [[bridges.webhook.hooks]]
 name = "ci"
@@ -146,6 +153,70 @@ async fn a_posted_hook_reaches_the_client() {
             .iter()
             .all(|s| body(s).as_deref() != Some("should not arrive"))
     );
+
+    // Every bad request is refused with its status, and nothing reaches the client.
+    let url = |hook: &str| format!("http://{}/hooks/{hook}", hooks.http);
+    let unknown = http
+        .post(url("nope"))
+        .bearer_auth("s3cret")
+        .json(&serde_json::json!({"text": "x"}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(unknown.status(), 404);
+    let malformed = http
+        .post(url("ci"))
+        .bearer_auth("s3cret")
+        .header("Content-Type", "application/json")
+        .body("{\"text\": ")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(malformed.status(), 400);
+    assert!(
+        malformed
+            .text()
+            .await
+            .unwrap_or_default()
+            .to_lowercase()
+            .contains("eof"),
+        "the parse error is given"
+    );
+    let huge = http
+        .post(url("ci"))
+        .bearer_auth("s3cret")
+        .json(&serde_json::json!({"text": "y".repeat(100_000)}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(huge.status(), 413);
+    let mut statuses = Vec::new();
+    for n in 0..3 {
+        let r = http
+            .post(url("limited"))
+            .bearer_auth("lim")
+            .json(&serde_json::json!({"text": format!("limited {n}")}))
+            .send()
+            .await
+            .expect("answer");
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [202, 202, 429]);
+    alice
+        .expect("the first limited post", |s| {
+            body(s).as_deref() == Some("limited 0")
+        })
+        .await;
+    alice
+        .expect("the second limited post", |s| {
+            body(s).as_deref() == Some("limited 1")
+        })
+        .await;
+    alice
+        .expect_none("nothing else", std::time::Duration::from_millis(300), |s| {
+            body(s).is_some_and(|b| b == "limited 2" || b.starts_with("yyy") || b == "x")
+        })
+        .await;
 
     // A GitHub-style signed push is verified and formatted.
     let payload =
@@ -453,5 +524,100 @@ async fn hooks_added_by_command_work_and_survive_a_restart() {
     // Removed hooks stay removed across a restart, too.
     completed_note(&command(&mut bob, "hook-remove", &[("name", "bobs")]).await);
     assert_eq!(post(hooks.http, "bobs", &token, "gone").await, 404);
+    hooks.app.shutdown().await;
+}
+
+/// What the local receiver saw: the body and the signature header of each POST.
+type Received = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// An HTTP receiver on loopback answering `status` to every POST on `/receive`.
+async fn receiver(status: u16) -> (SocketAddr, Received) {
+    let seen: Received = Arc::default();
+    let record = Arc::clone(&seen);
+    let app = axum::Router::new().route(
+        "/receive",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let record = Arc::clone(&record);
+            async move {
+                let signature = headers
+                    .get("x-estuary-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                record.lock().expect("not poisoned").push((body, signature));
+                axum::http::StatusCode::from_u16(status).expect("a valid status")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_message_to_a_hook_is_posted_out_signed() {
+    common::init_tracing();
+    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
+    server.register("alice", "alicepw").await;
+    server.register("admin", "adminpw").await;
+    let hooks = start(&server).await;
+    let (ok_addr, seen) = receiver(200).await;
+    let (bad_addr, _) = receiver(404).await;
+    let mut admin = TestClient::connect(&server, "admin", "adminpw", "e2e").await;
+    let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
+    for (name, addr) in [("deploy", ok_addr), ("broken", bad_addr)] {
+        let url = format!("http://{addr}/receive");
+        let added = command(
+            &mut admin,
+            "admin-hook-add",
+            &[
+                ("name", name),
+                ("token", "out-token"),
+                ("to", "alice@localhost"),
+                ("url", &url),
+            ],
+        )
+        .await;
+        completed_note(&added);
+    }
+
+    alice
+        .send(el("<message xmlns='jabber:client' type='chat' to='deploy@hooks.localhost' id='o1'><body>ship it</body><request xmlns='urn:xmpp:receipts'/></message>"))
+        .await;
+    alice
+        .expect("a receipt once the URL took it", |s| {
+            s.get_child("received", "urn:xmpp:receipts")
+                .is_some_and(|r| r.attr("id") == Some("o1"))
+        })
+        .await;
+    let (body, signature) = seen
+        .lock()
+        .expect("not poisoned")
+        .first()
+        .cloned()
+        .expect("the receiver got the POST");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("the body is JSON");
+    assert_eq!(json["body"], "ship it");
+    assert_eq!(json["from"], "alice@localhost");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"out-token").expect("any key length");
+    mac.update(body.as_bytes());
+    assert_eq!(
+        signature,
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
+        "the signature verifies"
+    );
+
+    alice
+        .send(el("<message xmlns='jabber:client' type='chat' to='broken@hooks.localhost' id='o2'><body>ship it too</body></message>"))
+        .await;
+    let err = alice
+        .expect("an error with the HTTP status", |s| {
+            s.attr("type") == Some("error") && s.attr("id") == Some("o2")
+        })
+        .await;
+    assert!(String::from(&err).contains("404"), "{}", String::from(&err));
     hooks.app.shutdown().await;
 }
