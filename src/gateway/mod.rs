@@ -163,6 +163,9 @@ pub async fn start(
     tokio::spawn(Arc::clone(&gateway).dispatch_inbound(inbound_rx));
     tokio::spawn(Arc::clone(&gateway).dispatch_events(events_rx));
     registry.add(&gateway);
+    // Logins first: a bridge that serves requests (webhooks) knows every stored hook by the
+    // time it listens.
+    gateway.restore_logins().await;
     let status: Arc<dyn estuary_bridge_api::StatusSource> = registry.clone();
     gateway
         .connector
@@ -172,7 +175,6 @@ pub async fn start(
             bridge: name.into(),
             message: e.text,
         })?;
-    gateway.restore_logins().await;
     tokio::spawn(Arc::clone(&gateway).replay_pending_sends());
     info!(bridge = %name, domain = %gateway.domain, "gateway started");
     Ok(gateway)
