@@ -94,6 +94,8 @@ pub struct Session {
     lists: VecDeque<oneshot::Sender<Vec<RoomInfo>>>,
     listing: Vec<RoomInfo>,
     nick_tries: usize,
+    /// Nick changes sent and not yet answered, oldest first.
+    pending_nicks: VecDeque<(String, oneshot::Sender<Result<(), BridgeError>>)>,
 }
 
 impl Session {
@@ -118,6 +120,7 @@ impl Session {
             lists: VecDeque::new(),
             listing: Vec::new(),
             nick_tries: 0,
+            pending_nicks: VecDeque::new(),
         };
         for channel in session.settings.autojoin.clone() {
             session.want_channel(&channel, None);
@@ -203,6 +206,7 @@ impl Session {
         }
         self.echoes.clear();
         self.parting.clear();
+        self.pending_nicks.clear();
         for tx in self.lists.drain(..) {
             let _ = tx.send(std::mem::take(&mut self.listing));
         }
@@ -385,7 +389,10 @@ impl Session {
                 nick,
                 reason,
             } => self.push(Command::KICK(channel, nick, reason.map(|r| one_line(&r)))),
-            Op::Nick(nick) => self.push(Command::NICK(nick)),
+            Op::Nick(nick, answer) => {
+                self.pending_nicks.push_back((nick.clone(), answer));
+                self.push(Command::NICK(nick));
+            }
             Op::List(tx) => {
                 if self.registered {
                     self.lists.push_back(tx);
@@ -401,7 +408,18 @@ impl Session {
     /// The nick was refused at registration (in use or invalid): try with `_` appended.
     pub fn nick_in_use(&mut self) {
         if self.registered {
-            self.service("That nick is already in use.".into());
+            match self.pending_nicks.pop_front() {
+                Some((nick, answer)) => {
+                    let _ = answer.send(Err(BridgeError::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "{nick}: Nickname is already in use (or not valid) on {}.",
+                            self.settings.server
+                        ),
+                    )));
+                }
+                None => self.service("That nick is already in use.".into()),
+            }
             return;
         }
         self.nick_tries += 1;
@@ -788,6 +806,16 @@ impl Session {
         if me && let Ok(mut n) = self.shared.nick.lock() {
             new.clone_into(&mut n);
         }
+        if me {
+            // The oldest nick change asked for is answered (a forced one answers nothing).
+            let asked = self
+                .pending_nicks
+                .iter()
+                .position(|(n, _)| self.casemapping().fold(n) == self.casemapping().fold(new));
+            if let Some((_, answer)) = asked.and_then(|i| self.pending_nicks.remove(i)) {
+                let _ = answer.send(Ok(()));
+            }
+        }
         let cm = self.casemapping();
         let (old_f, new_f) = (cm.fold(old), cm.fold(new));
         let mut events = Vec::new();
@@ -812,7 +840,23 @@ impl Session {
         let folded = self.fold(chan);
         let room = room_id(chan, self.server(), self.casemapping());
         if self.is_me(nick) {
-            if self.channels.remove(&folded).is_some() {
+            // In the room as far as the core knows: a kick of our own nick, which the core
+            // shows with 307 and 110. Still joining: the join simply ended.
+            let joined = self
+                .channels
+                .get(&folded)
+                .is_some_and(|c| c.state == ChanState::Joined);
+            if joined {
+                self.channels.remove(&folded);
+                self.emit(RemoteEvent::MemberChanged {
+                    room,
+                    change: MemberChange::Kicked {
+                        nick: nick.to_owned(),
+                        by,
+                        reason,
+                    },
+                });
+            } else if self.channels.remove(&folded).is_some() {
                 let reason = Some(match (by, reason) {
                     (Some(by), Some(r)) => format!("Kicked by {by}: {r}"),
                     (Some(by), None) => format!("Kicked by {by}"),
@@ -1428,6 +1472,27 @@ mod tests {
         let events = feed(&mut s, &[":bob!b@h PRIVMSG alice :\x01PING 123\x01"]);
         assert!(events.is_empty(), "{events:?}");
         assert_eq!(wire(&mut s), ["NOTICE bob :\x01PING 123\x01"]);
+    }
+
+    #[test]
+    fn a_nick_change_is_answered_by_the_server() {
+        let mut s = session();
+        registered(&mut s);
+        wire(&mut s);
+        let (tx, mut rx) = oneshot::channel();
+        s.queue_op(Op::Nick("bob".into(), tx));
+        assert_eq!(wire(&mut s), ["NICK bob"]);
+        s.nick_in_use();
+        let refused = rx.try_recv().expect("answered").expect_err("refused");
+        assert_eq!(refused.kind, ErrorKind::Conflict);
+        assert!(refused.text.contains("bob"), "{}", refused.text);
+        assert_eq!(s.own_nick(), "alice");
+
+        let (tx, mut rx) = oneshot::channel();
+        s.queue_op(Op::Nick("alicia".into(), tx));
+        feed(&mut s, &[":alice!a@h NICK :alicia"]);
+        assert_eq!(rx.try_recv().expect("answered"), Ok(()));
+        assert_eq!(s.own_nick(), "alicia");
     }
 
     #[test]
