@@ -783,3 +783,96 @@ async fn join_and_nick_errors_are_muc_errors() {
         .await;
     w.app.shutdown().await;
 }
+
+/// The IRC server restarts mid-conversation: the user is told, the bridge reconnects and
+/// rejoins on its own, what was said meanwhile is sent, and messages flow again.
+#[tokio::test]
+async fn the_irc_server_restarts() {
+    let mut w = World::start(Ircd::start()).await;
+    let room = room("rc");
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #rc").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("rc").await;
+    // The gateway in the roster, as after registration: its presence shows the login state.
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{DOMAIN}' type='subscribe'/>"
+        )))
+        .await;
+    join(&mut alice, &room, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+    bob.send("PRIVMSG #rc :before").await;
+    alice
+        .expect_message_body(&format!("{room}/bob"), "before")
+        .await;
+
+    // Down long enough for two reconnection attempts to fail (1 s, then 2 s), so that bob
+    // is back in the channel before alice's puppet tries again (4 s later).
+    w.ircd.stop();
+    let told = alice
+        .expect("the news from the server JID", |s| {
+            s.name() == "message"
+                && s.attr("from") == Some(SERVER_JID)
+                && body(s).is_some_and(|b| b.contains("lost"))
+        })
+        .await;
+    assert!(
+        body(&told).is_some_and(|b| b.contains("Reconnecting")),
+        "{}",
+        String::from(&told)
+    );
+    alice
+        .expect("the gateway's presence while reconnecting", |s| {
+            s.name() == "presence"
+                && s.attr("from") == Some(DOMAIN)
+                && s.get_child("show", "jabber:client").map(|x| x.text()) == Some("xa".into())
+                && status(s).is_some_and(|s| s.contains("reconnecting"))
+        })
+        .await;
+    // Older presences (the first connection's) are not what the test waits for below.
+    alice.drain();
+    // Said while the connection is down: queued, not lost.
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{room}'><body>during the outage</body></message>"
+        )))
+        .await;
+    alice
+        .expect_within("the second failed attempt", Duration::from_secs(20), |s| {
+            s.attr("from") == Some(SERVER_JID)
+                && body(s).is_some_and(|b| b.contains("Reconnecting in 4 s"))
+        })
+        .await;
+    w.ircd.restart();
+
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #rc").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    // Alice's puppet comes back by itself (backoff 1 s) and rejoins.
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN") && l.contains("#rc"))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.ends_with("PRIVMSG #rc :during the outage"))
+        .await;
+    alice
+        .expect("the gateway online again", |s| {
+            s.name() == "presence"
+                && s.attr("from") == Some(DOMAIN)
+                && s.attr("type").is_none()
+                && s.get_child("show", "jabber:client").is_none()
+        })
+        .await;
+    bob.send("PRIVMSG #rc :after").await;
+    alice
+        .expect_message_body(&format!("{room}/bob"), "after")
+        .await;
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{room}'><body>back</body></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.ends_with("PRIVMSG #rc :back"))
+        .await;
+    w.app.shutdown().await;
+}
