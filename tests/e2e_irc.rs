@@ -57,7 +57,7 @@ throttle = {{ lines_per_second = 50.0, burst = 50 }}
 struct World {
     server: Prosody,
     ircd: Ircd,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     app: App,
 }
 
@@ -72,7 +72,7 @@ impl World {
         World {
             server,
             ircd,
-            _dir: dir,
+            dir,
             app,
         }
     }
@@ -873,6 +873,165 @@ async fn the_irc_server_restarts() {
         )))
         .await;
     bob.expect(|l| l.starts_with(":alice") && l.ends_with("PRIVMSG #rc :back"))
+        .await;
+    w.app.shutdown().await;
+}
+
+/// A XEP-0077 registration form submitting these IRC login fields.
+fn register_iq(fields: &[(&str, &str)]) -> Element {
+    let fields: String = fields
+        .iter()
+        .map(|(var, value)| format!("<field var='{var}'><value>{value}</value></field>"))
+        .collect();
+    el(&format!(
+        "<iq xmlns='jabber:client' type='set' to='{DOMAIN}'><query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>{fields}</x></query></iq>"
+    ))
+}
+
+/// SASL PLAIN against InspIRCd + Atheme with the password given at XEP-0077 registration
+/// (sealed in the database), and a wrong password reported as refused credentials.
+#[tokio::test]
+async fn sasl_login_from_the_registration() {
+    let w = World::start(Ircd::start_with_services()).await;
+    // An Atheme account for the nick alice.
+    let mut owner = Raw::connect(w.ircd.port, "alice").await;
+    owner
+        .send("PRIVMSG NickServ :REGISTER s3cret-irc alice@example.com")
+        .await;
+    owner
+        .expect(|l| l.contains("NOTICE alice") && l.contains("registered"))
+        .await;
+    owner.send("QUIT :done").await;
+    owner.expect(|l| l.starts_with("ERROR")).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+
+    let mut alice = w.alice("sasl").await;
+    let answer = alice
+        .iq(register_iq(&[
+            ("server", "127.0.0.1"),
+            ("nick", "alice"),
+            ("sasl_password", "s3cret-irc"),
+        ]))
+        .await;
+    assert_eq!(
+        answer.attr("type"),
+        Some("result"),
+        "{}",
+        String::from(&answer)
+    );
+    // The database and its journal files (WAL) never hold the password in clear.
+    let mut files = 0;
+    for entry in std::fs::read_dir(w.dir.path()).expect("the temp dir") {
+        let path = entry.expect("a dir entry").path();
+        if path.to_string_lossy().contains("estuary.db") {
+            files += 1;
+            let bytes = std::fs::read(&path).expect("a database file");
+            assert!(
+                !bytes
+                    .windows(b"s3cret-irc".len())
+                    .any(|x| x == b"s3cret-irc"),
+                "the SASL password is sealed at rest, also in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(files > 0, "the database is in the temp dir");
+
+    join(&mut alice, &room("sasl"), "alice").await;
+    alice
+        .expect("the SASL success from the server JID", |s| {
+            s.attr("from") == Some(SERVER_JID)
+                && body(s).is_some_and(|b| b.contains("logged in as alice"))
+        })
+        .await;
+    bob.send("WHOIS alice").await;
+    let logged = bob
+        .expect(|l| l.contains(" 330 ") || l.contains(" 318 "))
+        .await;
+    assert!(
+        logged.contains(" 330 ") && logged.contains("alice alice"),
+        "services know alice's puppet as the account alice: {logged}"
+    );
+
+    // A wrong password: the gateway says the login was refused.
+    let answer = alice
+        .iq(register_iq(&[
+            ("server", "127.0.0.1"),
+            ("nick", "alice"),
+            ("sasl_password", "wrong"),
+        ]))
+        .await;
+    assert_eq!(
+        answer.attr("type"),
+        Some("result"),
+        "{}",
+        String::from(&answer)
+    );
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>",
+            room("again")
+        )))
+        .await;
+    alice
+        .expect("the refusal", |s| {
+            s.name() == "message"
+                && s.attr("from") == Some(DOMAIN)
+                && body(s).is_some_and(|b| b.contains("refused your login"))
+        })
+        .await;
+    w.app.shutdown().await;
+}
+
+/// A plain RFC 1459 server (ngircd: no echo-message, no server-time, no msgid): join with
+/// the occupant list, messages both ways, part.
+#[tokio::test]
+async fn a_plain_rfc1459_server() {
+    let w = World::start(Ircd::start_ngircd()).await;
+    let room = room("plain");
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #plain").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("plain").await;
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )))
+        .await;
+    let b = alice
+        .expect("bob, op", |s| presence_from(s, &format!("{room}/bob")))
+        .await;
+    assert_eq!(item(&b).map(|i| i.0), Some("moderator".into()));
+    alice
+        .expect("self-presence", |s| {
+            presence_from(s, &format!("{room}/alice")) && codes(s).contains(&110)
+        })
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+
+    bob.send("PRIVMSG #plain :hello from rfc1459").await;
+    alice
+        .expect_message_body(&format!("{room}/bob"), "hello from rfc1459")
+        .await;
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{room}' id='n1'><body>hello from xmpp</body></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.ends_with("PRIVMSG #plain :hello from xmpp"))
+        .await;
+    // Without echo-message the gateway reflects the message itself.
+    let reflected = alice
+        .expect_message_body(&format!("{room}/alice"), "hello from xmpp")
+        .await;
+    assert_eq!(reflected.attr("id"), Some("n1"));
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alice' type='unavailable'/>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains(" PART ") && l.contains("#plain"))
         .await;
     w.app.shutdown().await;
 }
