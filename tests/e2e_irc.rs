@@ -781,6 +781,21 @@ async fn join_and_nick_errors_are_muc_errors() {
         .await;
     bob.expect(|l| l.starts_with(":alice!") && l.ends_with("PRIVMSG #locked :yes"))
         .await;
+
+    // A first join with a nick that is taken: the server's choice, announced with 210.
+    w.server.register("dave", "davepw").await;
+    let mut dave = TestClient::connect(&w.server, "dave", "davepw", "errors").await;
+    dave.send(el(&format!(
+        "<presence xmlns='jabber:client' to='{locked}/bob'><x xmlns='http://jabber.org/protocol/muc'><password>sesame</password></x></presence>"
+    )))
+    .await;
+    let me = dave
+        .expect("dave's self-presence", |s| {
+            s.name() == "presence" && codes(s).contains(&110)
+        })
+        .await;
+    assert!(codes(&me).contains(&210), "{}", String::from(&me));
+    assert_eq!(me.attr("from"), Some(format!("{locked}/bob_").as_str()));
     w.app.shutdown().await;
 }
 
