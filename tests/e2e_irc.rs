@@ -808,6 +808,10 @@ async fn the_irc_server_restarts() {
     let mut bob = Raw::connect(w.ircd.port, "bob").await;
     bob.send("JOIN #rc").await;
     bob.expect(|l| l.contains(" 366 ")).await;
+    // Carol is there before the restart and does not come back.
+    let mut carol = Raw::connect(w.ircd.port, "carol").await;
+    carol.send("JOIN #rc").await;
+    carol.expect(|l| l.contains(" 366 ")).await;
     let mut alice = w.alice("rc").await;
     // The gateway in the roster, as after registration: its presence shows the login state.
     alice
@@ -876,6 +880,17 @@ async fn the_irc_server_restarts() {
                 && s.attr("from") == Some(DOMAIN)
                 && s.attr("type").is_none()
                 && s.get_child("show", "jabber:client").is_none()
+        })
+        .await;
+    // The rejoin shows who is gone: carol.
+    alice
+        .expect("carol gone after the rejoin", |s| {
+            presence_from(s, &format!("{room}/carol")) && s.attr("type") == Some("unavailable")
+        })
+        .await;
+    alice
+        .expect_none("bob gone (he is back)", Duration::from_millis(300), |s| {
+            presence_from(s, &format!("{room}/bob")) && s.attr("type") == Some("unavailable")
         })
         .await;
     bob.send("PRIVMSG #rc :after").await;
