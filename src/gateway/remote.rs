@@ -262,6 +262,10 @@ impl Gateway {
                 }
                 let _ = self.db.delete_room(&self.bridge, user, room.as_str()).await;
             }
+            RemoteEvent::Invited { room, by, reason } => {
+                self.invited(&user_jid, &room, by.as_ref(), reason.as_deref())
+                    .await
+            }
             RemoteEvent::ServiceMessage { service, body } => {
                 let from = match service {
                     Some(s) => self.chat_jid(&ChatKey::Service(s)).map(Jid::from),
@@ -755,6 +759,42 @@ impl Gateway {
                 }
             }
         }
+    }
+
+    /// A XEP-0249 direct invitation into a foreign room, from the inviter's contact JID
+    /// (the gateway's when unknown), with a body for clients that do not show invitations.
+    async fn invited(
+        &self,
+        user_jid: &Jid,
+        room: &RemoteChatId,
+        by: Option<&RemoteUserId>,
+        reason: Option<&str>,
+    ) {
+        let Some(room_jid) = self.chat_jid(&ChatKey::Room(room.clone())) else {
+            return;
+        };
+        let from = by
+            .and_then(|u| self.chat_jid(&ChatKey::Direct(u.clone())))
+            .map(Jid::from)
+            .unwrap_or_else(|| self.jid());
+        let mut x = Element::builder("x", ns::CONFERENCE)
+            .attr(crate::xmpp::el::a("jid"), room_jid.to_string())
+            .build();
+        if let Some(r) = reason {
+            crate::xmpp::el::set(&mut x, "reason", r);
+        }
+        let who = by
+            .map(|u| u.to_string())
+            .unwrap_or_else(|| "Someone".into());
+        let mut m = Message::new(Some(Jid::from(user_jid.to_bare())));
+        m.from = Some(from);
+        m.id = Some(Id(uuid::Uuid::new_v4().to_string()));
+        m.bodies.insert(
+            Default::default(),
+            format!("{who} invites you to {room_jid}"),
+        );
+        m.payloads.push(x);
+        self.send(m).await;
     }
 
     /// Joins a MUC on an XMPP server as `from@gw/nick` (a presence update if already in) and posts.
