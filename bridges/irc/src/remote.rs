@@ -491,9 +491,21 @@ impl Session {
             Command::NOTICE(ref target, ref text) => {
                 self.on_text(target, text, source, from_server, true, at, msgid);
             }
-            Command::INVITE(ref _nick, ref chan) => {
-                let who = source.unwrap_or_else(|| "Someone".into());
-                self.service(format!("{who} invites you to {chan}."));
+            Command::INVITE(ref nick, ref chan) => {
+                let cm = self.casemapping();
+                if self.is_me(nick) && is_channel_name(chan) {
+                    let room = room_id(chan, self.server(), cm);
+                    let by = source.map(|s| user_id(&s, self.server(), cm));
+                    self.emit(RemoteEvent::Invited {
+                        room,
+                        by,
+                        reason: None,
+                    });
+                } else {
+                    // invite-notify: someone else was invited.
+                    let who = source.unwrap_or_else(|| "Someone".into());
+                    self.service(format!("{who} invites {nick} to {chan}."));
+                }
             }
             Command::ERROR(ref text) => return Flow::Stop(text.clone()),
             _ => {}
@@ -1472,6 +1484,21 @@ mod tests {
         let events = feed(&mut s, &[":bob!b@h PRIVMSG alice :\x01PING 123\x01"]);
         assert!(events.is_empty(), "{events:?}");
         assert_eq!(wire(&mut s), ["NOTICE bob :\x01PING 123\x01"]);
+    }
+
+    #[test]
+    fn an_invite_is_an_invitation_event() {
+        let mut s = session();
+        registered(&mut s);
+        let events = feed(&mut s, &[":Bob!b@h INVITE alice :#Secret"]);
+        assert_eq!(
+            events,
+            [RemoteEvent::Invited {
+                room: RemoteChatId::new("#secret%irc.test"),
+                by: Some(estuary_bridge_api::RemoteUserId::new("bob%irc.test")),
+                reason: None,
+            }]
+        );
     }
 
     #[test]
