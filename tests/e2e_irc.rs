@@ -675,6 +675,23 @@ async fn private_messages_and_the_server_jid() {
         })
         .await;
 
+    // An IRC INVITE is a XEP-0249 direct invitation from the inviter.
+    bob.send("JOIN #secret").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    bob.send("INVITE alice #secret").await;
+    let invite = alice
+        .expect("the invitation", |s| {
+            s.name() == "message" && s.get_child("x", "jabber:x:conference").is_some()
+        })
+        .await;
+    assert_eq!(invite.attr("from"), Some(bob_jid.as_str()));
+    assert_eq!(
+        invite
+            .get_child("x", "jabber:x:conference")
+            .and_then(|x| x.attr("jid")),
+        Some(room("secret").as_str())
+    );
+
     // A server-wide notice from an operator reaches alice from the server JID.
     bob.send("OPER oper operpw").await;
     bob.expect(|l| l.contains(" 381 ")).await;
