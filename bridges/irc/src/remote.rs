@@ -54,6 +54,8 @@ struct Chan {
     /// Members by folded nick: (nick as shown, prefix modes).
     members: BTreeMap<String, (String, String)>,
     topic: String,
+    /// `+m`: members without voice or better are visitors.
+    moderated: bool,
 }
 
 /// A line to send; the first line of a user's message carries its echo expectation.
@@ -278,6 +280,7 @@ impl Session {
             state: ChanState::Joining,
             members: BTreeMap::new(),
             topic: String::new(),
+            moderated: false,
         });
     }
 
@@ -289,14 +292,17 @@ impl Session {
             members: chan
                 .members
                 .values()
-                .map(|(nick, modes)| self.member(nick, modes))
+                .map(|(nick, modes)| self.member(nick, modes, chan.moderated))
                 .collect(),
             subject: chan.topic.clone(),
         }
     }
 
-    fn member(&self, nick: &str, modes: &str) -> Member {
-        let (role, affiliation) = self.role_of(modes);
+    fn member(&self, nick: &str, modes: &str, moderated: bool) -> Member {
+        let (mut role, affiliation) = self.role_of(modes);
+        if moderated && role == Role::Participant && affiliation == Affiliation::None {
+            role = Role::Visitor;
+        }
         Member {
             nick: nick.to_owned(),
             user: Some(user_id(nick, self.server(), self.casemapping())),
@@ -653,6 +659,24 @@ impl Session {
                     self.service(motd.trim_end().to_owned());
                 }
             }
+            Response::RPL_CHANNELMODEIS => {
+                // MODE #chan answered: +m makes the unvoiced visitors.
+                let chan = arg(1);
+                let moderated = args
+                    .get(2)
+                    .is_some_and(|m| m.starts_with('+') && m.contains('m'));
+                let modes = vec![if moderated {
+                    Mode::Plus(ChannelMode::Moderated, None)
+                } else {
+                    Mode::Minus(ChannelMode::Moderated, None)
+                }];
+                if self.channels.contains_key(&self.fold(&chan)) {
+                    self.on_mode(&chan, &modes);
+                } else {
+                    let rest: Vec<&str> = args.iter().skip(2).map(String::as_str).collect();
+                    self.service(format!("{chan}: {}", rest.join(" ")));
+                }
+            }
             Response::RPL_TOPIC => {
                 let folded = self.fold(&arg(1));
                 if let Some(c) = self.channels.get_mut(&folded) {
@@ -750,6 +774,8 @@ impl Session {
             if let Some(c) = self.channels.get_mut(&folded) {
                 c.name = chan.to_owned();
             }
+            // The channel's modes (324) say whether it is moderated.
+            self.push(Command::Raw("MODE".into(), vec![chan.to_owned()]));
             return;
         }
         let nick_folded = self.fold(nick);
@@ -759,8 +785,9 @@ impl Session {
         c.members
             .insert(nick_folded, (nick.to_owned(), String::new()));
         if c.state == ChanState::Joined {
+            let moderated = c.moderated;
             let room = room_id(chan, self.server(), self.casemapping());
-            let member = self.member(nick, "");
+            let member = self.member(nick, "", moderated);
             self.emit(RemoteEvent::MemberChanged {
                 room,
                 change: MemberChange::Joined(member),
@@ -908,6 +935,19 @@ impl Session {
                 Mode::Minus(m, arg) => (false, m, arg),
                 Mode::NoPrefix(_) => continue,
             };
+            if *m == ChannelMode::Moderated {
+                if c.moderated != plus {
+                    c.moderated = plus;
+                    // Everyone without a prefix mode changes role.
+                    changed.extend(
+                        c.members
+                            .values()
+                            .filter(|(_, held)| held.is_empty())
+                            .cloned(),
+                    );
+                }
+                continue;
+            }
             let letter = match m {
                 ChannelMode::Founder => 'q',
                 ChannelMode::Admin => 'a',
@@ -929,9 +969,10 @@ impl Session {
         if c.state != ChanState::Joined {
             return;
         }
+        let moderated = c.moderated;
         let room = room_id(chan, self.server(), cm);
         for (nick, held) in changed {
-            let member = self.member(&nick, &held);
+            let member = self.member(&nick, &held, moderated);
             self.emit(RemoteEvent::MemberChanged {
                 room: room.clone(),
                 change: MemberChange::Joined(member),
@@ -1484,6 +1525,63 @@ mod tests {
         let events = feed(&mut s, &[":bob!b@h PRIVMSG alice :\x01PING 123\x01"]);
         assert!(events.is_empty(), "{events:?}");
         assert_eq!(wire(&mut s), ["NOTICE bob :\x01PING 123\x01"]);
+    }
+
+    #[test]
+    fn a_moderated_channel_makes_visitors() {
+        let mut s = session();
+        registered(&mut s);
+        s.queue_op(Op::Join {
+            channel: "#m".into(),
+            key: None,
+        });
+        wire(&mut s);
+        feed(&mut s, &[":alice!a@h JOIN #m"]);
+        assert_eq!(wire(&mut s), ["MODE #m"]);
+        feed(
+            &mut s,
+            &[
+                ":irc.test 353 alice = #m :@op +voice alice plain",
+                ":irc.test 366 alice #m :End of /NAMES list.",
+            ],
+        );
+        let events = feed(&mut s, &[":irc.test 324 alice #m +mnt"]);
+        let roles: Vec<(String, Role)> = events
+            .iter()
+            .filter_map(|e| match e {
+                RemoteEvent::MemberChanged {
+                    change: MemberChange::Joined(m),
+                    ..
+                } => Some((m.nick.clone(), m.role)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                ("alice".to_string(), Role::Visitor),
+                ("plain".to_string(), Role::Visitor)
+            ]
+        );
+        let events = feed(&mut s, &[":op!o@h MODE #m -m+v plain"]);
+        let roles: Vec<(String, Role)> = events
+            .iter()
+            .filter_map(|e| match e {
+                RemoteEvent::MemberChanged {
+                    change: MemberChange::Joined(m),
+                    ..
+                } => Some((m.nick.clone(), m.role)),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            roles.contains(&("alice".to_string(), Role::Participant)),
+            "{roles:?}"
+        );
+        assert!(
+            roles.contains(&("plain".to_string(), Role::Participant)),
+            "{roles:?}"
+        );
     }
 
     #[test]
