@@ -304,6 +304,31 @@ async fn room_life_roles_topic_nicks_kicks() {
     bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
         .await;
 
+    // A moderated channel (+m): who has no voice is a visitor.
+    bob.send("MODE #life +m").await;
+    let c = alice
+        .expect("carol a visitor", |s| presence_from(s, &occupant("carol")))
+        .await;
+    assert_eq!(item(&c), Some(("visitor".into(), "none".into())));
+    let me = alice
+        .expect("alice a visitor", |s| {
+            presence_from(s, &occupant("alice")) && codes(s).contains(&110)
+        })
+        .await;
+    assert_eq!(item(&me).map(|i| i.0), Some("visitor".into()));
+    bob.send("MODE #life -m").await;
+    let c = alice
+        .expect("carol a participant again", |s| {
+            presence_from(s, &occupant("carol"))
+        })
+        .await;
+    assert_eq!(item(&c), Some(("participant".into(), "none".into())));
+    alice
+        .expect("alice a participant again", |s| {
+            presence_from(s, &occupant("alice")) && item(s).is_some_and(|i| i.0 == "participant")
+        })
+        .await;
+
     // MODE changes become presence updates.
     bob.send("MODE #life +v carol").await;
     let c = alice
