@@ -369,6 +369,24 @@ impl Client for IrcClient {
         )
     }
 
+    async fn invite(&self, room: RemoteChatId, user: RemoteUserId) -> Result<()> {
+        let (channel, server) = address::parse_room_id(&room)?;
+        let (nick, user_server) = address::parse_user_id(&user)?;
+        if !user_server.eq_ignore_ascii_case(server) {
+            return Err(BridgeError::not_acceptable(format!(
+                "{nick} is on {user_server}, {channel} on {server}: invite someone of the same IRC server."
+            )));
+        }
+        let handle = self.connection(server, None);
+        Self::send_op(
+            &handle,
+            Op::Invite {
+                channel: channel.to_owned(),
+                nick: nick.to_owned(),
+            },
+        )
+    }
+
     async fn list_rooms(&self) -> Result<Vec<RoomInfo>> {
         let handles: Vec<ConnectionHandle> = match &self.config.fixed_server {
             Some(server) => vec![self.connection(server, None)],

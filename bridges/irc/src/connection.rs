@@ -126,6 +126,13 @@ pub enum Op {
     /// Change nick; the answer says whether the server took it (`NICK` seen) or refused
     /// it (433/432).
     Nick(String, oneshot::Sender<Result<(), BridgeError>>),
+    /// Invite someone into a channel.
+    Invite {
+        /// The channel.
+        channel: String,
+        /// Who.
+        nick: String,
+    },
     /// List channels.
     List(oneshot::Sender<Vec<RoomInfo>>),
     /// Quit and stop.

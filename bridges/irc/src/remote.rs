@@ -399,6 +399,7 @@ impl Session {
                 self.pending_nicks.push_back((nick.clone(), answer));
                 self.push(Command::NICK(nick));
             }
+            Op::Invite { channel, nick } => self.push(Command::INVITE(nick, channel)),
             Op::List(tx) => {
                 if self.registered {
                     self.lists.push_back(tx);
