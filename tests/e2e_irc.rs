@@ -717,6 +717,25 @@ async fn private_messages_and_the_server_jid() {
         Some(room("secret").as_str())
     );
 
+    // Invitations from XMPP become INVITEs: mediated (XEP-0045, to the room) and direct
+    // (XEP-0249, to the contact).
+    let secret = room("inv");
+    join(&mut alice, &secret, "alice").await;
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' to='{secret}'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='{bob_jid}'/></x></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("INVITE bob") && l.contains("#inv"))
+        .await;
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' to='{bob_jid}'><x xmlns='jabber:x:conference' jid='{secret}'/></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("INVITE bob") && l.contains("#inv"))
+        .await;
+
     // A server-wide notice from an operator reaches alice from the server JID.
     bob.send("OPER oper operpw").await;
     bob.expect(|l| l.contains(" 381 ")).await;
