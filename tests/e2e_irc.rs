@@ -10,11 +10,15 @@ use common::{Prosody, TestClient, XmppServer};
 use estuary::app::{self, App};
 use estuary::config::Settings;
 use ircd::{Ircd, Raw};
+use std::time::Duration;
 use tokio_xmpp::minidom::Element;
 
 const DOMAIN: &str = "irc.localhost";
 const SECRET: &str = "irc-secret";
 const ROOM: &str = "#test%127.0.0.1@irc.localhost";
+/// The IRC server's own JID (`irc.server@irc.gw`).
+const SERVER_JID: &str = "127.0.0.1@irc.localhost";
+const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 
 async fn start(server: &impl XmppServer, ircd: &Ircd, dir: &std::path::Path) -> App {
     let key = base64::engine::general_purpose::STANDARD.encode([3u8; 32]);
@@ -47,6 +51,126 @@ throttle = {{ lines_per_second = 50.0, burst = 50 }}
     let settings =
         Settings::from_toml(&toml, "e2e", false).expect("the test configuration is valid");
     app::start(&settings).await.expect("the gateway starts")
+}
+
+/// One scenario's world: its own Prosody, IRC server, database and gateway.
+struct World {
+    server: Prosody,
+    ircd: Ircd,
+    dir: tempfile::TempDir,
+    app: App,
+}
+
+impl World {
+    /// Starts everything, with `alice` registered on Prosody.
+    async fn start(ircd: Ircd) -> World {
+        common::init_tracing();
+        let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
+        server.register("alice", "alicepw").await;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let app = start(&server, &ircd, dir.path()).await;
+        World {
+            server,
+            ircd,
+            dir,
+            app,
+        }
+    }
+
+    async fn alice(&self, resource: &str) -> TestClient {
+        TestClient::connect(&self.server, "alice", "alicepw", resource).await
+    }
+}
+
+/// The room JID of `#chan` on the test IRC server.
+fn room(chan: &str) -> String {
+    format!("#{chan}%127.0.0.1@{DOMAIN}")
+}
+
+/// Joins `room` as `nick` and waits for the self-presence (110) and the subject; returns
+/// the self-presence.
+async fn join(client: &mut TestClient, room: &str, nick: &str) -> Element {
+    client
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/{nick}'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>"
+        )))
+        .await;
+    let me = client
+        .expect(&format!("the self-presence in {room}"), |s| {
+            s.name() == "presence"
+                && s.attr("from").is_some_and(|f| f.starts_with(room))
+                && s.attr("type").is_none()
+                && codes(s).contains(&110)
+        })
+        .await;
+    client
+        .expect(&format!("the subject of {room}"), |s| {
+            s.attr("from").is_some_and(|f| f.starts_with(room)) && subject(s).is_some()
+        })
+        .await;
+    me
+}
+
+/// Whether `s` is a presence from exactly `from`.
+fn presence_from(s: &Element, from: &str) -> bool {
+    s.name() == "presence" && s.attr("from") == Some(from)
+}
+
+/// The MUC status codes of a presence.
+fn codes(s: &Element) -> Vec<u16> {
+    s.get_child("x", MUC_USER)
+        .map(|x| {
+            x.children()
+                .filter(|c| c.name() == "status")
+                .filter_map(|c| c.attr("code")?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `<item/>` of a MUC presence as (role, affiliation).
+fn item(s: &Element) -> Option<(String, String)> {
+    let item = s.get_child("x", MUC_USER)?.get_child("item", MUC_USER)?;
+    Some((
+        item.attr("role")?.to_string(),
+        item.attr("affiliation")?.to_string(),
+    ))
+}
+
+/// An attribute of the presence's `<item/>`.
+fn item_attr(s: &Element, name: &str) -> Option<String> {
+    let item = s.get_child("x", MUC_USER)?.get_child("item", MUC_USER)?;
+    item.attr(name).map(str::to_string)
+}
+
+/// The `<reason/>` of a MUC presence's item.
+fn item_reason(s: &Element) -> Option<String> {
+    let item = s.get_child("x", MUC_USER)?.get_child("item", MUC_USER)?;
+    item.get_child("reason", MUC_USER).map(|r| r.text())
+}
+
+fn status(s: &Element) -> Option<String> {
+    s.get_child("status", "jabber:client").map(|b| b.text())
+}
+
+fn subject(s: &Element) -> Option<String> {
+    s.get_child("subject", "jabber:client").map(|b| b.text())
+}
+
+/// The error condition and text of an error stanza.
+fn error_of(s: &Element) -> Option<(String, String)> {
+    let e = s.get_child("error", "jabber:client")?;
+    let ns = "urn:ietf:params:xml:ns:xmpp-stanzas";
+    let condition = e
+        .children()
+        .find(|c| c.ns() == ns && c.name() != "text")?
+        .name()
+        .to_string();
+    let text = e
+        .get_child("text", ns)
+        .map(|t| t.text())
+        .unwrap_or_default();
+    Some((condition, text))
 }
 
 fn el(xml: &str) -> Element {
@@ -139,4 +263,866 @@ async fn an_irc_channel_is_a_muc_room() {
     bob.expect(|l| l.contains(" PART ") && l.contains("#test") && l.starts_with(":alice"))
         .await;
     app.shutdown().await;
+}
+
+/// Roles from channel modes, mode changes, topic both ways, nick changes both ways, kicks
+/// both ways, part and quit with their reasons.
+#[tokio::test]
+async fn room_life_roles_topic_nicks_kicks() {
+    let w = World::start(Ircd::start()).await;
+    let room = room("life");
+    let occupant = |nick: &str| format!("{room}/{nick}");
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #life").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut carol = Raw::connect(w.ircd.port, "carol").await;
+    carol.send("JOIN #life").await;
+    carol.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("life").await;
+
+    // Occupants with roles from modes: the channel's creator is op.
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )))
+        .await;
+    let b = alice
+        .expect("bob's presence", |s| presence_from(s, &occupant("bob")))
+        .await;
+    assert_eq!(item(&b), Some(("moderator".into(), "admin".into())));
+    let c = alice
+        .expect("carol's presence", |s| presence_from(s, &occupant("carol")))
+        .await;
+    assert_eq!(item(&c), Some(("participant".into(), "none".into())));
+    let me = alice
+        .expect("self-presence", |s| {
+            presence_from(s, &occupant("alice")) && codes(s).contains(&110)
+        })
+        .await;
+    assert_eq!(item(&me), Some(("participant".into(), "none".into())));
+    alice.expect("the subject", |s| subject(s).is_some()).await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+
+    // A moderated channel (+m): who has no voice is a visitor.
+    bob.send("MODE #life +m").await;
+    let c = alice
+        .expect("carol a visitor", |s| presence_from(s, &occupant("carol")))
+        .await;
+    assert_eq!(item(&c), Some(("visitor".into(), "none".into())));
+    let me = alice
+        .expect("alice a visitor", |s| {
+            presence_from(s, &occupant("alice")) && codes(s).contains(&110)
+        })
+        .await;
+    assert_eq!(item(&me).map(|i| i.0), Some("visitor".into()));
+    bob.send("MODE #life -m").await;
+    let c = alice
+        .expect("carol a participant again", |s| {
+            presence_from(s, &occupant("carol"))
+        })
+        .await;
+    assert_eq!(item(&c), Some(("participant".into(), "none".into())));
+    alice
+        .expect("alice a participant again", |s| {
+            presence_from(s, &occupant("alice")) && item(s).is_some_and(|i| i.0 == "participant")
+        })
+        .await;
+
+    // MODE changes become presence updates.
+    bob.send("MODE #life +v carol").await;
+    let c = alice
+        .expect("carol voiced", |s| presence_from(s, &occupant("carol")))
+        .await;
+    assert_eq!(item(&c), Some(("participant".into(), "member".into())));
+    bob.send("MODE #life +o carol").await;
+    let c = alice
+        .expect("carol opped", |s| presence_from(s, &occupant("carol")))
+        .await;
+    assert_eq!(item(&c), Some(("moderator".into(), "admin".into())));
+    bob.send("MODE #life -o carol").await;
+    let c = alice
+        .expect("carol deopped", |s| presence_from(s, &occupant("carol")))
+        .await;
+    assert_eq!(item(&c), Some(("participant".into(), "member".into())));
+    bob.send("MODE #life +o alice").await;
+    let me = alice
+        .expect("alice opped", |s| {
+            presence_from(s, &occupant("alice")) && codes(s).contains(&110)
+        })
+        .await;
+    assert_eq!(item(&me), Some(("moderator".into(), "admin".into())));
+
+    // Topic from IRC, then from XMPP.
+    bob.send("TOPIC #life :the \x02new\x02 topic").await;
+    let t = alice
+        .expect("the topic from IRC", |s| {
+            subject(s).is_some() && s.attr("from") == Some(&occupant("bob"))
+        })
+        .await;
+    assert_eq!(subject(&t).as_deref(), Some("the *new* topic"));
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{room}'><subject>set from xmpp</subject></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("TOPIC #life :set from xmpp"))
+        .await;
+    alice
+        .expect("the topic set from XMPP, reflected", |s| {
+            subject(s).as_deref() == Some("set from xmpp")
+        })
+        .await;
+
+    // Nick change from IRC.
+    bob.send("NICK bobby").await;
+    let gone = alice
+        .expect("bob's 303", |s| {
+            presence_from(s, &occupant("bob")) && s.attr("type") == Some("unavailable")
+        })
+        .await;
+    assert!(codes(&gone).contains(&303), "{}", String::from(&gone));
+    assert_eq!(item_attr(&gone, "nick").as_deref(), Some("bobby"));
+    alice
+        .expect("bobby", |s| {
+            presence_from(s, &occupant("bobby")) && s.attr("type").is_none()
+        })
+        .await;
+
+    // Nick change from XMPP: a presence to the new nick, without the MUC <x/>.
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alicia'/>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice!") && l.contains("NICK") && l.ends_with("alicia"))
+        .await;
+    let gone = alice
+        .expect("alice's own 303", |s| {
+            presence_from(s, &occupant("alice")) && s.attr("type") == Some("unavailable")
+        })
+        .await;
+    assert!(codes(&gone).contains(&303) && codes(&gone).contains(&110));
+    assert_eq!(item_attr(&gone, "nick").as_deref(), Some("alicia"));
+    alice
+        .expect("alicia's self-presence", |s| {
+            presence_from(s, &occupant("alicia")) && codes(s).contains(&110)
+        })
+        .await;
+
+    // Kick from IRC.
+    bob.send("KICK #life carol :behave").await;
+    let k = alice
+        .expect("carol kicked", |s| {
+            presence_from(s, &occupant("carol")) && s.attr("type") == Some("unavailable")
+        })
+        .await;
+    assert!(codes(&k).contains(&307), "{}", String::from(&k));
+    assert!(
+        item_reason(&k).is_some_and(|r| r.contains("behave")),
+        "{}",
+        String::from(&k)
+    );
+
+    // Kick from XMPP (muc#admin, role='none').
+    carol.send("JOIN #life").await;
+    carol.expect(|l| l.contains(" 366 ")).await;
+    alice
+        .expect("carol is back", |s| {
+            presence_from(s, &occupant("carol")) && s.attr("type").is_none()
+        })
+        .await;
+    let answer = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='set' to='{room}'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='carol' role='none'><reason>out</reason></item></query></iq>"
+        )))
+        .await;
+    assert_eq!(
+        answer.attr("type"),
+        Some("result"),
+        "{}",
+        String::from(&answer)
+    );
+    carol
+        .expect(|l| l.starts_with(":alicia") && l.contains("KICK #life carol :out"))
+        .await;
+    let k = alice
+        .expect("carol kicked by alice", |s| {
+            presence_from(s, &occupant("carol")) && s.attr("type") == Some("unavailable")
+        })
+        .await;
+    assert!(codes(&k).contains(&307));
+
+    // Part and quit with reasons.
+    carol.send("JOIN #life").await;
+    carol.expect(|l| l.contains(" 366 ")).await;
+    carol.send("PART #life :bye now").await;
+    let p = alice
+        .expect("carol parts", |s| {
+            presence_from(s, &occupant("carol")) && s.attr("type") == Some("unavailable")
+        })
+        .await;
+    assert_eq!(status(&p).as_deref(), Some("bye now"));
+    carol.send("JOIN #life").await;
+    carol.expect(|l| l.contains(" 366 ")).await;
+    carol.send("QUIT :gone fishing").await;
+    let q = alice
+        .expect("carol quits", |s| {
+            presence_from(s, &occupant("carol")) && s.attr("type") == Some("unavailable")
+        })
+        .await;
+    assert!(
+        status(&q).is_some_and(|s| s.contains("gone fishing")),
+        "{}",
+        String::from(&q)
+    );
+
+    // Alice herself kicked from IRC: 307 with 110, and she is out of the room.
+    bob.send("KICK #life alicia :enough").await;
+    let k = alice
+        .expect("alice kicked", |s| {
+            presence_from(s, &occupant("alicia")) && s.attr("type") == Some("unavailable")
+        })
+        .await;
+    assert!(
+        codes(&k).contains(&307) && codes(&k).contains(&110),
+        "{}",
+        String::from(&k)
+    );
+    assert!(item_reason(&k).is_some_and(|r| r.contains("enough")));
+    w.app.shutdown().await;
+}
+
+/// Two resources of one user in one channel share the one IRC connection: both see the
+/// traffic, the first leaving does not part the channel, the last one does.
+#[tokio::test]
+async fn two_resources_share_a_channel() {
+    let w = World::start(Ircd::start()).await;
+    let room = room("duo");
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #duo").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut phone = w.alice("phone").await;
+    let mut laptop = w.alice("laptop").await;
+    join(&mut phone, &room, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+    let me = join(&mut laptop, &room, "alice").await;
+    assert_eq!(me.attr("from"), Some(format!("{room}/alice").as_str()));
+    let laptop_sees_bob = laptop
+        .expect("bob, for the second resource", |s| {
+            presence_from(s, &format!("{room}/bob"))
+        })
+        .await;
+    assert_eq!(
+        item(&laptop_sees_bob).map(|i| i.0),
+        Some("moderator".into())
+    );
+    let joins = bob.collect_for(Duration::from_millis(500)).await;
+    assert!(
+        !joins.iter().any(|l| l.contains("JOIN")),
+        "one IRC connection, one JOIN: {joins:?}"
+    );
+
+    // Both see bob; what one resource says, the other sees too.
+    bob.send("PRIVMSG #duo :hello both").await;
+    phone
+        .expect_message_body(&format!("{room}/bob"), "hello both")
+        .await;
+    laptop
+        .expect_message_body(&format!("{room}/bob"), "hello both")
+        .await;
+    phone
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{room}' id='p1'><body>from the phone</body></message>"
+        )))
+        .await;
+    bob.expect(|l| l.contains("PRIVMSG #duo :from the phone"))
+        .await;
+    laptop
+        .expect_message_body(&format!("{room}/alice"), "from the phone")
+        .await;
+    phone
+        .expect_message_body(&format!("{room}/alice"), "from the phone")
+        .await;
+
+    // The phone leaves: the channel stays joined for the laptop.
+    phone
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alice' type='unavailable'/>"
+        )))
+        .await;
+    phone
+        .expect("the phone's own leave", |s| {
+            s.attr("type") == Some("unavailable") && codes(s).contains(&110)
+        })
+        .await;
+    let lines = bob.collect_for(Duration::from_millis(1000)).await;
+    assert!(
+        !lines.iter().any(|l| l.contains("PART")),
+        "one resource leaving must not part: {lines:?}"
+    );
+    bob.send("PRIVMSG #duo :still there?").await;
+    laptop
+        .expect_message_body(&format!("{room}/bob"), "still there?")
+        .await;
+    phone
+        .expect_none(
+            "room traffic after leaving",
+            Duration::from_millis(500),
+            |s| s.name() == "message" && s.attr("from").is_some_and(|f| f.starts_with(&room)),
+        )
+        .await;
+
+    // The last resource leaves: PART.
+    laptop
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alice' type='unavailable'/>"
+        )))
+        .await;
+    laptop
+        .expect("the laptop's own leave", |s| {
+            s.attr("type") == Some("unavailable") && codes(s).contains(&110)
+        })
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains(" PART ") && l.contains("#duo"))
+        .await;
+    w.app.shutdown().await;
+}
+
+/// IRC formatting to XEP-0393, /me both ways, NOTICEs, and a long message split into
+/// several PRIVMSGs that join back exactly.
+#[tokio::test]
+async fn formatting_actions_notices_and_long_messages() {
+    let w = World::start(Ircd::start()).await;
+    let room = room("fmt");
+    let bob_jid = format!("{room}/bob");
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #fmt").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("fmt").await;
+    join(&mut alice, &room, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+
+    bob.send("PRIVMSG #fmt :\x02bold\x02 and \x1ditalic\x1d and \x0304red\x03")
+        .await;
+    alice
+        .expect_message_body(&bob_jid, "*bold* and _italic_ and red")
+        .await;
+    bob.send("PRIVMSG #fmt :\x01ACTION waves\x01").await;
+    alice.expect_message_body(&bob_jid, "/me waves").await;
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{room}'><body>/me dances</body></message>"
+        )))
+        .await;
+    bob.expect(|l| l.contains("PRIVMSG #fmt :\x01ACTION dances\x01"))
+        .await;
+    alice
+        .expect_message_body(&format!("{room}/alice"), "/me dances")
+        .await;
+
+    // NOTICEs: in the room, and in private.
+    bob.send("NOTICE #fmt :a channel notice").await;
+    alice
+        .expect_message_body(&bob_jid, "a channel notice")
+        .await;
+    bob.send("NOTICE alice :a private notice").await;
+    alice
+        .expect_message_body("bob%127.0.0.1@irc.localhost", "a private notice")
+        .await;
+
+    // 1,000 bytes in one XMPP message: several PRIVMSGs that join back exactly.
+    let words: Vec<String> = (0..250).map(|i| format!("w{i:03}")).collect();
+    let mut long = words.join(" ");
+    long.truncate(1000);
+    assert_eq!(long.len(), 1000);
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{room}'><body>{long}</body></message>"
+        )))
+        .await;
+    let mut pieces: Vec<String> = Vec::new();
+    while pieces.concat().len() < long.len() {
+        let line = bob
+            .expect(|l| l.starts_with(":alice") && l.contains("PRIVMSG #fmt :"))
+            .await;
+        let text = line.split_once("PRIVMSG #fmt :").map(|x| x.1).unwrap_or("");
+        pieces.push(text.to_string());
+    }
+    assert!(pieces.len() >= 2, "split into several lines: {pieces:?}");
+    assert!(pieces.iter().all(|p| p.len() <= 450), "{pieces:?}");
+    assert_eq!(pieces.concat(), long, "the pieces join back exactly");
+    alice
+        .expect_message_body(&format!("{room}/alice"), &long)
+        .await;
+    w.app.shutdown().await;
+}
+
+/// Private messages both ways through `nick%server@irc.gw`; raw commands to the server's
+/// JID, and what the server answers and announces delivered from it.
+#[tokio::test]
+async fn private_messages_and_the_server_jid() {
+    let w = World::start(Ircd::start()).await;
+    let bob_jid = format!("bob%127.0.0.1@{DOMAIN}");
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    let mut alice = w.alice("pm").await;
+
+    // XMPP → IRC first: the message opens alice's IRC connection.
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='chat' to='{bob_jid}' id='m1'><body>hi bob</body></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.ends_with("PRIVMSG bob :hi bob"))
+        .await;
+    bob.send("PRIVMSG alice :hi alice").await;
+    let m = alice.expect_message_body(&bob_jid, "hi alice").await;
+    assert_eq!(m.attr("type"), Some("chat"));
+    bob.send("PRIVMSG alice :\x01ACTION nods\x01").await;
+    alice.expect_message_body(&bob_jid, "/me nods").await;
+
+    // Raw commands to the server JID: a PRIVMSG, and a WHOIS whose numerics come back
+    // from the server JID.
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='chat' to='{SERVER_JID}'><body>PRIVMSG bob :raw hello\n/WHOIS bob</body></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.ends_with("PRIVMSG bob :raw hello"))
+        .await;
+    alice
+        .expect("the WHOIS answer from the server JID", |s| {
+            s.name() == "message"
+                && s.attr("from") == Some(SERVER_JID)
+                && body(s).is_some_and(|b| b.contains("bob") && b.contains("127.0.0.1"))
+        })
+        .await;
+
+    // An IRC INVITE is a XEP-0249 direct invitation from the inviter.
+    bob.send("JOIN #secret").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    bob.send("INVITE alice #secret").await;
+    let invite = alice
+        .expect("the invitation", |s| {
+            s.name() == "message" && s.get_child("x", "jabber:x:conference").is_some()
+        })
+        .await;
+    assert_eq!(invite.attr("from"), Some(bob_jid.as_str()));
+    assert_eq!(
+        invite
+            .get_child("x", "jabber:x:conference")
+            .and_then(|x| x.attr("jid")),
+        Some(room("secret").as_str())
+    );
+
+    // Invitations from XMPP become INVITEs: mediated (XEP-0045, to the room) and direct
+    // (XEP-0249, to the contact).
+    let secret = room("inv");
+    join(&mut alice, &secret, "alice").await;
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' to='{secret}'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='{bob_jid}'/></x></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("INVITE bob") && l.contains("#inv"))
+        .await;
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' to='{bob_jid}'><x xmlns='jabber:x:conference' jid='{secret}'/></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("INVITE bob") && l.contains("#inv"))
+        .await;
+
+    // A server-wide notice from an operator reaches alice from the server JID.
+    bob.send("OPER oper operpw").await;
+    bob.expect(|l| l.contains(" 381 ")).await;
+    bob.send("NOTICE $* :maintenance at noon").await;
+    alice
+        .expect("the global notice from the server JID", |s| {
+            s.name() == "message"
+                && s.attr("from") == Some(SERVER_JID)
+                && body(s).is_some_and(|b| b.contains("maintenance at noon"))
+        })
+        .await;
+    w.app.shutdown().await;
+}
+
+/// IRC's refusals become MUC errors carrying the server's text: a +k channel without its
+/// key (and joined with the key as the MUC password), a ban, a nick in use.
+#[tokio::test]
+async fn join_and_nick_errors_are_muc_errors() {
+    let w = World::start(Ircd::start()).await;
+    let locked = room("locked");
+    let banned = room("banned");
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #locked").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    bob.send("MODE #locked +k sesame").await;
+    bob.expect(|l| l.contains("MODE #locked +k")).await;
+    bob.send("JOIN #banned").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    bob.send("MODE #banned +b alice!*@*").await;
+    bob.expect(|l| l.contains("MODE #banned +b")).await;
+    let mut alice = w.alice("errors").await;
+
+    // +k without the key: not-authorized with the IRC text.
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{locked}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )))
+        .await;
+    let e = alice
+        .expect("the +k refusal", |s| {
+            presence_from(s, &format!("{locked}/alice")) && s.attr("type") == Some("error")
+        })
+        .await;
+    let (condition, text) = error_of(&e).expect("an error");
+    assert_eq!(condition, "not-authorized", "{}", String::from(&e));
+    assert!(
+        text.contains("#locked") && text.contains("key"),
+        "the IRC text: {text}"
+    );
+    // With the key as the MUC password.
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{locked}/alice'><x xmlns='http://jabber.org/protocol/muc'><password>sesame</password></x></presence>"
+        )))
+        .await;
+    alice
+        .expect("joined with the key", |s| {
+            presence_from(s, &format!("{locked}/alice")) && codes(s).contains(&110)
+        })
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN") && l.contains("#locked"))
+        .await;
+
+    // Banned: forbidden with the IRC text.
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{banned}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )))
+        .await;
+    let e = alice
+        .expect("the ban", |s| {
+            presence_from(s, &format!("{banned}/alice")) && s.attr("type") == Some("error")
+        })
+        .await;
+    let (condition, text) = error_of(&e).expect("an error");
+    assert_eq!(condition, "forbidden", "{}", String::from(&e));
+    assert!(
+        text.contains("#banned") && text.contains("banned"),
+        "the IRC text: {text}"
+    );
+
+    // A nick change to a nick in use: conflict, and alice keeps her nick.
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{locked}/bob'/>"
+        )))
+        .await;
+    let e = alice
+        .expect("the nick conflict", |s| {
+            presence_from(s, &format!("{locked}/bob")) && s.attr("type") == Some("error")
+        })
+        .await;
+    let (condition, text) = error_of(&e).expect("an error");
+    assert_eq!(condition, "conflict", "{}", String::from(&e));
+    assert!(text.contains("bob"), "{text}");
+    bob.send("PRIVMSG #locked :still alice?").await;
+    alice
+        .expect_message_body(&format!("{locked}/bob"), "still alice?")
+        .await;
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{locked}'><body>yes</body></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice!") && l.ends_with("PRIVMSG #locked :yes"))
+        .await;
+
+    // A first join with a nick that is taken: the server's choice, announced with 210.
+    w.server.register("dave", "davepw").await;
+    let mut dave = TestClient::connect(&w.server, "dave", "davepw", "errors").await;
+    dave.send(el(&format!(
+        "<presence xmlns='jabber:client' to='{locked}/bob'><x xmlns='http://jabber.org/protocol/muc'><password>sesame</password></x></presence>"
+    )))
+    .await;
+    let me = dave
+        .expect("dave's self-presence", |s| {
+            s.name() == "presence" && codes(s).contains(&110)
+        })
+        .await;
+    assert!(codes(&me).contains(&210), "{}", String::from(&me));
+    assert_eq!(me.attr("from"), Some(format!("{locked}/bob_").as_str()));
+    w.app.shutdown().await;
+}
+
+/// The IRC server restarts mid-conversation: the user is told, the bridge reconnects and
+/// rejoins on its own, what was said meanwhile is sent, and messages flow again.
+#[tokio::test]
+async fn the_irc_server_restarts() {
+    let mut w = World::start(Ircd::start()).await;
+    let room = room("rc");
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #rc").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    // Carol is there before the restart and does not come back.
+    let mut carol = Raw::connect(w.ircd.port, "carol").await;
+    carol.send("JOIN #rc").await;
+    carol.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("rc").await;
+    // The gateway in the roster, as after registration: its presence shows the login state.
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{DOMAIN}' type='subscribe'/>"
+        )))
+        .await;
+    join(&mut alice, &room, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+    bob.send("PRIVMSG #rc :before").await;
+    alice
+        .expect_message_body(&format!("{room}/bob"), "before")
+        .await;
+
+    // Down long enough for two reconnection attempts to fail (1 s, then 2 s), so that bob
+    // is back in the channel before alice's puppet tries again (4 s later).
+    w.ircd.stop();
+    let told = alice
+        .expect("the news from the server JID", |s| {
+            s.name() == "message"
+                && s.attr("from") == Some(SERVER_JID)
+                && body(s).is_some_and(|b| b.contains("lost"))
+        })
+        .await;
+    assert!(
+        body(&told).is_some_and(|b| b.contains("Reconnecting")),
+        "{}",
+        String::from(&told)
+    );
+    alice
+        .expect("the gateway's presence while reconnecting", |s| {
+            s.name() == "presence"
+                && s.attr("from") == Some(DOMAIN)
+                && s.get_child("show", "jabber:client").map(|x| x.text()) == Some("xa".into())
+                && status(s).is_some_and(|s| s.contains("reconnecting"))
+        })
+        .await;
+    // Older presences (the first connection's) are not what the test waits for below.
+    alice.drain();
+    // Said while the connection is down: queued, not lost.
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{room}'><body>during the outage</body></message>"
+        )))
+        .await;
+    alice
+        .expect_within("the second failed attempt", Duration::from_secs(20), |s| {
+            s.attr("from") == Some(SERVER_JID)
+                && body(s).is_some_and(|b| b.contains("Reconnecting in 4 s"))
+        })
+        .await;
+    w.ircd.restart();
+
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #rc").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    // Alice's puppet comes back by itself (backoff 1 s) and rejoins.
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN") && l.contains("#rc"))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.ends_with("PRIVMSG #rc :during the outage"))
+        .await;
+    alice
+        .expect("the gateway online again", |s| {
+            s.name() == "presence"
+                && s.attr("from") == Some(DOMAIN)
+                && s.attr("type").is_none()
+                && s.get_child("show", "jabber:client").is_none()
+        })
+        .await;
+    // The rejoin shows who is gone: carol.
+    alice
+        .expect("carol gone after the rejoin", |s| {
+            presence_from(s, &format!("{room}/carol")) && s.attr("type") == Some("unavailable")
+        })
+        .await;
+    alice
+        .expect_none("bob gone (he is back)", Duration::from_millis(300), |s| {
+            presence_from(s, &format!("{room}/bob")) && s.attr("type") == Some("unavailable")
+        })
+        .await;
+    bob.send("PRIVMSG #rc :after").await;
+    alice
+        .expect_message_body(&format!("{room}/bob"), "after")
+        .await;
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{room}'><body>back</body></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.ends_with("PRIVMSG #rc :back"))
+        .await;
+    w.app.shutdown().await;
+}
+
+/// A XEP-0077 registration form submitting these IRC login fields.
+fn register_iq(fields: &[(&str, &str)]) -> Element {
+    let fields: String = fields
+        .iter()
+        .map(|(var, value)| format!("<field var='{var}'><value>{value}</value></field>"))
+        .collect();
+    el(&format!(
+        "<iq xmlns='jabber:client' type='set' to='{DOMAIN}'><query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>{fields}</x></query></iq>"
+    ))
+}
+
+/// SASL PLAIN against InspIRCd + Atheme with the password given at XEP-0077 registration
+/// (sealed in the database), and a wrong password reported as refused credentials.
+#[tokio::test]
+async fn sasl_login_from_the_registration() {
+    let w = World::start(Ircd::start_with_services()).await;
+    // An Atheme account for the nick alice.
+    let mut owner = Raw::connect(w.ircd.port, "alice").await;
+    owner
+        .send("PRIVMSG NickServ :REGISTER s3cret-irc alice@example.com")
+        .await;
+    owner
+        .expect(|l| l.contains("NOTICE alice") && l.contains("registered"))
+        .await;
+    owner.send("QUIT :done").await;
+    owner.expect(|l| l.starts_with("ERROR")).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+
+    let mut alice = w.alice("sasl").await;
+    let answer = alice
+        .iq(register_iq(&[
+            ("server", "127.0.0.1"),
+            ("nick", "alice"),
+            ("sasl_password", "s3cret-irc"),
+        ]))
+        .await;
+    assert_eq!(
+        answer.attr("type"),
+        Some("result"),
+        "{}",
+        String::from(&answer)
+    );
+    // The database and its journal files (WAL) never hold the password in clear.
+    let mut files = 0;
+    for entry in std::fs::read_dir(w.dir.path()).expect("the temp dir") {
+        let path = entry.expect("a dir entry").path();
+        if path.to_string_lossy().contains("estuary.db") {
+            files += 1;
+            let bytes = std::fs::read(&path).expect("a database file");
+            assert!(
+                !bytes
+                    .windows(b"s3cret-irc".len())
+                    .any(|x| x == b"s3cret-irc"),
+                "the SASL password is sealed at rest, also in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(files > 0, "the database is in the temp dir");
+
+    join(&mut alice, &room("sasl"), "alice").await;
+    alice
+        .expect("the SASL success from the server JID", |s| {
+            s.attr("from") == Some(SERVER_JID)
+                && body(s).is_some_and(|b| b.contains("logged in as alice"))
+        })
+        .await;
+    bob.send("WHOIS alice").await;
+    let logged = bob
+        .expect(|l| l.contains(" 330 ") || l.contains(" 318 "))
+        .await;
+    assert!(
+        logged.contains(" 330 ") && logged.contains("alice alice"),
+        "services know alice's puppet as the account alice: {logged}"
+    );
+
+    // A wrong password: the gateway says the login was refused.
+    let answer = alice
+        .iq(register_iq(&[
+            ("server", "127.0.0.1"),
+            ("nick", "alice"),
+            ("sasl_password", "wrong"),
+        ]))
+        .await;
+    assert_eq!(
+        answer.attr("type"),
+        Some("result"),
+        "{}",
+        String::from(&answer)
+    );
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>",
+            room("again")
+        )))
+        .await;
+    alice
+        .expect("the refusal", |s| {
+            s.name() == "message"
+                && s.attr("from") == Some(DOMAIN)
+                && body(s).is_some_and(|b| b.contains("refused your login"))
+        })
+        .await;
+    w.app.shutdown().await;
+}
+
+/// A plain RFC 1459 server (ngircd: no echo-message, no server-time, no msgid): join with
+/// the occupant list, messages both ways, part.
+#[tokio::test]
+async fn a_plain_rfc1459_server() {
+    let w = World::start(Ircd::start_ngircd()).await;
+    let room = room("plain");
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #plain").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("plain").await;
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )))
+        .await;
+    let b = alice
+        .expect("bob, op", |s| presence_from(s, &format!("{room}/bob")))
+        .await;
+    assert_eq!(item(&b).map(|i| i.0), Some("moderator".into()));
+    alice
+        .expect("self-presence", |s| {
+            presence_from(s, &format!("{room}/alice")) && codes(s).contains(&110)
+        })
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+
+    bob.send("PRIVMSG #plain :hello from rfc1459").await;
+    alice
+        .expect_message_body(&format!("{room}/bob"), "hello from rfc1459")
+        .await;
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{room}' id='n1'><body>hello from xmpp</body></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.ends_with("PRIVMSG #plain :hello from xmpp"))
+        .await;
+    // Without echo-message the gateway reflects the message itself.
+    let reflected = alice
+        .expect_message_body(&format!("{room}/alice"), "hello from xmpp")
+        .await;
+    assert_eq!(reflected.attr("id"), Some("n1"));
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alice' type='unavailable'/>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains(" PART ") && l.contains("#plain"))
+        .await;
+    w.app.shutdown().await;
 }

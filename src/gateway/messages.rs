@@ -3,8 +3,8 @@
 use super::session::Session;
 use super::{Gateway, Target};
 use crate::db::ArchivedMessage;
-use crate::xmpp::errors;
 use crate::xmpp::message::{self as msg, Inbound};
+use crate::xmpp::{errors, ns};
 use estuary_bridge_api::{BridgeError, ChatKey, ErrorKind, Outgoing, RemoteMessageId};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -99,6 +99,12 @@ impl Gateway {
                 return;
             }
         };
+        if let Some((room, invitee)) = self.invitation(&message, &chat) {
+            if let Err(e) = session.client.invite(room, invitee).await {
+                self.bounce(to, from, id, errors::from_bridge(&e)).await;
+            }
+            return;
+        }
         // A 1:1 message is written down until the network answers, so that a restart in
         // the middle of the send (a webhook being retried, say) sends it again.
         let durable = inbound.body.is_some()
@@ -155,6 +161,47 @@ impl Gateway {
             if let Err(e) = self.db.delete_send(&send.id).await {
                 warn!(bridge = %self.bridge, "cannot clear a replayed send: {e}");
             }
+        }
+    }
+
+    /// An invitation the user sends: XEP-0045 mediated (`<invite to='contact'/>` in a
+    /// message to the room) or XEP-0249 direct (`<x jabber:x:conference jid='room'/>` in a
+    /// message to the contact); both must name a room and a contact on this gateway.
+    fn invitation(
+        &self,
+        message: &Message,
+        chat: &ChatKey,
+    ) -> Option<(
+        estuary_bridge_api::RemoteChatId,
+        estuary_bridge_api::RemoteUserId,
+    )> {
+        let on_gateway = |jid: &str| match Jid::new(jid).ok().map(|j| self.target(&j)) {
+            Some(Ok(Target::Chat(key))) => Some(key),
+            _ => None,
+        };
+        match chat {
+            ChatKey::Room(room) => {
+                let invite = message
+                    .payloads
+                    .iter()
+                    .find(|p| p.is("x", ns::MUC_USER))?
+                    .get_child("invite", ns::MUC_USER)?;
+                match on_gateway(invite.attr("to")?)? {
+                    ChatKey::Direct(user) => Some((room.clone(), user)),
+                    _ => None,
+                }
+            }
+            ChatKey::Direct(user) => {
+                let x = message
+                    .payloads
+                    .iter()
+                    .find(|p| p.is("x", ns::CONFERENCE))?;
+                match on_gateway(x.attr("jid")?)? {
+                    ChatKey::Room(room) => Some((room, user.clone())),
+                    _ => None,
+                }
+            }
+            ChatKey::Service(_) => None,
         }
     }
 

@@ -267,6 +267,10 @@ impl Gateway {
                 }
                 let _ = self.db.delete_room(&self.bridge, user, room.as_str()).await;
             }
+            RemoteEvent::Invited { room, by, reason } => {
+                self.invited(&user_jid, &room, by.as_ref(), reason.as_deref())
+                    .await
+            }
             RemoteEvent::ServiceMessage { service, body } => {
                 let from = match service {
                     Some(s) => self.chat_jid(&ChatKey::Service(s)).map(Jid::from),
@@ -575,13 +579,53 @@ impl Gateway {
         members: Vec<Member>,
         subject: String,
     ) {
-        let greet = {
+        let (greet, changes, resources) = {
             let mut rooms = s.rooms();
             let r = rooms.entry(room.clone()).or_default();
-            r.members = members.into_iter().map(|m| (m.nick.clone(), m)).collect();
+            let fresh: std::collections::BTreeMap<String, Member> =
+                members.into_iter().map(|m| (m.nick.clone(), m)).collect();
+            // Joined again while already in (the network reconnected and rejoined): the
+            // resources already in see who left and who came or changed meanwhile.
+            let changes = if r.joined {
+                occupant_changes(&r.members, &fresh, &own_nick)
+            } else {
+                Vec::new()
+            };
+            r.members = fresh;
             r.subject = subject;
-            confirm_join(r, &own_nick)
+            let resources = r.resources.clone();
+            (confirm_join(r, &own_nick), changes, resources)
         };
+        if !changes.is_empty() {
+            let greeted: Vec<&String> = greet.iter().map(|g| &g.0).collect();
+            let targets: Vec<Jid> = resources
+                .iter()
+                .filter(|r| !greeted.contains(r))
+                .filter_map(|r| Jid::new(r).ok())
+                .collect();
+            for (nick, member) in &changes {
+                let Some(from) = self.occupant_jid(&room, nick) else {
+                    continue;
+                };
+                let real = member
+                    .as_ref()
+                    .and_then(|m| m.user.as_ref())
+                    .and_then(|u| self.chat_jid(&ChatKey::Direct(u.clone())))
+                    .map(|j| j.to_string());
+                for to in &targets {
+                    self.send(muc::occupant_presence(&Occupant {
+                        from: Some(from.clone()),
+                        to: Some(to.clone()),
+                        role: member.as_ref().map(|m| m.role),
+                        affiliation: member.as_ref().map(|m| m.affiliation),
+                        jid: real.as_deref(),
+                        unavailable: member.is_none(),
+                        ..Default::default()
+                    }))
+                    .await;
+                }
+            }
+        }
         if let Err(e) = self
             .db
             .save_room(&self.bridge, &s.user, room.as_str(), &own_nick)
@@ -750,6 +794,42 @@ impl Gateway {
         }
     }
 
+    /// A XEP-0249 direct invitation into a foreign room, from the inviter's contact JID
+    /// (the gateway's when unknown), with a body for clients that do not show invitations.
+    async fn invited(
+        &self,
+        user_jid: &Jid,
+        room: &RemoteChatId,
+        by: Option<&RemoteUserId>,
+        reason: Option<&str>,
+    ) {
+        let Some(room_jid) = self.chat_jid(&ChatKey::Room(room.clone())) else {
+            return;
+        };
+        let from = by
+            .and_then(|u| self.chat_jid(&ChatKey::Direct(u.clone())))
+            .map(Jid::from)
+            .unwrap_or_else(|| self.jid());
+        let mut x = Element::builder("x", ns::CONFERENCE)
+            .attr(crate::xmpp::el::a("jid"), room_jid.to_string())
+            .build();
+        if let Some(r) = reason {
+            crate::xmpp::el::set(&mut x, "reason", r);
+        }
+        let who = by
+            .map(|u| u.to_string())
+            .unwrap_or_else(|| "Someone".into());
+        let mut m = Message::new(Some(Jid::from(user_jid.to_bare())));
+        m.from = Some(from);
+        m.id = Some(Id(uuid::Uuid::new_v4().to_string()));
+        m.bodies.insert(
+            Default::default(),
+            format!("{who} invites you to {room_jid}"),
+        );
+        m.payloads.push(x);
+        self.send(m).await;
+    }
+
     /// Joins a MUC on an XMPP server as `from@gw/nick` (a presence update if already in) and posts.
     async fn post_to_xmpp_room(&self, from: &RemoteUserId, room: &str, nick: &str, body: &str) {
         let local = escape_local(&self.connector.contact_local_part(from));
@@ -779,5 +859,76 @@ impl Gateway {
         m.id = Some(Id(uuid::Uuid::new_v4().to_string()));
         m.bodies.insert(Default::default(), body.to_string());
         self.send(m).await;
+    }
+}
+
+/// What changed among a room's occupants between two full lists (the user's own nick left
+/// out): `(nick, None)` for someone gone, `(nick, Some(member))` for someone new or whose
+/// role or affiliation changed.
+fn occupant_changes(
+    old: &std::collections::BTreeMap<String, Member>,
+    new: &std::collections::BTreeMap<String, Member>,
+    own_nick: &str,
+) -> Vec<(String, Option<Member>)> {
+    let gone = old
+        .keys()
+        .filter(|n| n.as_str() != own_nick && !new.contains_key(*n))
+        .map(|n| (n.clone(), None));
+    let changed = new
+        .values()
+        .filter(|m| m.nick != own_nick)
+        .filter(|m| {
+            old.get(&m.nick)
+                .is_none_or(|o| o.role != m.role || o.affiliation != m.affiliation)
+        })
+        .map(|m| (m.nick.clone(), Some(m.clone())));
+    gone.chain(changed).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use estuary_bridge_api::{Affiliation, Role};
+
+    fn member(nick: &str, role: Role) -> (String, Member) {
+        let mut m = Member::participant(nick);
+        m.role = role;
+        if role == Role::Moderator {
+            m.affiliation = Affiliation::Admin;
+        }
+        (nick.to_string(), m)
+    }
+
+    #[test]
+    fn occupant_changes_after_a_rejoin() {
+        let old = [
+            member("me", Role::Participant),
+            member("stays", Role::Participant),
+            member("gone", Role::Participant),
+            member("opped", Role::Participant),
+        ]
+        .into_iter()
+        .collect();
+        let new = [
+            member("me", Role::Moderator),
+            member("stays", Role::Participant),
+            member("opped", Role::Moderator),
+            member("new", Role::Participant),
+        ]
+        .into_iter()
+        .collect();
+        let changes = occupant_changes(&old, &new, "me");
+        let summary: Vec<(&str, Option<Role>)> = changes
+            .iter()
+            .map(|(n, m)| (n.as_str(), m.as_ref().map(|m| m.role)))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("gone", None),
+                ("new", Some(Role::Participant)),
+                ("opped", Some(Role::Moderator)),
+            ]
+        );
     }
 }

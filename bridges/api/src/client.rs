@@ -118,6 +118,11 @@ pub trait Client: Send + Sync {
         let _ = (room, nick, reason);
         Err(BridgeError::unsupported("kicking"))
     }
+    /// Invites someone on the network into a room.
+    async fn invite(&self, room: RemoteChatId, user: RemoteUserId) -> Result<()> {
+        let _ = (room, user);
+        Err(BridgeError::unsupported("invitations"))
+    }
     /// Lists rooms the network offers.
     async fn list_rooms(&self) -> Result<Vec<RoomInfo>> {
         Err(BridgeError::unsupported("listing rooms"))

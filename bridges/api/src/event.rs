@@ -211,6 +211,16 @@ pub enum RemoteEvent {
         /// Why.
         reason: Option<String>,
     },
+    /// Someone on the network invites the user into a room (shown as a XEP-0249 direct
+    /// invitation).
+    Invited {
+        /// The room.
+        room: RemoteChatId,
+        /// Who invites, where known.
+        by: Option<RemoteUserId>,
+        /// Why, where given.
+        reason: Option<String>,
+    },
     /// A message from the network itself (MOTD, server notice), shown from the service.
     ServiceMessage {
         /// The service endpoint, as in [`ChatKey::Service`]; `None` for the gateway domain.

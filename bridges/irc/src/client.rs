@@ -28,6 +28,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tracing::info;
 
+/// How long `set_nick` waits for the server to accept or refuse the nick.
+const NICK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `list_rooms` waits for the server's LIST.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -337,7 +339,18 @@ impl Client for IrcClient {
             return Err(BridgeError::not_acceptable(why));
         }
         let handle = self.connection(server, None);
-        Self::send_op(&handle, Op::Nick(nick))
+        let (tx, rx) = oneshot::channel();
+        Self::send_op(&handle, Op::Nick(nick, tx))?;
+        // Wait for the server's verdict, so that a refused nick becomes the MUC error of
+        // the nick change; a server that says nothing is taken as agreeing.
+        match tokio::time::timeout(NICK_TIMEOUT, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(BridgeError::new(
+                ErrorKind::RemoteUnreachable,
+                "The IRC connection was lost before the server answered the nick change.",
+            )),
+            Err(_) => Ok(()),
+        }
     }
 
     async fn kick(&self, room: RemoteChatId, nick: String, reason: Option<String>) -> Result<()> {
@@ -352,6 +365,24 @@ impl Client for IrcClient {
                 channel: channel.to_owned(),
                 nick,
                 reason,
+            },
+        )
+    }
+
+    async fn invite(&self, room: RemoteChatId, user: RemoteUserId) -> Result<()> {
+        let (channel, server) = address::parse_room_id(&room)?;
+        let (nick, user_server) = address::parse_user_id(&user)?;
+        if !user_server.eq_ignore_ascii_case(server) {
+            return Err(BridgeError::not_acceptable(format!(
+                "{nick} is on {user_server}, {channel} on {server}: invite someone of the same IRC server."
+            )));
+        }
+        let handle = self.connection(server, None);
+        Self::send_op(
+            &handle,
+            Op::Invite {
+                channel: channel.to_owned(),
+                nick: nick.to_owned(),
             },
         )
     }

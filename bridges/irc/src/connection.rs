@@ -8,7 +8,7 @@ use crate::address::CaseMapping;
 use crate::config::{Endpoint, Throttle};
 use crate::remote::{Flow, Session};
 use crate::throttle::TokenBucket;
-use estuary_bridge_api::{EventSink, LoginState, MessageKind, RemoteEvent, RoomInfo};
+use estuary_bridge_api::{BridgeError, EventSink, LoginState, MessageKind, RemoteEvent, RoomInfo};
 use futures::StreamExt;
 use irc::client::prelude::{Client as IrcClient, Command, Config, Message};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -123,8 +123,16 @@ pub enum Op {
         /// Why.
         reason: Option<String>,
     },
-    /// Change nick.
-    Nick(String),
+    /// Change nick; the answer says whether the server took it (`NICK` seen) or refused
+    /// it (433/432).
+    Nick(String, oneshot::Sender<Result<(), BridgeError>>),
+    /// Invite someone into a channel.
+    Invite {
+        /// The channel.
+        channel: String,
+        /// Who.
+        nick: String,
+    },
     /// List channels.
     List(oneshot::Sender<Vec<RoomInfo>>),
     /// Quit and stop.

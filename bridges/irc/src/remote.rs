@@ -54,6 +54,8 @@ struct Chan {
     /// Members by folded nick: (nick as shown, prefix modes).
     members: BTreeMap<String, (String, String)>,
     topic: String,
+    /// `+m`: members without voice or better are visitors.
+    moderated: bool,
 }
 
 /// A line to send; the first line of a user's message carries its echo expectation.
@@ -94,6 +96,8 @@ pub struct Session {
     lists: VecDeque<oneshot::Sender<Vec<RoomInfo>>>,
     listing: Vec<RoomInfo>,
     nick_tries: usize,
+    /// Nick changes sent and not yet answered, oldest first.
+    pending_nicks: VecDeque<(String, oneshot::Sender<Result<(), BridgeError>>)>,
 }
 
 impl Session {
@@ -118,6 +122,7 @@ impl Session {
             lists: VecDeque::new(),
             listing: Vec::new(),
             nick_tries: 0,
+            pending_nicks: VecDeque::new(),
         };
         for channel in session.settings.autojoin.clone() {
             session.want_channel(&channel, None);
@@ -203,6 +208,7 @@ impl Session {
         }
         self.echoes.clear();
         self.parting.clear();
+        self.pending_nicks.clear();
         for tx in self.lists.drain(..) {
             let _ = tx.send(std::mem::take(&mut self.listing));
         }
@@ -274,6 +280,7 @@ impl Session {
             state: ChanState::Joining,
             members: BTreeMap::new(),
             topic: String::new(),
+            moderated: false,
         });
     }
 
@@ -285,14 +292,17 @@ impl Session {
             members: chan
                 .members
                 .values()
-                .map(|(nick, modes)| self.member(nick, modes))
+                .map(|(nick, modes)| self.member(nick, modes, chan.moderated))
                 .collect(),
             subject: chan.topic.clone(),
         }
     }
 
-    fn member(&self, nick: &str, modes: &str) -> Member {
-        let (role, affiliation) = self.role_of(modes);
+    fn member(&self, nick: &str, modes: &str, moderated: bool) -> Member {
+        let (mut role, affiliation) = self.role_of(modes);
+        if moderated && role == Role::Participant && affiliation == Affiliation::None {
+            role = Role::Visitor;
+        }
         Member {
             nick: nick.to_owned(),
             user: Some(user_id(nick, self.server(), self.casemapping())),
@@ -385,7 +395,11 @@ impl Session {
                 nick,
                 reason,
             } => self.push(Command::KICK(channel, nick, reason.map(|r| one_line(&r)))),
-            Op::Nick(nick) => self.push(Command::NICK(nick)),
+            Op::Nick(nick, answer) => {
+                self.pending_nicks.push_back((nick.clone(), answer));
+                self.push(Command::NICK(nick));
+            }
+            Op::Invite { channel, nick } => self.push(Command::INVITE(nick, channel)),
             Op::List(tx) => {
                 if self.registered {
                     self.lists.push_back(tx);
@@ -401,7 +415,18 @@ impl Session {
     /// The nick was refused at registration (in use or invalid): try with `_` appended.
     pub fn nick_in_use(&mut self) {
         if self.registered {
-            self.service("That nick is already in use.".into());
+            match self.pending_nicks.pop_front() {
+                Some((nick, answer)) => {
+                    let _ = answer.send(Err(BridgeError::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "{nick}: Nickname is already in use (or not valid) on {}.",
+                            self.settings.server
+                        ),
+                    )));
+                }
+                None => self.service("That nick is already in use.".into()),
+            }
             return;
         }
         self.nick_tries += 1;
@@ -473,9 +498,21 @@ impl Session {
             Command::NOTICE(ref target, ref text) => {
                 self.on_text(target, text, source, from_server, true, at, msgid);
             }
-            Command::INVITE(ref _nick, ref chan) => {
-                let who = source.unwrap_or_else(|| "Someone".into());
-                self.service(format!("{who} invites you to {chan}."));
+            Command::INVITE(ref nick, ref chan) => {
+                let cm = self.casemapping();
+                if self.is_me(nick) && is_channel_name(chan) {
+                    let room = room_id(chan, self.server(), cm);
+                    let by = source.map(|s| user_id(&s, self.server(), cm));
+                    self.emit(RemoteEvent::Invited {
+                        room,
+                        by,
+                        reason: None,
+                    });
+                } else {
+                    // invite-notify: someone else was invited.
+                    let who = source.unwrap_or_else(|| "Someone".into());
+                    self.service(format!("{who} invites {nick} to {chan}."));
+                }
             }
             Command::ERROR(ref text) => return Flow::Stop(text.clone()),
             _ => {}
@@ -623,6 +660,24 @@ impl Session {
                     self.service(motd.trim_end().to_owned());
                 }
             }
+            Response::RPL_CHANNELMODEIS => {
+                // MODE #chan answered: +m makes the unvoiced visitors.
+                let chan = arg(1);
+                let moderated = args
+                    .get(2)
+                    .is_some_and(|m| m.starts_with('+') && m.contains('m'));
+                let modes = vec![if moderated {
+                    Mode::Plus(ChannelMode::Moderated, None)
+                } else {
+                    Mode::Minus(ChannelMode::Moderated, None)
+                }];
+                if self.channels.contains_key(&self.fold(&chan)) {
+                    self.on_mode(&chan, &modes);
+                } else {
+                    let rest: Vec<&str> = args.iter().skip(2).map(String::as_str).collect();
+                    self.service(format!("{chan}: {}", rest.join(" ")));
+                }
+            }
             Response::RPL_TOPIC => {
                 let folded = self.fold(&arg(1));
                 if let Some(c) = self.channels.get_mut(&folded) {
@@ -720,6 +775,8 @@ impl Session {
             if let Some(c) = self.channels.get_mut(&folded) {
                 c.name = chan.to_owned();
             }
+            // The channel's modes (324) say whether it is moderated.
+            self.push(Command::Raw("MODE".into(), vec![chan.to_owned()]));
             return;
         }
         let nick_folded = self.fold(nick);
@@ -729,8 +786,9 @@ impl Session {
         c.members
             .insert(nick_folded, (nick.to_owned(), String::new()));
         if c.state == ChanState::Joined {
+            let moderated = c.moderated;
             let room = room_id(chan, self.server(), self.casemapping());
-            let member = self.member(nick, "");
+            let member = self.member(nick, "", moderated);
             self.emit(RemoteEvent::MemberChanged {
                 room,
                 change: MemberChange::Joined(member),
@@ -788,6 +846,16 @@ impl Session {
         if me && let Ok(mut n) = self.shared.nick.lock() {
             new.clone_into(&mut n);
         }
+        if me {
+            // The oldest nick change asked for is answered (a forced one answers nothing).
+            let asked = self
+                .pending_nicks
+                .iter()
+                .position(|(n, _)| self.casemapping().fold(n) == self.casemapping().fold(new));
+            if let Some((_, answer)) = asked.and_then(|i| self.pending_nicks.remove(i)) {
+                let _ = answer.send(Ok(()));
+            }
+        }
         let cm = self.casemapping();
         let (old_f, new_f) = (cm.fold(old), cm.fold(new));
         let mut events = Vec::new();
@@ -812,7 +880,23 @@ impl Session {
         let folded = self.fold(chan);
         let room = room_id(chan, self.server(), self.casemapping());
         if self.is_me(nick) {
-            if self.channels.remove(&folded).is_some() {
+            // In the room as far as the core knows: a kick of our own nick, which the core
+            // shows with 307 and 110. Still joining: the join simply ended.
+            let joined = self
+                .channels
+                .get(&folded)
+                .is_some_and(|c| c.state == ChanState::Joined);
+            if joined {
+                self.channels.remove(&folded);
+                self.emit(RemoteEvent::MemberChanged {
+                    room,
+                    change: MemberChange::Kicked {
+                        nick: nick.to_owned(),
+                        by,
+                        reason,
+                    },
+                });
+            } else if self.channels.remove(&folded).is_some() {
                 let reason = Some(match (by, reason) {
                     (Some(by), Some(r)) => format!("Kicked by {by}: {r}"),
                     (Some(by), None) => format!("Kicked by {by}"),
@@ -852,6 +936,19 @@ impl Session {
                 Mode::Minus(m, arg) => (false, m, arg),
                 Mode::NoPrefix(_) => continue,
             };
+            if *m == ChannelMode::Moderated {
+                if c.moderated != plus {
+                    c.moderated = plus;
+                    // Everyone without a prefix mode changes role.
+                    changed.extend(
+                        c.members
+                            .values()
+                            .filter(|(_, held)| held.is_empty())
+                            .cloned(),
+                    );
+                }
+                continue;
+            }
             let letter = match m {
                 ChannelMode::Founder => 'q',
                 ChannelMode::Admin => 'a',
@@ -873,9 +970,10 @@ impl Session {
         if c.state != ChanState::Joined {
             return;
         }
+        let moderated = c.moderated;
         let room = room_id(chan, self.server(), cm);
         for (nick, held) in changed {
-            let member = self.member(&nick, &held);
+            let member = self.member(&nick, &held, moderated);
             self.emit(RemoteEvent::MemberChanged {
                 room: room.clone(),
                 change: MemberChange::Joined(member),
@@ -1428,6 +1526,99 @@ mod tests {
         let events = feed(&mut s, &[":bob!b@h PRIVMSG alice :\x01PING 123\x01"]);
         assert!(events.is_empty(), "{events:?}");
         assert_eq!(wire(&mut s), ["NOTICE bob :\x01PING 123\x01"]);
+    }
+
+    #[test]
+    fn a_moderated_channel_makes_visitors() {
+        let mut s = session();
+        registered(&mut s);
+        s.queue_op(Op::Join {
+            channel: "#m".into(),
+            key: None,
+        });
+        wire(&mut s);
+        feed(&mut s, &[":alice!a@h JOIN #m"]);
+        assert_eq!(wire(&mut s), ["MODE #m"]);
+        feed(
+            &mut s,
+            &[
+                ":irc.test 353 alice = #m :@op +voice alice plain",
+                ":irc.test 366 alice #m :End of /NAMES list.",
+            ],
+        );
+        let events = feed(&mut s, &[":irc.test 324 alice #m +mnt"]);
+        let roles: Vec<(String, Role)> = events
+            .iter()
+            .filter_map(|e| match e {
+                RemoteEvent::MemberChanged {
+                    change: MemberChange::Joined(m),
+                    ..
+                } => Some((m.nick.clone(), m.role)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                ("alice".to_string(), Role::Visitor),
+                ("plain".to_string(), Role::Visitor)
+            ]
+        );
+        let events = feed(&mut s, &[":op!o@h MODE #m -m+v plain"]);
+        let roles: Vec<(String, Role)> = events
+            .iter()
+            .filter_map(|e| match e {
+                RemoteEvent::MemberChanged {
+                    change: MemberChange::Joined(m),
+                    ..
+                } => Some((m.nick.clone(), m.role)),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            roles.contains(&("alice".to_string(), Role::Participant)),
+            "{roles:?}"
+        );
+        assert!(
+            roles.contains(&("plain".to_string(), Role::Participant)),
+            "{roles:?}"
+        );
+    }
+
+    #[test]
+    fn an_invite_is_an_invitation_event() {
+        let mut s = session();
+        registered(&mut s);
+        let events = feed(&mut s, &[":Bob!b@h INVITE alice :#Secret"]);
+        assert_eq!(
+            events,
+            [RemoteEvent::Invited {
+                room: RemoteChatId::new("#secret%irc.test"),
+                by: Some(estuary_bridge_api::RemoteUserId::new("bob%irc.test")),
+                reason: None,
+            }]
+        );
+    }
+
+    #[test]
+    fn a_nick_change_is_answered_by_the_server() {
+        let mut s = session();
+        registered(&mut s);
+        wire(&mut s);
+        let (tx, mut rx) = oneshot::channel();
+        s.queue_op(Op::Nick("bob".into(), tx));
+        assert_eq!(wire(&mut s), ["NICK bob"]);
+        s.nick_in_use();
+        let refused = rx.try_recv().expect("answered").expect_err("refused");
+        assert_eq!(refused.kind, ErrorKind::Conflict);
+        assert!(refused.text.contains("bob"), "{}", refused.text);
+        assert_eq!(s.own_nick(), "alice");
+
+        let (tx, mut rx) = oneshot::channel();
+        s.queue_op(Op::Nick("alicia".into(), tx));
+        feed(&mut s, &[":alice!a@h NICK :alicia"]);
+        assert_eq!(rx.try_recv().expect("answered"), Ok(()));
+        assert_eq!(s.own_nick(), "alicia");
     }
 
     #[test]

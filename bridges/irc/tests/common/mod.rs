@@ -1,6 +1,7 @@
-//! Test harness: a real InspIRCd on a free 127.0.0.1 port in a temp dir (stopped on drop),
-//! a raw-socket IRC client for "the other side", and an mpsc receiver standing in for the
-//! gateway core.
+//! Test harness: a real IRC server on a free 127.0.0.1 port in a temp dir (stopped on drop)
+//! — InspIRCd with the IRCv3 modules, optionally linked to Atheme services for SASL, or
+//! ngircd as a plain RFC 1459 server — a raw-socket IRC client for "the other side", and an
+//! mpsc receiver standing in for the gateway core.
 #![allow(dead_code)]
 
 use estuary_bridge_api::{
@@ -18,12 +19,27 @@ use tokio::sync::mpsc;
 /// How long any expectation waits.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A running InspIRCd.
+/// Which IRC server runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// InspIRCd with the IRCv3 modules.
+    Inspircd,
+    /// InspIRCd linked to Atheme services (NickServ, SaslServ): SASL PLAIN works.
+    InspircdWithServices,
+    /// ngircd: a plain RFC 1459/2812 server (CAP LS offers multi-prefix only).
+    Ngircd,
+}
+
+/// A running IRC server (and its services, if any).
 pub struct Ircd {
     dir: tempfile::TempDir,
     /// The client port on 127.0.0.1.
     pub port: u16,
+    flavor: Flavor,
+    /// The server-link port Atheme connects to (services flavour only).
+    link_port: u16,
     child: Option<Child>,
+    services: Option<Child>,
 }
 
 fn free_port() -> u16 {
@@ -36,13 +52,33 @@ fn free_port() -> u16 {
 impl Ircd {
     /// Starts InspIRCd and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_flavor(Flavor::Inspircd)
+    }
+
+    /// Starts InspIRCd linked to Atheme and waits until the services have synced.
+    pub fn start_with_services() -> Self {
+        Self::start_flavor(Flavor::InspircdWithServices)
+    }
+
+    /// Starts ngircd and waits until it accepts connections.
+    pub fn start_ngircd() -> Self {
+        Self::start_flavor(Flavor::Ngircd)
+    }
+
+    fn start_flavor(flavor: Flavor) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut ircd = Self {
             dir,
             port: free_port(),
+            flavor,
+            link_port: free_port(),
             child: None,
+            services: None,
         };
-        ircd.write_config();
+        match flavor {
+            Flavor::Ngircd => ircd.write_ngircd_config(),
+            _ => ircd.write_config(),
+        }
         ircd.spawn();
         ircd
     }
@@ -73,29 +109,138 @@ impl Ircd {
 <module name="ircv3_capnotify"> <module name="ircv3_accounttag"> <module name="namesx"> <module name="uhnames">
 "#
         );
-        std::fs::write(self.path("inspircd.conf"), config).expect("write config");
+        let services = if self.flavor == Flavor::InspircdWithServices {
+            let link = self.link_port;
+            self.write_atheme_config();
+            format!(
+                r#"<bind address="127.0.0.1" port="{link}" type="servers">
+<module name="spanningtree"> <module name="services_account"> <module name="sasl">
+<sasl target="services.localhost">
+<link name="services.localhost" ipaddr="127.0.0.1" port="{link}" allowmask="127.0.0.1/32" sendpass="linkpw" recvpass="linkpw">
+<uline server="services.localhost" silent="yes">
+"#
+            )
+        } else {
+            String::new()
+        };
+        std::fs::write(self.path("inspircd.conf"), config + &services).expect("write config");
+    }
+
+    fn write_atheme_config(&self) {
+        let link = self.link_port;
+        let config = format!(
+            r##"loadmodule "modules/protocol/inspircd";
+loadmodule "modules/backend/opensex";
+loadmodule "modules/crypto/pbkdf2v2";
+loadmodule "modules/nickserv/main";
+loadmodule "modules/nickserv/register";
+loadmodule "modules/nickserv/identify";
+loadmodule "modules/saslserv/main";
+loadmodule "modules/saslserv/plain";
+serverinfo {{
+  name = "services.localhost"; desc = "services"; numeric = "00A"; recontime = 1;
+  netname = "TestNet"; hidehostsuffix = "users.test"; adminname = "t";
+  adminemail = "t@example.com"; registeremail = "noreply@example.com"; auth = none;
+  maxusers = 100; maxchanacs = 100; mdlimit = 30; emaillimit = 100; emailtime = 300;
+}};
+uplink "irc.localhost" {{
+  host = "127.0.0.1"; port = {link}; send_password = "linkpw"; receive_password = "linkpw";
+}};
+general {{ chan = "#services"; commit_interval = 5; maxlogins = 5; flood_msgs = 1000; flood_time = 1; }};
+nickserv {{ nick = "NickServ"; user = "NickServ"; host = "services.localhost"; real = "Nickname Services"; }};
+saslserv {{ nick = "SaslServ"; user = "SaslServ"; host = "services.localhost"; real = "SASL Authentication Agent"; }};
+"##
+        );
+        std::fs::create_dir_all(self.path("atheme-data")).expect("atheme data dir");
+        std::fs::write(self.path("atheme.conf"), config).expect("write atheme config");
+    }
+
+    fn write_ngircd_config(&self) {
+        let (d, port) = (self.dir.path().display(), self.port);
+        let config = format!(
+            "[Global]\nName = irc.localhost\nInfo = test\nListen = 127.0.0.1\nPorts = {port}\n\
+             ServerUID = root\nServerGID = root\nMotdPhrase = Welcome to the test server\n\
+             PidFile = {d}/ngircd.pid\n\
+             [Limits]\nMaxConnectionsIP = 0\nMaxJoins = 0\nMaxPenaltyTime = 0\n\
+             [Options]\nDNS = no\nIdent = no\nPAM = no\n"
+        );
+        std::fs::write(self.path("ngircd.conf"), config).expect("write ngircd config");
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("inspircd")
-            .arg(format!("--config={}", self.path("inspircd.conf").display()))
-            .args(["--nofork", "--runasroot"])
+        let mut command = match self.flavor {
+            Flavor::Ngircd => {
+                let mut c = Command::new("ngircd");
+                c.arg("--nodaemon").arg("-f").arg(self.path("ngircd.conf"));
+                c
+            }
+            _ => {
+                let mut c = Command::new("inspircd");
+                c.arg(format!("--config={}", self.path("inspircd.conf").display()))
+                    .args(["--nofork", "--runasroot"]);
+                c
+            }
+        };
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("inspircd is installed (apt-get install inspircd)");
+            .expect("the IRC server is installed (apt-get install inspircd ngircd)");
         self.child = Some(child);
         let deadline = Instant::now() + WAIT;
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "InspIRCd did not come up");
+            assert!(
+                Instant::now() < deadline,
+                "{:?} did not come up",
+                self.flavor
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if self.flavor == Flavor::InspircdWithServices && self.services.is_none() {
+            self.spawn_services();
+        }
+    }
+
+    /// Starts Atheme and waits (bounded) until it has synced with InspIRCd.
+    fn spawn_services(&mut self) {
+        let log = self.path("atheme.log");
+        let child = Command::new("atheme-services")
+            .arg("-n")
+            .arg("-c")
+            .arg(self.path("atheme.conf"))
+            .arg("-D")
+            .arg(self.path("atheme-data"))
+            .arg("-l")
+            .arg(&log)
+            .arg("-p")
+            .arg(self.path("atheme.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("atheme is installed (apt-get install atheme-services)");
+        self.services = Some(child);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("finished synching with uplink") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Atheme did not sync with InspIRCd; its log:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// Stops the server (by its pid) and waits for it to exit.
+    /// Stops the server and its services (by their pids) and waits for them to exit.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        for mut child in [self.services.take(), self.child.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -105,6 +250,7 @@ impl Ircd {
     pub fn restart(&mut self) {
         self.stop();
         let _ = std::fs::remove_file(self.path("inspircd.pid"));
+        let _ = std::fs::remove_file(self.path("ngircd.pid"));
         self.spawn();
     }
 
