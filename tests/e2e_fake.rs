@@ -528,6 +528,17 @@ async fn rooms_join_talk_rename_archive_and_leave() {
     let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
     register(&mut alice, "pw").await;
 
+    // The room list, paged (XEP-0059).
+    let page = alice
+        .iq(iq("get", DOMAIN, el("<query xmlns='http://jabber.org/protocol/disco#items'><set xmlns='http://jabber.org/protocol/rsm'><max>1</max></set></query>")))
+        .await;
+    let xml = String::from(&page);
+    assert_eq!(xml.matches("<item ").count(), 1, "{xml}");
+    assert!(
+        xml.contains("<count>2</count>") && xml.contains("#lobby@fake.localhost"),
+        "{xml}"
+    );
+
     let room = "#lobby@fake.localhost";
     alice.send(el(&format!("<presence xmlns='jabber:client' to='{room}/al'><x xmlns='http://jabber.org/protocol/muc'/></presence>"))).await;
     alice

@@ -222,19 +222,28 @@ impl Gateway {
             .list_rooms()
             .await
             .map_err(|e| errors::from_bridge(&e))?;
-        for r in rooms {
-            if let Some(jid) = self.chat_jid(&ChatKey::Room(r.id.clone())) {
+        let items: Vec<(String, String)> = rooms
+            .into_iter()
+            .filter_map(|r| {
+                let jid = self.chat_jid(&ChatKey::Room(r.id.clone()))?;
                 let name = match r.members {
                     Some(n) => format!("{} ({n})", r.name),
                     None => r.name.clone(),
                 };
-                q.append_child(
-                    Element::builder("item", ns::DISCO_ITEMS)
-                        .attr(a("jid"), jid.to_string())
-                        .attr(a("name"), name)
-                        .build(),
-                );
-            }
+                Some((jid.to_string(), name))
+            })
+            .collect();
+        let page = rsm_page(&items, req.payload.get_child("set", ns::RSM))?;
+        for (jid, name) in &items[page.range.clone()] {
+            q.append_child(
+                Element::builder("item", ns::DISCO_ITEMS)
+                    .attr(a("jid"), jid.clone())
+                    .attr(a("name"), name.clone())
+                    .build(),
+            );
+        }
+        if let Some(set) = page.set {
+            q.append_child(set);
         }
         Ok(Some(q))
     }
@@ -292,4 +301,166 @@ fn mam_form() -> Element {
     x.append_child(field("start", "text-single"));
     x.append_child(field("end", "text-single"));
     Element::builder("query", ns::MAM).append(x).build()
+}
+
+/// One XEP-0059 page of a list keyed by its first column.
+#[derive(Debug)]
+struct Page {
+    /// The items on the page.
+    range: std::ops::Range<usize>,
+    /// The `<set/>` to answer with, when the request asked for paging.
+    set: Option<Element>,
+}
+
+/// Cuts `items` by the request's `<set/>` (`max`, `after`, `before`, `index`); without one,
+/// everything. An `after`/`before` key that is not in the list is `item-not-found`.
+fn rsm_page(items: &[(String, String)], set: Option<&Element>) -> Result<Page, StanzaError> {
+    let Some(set) = set else {
+        return Ok(Page {
+            range: 0..items.len(),
+            set: None,
+        });
+    };
+    let child = |name: &str| set.get_child(name, ns::RSM).map(|c| c.text());
+    let max = match child("max") {
+        Some(m) => m
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| errors::bad_request("<max/> must be a number"))?,
+        None => items.len(),
+    };
+    let position = |key: &str| {
+        items.iter().position(|(k, _)| k == key).ok_or_else(|| {
+            errors::item_not_found(format!(
+                "{key} is not in the list (it may have changed): start again"
+            ))
+        })
+    };
+    let range = if let Some(after) = child("after") {
+        let start = position(&after)? + 1;
+        start..(start + max).min(items.len())
+    } else if let Some(before) = child("before") {
+        let end = if before.is_empty() {
+            items.len()
+        } else {
+            position(&before)?
+        };
+        end.saturating_sub(max)..end
+    } else {
+        let start = child("index")
+            .and_then(|i| i.trim().parse::<usize>().ok())
+            .unwrap_or(0)
+            .min(items.len());
+        start..(start + max).min(items.len())
+    };
+    let mut out = Element::builder("set", ns::RSM).build();
+    if let (Some(first), Some(last)) = (
+        items.get(range.start),
+        range.end.checked_sub(1).and_then(|l| items.get(l)),
+    ) && !range.is_empty()
+    {
+        out.append_child(
+            Element::builder("first", ns::RSM)
+                .attr(a("index"), range.start.to_string())
+                .append(first.0.as_str())
+                .build(),
+        );
+        out.append_child(
+            Element::builder("last", ns::RSM)
+                .append(last.0.as_str())
+                .build(),
+        );
+    }
+    out.append_child(
+        Element::builder("count", ns::RSM)
+            .append(items.len().to_string())
+            .build(),
+    );
+    Ok(Page {
+        range,
+        set: Some(out),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(n: usize) -> Vec<(String, String)> {
+        (0..n)
+            .map(|i| (format!("#r{i}@gw"), format!("r{i}")))
+            .collect()
+    }
+
+    fn set(xml: &str) -> Element {
+        format!("<set xmlns='http://jabber.org/protocol/rsm'>{xml}</set>")
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn without_a_set_everything_is_listed() {
+        let p = rsm_page(&items(5), None).unwrap();
+        assert_eq!(p.range, 0..5);
+        assert!(p.set.is_none());
+    }
+
+    #[test]
+    fn pages_forward_and_backward() {
+        let all = items(5);
+        let first = rsm_page(&all, Some(&set("<max>2</max>"))).unwrap();
+        assert_eq!(first.range, 0..2);
+        let xml = String::from(&first.set.unwrap());
+        assert!(
+            xml.contains("<count>5</count>") && xml.contains("<last>#r1@gw</last>"),
+            "{xml}"
+        );
+        assert_eq!(
+            rsm_page(&all, Some(&set("<max>2</max><after>#r1@gw</after>")))
+                .unwrap()
+                .range,
+            2..4
+        );
+        assert_eq!(
+            rsm_page(&all, Some(&set("<max>2</max><after>#r3@gw</after>")))
+                .unwrap()
+                .range,
+            4..5
+        );
+        assert_eq!(
+            rsm_page(&all, Some(&set("<max>2</max><before/>")))
+                .unwrap()
+                .range,
+            3..5
+        );
+        assert_eq!(
+            rsm_page(&all, Some(&set("<max>2</max><before>#r1@gw</before>")))
+                .unwrap()
+                .range,
+            0..1
+        );
+        assert_eq!(
+            rsm_page(&all, Some(&set("<max>2</max><index>4</index>")))
+                .unwrap()
+                .range,
+            4..5
+        );
+        assert_eq!(
+            rsm_page(&all, Some(&set("<max>0</max>"))).unwrap().range,
+            0..0
+        );
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        let all = items(3);
+        assert!(rsm_page(&all, Some(&set("<max>many</max>"))).is_err());
+        assert!(rsm_page(&all, Some(&set("<after>#gone@gw</after>"))).is_err());
+        assert!(
+            rsm_page(&all, Some(&set("<index>99</index>")))
+                .unwrap()
+                .range
+                .is_empty()
+        );
+    }
 }
