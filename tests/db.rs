@@ -26,6 +26,29 @@ async fn sqlite_backend() {
 }
 
 #[tokio::test]
+async fn sqlite_runs_in_wal_with_normal_sync() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("estuary.db").display());
+    let db = Database::connect(&url, SealKey::generate())
+        .await
+        .expect("connects");
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(db.pool())
+        .await
+        .expect("pragma")
+        .try_get(0)
+        .expect("text");
+    assert_eq!(mode, "wal");
+    let sync: i64 = sqlx::query("PRAGMA synchronous")
+        .fetch_one(db.pool())
+        .await
+        .expect("pragma")
+        .try_get(0)
+        .expect("int");
+    assert_eq!(sync, 1, "synchronous = NORMAL on every pooled connection");
+}
+
+#[tokio::test]
 async fn postgres_backend() {
     sqlx::any::install_default_drivers();
     let admin_url = std::env::var("ESTUARY_TEST_POSTGRES")

@@ -94,6 +94,19 @@ impl Database {
                 .idle_timeout(None)
                 .max_lifetime(None);
         }
+        if backend == Backend::Sqlite {
+            // Under WAL, NORMAL syncs at checkpoints instead of at every commit: a commit
+            // survives a crash of the process (what the queues and the archive need); only a
+            // power loss can take back the last commits. FULL cost an fsync per message.
+            pool_options = pool_options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
         let pool = pool_options
             .connect_with(options)
             .await

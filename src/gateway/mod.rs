@@ -13,6 +13,7 @@ mod presence;
 mod register;
 mod remote;
 pub mod session;
+mod workers;
 
 use crate::config::{BridgeSettings, Settings};
 use crate::db::Database;
@@ -35,6 +36,7 @@ use tokio_xmpp::jid::{BareJid, Jid};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::stanza_error::StanzaError;
 use tracing::{Instrument, info, info_span, warn};
+use workers::Workers;
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +97,8 @@ pub struct Gateway {
     link: LinkHandle,
     settings: BridgeSettings,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
-    workers: Mutex<HashMap<String, mpsc::Sender<Element>>>,
+    workers: Workers<Element>,
+    event_workers: Workers<(LoginId, RemoteEvent)>,
     events_tx: mpsc::Sender<(String, LoginId, RemoteEvent)>,
     disco: DiscoInfo,
     stats: Stats,
@@ -155,7 +158,8 @@ pub async fn start(
         link,
         settings: bridge,
         sessions: Mutex::new(HashMap::new()),
-        workers: Mutex::new(HashMap::new()),
+        workers: Workers::new(),
+        event_workers: Workers::new(),
         events_tx: events_tx.clone(),
         stats: Stats::default(),
         started: Instant::now(),
@@ -358,41 +362,22 @@ impl Gateway {
                 .and_then(|f| Jid::new(f).ok())
                 .map(|j| j.to_bare().to_string())
                 .unwrap_or_default();
-            let tx = {
-                let mut workers = lock(&self.workers);
-                match workers.get(&from) {
-                    Some(tx) if !tx.is_closed() => tx.clone(),
-                    _ => {
-                        let (tx, wrx) = mpsc::channel(256);
-                        tokio::spawn(Arc::clone(&self).user_worker(from.clone(), wrx));
-                        workers.insert(from.clone(), tx.clone());
-                        tx
-                    }
-                }
-            };
-            if tx.send(el).await.is_err() {
-                warn!(bridge = %self.bridge, user = %from, "a user's stanza worker stopped; stanza dropped");
-            }
-        }
-    }
-
-    /// Handles one user's stanzas in order; ends after a while without any.
-    async fn user_worker(self: Arc<Self>, user: String, mut rx: mpsc::Receiver<Element>) {
-        loop {
-            match tokio::time::timeout(std::time::Duration::from_secs(300), rx.recv()).await {
-                Ok(Some(el)) => {
-                    let span = info_span!("stanza", bridge = %self.bridge, user = %user, kind = %el.name(), id = el.attr("id").unwrap_or(""));
-                    self.handle_stanza(el).instrument(span).await;
-                }
-                Ok(None) => return,
-                Err(_) => {
-                    let mut workers = lock(&self.workers);
-                    if rx.is_empty() {
-                        workers.remove(&user);
-                        return;
-                    }
-                }
-            }
+            let gateway = Arc::clone(&self);
+            self.workers
+                .hand(&from, el, |wrx| {
+                    let (g, user) = (Arc::clone(&gateway), from.clone());
+                    tokio::spawn(async move {
+                        let g2 = Arc::clone(&g);
+                        g.workers
+                            .run(&user, wrx, |el: Element| {
+                                let span = info_span!("stanza", bridge = %g2.bridge, user = %user, kind = %el.name(), id = el.attr("id").unwrap_or(""));
+                                let g3 = Arc::clone(&g2);
+                                async move { g3.handle_stanza(el).instrument(span).await }
+                            })
+                            .await
+                    });
+                })
+                .await;
         }
     }
 
@@ -405,17 +390,28 @@ impl Gateway {
         }
     }
 
-    /// Reads bridge events and turns them into stanzas.
+    /// Reads bridge events and hands each to its user's worker, which turns it into stanzas.
     async fn dispatch_events(
         self: Arc<Self>,
         mut rx: mpsc::Receiver<(String, LoginId, RemoteEvent)>,
     ) {
         while let Some((user, login, event)) = rx.recv().await {
             bump(&self.stats.events_in);
-            let span =
-                info_span!("remote_event", bridge = %self.bridge, user = %user, login = %login);
-            self.handle_remote(&user, &login, event)
-                .instrument(span)
+            let gateway = Arc::clone(&self);
+            self.event_workers
+                .hand(&user, (login, event), |wrx| {
+                    let (g, user) = (Arc::clone(&gateway), user.clone());
+                    tokio::spawn(async move {
+                        let g2 = Arc::clone(&g);
+                        g.event_workers
+                            .run(&user, wrx, |(login, event): (LoginId, RemoteEvent)| {
+                                let span = info_span!("remote_event", bridge = %g2.bridge, user = %user, login = %login);
+                                let (g3, user) = (Arc::clone(&g2), user.clone());
+                                async move { g3.handle_remote(&user, &login, event).instrument(span).await }
+                            })
+                            .await
+                    });
+                })
                 .await;
         }
     }
