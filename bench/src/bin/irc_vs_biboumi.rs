@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo build --release -p estuary -p estuary-bench
 //! target/release/irc_vs_biboumi [--messages 20000] [--window 100] [--paced 1000] [--rate 200]
-//!     [--users 100,1000] [--time-limit 120] [--keep]
+//!     [--users 100,1000] [--time-limit 120] [--keep] [--skip-throughput] [--only-estuary]
 //! ```
 
 use estuary_bench::irc::Irc;
@@ -31,6 +31,7 @@ struct Args {
     limit: Duration,
     keep: bool,
     skip_throughput: bool,
+    only_estuary: bool,
 }
 
 fn args() -> Args {
@@ -43,6 +44,7 @@ fn args() -> Args {
         limit: Duration::from_secs(120),
         keep: false,
         skip_throughput: false,
+        only_estuary: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -62,6 +64,7 @@ fn args() -> Args {
             "--time-limit" => a.limit = Duration::from_secs(v().parse().expect("--time-limit S")),
             "--keep" => a.keep = true,
             "--skip-throughput" => a.skip_throughput = true,
+            "--only-estuary" => a.only_estuary = true,
             other => panic!("unknown argument {other}; see the file's header"),
         }
     }
@@ -320,12 +323,45 @@ async fn flow(
     })
 }
 
+/// After an XMPP → IRC flow: waits (at most `limit`) until the sender has its own `n` messages
+/// back as room reflections, so that the next flow does not queue behind them. Returns how
+/// long after `since` the last one came, or `None` if some never did.
+async fn await_reflections(
+    rx: &mut mpsc::UnboundedReceiver<(Instant, String)>,
+    tag: &str,
+    n: usize,
+    since: Instant,
+    limit: Duration,
+) -> Option<Duration> {
+    let deadline = Instant::now() + limit;
+    let mut seen = vec![false; n];
+    let mut count = 0;
+    while count < n {
+        let (at, item) = tokio::time::timeout_at(deadline.into(), rx.recv())
+            .await
+            .ok()??;
+        if let Some((seq, _)) = parse(&item, tag)
+            && seq < n
+            && !seen[seq]
+        {
+            seen[seq] = true;
+            count += 1;
+            if count == n {
+                return Some(at.saturating_duration_since(since));
+            }
+        }
+    }
+    Some(Duration::ZERO)
+}
+
 /// One gateway's throughput and latency, both directions.
 struct Throughput {
     i2x: Flow,
     x2i: Flow,
     i2x_paced: Flow,
     x2i_paced: Flow,
+    /// From the start of the saturated XMPP → IRC flow until the sender had every reflection.
+    x2i_reflected: Option<Duration>,
     rss_after_kib: u64,
 }
 
@@ -392,6 +428,7 @@ async fn throughput(world: &World, gw: Gw, a: &Args) -> Result<Throughput, Strin
         &pids,
     )
     .await?;
+    let t = Instant::now();
     flow(
         "warm",
         200,
@@ -403,6 +440,7 @@ async fn throughput(world: &World, gw: Gw, a: &Args) -> Result<Throughput, Strin
         &pids,
     )
     .await?;
+    await_reflections(&mut user.rx, "warm", 200, t, a.limit).await;
     let i2x = flow(
         &format!("i2x{s}"),
         a.messages,
@@ -414,6 +452,7 @@ async fn throughput(world: &World, gw: Gw, a: &Args) -> Result<Throughput, Strin
         &pids,
     )
     .await?;
+    let t = Instant::now();
     let x2i = flow(
         &format!("x2i{s}"),
         a.messages,
@@ -425,6 +464,8 @@ async fn throughput(world: &World, gw: Gw, a: &Args) -> Result<Throughput, Strin
         &pids,
     )
     .await?;
+    let x2i_reflected =
+        await_reflections(&mut user.rx, &format!("x2i{s}"), x2i.sent, t, a.limit).await;
     let i2x_paced = flow(
         &format!("pi2x{s}"),
         a.paced,
@@ -447,6 +488,14 @@ async fn throughput(world: &World, gw: Gw, a: &Args) -> Result<Throughput, Strin
         &pids,
     )
     .await?;
+    await_reflections(
+        &mut user.rx,
+        &format!("px2i{s}"),
+        x2i_paced.sent,
+        Instant::now(),
+        a.limit,
+    )
+    .await;
     let rss_after_kib = rss_kib(gateway.pid()).unwrap_or(0);
     gateway.check_alive()?;
     gateway.stop(Duration::from_secs(3));
@@ -455,6 +504,7 @@ async fn throughput(world: &World, gw: Gw, a: &Args) -> Result<Throughput, Strin
         x2i,
         i2x_paced,
         x2i_paced,
+        x2i_reflected,
         rss_after_kib,
     })
 }
@@ -694,6 +744,27 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
         dir.display()
     );
     let mut report = String::new();
+    if a.only_estuary {
+        let e = throughput(&world, Gw::Estuary, &a).await?;
+        println!("x2i reflections all back after {:?}", e.x2i_reflected);
+        for (what, f) in [
+            ("i2x", &e.i2x),
+            ("x2i", &e.x2i),
+            ("paced i2x", &e.i2x_paced),
+            ("paced x2i", &e.x2i_paced),
+        ] {
+            println!(
+                "Estuary {what}: {:.0}/s ({}/{}), p50 {} p99 {} ms [{}]",
+                f.rate(),
+                f.received,
+                f.sent,
+                ms(percentile(&f.latencies, 50.0)),
+                ms(percentile(&f.latencies, 99.0)),
+                f.cpu
+            );
+        }
+        return Ok(());
+    }
     if !a.skip_throughput {
         let b = throughput(&world, Gw::Biboumi, &a).await?;
         println!(
@@ -749,6 +820,10 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
                 lat_row("IRC → XMPP", &b.i2x_paced, &e.i2x_paced),
                 lat_row("XMPP → IRC", &b.x2i_paced, &e.x2i_paced),
             ],
+        ));
+        report.push_str(&format!(
+            "\nXMPP → IRC, until the sender had all {} reflections back: Biboumi {:?}, Estuary {:?} (IRC side done after {:.2?} and {:.2?})\n",
+            a.messages, b.x2i_reflected, e.x2i_reflected, b.x2i.elapsed, e.x2i.elapsed
         ));
         report.push_str(&format!(
             "\nGateway RSS after the throughput runs: Biboumi {} KiB, Estuary {} KiB\n",
