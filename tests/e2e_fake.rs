@@ -126,17 +126,23 @@ fn body(m: &Element) -> Option<String> {
     m.get_child("body", "jabber:client").map(|b| b.text())
 }
 
+/// A Prosody with the fake component and alice, the gateway, and alice logged in.
+async fn setup() -> (Prosody, Gateway, TestClient) {
+    common::init_tracing();
+    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
+    server.register("alice", "alicepw").await;
+    let gw = start_gateway(&server).await;
+    let alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
+    (server, gw, alice)
+}
+
 fn from_is(m: &Element, prefix: &str) -> bool {
     m.attr("from").is_some_and(|f| f.starts_with(prefix))
 }
 
 #[tokio::test]
 async fn disco_registration_and_unregistration() {
-    common::init_tracing();
-    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
-    server.register("alice", "alicepw").await;
-    let gw = start_gateway(&server).await;
-    let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
+    let (_server, gw, mut alice) = setup().await;
 
     let info = alice
         .iq(iq(
@@ -262,11 +268,7 @@ async fn disco_registration_and_unregistration() {
 
 #[tokio::test]
 async fn one_to_one_chat_with_receipt_correction_and_reaction() {
-    common::init_tracing();
-    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
-    server.register("alice", "alicepw").await;
-    let gw = start_gateway(&server).await;
-    let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
+    let (_server, gw, mut alice) = setup().await;
 
     // Before registering, the gateway says what to do.
     alice.send(el("<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='early'><body>hi</body></message>")).await;
@@ -521,11 +523,7 @@ async fn ad_hoc_commands_for_users_and_admins() {
 
 #[tokio::test]
 async fn rooms_join_talk_rename_archive_and_leave() {
-    common::init_tracing();
-    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
-    server.register("alice", "alicepw").await;
-    let gw = start_gateway(&server).await;
-    let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
+    let (_server, gw, mut alice) = setup().await;
     register(&mut alice, "pw").await;
 
     // The room list, paged (XEP-0059).
@@ -655,11 +653,7 @@ async fn rooms_join_talk_rename_archive_and_leave() {
 
 #[tokio::test]
 async fn bad_input_gets_typed_errors() {
-    common::init_tracing();
-    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
-    server.register("alice", "alicepw").await;
-    let gw = start_gateway(&server).await;
-    let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
+    let (_server, gw, mut alice) = setup().await;
 
     let unknown = alice
         .iq(iq(
@@ -821,11 +815,7 @@ async fn a_wrong_secret_stops_start_up_with_the_servers_answer() {
 
 #[tokio::test]
 async fn a_send_cut_short_by_a_restart_is_sent_again() {
-    common::init_tracing();
-    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
-    server.register("alice", "alicepw").await;
-    let gw = start_gateway(&server).await;
-    let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
+    let (server, gw, mut alice) = setup().await;
     assert_eq!(
         register(&mut alice, "pw").await.attr("type"),
         Some("result")

@@ -173,6 +173,30 @@ fn error_of(s: &Element) -> Option<(String, String)> {
     Some((condition, text))
 }
 
+/// Sends a presence to `occupant` (a join with `<x/>` and an optional password, or a nick
+/// change without) and returns the refusal's condition and text.
+async fn refused(
+    client: &mut TestClient,
+    occupant: &str,
+    x: Option<&str>,
+    what: &str,
+) -> (String, String) {
+    let x = x
+        .map(|inner| format!("<x xmlns='http://jabber.org/protocol/muc'>{inner}</x>"))
+        .unwrap_or_default();
+    client
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{occupant}'>{x}</presence>"
+        )))
+        .await;
+    let e = client
+        .expect(what, |s| {
+            presence_from(s, occupant) && s.attr("type") == Some("error")
+        })
+        .await;
+    error_of(&e).unwrap_or_else(|| panic!("{what}: no error in {}", String::from(&e)))
+}
+
 fn el(xml: &str) -> Element {
     xml.parse().expect("the test's XML is well-formed")
 }
@@ -769,18 +793,14 @@ async fn join_and_nick_errors_are_muc_errors() {
     let mut alice = w.alice("errors").await;
 
     // +k without the key: not-authorized with the IRC text.
-    alice
-        .send(el(&format!(
-            "<presence xmlns='jabber:client' to='{locked}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
-        )))
-        .await;
-    let e = alice
-        .expect("the +k refusal", |s| {
-            presence_from(s, &format!("{locked}/alice")) && s.attr("type") == Some("error")
-        })
-        .await;
-    let (condition, text) = error_of(&e).expect("an error");
-    assert_eq!(condition, "not-authorized", "{}", String::from(&e));
+    let (condition, text) = refused(
+        &mut alice,
+        &format!("{locked}/alice"),
+        Some(""),
+        "the +k refusal",
+    )
+    .await;
+    assert_eq!(condition, "not-authorized");
     assert!(
         text.contains("#locked") && text.contains("key"),
         "the IRC text: {text}"
@@ -800,36 +820,23 @@ async fn join_and_nick_errors_are_muc_errors() {
         .await;
 
     // Banned: forbidden with the IRC text.
-    alice
-        .send(el(&format!(
-            "<presence xmlns='jabber:client' to='{banned}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
-        )))
-        .await;
-    let e = alice
-        .expect("the ban", |s| {
-            presence_from(s, &format!("{banned}/alice")) && s.attr("type") == Some("error")
-        })
-        .await;
-    let (condition, text) = error_of(&e).expect("an error");
-    assert_eq!(condition, "forbidden", "{}", String::from(&e));
+    let (condition, text) =
+        refused(&mut alice, &format!("{banned}/alice"), Some(""), "the ban").await;
+    assert_eq!(condition, "forbidden");
     assert!(
         text.contains("#banned") && text.contains("banned"),
         "the IRC text: {text}"
     );
 
     // A nick change to a nick in use: conflict, and alice keeps her nick.
-    alice
-        .send(el(&format!(
-            "<presence xmlns='jabber:client' to='{locked}/bob'/>"
-        )))
-        .await;
-    let e = alice
-        .expect("the nick conflict", |s| {
-            presence_from(s, &format!("{locked}/bob")) && s.attr("type") == Some("error")
-        })
-        .await;
-    let (condition, text) = error_of(&e).expect("an error");
-    assert_eq!(condition, "conflict", "{}", String::from(&e));
+    let (condition, text) = refused(
+        &mut alice,
+        &format!("{locked}/bob"),
+        None,
+        "the nick conflict",
+    )
+    .await;
+    assert_eq!(condition, "conflict");
     assert!(text.contains("bob"), "{text}");
     bob.send("PRIVMSG #locked :still alice?").await;
     alice
