@@ -847,3 +847,60 @@ async fn a_send_cut_short_by_a_restart_is_sent_again() {
     assert_eq!(left, 0, "a finished send is forgotten");
     gw.app.shutdown().await;
 }
+
+#[tokio::test]
+async fn stanzas_queued_at_a_gateway_stop_are_sent_by_the_next_start() {
+    let (mut server, gw, mut alice) = setup().await;
+    assert_eq!(
+        register(&mut alice, "pw").await.attr("type"),
+        Some("result")
+    );
+    server.stop().await;
+    for i in 0..3 {
+        gw.network
+            .inject(
+                "alice@localhost",
+                RemoteEvent::Message(RemoteMessage {
+                    chat: ChatKey::Direct(RemoteUserId::new("bob")),
+                    sender: Sender {
+                        user: RemoteUserId::new("bob"),
+                        nick: None,
+                        is_from_me: false,
+                    },
+                    id: Some(RemoteMessageId::new(format!("kept-{i}"))),
+                    body: format!("kept {i}"),
+                    kind: MessageKind::Normal,
+                    at: None,
+                    reply_to: None,
+                    echo_of: None,
+                }),
+            )
+            .await
+            .expect("the fake network delivers");
+    }
+    // Let the events reach the link's queue, then stop: the queue goes to the database.
+    for _ in 0..100 {
+        if gw.app.gateways[0].queued() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    gw.app.shutdown().await;
+    assert!(
+        gw.app.db.count_outbound("fake").await.expect("db") >= 3,
+        "the queue was written down"
+    );
+    let Gateway { _dir: dir, .. } = gw;
+    server.start_again().await;
+    let gw = start_gateway_in(&server, dir).await;
+    let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e-2").await;
+    for i in 0..3 {
+        let want = format!("kept {i}");
+        alice
+            .expect(&format!("kept message {i}"), |s| {
+                body(s).as_deref() == Some(want.as_str())
+            })
+            .await;
+    }
+    gw.app.shutdown().await;
+}

@@ -428,36 +428,38 @@ impl Link {
         if older.is_empty() {
             return;
         }
-        // Rows already in the database are newer than these: re-append them after.
-        let newer = if self.spilled {
+        // Rows already in the database are newer than these: append copies of them after,
+        // and delete the originals only once everything is written (a stop in between
+        // leaves duplicates, never a loss).
+        let (newer, last_original) = if self.spilled {
             let rows = self
                 .db
                 .peek_outbound(&self.cfg.bridge, i64::MAX)
                 .await
                 .unwrap_or_default();
-            if let Some((last, _)) = rows.last() {
-                let _ = self.db.delete_outbound(&self.cfg.bridge, *last).await;
-            }
-            rows.into_iter().map(|(_, xml)| xml).collect()
+            let last = rows.last().map(|(seq, _)| *seq);
+            (rows.into_iter().map(|(_, xml)| xml).collect(), last)
         } else {
-            Vec::new()
+            (Vec::new(), None)
         };
-        let count = older.len() + newer.len();
-        for el in older {
-            let xml = String::from(&el);
-            if let Err(e) = self.db.push_outbound(&self.cfg.bridge, &xml).await {
-                error!(domain = %self.cfg.domain, "a queued stanza is lost at shutdown: {e}");
+        let mut kept = 0u64;
+        for xml in older.iter().map(String::from).chain(newer) {
+            match self.db.push_outbound(&self.cfg.bridge, &xml).await {
+                Ok(()) => kept += 1,
+                Err(e) => {
+                    error!(domain = %self.cfg.domain, "a queued stanza is lost at shutdown: {e}")
+                }
             }
         }
-        for xml in newer {
-            if let Err(e) = self.db.push_outbound(&self.cfg.bridge, &xml).await {
-                error!(domain = %self.cfg.domain, "a queued stanza is lost at shutdown: {e}");
-            }
+        if let Some(last) = last_original
+            && let Err(e) = self.db.delete_outbound(&self.cfg.bridge, last).await
+        {
+            error!(domain = %self.cfg.domain, "queued stanzas will be sent twice at the next start: {e}");
         }
         self.spilled = true;
-        self.in_db = count as u64;
+        self.in_db = kept;
         self.gauge(0);
-        info!(domain = %self.cfg.domain, "{count} undelivered stanzas kept in the database for the next start");
+        info!(domain = %self.cfg.domain, "{kept} undelivered stanzas kept in the database for the next start");
     }
 
     fn ping(&mut self) -> (String, Element) {
