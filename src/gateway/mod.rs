@@ -323,7 +323,7 @@ impl Gateway {
             ChatKey::Room(r) => self.connector.room_local_part(r),
             ChatKey::Service(s) => s.clone(),
         };
-        match jidutil_on_domain(&escape_local(&local), &self.domain) {
+        match BareJid::new(&format!("{}@{}", escape_local(&local), self.domain)) {
             Ok(j) => Some(j),
             Err(e) => {
                 warn!(bridge = %self.bridge, "no JID for {chat:?}: {e}");
@@ -435,8 +435,4 @@ impl Gateway {
     pub fn queued(&self) -> u64 {
         self.link.queued()
     }
-}
-
-fn jidutil_on_domain(local: &str, domain: &str) -> Result<BareJid, String> {
-    BareJid::new(&format!("{local}@{domain}")).map_err(|e| e.to_string())
 }

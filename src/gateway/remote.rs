@@ -4,7 +4,6 @@ use super::Gateway;
 use super::messages::chat_key;
 use super::presence::confirm_join;
 use super::session::Session;
-use crate::xmpp::escape::escape_local;
 use crate::xmpp::message as msg;
 use crate::xmpp::muc::{self, Occupant};
 use crate::xmpp::{errors, ns};
@@ -832,10 +831,10 @@ impl Gateway {
 
     /// Joins a MUC on an XMPP server as `from@gw/nick` (a presence update if already in) and posts.
     async fn post_to_xmpp_room(&self, from: &RemoteUserId, room: &str, nick: &str, body: &str) {
-        let local = escape_local(&self.connector.contact_local_part(from));
-        let (Ok(occupant), Ok(sender)) = (
+        let contact = self.chat_jid(&ChatKey::Direct(from.clone()));
+        let (Ok(occupant), Some(Ok(sender))) = (
             Jid::new(&format!("{room}/{nick}")),
-            Jid::new(&format!("{local}@{}/{nick}", self.domain)),
+            contact.map(|c| Jid::new(&format!("{c}/{nick}"))),
         ) else {
             warn!(bridge = %self.bridge, room, nick, "cannot post: the room or nick is not a valid JID");
             return;
