@@ -808,19 +808,11 @@ impl Session {
             }
             return;
         }
-        let nick_folded = self.fold(nick);
-        if let Some(c) = self.channels.get_mut(&folded)
-            && c.members.remove(&nick_folded).is_some()
-            && c.state == ChanState::Joined
-        {
-            self.emit(RemoteEvent::MemberChanged {
-                room,
-                change: MemberChange::Left {
-                    nick: nick.to_owned(),
-                    reason,
-                },
-            });
-        }
+        let change = MemberChange::Left {
+            nick: nick.to_owned(),
+            reason,
+        };
+        self.member_gone(&folded, room, nick, change);
     }
 
     fn on_quit(&mut self, nick: &str, reason: Option<String>) {
@@ -907,19 +899,29 @@ impl Session {
             }
             return;
         }
+        let change = MemberChange::Kicked {
+            nick: nick.to_owned(),
+            by,
+            reason,
+        };
+        self.member_gone(&folded, room, nick, change);
+    }
+
+    /// Removes `nick` from a channel's members and, once the channel is joined, reports
+    /// how they went (part or kick).
+    fn member_gone(
+        &mut self,
+        folded: &str,
+        room: estuary_bridge_api::RemoteChatId,
+        nick: &str,
+        change: MemberChange,
+    ) {
         let nick_folded = self.fold(nick);
-        if let Some(c) = self.channels.get_mut(&folded)
+        if let Some(c) = self.channels.get_mut(folded)
             && c.members.remove(&nick_folded).is_some()
             && c.state == ChanState::Joined
         {
-            self.emit(RemoteEvent::MemberChanged {
-                room,
-                change: MemberChange::Kicked {
-                    nick: nick.to_owned(),
-                    by,
-                    reason,
-                },
-            });
+            self.emit(RemoteEvent::MemberChanged { room, change });
         }
     }
 
