@@ -7,7 +7,7 @@
 //!   cannot be reached the test fails: it is never skipped.
 
 use estuary::db::{
-    ArchiveQuery, ArchivedMessage, Backend, ContactRow, Database, DbError, RoomRow, SealKey,
+    ArchiveQuery, ArchivedMessage, Backend, ContactRow, Database, DbError, RoomRow, SealKey, Write,
 };
 use estuary_bridge_api::FormValues;
 use serde_json::json;
@@ -147,6 +147,7 @@ async fn checks(db: &Database) {
     rooms(db).await;
     message_map(db).await;
     archive(db).await;
+    write_behind(db).await;
     outbound(db).await;
     pending_sends(db).await;
     delete_login_cascades(db).await;
@@ -441,6 +442,82 @@ async fn message_map(db: &Database) {
     );
     // Pruning with a cut-off in the past removes nothing.
     assert_eq!(db.prune_message_map(1).await.unwrap(), 0);
+}
+
+/// Rows queued with `write_later` are seen by every later reader, in the order queued,
+/// mixed with rows appended directly; a replayed stanza-id in a batch is skipped.
+async fn write_behind(db: &Database) {
+    let (b, u, room) = ("wb", "wes@example.org", "#wb%irc.example.org");
+    db.archive_append(b, u, room, &archived(0, "ann", 10))
+        .await
+        .unwrap();
+    for n in 1..=600 {
+        db.write_later(Write::Archive {
+            bridge: b.into(),
+            user: u.into(),
+            room: room.into(),
+            msg: archived(n, "ben", 10 + n as i64),
+        })
+        .await
+        .unwrap();
+        db.write_later(Write::Map {
+            bridge: b.into(),
+            user: u.into(),
+            chat: "r:#wb".into(),
+            xmpp_id: format!("x{n}"),
+            remote_id: format!("m{n}"),
+        })
+        .await
+        .unwrap();
+    }
+    // Read at once: the reader waits for the queue, it does not miss the tail.
+    assert_eq!(
+        db.remote_id_for(b, u, "r:#wb", "x600").await.unwrap(),
+        Some("m600".into())
+    );
+    db.archive_append(b, u, room, &archived(601, "ann", 1))
+        .await
+        .unwrap();
+    let page = db
+        .archive_query(
+            b,
+            u,
+            room,
+            &ArchiveQuery {
+                limit: 1000,
+                ..ArchiveQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let expected: Vec<String> = (0..=601).map(|n| format!("s{n}")).collect();
+    assert_eq!(ids(&page), expected, "insertion order across both paths");
+    // A replayed stanza-id in a batch is skipped; the rows around it are written.
+    for n in [602, 5, 603] {
+        db.write_later(Write::Archive {
+            bridge: b.into(),
+            user: u.into(),
+            room: room.into(),
+            msg: archived(n, "cy", 9),
+        })
+        .await
+        .unwrap();
+    }
+    db.settle().await;
+    let page = db
+        .archive_query(
+            b,
+            u,
+            room,
+            &ArchiveQuery {
+                limit: 3,
+                last_page: true,
+                ..ArchiveQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&page), ["s601", "s602", "s603"]);
 }
 
 fn archived(n: usize, nick: &str, at_ms: i64) -> ArchivedMessage {

@@ -9,6 +9,7 @@
 //! * [`connection`]: one connection's task (registration, throttle, reconnect).
 //! * [`remote`]: one session's state and IRC → event translation.
 //! * [`throttle`]: the flood-control token bucket.
+//! * [`transport`]: the socket (TCP, TLS), lines in and out.
 
 pub mod address;
 pub mod client;
@@ -18,6 +19,7 @@ pub mod connector;
 pub mod format;
 pub mod remote;
 pub mod throttle;
+pub mod transport;
 
 pub use client::IrcClient;
 pub use config::{ConfigError, IrcConfig};

@@ -11,8 +11,7 @@ use estuary_bridge_api::{
     Affiliation, BridgeError, ChatKey, ErrorKind, LoginState, Member, MemberChange, MessageKind,
     RemoteEvent, RemoteMessage, RemoteMessageId, Role, RoomInfo, Sender,
 };
-use irc::client::prelude::{Command, Message, Prefix, Response};
-use irc::proto::{ChannelMode, Mode};
+use irc_proto::{ChannelMode, Command, Message, Mode, Prefix, Response};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -513,6 +512,10 @@ impl Session {
                     let who = source.unwrap_or_else(|| "Someone".into());
                     self.service(format!("{who} invites {nick} to {chan}."));
                 }
+            }
+            Command::PING(ref token, _) => {
+                let pong = Command::PONG(token.clone(), None);
+                self.urgent.push_back(Message::from(pong));
             }
             Command::ERROR(ref text) => return Flow::Stop(text.clone()),
             _ => {}
