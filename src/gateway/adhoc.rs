@@ -450,7 +450,8 @@ impl Gateway {
     }
 }
 
-fn command_el(
+/// A `<command/>` answer with its status, form and note.
+pub(super) fn command_el(
     node: &str,
     session_id: &str,
     status: &str,
