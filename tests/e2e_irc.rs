@@ -1257,6 +1257,16 @@ async fn configure_the_server_and_identify_to_nickserv() {
                 .any(|i| i.attr("node") == Some("configure") && i.attr("jid") == Some(SERVER_JID))
         });
     assert!(listed, "Configure is listed: {}", String::from(&items));
+    let info = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{SERVER_JID}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        )))
+        .await;
+    let info = String::from(&info);
+    assert!(
+        info.contains(COMMANDS) && info.contains("jabber:iq:register"),
+        "the server JID advertises commands and registration: {info}"
+    );
 
     // Bad input: a typed error that says what to fix, and nothing stored.
     let refused = configure(
@@ -1434,6 +1444,25 @@ async fn tls_with_a_self_signed_certificate() {
         String::from(&done)
     );
     let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    join(&mut alice, &room("tls"), "alice").await;
+    let secure = whois_until(&mut bob, "alice", |l| l.contains(" 671 ")).await;
+    assert!(secure.contains("alice"), "{secure}");
+    w.app.shutdown().await;
+}
+
+/// TLS with a self-signed certificate accepted because the gateway's config says not to
+/// check it for that server (`verify_certificate = false`).
+#[tokio::test]
+async fn tls_with_the_certificate_check_off_in_the_config() {
+    let ircd = Ircd::start_tls();
+    let closed = common::ports::free_port();
+    let irc = format!(
+        "default_tls_port = {}\ndefault_plain_port = {closed}\n\n[bridges.irc.servers.\"127.0.0.1\"]\nverify_certificate = false\n",
+        ircd.tls_port
+    );
+    let w = World::start_with(ircd, &irc).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    let mut alice = w.alice("tls").await;
     join(&mut alice, &room("tls"), "alice").await;
     let secure = whois_until(&mut bob, "alice", |l| l.contains(" 671 ")).await;
     assert!(secure.contains("alice"), "{secure}");
