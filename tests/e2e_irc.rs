@@ -1468,3 +1468,42 @@ async fn tls_with_the_certificate_check_off_in_the_config() {
     assert!(secure.contains("alice"), "{secure}");
     w.app.shutdown().await;
 }
+
+/// With a fixed server, the server's JID is the gateway's domain: its Configure command is
+/// listed there beside the gateway's own and its nick is used at the next join.
+#[tokio::test]
+async fn configure_the_fixed_server_on_the_domain() {
+    let ircd = Ircd::start();
+    let irc = format!(
+        "fixed_server = \"127.0.0.1\"\n\n[bridges.irc.servers.\"127.0.0.1\"]\nport = {}\ntls = false\n",
+        ircd.port
+    );
+    let w = World::start_with(ircd, &irc).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    let mut alice = w.alice("fixed").await;
+    let items = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{DOMAIN}'><query xmlns='http://jabber.org/protocol/disco#items' node='{COMMANDS}'/></iq>"
+        )))
+        .await;
+    let items = String::from(&items);
+    assert!(
+        items.contains("node='configure'") || items.contains("node=\"configure\""),
+        "{items}"
+    );
+    let done = configure(&mut alice, DOMAIN, Some(&[("nick", "fixedalice")])).await;
+    assert_eq!(
+        done.get_child("command", COMMANDS)
+            .and_then(|c| c.attr("status")),
+        Some("completed"),
+        "{}",
+        String::from(&done)
+    );
+    let form = configure(&mut alice, DOMAIN, None).await;
+    assert_eq!(form_values(&form, "nick"), ["fixedalice"]);
+    join(&mut alice, &format!("#fixed@{DOMAIN}"), "alice").await;
+    bob.send("WHOIS fixedalice").await;
+    bob.expect(|l| l.contains(" 311 ") && l.contains("fixedalice"))
+        .await;
+    w.app.shutdown().await;
+}

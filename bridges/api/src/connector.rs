@@ -84,6 +84,12 @@ pub trait Connector: Send + Sync + 'static {
         let _ = service;
         Vec::new()
     }
+    /// The service the gateway's domain itself stands for, if any (IRC with a fixed server,
+    /// whose server JID is the domain). Its settings are then configured with the
+    /// "Configure" command on the domain. The default is none.
+    fn domain_service(&self) -> Option<String> {
+        None
+    }
     /// Checks and normalizes settings submitted for `service` (already checked against
     /// [`service_fields`](Self::service_fields) for required fields and choices, stored
     /// secrets filled in for secrets left empty). An error reaches the user as the stanza

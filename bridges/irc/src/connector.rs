@@ -126,6 +126,10 @@ impl Connector for IrcConnector {
         crate::settings::fields()
     }
 
+    fn domain_service(&self) -> Option<String> {
+        self.fixed().map(str::to_owned)
+    }
+
     async fn check_service_settings(
         &self,
         _user: &User,
