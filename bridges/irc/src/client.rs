@@ -463,3 +463,104 @@ impl Client for IrcClient {
         Ok(rooms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Endpoint, Throttle};
+    use estuary_bridge_api::LoginId;
+    use serde_json::json;
+
+    fn values(pairs: &[(&str, &str)]) -> FormValues {
+        let mut v = FormValues::default();
+        for (k, val) in pairs {
+            v.set(*k, *val);
+        }
+        v
+    }
+
+    fn client(config: serde_json::Value, services: &[(&str, FormValues)]) -> IrcClient {
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        IrcClient::new(
+            Arc::new(IrcConfig::from_json(&config).unwrap()),
+            User {
+                jid: "alice@example.org".into(),
+            },
+            values(&[("nick", "fieldnick"), ("nickserv_password", "field-pw")]),
+            json!({"servers": {"irc.test": {"nick": "metanick"}}}),
+            services
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            EventSink::new("alice@example.org", LoginId::new("alice"), tx),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_servers_own_settings_win_and_apply_to_new_connections() {
+        let c = client(
+            json!({"default_tls_port": 7001, "default_plain_port": 7000,
+                   "servers": {"irc.test": {"verify_certificate": true,
+                   "throttle": {"lines_per_second": 3.0, "burst": 4}}}}),
+            &[(
+                "IRC.test",
+                values(&[
+                    ("nick", "confnick"),
+                    ("verify_certificate", "false"),
+                    ("throttle_burst", "9"),
+                ]),
+            )],
+        );
+        let s = c.settings_for("irc.test", Some("joinnick"));
+        assert_eq!(s.nick, "confnick");
+        assert!(!s.verify_certificate);
+        assert_eq!(
+            s.throttle,
+            Throttle {
+                lines_per_second: 3.0,
+                burst: 9
+            }
+        );
+        assert_eq!(s.nickserv_password.as_deref(), Some("field-pw"));
+        assert_eq!(
+            s.endpoints,
+            [
+                Endpoint {
+                    port: 7001,
+                    tls: true
+                },
+                Endpoint {
+                    port: 7000,
+                    tls: false
+                }
+            ]
+        );
+        // Other servers: the login's fields, the config's defaults.
+        let other = c.settings_for("irc.other", Some("joinnick"));
+        assert_eq!(other.nick, "fieldnick");
+        assert!(other.verify_certificate);
+
+        c.service_settings_changed(
+            "irc.test",
+            Some(values(&[("tls", "false"), ("nickserv_password", "new-pw")])),
+        )
+        .await;
+        let s = c.settings_for("irc.test", None);
+        assert_eq!(s.nick, "metanick", "back to the metadata's nick");
+        assert_eq!(s.nickserv_password.as_deref(), Some("new-pw"));
+        assert_eq!(
+            s.endpoints,
+            [Endpoint {
+                port: 7000,
+                tls: false
+            }]
+        );
+        c.service_settings_changed("irc.test", None).await;
+        assert_eq!(
+            c.settings_for("irc.test", None)
+                .nickserv_password
+                .as_deref(),
+            Some("field-pw")
+        );
+    }
+}
