@@ -143,6 +143,7 @@ async fn run_suite(url: &str, backend: Backend) {
 async fn checks(db: &Database) {
     users(db).await;
     logins(db).await;
+    service_settings(db).await;
     contacts(db).await;
     rooms(db).await;
     message_map(db).await;
@@ -319,6 +320,111 @@ async fn logins(db: &Database) {
             .unwrap()
             .is_none()
     );
+}
+
+/// Settings per service live in the login: secrets sealed (bound to the service), kept when
+/// the login is saved again, replaced and forgotten on their own.
+async fn service_settings(db: &Database) {
+    let user = "erin@example.org";
+    let secrets = vec!["nickserv_password".to_owned()];
+    let err = db
+        .save_service_settings("irc", user, "irc.libera.chat", None, &secrets)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    db.save_login(
+        "irc",
+        user,
+        "erin",
+        &form(&[("nick", "erin")]),
+        &[],
+        &json!({}),
+    )
+    .await
+    .unwrap();
+    let libera = form(&[
+        ("nick", "erin_"),
+        ("nickserv_password", "ns-pw-77ab"),
+        ("port", ""),
+    ]);
+    let existed = db
+        .save_service_settings("irc", user, "irc.libera.chat", Some(&libera), &secrets)
+        .await
+        .unwrap();
+    assert!(!existed);
+    db.save_service_settings(
+        "irc",
+        user,
+        "irc.oftc.net",
+        Some(&form(&[("nick", "e")])),
+        &secrets,
+    )
+    .await
+    .unwrap();
+    let raw: String = sqlx::query("SELECT fields FROM logins WHERE bridge = $1 AND user_jid = $2")
+        .bind("irc")
+        .bind(user)
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!raw.contains("ns-pw-77ab"), "secret stored in clear: {raw}");
+    let login = db.get_login("irc", user).await.unwrap().expect("the login");
+    let got = &login.services["irc.libera.chat"];
+    assert_eq!(got.get("nick"), Some("erin_"));
+    assert_eq!(got.get("nickserv_password"), Some("ns-pw-77ab"));
+    assert_eq!(got.0.get("port"), None, "empty values are not stored");
+    assert_eq!(login.services["irc.oftc.net"].get("nick"), Some("e"));
+
+    // Saving the login again keeps them.
+    db.save_login(
+        "irc",
+        user,
+        "erin",
+        &form(&[("nick", "erin2")]),
+        &[],
+        &json!({}),
+    )
+    .await
+    .unwrap();
+    let login = db.get_login("irc", user).await.unwrap().expect("the login");
+    assert_eq!(login.fields.get("nick"), Some("erin2"));
+    assert_eq!(
+        login.services["irc.libera.chat"].get("nickserv_password"),
+        Some("ns-pw-77ab")
+    );
+    assert_eq!(login.clone().into_stored().services.len(), 2);
+
+    // Replaced, then forgotten, one service at a time.
+    assert!(
+        db.save_service_settings(
+            "irc",
+            user,
+            "irc.libera.chat",
+            Some(&form(&[("nick", "erin3")])),
+            &secrets
+        )
+        .await
+        .unwrap()
+    );
+    let login = db.get_login("irc", user).await.unwrap().expect("the login");
+    assert_eq!(
+        login.services["irc.libera.chat"].get("nickserv_password"),
+        None
+    );
+    assert!(
+        db.save_service_settings("irc", user, "irc.libera.chat", None, &secrets)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.save_service_settings("irc", user, "irc.libera.chat", None, &secrets)
+            .await
+            .unwrap()
+    );
+    let login = db.get_login("irc", user).await.unwrap().expect("the login");
+    assert_eq!(login.services.keys().collect::<Vec<_>>(), ["irc.oftc.net"]);
+    assert!(db.delete_login("irc", user).await.unwrap());
 }
 
 async fn contacts(db: &Database) {

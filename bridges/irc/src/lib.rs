@@ -7,6 +7,7 @@
 //! * [`connector`]: [`IrcConnector`], the bridge's [`Connector`](estuary_bridge_api::Connector).
 //! * [`client`]: [`IrcClient`], one login's connections.
 //! * [`connection`]: one connection's task (registration, throttle, reconnect).
+//! * [`settings`]: a user's per-server settings (the server JID's "Configure" form).
 //! * [`remote`]: one session's state and IRC → event translation.
 //! * [`throttle`]: the flood-control token bucket.
 //! * [`transport`]: the socket (TCP, TLS), lines in and out.
@@ -18,6 +19,7 @@ pub mod connection;
 pub mod connector;
 pub mod format;
 pub mod remote;
+pub mod settings;
 pub mod throttle;
 pub mod transport;
 

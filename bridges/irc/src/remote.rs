@@ -1303,7 +1303,7 @@ mod tests {
     fn session() -> Session {
         let settings = ServerSettings {
             server: "irc.test".into(),
-            endpoints: endpoints(Some(6667), Some(false)),
+            endpoints: endpoints(Some(6667), Some(false), Default::default()),
             verify_certificate: true,
             throttle: Throttle::default(),
             nick: "alice".into(),
