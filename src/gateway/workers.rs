@@ -60,7 +60,9 @@ impl<T: Send + 'static> Workers<T> {
     {
         loop {
             match tokio::time::timeout(IDLE, rx.recv()).await {
-                Ok(Some(item)) => handle(*item).await,
+                // Boxed: the handler's future is large, and a worker waiting for its next
+                // item should not hold its space.
+                Ok(Some(item)) => Box::pin(handle(*item)).await,
                 Ok(None) => return,
                 Err(_) => {
                     {
@@ -72,7 +74,7 @@ impl<T: Send + 'static> Workers<T> {
                         rx.close();
                     }
                     while let Ok(item) = rx.try_recv() {
-                        handle(*item).await;
+                        Box::pin(handle(*item)).await;
                     }
                     return;
                 }

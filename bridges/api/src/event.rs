@@ -293,7 +293,9 @@ impl EventSink {
             .try_send((self.user.clone(), self.login.clone(), event))
         {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full((_, _, event))) => Err(TrySend::Full(event)),
+            Err(mpsc::error::TrySendError::Full((_, _, event))) => {
+                Err(TrySend::Full(Box::new(event)))
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(TrySend::Closed),
         }
     }
@@ -314,7 +316,7 @@ impl EventSink {
 #[derive(Debug)]
 pub enum TrySend {
     /// The core's queue is full: the event, to send again later.
-    Full(RemoteEvent),
+    Full(Box<RemoteEvent>),
     /// The core has stopped.
     Closed,
 }

@@ -280,9 +280,16 @@ impl Client for IrcClient {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let server = service.to_ascii_lowercase();
         match settings {
-            Some(values) => map.insert(server, values),
+            Some(values) => map.insert(server.clone(), values),
             None => map.remove(&server),
         };
+        drop(map);
+        // A live connection takes them at its next reconnect (the current one stays).
+        if let Some(handle) = self.existing(&server) {
+            let nick = handle.shared.nick.lock().map(|n| n.clone()).ok();
+            let settings = self.settings_for(&server, nick.as_deref());
+            handle.send(Op::Settings(Box::new(settings)));
+        }
     }
 
     async fn resolve_identifier(&self, typed: &str) -> Result<RemoteUserId> {

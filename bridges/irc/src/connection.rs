@@ -147,6 +147,9 @@ pub enum Op {
     },
     /// List channels.
     List(oneshot::Sender<Vec<RoomInfo>>),
+    /// Use these settings from the next (re)connection on (the user configured the
+    /// server).
+    Settings(Box<ServerSettings>),
     /// Quit and stop.
     Quit(Option<String>),
 }
@@ -233,7 +236,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Box<Op>>,
     shared: Arc<Shared>,
 ) {
-    let mut session = Session::new(settings.clone(), Arc::clone(&shared));
+    let mut session = Session::new(settings, Arc::clone(&shared));
     let mut backoff = MIN_BACKOFF;
     // Whether any connection ever registered: a server never reached is given up at once.
     let mut ever_registered = false;
@@ -241,9 +244,9 @@ async fn run(
         .send(RemoteEvent::LoginState(LoginState::Connecting))
         .await;
     loop {
-        let end = match connect(&settings).await {
+        let end = match connect(session.settings()).await {
             Ok(transport) => {
-                let end = run_session(transport, &settings, &events, &mut rx, &mut session).await;
+                let end = run_session(transport, &events, &mut rx, &mut session).await;
                 if session.was_registered() {
                     backoff = MIN_BACKOFF;
                     ever_registered = true;
@@ -261,7 +264,7 @@ async fn run(
             }
             End::Lost(why) if !ever_registered => {
                 warn!(%why, "server unreachable; giving up");
-                let text = format!("Could not connect to {}: {why}", settings.server);
+                let text = format!("Could not connect to {}: {why}", session.settings().server);
                 rx.close();
                 while let Ok(op) = rx.try_recv() {
                     session.queue_op(*op);
@@ -274,7 +277,8 @@ async fn run(
             End::Lost(why) => why,
         };
         warn!(%why, ?backoff, "connection lost; reconnecting");
-        let text = format!("Connection to {} lost: {why}", settings.server);
+        let server = session.settings().server.clone();
+        let text = format!("Connection to {server} lost: {why}");
         let _ = events
             .send(RemoteEvent::LoginState(LoginState::TransientDisconnect(
                 text.clone(),
@@ -282,7 +286,7 @@ async fn run(
             .await;
         let _ = events
             .send(RemoteEvent::ServiceMessage {
-                service: Some(settings.server.clone()),
+                service: Some(server),
                 body: format!(
                     "{text}. Reconnecting in {} s.",
                     backoff.as_secs_f32().round()
@@ -310,11 +314,12 @@ async fn run(
 
 async fn run_session(
     mut transport: Transport,
-    settings: &ServerSettings,
     events: &EventSink,
     rx: &mut mpsc::UnboundedReceiver<Box<Op>>,
     session: &mut Session,
 ) -> End {
+    let settings = session.settings();
+    let (throttle, idle_disconnect) = (settings.throttle, settings.idle_disconnect);
     // Registration: CAP LS first so that the server waits for CAP END.
     let hello = [
         Command::CAP(None, CapSubCommand::LS, Some("302".into()), None),
@@ -333,7 +338,7 @@ async fn run_session(
         return End::Lost(e.to_string());
     }
     session.start_session();
-    let mut bucket = TokenBucket::new(settings.throttle);
+    let mut bucket = TokenBucket::new(throttle);
     let mut next_token: Option<Instant> = None;
     let mut idle_since: Option<Instant> = None;
     // Events the core has no room for yet, oldest first.
@@ -366,13 +371,18 @@ async fn run_session(
         {
             return End::Lost(e.to_string());
         }
+        session.release_idle_buffers();
         // Events in: as many as the core takes now; the rest wait without blocking writes.
         pending.extend(session.take_events());
+        if pending.is_empty() && pending.capacity() > 0 {
+            // Released once drained: an idle connection keeps no event buffer.
+            pending = VecDeque::new();
+        }
         while let Some(event) = pending.pop_front() {
             match events.try_send(event) {
                 Ok(()) => {}
                 Err(TrySend::Full(event)) => {
-                    pending.push_front(event);
+                    pending.push_front(*event);
                     break;
                 }
                 Err(TrySend::Closed) => {
@@ -386,7 +396,7 @@ async fn run_session(
         } else {
             idle_since = None;
         }
-        let idle_deadline = idle_since.map(|t| t + settings.idle_disconnect);
+        let idle_deadline = idle_since.map(|t| t + idle_disconnect);
         let ping_deadline = match ping_sent {
             Some(at) => at + PING_TIMEOUT,
             None => last_heard + PING_AFTER,
@@ -432,7 +442,8 @@ async fn run_session(
                     return End::Lost(format!("the server did not answer for {} s", silent.as_secs()));
                 }
                 let mut line = String::new();
-                push_line(&mut line, &Message::from(Command::PING(settings.server.clone(), None)));
+                let server = session.settings().server.clone();
+                push_line(&mut line, &Message::from(Command::PING(server, None)));
                 if let Err(e) = transport.write(line.as_bytes()).await {
                     return End::Lost(e.to_string());
                 }

@@ -12,7 +12,7 @@ use estuary_bridge_api::{
     RemoteEvent, RemoteMessage, RemoteMessageId, Role, RoomInfo, Sender,
 };
 use irc_proto::{ChannelMode, Command, Message, Mode, Prefix, Response};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -50,8 +50,10 @@ struct Chan {
     name: String,
     key: Option<String>,
     state: ChanState,
-    /// Members by folded nick: (nick as shown, prefix modes).
-    members: BTreeMap<String, (String, String)>,
+    /// Members by folded nick: (nick as shown, prefix modes). A hash map: a B-tree
+    /// allocates a whole node for the first member, which most channels of an idle
+    /// puppet never outgrow.
+    members: HashMap<String, (String, String)>,
     topic: String,
     /// `+m`: members without voice or better are visitors.
     moderated: bool,
@@ -78,7 +80,7 @@ struct PendingEcho {
 pub struct Session {
     settings: ServerSettings,
     shared: Arc<Shared>,
-    channels: BTreeMap<String, Chan>,
+    channels: HashMap<String, Chan>,
     parting: HashSet<String>,
     queue: VecDeque<Line>,
     urgent: VecDeque<Message>,
@@ -105,7 +107,7 @@ impl Session {
         let mut session = Self {
             settings,
             shared,
-            channels: BTreeMap::new(),
+            channels: HashMap::new(),
             parting: HashSet::new(),
             queue: VecDeque::new(),
             urgent: VecDeque::new(),
@@ -277,7 +279,7 @@ impl Session {
             name: channel.to_owned(),
             key,
             state: ChanState::Joining,
-            members: BTreeMap::new(),
+            members: HashMap::new(),
             topic: String::new(),
             moderated: false,
         });
@@ -285,12 +287,15 @@ impl Session {
 
     fn room_joined_event(&self, chan: &Chan) -> RemoteEvent {
         let cm = self.casemapping();
+        // Sorted by folded nick, so that occupants are announced in a stable order.
+        let mut folded: Vec<&String> = chan.members.keys().collect();
+        folded.sort_unstable();
         RemoteEvent::RoomJoined {
             room: room_id(&chan.name, self.server(), cm),
             own_nick: self.own_nick(),
-            members: chan
-                .members
-                .values()
+            members: folded
+                .into_iter()
+                .filter_map(|f| chan.members.get(f))
                 .map(|(nick, modes)| self.member(nick, modes, chan.moderated))
                 .collect(),
             subject: chan.topic.clone(),
@@ -407,8 +412,28 @@ impl Session {
                     let _ = tx.send(Vec::new());
                 }
             }
+            Op::Settings(settings) => self.settings = *settings,
             Op::Quit(_) => {}
         }
+    }
+
+    /// Frees the queues' buffers once they are empty: an idle connection, the usual state
+    /// of a puppet, keeps none.
+    pub fn release_idle_buffers(&mut self) {
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
+            self.queue = VecDeque::new();
+        }
+        if self.urgent.is_empty() && self.urgent.capacity() > 0 {
+            self.urgent = VecDeque::new();
+        }
+        if self.echoes.is_empty() && self.echoes.capacity() > 0 {
+            self.echoes = VecDeque::new();
+        }
+    }
+
+    /// The settings the next connection uses.
+    pub fn settings(&self) -> &ServerSettings {
+        &self.settings
     }
 
     /// The nick was refused at registration (in use or invalid): try with `_` appended.
@@ -578,6 +603,8 @@ impl Session {
             self.cap_done = true;
             self.urgent.push_back(cap_line("END"));
         }
+        // Not needed again on this connection.
+        self.cap_ls = Vec::new();
     }
 
     fn send_sasl_credentials(&mut self) {
