@@ -30,6 +30,8 @@ use tracing::info;
 
 /// How long `set_nick` waits for the server to accept or refuse the nick.
 const NICK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `set_topic` and `kick` wait for the server to do it or refuse it.
+const VERDICT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `list_rooms` waits for the server's LIST.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -183,6 +185,34 @@ impl IrcClient {
     }
 }
 
+/// The channels a server's LIST answers (empty if it does not answer in [`LIST_TIMEOUT`]);
+/// a connection still registering sends the LIST once registered.
+async fn list_channels(handle: &ConnectionHandle) -> Result<Vec<RoomInfo>> {
+    let (tx, rx) = oneshot::channel();
+    IrcClient::send_op(handle, Op::List(tx))?;
+    match tokio::time::timeout(LIST_TIMEOUT, rx).await {
+        Ok(Ok(list)) => Ok(list),
+        Ok(Err(_)) => Err(BridgeError::new(
+            ErrorKind::RemoteUnreachable,
+            "The IRC connection was lost before the server listed its channels.",
+        )),
+        Err(_) => Ok(Vec::new()),
+    }
+}
+
+/// Waits for the server's verdict on an operation; a server that says nothing within
+/// [`VERDICT_TIMEOUT`] is taken as agreeing (some say nothing when nothing changes).
+async fn await_verdict(verdict: oneshot::Receiver<Result<()>>, what: &str) -> Result<()> {
+    match tokio::time::timeout(VERDICT_TIMEOUT, verdict).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Err(BridgeError::new(
+            ErrorKind::RemoteUnreachable,
+            format!("The IRC connection was lost before the server answered the {what}."),
+        )),
+        Err(_) => Ok(()),
+    }
+}
+
 fn sanitize_nick(local: &str) -> String {
     let nick: String = local
         .chars()
@@ -324,13 +354,17 @@ impl Client for IrcClient {
     async fn set_topic(&self, room: RemoteChatId, topic: String) -> Result<()> {
         let (channel, server) = address::parse_room_id(&room)?;
         let handle = self.connection(server, None);
+        let (answer, verdict) = oneshot::channel();
         Self::send_op(
             &handle,
             Op::Topic {
                 channel: channel.to_owned(),
                 topic,
+                answer,
             },
-        )
+        )?;
+        // A refusal (not op on a +t channel …) becomes the error of the subject change.
+        await_verdict(verdict, "topic change").await
     }
 
     async fn set_nick(&self, room: RemoteChatId, nick: String) -> Result<()> {
@@ -359,14 +393,18 @@ impl Client for IrcClient {
             return Err(BridgeError::not_acceptable(why));
         }
         let handle = self.connection(server, None);
+        let (answer, verdict) = oneshot::channel();
         Self::send_op(
             &handle,
             Op::Kick {
                 channel: channel.to_owned(),
                 nick,
                 reason,
+                answer,
             },
-        )
+        )?;
+        // A refusal (not op, no such nick …) becomes the error of the muc#admin request.
+        await_verdict(verdict, "kick").await
     }
 
     async fn invite(&self, room: RemoteChatId, user: RemoteUserId) -> Result<()> {
@@ -398,12 +436,18 @@ impl Client for IrcClient {
         };
         let mut rooms = Vec::new();
         for handle in handles {
-            let (tx, rx) = oneshot::channel();
-            Self::send_op(&handle, Op::List(tx))?;
-            if let Ok(Ok(list)) = tokio::time::timeout(LIST_TIMEOUT, rx).await {
-                rooms.extend(list);
-            }
+            rooms.extend(list_channels(&handle).await?);
         }
+        Ok(rooms)
+    }
+
+    async fn list_service_rooms(&self, service: &str) -> Result<Vec<RoomInfo>> {
+        if let Some(why) = address::check_server(service) {
+            return Err(BridgeError::not_acceptable(why));
+        }
+        let handle = self.connection(&service.to_ascii_lowercase(), None);
+        let mut rooms = list_channels(&handle).await?;
+        rooms.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
         Ok(rooms)
     }
 }

@@ -63,6 +63,7 @@ impl Connector for IrcConnector {
             kicks: true,
             room_list: true,
             max_body_bytes: None,
+            offline: self.config.offline_policy(),
             ..Capabilities::default()
         }
     }

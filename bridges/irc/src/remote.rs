@@ -75,6 +75,25 @@ struct PendingEcho {
     last_id: Option<String>,
 }
 
+/// What a channel operation sent for the user waits for from the server.
+#[derive(Debug, PartialEq, Eq)]
+enum Awaited {
+    /// `TOPIC` on the channel, from us.
+    Topic,
+    /// `KICK` of this (folded) nick on the channel, by us.
+    Kick(String),
+}
+
+/// A topic change or kick sent and not yet answered: the server's `TOPIC`/`KICK` accepts
+/// it, a refusal numeric (482, 442, 441, 403, 401) refuses it with the server's text.
+#[derive(Debug)]
+struct PendingOp {
+    /// The folded channel.
+    channel: String,
+    awaited: Awaited,
+    answer: oneshot::Sender<Result<(), BridgeError>>,
+}
+
 /// One IRC session's state.
 pub struct Session {
     settings: ServerSettings,
@@ -98,6 +117,8 @@ pub struct Session {
     nick_tries: usize,
     /// Nick changes sent and not yet answered, oldest first.
     pending_nicks: VecDeque<(String, oneshot::Sender<Result<(), BridgeError>>)>,
+    /// Topic changes and kicks sent and not yet answered, oldest first.
+    pending_ops: VecDeque<PendingOp>,
 }
 
 impl Session {
@@ -123,6 +144,7 @@ impl Session {
             listing: Vec::new(),
             nick_tries: 0,
             pending_nicks: VecDeque::new(),
+            pending_ops: VecDeque::new(),
         };
         for channel in session.settings.autojoin.clone() {
             session.want_channel(&channel, None);
@@ -209,12 +231,18 @@ impl Session {
         self.echoes.clear();
         self.parting.clear();
         self.pending_nicks.clear();
+        // Dropping the answers tells the waiting client that the connection was lost.
+        self.pending_ops.clear();
         for tx in self.lists.drain(..) {
             let _ = tx.send(std::mem::take(&mut self.listing));
         }
         // Lines to channels are rebuilt on rejoin; user messages stay queued.
-        self.queue
-            .retain(|l| !matches!(l.msg.command, Command::JOIN(..) | Command::NAMES(..)));
+        self.queue.retain(|l| {
+            !matches!(
+                l.msg.command,
+                Command::JOIN(..) | Command::NAMES(..) | Command::LIST(..)
+            )
+        });
     }
 
     /// The server could not be reached at all: every pending join fails with
@@ -387,26 +415,40 @@ impl Session {
                     }
                 }
             }
-            Op::Topic { channel, topic } => {
+            Op::Topic {
+                channel,
+                topic,
+                answer,
+            } => {
+                self.pending_ops.push_back(PendingOp {
+                    channel: self.fold(&channel),
+                    awaited: Awaited::Topic,
+                    answer,
+                });
                 self.push(Command::TOPIC(channel, Some(one_line(&topic))))
             }
             Op::Kick {
                 channel,
                 nick,
                 reason,
-            } => self.push(Command::KICK(channel, nick, reason.map(|r| one_line(&r)))),
+                answer,
+            } => {
+                self.pending_ops.push_back(PendingOp {
+                    channel: self.fold(&channel),
+                    awaited: Awaited::Kick(self.fold(&nick)),
+                    answer,
+                });
+                self.push(Command::KICK(channel, nick, reason.map(|r| one_line(&r))))
+            }
             Op::Nick(nick, answer) => {
                 self.pending_nicks.push_back((nick.clone(), answer));
                 self.push(Command::NICK(nick));
             }
             Op::Invite { channel, nick } => self.push(Command::INVITE(nick, channel)),
             Op::List(tx) => {
-                if self.registered {
-                    self.lists.push_back(tx);
-                    self.push(Command::LIST(None, None));
-                } else {
-                    let _ = tx.send(Vec::new());
-                }
+                // Before registration the LIST waits in the queue like any line.
+                self.lists.push_back(tx);
+                self.push(Command::LIST(None, None));
             }
             Op::Quit(_) => {}
         }
@@ -476,10 +518,17 @@ impl Session {
                 }
             }
             Command::KICK(ref chan, ref nick, ref reason) => {
+                if source.as_deref().is_some_and(|s| self.is_me(s)) {
+                    let awaited = Awaited::Kick(self.fold(nick));
+                    self.answer_pending(chan, |a| *a == awaited, Ok(()));
+                }
                 self.on_kick(chan, nick, source, reason.clone());
             }
             Command::ChannelMODE(ref chan, ref modes) => self.on_mode(chan, modes),
             Command::TOPIC(ref chan, Some(ref topic)) => {
+                if source.as_deref().is_some_and(|s| self.is_me(s)) {
+                    self.answer_pending(chan, |a| *a == Awaited::Topic, Ok(()));
+                }
                 let folded = self.fold(chan);
                 let subject = irc_to_styled(topic);
                 if let Some(c) = self.channels.get_mut(&folded) {
@@ -752,11 +801,18 @@ impl Session {
                     let room = room_id(&chan, self.server(), self.casemapping());
                     let error = BridgeError::new(join_error_kind(resp), format!("{chan}: {text}"));
                     self.emit(RemoteEvent::RoomJoinFailed { room, error });
-                } else {
+                } else if !(resp == Response::ERR_NOSUCHCHANNEL
+                    && self.refuse_pending(&chan, None, &text))
+                {
                     self.service(format!("{chan}: {text}"));
                 }
             }
             Response::ERR_NICKNAMEINUSE | Response::ERR_ERRONEOUSNICKNAME => self.nick_in_use(),
+            Response::ERR_CHANOPRIVSNEEDED | Response::ERR_NOTONCHANNEL
+                if self.refuse_pending(&arg(1), None, &text) => {}
+            Response::ERR_USERNOTINCHANNEL
+                if self.refuse_pending(&arg(2), Some(&arg(1)), &text) => {}
+            Response::ERR_NOSUCHNICK if self.refuse_kick_of(&arg(1), &text) => {}
             _ => {
                 // Anything else with text goes to the server's JID, as Biboumi does.
                 let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
@@ -765,6 +821,67 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Answers the oldest pending operation on `chan` that `matches`; true if there was one.
+    fn answer_pending(
+        &mut self,
+        chan: &str,
+        matches: impl Fn(&Awaited) -> bool,
+        answer: Result<(), BridgeError>,
+    ) -> bool {
+        let folded = self.fold(chan);
+        let Some(i) = self
+            .pending_ops
+            .iter()
+            .position(|p| p.channel == folded && matches(&p.awaited))
+        else {
+            return false;
+        };
+        if let Some(op) = self.pending_ops.remove(i) {
+            let _ = op.answer.send(answer);
+        }
+        true
+    }
+
+    /// A refusal numeric about `chan` (and `nick`, for 441): refuses the oldest pending
+    /// operation it can be about, with the server's text. False when none was waiting (the
+    /// numeric then goes to the server's JID as usual).
+    fn refuse_pending(&mut self, chan: &str, nick: Option<&str>, text: &str) -> bool {
+        let nick = nick.map(|n| self.fold(n));
+        let kind = if nick.is_some() {
+            ErrorKind::NotFound
+        } else {
+            ErrorKind::Forbidden
+        };
+        let error = refusal(kind, chan, text);
+        self.answer_pending(
+            chan,
+            |a| match (&nick, a) {
+                (Some(n), Awaited::Kick(k)) => n == k,
+                (Some(_), Awaited::Topic) => false,
+                (None, _) => true,
+            },
+            Err(error),
+        )
+    }
+
+    /// 401 (no such nick) for a nick we asked to kick: refuses that kick.
+    fn refuse_kick_of(&mut self, nick: &str, text: &str) -> bool {
+        let folded = self.fold(nick);
+        let Some(i) = self
+            .pending_ops
+            .iter()
+            .position(|p| p.awaited == Awaited::Kick(folded.clone()))
+        else {
+            return false;
+        };
+        if let Some(op) = self.pending_ops.remove(i) {
+            let _ = op
+                .answer
+                .send(Err(refusal(ErrorKind::NotFound, nick, text)));
+        }
+        true
     }
 
     fn on_join(&mut self, chan: &str, nick: &str) {
@@ -1136,6 +1253,18 @@ fn split_prefixes(entry: &str, prefixes: &[(char, char)]) -> (String, String) {
     }
     let nick = rest.split('!').next().unwrap_or(rest);
     (nick.to_owned(), modes)
+}
+
+/// The error for a refused topic change or kick: the server's own text, after what it is
+/// about (`#chan: You're not a channel operator`).
+fn refusal(kind: ErrorKind, about: &str, text: &str) -> BridgeError {
+    let text = irc_to_styled(text);
+    let text = if text.trim().is_empty() {
+        "The IRC server refused it.".to_owned()
+    } else {
+        text
+    };
+    BridgeError::new(kind, format!("{about}: {text}"))
 }
 
 fn join_error_kind(resp: Response) -> ErrorKind {
@@ -1621,6 +1750,102 @@ mod tests {
         feed(&mut s, &[":alice!a@h NICK :alicia"]);
         assert_eq!(rx.try_recv().expect("answered"), Ok(()));
         assert_eq!(s.own_nick(), "alicia");
+    }
+
+    #[test]
+    fn topic_and_kick_get_the_servers_verdict() {
+        let mut s = session();
+        registered(&mut s);
+        wire(&mut s);
+        let op = |s: &mut Session, topic: bool, nick: &str| {
+            let (answer, rx) = oneshot::channel();
+            s.queue_op(if topic {
+                Op::Topic {
+                    channel: "#T".into(),
+                    topic: "new".into(),
+                    answer,
+                }
+            } else {
+                Op::Kick {
+                    channel: "#T".into(),
+                    nick: nick.into(),
+                    reason: None,
+                    answer,
+                }
+            });
+            rx
+        };
+        // Refused: the server's text, after the channel.
+        let mut rx = op(&mut s, true, "");
+        assert_eq!(wire(&mut s), ["TOPIC #T new"]);
+        let events = feed(
+            &mut s,
+            &[":irc.test 482 alice #t :You do not have access to change the topic"],
+        );
+        assert!(
+            events.is_empty(),
+            "a refusal that was waited for is not a service message: {events:?}"
+        );
+        let e = rx.try_recv().expect("answered").expect_err("refused");
+        assert_eq!(e.kind, ErrorKind::Forbidden);
+        assert_eq!(e.text, "#t: You do not have access to change the topic");
+        // Accepted: our own TOPIC.
+        let mut rx = op(&mut s, true, "");
+        feed(&mut s, &[":alice!a@h TOPIC #t :new"]);
+        assert_eq!(rx.try_recv().expect("answered"), Ok(()));
+        // Kicks: 441 names the nick, 482 the channel, our KICK accepts.
+        let mut gone = op(&mut s, false, "Ghost");
+        let mut bob = op(&mut s, false, "bob");
+        feed(
+            &mut s,
+            &[":irc.test 441 alice ghost #t :They are not on that channel"],
+        );
+        let e = gone.try_recv().expect("answered").expect_err("refused");
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert!(
+            e.text.contains("They are not on that channel"),
+            "{}",
+            e.text
+        );
+        assert!(bob.try_recv().is_err(), "bob's kick still waits");
+        feed(&mut s, &[":alice!a@h KICK #t Bob :out"]);
+        assert_eq!(bob.try_recv().expect("answered"), Ok(()));
+        let mut carol = op(&mut s, false, "carol");
+        feed(
+            &mut s,
+            &[":irc.test 482 alice #T :You must be a channel operator"],
+        );
+        assert_eq!(
+            carol
+                .try_recv()
+                .expect("answered")
+                .expect_err("refused")
+                .kind,
+            ErrorKind::Forbidden
+        );
+        let mut nobody = op(&mut s, false, "nobody");
+        feed(&mut s, &[":irc.test 401 alice nobody :No such nick"]);
+        assert_eq!(
+            nobody
+                .try_recv()
+                .expect("answered")
+                .expect_err("refused")
+                .text,
+            "nobody: No such nick"
+        );
+        // A refusal nobody waits for still reaches the server's JID.
+        let events = feed(&mut s, &[":irc.test 482 alice #other :Not an operator"]);
+        assert!(
+            matches!(&events[..], [RemoteEvent::ServiceMessage { .. }]),
+            "{events:?}"
+        );
+        // A lost connection drops what was waiting (the client reports it).
+        let mut lost = op(&mut s, true, "");
+        s.connection_lost();
+        assert!(matches!(
+            lost.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
     }
 
     #[test]
