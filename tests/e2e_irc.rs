@@ -1471,3 +1471,64 @@ async fn persistent_channels_archive_while_offline() {
     );
     w.app.shutdown().await;
 }
+
+/// CASEMAPPING (InspIRCd says rfc1459): two resources join `#Case[X]` and `#CASE{x}`, which
+/// are one channel on IRC. Alice joins it once; each resource sees the room JID it joined
+/// (lower-cased, as XMPP does) and gets the channel's messages there.
+#[tokio::test]
+async fn differently_cased_joins_land_in_one_channel() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #Case[X]").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let (asked_a, seen_a) = (
+        "#Case[X]%127.0.0.1@irc.localhost",
+        "#case[x]%127.0.0.1@irc.localhost",
+    );
+    let (asked_b, seen_b) = (
+        "#CASE{x}%127.0.0.1@irc.localhost",
+        "#case{x}%127.0.0.1@irc.localhost",
+    );
+    let mut a = w.alice("a").await;
+    let mut b = w.alice("b").await;
+    for (client, asked, seen) in [(&mut a, asked_a, seen_a), (&mut b, asked_b, seen_b)] {
+        client
+            .send(el(&format!(
+                "<presence xmlns='jabber:client' to='{asked}/alice'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>"
+            )))
+            .await;
+        client
+            .expect(&format!("bob in {seen}"), |s| {
+                presence_from(s, &format!("{seen}/bob"))
+            })
+            .await;
+        client
+            .expect(&format!("the self-presence from {seen}"), |s| {
+                presence_from(s, &format!("{seen}/alice")) && codes(s).contains(&110)
+            })
+            .await;
+    }
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+    let lines = bob.collect_for(Duration::from_millis(500)).await;
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with(":alice") && l.contains("JOIN")),
+        "one channel, joined once: {lines:?}"
+    );
+
+    bob.send("PRIVMSG #case{x} :one channel").await;
+    a.expect_message_body(&format!("{seen_a}/bob"), "one channel")
+        .await;
+    b.expect_message_body(&format!("{seen_b}/bob"), "one channel")
+        .await;
+    // A private message from Bob and one from bob come from the same contact.
+    bob.send("NICK Bob").await;
+    bob.send("PRIVMSG alice :from Bob").await;
+    let m = a
+        .expect_message_body("bob%127.0.0.1@irc.localhost", "from Bob")
+        .await;
+    assert_eq!(m.attr("type"), Some("chat"));
+    w.app.shutdown().await;
+}

@@ -10,7 +10,7 @@
 //! The login's metadata may also hold per-server settings with the same keys, which win:
 //! `{"servers": {"irc.libera.chat": {"nick": "alice", "port": "6697", "tls": "true"}}}`.
 
-use crate::address::{self, CaseMapping};
+use crate::address;
 use crate::config::{IrcConfig, endpoints};
 use crate::connection::{ConnectionHandle, Op, Say, ServerSettings};
 use crate::format::{
@@ -265,7 +265,7 @@ impl Client for IrcClient {
             Some(_) => address::parse_local_part(typed, self.config.fixed_server.as_deref())?,
             None => address::parse_local_part(typed, None)?,
         };
-        match parsed.chat_key(CaseMapping::default()) {
+        match parsed.chat_key(address::ID_FOLDING) {
             ChatKey::Direct(id) => Ok(id),
             _ => Err(BridgeError::not_acceptable(
                 "Enter an IRC nick and server as nick%irc.server (e.g. alice%irc.libera.chat).",

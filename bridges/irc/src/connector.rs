@@ -1,7 +1,7 @@
 //! The process-wide side of the IRC bridge: identity, capabilities, the address codec,
 //! registration and turning a login into an [`IrcClient`].
 
-use crate::address::{self, CaseMapping};
+use crate::address;
 use crate::client::IrcClient;
 use crate::config::{ConfigError, IrcConfig};
 use async_trait::async_trait;
@@ -129,6 +129,6 @@ impl Connector for IrcConnector {
     }
 
     fn parse_local_part(&self, local: &str) -> Result<ChatKey> {
-        Ok(address::parse_local_part(local, self.fixed())?.chat_key(CaseMapping::default()))
+        Ok(address::parse_local_part(local, self.fixed())?.chat_key(address::ID_FOLDING))
     }
 }
