@@ -1532,3 +1532,46 @@ async fn differently_cased_joins_land_in_one_channel() {
     assert_eq!(m.attr("type"), Some("chat"));
     w.app.shutdown().await;
 }
+
+/// With `offline = "grace"`, alice offline and back within the grace period finds the
+/// channel still joined (no PART, no JOIN on IRC, what was said meanwhile as history);
+/// offline for longer, the channel is parted.
+#[tokio::test]
+async fn grace_keeps_channels_for_a_while() {
+    let w = World::start_with(Ircd::start(), "offline = \"grace\"\noffline_grace_secs = 4").await;
+    let room = room("grace");
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #grace").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("grace").await;
+    join(&mut alice, &room, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+
+    alice.disconnect().await;
+    bob.send("PRIVMSG #grace :missed you").await;
+    let mut alice = w.alice("back").await;
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )))
+        .await;
+    alice
+        .expect_message_body(&format!("{room}/bob"), "missed you")
+        .await;
+    // Past the grace period the rejoined room is still joined, and nothing was seen on IRC.
+    let lines = bob.collect_for(Duration::from_secs(6)).await;
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with(":alice") && (l.contains(" PART ") || l.contains("JOIN"))),
+        "no part, no rejoin: {lines:?}"
+    );
+
+    alice.disconnect().await;
+    let part = bob
+        .expect(|l| l.starts_with(":alice") && l.contains(" PART "))
+        .await;
+    assert!(part.contains("#grace"), "{part}");
+    w.app.shutdown().await;
+}

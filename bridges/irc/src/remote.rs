@@ -1228,24 +1228,22 @@ impl Session {
             self.service(format!("{nick}: {}", irc_to_styled(body)));
             return;
         };
-        let message = RemoteMessage {
-            chat: ChatKey::Service(String::new()),
-            sender: Sender {
-                user: self.user_for(&nick),
-                nick: channel.then(|| nick.clone()),
-                is_from_me,
-            },
-            id: msgid.map(RemoteMessageId::new),
-            body: irc_to_styled(body),
-            kind,
-            at,
-            reply_to: None,
-            echo_of: None,
+        let sender = Sender {
+            user: self.user_for(&nick),
+            nick: channel.then(|| nick.clone()),
+            is_from_me,
         };
+        let body = irc_to_styled(body);
         for chat in chats {
             self.emit(RemoteEvent::Message(RemoteMessage {
                 chat,
-                ..message.clone()
+                sender: sender.clone(),
+                id: msgid.clone().map(RemoteMessageId::new),
+                body: body.clone(),
+                kind,
+                at,
+                reply_to: None,
+                echo_of: None,
             }));
         }
     }
@@ -1283,24 +1281,21 @@ impl Session {
         } else {
             vec![ChatKey::Direct(self.user_for(target))]
         };
-        let message = RemoteMessage {
-            chat: ChatKey::Service(String::new()),
-            sender: Sender {
-                user: self.user_for(&nick),
-                nick: channel.then_some(nick),
-                is_from_me: true,
-            },
-            id: echo.last_id.map(RemoteMessageId::new),
-            body: echo.body,
-            kind: echo.kind,
-            at: None,
-            reply_to: None,
-            echo_of: echo.origin_id,
+        let sender = Sender {
+            user: self.user_for(&nick),
+            nick: channel.then_some(nick),
+            is_from_me: true,
         };
         for chat in chats {
             self.emit(RemoteEvent::Message(RemoteMessage {
                 chat,
-                ..message.clone()
+                sender: sender.clone(),
+                id: echo.last_id.clone().map(RemoteMessageId::new),
+                body: echo.body.clone(),
+                kind: echo.kind,
+                at: None,
+                reply_to: None,
+                echo_of: echo.origin_id.clone(),
             }));
         }
         true
