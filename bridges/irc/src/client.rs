@@ -24,7 +24,7 @@ use estuary_bridge_api::{
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::info;
 
@@ -34,6 +34,8 @@ const NICK_TIMEOUT: Duration = Duration::from_secs(10);
 const VERDICT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `list_rooms` waits for the server's LIST.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a server's LIST is reused (a client pages through it in several requests).
+const LIST_CACHE: Duration = Duration::from_secs(60);
 
 /// The live IRC side of one login.
 pub struct IrcClient {
@@ -43,6 +45,9 @@ pub struct IrcClient {
     metadata: serde_json::Value,
     events: EventSink,
     connections: Mutex<HashMap<String, ConnectionHandle>>,
+    /// Each server's last LIST and when it came, so that paging through a long list does
+    /// not ask the server again for every page.
+    listings: Mutex<HashMap<String, (Instant, Vec<RoomInfo>)>>,
 }
 
 impl IrcClient {
@@ -61,6 +66,7 @@ impl IrcClient {
             metadata,
             events,
             connections: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
         }
     }
 
@@ -163,6 +169,28 @@ impl IrcClient {
         let handle = ConnectionHandle::spawn(self.settings_for(server, nick), self.events.clone());
         map.insert(server.to_owned(), handle.clone());
         handle
+    }
+
+    /// A server's channels, sorted by id: the LIST of the last [`LIST_CACHE`], or a new one.
+    async fn channels_of(&self, server: &str) -> Result<Vec<RoomInfo>> {
+        let cached = self
+            .listings
+            .lock()
+            .ok()
+            .and_then(|l| l.get(server).cloned())
+            .filter(|(at, _)| at.elapsed() < LIST_CACHE);
+        if let Some((_, rooms)) = cached {
+            return Ok(rooms);
+        }
+        let handle = self.connection(server, None);
+        let mut rooms = list_channels(&handle).await?;
+        rooms.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        if !rooms.is_empty()
+            && let Ok(mut l) = self.listings.lock()
+        {
+            l.insert(server.to_owned(), (Instant::now(), rooms.clone()));
+        }
+        Ok(rooms)
     }
 
     fn existing(&self, server: &str) -> Option<ConnectionHandle> {
@@ -426,17 +454,23 @@ impl Client for IrcClient {
     }
 
     async fn list_rooms(&self) -> Result<Vec<RoomInfo>> {
-        let handles: Vec<ConnectionHandle> = match &self.config.fixed_server {
-            Some(server) => vec![self.connection(server, None)],
+        let mut servers: Vec<String> = match &self.config.fixed_server {
+            Some(server) => vec![server.clone()],
             None => self
                 .connections
                 .lock()
-                .map(|m| m.values().filter(|h| !h.is_closed()).cloned().collect())
+                .map(|m| {
+                    m.iter()
+                        .filter(|(_, h)| !h.is_closed())
+                        .map(|(s, _)| s.clone())
+                        .collect()
+                })
                 .unwrap_or_default(),
         };
+        servers.sort();
         let mut rooms = Vec::new();
-        for handle in handles {
-            rooms.extend(list_channels(&handle).await?);
+        for server in servers {
+            rooms.extend(self.channels_of(&server).await?);
         }
         Ok(rooms)
     }
@@ -445,9 +479,6 @@ impl Client for IrcClient {
         if let Some(why) = address::check_server(service) {
             return Err(BridgeError::not_acceptable(why));
         }
-        let handle = self.connection(&service.to_ascii_lowercase(), None);
-        let mut rooms = list_channels(&handle).await?;
-        rooms.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
-        Ok(rooms)
+        self.channels_of(&service.to_ascii_lowercase()).await
     }
 }
