@@ -98,10 +98,12 @@ pub async fn start_with(
 }
 
 impl App {
-    /// Stops every gateway; queued stanzas are kept in the database.
+    /// Stops every gateway; queued stanzas are kept in the database, and archive rows
+    /// still queued are written.
     pub async fn shutdown(&self) {
         for g in &self.gateways {
             g.shutdown().await;
         }
+        self.db.settle().await;
     }
 }

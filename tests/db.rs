@@ -7,7 +7,7 @@
 //!   cannot be reached the test fails: it is never skipped.
 
 use estuary::db::{
-    ArchiveQuery, ArchivedMessage, Backend, ContactRow, Database, DbError, RoomRow, SealKey,
+    ArchiveQuery, ArchivedMessage, Backend, ContactRow, Database, DbError, RoomRow, SealKey, Write,
 };
 use estuary_bridge_api::FormValues;
 use serde_json::json;
@@ -143,10 +143,12 @@ async fn run_suite(url: &str, backend: Backend) {
 async fn checks(db: &Database) {
     users(db).await;
     logins(db).await;
+    service_settings(db).await;
     contacts(db).await;
     rooms(db).await;
     message_map(db).await;
     archive(db).await;
+    write_behind(db).await;
     outbound(db).await;
     pending_sends(db).await;
     delete_login_cascades(db).await;
@@ -320,6 +322,111 @@ async fn logins(db: &Database) {
     );
 }
 
+/// Settings per service live in the login: secrets sealed (bound to the service), kept when
+/// the login is saved again, replaced and forgotten on their own.
+async fn service_settings(db: &Database) {
+    let user = "erin@example.org";
+    let secrets = vec!["nickserv_password".to_owned()];
+    let err = db
+        .save_service_settings("irc", user, "irc.libera.chat", None, &secrets)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    db.save_login(
+        "irc",
+        user,
+        "erin",
+        &form(&[("nick", "erin")]),
+        &[],
+        &json!({}),
+    )
+    .await
+    .unwrap();
+    let libera = form(&[
+        ("nick", "erin_"),
+        ("nickserv_password", "ns-pw-77ab"),
+        ("port", ""),
+    ]);
+    let existed = db
+        .save_service_settings("irc", user, "irc.libera.chat", Some(&libera), &secrets)
+        .await
+        .unwrap();
+    assert!(!existed);
+    db.save_service_settings(
+        "irc",
+        user,
+        "irc.oftc.net",
+        Some(&form(&[("nick", "e")])),
+        &secrets,
+    )
+    .await
+    .unwrap();
+    let raw: String = sqlx::query("SELECT fields FROM logins WHERE bridge = $1 AND user_jid = $2")
+        .bind("irc")
+        .bind(user)
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!raw.contains("ns-pw-77ab"), "secret stored in clear: {raw}");
+    let login = db.get_login("irc", user).await.unwrap().expect("the login");
+    let got = &login.services["irc.libera.chat"];
+    assert_eq!(got.get("nick"), Some("erin_"));
+    assert_eq!(got.get("nickserv_password"), Some("ns-pw-77ab"));
+    assert_eq!(got.0.get("port"), None, "empty values are not stored");
+    assert_eq!(login.services["irc.oftc.net"].get("nick"), Some("e"));
+
+    // Saving the login again keeps them.
+    db.save_login(
+        "irc",
+        user,
+        "erin",
+        &form(&[("nick", "erin2")]),
+        &[],
+        &json!({}),
+    )
+    .await
+    .unwrap();
+    let login = db.get_login("irc", user).await.unwrap().expect("the login");
+    assert_eq!(login.fields.get("nick"), Some("erin2"));
+    assert_eq!(
+        login.services["irc.libera.chat"].get("nickserv_password"),
+        Some("ns-pw-77ab")
+    );
+    assert_eq!(login.clone().into_stored().services.len(), 2);
+
+    // Replaced, then forgotten, one service at a time.
+    assert!(
+        db.save_service_settings(
+            "irc",
+            user,
+            "irc.libera.chat",
+            Some(&form(&[("nick", "erin3")])),
+            &secrets
+        )
+        .await
+        .unwrap()
+    );
+    let login = db.get_login("irc", user).await.unwrap().expect("the login");
+    assert_eq!(
+        login.services["irc.libera.chat"].get("nickserv_password"),
+        None
+    );
+    assert!(
+        db.save_service_settings("irc", user, "irc.libera.chat", None, &secrets)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.save_service_settings("irc", user, "irc.libera.chat", None, &secrets)
+            .await
+            .unwrap()
+    );
+    let login = db.get_login("irc", user).await.unwrap().expect("the login");
+    assert_eq!(login.services.keys().collect::<Vec<_>>(), ["irc.oftc.net"]);
+    assert!(db.delete_login("irc", user).await.unwrap());
+}
+
 async fn contacts(db: &Database) {
     let (b, u) = ("irc", "erin@example.org");
     assert!(db.upsert_contact(b, u, "alice", None).await.unwrap());
@@ -441,6 +548,82 @@ async fn message_map(db: &Database) {
     );
     // Pruning with a cut-off in the past removes nothing.
     assert_eq!(db.prune_message_map(1).await.unwrap(), 0);
+}
+
+/// Rows queued with `write_later` are seen by every later reader, in the order queued,
+/// mixed with rows appended directly; a replayed stanza-id in a batch is skipped.
+async fn write_behind(db: &Database) {
+    let (b, u, room) = ("wb", "wes@example.org", "#wb%irc.example.org");
+    db.archive_append(b, u, room, &archived(0, "ann", 10))
+        .await
+        .unwrap();
+    for n in 1..=600 {
+        db.write_later(Write::Archive {
+            bridge: b.into(),
+            user: u.into(),
+            room: room.into(),
+            msg: archived(n, "ben", 10 + n as i64),
+        })
+        .await
+        .unwrap();
+        db.write_later(Write::Map {
+            bridge: b.into(),
+            user: u.into(),
+            chat: "r:#wb".into(),
+            xmpp_id: format!("x{n}"),
+            remote_id: format!("m{n}"),
+        })
+        .await
+        .unwrap();
+    }
+    // Read at once: the reader waits for the queue, it does not miss the tail.
+    assert_eq!(
+        db.remote_id_for(b, u, "r:#wb", "x600").await.unwrap(),
+        Some("m600".into())
+    );
+    db.archive_append(b, u, room, &archived(601, "ann", 1))
+        .await
+        .unwrap();
+    let page = db
+        .archive_query(
+            b,
+            u,
+            room,
+            &ArchiveQuery {
+                limit: 1000,
+                ..ArchiveQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let expected: Vec<String> = (0..=601).map(|n| format!("s{n}")).collect();
+    assert_eq!(ids(&page), expected, "insertion order across both paths");
+    // A replayed stanza-id in a batch is skipped; the rows around it are written.
+    for n in [602, 5, 603] {
+        db.write_later(Write::Archive {
+            bridge: b.into(),
+            user: u.into(),
+            room: room.into(),
+            msg: archived(n, "cy", 9),
+        })
+        .await
+        .unwrap();
+    }
+    db.settle().await;
+    let page = db
+        .archive_query(
+            b,
+            u,
+            room,
+            &ArchiveQuery {
+                limit: 3,
+                last_page: true,
+                ..ArchiveQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&page), ["s601", "s602", "s603"]);
 }
 
 fn archived(n: usize, nick: &str, at_ms: i64) -> ArchivedMessage {

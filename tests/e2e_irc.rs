@@ -21,16 +21,25 @@ const SERVER_JID: &str = "127.0.0.1@irc.localhost";
 const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 
 async fn start(server: &impl XmppServer, ircd: &Ircd, dir: &std::path::Path) -> App {
-    start_with(server, ircd, dir, "").await
+    start_with(server, dir, &servers_table(ircd)).await
 }
 
-/// Starts the gateway with `extra` keys in its `[bridges.irc]` table.
-async fn start_with(
-    server: &impl XmppServer,
-    ircd: &Ircd,
-    dir: &std::path::Path,
-    extra: &str,
-) -> App {
+/// The usual per-server table for the test IRC server (plain, fast flood control).
+fn servers_table(ircd: &Ircd) -> String {
+    format!(
+        r#"
+[bridges.irc.servers."127.0.0.1"]
+port = {irc_port}
+tls = false
+throttle = {{ lines_per_second = 50.0, burst = 50 }}
+"#,
+        irc_port = ircd.port
+    )
+}
+
+/// Starts the gateway with `irc` appended to its `[bridges.irc]` table (more keys, or
+/// per-server tables).
+async fn start_with(server: &impl XmppServer, dir: &std::path::Path, irc: &str) -> App {
     let key = base64::engine::general_purpose::STANDARD.encode([3u8; 32]);
     let component = server.component_addr();
     let toml = format!(
@@ -47,17 +56,11 @@ seal_key = "{key}"
 [bridges.irc]
 domain = "{DOMAIN}"
 secret = "{SECRET}"
-{extra}
-
-[bridges.irc.servers."127.0.0.1"]
-port = {irc_port}
-tls = false
-throttle = {{ lines_per_second = 50.0, burst = 50 }}
+{irc}
 "#,
         host = component.ip(),
         port = component.port(),
         db = dir.join("estuary.db").display(),
-        irc_port = ircd.port,
     );
     let settings =
         Settings::from_toml(&toml, "e2e", false).expect("the test configuration is valid");
@@ -75,16 +78,24 @@ struct World {
 impl World {
     /// Starts everything, with `alice` registered on Prosody.
     async fn start(ircd: Ircd) -> World {
-        World::start_with(ircd, "").await
+        World::start_extra(ircd, "").await
     }
 
-    /// Starts everything with `extra` keys in the gateway's `[bridges.irc]` table.
-    async fn start_with(ircd: Ircd, extra: &str) -> World {
+    /// Starts everything with `extra` keys in the gateway's `[bridges.irc]` table, before
+    /// the usual per-server table.
+    async fn start_extra(ircd: Ircd, extra: &str) -> World {
+        let irc = format!("{extra}\n{}", servers_table(&ircd));
+        World::start_with(ircd, &irc).await
+    }
+
+    /// Starts everything with the gateway's `[bridges.irc]` table extended by `irc`
+    /// instead of the usual per-server table.
+    async fn start_with(ircd: Ircd, irc: &str) -> World {
         common::init_tracing();
         let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
         server.register("alice", "alicepw").await;
         let dir = tempfile::tempdir().expect("a temp dir");
-        let app = start_with(&server, &ircd, dir.path(), extra).await;
+        let app = start_with(&server, dir.path(), irc).await;
         World {
             server,
             ircd,
@@ -1292,7 +1303,7 @@ async fn rejoining_replays_history_from_the_archive() {
 /// `nick@gw`; joins, room messages and private chats work both ways.
 #[tokio::test]
 async fn a_fixed_server_drops_the_server_part() {
-    let w = World::start_with(Ircd::start(), r#"fixed_server = "127.0.0.1""#).await;
+    let w = World::start_extra(Ircd::start(), r#"fixed_server = "127.0.0.1""#).await;
     let room = format!("#fixed@{DOMAIN}");
     let mut bob = Raw::connect(w.ircd.port, "bob").await;
     bob.send("JOIN #fixed").await;
@@ -1416,7 +1427,7 @@ async fn the_server_jid_lists_channels_in_pages() {
 /// sends no JOIN to IRC.
 #[tokio::test]
 async fn persistent_channels_archive_while_offline() {
-    let w = World::start_with(Ircd::start(), r#"offline = "persistent""#).await;
+    let w = World::start_extra(Ircd::start(), r#"offline = "persistent""#).await;
     let room = room("pers");
     let mut bob = Raw::connect(w.ircd.port, "bob").await;
     bob.send("JOIN #pers").await;
@@ -1538,7 +1549,7 @@ async fn differently_cased_joins_land_in_one_channel() {
 /// offline for longer, the channel is parted.
 #[tokio::test]
 async fn grace_keeps_channels_for_a_while() {
-    let w = World::start_with(Ircd::start(), "offline = \"grace\"\noffline_grace_secs = 4").await;
+    let w = World::start_extra(Ircd::start(), "offline = \"grace\"\noffline_grace_secs = 4").await;
     let room = room("grace");
     let mut bob = Raw::connect(w.ircd.port, "bob").await;
     bob.send("JOIN #grace").await;
@@ -1573,5 +1584,353 @@ async fn grace_keeps_channels_for_a_while() {
         .expect(|l| l.starts_with(":alice") && l.contains(" PART "))
         .await;
     assert!(part.contains("#grace"), "{part}");
+    w.app.shutdown().await;
+}
+
+const COMMANDS: &str = "http://jabber.org/protocol/commands";
+
+/// A submitted data form with these fields.
+fn submit_form(fields: &[(&str, &str)]) -> String {
+    let fields: String = fields
+        .iter()
+        .map(|(var, value)| format!("<field var='{var}'><value>{value}</value></field>"))
+        .collect();
+    format!("<x xmlns='jabber:x:data' type='submit'>{fields}</x>")
+}
+
+/// The values of a form field in `stanza` (first `<x/>` found at any depth).
+fn form_values(stanza: &Element, var: &str) -> Vec<String> {
+    fn find<'a>(e: &'a Element, var: &str) -> Option<&'a Element> {
+        if e.name() == "field" && e.attr("var") == Some(var) {
+            return Some(e);
+        }
+        e.children().find_map(|c| find(c, var))
+    }
+    find(stanza, var)
+        .map(|f| {
+            f.children()
+                .filter(|c| c.name() == "value")
+                .map(|v| v.text())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs the "Configure" command on `jid`: executes it (returns that answer when `fields`
+/// is `None`), then submits `fields` in the same session and returns the answer.
+async fn configure(client: &mut TestClient, jid: &str, fields: Option<&[(&str, &str)]>) -> Element {
+    let first = client
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='set' to='{jid}'><command xmlns='{COMMANDS}' node='configure' action='execute'/></iq>"
+        )))
+        .await;
+    let Some(fields) = fields else {
+        return first;
+    };
+    let session = first
+        .get_child("command", COMMANDS)
+        .and_then(|c| c.attr("sessionid"))
+        .unwrap_or_else(|| panic!("a command session: {}", String::from(&first)))
+        .to_string();
+    client
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='set' to='{jid}'><command xmlns='{COMMANDS}' node='configure' sessionid='{session}' action='complete'>{}</command></iq>",
+            submit_form(fields)
+        )))
+        .await
+}
+
+/// Asks bob's raw client to WHOIS `nick` until a line matching `pred` comes (the services
+/// may take a moment), and returns it.
+async fn whois_until(bob: &mut Raw, nick: &str, pred: impl Fn(&str) -> bool) -> String {
+    for _ in 0..20 {
+        bob.send(&format!("WHOIS {nick}")).await;
+        let lines = bob.collect_for(Duration::from_millis(500)).await;
+        if let Some(l) = lines.into_iter().find(|l| pred(l)) {
+            return l;
+        }
+    }
+    panic!("WHOIS {nick} never showed the expected line");
+}
+
+/// The per-server "Configure" command and registration on the server JID: listed in disco,
+/// bad input refused with nothing stored, the form prefilled without secrets, the NickServ
+/// password sealed at rest and used (Atheme's NickServ identifies the puppet), and the
+/// settings forgotten with `<remove/>`.
+#[tokio::test]
+async fn configure_the_server_and_identify_to_nickserv() {
+    let w = World::start(Ircd::start_with_services()).await;
+    let mut owner = Raw::connect(w.ircd.port, "alice").await;
+    owner
+        .send("PRIVMSG NickServ :REGISTER ns-s3cret alice@example.com")
+        .await;
+    owner
+        .expect(|l| l.contains("NOTICE alice") && l.contains("registered"))
+        .await;
+    owner.send("QUIT :done").await;
+    owner.expect(|l| l.starts_with("ERROR")).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    let mut alice = w.alice("cfg").await;
+
+    let items = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{SERVER_JID}'><query xmlns='http://jabber.org/protocol/disco#items' node='{COMMANDS}'/></iq>"
+        )))
+        .await;
+    let listed = items
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .is_some_and(|q| {
+            q.children()
+                .any(|i| i.attr("node") == Some("configure") && i.attr("jid") == Some(SERVER_JID))
+        });
+    assert!(listed, "Configure is listed: {}", String::from(&items));
+    let info = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{SERVER_JID}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        )))
+        .await;
+    let info = String::from(&info);
+    assert!(
+        info.contains(COMMANDS) && info.contains("jabber:iq:register"),
+        "the server JID advertises commands and registration: {info}"
+    );
+
+    // Bad input: a typed error that says what to fix, and nothing stored.
+    let refused = configure(
+        &mut alice,
+        SERVER_JID,
+        Some(&[("nick", "alice"), ("port", "99999")]),
+    )
+    .await;
+    let (condition, text) = error_of(&refused).expect("an error");
+    assert_eq!(condition, "not-acceptable", "{text}");
+    assert!(text.contains("99999") && text.contains("65535"), "{text}");
+    let refused = configure(&mut alice, SERVER_JID, Some(&[("autojoin", "rust")])).await;
+    assert_eq!(
+        error_of(&refused).map(|e| e.0).as_deref(),
+        Some("not-acceptable")
+    );
+    let form = configure(&mut alice, SERVER_JID, None).await;
+    assert!(
+        form_values(&form, "nick").is_empty(),
+        "{}",
+        String::from(&form)
+    );
+
+    let done = configure(
+        &mut alice,
+        SERVER_JID,
+        Some(&[("nick", "alice"), ("nickserv_password", "ns-s3cret")]),
+    )
+    .await;
+    assert_eq!(
+        done.get_child("command", COMMANDS)
+            .and_then(|c| c.attr("status")),
+        Some("completed"),
+        "{}",
+        String::from(&done)
+    );
+    // Prefilled, secrets not echoed; registration on the server JID shows the same.
+    let form = configure(&mut alice, SERVER_JID, None).await;
+    assert_eq!(form_values(&form, "nick"), ["alice"]);
+    assert!(form_values(&form, "nickserv_password").is_empty());
+    assert_eq!(form_values(&form, "tls"), ["auto"]);
+    let reg = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{SERVER_JID}'><query xmlns='jabber:iq:register'/></iq>"
+        )))
+        .await;
+    let q = reg
+        .get_child("query", "jabber:iq:register")
+        .expect("a query");
+    assert!(q.get_child("registered", "jabber:iq:register").is_some());
+    assert_eq!(form_values(&reg, "nick"), ["alice"]);
+    assert!(!String::from(&reg).contains("ns-s3cret"));
+    for entry in std::fs::read_dir(w.dir.path()).expect("the temp dir") {
+        let path = entry.expect("a dir entry").path();
+        if path.to_string_lossy().contains("estuary.db") {
+            let bytes = std::fs::read(&path).expect("a database file");
+            assert!(
+                !bytes.windows(b"ns-s3cret".len()).any(|x| x == b"ns-s3cret"),
+                "the NickServ password is sealed at rest, also in {}",
+                path.display()
+            );
+        }
+    }
+
+    // The join uses the configured nick and identifies to NickServ.
+    join(&mut alice, &room("ns"), "someone").await;
+    let logged = whois_until(&mut bob, "alice", |l| l.contains(" 330 ")).await;
+    assert!(
+        logged.contains("alice alice"),
+        "NickServ knows alice's puppet as the account alice: {logged}"
+    );
+
+    // Forget the settings.
+    let removed = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='set' to='{SERVER_JID}'><query xmlns='jabber:iq:register'><remove/></query></iq>"
+        )))
+        .await;
+    assert_eq!(
+        removed.attr("type"),
+        Some("result"),
+        "{}",
+        String::from(&removed)
+    );
+    let form = configure(&mut alice, SERVER_JID, None).await;
+    assert!(
+        form_values(&form, "nick").is_empty(),
+        "{}",
+        String::from(&form)
+    );
+    let again = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='set' to='{SERVER_JID}'><query xmlns='jabber:iq:register'><remove/></query></iq>"
+        )))
+        .await;
+    assert_eq!(
+        error_of(&again).map(|e| e.0).as_deref(),
+        Some("item-not-found")
+    );
+    w.app.shutdown().await;
+}
+
+/// No port configured: TLS on the TLS port first, then plain on the plain port (as
+/// Biboumi). The "TLS port" here is a listener that records the TLS ClientHello and hangs
+/// up; the gateway then falls back to InspIRCd's plain port and joins.
+#[tokio::test]
+async fn no_port_tries_tls_then_plain() {
+    let ircd = Ircd::start();
+    let tls_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a listener");
+    let tls_port = tls_listener.local_addr().expect("its address").port();
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        if let Ok((mut sock, _)) = tls_listener.accept().await {
+            let mut first = [0u8; 1];
+            let _ = sock.read_exact(&mut first).await;
+            let _ = seen_tx.send(first[0]);
+        }
+    });
+    let irc = format!(
+        "default_tls_port = {tls_port}\ndefault_plain_port = {}\n",
+        ircd.port
+    );
+    let w = World::start_with(ircd, &irc).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #fallback").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("tls").await;
+    join(&mut alice, &room("fallback"), "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+    let first = tokio::time::timeout(Duration::from_secs(5), seen_rx)
+        .await
+        .expect("the TLS port was tried")
+        .expect("the listener saw a connection");
+    assert_eq!(first, 0x16, "a TLS handshake (ClientHello) came first");
+    w.app.shutdown().await;
+}
+
+/// TLS on InspIRCd with a self-signed certificate: refused while the certificate is
+/// checked (the plain fallback port is closed), accepted once the user's Configure says
+/// not to check it; the server sees a TLS connection (WHOIS 671).
+#[tokio::test]
+async fn tls_with_a_self_signed_certificate() {
+    let ircd = Ircd::start_tls();
+    let closed = common::ports::free_port();
+    let irc = format!(
+        "default_tls_port = {}\ndefault_plain_port = {closed}\n",
+        ircd.tls_port
+    );
+    let w = World::start_with(ircd, &irc).await;
+    let mut alice = w.alice("tls").await;
+    let (condition, text) = refused(
+        &mut alice,
+        &format!("{}/alice", room("tls")),
+        Some(""),
+        "the join refused: the certificate is not trusted",
+    )
+    .await;
+    assert_eq!(condition, "remote-server-not-found", "{text}");
+
+    let done = configure(
+        &mut alice,
+        SERVER_JID,
+        Some(&[("verify_certificate", "false")]),
+    )
+    .await;
+    assert_eq!(
+        done.get_child("command", COMMANDS)
+            .and_then(|c| c.attr("status")),
+        Some("completed"),
+        "{}",
+        String::from(&done)
+    );
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    join(&mut alice, &room("tls"), "alice").await;
+    let secure = whois_until(&mut bob, "alice", |l| l.contains(" 671 ")).await;
+    assert!(secure.contains("alice"), "{secure}");
+    w.app.shutdown().await;
+}
+
+/// TLS with a self-signed certificate accepted because the gateway's config says not to
+/// check it for that server (`verify_certificate = false`).
+#[tokio::test]
+async fn tls_with_the_certificate_check_off_in_the_config() {
+    let ircd = Ircd::start_tls();
+    let closed = common::ports::free_port();
+    let irc = format!(
+        "default_tls_port = {}\ndefault_plain_port = {closed}\n\n[bridges.irc.servers.\"127.0.0.1\"]\nverify_certificate = false\n",
+        ircd.tls_port
+    );
+    let w = World::start_with(ircd, &irc).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    let mut alice = w.alice("tls").await;
+    join(&mut alice, &room("tls"), "alice").await;
+    let secure = whois_until(&mut bob, "alice", |l| l.contains(" 671 ")).await;
+    assert!(secure.contains("alice"), "{secure}");
+    w.app.shutdown().await;
+}
+
+/// With a fixed server, the server's JID is the gateway's domain: its Configure command is
+/// listed there beside the gateway's own and its nick is used at the next join.
+#[tokio::test]
+async fn configure_the_fixed_server_on_the_domain() {
+    let ircd = Ircd::start();
+    let irc = format!(
+        "fixed_server = \"127.0.0.1\"\n\n[bridges.irc.servers.\"127.0.0.1\"]\nport = {}\ntls = false\n",
+        ircd.port
+    );
+    let w = World::start_with(ircd, &irc).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    let mut alice = w.alice("fixed").await;
+    let items = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{DOMAIN}'><query xmlns='http://jabber.org/protocol/disco#items' node='{COMMANDS}'/></iq>"
+        )))
+        .await;
+    let items = String::from(&items);
+    assert!(
+        items.contains("node='configure'") || items.contains("node=\"configure\""),
+        "{items}"
+    );
+    let done = configure(&mut alice, DOMAIN, Some(&[("nick", "fixedalice")])).await;
+    assert_eq!(
+        done.get_child("command", COMMANDS)
+            .and_then(|c| c.attr("status")),
+        Some("completed"),
+        "{}",
+        String::from(&done)
+    );
+    let form = configure(&mut alice, DOMAIN, None).await;
+    assert_eq!(form_values(&form, "nick"), ["fixedalice"]);
+    join(&mut alice, &format!("#fixed@{DOMAIN}"), "alice").await;
+    bob.send("WHOIS fixedalice").await;
+    bob.expect(|l| l.contains(" 311 ") && l.contains("fixedalice"))
+        .await;
     w.app.shutdown().await;
 }

@@ -109,6 +109,7 @@ impl Database {
         room: &str,
         q: &ArchiveQuery,
     ) -> Result<ArchivePage, DbError> {
+        self.settle().await;
         let limit = q.limit.clamp(0, MAX_ARCHIVE_PAGE);
         let backward = q.last_page || q.before_id.is_some();
 
@@ -180,6 +181,7 @@ impl Database {
     /// every bridge. Returns how many were removed.
     #[tracing::instrument(name = "db.archive.prune", skip_all, err)]
     pub async fn archive_prune(&self, before_ms: i64) -> Result<u64, DbError> {
+        self.settle().await;
         let done = sqlx::query("DELETE FROM archive WHERE at_ms < $1")
             .bind(before_ms)
             .execute(&self.pool)

@@ -72,6 +72,9 @@ pub enum DbError {
     /// A row that was referred to does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The database was closed (the gateway is stopping).
+    #[error("the database is closed (the gateway is stopping)")]
+    Closed,
 }
 
 impl DbError {

@@ -4,6 +4,11 @@
 //! The fields are stored as one JSON text, `{"clear": {var: value}, "sealed": {var:
 //! sealed}}`: the fields the bridge flags as secret are sealed, each bound to its bridge,
 //! user and field name, so a sealed value moved to another row does not open.
+//!
+//! The same text holds the user's settings per service (an IRC server, say), under
+//! `"services": {service: {"clear": …, "sealed": …}}`, sealed the same way and bound to the
+//! service's name as well. Saving the login keeps them; only
+//! [`Database::save_service_settings`] changes them.
 
 use super::{Database, DbError, now_ms};
 use estuary_bridge_api::{FormValues, LoginId, StoredLogin, User};
@@ -26,6 +31,8 @@ pub struct LoginRow {
     pub fields: FormValues,
     /// The bridge's own metadata for this login.
     pub metadata: serde_json::Value,
+    /// The user's settings per service, by service name, secrets unsealed.
+    pub services: BTreeMap<String, FormValues>,
     /// When the login was first saved, in unix milliseconds.
     pub created_at_ms: i64,
 }
@@ -38,22 +45,37 @@ impl LoginRow {
             user: User { jid: self.user },
             fields: self.fields,
             metadata: self.metadata,
+            services: self.services,
         }
     }
 }
 
-/// The `logins.fields` column.
+/// Values split into the clear and the sealed ones.
 #[derive(Default, Serialize, Deserialize)]
-struct StoredFields {
+struct SealedValues {
     #[serde(default)]
     clear: BTreeMap<String, String>,
     #[serde(default)]
     sealed: BTreeMap<String, String>,
 }
 
+/// The `logins.fields` column.
+#[derive(Default, Serialize, Deserialize)]
+struct StoredFields {
+    #[serde(flatten)]
+    login: SealedValues,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    services: BTreeMap<String, SealedValues>,
+}
+
 /// The associated data a sealed field is bound to.
 fn seal_context(bridge: &str, user: &str, var: &str) -> Vec<u8> {
     format!("estuary login field\0{bridge}\0{user}\0{var}").into_bytes()
+}
+
+/// The associated data a sealed service setting is bound to.
+fn service_seal_context(bridge: &str, user: &str, service: &str, var: &str) -> Vec<u8> {
+    format!("estuary service setting\0{bridge}\0{user}\0{service}\0{var}").into_bytes()
 }
 
 /// `SELECT` of the columns [`Database::login_from_row`] reads, followed by the rest.
@@ -84,15 +106,11 @@ impl Database {
         for (var, value) in &fields.0 {
             if secret_vars.iter().any(|s| s == var) {
                 let sealed = self.key.seal_with(value, &seal_context(bridge, user, var));
-                stored.sealed.insert(var.clone(), sealed);
+                stored.login.sealed.insert(var.clone(), sealed);
             } else {
-                stored.clear.insert(var.clone(), value.clone());
+                stored.login.clear.insert(var.clone(), value.clone());
             }
         }
-        let fields_json = serde_json::to_string(&stored).map_err(|source| DbError::Encode {
-            what: "login fields",
-            source,
-        })?;
         let metadata_json = serde_json::to_string(metadata).map_err(|source| DbError::Encode {
             what: "login metadata",
             source,
@@ -100,6 +118,27 @@ impl Database {
         let now = now_ms();
 
         let mut tx = self.pool.begin().await?;
+        // The service settings are kept as they are (still sealed).
+        let old: Option<String> =
+            sqlx::query_scalar("SELECT fields FROM logins WHERE bridge = $1 AND user_jid = $2")
+                .bind(bridge)
+                .bind(user)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(old) = old {
+            let old: StoredFields =
+                serde_json::from_str(&old).map_err(|source| DbError::Corrupt {
+                    table: "logins",
+                    column: "fields",
+                    key: format!("{bridge}/{user}"),
+                    source,
+                })?;
+            stored.services = old.services;
+        }
+        let fields_json = serde_json::to_string(&stored).map_err(|source| DbError::Encode {
+            what: "login fields",
+            source,
+        })?;
         sqlx::query(
             "INSERT INTO users (jid, created_at_ms) VALUES ($1, $2) \
              ON CONFLICT (jid) DO NOTHING",
@@ -164,6 +203,72 @@ impl Database {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(|row| self.login_from_row(row)).collect())
+    }
+
+    /// Replaces (`Some`) or forgets (`None`) the settings of `user` for `service` on
+    /// `bridge`; fields named in `secret_vars` are sealed. Returns whether settings for
+    /// that service were stored before.
+    ///
+    /// Fails with [`DbError::NotFound`] if the user has no login on the bridge.
+    #[tracing::instrument(name = "db.logins.save_service", skip_all, err)]
+    pub async fn save_service_settings(
+        &self,
+        bridge: &str,
+        user: &str,
+        service: &str,
+        settings: Option<&FormValues>,
+        secret_vars: &[String],
+    ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let old: Option<String> =
+            sqlx::query_scalar("SELECT fields FROM logins WHERE bridge = $1 AND user_jid = $2")
+                .bind(bridge)
+                .bind(user)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(old) = old else {
+            return Err(DbError::NotFound(format!("login of {user} on {bridge}")));
+        };
+        let mut stored: StoredFields =
+            serde_json::from_str(&old).map_err(|source| DbError::Corrupt {
+                table: "logins",
+                column: "fields",
+                key: format!("{bridge}/{user}"),
+                source,
+            })?;
+        let existed = match settings {
+            None => stored.services.remove(service).is_some(),
+            Some(values) => {
+                let mut sealed = SealedValues::default();
+                for (var, value) in values.0.iter().filter(|(_, v)| !v.is_empty()) {
+                    if secret_vars.iter().any(|s| s == var) {
+                        let context = service_seal_context(bridge, user, service, var);
+                        sealed
+                            .sealed
+                            .insert(var.clone(), self.key.seal_with(value, &context));
+                    } else {
+                        sealed.clear.insert(var.clone(), value.clone());
+                    }
+                }
+                stored.services.insert(service.to_owned(), sealed).is_some()
+            }
+        };
+        let fields_json = serde_json::to_string(&stored).map_err(|source| DbError::Encode {
+            what: "login fields",
+            source,
+        })?;
+        sqlx::query(
+            "UPDATE logins SET fields = $3, updated_at_ms = $4 \
+             WHERE bridge = $1 AND user_jid = $2",
+        )
+        .bind(bridge)
+        .bind(user)
+        .bind(fields_json)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(existed)
     }
 
     /// Replaces the bridge metadata of the login of `user` on `bridge`.
@@ -238,8 +343,8 @@ impl Database {
         let metadata = serde_json::from_str(&row.try_get::<String, _>("metadata")?)
             .map_err(|e| corrupt("metadata", e))?;
 
-        let mut fields = FormValues(stored.clear);
-        for (var, sealed) in stored.sealed {
+        let mut fields = FormValues(stored.login.clear);
+        for (var, sealed) in stored.login.sealed {
             let value = self
                 .key
                 .open_with(&sealed, &seal_context(&bridge, &user, &var))
@@ -251,7 +356,26 @@ impl Database {
                 })?;
             fields.set(var, value);
         }
+        let mut services = BTreeMap::new();
+        for (service, values) in stored.services {
+            let mut open = FormValues(values.clear);
+            for (var, sealed) in values.sealed {
+                let context = service_seal_context(&bridge, &user, &service, &var);
+                let value =
+                    self.key
+                        .open_with(&sealed, &context)
+                        .map_err(|source| DbError::Seal {
+                            bridge: bridge.clone(),
+                            user: user.clone(),
+                            var: format!("{service}/{var}"),
+                            source,
+                        })?;
+                open.set(var, value);
+            }
+            services.insert(service, open);
+        }
         Ok(LoginRow {
+            services,
             login_id: row.try_get("login_id")?,
             created_at_ms: row.try_get("created_at_ms")?,
             fields,

@@ -43,6 +43,7 @@ impl Database {
         chat: &str,
         xmpp_id: &str,
     ) -> Result<Option<String>, DbError> {
+        self.settle().await;
         let row = sqlx::query(
             "SELECT remote_id FROM message_map \
              WHERE bridge = $1 AND user_jid = $2 AND chat = $3 AND xmpp_id = $4",
@@ -66,6 +67,7 @@ impl Database {
         chat: &str,
         remote_id: &str,
     ) -> Result<Option<String>, DbError> {
+        self.settle().await;
         let row = sqlx::query(
             "SELECT xmpp_id FROM message_map \
              WHERE bridge = $1 AND user_jid = $2 AND chat = $3 AND remote_id = $4 \
@@ -84,6 +86,7 @@ impl Database {
     /// Returns how many were removed.
     #[tracing::instrument(name = "db.message_map.prune", skip_all, err)]
     pub async fn prune_message_map(&self, before_ms: i64) -> Result<u64, DbError> {
+        self.settle().await;
         let done = sqlx::query("DELETE FROM message_map WHERE at_ms < $1")
             .bind(before_ms)
             .execute(&self.pool)

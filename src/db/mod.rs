@@ -19,6 +19,7 @@ mod pending_sends;
 mod rooms;
 pub mod seal;
 mod users;
+mod write_behind;
 
 pub use archive::{ArchivePage, ArchiveQuery, ArchivedMessage, MAX_ARCHIVE_PAGE};
 pub use contacts::ContactRow;
@@ -27,6 +28,7 @@ pub use logins::LoginRow;
 pub use pending_sends::PendingSend;
 pub use rooms::RoomRow;
 pub use seal::{SealError, SealKey};
+pub use write_behind::Write;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
@@ -56,6 +58,7 @@ pub struct Database {
     pool: AnyPool,
     key: Arc<SealKey>,
     backend: Backend,
+    behind: Arc<write_behind::WriteBehind>,
 }
 
 impl Database {
@@ -122,6 +125,7 @@ impl Database {
         MIGRATOR.run(&pool).await?;
         tracing::info!(url = %redacted, ?backend, "database ready");
         Ok(Database {
+            behind: Arc::new(write_behind::WriteBehind::start(pool.clone())),
             pool,
             key: Arc::new(key),
             backend,
@@ -143,8 +147,22 @@ impl Database {
         &self.key
     }
 
-    /// Closes every connection; later calls fail.
+    /// Queues a row for the archive or the message map, written with others in one
+    /// transaction shortly after; readers of those tables wait for it. Waits only while
+    /// the queue is full.
+    pub async fn write_later(&self, write: Write) -> Result<(), DbError> {
+        self.behind.push(write).await
+    }
+
+    /// Waits until every row queued with [`Database::write_later`] before this call is
+    /// written (or failed and logged).
+    pub async fn settle(&self) {
+        self.behind.settle().await;
+    }
+
+    /// Writes what is queued, then closes every connection; later calls fail.
     pub async fn close(&self) {
+        self.settle().await;
         self.pool.close().await;
     }
 }

@@ -5,6 +5,7 @@
 
 use super::Gateway;
 use super::iq::Request;
+use super::service::CONFIGURE_NODE;
 use super::session::{describe, lock};
 use crate::xmpp::el::a;
 use crate::xmpp::forms;
@@ -117,7 +118,20 @@ impl Gateway {
                 admin: spec.access == CommandAccess::Admin,
                 bridge: Some(spec),
             });
-        core.chain(bridge).collect()
+        // The domain's own service (IRC's fixed server) is configured on the domain.
+        let service = self
+            .connector
+            .domain_service()
+            .filter(|s| !self.service_fields(s).is_empty())
+            .map(|s| Command {
+                node: CONFIGURE_NODE.into(),
+                name: format!("Configure {s}"),
+                admin: false,
+                bridge: None,
+            });
+        core.chain(service)
+            .chain(bridge.filter(|c| c.node != CONFIGURE_NODE))
+            .collect()
     }
 
     /// A command by node, if this user may run it.
@@ -145,6 +159,12 @@ impl Gateway {
                 "there is no command {node}; ask the gateway for its command list"
             )));
         };
+        if cmd.node == CONFIGURE_NODE
+            && cmd.bridge.is_none()
+            && let Some(service) = self.connector.domain_service()
+        {
+            return self.handle_service_command(req, &service).await;
+        }
         let session_id = req
             .payload
             .attr("sessionid")
@@ -450,7 +470,8 @@ impl Gateway {
     }
 }
 
-fn command_el(
+/// A `<command/>` answer with its status, form and note.
+pub(super) fn command_el(
     node: &str,
     session_id: &str,
     status: &str,

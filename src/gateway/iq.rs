@@ -165,11 +165,31 @@ impl Gateway {
             (Target::Domain, ns::REGISTER, "query", _) => self.handle_register(req).await,
             (Target::Domain, ns::GATEWAY, "query", _) => self.handle_gateway_iq(req).await,
             (Target::Domain, ns::COMMANDS, "command", true) => self.handle_command(req).await,
-            (Target::Chat(chat), ns::DISCO_INFO, "query", false) => {
-                Ok(Some(self.disco_info_chat(chat, p.attr("node"))))
+            (Target::Chat(ChatKey::Service(s)), ns::REGISTER, "query", _) => {
+                self.handle_service_register(req, s).await
             }
-            (Target::Chat(ChatKey::Service(service)), ns::DISCO_ITEMS, "query", false) => {
-                self.disco_items_service(req, service).await
+            (Target::Chat(ChatKey::Service(s)), ns::COMMANDS, "command", true) => {
+                self.handle_service_command(req, s).await
+            }
+            (Target::Chat(chat), ns::DISCO_INFO, "query", false) => {
+                self.disco_info_chat(chat, p.attr("node"))
+            }
+            (Target::Chat(ChatKey::Service(s)), ns::DISCO_ITEMS, "query", false) => {
+                let mut q = Element::builder("query", ns::DISCO_ITEMS).build();
+                match p.attr("node") {
+                    Some(ns::COMMANDS) => {
+                        crate::xmpp::el::set(&mut q, "node", ns::COMMANDS);
+                        for item in self.service_command_items(&req.to.to_bare().to_string(), s) {
+                            q.append_child(item);
+                        }
+                    }
+                    Some(node) => {
+                        return Err(errors::item_not_found(format!("no node {node} here")));
+                    }
+                    // No node: the service's rooms.
+                    None => return self.disco_items_service(req, s).await,
+                }
+                Ok(Some(q))
             }
             (Target::Chat(_), ns::DISCO_ITEMS, "query", false) => {
                 Ok(Some(Element::builder("query", ns::DISCO_ITEMS).build()))
@@ -274,16 +294,14 @@ impl Gateway {
         self.room_items(q, req, rooms)
     }
 
-    /// disco#items on a service's JID (an IRC server): its rooms, paged by XEP-0059.
+    /// disco#items (no node) on a service's JID (an IRC server): its rooms, paged by
+    /// XEP-0059.
     async fn disco_items_service(
         self: &Arc<Self>,
         req: &Request,
         service: &str,
     ) -> Result<Option<Element>, StanzaError> {
         let q = Element::builder("query", ns::DISCO_ITEMS).build();
-        if req.payload.attr("node").is_some() {
-            return Err(errors::item_not_found("no such node"));
-        }
         if !(self.caps.groups && self.caps.room_list) {
             return Ok(Some(q));
         }
@@ -325,18 +343,45 @@ impl Gateway {
         Ok(Some(q))
     }
 
-    fn disco_info_chat(&self, chat: &ChatKey, node: Option<&str>) -> Element {
-        match chat {
+    fn disco_info_chat(
+        &self,
+        chat: &ChatKey,
+        node: Option<&str>,
+    ) -> Result<Option<Element>, StanzaError> {
+        Ok(Some(match chat {
             ChatKey::Room(r) => disco::room(&self.info, &self.caps, r.as_str()).to_element(node),
             ChatKey::Direct(u) => {
                 disco::contact(&self.info, &self.caps, u.as_str()).to_element(node)
             }
-            ChatKey::Service(s) => disco::DiscoInfo {
-                identity: ("gateway".into(), self.info.disco_type.clone(), s.clone()),
-                features: vec![ns::DISCO_INFO.into()],
+            ChatKey::Service(s) => {
+                let configurable = !self.service_fields(s).is_empty();
+                match node {
+                    Some(n) if n == super::service::CONFIGURE_NODE && configurable => {
+                        disco::DiscoInfo {
+                            identity: (
+                                "automation".into(),
+                                "command-node".into(),
+                                "Configure".into(),
+                            ),
+                            features: vec![ns::COMMANDS.into(), ns::DATA_FORMS.into()],
+                        }
+                        .to_element(node)
+                    }
+                    _ => {
+                        let mut features = vec![ns::DISCO_INFO.into()];
+                        if configurable {
+                            features.push(ns::COMMANDS.into());
+                            features.push(ns::REGISTER.into());
+                        }
+                        disco::DiscoInfo {
+                            identity: ("gateway".into(), self.info.disco_type.clone(), s.clone()),
+                            features,
+                        }
+                        .to_element(node)
+                    }
+                }
             }
-            .to_element(node),
-        }
+        }))
     }
 }
 

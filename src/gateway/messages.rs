@@ -2,7 +2,7 @@
 
 use super::session::Session;
 use super::{Gateway, Target};
-use crate::db::ArchivedMessage;
+use crate::db::{ArchivedMessage, Write};
 use crate::xmpp::message::{self as msg, Inbound};
 use crate::xmpp::{errors, ns};
 use estuary_bridge_api::{BridgeError, ChatKey, ErrorKind, Outgoing, RemoteMessageId};
@@ -234,18 +234,22 @@ impl Gateway {
         }
     }
 
-    async fn remember(&self, user: &str, chat: &ChatKey, xmpp_id: &str, remote: &RemoteMessageId) {
-        if let Err(e) = self
-            .db
-            .map_message(
-                &self.bridge,
-                user,
-                &chat_key(chat),
-                xmpp_id,
-                remote.as_str(),
-            )
-            .await
-        {
+    /// Maps an XMPP message id to the network's id (written behind, with others).
+    pub(super) async fn remember(
+        &self,
+        user: &str,
+        chat: &ChatKey,
+        xmpp_id: &str,
+        remote: &RemoteMessageId,
+    ) {
+        let write = Write::Map {
+            bridge: self.bridge.clone(),
+            user: user.to_string(),
+            chat: chat_key(chat),
+            xmpp_id: xmpp_id.to_string(),
+            remote_id: remote.to_string(),
+        };
+        if let Err(e) = self.db.write_later(write).await {
             warn!(bridge = %self.bridge, "cannot store the message map: {e}");
         }
     }
@@ -433,11 +437,13 @@ impl Gateway {
             at_ms,
             remote_id: remote.map(|r| r.to_string()),
         };
-        if let Err(e) = self
-            .db
-            .archive_append(&self.bridge, user, room_key, &row)
-            .await
-        {
+        let write = Write::Archive {
+            bridge: self.bridge.clone(),
+            user: user.to_string(),
+            room: room_key.to_string(),
+            msg: row,
+        };
+        if let Err(e) = self.db.write_later(write).await {
             warn!(bridge = %self.bridge, "cannot archive a room message: {e}");
         }
         stanza_id

@@ -12,6 +12,7 @@ mod messages;
 mod presence;
 mod register;
 mod remote;
+mod service;
 pub mod session;
 mod workers;
 
@@ -27,7 +28,7 @@ use estuary_bridge_api::{
     LoginId, RemoteChatId, RemoteEvent, StoredLogin, User,
 };
 use session::{Session, lock};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -210,6 +211,7 @@ impl Gateway {
                     login.login_id.clone().into(),
                     login.fields,
                     login.metadata,
+                    login.services,
                 )
                 .await
             {
@@ -225,6 +227,7 @@ impl Gateway {
         login: LoginId,
         fields: FormValues,
         metadata: serde_json::Value,
+        services: BTreeMap<String, FormValues>,
     ) -> Result<Arc<Session>, BridgeError> {
         let stored = StoredLogin {
             id: login.clone(),
@@ -233,6 +236,7 @@ impl Gateway {
             },
             fields,
             metadata,
+            services,
         };
         let sink = EventSink::new(user, login.clone(), self.events_tx.clone());
         let client = self.connector.load_login(&stored, sink).await?;
@@ -263,6 +267,17 @@ impl Gateway {
                 self.info.name, self.domain
             )));
         }
+        // A login stored earlier (its client was stopped) comes back as it was.
+        match self.db.get_login(&self.bridge, user).await {
+            Ok(Some(l)) => {
+                return self
+                    .open_session(user, l.login_id.into(), l.fields, l.metadata, l.services)
+                    .await
+                    .map_err(|e| errors::from_bridge(&e));
+            }
+            Ok(None) => {}
+            Err(e) => warn!(bridge = %self.bridge, user, "cannot read the stored login: {e}"),
+        }
         let login = LoginId::new(user);
         let empty = FormValues::default();
         let meta = serde_json::Value::Object(Default::default());
@@ -273,7 +288,7 @@ impl Gateway {
         {
             warn!(bridge = %self.bridge, user, "cannot store the automatic login: {e}");
         }
-        self.open_session(user, login, empty, meta)
+        self.open_session(user, login, empty, meta, BTreeMap::new())
             .await
             .map_err(|e| errors::from_bridge(&e))
     }

@@ -150,6 +150,7 @@ impl Gateway {
             registered.id.clone(),
             values,
             registered.metadata,
+            existing.map(|l| l.services.clone()).unwrap_or_default(),
         )
         .await
         .map_err(|e| errors::from_bridge(&e))?;

@@ -427,13 +427,8 @@ impl Gateway {
         {
             out.payloads.push(msg::reply(&x));
         }
-        if let Some(remote) = &m.id
-            && let Err(e) = self
-                .db
-                .map_message(&self.bridge, user, &chat_key(&m.chat), &id, remote.as_str())
-                .await
-        {
-            warn!(bridge = %self.bridge, "cannot store the message map: {e}");
+        if let Some(remote) = &m.id {
+            self.remember(user, &m.chat, &id, remote).await;
         }
         self.send(out).await;
     }
@@ -473,22 +468,10 @@ impl Gateway {
             )
             .await;
         if let Some(remote) = &m.id {
-            let key = chat_key(&m.chat);
-            let _ = self
-                .db
-                .map_message(
-                    &self.bridge,
-                    &session.user,
-                    &key,
-                    &stanza_id,
-                    remote.as_str(),
-                )
+            self.remember(&session.user, &m.chat, &stanza_id, remote)
                 .await;
             if let Some(origin) = &m.echo_of {
-                let _ = self
-                    .db
-                    .map_message(&self.bridge, &session.user, &key, origin, remote.as_str())
-                    .await;
+                self.remember(&session.user, &m.chat, origin, remote).await;
             }
         }
         let reply = match &m.reply_to {

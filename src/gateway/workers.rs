@@ -1,5 +1,8 @@
 //! One task per user for a kind of work (stanzas from XMPP, events from the network), so that
 //! each user's items are handled in order while users never wait on each other.
+//!
+//! Items travel boxed: a channel allocates its slots in blocks of 32, so with thousands of
+//! users an unboxed stanza or event per slot would cost kilobytes per user while idle.
 
 use super::session::lock;
 use std::collections::HashMap;
@@ -13,7 +16,7 @@ const IDLE: Duration = Duration::from_secs(300);
 
 /// The live workers of one kind, by user.
 pub(super) struct Workers<T> {
-    map: Mutex<HashMap<String, mpsc::Sender<T>>>,
+    map: Mutex<HashMap<String, mpsc::Sender<Box<T>>>>,
 }
 
 impl<T: Send + 'static> Workers<T> {
@@ -26,7 +29,8 @@ impl<T: Send + 'static> Workers<T> {
 
     /// Hands `item` to `key`'s worker, starting one with `start` when there is none or the
     /// last one has just ended. Waits while the worker's queue is full; never drops the item.
-    pub(super) async fn hand(&self, key: &str, mut item: T, start: impl Fn(mpsc::Receiver<T>)) {
+    pub(super) async fn hand(&self, key: &str, item: T, start: impl Fn(mpsc::Receiver<Box<T>>)) {
+        let mut item = Box::new(item);
         loop {
             let tx = {
                 let mut map = lock(&self.map);
@@ -49,14 +53,14 @@ impl<T: Send + 'static> Workers<T> {
 
     /// A worker's loop: handles items in order and ends after [`IDLE`] without any. Items
     /// that slip in while it ends are still handled; later ones start a new worker.
-    pub(super) async fn run<F, Fut>(&self, key: &str, mut rx: mpsc::Receiver<T>, mut handle: F)
+    pub(super) async fn run<F, Fut>(&self, key: &str, mut rx: mpsc::Receiver<Box<T>>, mut handle: F)
     where
         F: FnMut(T) -> Fut,
         Fut: Future<Output = ()>,
     {
         loop {
             match tokio::time::timeout(IDLE, rx.recv()).await {
-                Ok(Some(item)) => handle(item).await,
+                Ok(Some(item)) => handle(*item).await,
                 Ok(None) => return,
                 Err(_) => {
                     {
@@ -68,7 +72,7 @@ impl<T: Send + 'static> Workers<T> {
                         rx.close();
                     }
                     while let Ok(item) = rx.try_recv() {
-                        handle(item).await;
+                        handle(*item).await;
                     }
                     return;
                 }

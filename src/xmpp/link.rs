@@ -10,8 +10,11 @@
 //! Delivery is confirmed by XEP-0199 pings: the server answers stanzas in order, so the
 //! answer to a ping sent after a batch proves the batch was taken. Stanzas written since
 //! the last answered ping are kept and sent again if the link drops (a duplicate is better
-//! than a loss; clients de-duplicate by id). A ping also goes out when the link is idle,
-//! and a ping left unanswered for `ping_timeout` marks the link dead.
+//! than a loss; clients de-duplicate by id). That confirming ping goes out [`ACK_DELAY`]
+//! after the first unconfirmed stanza, or at once after [`ACK_EVERY`] of them, so that
+//! under steady traffic the server answers one ping per batch, not one per message. A
+//! ping also goes out when the link is idle, and a ping left unanswered for
+//! `ping_timeout` marks the link dead.
 
 use crate::db::Database;
 use crate::xmpp::el::a;
@@ -28,6 +31,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::component::Handshake;
+
+/// How long a written stanza may wait for the ping that confirms it.
+pub const ACK_DELAY: Duration = Duration::from_millis(100);
+/// How many unconfirmed stanzas make the link ask for confirmation at once.
+pub const ACK_EVERY: usize = 64;
 use tokio_xmpp::xmlstream::{ReadError, StreamHeader, Timeouts, XmlStream, initiate_stream};
 use tracing::{debug, error, info, warn};
 
@@ -481,6 +489,8 @@ impl Link {
         backlog.extend(self.queue.drain(..));
         let mut in_flight: Option<(String, usize, Instant)> = None;
         let mut last_traffic = Instant::now();
+        // When the unconfirmed stanzas are due a confirming ping.
+        let mut ack_due: Option<Instant> = None;
         loop {
             self.gauge(backlog.len());
             // Flush backlog (and spilled rows) first, in order.
@@ -501,13 +511,15 @@ impl Link {
                     self.queue.extend(backlog.drain(..));
                     return Ended::Lost(e.to_string());
                 }
-                if in_flight.is_none() && (backlog.is_empty() || self.unacked.len() >= 256) {
+                ack_due.get_or_insert_with(|| Instant::now() + ACK_DELAY);
+                if in_flight.is_none() && self.unacked.len() >= ACK_EVERY {
                     let (id, ping) = self.ping();
                     if let Err(e) = stream.send(&ping).await {
                         self.queue.extend(backlog.drain(..));
                         return Ended::Lost(e.to_string());
                     }
                     in_flight = Some((id, self.unacked.len(), Instant::now()));
+                    ack_due = None;
                 }
                 // Keep reading while flushing a large backlog so pings get answered.
                 if !backlog.is_empty() {
@@ -520,9 +532,13 @@ impl Link {
                     continue;
                 }
             }
-            let ping_due = match &in_flight {
-                Some((_, _, sent)) => *sent + self.cfg.ping_timeout,
-                None => last_traffic + self.cfg.ping_interval,
+            if in_flight.is_none() && !self.unacked.is_empty() {
+                ack_due.get_or_insert_with(|| Instant::now() + ACK_DELAY);
+            }
+            let ping_due = match (&in_flight, ack_due) {
+                (Some((_, _, sent)), _) => *sent + self.cfg.ping_timeout,
+                (None, Some(due)) => due.min(last_traffic + self.cfg.ping_interval),
+                (None, None) => last_traffic + self.cfg.ping_interval,
             };
             tokio::select! {
                 item = stream.next() => {
@@ -530,12 +546,13 @@ impl Link {
                     if let Some(why) = self.on_read(item, &mut in_flight).await {
                         return Ended::Lost(why);
                     }
-                    if in_flight.is_none() && !self.unacked.is_empty() {
+                    if in_flight.is_none() && self.unacked.len() >= ACK_EVERY {
                         let (id, ping) = self.ping();
                         if let Err(e) = stream.send(&ping).await {
                             return Ended::Lost(e.to_string());
                         }
                         in_flight = Some((id, self.unacked.len(), Instant::now()));
+                        ack_due = None;
                     }
                 }
                 cmd = self.rx.recv() => match cmd {
@@ -555,6 +572,7 @@ impl Link {
                         return Ended::Lost(e.to_string());
                     }
                     in_flight = Some((id, self.unacked.len(), Instant::now()));
+                    ack_due = None;
                     last_traffic = Instant::now();
                 }
             }

@@ -1,8 +1,8 @@
 //! Core → foreign side: the commands a client takes.
 
 use crate::{
-    BridgeError, ChatKey, ChatState, MessageKind, RemoteChatId, RemoteMessageId, RemoteUserId,
-    Result, RoomInfo,
+    BridgeError, ChatKey, ChatState, FormValues, MessageKind, RemoteChatId, RemoteMessageId,
+    RemoteUserId, Result, RoomInfo,
 };
 use async_trait::async_trait;
 
@@ -57,6 +57,13 @@ pub trait Client: Send + Sync {
     async fn resolve_identifier(&self, typed: &str) -> Result<RemoteUserId>;
     /// Sends a message.
     async fn send_message(&self, msg: Outgoing) -> Result<Sent>;
+
+    /// The user changed (`Some`) or removed (`None`) their settings for `service` (see
+    /// [`Connector::service_fields`](crate::Connector::service_fields)); they apply from
+    /// the next connection to it. The default ignores it.
+    async fn service_settings_changed(&self, service: &str, settings: Option<FormValues>) {
+        let _ = (service, settings);
+    }
 
     /// Corrects an earlier message.
     async fn send_edit(

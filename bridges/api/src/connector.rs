@@ -6,6 +6,7 @@ use crate::{
     RemoteUserId, Result,
 };
 use async_trait::async_trait;
+use std::collections::BTreeMap;
 
 /// An XMPP user of the gateway, by bare JID (`alice@example.org`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -25,6 +26,9 @@ pub struct StoredLogin {
     pub fields: FormValues,
     /// The bridge's own metadata for this login.
     pub metadata: serde_json::Value,
+    /// The user's settings per service (e.g. per IRC server), by service name, as stored
+    /// through the service's configuration form (secrets unsealed).
+    pub services: BTreeMap<String, FormValues>,
 }
 
 /// What registration produced.
@@ -70,6 +74,35 @@ pub trait Connector: Send + Sync + 'static {
     }
     /// Stops process-wide work at shutdown. The default does nothing.
     async fn stop(&self) {}
+
+    /// The per-user settings a service (a [`ChatKey::Service`], e.g. an IRC server) takes.
+    /// Non-empty: the core offers them on the service's JID as a "Configure" ad-hoc
+    /// command and as XEP-0077 registration, stores them per user and per service (secret
+    /// fields sealed) in [`StoredLogin::services`], and tells the live client with
+    /// [`Client::service_settings_changed`]. The default offers none.
+    fn service_fields(&self, service: &str) -> Vec<FormField> {
+        let _ = service;
+        Vec::new()
+    }
+    /// The service the gateway's domain itself stands for, if any (IRC with a fixed server,
+    /// whose server JID is the domain). Its settings are then configured with the
+    /// "Configure" command on the domain. The default is none.
+    fn domain_service(&self) -> Option<String> {
+        None
+    }
+    /// Checks and normalizes settings submitted for `service` (already checked against
+    /// [`service_fields`](Self::service_fields) for required fields and choices, stored
+    /// secrets filled in for secrets left empty). An error reaches the user as the stanza
+    /// error and nothing is stored. The default takes them as they are.
+    async fn check_service_settings(
+        &self,
+        user: &User,
+        service: &str,
+        values: FormValues,
+    ) -> Result<FormValues> {
+        let _ = (user, service);
+        Ok(values)
+    }
 
     /// Ad-hoc commands this bridge offers on its domain, besides the core's.
     fn commands(&self) -> Vec<CommandSpec> {

@@ -284,10 +284,39 @@ impl EventSink {
             .map_err(|_| SinkClosed)
     }
 
+    /// Pushes an event if the core's queue has room now; gives it back when it has not
+    /// (wait with [`EventSink::ready`], then try again), so that a bridge task can go on
+    /// with other work (writing to its socket) while the core catches up.
+    pub fn try_send(&self, event: RemoteEvent) -> Result<(), TrySend> {
+        match self
+            .tx
+            .try_send((self.user.clone(), self.login.clone(), event))
+        {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full((_, _, event))) => Err(TrySend::Full(event)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(TrySend::Closed),
+        }
+    }
+
+    /// Waits until the core's queue has room for an event (another task may still take
+    /// it first: [`EventSink::try_send`] can then give the event back again).
+    pub async fn ready(&self) -> Result<(), SinkClosed> {
+        self.tx.reserve().await.map(drop).map_err(|_| SinkClosed)
+    }
+
     /// The login this sink reports for.
     pub fn login(&self) -> &LoginId {
         &self.login
     }
+}
+
+/// Why [`EventSink::try_send`] gave an event back.
+#[derive(Debug)]
+pub enum TrySend {
+    /// The core's queue is full: the event, to send again later.
+    Full(RemoteEvent),
+    /// The core has stopped.
+    Closed,
 }
 
 /// Makes [`EventSink`]s for any user: for bridges whose events are not tied to a login the

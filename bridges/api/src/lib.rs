@@ -32,7 +32,7 @@ pub use connector::{Connector, Registered, StoredLogin, User};
 pub use error::{BridgeError, ErrorKind, Result};
 pub use event::{
     EventRouter, EventSink, LoginState, MemberChange, RemoteEvent, RemoteMessage, Sender,
-    SinkClosed,
+    SinkClosed, TrySend,
 };
 pub use form::{FieldKind, FormField, FormValues};
 pub use ids::{LoginId, RemoteChatId, RemoteMessageId, RemoteUserId};

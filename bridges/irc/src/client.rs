@@ -9,6 +9,8 @@
 //! (`true`/`false`), `port`, `autojoin` (channels separated by spaces, commas or lines).
 //! The login's metadata may also hold per-server settings with the same keys, which win:
 //! `{"servers": {"irc.libera.chat": {"nick": "alice", "port": "6697", "tls": "true"}}}`.
+//! The settings the user gives through the server JID's "Configure" command or
+//! registration (see [`settings`](crate::settings)) win over both.
 
 use crate::address;
 use crate::config::{IrcConfig, endpoints};
@@ -16,12 +18,13 @@ use crate::connection::{ConnectionHandle, Op, Say, ServerSettings};
 use crate::format::{
     ACTION_OVERHEAD, CONSERVATIVE_PREFIX_BYTES, parse_me, sanitize, split_body, text_budget,
 };
+use crate::settings::{self, is_true};
 use async_trait::async_trait;
 use estuary_bridge_api::{
     BridgeError, ChatKey, Client, ErrorKind, EventSink, FormValues, JoinRequest, MessageKind,
     Outgoing, RemoteChatId, RemoteUserId, Result, RoomInfo, Sent, User,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,6 +46,9 @@ pub struct IrcClient {
     user: User,
     fields: FormValues,
     metadata: serde_json::Value,
+    /// The user's settings per server (from the server JID's "Configure"), by lowercase
+    /// server name.
+    services: Mutex<BTreeMap<String, FormValues>>,
     events: EventSink,
     connections: Mutex<HashMap<String, ConnectionHandle>>,
     /// Each server's last LIST and when it came, so that paging through a long list does
@@ -51,12 +57,14 @@ pub struct IrcClient {
 }
 
 impl IrcClient {
-    /// A client for `user` with its login fields and metadata; connects nothing yet.
+    /// A client for `user` with its login fields, metadata and per-server settings;
+    /// connects nothing yet.
     pub fn new(
         config: Arc<IrcConfig>,
         user: User,
         fields: FormValues,
         metadata: serde_json::Value,
+        services: BTreeMap<String, FormValues>,
         events: EventSink,
     ) -> Self {
         Self {
@@ -64,14 +72,30 @@ impl IrcClient {
             user,
             fields,
             metadata,
+            services: Mutex::new(
+                services
+                    .into_iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                    .collect(),
+            ),
             events,
             connections: Mutex::new(HashMap::new()),
             listings: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A login setting for `server`: metadata first, then fields (if they apply).
+    /// A login setting for `server`: the server's own settings first, then metadata, then
+    /// fields (if they apply).
     fn setting(&self, server: &str, key: &str) -> Option<String> {
+        let from_service = self
+            .services
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&server.to_ascii_lowercase())
+            .and_then(|v| v.get(key).map(str::to_owned));
+        if from_service.is_some() {
+            return from_service;
+        }
         let from_meta = self
             .metadata
             .get("servers")
@@ -106,7 +130,8 @@ impl IrcClient {
             .or(self.config.default_port);
         let tls = self
             .setting(server, "tls")
-            .map(|t| t == "1" || t.eq_ignore_ascii_case("true"))
+            .filter(|t| t != "auto")
+            .map(|t| is_true(&t))
             .or(overrides.tls);
         let local = self.user.jid.split('@').next().unwrap_or("estuary");
         let nick = self
@@ -117,9 +142,18 @@ impl IrcClient {
         let safe = |s: String| sanitize(&s).replace(['\n', ' '], "");
         ServerSettings {
             server: server.to_owned(),
-            endpoints: endpoints(port, tls),
-            verify_certificate: overrides.verify_certificate.unwrap_or(true),
-            throttle: overrides.throttle.unwrap_or_default(),
+            endpoints: endpoints(port, tls, self.config.default_ports()),
+            verify_certificate: self
+                .setting(server, "verify_certificate")
+                .filter(|v| v != "default")
+                .map(|v| is_true(&v))
+                .or(overrides.verify_certificate)
+                .unwrap_or(true),
+            throttle: settings::throttle(
+                self.setting(server, "throttle_lines_per_second").as_deref(),
+                self.setting(server, "throttle_burst").as_deref(),
+                overrides.throttle.unwrap_or_default(),
+            ),
             username: self
                 .setting(server, "username")
                 .or(overrides.username)
@@ -138,7 +172,7 @@ impl IrcClient {
             autojoin: self
                 .setting(server, "autojoin")
                 .map(|a| {
-                    a.split([' ', ',', '\n'])
+                    settings::split_channels(&a)
                         .filter(|c| address::check_channel(c).is_none())
                         .map(str::to_owned)
                         .collect()
@@ -271,7 +305,17 @@ impl Client for IrcClient {
             .get("server")
             .filter(|_| self.fields.get("autojoin").is_some())
             .map(str::to_owned);
-        for server in servers.into_iter().chain(from_fields) {
+        let from_services: Vec<String> = self
+            .services
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, v)| v.get("autojoin").is_some())
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for server in servers.into_iter().chain(from_fields).chain(from_services) {
             self.connection(&server.to_ascii_lowercase(), None);
         }
     }
@@ -285,6 +329,18 @@ impl Client for IrcClient {
         for h in handles {
             h.send(Op::Quit(Some("Disconnected by the user".into())));
         }
+    }
+
+    async fn service_settings_changed(&self, service: &str, settings: Option<FormValues>) {
+        let mut map = self
+            .services
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let server = service.to_ascii_lowercase();
+        match settings {
+            Some(values) => map.insert(server, values),
+            None => map.remove(&server),
+        };
     }
 
     async fn resolve_identifier(&self, typed: &str) -> Result<RemoteUserId> {
@@ -480,5 +536,106 @@ impl Client for IrcClient {
             return Err(BridgeError::not_acceptable(why));
         }
         self.channels_of(&service.to_ascii_lowercase()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Endpoint, Throttle};
+    use estuary_bridge_api::LoginId;
+    use serde_json::json;
+
+    fn values(pairs: &[(&str, &str)]) -> FormValues {
+        let mut v = FormValues::default();
+        for (k, val) in pairs {
+            v.set(*k, *val);
+        }
+        v
+    }
+
+    fn client(config: serde_json::Value, services: &[(&str, FormValues)]) -> IrcClient {
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        IrcClient::new(
+            Arc::new(IrcConfig::from_json(&config).unwrap()),
+            User {
+                jid: "alice@example.org".into(),
+            },
+            values(&[("nick", "fieldnick"), ("nickserv_password", "field-pw")]),
+            json!({"servers": {"irc.test": {"nick": "metanick"}}}),
+            services
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            EventSink::new("alice@example.org", LoginId::new("alice"), tx),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_servers_own_settings_win_and_apply_to_new_connections() {
+        let c = client(
+            json!({"default_tls_port": 7001, "default_plain_port": 7000,
+                   "servers": {"irc.test": {"verify_certificate": true,
+                   "throttle": {"lines_per_second": 3.0, "burst": 4}}}}),
+            &[(
+                "IRC.test",
+                values(&[
+                    ("nick", "confnick"),
+                    ("verify_certificate", "false"),
+                    ("throttle_burst", "9"),
+                ]),
+            )],
+        );
+        let s = c.settings_for("irc.test", Some("joinnick"));
+        assert_eq!(s.nick, "confnick");
+        assert!(!s.verify_certificate);
+        assert_eq!(
+            s.throttle,
+            Throttle {
+                lines_per_second: 3.0,
+                burst: 9
+            }
+        );
+        assert_eq!(s.nickserv_password.as_deref(), Some("field-pw"));
+        assert_eq!(
+            s.endpoints,
+            [
+                Endpoint {
+                    port: 7001,
+                    tls: true
+                },
+                Endpoint {
+                    port: 7000,
+                    tls: false
+                }
+            ]
+        );
+        // Other servers: the login's fields, the config's defaults.
+        let other = c.settings_for("irc.other", Some("joinnick"));
+        assert_eq!(other.nick, "fieldnick");
+        assert!(other.verify_certificate);
+
+        c.service_settings_changed(
+            "irc.test",
+            Some(values(&[("tls", "false"), ("nickserv_password", "new-pw")])),
+        )
+        .await;
+        let s = c.settings_for("irc.test", None);
+        assert_eq!(s.nick, "metanick", "back to the metadata's nick");
+        assert_eq!(s.nickserv_password.as_deref(), Some("new-pw"));
+        assert_eq!(
+            s.endpoints,
+            [Endpoint {
+                port: 7000,
+                tls: false
+            }]
+        );
+        c.service_settings_changed("irc.test", None).await;
+        assert_eq!(
+            c.settings_for("irc.test", None)
+                .nickserv_password
+                .as_deref(),
+            Some("field-pw")
+        );
     }
 }

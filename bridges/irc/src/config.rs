@@ -6,6 +6,8 @@
 //! secret = "…"                    # read by the core, ignored here
 //! fixed_server = "irc.libera.chat" # optional: addresses drop `%server`
 //! default_port = 6697             # optional: unset = TLS on 6697, then plain 6667 (Biboumi)
+//! default_tls_port = 6697         # the TLS port of that fallback (tests move it)
+//! default_plain_port = 6667       # the plain port of that fallback
 //! idle_disconnect_secs = 300      # close a server connection this long after its last room
 //! version = "Estuary"             # CTCP VERSION answer (optional)
 //! offline = "leave"               # leave | grace | persistent: channels when the user goes offline
@@ -99,6 +101,10 @@ pub struct IrcConfig {
     pub fixed_server: Option<String>,
     /// The port for servers without an override; unset: 6697 with TLS, then 6667 plain.
     pub default_port: Option<u16>,
+    /// The TLS port tried first when no port is set (default 6697).
+    pub default_tls_port: Option<u16>,
+    /// The plain port tried after the TLS one when no port is set (default 6667).
+    pub default_plain_port: Option<u16>,
     /// Seconds a connection stays open after the user's last room on it is left.
     pub idle_disconnect_secs: Option<u64>,
     /// The CTCP VERSION answer.
@@ -155,6 +161,18 @@ impl IrcConfig {
                 why: "must be at least 1 (for no grace at all, use offline = \"leave\")".into(),
             });
         }
+        for (key, port) in [
+            ("default_port", self.default_port),
+            ("default_tls_port", self.default_tls_port),
+            ("default_plain_port", self.default_plain_port),
+        ] {
+            if port == Some(0) {
+                return Err(ConfigError::OutOfRange {
+                    key: key.into(),
+                    why: "a port is from 1 to 65535".into(),
+                });
+            }
+        }
         for (name, server) in &self.servers {
             if let Some(t) = server.throttle
                 && (!(t.lines_per_second.is_finite() && t.lines_per_second > 0.0) || t.burst == 0)
@@ -166,6 +184,14 @@ impl IrcConfig {
             }
         }
         Ok(())
+    }
+
+    /// The TLS port and the plain port tried in turn when no port is set.
+    pub fn default_ports(&self) -> DefaultPorts {
+        DefaultPorts {
+            tls: self.default_tls_port.unwrap_or(6697),
+            plain: self.default_plain_port.unwrap_or(6667),
+        }
     }
 
     /// How long a connection stays open after its last room is left.
@@ -207,30 +233,50 @@ pub struct Endpoint {
     pub tls: bool,
 }
 
+/// The ports of the TLS-then-plain fallback used when no port is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefaultPorts {
+    /// Tried first, with TLS (6697).
+    pub tls: u16,
+    /// Tried next, plain (6667).
+    pub plain: u16,
+}
+
+impl Default for DefaultPorts {
+    /// 6697 with TLS, 6667 plain.
+    fn default() -> Self {
+        Self {
+            tls: 6697,
+            plain: 6667,
+        }
+    }
+}
+
 /// The endpoints to try in order, as Biboumi does: an explicit port with its TLS setting
-/// (TLS defaults to on for 6697 and off otherwise), else TLS on 6697 then plain on 6667.
-pub fn endpoints(port: Option<u16>, tls: Option<bool>) -> Vec<Endpoint> {
+/// (TLS defaults to on for the TLS port and off otherwise), else TLS on the TLS port then
+/// plain on the plain one.
+pub fn endpoints(port: Option<u16>, tls: Option<bool>, defaults: DefaultPorts) -> Vec<Endpoint> {
     match (port, tls) {
         (Some(port), Some(tls)) => vec![Endpoint { port, tls }],
         (Some(port), None) => vec![Endpoint {
             port,
-            tls: port == 6697,
+            tls: port == defaults.tls,
         }],
         (None, Some(true)) => vec![Endpoint {
-            port: 6697,
+            port: defaults.tls,
             tls: true,
         }],
         (None, Some(false)) => vec![Endpoint {
-            port: 6667,
+            port: defaults.plain,
             tls: false,
         }],
         (None, None) => vec![
             Endpoint {
-                port: 6697,
+                port: defaults.tls,
                 tls: true,
             },
             Endpoint {
-                port: 6667,
+                port: defaults.plain,
                 tls: false,
             },
         ],
@@ -302,24 +348,47 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_follow_biboumi() {
-        assert_eq!(endpoints(None, None).len(), 2);
+    fn the_fallback_ports_can_move() {
+        let c =
+            IrcConfig::from_json(&json!({"default_tls_port": 7001, "default_plain_port": 7000}))
+                .unwrap();
+        let d = c.default_ports();
         assert_eq!(
-            endpoints(None, None)[0],
+            endpoints(None, None, d),
+            [
+                Endpoint {
+                    port: 7001,
+                    tls: true
+                },
+                Endpoint {
+                    port: 7000,
+                    tls: false
+                }
+            ]
+        );
+        assert!(endpoints(Some(7001), None, d)[0].tls);
+        assert!(IrcConfig::from_json(&json!({"default_tls_port": 0})).is_err());
+    }
+
+    #[test]
+    fn endpoints_follow_biboumi() {
+        assert_eq!(endpoints(None, None, DefaultPorts::default()).len(), 2);
+        assert_eq!(
+            endpoints(None, None, DefaultPorts::default())[0],
             Endpoint {
                 port: 6697,
                 tls: true
             }
         );
         assert_eq!(
-            endpoints(Some(6667), None),
+            endpoints(Some(6667), None, DefaultPorts::default()),
             [Endpoint {
                 port: 6667,
                 tls: false
             }]
         );
         assert_eq!(
-            endpoints(Some(7000), Some(true)),
+            endpoints(Some(7000), Some(true), DefaultPorts::default()),
             [Endpoint {
                 port: 7000,
                 tls: true

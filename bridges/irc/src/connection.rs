@@ -8,9 +8,13 @@ use crate::address::CaseMapping;
 use crate::config::{Endpoint, Throttle};
 use crate::remote::{Flow, Session};
 use crate::throttle::TokenBucket;
-use estuary_bridge_api::{BridgeError, EventSink, LoginState, MessageKind, RemoteEvent, RoomInfo};
-use futures::StreamExt;
-use irc::client::prelude::{Client as IrcClient, Command, Config, Message};
+use crate::transport::Transport;
+use estuary_bridge_api::{
+    BridgeError, EventSink, LoginState, MessageKind, RemoteEvent, RoomInfo, TrySend,
+};
+use irc_proto::{CapSubCommand, Command, Message};
+use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,6 +28,14 @@ pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a TCP/TLS connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Silence from the server after which the connection sends a PING.
+const PING_AFTER: Duration = Duration::from_secs(60);
+/// How long the server has to say anything after that PING before the connection is
+/// taken as lost.
+const PING_TIMEOUT: Duration = Duration::from_secs(30);
+/// Events the connection holds while the core is busy before it stops reading the server
+/// (it still writes: what the user sends keeps going out).
+const MAX_PENDING_EVENTS: usize = 256;
 
 /// Everything a connection needs to reach and log in to one server.
 #[derive(Clone)]
@@ -161,7 +173,7 @@ pub struct Shared {
 /// The client's handle on a connection task.
 #[derive(Clone, Debug)]
 pub struct ConnectionHandle {
-    tx: mpsc::UnboundedSender<Op>,
+    tx: mpsc::UnboundedSender<Box<Op>>,
     /// Shared state.
     pub shared: Arc<Shared>,
 }
@@ -181,7 +193,7 @@ impl ConnectionHandle {
 
     /// Hands an operation to the task; false when the task has ended.
     pub fn send(&self, op: Op) -> bool {
-        self.tx.send(op).is_ok()
+        self.tx.send(Box::new(op)).is_ok()
     }
 
     /// Whether the task has ended (quit or idle).
@@ -200,33 +212,13 @@ enum End {
     Lost(String),
 }
 
-fn irc_config(settings: &ServerSettings, endpoint: Endpoint) -> Config {
-    Config {
-        nickname: Some(settings.nick.clone()),
-        username: Some(settings.username.clone()),
-        realname: Some(settings.realname.clone()),
-        server: Some(settings.server.clone()),
-        port: Some(endpoint.port),
-        use_tls: Some(endpoint.tls),
-        dangerously_accept_invalid_certs: Some(!settings.verify_certificate),
-        encoding: Some("utf-8".into()),
-        ping_time: Some(60),
-        ping_timeout: Some(30),
-        ..Config::default()
-    }
-}
-
-async fn connect(settings: &ServerSettings) -> Result<IrcClient, String> {
+async fn connect(settings: &ServerSettings) -> Result<Transport, String> {
     let mut why = String::from("no endpoint to try");
     for endpoint in &settings.endpoints {
         debug!(port = endpoint.port, tls = endpoint.tls, "connecting");
-        match timeout(
-            CONNECT_TIMEOUT,
-            IrcClient::from_config(irc_config(settings, *endpoint)),
-        )
-        .await
-        {
-            Ok(Ok(client)) => return Ok(client),
+        let attempt = Transport::connect(&settings.server, *endpoint, settings.verify_certificate);
+        match timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(Ok(transport)) => return Ok(transport),
             Ok(Err(e)) => {
                 why = format!("port {} ({}): {e}", endpoint.port, tls_word(endpoint.tls));
             }
@@ -244,7 +236,7 @@ fn tls_word(tls: bool) -> &'static str {
 async fn run(
     settings: ServerSettings,
     events: EventSink,
-    mut rx: mpsc::UnboundedReceiver<Op>,
+    mut rx: mpsc::UnboundedReceiver<Box<Op>>,
     shared: Arc<Shared>,
 ) {
     let mut session = Session::new(settings.clone(), Arc::clone(&shared));
@@ -256,8 +248,8 @@ async fn run(
         .await;
     loop {
         let end = match connect(&settings).await {
-            Ok(client) => {
-                let end = run_session(client, &settings, &events, &mut rx, &mut session).await;
+            Ok(transport) => {
+                let end = run_session(transport, &settings, &events, &mut rx, &mut session).await;
                 if session.was_registered() {
                     backoff = MIN_BACKOFF;
                     ever_registered = true;
@@ -278,7 +270,7 @@ async fn run(
                 let text = format!("Could not connect to {}: {why}", settings.server);
                 rx.close();
                 while let Ok(op) = rx.try_recv() {
-                    session.queue_op(op);
+                    session.queue_op(*op);
                 }
                 for event in session.give_up(&text) {
                     let _ = events.send(event).await;
@@ -310,8 +302,11 @@ async fn run(
             tokio::select! {
                 _ = sleep_until(deadline) => break,
                 op = rx.recv() => match op {
-                    None | Some(Op::Quit(_)) => return,
-                    Some(op) => session.queue_op(op),
+                    None => return,
+                    Some(op) => match *op {
+                        Op::Quit(_) => return,
+                        op => session.queue_op(op),
+                    },
                 },
             }
         }
@@ -320,25 +315,15 @@ async fn run(
 }
 
 async fn run_session(
-    mut client: IrcClient,
+    mut transport: Transport,
     settings: &ServerSettings,
     events: &EventSink,
-    rx: &mut mpsc::UnboundedReceiver<Op>,
+    rx: &mut mpsc::UnboundedReceiver<Box<Op>>,
     session: &mut Session,
 ) -> End {
-    let mut stream = match client.stream() {
-        Ok(s) => s,
-        Err(e) => return End::Lost(e.to_string()),
-    };
-    let sender = client.sender();
     // Registration: CAP LS first so that the server waits for CAP END.
     let hello = [
-        Command::CAP(
-            None,
-            irc::proto::CapSubCommand::LS,
-            Some("302".into()),
-            None,
-        ),
+        Command::CAP(None, CapSubCommand::LS, Some("302".into()), None),
         Command::NICK(settings.nick.clone()),
         Command::USER(
             settings.username.clone(),
@@ -346,24 +331,33 @@ async fn run_session(
             settings.realname.clone(),
         ),
     ];
+    let mut out = String::new();
     for cmd in hello {
-        if let Err(e) = sender.send(cmd) {
-            return End::Lost(e.to_string());
-        }
+        push_line(&mut out, &Message::from(cmd));
+    }
+    if let Err(e) = transport.write(out.as_bytes()).await {
+        return End::Lost(e.to_string());
     }
     session.start_session();
     let mut bucket = TokenBucket::new(settings.throttle);
     let mut next_token: Option<Instant> = None;
     let mut idle_since: Option<Instant> = None;
+    // Events the core has no room for yet, oldest first.
+    let mut pending: VecDeque<RemoteEvent> = VecDeque::new();
+    let mut last_heard = Instant::now();
+    let mut ping_sent: Option<Instant> = None;
     loop {
-        // Send what the bucket allows.
+        // Lines out: urgent ones (registration, PONG) first, then what the bucket allows,
+        // all in one write.
+        let mut out = String::new();
+        while let Some(msg) = session.pop_urgent() {
+            push_line(&mut out, &msg);
+        }
         while session.can_flush() {
             match bucket.try_take(Instant::now()) {
                 Ok(()) => {
-                    if let Some(msg) = session.pop_line()
-                        && let Err(e) = sender.send(msg)
-                    {
-                        return End::Lost(e.to_string());
+                    if let Some(msg) = session.pop_line() {
+                        push_line(&mut out, &msg);
                     }
                     next_token = None;
                 }
@@ -373,16 +367,24 @@ async fn run_session(
                 }
             }
         }
-        // Urgent lines (registration, PONG, CTCP replies are queued normally) bypass it.
-        while let Some(msg) = session.pop_urgent() {
-            if let Err(e) = sender.send(msg) {
-                return End::Lost(e.to_string());
-            }
+        if !out.is_empty()
+            && let Err(e) = transport.write(out.as_bytes()).await
+        {
+            return End::Lost(e.to_string());
         }
-        for event in session.take_events() {
-            if events.send(event).await.is_err() {
-                let _ = sender.send(Command::QUIT(None));
-                return End::Quit;
+        // Events in: as many as the core takes now; the rest wait without blocking writes.
+        pending.extend(session.take_events());
+        while let Some(event) = pending.pop_front() {
+            match events.try_send(event) {
+                Ok(()) => {}
+                Err(TrySend::Full(event)) => {
+                    pending.push_front(event);
+                    break;
+                }
+                Err(TrySend::Closed) => {
+                    quit(&mut transport, None).await;
+                    return End::Quit;
+                }
             }
         }
         if session.is_idle() {
@@ -391,26 +393,37 @@ async fn run_session(
             idle_since = None;
         }
         let idle_deadline = idle_since.map(|t| t + settings.idle_disconnect);
+        let ping_deadline = match ping_sent {
+            Some(at) => at + PING_TIMEOUT,
+            None => last_heard + PING_AFTER,
+        };
+        let reading = pending.len() < MAX_PENDING_EVENTS;
         tokio::select! {
-            incoming = stream.next() => match incoming {
-                None => return End::Lost("the server closed the connection".into()),
-                Some(Ok(msg)) => {
-                    if let Flow::Stop(why) = session.handle_message(msg) {
-                        return End::Lost(why);
+            read = transport.read(), if reading => match read {
+                Ok(()) => {
+                    last_heard = Instant::now();
+                    ping_sent = None;
+                    while let Some(msg) = transport.next_line() {
+                        if let Flow::Stop(why) = session.handle_message(msg) {
+                            return End::Lost(why);
+                        }
                     }
                 }
-                Some(Err(irc::error::Error::NoUsableNick)) => session.nick_in_use(),
-                Some(Err(e)) => return End::Lost(e.to_string()),
+                Err(e) => return End::Lost(e.to_string()),
             },
-            op = rx.recv() => match op {
+            ready = events.ready(), if !pending.is_empty() => {
+                if ready.is_err() {
+                    quit(&mut transport, None).await;
+                    return End::Quit;
+                }
+            }
+            op = rx.recv() => match op.map(|op| *op) {
                 None => {
-                    let _ = sender.send(Command::QUIT(None));
+                    quit(&mut transport, None).await;
                     return End::Quit;
                 }
                 Some(Op::Quit(reason)) => {
-                    let _ = sender.send(Command::QUIT(reason));
-                    // Give the QUIT a moment to leave.
-                    sleep(Duration::from_millis(100)).await;
+                    quit(&mut transport, reason).await;
                     return End::Quit;
                 }
                 Some(op) => {
@@ -419,19 +432,45 @@ async fn run_session(
                     session.queue_op(op);
                 }
             },
+            _ = sleep_until(ping_deadline), if reading => {
+                if ping_sent.is_some() {
+                    let silent = PING_AFTER + PING_TIMEOUT;
+                    return End::Lost(format!("the server did not answer for {} s", silent.as_secs()));
+                }
+                let mut line = String::new();
+                push_line(&mut line, &Message::from(Command::PING(settings.server.clone(), None)));
+                if let Err(e) = transport.write(line.as_bytes()).await {
+                    return End::Lost(e.to_string());
+                }
+                ping_sent = Some(Instant::now());
+            }
             _ = sleep_until(next_token.unwrap_or_else(Instant::now)), if next_token.is_some() => {
                 next_token = None;
             }
             _ = sleep_until(idle_deadline.unwrap_or_else(Instant::now)), if idle_deadline.is_some() => {
                 if session.is_idle() {
-                    let _ = sender.send(Command::QUIT(Some("Idle".into())));
-                    sleep(Duration::from_millis(100)).await;
+                    quit(&mut transport, Some("Idle".into())).await;
                     return End::Idle;
                 }
                 idle_since = None;
             }
         }
     }
+}
+
+/// Appends `msg` to `out` as a wire line (CRLF-terminated).
+fn push_line(out: &mut String, msg: &Message) {
+    let _ = write!(out, "{msg}");
+}
+
+/// Sends QUIT, gives it a moment to leave, and closes the socket.
+async fn quit(transport: &mut Transport, reason: Option<String>) {
+    let mut line = String::new();
+    push_line(&mut line, &Message::from(Command::QUIT(reason)));
+    if transport.write(line.as_bytes()).await.is_ok() {
+        sleep(Duration::from_millis(100)).await;
+    }
+    transport.shutdown().await;
 }
 
 /// A line ready for the wire, built from its parts (so that no argument can add a line).

@@ -116,8 +116,31 @@ impl Connector for IrcConnector {
             login.user.clone(),
             login.fields.clone(),
             login.metadata.clone(),
+            login.services.clone(),
             events,
         )))
+    }
+
+    fn service_fields(&self, service: &str) -> Vec<FormField> {
+        // Every server JID takes them; the gateway's domain does too with a fixed server.
+        let _ = service;
+        crate::settings::fields()
+    }
+
+    fn domain_service(&self) -> Option<String> {
+        self.fixed().map(str::to_owned)
+    }
+
+    async fn check_service_settings(
+        &self,
+        _user: &User,
+        service: &str,
+        values: FormValues,
+    ) -> Result<FormValues> {
+        if let Some(why) = address::check_server(service) {
+            return Err(BridgeError::not_acceptable(why));
+        }
+        Ok(crate::settings::check(&values)?)
     }
 
     fn contact_local_part(&self, id: &RemoteUserId) -> String {

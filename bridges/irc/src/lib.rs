@@ -7,8 +7,10 @@
 //! * [`connector`]: [`IrcConnector`], the bridge's [`Connector`](estuary_bridge_api::Connector).
 //! * [`client`]: [`IrcClient`], one login's connections.
 //! * [`connection`]: one connection's task (registration, throttle, reconnect).
+//! * [`settings`]: a user's per-server settings (the server JID's "Configure" form).
 //! * [`remote`]: one session's state and IRC → event translation.
 //! * [`throttle`]: the flood-control token bucket.
+//! * [`transport`]: the socket (TCP, TLS), lines in and out.
 
 pub mod address;
 pub mod client;
@@ -17,7 +19,9 @@ pub mod connection;
 pub mod connector;
 pub mod format;
 pub mod remote;
+pub mod settings;
 pub mod throttle;
+pub mod transport;
 
 pub use client::IrcClient;
 pub use config::{ConfigError, IrcConfig};

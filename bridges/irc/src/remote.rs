@@ -12,8 +12,7 @@ use estuary_bridge_api::{
     RemoteChatId, RemoteEvent, RemoteMessage, RemoteMessageId, RemoteUserId, Role, RoomInfo,
     Sender,
 };
-use irc::client::prelude::{Command, Message, Prefix, Response};
-use irc::proto::{ChannelMode, Mode};
+use irc_proto::{ChannelMode, Command, Message, Mode, Prefix, Response};
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -600,6 +599,10 @@ impl Session {
                     let who = source.unwrap_or_else(|| "Someone".into());
                     self.service(format!("{who} invites {nick} to {chan}."));
                 }
+            }
+            Command::PING(ref token, _) => {
+                let pong = Command::PONG(token.clone(), None);
+                self.urgent.push_back(Message::from(pong));
             }
             Command::ERROR(ref text) => return Flow::Stop(text.clone()),
             _ => {}
@@ -1507,7 +1510,7 @@ mod tests {
     fn session() -> Session {
         let settings = ServerSettings {
             server: "irc.test".into(),
-            endpoints: endpoints(Some(6667), Some(false)),
+            endpoints: endpoints(Some(6667), Some(false), Default::default()),
             verify_certificate: true,
             throttle: Throttle::default(),
             nick: "alice".into(),

@@ -1140,6 +1140,7 @@ mod tests {
             },
             fields: FormValues::default(),
             metadata,
+            services: Default::default(),
         };
         cmds.load(
             &login(json!({"hooks": [

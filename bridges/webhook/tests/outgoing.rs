@@ -91,6 +91,7 @@ async fn client_for(
         user: User { jid: jid.into() },
         fields: FormValues::default(),
         metadata: json!({}),
+        services: Default::default(),
     };
     let sink = EventSink::new(jid, login.id.clone(), tx);
     (c.load_login(&login, sink).await.unwrap(), rx)

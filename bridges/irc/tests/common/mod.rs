@@ -28,6 +28,9 @@ pub enum Flavor {
     InspircdWithServices,
     /// ngircd: a plain RFC 1459/2812 server (CAP LS offers multi-prefix only).
     Ngircd,
+    /// InspIRCd with the IRCv3 modules, also speaking TLS (a self-signed certificate) on
+    /// [`Ircd::tls_port`].
+    InspircdTls,
 }
 
 /// A running IRC server (and its services, if any).
@@ -38,6 +41,8 @@ pub struct Ircd {
     flavor: Flavor,
     /// The server-link port Atheme connects to (services flavour only).
     link_port: u16,
+    /// The TLS client port on 127.0.0.1 (TLS flavour only; else a port nobody listens on).
+    pub tls_port: u16,
     child: Option<Child>,
     services: Option<Child>,
 }
@@ -60,6 +65,12 @@ impl Ircd {
         Self::start_flavor(Flavor::InspircdWithServices)
     }
 
+    /// Starts InspIRCd with a plain port and a TLS port (self-signed certificate made
+    /// with `openssl`) and waits until both accept connections.
+    pub fn start_tls() -> Self {
+        Self::start_flavor(Flavor::InspircdTls)
+    }
+
     /// Starts ngircd and waits until it accepts connections.
     pub fn start_ngircd() -> Self {
         Self::start_flavor(Flavor::Ngircd)
@@ -72,6 +83,7 @@ impl Ircd {
             port: free_port(),
             flavor,
             link_port: free_port(),
+            tls_port: free_port(),
             child: None,
             services: None,
         };
@@ -123,7 +135,44 @@ impl Ircd {
         } else {
             String::new()
         };
-        std::fs::write(self.path("inspircd.conf"), config + &services).expect("write config");
+        let tls = if self.flavor == Flavor::InspircdTls {
+            self.make_certificate();
+            let (tls_port, d) = (self.tls_port, self.dir.path().display());
+            format!(
+                r#"<module name="ssl_gnutls"> <module name="sslinfo">
+<sslprofile name="Clients" provider="gnutls" certfile="{d}/cert.pem" keyfile="{d}/key.pem" requestclientcert="no">
+<bind address="127.0.0.1" port="{tls_port}" type="clients" sslprofile="Clients">
+"#
+            )
+        } else {
+            String::new()
+        };
+        std::fs::write(self.path("inspircd.conf"), config + &services + &tls)
+            .expect("write config");
+    }
+
+    /// A self-signed certificate for 127.0.0.1 in `cert.pem`/`key.pem`.
+    fn make_certificate(&self) {
+        let status = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(self.path("key.pem"))
+            .arg("-out")
+            .arg(self.path("cert.pem"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl is installed");
+        assert!(status.success(), "openssl made the test certificate");
     }
 
     fn write_atheme_config(&self) {
@@ -195,6 +244,12 @@ saslserv {{ nick = "SaslServ"; user = "SaslServ"; host = "services.localhost"; r
                 "{:?} did not come up",
                 self.flavor
             );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        while self.flavor == Flavor::InspircdTls
+            && std::net::TcpStream::connect(("127.0.0.1", self.tls_port)).is_err()
+        {
+            assert!(Instant::now() < deadline, "the TLS port did not come up");
             std::thread::sleep(Duration::from_millis(50));
         }
         if self.flavor == Flavor::InspircdWithServices && self.services.is_none() {
@@ -362,6 +417,7 @@ impl Bridge {
             user: User { jid: jid.into() },
             fields: FormValues::default(),
             metadata: serde_json::Value::Null,
+            services: Default::default(),
         };
         let sink = EventSink::new(jid, login.id.clone(), tx);
         let client = connector.load_login(&login, sink).await.expect("load");

@@ -1,0 +1,235 @@
+//! Write-behind for the two tables on the message hot path: room archive rows and
+//! message-map rows are queued and written in batches, one transaction per batch, by one
+//! task per [`Database`](super::Database).
+//!
+//! Relaying a message must not wait for a commit: under load a commit per row made the
+//! database the bottleneck of the whole gateway. The queue keeps the order rows were
+//! handed in (archive sequence numbers follow it), and every reader of these tables first
+//! waits until what was queued before it is written ([`WriteBehind::settle`]), so a MAM
+//! query or a reply lookup always sees every earlier message. A graceful stop writes what
+//! is queued ([`Database::close`](super::Database::close)); a crash can lose the archive
+//! copy of the last few milliseconds of traffic, never the traffic itself.
+
+use super::archive::ArchivedMessage;
+use super::{DbError, now_ms};
+use sqlx::{AnyPool, Row as _};
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+/// How many jobs may wait; a full queue makes producers wait (nothing is dropped).
+const QUEUE: usize = 8192;
+/// The most rows written in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// One row to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Append a message to a room's archive.
+    Archive {
+        /// The bridge.
+        bridge: String,
+        /// The user's bare JID.
+        user: String,
+        /// The room's key.
+        room: String,
+        /// The message.
+        msg: ArchivedMessage,
+    },
+    /// Map an XMPP message id to the network's id (insert or replace).
+    Map {
+        /// The bridge.
+        bridge: String,
+        /// The user's bare JID.
+        user: String,
+        /// The chat's key.
+        chat: String,
+        /// The XMPP id (origin-id, stanza-id or message id).
+        xmpp_id: String,
+        /// The network's id.
+        remote_id: String,
+    },
+}
+
+enum Job {
+    Write(Write),
+    Settle(oneshot::Sender<()>),
+}
+
+/// The producer side of the write-behind queue.
+#[derive(Debug)]
+pub(crate) struct WriteBehind {
+    tx: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Write(w) => w.fmt(f),
+            Job::Settle(_) => f.write_str("Settle"),
+        }
+    }
+}
+
+impl WriteBehind {
+    /// Starts the writer task on `pool`.
+    pub(crate) fn start(pool: AnyPool) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(pool, rx));
+        Self { tx }
+    }
+
+    /// Queues a row; waits only while the queue is full.
+    pub(crate) async fn push(&self, write: Write) -> Result<(), DbError> {
+        self.tx
+            .send(Job::Write(write))
+            .await
+            .map_err(|_| DbError::Closed)
+    }
+
+    /// Waits until every row queued before this call is written (or failed and logged).
+    pub(crate) async fn settle(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Job::Settle(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
+    let mut writes = Vec::with_capacity(MAX_BATCH);
+    let mut settled = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Write(w) => writes.push(w),
+                Job::Settle(done) => settled.push(done),
+            }
+            if writes.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !writes.is_empty() {
+            write_all(&pool, &writes).await;
+            writes.clear();
+        }
+        for done in settled.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Writes a batch in one transaction; if that fails, row by row, so that one bad row
+/// costs only itself.
+async fn write_all(pool: &AnyPool, writes: &[Write]) {
+    let Err(batch_error) = write_batch(pool, writes).await else {
+        return;
+    };
+    if writes.len() == 1 {
+        warn!("cannot write {}: {batch_error}", what(&writes[0]));
+        return;
+    }
+    for w in writes {
+        if let Err(e) = write_batch(pool, std::slice::from_ref(w)).await {
+            warn!("cannot write {}: {e}", what(w));
+        }
+    }
+}
+
+fn what(w: &Write) -> &'static str {
+    match w {
+        Write::Archive { .. } => "an archived room message",
+        Write::Map { .. } => "a message-map row",
+    }
+}
+
+/// Writes `writes` in one transaction, archive sequence numbers in order.
+pub(crate) async fn write_batch(pool: &AnyPool, writes: &[Write]) -> Result<(), DbError> {
+    let mut tx = pool.begin().await?;
+    // Take the sequence numbers first (and with them SQLite's write lock): per bridge, one
+    // counter update for the whole batch.
+    let mut bridges: Vec<(&str, i64)> = Vec::new();
+    for w in writes {
+        if let Write::Archive { bridge, .. } = w {
+            match bridges.iter_mut().find(|(b, _)| b == bridge) {
+                Some((_, n)) => *n += 1,
+                None => bridges.push((bridge, 1)),
+            }
+        }
+    }
+    let mut next_seq: Vec<(&str, i64)> = Vec::with_capacity(bridges.len());
+    for (bridge, n) in bridges {
+        let row = sqlx::query(
+            "INSERT INTO counters (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + $2 \
+             RETURNING value",
+        )
+        .bind(format!("archive/{bridge}"))
+        .bind(n)
+        .fetch_one(&mut *tx)
+        .await?;
+        let last: i64 = row.try_get(0)?;
+        next_seq.push((bridge, last - n + 1));
+    }
+    let now = now_ms();
+    for w in writes {
+        match w {
+            Write::Archive {
+                bridge,
+                user,
+                room,
+                msg,
+            } => {
+                let seq = next_seq
+                    .iter_mut()
+                    .find(|(b, _)| b == bridge)
+                    .map(|(_, s)| {
+                        *s += 1;
+                        *s - 1
+                    })
+                    .unwrap_or_default();
+                sqlx::query(
+                    "INSERT INTO archive \
+                       (bridge, user_jid, room, seq, stanza_id, from_nick, body, at_ms, remote_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (bridge, user_jid, room, stanza_id) DO NOTHING",
+                )
+                .bind(bridge.as_str())
+                .bind(user.as_str())
+                .bind(room.as_str())
+                .bind(seq)
+                .bind(msg.stanza_id.as_str())
+                .bind(msg.from_nick.as_str())
+                .bind(msg.body.as_str())
+                .bind(msg.at_ms)
+                .bind(msg.remote_id.as_deref())
+                .execute(&mut *tx)
+                .await?;
+            }
+            Write::Map {
+                bridge,
+                user,
+                chat,
+                xmpp_id,
+                remote_id,
+            } => {
+                sqlx::query(
+                    "INSERT INTO message_map (bridge, user_jid, chat, xmpp_id, remote_id, at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (bridge, user_jid, chat, xmpp_id) DO UPDATE SET \
+                       remote_id = excluded.remote_id, at_ms = excluded.at_ms",
+                )
+                .bind(bridge.as_str())
+                .bind(user.as_str())
+                .bind(chat.as_str())
+                .bind(xmpp_id.as_str())
+                .bind(remote_id.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
