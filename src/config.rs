@@ -402,6 +402,17 @@ admins = ["admin@localhost"]
         assert_eq!(enabled, ["fake"]);
     }
 
+    #[cfg(feature = "irc")]
+    #[test]
+    fn the_example_irc_table_is_valid() {
+        let text = include_str!("../config/estuary.example.toml");
+        let s = Settings::from_toml(text, "config/estuary.example.toml", false)
+            .expect("the example runs as is");
+        let irc = estuary_bridge_irc::IrcConfig::from_json(&s.bridge_tables["irc"])
+            .expect("the example's [bridges.irc] is valid for the IRC bridge");
+        assert_eq!(irc.offline, estuary_bridge_irc::config::Offline::Leave);
+    }
+
     #[test]
     fn secret_is_redacted_in_debug() {
         let s = Settings::from_toml(GOOD, "test", false).expect("valid config");

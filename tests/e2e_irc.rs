@@ -21,7 +21,12 @@ const SERVER_JID: &str = "127.0.0.1@irc.localhost";
 const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 
 async fn start(server: &impl XmppServer, ircd: &Ircd, dir: &std::path::Path) -> App {
-    let servers = format!(
+    start_with(server, dir, &servers_table(ircd)).await
+}
+
+/// The usual per-server table for the test IRC server (plain, fast flood control).
+fn servers_table(ircd: &Ircd) -> String {
+    format!(
         r#"
 [bridges.irc.servers."127.0.0.1"]
 port = {irc_port}
@@ -29,8 +34,7 @@ tls = false
 throttle = {{ lines_per_second = 50.0, burst = 50 }}
 "#,
         irc_port = ircd.port
-    );
-    start_with(server, dir, &servers).await
+    )
 }
 
 /// Starts the gateway with `irc` appended to its `[bridges.irc]` table (more keys, or
@@ -74,17 +78,14 @@ struct World {
 impl World {
     /// Starts everything, with `alice` registered on Prosody.
     async fn start(ircd: Ircd) -> World {
-        common::init_tracing();
-        let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
-        server.register("alice", "alicepw").await;
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let app = start(&server, &ircd, dir.path()).await;
-        World {
-            server,
-            ircd,
-            dir,
-            app,
-        }
+        World::start_extra(ircd, "").await
+    }
+
+    /// Starts everything with `extra` keys in the gateway's `[bridges.irc]` table, before
+    /// the usual per-server table.
+    async fn start_extra(ircd: Ircd, extra: &str) -> World {
+        let irc = format!("{extra}\n{}", servers_table(&ircd));
+        World::start_with(ircd, &irc).await
     }
 
     /// Starts everything with the gateway's `[bridges.irc]` table extended by `irc`
@@ -1157,6 +1158,432 @@ async fn a_plain_rfc1459_server() {
         .await;
     bob.expect(|l| l.starts_with(":alice") && l.contains(" PART ") && l.contains("#plain"))
         .await;
+    w.app.shutdown().await;
+}
+
+/// A topic change or a kick the IRC server refuses (alice is not op on a +t channel) comes
+/// back as an XMPP error carrying the server's text, not as silence.
+#[tokio::test]
+async fn refused_topic_and_kick_are_xmpp_errors() {
+    let w = World::start(Ircd::start()).await;
+    let room = room("guarded");
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #guarded").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    bob.send("MODE #guarded +t").await;
+    let mut alice = w.alice("guarded").await;
+    join(&mut alice, &room, "alice").await;
+
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{room}' id='t1'><subject>mine now</subject></message>"
+        )))
+        .await;
+    let e = alice
+        .expect("the refused topic change", |s| {
+            s.name() == "message" && s.attr("type") == Some("error") && s.attr("id") == Some("t1")
+        })
+        .await;
+    assert_eq!(e.attr("from"), Some(room.as_str()), "{}", String::from(&e));
+    let (condition, text) = error_of(&e).expect("an error element");
+    assert_eq!(condition, "forbidden", "{text}");
+    assert!(text.starts_with("#guarded: "), "{text}");
+    assert!(
+        text.len() > "#guarded: ".len() + 5,
+        "the server's text: {text}"
+    );
+
+    let answer = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='set' to='{room}'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='bob' role='none'><reason>coup</reason></item></query></iq>"
+        )))
+        .await;
+    assert_eq!(
+        answer.attr("type"),
+        Some("error"),
+        "{}",
+        String::from(&answer)
+    );
+    let (condition, text) = error_of(&answer).expect("an error element");
+    assert_eq!(condition, "forbidden", "{text}");
+    assert!(text.starts_with("#guarded: "), "{text}");
+
+    // Nothing changed on IRC: bob is still there and the topic is not "mine now".
+    let lines = bob.collect_for(Duration::from_millis(300)).await;
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains(" KICK ") || l.contains("mine now")),
+        "{lines:?}"
+    );
+    w.app.shutdown().await;
+}
+
+/// Messages said on IRC while alice is in the room are archived; rejoining with
+/// `<history maxstanzas='2'/>` replays exactly the last two, with their XEP-0203 delay,
+/// before the subject; a XEP-0313 query on the room returns all of them.
+#[tokio::test]
+async fn rejoining_replays_history_from_the_archive() {
+    let w = World::start(Ircd::start()).await;
+    let room = room("hist");
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #hist").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("hist").await;
+    join(&mut alice, &room, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+    for n in 1..=3 {
+        bob.send(&format!("PRIVMSG #hist :line {n}")).await;
+        alice
+            .expect_message_body(&format!("{room}/bob"), &format!("line {n}"))
+            .await;
+    }
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alice' type='unavailable'/>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains(" PART "))
+        .await;
+    alice.drain();
+
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='2'/></x></presence>"
+        )))
+        .await;
+    let mut seen = Vec::new();
+    loop {
+        let s = alice
+            .expect("history or the subject", |s| {
+                s.name() == "message"
+                    && s.attr("from").is_some_and(|f| f.starts_with(&room))
+                    && (body(s).is_some() || subject(s).is_some())
+            })
+            .await;
+        if subject(&s).is_some() {
+            break;
+        }
+        let delay = s
+            .get_child("delay", "urn:xmpp:delay")
+            .unwrap_or_else(|| panic!("history carries a delay: {}", String::from(&s)));
+        assert!(delay.attr("stamp").is_some());
+        assert_eq!(s.attr("from"), Some(format!("{room}/bob").as_str()));
+        seen.push(body(&s).unwrap_or_default());
+    }
+    assert_eq!(seen, ["line 2", "line 3"], "the last two, oldest first");
+
+    let fin = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='set' to='{room}' id='mam1'><query xmlns='urn:xmpp:mam:2' queryid='q1'/></iq>"
+        )))
+        .await;
+    assert_eq!(fin.attr("type"), Some("result"), "{}", String::from(&fin));
+    let archived: Vec<String> = alice
+        .drain()
+        .iter()
+        .filter(|s| String::from(*s).contains("queryid='q1'"))
+        .map(|s| {
+            let r = s
+                .get_child("result", "urn:xmpp:mam:2")
+                .expect("a MAM result");
+            let m = r
+                .get_child("forwarded", "urn:xmpp:forward:0")
+                .and_then(|f| f.get_child("message", "jabber:client"))
+                .expect("a forwarded message");
+            body(m).unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(archived, ["line 1", "line 2", "line 3"]);
+    w.app.shutdown().await;
+}
+
+/// With `fixed_server`, addresses drop `%server`: the room is `#chan@gw`, people are
+/// `nick@gw`; joins, room messages and private chats work both ways.
+#[tokio::test]
+async fn a_fixed_server_drops_the_server_part() {
+    let w = World::start_extra(Ircd::start(), r#"fixed_server = "127.0.0.1""#).await;
+    let room = format!("#fixed@{DOMAIN}");
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #fixed").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("fixed").await;
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )))
+        .await;
+    alice
+        .expect("bob in the room", |s| {
+            presence_from(s, &format!("{room}/bob"))
+        })
+        .await;
+    alice
+        .expect("the self-presence", |s| {
+            presence_from(s, &format!("{room}/alice")) && codes(s).contains(&110)
+        })
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN") && l.contains("#fixed"))
+        .await;
+
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{room}'><body>hello fixed</body></message>"
+        )))
+        .await;
+    bob.expect(|l| l.contains("PRIVMSG #fixed :hello fixed"))
+        .await;
+    bob.send("PRIVMSG #fixed :hi from irc").await;
+    alice
+        .expect_message_body(&format!("{room}/bob"), "hi from irc")
+        .await;
+
+    // Private chats: bob@gw, both ways.
+    bob.send("PRIVMSG alice :psst").await;
+    let m = alice
+        .expect_message_body(&format!("bob@{DOMAIN}"), "psst")
+        .await;
+    assert_eq!(m.attr("type"), Some("chat"));
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='chat' to='bob@{DOMAIN}'><body>psst back</body></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("PRIVMSG bob :psst back"))
+        .await;
+    w.app.shutdown().await;
+}
+
+/// disco#items on the IRC server's JID lists its channels (from LIST), each as a room JID
+/// named with its user count and topic, paged by XEP-0059.
+#[tokio::test]
+async fn the_server_jid_lists_channels_in_pages() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    for chan in ["#la", "#lb", "#lc"] {
+        bob.send(&format!("JOIN {chan}")).await;
+        bob.expect(|l| l.contains(" 366 ") && l.contains(chan))
+            .await;
+    }
+    bob.send("TOPIC #la :all about a").await;
+    bob.expect(|l| l.contains("TOPIC #la")).await;
+    let mut alice = w.alice("list").await;
+    let disco = |set: &str| {
+        el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{SERVER_JID}'><query xmlns='http://jabber.org/protocol/disco#items'><set xmlns='http://jabber.org/protocol/rsm'>{set}</set></query></iq>"
+        ))
+    };
+    let items = |answer: &Element| -> Vec<(String, String)> {
+        answer
+            .get_child("query", "http://jabber.org/protocol/disco#items")
+            .map(|q| {
+                q.children()
+                    .filter(|c| c.name() == "item")
+                    .map(|c| {
+                        (
+                            c.attr("jid").unwrap_or_default().to_string(),
+                            c.attr("name").unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let rsm = |answer: &Element, name: &str| -> Option<String> {
+        answer
+            .get_child("query", "http://jabber.org/protocol/disco#items")?
+            .get_child("set", "http://jabber.org/protocol/rsm")?
+            .get_child(name, "http://jabber.org/protocol/rsm")
+            .map(|c| c.text())
+    };
+
+    let first = alice.iq(disco("<max>2</max>")).await;
+    assert_eq!(
+        first.attr("type"),
+        Some("result"),
+        "{}",
+        String::from(&first)
+    );
+    let page = items(&first);
+    let jids: Vec<&str> = page.iter().map(|(j, _)| j.as_str()).collect();
+    assert_eq!(jids, [room("la"), room("lb")], "{}", String::from(&first));
+    assert!(page[0].1.starts_with("#la (1)"), "{:?}", page[0]);
+    assert!(page[0].1.contains("all about a"), "{:?}", page[0]);
+    assert_eq!(rsm(&first, "count").as_deref(), Some("3"));
+    let last = rsm(&first, "last").expect("the page's last item");
+
+    let second = alice
+        .iq(disco(&format!("<max>2</max><after>{last}</after>")))
+        .await;
+    let page = items(&second);
+    let jids: Vec<&str> = page.iter().map(|(j, _)| j.as_str()).collect();
+    assert_eq!(jids, [room("lc")], "{}", String::from(&second));
+    w.app.shutdown().await;
+}
+
+/// With `offline = "persistent"`, alice going offline keeps her in the channel; what is
+/// said meanwhile is archived, and back online she fetches it with XEP-0313; rejoining
+/// sends no JOIN to IRC.
+#[tokio::test]
+async fn persistent_channels_archive_while_offline() {
+    let w = World::start_extra(Ircd::start(), r#"offline = "persistent""#).await;
+    let room = room("pers");
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #pers").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("pers").await;
+    join(&mut alice, &room, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+
+    alice.disconnect().await;
+    // Long enough for the gateway to find alice's resource gone (and, under "leave", to part).
+    let lines = bob.collect_for(Duration::from_secs(6)).await;
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with(":alice") && (l.contains(" PART ") || l.contains(" QUIT "))),
+        "alice stays in the channel while offline: {lines:?}"
+    );
+    bob.send("PRIVMSG #pers :while you were away").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut alice = w.alice("back").await;
+    let fin = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='set' to='{room}' id='mam1'><query xmlns='urn:xmpp:mam:2' queryid='q1'/></iq>"
+        )))
+        .await;
+    assert_eq!(fin.attr("type"), Some("result"), "{}", String::from(&fin));
+    let archived: Vec<String> = alice
+        .drain()
+        .iter()
+        .filter(|s| String::from(*s).contains("queryid='q1'"))
+        .filter_map(|s| {
+            let m = s
+                .get_child("result", "urn:xmpp:mam:2")?
+                .get_child("forwarded", "urn:xmpp:forward:0")?
+                .get_child("message", "jabber:client")?
+                .clone();
+            body(&m)
+        })
+        .collect();
+    assert_eq!(archived, ["while you were away"]);
+
+    // Rejoining finds the channel still joined: no JOIN reaches IRC.
+    join(&mut alice, &room, "alice").await;
+    let lines = bob.collect_for(Duration::from_millis(500)).await;
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with(":alice") && l.contains("JOIN")),
+        "{lines:?}"
+    );
+    w.app.shutdown().await;
+}
+
+/// CASEMAPPING (InspIRCd says rfc1459): two resources join `#Case[X]` and `#CASE{x}`, which
+/// are one channel on IRC. Alice joins it once; each resource sees the room JID it joined
+/// (lower-cased, as XMPP does) and gets the channel's messages there.
+#[tokio::test]
+async fn differently_cased_joins_land_in_one_channel() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #Case[X]").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let (asked_a, seen_a) = (
+        "#Case[X]%127.0.0.1@irc.localhost",
+        "#case[x]%127.0.0.1@irc.localhost",
+    );
+    let (asked_b, seen_b) = (
+        "#CASE{x}%127.0.0.1@irc.localhost",
+        "#case{x}%127.0.0.1@irc.localhost",
+    );
+    let mut a = w.alice("a").await;
+    let mut b = w.alice("b").await;
+    for (client, asked, seen) in [(&mut a, asked_a, seen_a), (&mut b, asked_b, seen_b)] {
+        client
+            .send(el(&format!(
+                "<presence xmlns='jabber:client' to='{asked}/alice'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>"
+            )))
+            .await;
+        client
+            .expect(&format!("bob in {seen}"), |s| {
+                presence_from(s, &format!("{seen}/bob"))
+            })
+            .await;
+        client
+            .expect(&format!("the self-presence from {seen}"), |s| {
+                presence_from(s, &format!("{seen}/alice")) && codes(s).contains(&110)
+            })
+            .await;
+    }
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+    let lines = bob.collect_for(Duration::from_millis(500)).await;
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with(":alice") && l.contains("JOIN")),
+        "one channel, joined once: {lines:?}"
+    );
+
+    bob.send("PRIVMSG #case{x} :one channel").await;
+    a.expect_message_body(&format!("{seen_a}/bob"), "one channel")
+        .await;
+    b.expect_message_body(&format!("{seen_b}/bob"), "one channel")
+        .await;
+    // A private message from Bob and one from bob come from the same contact.
+    bob.send("NICK Bob").await;
+    bob.send("PRIVMSG alice :from Bob").await;
+    let m = a
+        .expect_message_body("bob%127.0.0.1@irc.localhost", "from Bob")
+        .await;
+    assert_eq!(m.attr("type"), Some("chat"));
+    w.app.shutdown().await;
+}
+
+/// With `offline = "grace"`, alice offline and back within the grace period finds the
+/// channel still joined (no PART, no JOIN on IRC, what was said meanwhile as history);
+/// offline for longer, the channel is parted.
+#[tokio::test]
+async fn grace_keeps_channels_for_a_while() {
+    let w = World::start_extra(Ircd::start(), "offline = \"grace\"\noffline_grace_secs = 4").await;
+    let room = room("grace");
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #grace").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("grace").await;
+    join(&mut alice, &room, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+
+    alice.disconnect().await;
+    bob.send("PRIVMSG #grace :missed you").await;
+    let mut alice = w.alice("back").await;
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )))
+        .await;
+    alice
+        .expect_message_body(&format!("{room}/bob"), "missed you")
+        .await;
+    // Past the grace period the rejoined room is still joined, and nothing was seen on IRC.
+    let lines = bob.collect_for(Duration::from_secs(6)).await;
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with(":alice") && (l.contains(" PART ") || l.contains("JOIN"))),
+        "no part, no rejoin: {lines:?}"
+    );
+
+    alice.disconnect().await;
+    let part = bob
+        .expect(|l| l.starts_with(":alice") && l.contains(" PART "))
+        .await;
+    assert!(part.contains("#grace"), "{part}");
     w.app.shutdown().await;
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio_xmpp::jid::{BareJid, Jid};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::iq::Iq;
-use tokio_xmpp::parsers::stanza_error::StanzaError;
+use tokio_xmpp::parsers::stanza_error::{DefinedCondition, StanzaError};
 use tracing::debug;
 
 /// An IQ request, split for handlers.
@@ -70,7 +70,15 @@ impl Gateway {
                 id,
                 payload,
             } => (from, to, id, true, payload),
-            Iq::Result { .. } | Iq::Error { .. } => return, // answers to our own requests
+            // Answers to our own requests.
+            Iq::Result { id, .. } => {
+                self.iq_answered(&id, Ok(()));
+                return;
+            }
+            Iq::Error { id, error, .. } => {
+                self.iq_answered(&id, Err(error.defined_condition));
+                return;
+            }
         };
         let (Some(from), Some(to)) = (from, to) else {
             debug!("IQ without from/to ignored");
@@ -85,6 +93,44 @@ impl Gateway {
         };
         let answer = self.route_iq(&req).await;
         self.answer(&req, answer).await;
+    }
+
+    /// Hands the answer to an IQ the gateway sent to whoever waits for it.
+    fn iq_answered(&self, id: &str, answer: Result<(), DefinedCondition>) {
+        let waiter = super::session::lock(&self.iq_waiters).remove(id);
+        if let Some(tx) = waiter {
+            let _ = tx.send(answer);
+        }
+    }
+
+    /// Whether the full JID `resource` is still online: a XEP-0199 ping, answered by the
+    /// client (a result, or an error other than the server's "no such resource"), means yes;
+    /// the server's `service-unavailable`/`item-not-found`/`recipient-unavailable`, or no
+    /// answer within `wait`, means it went offline. Must not be awaited on the user's own
+    /// stanza worker (the answer arrives there).
+    pub(super) async fn resource_online(&self, resource: &Jid, wait: std::time::Duration) -> bool {
+        let id = format!("estuary-ping-{}", uuid::Uuid::new_v4());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        super::session::lock(&self.iq_waiters).insert(id.clone(), tx);
+        self.send(Iq::Get {
+            from: Some(self.jid()),
+            to: Some(resource.clone()),
+            id: id.clone(),
+            payload: Element::builder("ping", ns::PING).build(),
+        })
+        .await;
+        let answer = tokio::time::timeout(wait, rx).await;
+        super::session::lock(&self.iq_waiters).remove(&id);
+        match answer {
+            Ok(Ok(Ok(()))) => true,
+            Ok(Ok(Err(condition))) => !matches!(
+                condition,
+                DefinedCondition::ServiceUnavailable
+                    | DefinedCondition::ItemNotFound
+                    | DefinedCondition::RecipientUnavailable
+            ),
+            Ok(Err(_)) | Err(_) => false,
+        }
     }
 
     /// Sends the result or error for a request.
@@ -140,7 +186,8 @@ impl Gateway {
                     Some(node) => {
                         return Err(errors::item_not_found(format!("no node {node} here")));
                     }
-                    None => {}
+                    // No node: the service's rooms.
+                    None => return self.disco_items_service(req, s).await,
                 }
                 Ok(Some(q))
             }
@@ -244,15 +291,41 @@ impl Gateway {
             .list_rooms()
             .await
             .map_err(|e| errors::from_bridge(&e))?;
+        self.room_items(q, req, rooms)
+    }
+
+    /// disco#items (no node) on a service's JID (an IRC server): its rooms, paged by
+    /// XEP-0059.
+    async fn disco_items_service(
+        self: &Arc<Self>,
+        req: &Request,
+        service: &str,
+    ) -> Result<Option<Element>, StanzaError> {
+        let q = Element::builder("query", ns::DISCO_ITEMS).build();
+        if !(self.caps.groups && self.caps.room_list) {
+            return Ok(Some(q));
+        }
+        let session = self.session_or_open(req.user().as_str()).await?;
+        let rooms = session
+            .client
+            .list_service_rooms(service)
+            .await
+            .map_err(|e| errors::from_bridge(&e))?;
+        self.room_items(q, req, rooms)
+    }
+
+    /// Fills a disco#items answer with the page of `rooms` the request's `<set/>` asks for.
+    fn room_items(
+        &self,
+        mut q: Element,
+        req: &Request,
+        rooms: Vec<estuary_bridge_api::RoomInfo>,
+    ) -> Result<Option<Element>, StanzaError> {
         let items: Vec<(String, String)> = rooms
             .into_iter()
             .filter_map(|r| {
                 let jid = self.chat_jid(&ChatKey::Room(r.id.clone()))?;
-                let name = match r.members {
-                    Some(n) => format!("{} ({n})", r.name),
-                    None => r.name.clone(),
-                };
-                Some((jid.to_string(), name))
+                Some((jid.to_string(), room_item_name(&r)))
             })
             .collect();
         let page = rsm_page(&items, req.payload.get_child("set", ns::RSM))?;
@@ -310,6 +383,24 @@ impl Gateway {
             }
         }))
     }
+}
+
+/// A room's name in a room list: `#rust (42): the topic`, parts that are unknown left out.
+fn room_item_name(room: &estuary_bridge_api::RoomInfo) -> String {
+    let mut name = room.name.clone();
+    if let Some(n) = room.members {
+        name.push_str(&format!(" ({n})"));
+    }
+    if let Some(topic) = room
+        .topic
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        name.push_str(": ");
+        name.push_str(topic);
+    }
+    name
 }
 
 /// XEP-0092 answer.
@@ -445,6 +536,22 @@ mod tests {
         format!("<set xmlns='http://jabber.org/protocol/rsm'>{xml}</set>")
             .parse()
             .unwrap()
+    }
+
+    #[test]
+    fn room_names_show_members_and_topic() {
+        let room = |members, topic: Option<&str>| estuary_bridge_api::RoomInfo {
+            id: estuary_bridge_api::RemoteChatId::new("#rust%irc.test"),
+            name: "#rust".into(),
+            members,
+            topic: topic.map(str::to_owned),
+        };
+        assert_eq!(
+            room_item_name(&room(Some(42), Some("Rust!"))),
+            "#rust (42): Rust!"
+        );
+        assert_eq!(room_item_name(&room(Some(3), Some("  "))), "#rust (3)");
+        assert_eq!(room_item_name(&room(None, None)), "#rust");
     }
 
     #[test]

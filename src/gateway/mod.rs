@@ -84,6 +84,11 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Where the answer to an IQ the gateway sent goes: `Ok` for a result, the error's
+/// condition for an error.
+type IqWaiter =
+    tokio::sync::oneshot::Sender<Result<(), tokio_xmpp::parsers::stanza_error::DefinedCondition>>;
+
 /// The core's service for one bridge.
 pub struct Gateway {
     /// The bridge's config name and database key (`irc`).
@@ -104,6 +109,9 @@ pub struct Gateway {
     disco: DiscoInfo,
     stats: Stats,
     started: Instant,
+    /// Answers awaited to IQs the gateway sent, by id: `None` for a result, the error
+    /// condition for an error.
+    iq_waiters: Mutex<HashMap<String, IqWaiter>>,
 }
 
 /// Starts the gateway for bridge `name`: connects the component (a refusal is returned),
@@ -164,6 +172,7 @@ pub async fn start(
         events_tx: events_tx.clone(),
         stats: Stats::default(),
         started: Instant::now(),
+        iq_waiters: Mutex::new(HashMap::new()),
     });
     tokio::spawn(Arc::clone(&gateway).dispatch_inbound(inbound_rx));
     tokio::spawn(Arc::clone(&gateway).dispatch_events(events_rx));

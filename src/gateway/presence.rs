@@ -6,9 +6,13 @@ use super::session::{Room, Session, describe};
 use super::{Gateway, Target};
 use crate::xmpp::muc::{self, Occupant};
 use crate::xmpp::{errors, ns};
-use estuary_bridge_api::{ChatKey, JoinRequest, LoginState, RemoteChatId};
+use estuary_bridge_api::{ChatKey, JoinRequest, LoginState, OfflinePolicy, RemoteChatId};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+/// How long a resource that left its last room has to answer a ping before it counts as
+/// gone offline (grace and persistent policies only).
+const OFFLINE_PING_WAIT: Duration = Duration::from_secs(5);
 use tokio_xmpp::jid::Jid;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::message::{Message, MessageType};
@@ -320,21 +324,31 @@ impl Gateway {
         }
     }
 
-    async fn leave_room(&self, user: &str, resource: &str, room: &RemoteChatId, nick: &str) {
+    async fn leave_room(
+        self: &Arc<Self>,
+        user: &str,
+        resource: &str,
+        room: &RemoteChatId,
+        nick: &str,
+    ) {
         let Some(session) = self.session(user) else {
             return;
         };
-        let (last, own_nick) = {
+        let stays_possible = self.caps.offline != OfflinePolicy::Leave;
+        let (last, keep, own_nick) = {
             let mut rooms = session.rooms();
             let Some(r) = rooms.get_mut(room) else { return };
             r.resources.remove(resource);
             r.pending.retain(|(res, _, _)| res != resource);
             let last = r.resources.is_empty() && r.pending.is_empty();
+            // Under a grace or persistent policy a joined room stays (with no resource)
+            // until it is known whether the user left it or went offline.
+            let keep = last && stays_possible && r.joined;
             let own = r.nick.clone();
-            if last {
+            if last && !keep {
                 rooms.remove(room);
             }
-            (last, own)
+            (last, keep, own)
         };
         let own_nick = if own_nick.is_empty() {
             nick.to_string()
@@ -352,14 +366,69 @@ impl Gateway {
             }))
             .await;
         }
-        if last {
-            info!(bridge = %self.bridge, user, room = %room, "leaving");
-            if let Err(e) = session.client.leave_room(room.clone(), None).await {
-                warn!(bridge = %self.bridge, user, room = %room, "leaving failed: {}", e.text);
+        if keep {
+            // The answer to the ping arrives on this user's stanza worker: wait elsewhere.
+            let gateway = Arc::clone(self);
+            let (room, resource) = (room.clone(), resource.to_owned());
+            tokio::spawn(async move {
+                gateway.offline_or_left(session, room, resource).await;
+            });
+        } else if last {
+            self.part_room(&session, room).await;
+        }
+    }
+
+    /// The last resource left a room under a grace or persistent policy: a resource still
+    /// online left on purpose (the room is left at once); one gone offline keeps the room
+    /// for the grace period, or for good.
+    async fn offline_or_left(
+        self: Arc<Self>,
+        session: Arc<Session>,
+        room: RemoteChatId,
+        resource: String,
+    ) {
+        let online = match Jid::new(&resource) {
+            Ok(jid) => self.resource_online(&jid, OFFLINE_PING_WAIT).await,
+            Err(_) => false,
+        };
+        let wait = match self.caps.offline {
+            _ if online => Duration::ZERO,
+            OfflinePolicy::Leave => Duration::ZERO,
+            OfflinePolicy::Grace(grace) => grace,
+            OfflinePolicy::Persistent => {
+                info!(bridge = %self.bridge, user = %session.user, room = %room, "user offline; staying in the room");
+                return;
             }
-            if let Err(e) = self.db.delete_room(&self.bridge, user, room.as_str()).await {
-                warn!(bridge = %self.bridge, "cannot forget the room: {e}");
+        };
+        if !wait.is_zero() {
+            info!(bridge = %self.bridge, user = %session.user, room = %room, ?wait, "user offline; staying in the room for the grace period");
+            tokio::time::sleep(wait).await;
+        }
+        // Leave unless a resource came back meanwhile.
+        let gone = {
+            let mut rooms = session.rooms();
+            let unused = rooms
+                .get(&room)
+                .is_some_and(|r| r.resources.is_empty() && r.pending.is_empty());
+            if unused {
+                rooms.remove(&room);
             }
+            unused
+        };
+        if gone {
+            self.part_room(&session, &room).await;
+        }
+    }
+
+    /// Leaves a room on the network and forgets it.
+    async fn part_room(&self, session: &Session, room: &RemoteChatId) {
+        let user = session.user.as_str();
+        info!(bridge = %self.bridge, user, room = %room, "leaving");
+        if let Err(e) = session.client.leave_room(room.clone(), None).await {
+            warn!(bridge = %self.bridge, user, room = %room, "leaving failed: {}", e.text);
+        }
+        if let Err(e) = self.db.delete_room(&self.bridge, user, room.as_str()).await {
+            warn!(bridge = %self.bridge, "cannot forget the room: {e}");
         }
     }
 

@@ -4,6 +4,7 @@
 use crate::xmpp::el::{a, set};
 use crate::xmpp::ns;
 use estuary_bridge_api::{Affiliation, Role};
+use std::time::{Duration, SystemTime};
 use tokio_xmpp::jid::Jid;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::message::{Lang, Message, MessageType};
@@ -127,7 +128,8 @@ pub struct JoinIntent {
     pub password: Option<String>,
     /// `<history maxstanzas=…>`; `Some(0)` asks for none.
     pub max_stanzas: Option<usize>,
-    /// `<history since=…>`.
+    /// The oldest history wanted (RFC 3339), from `<history since=…>` and
+    /// `<history seconds=…>`.
     pub since: Option<String>,
     /// The presence carries the MUC `<x/>` (a join, not a nick change or a status update).
     pub is_join: bool,
@@ -135,16 +137,39 @@ pub struct JoinIntent {
 
 /// Reads the `<x xmlns='…muc'>` of a presence to a room.
 pub fn read_join(payloads: &[Element]) -> JoinIntent {
+    read_join_at(payloads, SystemTime::now())
+}
+
+/// [`read_join`] for a join received at `now`: the `<history/>` limits (XEP-0045 §7.2.14)
+/// are resolved to a count and a start time. `seconds` becomes a start `now - seconds`
+/// (the later of it and `since` wins); `maxchars='0'` or `seconds='0'` ask for no history.
+pub fn read_join_at(payloads: &[Element], now: SystemTime) -> JoinIntent {
     let x = payloads.iter().find(|p| p.is("x", ns::MUC));
     let history = x.and_then(|x| x.get_child("history", ns::MUC));
+    let number = |name: &str| -> Option<u64> {
+        history
+            .and_then(|h| h.attr(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let none_wanted = number("maxchars") == Some(0) || number("seconds") == Some(0);
+    let since = history
+        .and_then(|h| h.attr("since"))
+        .and_then(crate::xmpp::message::parse_rfc3339);
+    let from_seconds = number("seconds").and_then(|s| now.checked_sub(Duration::from_secs(s)));
+    let start = match (since, from_seconds) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
     JoinIntent {
         password: x
             .and_then(|x| x.get_child("password", ns::MUC))
             .map(|p| p.text()),
-        max_stanzas: history
-            .and_then(|h| h.attr("maxstanzas"))
-            .and_then(|v| v.parse().ok()),
-        since: history.and_then(|h| h.attr("since")).map(String::from),
+        max_stanzas: if none_wanted {
+            Some(0)
+        } else {
+            number("maxstanzas").and_then(|n| usize::try_from(n).ok())
+        },
+        since: start.map(crate::xmpp::message::rfc3339),
         is_join: x.is_some(),
     }
 }
@@ -193,5 +218,38 @@ mod tests {
         assert_eq!(j.max_stanzas, Some(0));
         assert!(j.is_join);
         assert!(!read_join(&[]).is_join);
+    }
+
+    #[test]
+    fn history_seconds_and_since_resolve_to_a_start() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let h = |attrs: &str| {
+            let x: Element =
+                format!("<x xmlns='http://jabber.org/protocol/muc'><history {attrs}/></x>")
+                    .parse()
+                    .unwrap();
+            read_join_at(&[x], now)
+        };
+        let start = |attrs: &str| {
+            h(attrs)
+                .since
+                .and_then(|s| crate::xmpp::message::parse_rfc3339(&s))
+        };
+        assert_eq!(start("seconds='60'"), Some(now - Duration::from_secs(60)));
+        // The later of the two wins.
+        assert_eq!(
+            start("seconds='60' since='1970-01-12T13:45:00Z'"),
+            Some(now - Duration::from_secs(60))
+        );
+        assert_eq!(
+            start("seconds='600000' since='1970-01-12T13:45:00Z'"),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(999_900))
+        );
+        assert_eq!(h("maxstanzas='2'").max_stanzas, Some(2));
+        assert_eq!(h("maxstanzas='2'").since, None);
+        assert_eq!(h("seconds='0'").max_stanzas, Some(0));
+        assert_eq!(h("maxchars='0'").max_stanzas, Some(0));
+        assert_eq!(h("maxstanzas='-1' seconds='x'").max_stanzas, None);
+        assert_eq!(h("maxstanzas='-1' seconds='x'").since, None);
     }
 }

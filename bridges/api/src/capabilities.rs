@@ -47,4 +47,19 @@ pub struct Capabilities {
     pub room_list: bool,
     /// The longest body the network takes in one message, in bytes; longer ones are split.
     pub max_body_bytes: Option<usize>,
+    /// What happens to the user's rooms on the network when the user goes offline.
+    pub offline: OfflinePolicy,
+}
+
+/// What the core does with a user's rooms on the network when the user's last resource
+/// goes offline (or leaves the room), set by the bridge from its config.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OfflinePolicy {
+    /// Leave the room at once (the default).
+    #[default]
+    Leave,
+    /// Stay in the room this long; a user back within it finds the room still joined.
+    Grace(std::time::Duration),
+    /// Stay in the room; what is said meanwhile goes to the room's archive (XEP-0313).
+    Persistent,
 }

@@ -134,6 +134,12 @@ pub trait Client: Send + Sync {
     async fn list_rooms(&self) -> Result<Vec<RoomInfo>> {
         Err(BridgeError::unsupported("listing rooms"))
     }
+    /// Lists the rooms of one service (an IRC server's channels), for service discovery on
+    /// the service's JID.
+    async fn list_service_rooms(&self, service: &str) -> Result<Vec<RoomInfo>> {
+        let _ = service;
+        Err(BridgeError::unsupported("listing rooms"))
+    }
     /// The contacts the user has on the network, with display names (roster sync).
     async fn contacts(&self) -> Result<Vec<(RemoteUserId, Option<String>)>> {
         Ok(Vec::new())

@@ -24,7 +24,7 @@ mod event;
 mod form;
 mod ids;
 
-pub use capabilities::{BridgeInfo, Capabilities};
+pub use capabilities::{BridgeInfo, Capabilities, OfflinePolicy};
 pub use chat::{Affiliation, ChatKey, ChatState, Member, MessageKind, Role, RoomInfo, Show};
 pub use client::{Client, JoinRequest, Outgoing, Sent};
 pub use command::{CommandAccess, CommandContext, CommandOutput, CommandSpec, StatusSource};

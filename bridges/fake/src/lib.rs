@@ -140,6 +140,7 @@ impl Connector for FakeConnector {
             kicks: true,
             room_list: true,
             max_body_bytes: Some(4096),
+            ..Capabilities::default()
         }
     }
 

@@ -36,13 +36,17 @@
 //! Ids always carry the server, whatever the gateway's mode, so that stored ids survive a
 //! change of `fixed_server`:
 //!
-//! * [`RemoteChatId`]: `#chan%server`, the channel folded per the server's CASEMAPPING and
-//!   the server lower-cased (`#Rust%IRC.Libera.Chat` → `#rust%irc.libera.chat`);
-//! * [`RemoteUserId`]: `nick%server`, folded the same way (`Alice[m]` → `alice{m}` under
-//!   `rfc1459`).
+//! * [`RemoteChatId`]: `#chan%server`, the channel's ASCII letters lower-cased and the
+//!   server lower-cased (`#Rust%IRC.Libera.Chat` → `#rust%irc.libera.chat`);
+//! * [`RemoteUserId`]: `nick%server`, folded the same way (`Alice[m]` → `alice[m]`).
 //!
-//! Folding matches what XMPP does to local parts anyway (nodeprep lower-cases them), so the
-//! same room reached with different case is one room, as on IRC.
+//! Ids fold with [`ID_FOLDING`], which is what XMPP does to local parts anyway (nodeprep
+//! lower-cases them), so the JID a user joined is the JID they see, and a channel is
+//! joined as the user spelled it (`JOIN #a[x]`, right on `ascii` and `rfc1459` servers
+//! alike). Which names are *one* channel or nick on IRC is the server's `CASEMAPPING`
+//! (ISUPPORT, `rfc1459` when unsaid): the IRC session compares with it, so `#A[x]` and
+//! `#a{x}` are one channel under `rfc1459`, joined once, and each spelling the user joined
+//! it as is a room that gets the channel's events; `Nick` and `nick` are one contact.
 //!
 //! # Errors
 //!
@@ -62,6 +66,10 @@ pub const MAX_CHANNEL_BYTES: usize = 200;
 pub const MAX_NICK_BYTES: usize = 64;
 /// The longest server name accepted, in bytes (a DNS name).
 pub const MAX_SERVER_BYTES: usize = 253;
+
+/// How ids fold names: ASCII letters only, as XMPP's nodeprep does to local parts. The
+/// server's own [`CaseMapping`] decides what is one channel inside a session.
+pub const ID_FOLDING: CaseMapping = CaseMapping::Ascii;
 
 /// How a server compares names (the `CASEMAPPING` ISUPPORT token).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -12,7 +12,7 @@
 //! The settings the user gives through the server JID's "Configure" command or
 //! registration (see [`settings`](crate::settings)) win over both.
 
-use crate::address::{self, CaseMapping};
+use crate::address;
 use crate::config::{IrcConfig, endpoints};
 use crate::connection::{ConnectionHandle, Op, Say, ServerSettings};
 use crate::format::{
@@ -27,14 +27,18 @@ use estuary_bridge_api::{
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::info;
 
 /// How long `set_nick` waits for the server to accept or refuse the nick.
 const NICK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `set_topic` and `kick` wait for the server to do it or refuse it.
+const VERDICT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `list_rooms` waits for the server's LIST.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a server's LIST is reused (a client pages through it in several requests).
+const LIST_CACHE: Duration = Duration::from_secs(60);
 
 /// The live IRC side of one login.
 pub struct IrcClient {
@@ -47,6 +51,9 @@ pub struct IrcClient {
     services: Mutex<BTreeMap<String, FormValues>>,
     events: EventSink,
     connections: Mutex<HashMap<String, ConnectionHandle>>,
+    /// Each server's last LIST and when it came, so that paging through a long list does
+    /// not ask the server again for every page.
+    listings: Mutex<HashMap<String, (Instant, Vec<RoomInfo>)>>,
 }
 
 impl IrcClient {
@@ -73,6 +80,7 @@ impl IrcClient {
             ),
             events,
             connections: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
         }
     }
 
@@ -197,6 +205,28 @@ impl IrcClient {
         handle
     }
 
+    /// A server's channels, sorted by id: the LIST of the last [`LIST_CACHE`], or a new one.
+    async fn channels_of(&self, server: &str) -> Result<Vec<RoomInfo>> {
+        let cached = self
+            .listings
+            .lock()
+            .ok()
+            .and_then(|l| l.get(server).cloned())
+            .filter(|(at, _)| at.elapsed() < LIST_CACHE);
+        if let Some((_, rooms)) = cached {
+            return Ok(rooms);
+        }
+        let handle = self.connection(server, None);
+        let mut rooms = list_channels(&handle).await?;
+        rooms.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        if !rooms.is_empty()
+            && let Ok(mut l) = self.listings.lock()
+        {
+            l.insert(server.to_owned(), (Instant::now(), rooms.clone()));
+        }
+        Ok(rooms)
+    }
+
     fn existing(&self, server: &str) -> Option<ConnectionHandle> {
         let map = self
             .connections
@@ -214,6 +244,34 @@ impl IrcClient {
                 "The IRC connection has just closed; try again.",
             ))
         }
+    }
+}
+
+/// The channels a server's LIST answers (empty if it does not answer in [`LIST_TIMEOUT`]);
+/// a connection still registering sends the LIST once registered.
+async fn list_channels(handle: &ConnectionHandle) -> Result<Vec<RoomInfo>> {
+    let (tx, rx) = oneshot::channel();
+    IrcClient::send_op(handle, Op::List(tx))?;
+    match tokio::time::timeout(LIST_TIMEOUT, rx).await {
+        Ok(Ok(list)) => Ok(list),
+        Ok(Err(_)) => Err(BridgeError::new(
+            ErrorKind::RemoteUnreachable,
+            "The IRC connection was lost before the server listed its channels.",
+        )),
+        Err(_) => Ok(Vec::new()),
+    }
+}
+
+/// Waits for the server's verdict on an operation; a server that says nothing within
+/// [`VERDICT_TIMEOUT`] is taken as agreeing (some say nothing when nothing changes).
+async fn await_verdict(verdict: oneshot::Receiver<Result<()>>, what: &str) -> Result<()> {
+    match tokio::time::timeout(VERDICT_TIMEOUT, verdict).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Err(BridgeError::new(
+            ErrorKind::RemoteUnreachable,
+            format!("The IRC connection was lost before the server answered the {what}."),
+        )),
+        Err(_) => Ok(()),
     }
 }
 
@@ -298,7 +356,7 @@ impl Client for IrcClient {
             Some(_) => address::parse_local_part(typed, self.config.fixed_server.as_deref())?,
             None => address::parse_local_part(typed, None)?,
         };
-        match parsed.chat_key(CaseMapping::default()) {
+        match parsed.chat_key(address::ID_FOLDING) {
             ChatKey::Direct(id) => Ok(id),
             _ => Err(BridgeError::not_acceptable(
                 "Enter an IRC nick and server as nick%irc.server (e.g. alice%irc.libera.chat).",
@@ -387,13 +445,17 @@ impl Client for IrcClient {
     async fn set_topic(&self, room: RemoteChatId, topic: String) -> Result<()> {
         let (channel, server) = address::parse_room_id(&room)?;
         let handle = self.connection(server, None);
+        let (answer, verdict) = oneshot::channel();
         Self::send_op(
             &handle,
             Op::Topic {
                 channel: channel.to_owned(),
                 topic,
+                answer,
             },
-        )
+        )?;
+        // A refusal (not op on a +t channel …) becomes the error of the subject change.
+        await_verdict(verdict, "topic change").await
     }
 
     async fn set_nick(&self, room: RemoteChatId, nick: String) -> Result<()> {
@@ -422,14 +484,18 @@ impl Client for IrcClient {
             return Err(BridgeError::not_acceptable(why));
         }
         let handle = self.connection(server, None);
+        let (answer, verdict) = oneshot::channel();
         Self::send_op(
             &handle,
             Op::Kick {
                 channel: channel.to_owned(),
                 nick,
                 reason,
+                answer,
             },
-        )
+        )?;
+        // A refusal (not op, no such nick …) becomes the error of the muc#admin request.
+        await_verdict(verdict, "kick").await
     }
 
     async fn invite(&self, room: RemoteChatId, user: RemoteUserId) -> Result<()> {
@@ -451,23 +517,32 @@ impl Client for IrcClient {
     }
 
     async fn list_rooms(&self) -> Result<Vec<RoomInfo>> {
-        let handles: Vec<ConnectionHandle> = match &self.config.fixed_server {
-            Some(server) => vec![self.connection(server, None)],
+        let mut servers: Vec<String> = match &self.config.fixed_server {
+            Some(server) => vec![server.clone()],
             None => self
                 .connections
                 .lock()
-                .map(|m| m.values().filter(|h| !h.is_closed()).cloned().collect())
+                .map(|m| {
+                    m.iter()
+                        .filter(|(_, h)| !h.is_closed())
+                        .map(|(s, _)| s.clone())
+                        .collect()
+                })
                 .unwrap_or_default(),
         };
+        servers.sort();
         let mut rooms = Vec::new();
-        for handle in handles {
-            let (tx, rx) = oneshot::channel();
-            Self::send_op(&handle, Op::List(tx))?;
-            if let Ok(Ok(list)) = tokio::time::timeout(LIST_TIMEOUT, rx).await {
-                rooms.extend(list);
-            }
+        for server in servers {
+            rooms.extend(self.channels_of(&server).await?);
         }
         Ok(rooms)
+    }
+
+    async fn list_service_rooms(&self, service: &str) -> Result<Vec<RoomInfo>> {
+        if let Some(why) = address::check_server(service) {
+            return Err(BridgeError::not_acceptable(why));
+        }
+        self.channels_of(&service.to_ascii_lowercase()).await
     }
 }
 

@@ -10,6 +10,8 @@
 //! default_plain_port = 6667       # the plain port of that fallback
 //! idle_disconnect_secs = 300      # close a server connection this long after its last room
 //! version = "Estuary"             # CTCP VERSION answer (optional)
+//! offline = "leave"               # leave | grace | persistent: channels when the user goes offline
+//! offline_grace_secs = 300        # with offline = "grace": how long channels stay joined
 //!
 //! [bridges.irc.servers."irc.example.org"]
 //! port = 6667
@@ -78,6 +80,20 @@ pub struct ServerConfig {
     pub username: Option<String>,
 }
 
+/// What happens to a user's channels when the user goes offline (`offline = …`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Offline {
+    /// Part the channels at once, as when leaving the room (the default).
+    #[default]
+    Leave,
+    /// Stay in the channels for `offline_grace_secs`, then part them; a user back within
+    /// that time finds them still joined.
+    Grace,
+    /// Stay in the channels; what is said meanwhile goes to the room archive (XEP-0313).
+    Persistent,
+}
+
 /// The bridge's config, read from the `[bridges.irc]` table.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct IrcConfig {
@@ -93,6 +109,11 @@ pub struct IrcConfig {
     pub idle_disconnect_secs: Option<u64>,
     /// The CTCP VERSION answer.
     pub version: Option<String>,
+    /// What happens to the user's channels when the user goes offline.
+    #[serde(default)]
+    pub offline: Offline,
+    /// With `offline = "grace"`: seconds the channels stay joined.
+    pub offline_grace_secs: Option<u64>,
     /// Per-server overrides, by server name.
     #[serde(default)]
     pub servers: BTreeMap<String, ServerConfig>,
@@ -100,6 +121,8 @@ pub struct IrcConfig {
 
 /// The default for [`IrcConfig::idle_disconnect_secs`].
 pub const DEFAULT_IDLE_DISCONNECT_SECS: u64 = 300;
+/// The default for [`IrcConfig::offline_grace_secs`].
+pub const DEFAULT_OFFLINE_GRACE_SECS: u64 = 300;
 
 impl IrcConfig {
     /// Reads the whole `[bridges.irc]` table (as JSON); keys meant for the core (`domain`,
@@ -124,6 +147,18 @@ impl IrcConfig {
             return Err(ConfigError::OutOfRange {
                 key: "fixed_server".into(),
                 why,
+            });
+        }
+        if self.offline_grace_secs.is_some() && self.offline != Offline::Grace {
+            return Err(ConfigError::OutOfRange {
+                key: "offline_grace_secs".into(),
+                why: "only used with offline = \"grace\"; set that too, or remove this key".into(),
+            });
+        }
+        if self.offline_grace_secs == Some(0) {
+            return Err(ConfigError::OutOfRange {
+                key: "offline_grace_secs".into(),
+                why: "must be at least 1 (for no grace at all, use offline = \"leave\")".into(),
             });
         }
         for (key, port) in [
@@ -165,6 +200,19 @@ impl IrcConfig {
             self.idle_disconnect_secs
                 .unwrap_or(DEFAULT_IDLE_DISCONNECT_SECS),
         )
+    }
+
+    /// The offline policy for the core.
+    pub fn offline_policy(&self) -> estuary_bridge_api::OfflinePolicy {
+        use estuary_bridge_api::OfflinePolicy;
+        match self.offline {
+            Offline::Leave => OfflinePolicy::Leave,
+            Offline::Grace => OfflinePolicy::Grace(Duration::from_secs(
+                self.offline_grace_secs
+                    .unwrap_or(DEFAULT_OFFLINE_GRACE_SECS),
+            )),
+            Offline::Persistent => OfflinePolicy::Persistent,
+        }
     }
 
     /// The overrides for `server`, or none.
@@ -273,6 +321,30 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("throttle"), "{e}");
         assert!(IrcConfig::from_json(&json!({"servers": {"x": {"prot": 1}}})).is_err());
+    }
+
+    #[test]
+    fn offline_policy() {
+        use estuary_bridge_api::OfflinePolicy;
+        let policy = |v| IrcConfig::from_json(&v).map(|c| c.offline_policy());
+        assert_eq!(policy(json!({})).unwrap(), OfflinePolicy::Leave);
+        assert_eq!(
+            policy(json!({"offline": "grace"})).unwrap(),
+            OfflinePolicy::Grace(Duration::from_secs(DEFAULT_OFFLINE_GRACE_SECS))
+        );
+        assert_eq!(
+            policy(json!({"offline": "grace", "offline_grace_secs": 30})).unwrap(),
+            OfflinePolicy::Grace(Duration::from_secs(30))
+        );
+        assert_eq!(
+            policy(json!({"offline": "persistent"})).unwrap(),
+            OfflinePolicy::Persistent
+        );
+        let e = policy(json!({"offline": "forever"})).unwrap_err();
+        assert!(e.to_string().contains("forever"), "{e}");
+        let e = policy(json!({"offline_grace_secs": 30})).unwrap_err();
+        assert!(e.to_string().contains("offline = \"grace\""), "{e}");
+        assert!(policy(json!({"offline": "grace", "offline_grace_secs": 0})).is_err());
     }
 
     #[test]

@@ -119,14 +119,18 @@ pub enum Op {
     Say(Say),
     /// Send raw lines, each already free of CR/LF/NUL.
     Raw(Vec<String>),
-    /// Set a topic.
+    /// Set a topic; the answer says whether the server took it (`TOPIC` seen) or refused
+    /// it (482, 442, 403).
     Topic {
         /// The channel.
         channel: String,
         /// The topic.
         topic: String,
+        /// The server's verdict.
+        answer: oneshot::Sender<Result<(), BridgeError>>,
     },
-    /// Kick someone.
+    /// Kick someone; the answer says whether the server did (`KICK` seen) or refused it
+    /// (482, 441, 442, 401).
     Kick {
         /// The channel.
         channel: String,
@@ -134,6 +138,8 @@ pub enum Op {
         nick: String,
         /// Why.
         reason: Option<String>,
+        /// The server's verdict.
+        answer: oneshot::Sender<Result<(), BridgeError>>,
     },
     /// Change nick; the answer says whether the server took it (`NICK` seen) or refused
     /// it (433/432).

@@ -1,7 +1,7 @@
 //! The process-wide side of the IRC bridge: identity, capabilities, the address codec,
 //! registration and turning a login into an [`IrcClient`].
 
-use crate::address::{self, CaseMapping};
+use crate::address;
 use crate::client::IrcClient;
 use crate::config::{ConfigError, IrcConfig};
 use async_trait::async_trait;
@@ -63,6 +63,7 @@ impl Connector for IrcConnector {
             kicks: true,
             room_list: true,
             max_body_bytes: None,
+            offline: self.config.offline_policy(),
             ..Capabilities::default()
         }
     }
@@ -151,6 +152,6 @@ impl Connector for IrcConnector {
     }
 
     fn parse_local_part(&self, local: &str) -> Result<ChatKey> {
-        Ok(address::parse_local_part(local, self.fixed())?.chat_key(CaseMapping::default()))
+        Ok(address::parse_local_part(local, self.fixed())?.chat_key(address::ID_FOLDING))
     }
 }

@@ -4,15 +4,16 @@
 //! It does no I/O: the connection task feeds it messages and operations and drains its
 //! lines and events, so it can be driven by tests line by line.
 
-use crate::address::{CaseMapping, is_channel_name, room_id, user_id};
+use crate::address::{CaseMapping, ID_FOLDING, is_channel_name, room_id, user_id};
 use crate::connection::{Op, ServerSettings, Shared};
 use crate::format::{ctcp_action, ctcp_reply, irc_to_styled, parse_ctcp, sanitize};
 use estuary_bridge_api::{
     Affiliation, BridgeError, ChatKey, ErrorKind, LoginState, Member, MemberChange, MessageKind,
-    RemoteEvent, RemoteMessage, RemoteMessageId, Role, RoomInfo, Sender,
+    RemoteChatId, RemoteEvent, RemoteMessage, RemoteMessageId, RemoteUserId, Role, RoomInfo,
+    Sender,
 };
 use irc_proto::{ChannelMode, Command, Message, Mode, Prefix, Response};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -57,6 +58,10 @@ struct Chan {
     topic: String,
     /// `+m`: members without voice or better are visitors.
     moderated: bool,
+    /// The rooms the user joined this channel as: one per spelling (`#a[x]` and `#A{x}` are
+    /// one channel under `rfc1459`, and each spelling's room gets the channel's events, so
+    /// the room JID the user joined is the one they see).
+    rooms: BTreeSet<RemoteChatId>,
 }
 
 /// A line to send; the first line of a user's message carries its echo expectation.
@@ -74,6 +79,25 @@ struct PendingEcho {
     origin_id: Option<String>,
     report: bool,
     last_id: Option<String>,
+}
+
+/// What a channel operation sent for the user waits for from the server.
+#[derive(Debug, PartialEq, Eq)]
+enum Awaited {
+    /// `TOPIC` on the channel, from us.
+    Topic,
+    /// `KICK` of this (folded) nick on the channel, by us.
+    Kick(String),
+}
+
+/// A topic change or kick sent and not yet answered: the server's `TOPIC`/`KICK` accepts
+/// it, a refusal numeric (482, 442, 441, 403, 401) refuses it with the server's text.
+#[derive(Debug)]
+struct PendingOp {
+    /// The folded channel.
+    channel: String,
+    awaited: Awaited,
+    answer: oneshot::Sender<Result<(), BridgeError>>,
 }
 
 /// One IRC session's state.
@@ -99,6 +123,8 @@ pub struct Session {
     nick_tries: usize,
     /// Nick changes sent and not yet answered, oldest first.
     pending_nicks: VecDeque<(String, oneshot::Sender<Result<(), BridgeError>>)>,
+    /// Topic changes and kicks sent and not yet answered, oldest first.
+    pending_ops: VecDeque<PendingOp>,
 }
 
 impl Session {
@@ -124,11 +150,31 @@ impl Session {
             listing: Vec::new(),
             nick_tries: 0,
             pending_nicks: VecDeque::new(),
+            pending_ops: VecDeque::new(),
         };
         for channel in session.settings.autojoin.clone() {
             session.want_channel(&channel, None);
         }
         session
+    }
+
+    /// The room id for a channel spelled `name` (see [`ID_FOLDING`]).
+    fn room_for(&self, name: &str) -> RemoteChatId {
+        room_id(name, &self.settings.server, ID_FOLDING)
+    }
+
+    /// The user id for `nick` (see [`ID_FOLDING`]).
+    fn user_for(&self, nick: &str) -> RemoteUserId {
+        user_id(nick, &self.settings.server, ID_FOLDING)
+    }
+
+    /// The rooms a channel's events go to: every spelling the user joined it as, or the
+    /// channel's own name when it is not joined.
+    fn rooms_of(&self, chan: &str) -> Vec<RemoteChatId> {
+        match self.channels.get(&self.fold(chan)) {
+            Some(c) if !c.rooms.is_empty() => c.rooms.iter().cloned().collect(),
+            _ => vec![self.room_for(chan)],
+        }
     }
 
     fn casemapping(&self) -> CaseMapping {
@@ -153,10 +199,6 @@ impl Session {
 
     fn is_me(&self, nick: &str) -> bool {
         self.fold(nick) == self.fold(&self.own_nick())
-    }
-
-    fn server(&self) -> &str {
-        &self.settings.server
     }
 
     fn emit(&mut self, event: RemoteEvent) {
@@ -210,24 +252,31 @@ impl Session {
         self.echoes.clear();
         self.parting.clear();
         self.pending_nicks.clear();
+        // Dropping the answers tells the waiting client that the connection was lost.
+        self.pending_ops.clear();
         for tx in self.lists.drain(..) {
             let _ = tx.send(std::mem::take(&mut self.listing));
         }
         // Lines to channels are rebuilt on rejoin; user messages stay queued.
-        self.queue
-            .retain(|l| !matches!(l.msg.command, Command::JOIN(..) | Command::NAMES(..)));
+        self.queue.retain(|l| {
+            !matches!(
+                l.msg.command,
+                Command::JOIN(..) | Command::NAMES(..) | Command::LIST(..)
+            )
+        });
     }
 
     /// The server could not be reached at all: every pending join fails with
     /// `RemoteUnreachable`, and the user is told that queued messages were not sent.
     pub fn give_up(&mut self, why: &str) -> Vec<RemoteEvent> {
-        let cm = self.casemapping();
         let mut events = std::mem::take(&mut self.events);
         for chan in std::mem::take(&mut self.channels).into_values() {
-            events.push(RemoteEvent::RoomJoinFailed {
-                room: room_id(&chan.name, &self.settings.server, cm),
-                error: BridgeError::new(ErrorKind::RemoteUnreachable, why),
-            });
+            for room in chan.rooms {
+                events.push(RemoteEvent::RoomJoinFailed {
+                    room,
+                    error: BridgeError::new(ErrorKind::RemoteUnreachable, why),
+                });
+            }
         }
         let unsent = self.queue.len();
         self.queue.clear();
@@ -273,25 +322,31 @@ impl Session {
         });
     }
 
+    /// Wants `channel` joined, as the room of that spelling.
     fn want_channel(&mut self, channel: &str, key: Option<String>) {
         let folded = self.fold(channel);
-        self.channels.entry(folded).or_insert_with(|| Chan {
-            name: channel.to_owned(),
-            key,
-            state: ChanState::Joining,
-            members: HashMap::new(),
-            topic: String::new(),
-            moderated: false,
-        });
+        let room = self.room_for(channel);
+        self.channels
+            .entry(folded)
+            .or_insert_with(|| Chan {
+                name: channel.to_owned(),
+                key,
+                state: ChanState::Joining,
+                members: HashMap::new(),
+                topic: String::new(),
+                moderated: false,
+                rooms: BTreeSet::new(),
+            })
+            .rooms
+            .insert(room);
     }
 
-    fn room_joined_event(&self, chan: &Chan) -> RemoteEvent {
-        let cm = self.casemapping();
+    fn room_joined_event(&self, chan: &Chan, room: RemoteChatId) -> RemoteEvent {
         // Sorted by folded nick, so that occupants are announced in a stable order.
         let mut folded: Vec<&String> = chan.members.keys().collect();
         folded.sort_unstable();
         RemoteEvent::RoomJoined {
-            room: room_id(&chan.name, self.server(), cm),
+            room,
             own_nick: self.own_nick(),
             members: folded
                 .into_iter()
@@ -309,7 +364,7 @@ impl Session {
         }
         Member {
             nick: nick.to_owned(),
-            user: Some(user_id(nick, self.server(), self.casemapping())),
+            user: Some(self.user_for(nick)),
             role,
             affiliation,
         }
@@ -336,10 +391,15 @@ impl Session {
         match op {
             Op::Join { channel, key } => {
                 let folded = self.fold(&channel);
-                if let Some(chan) = self.channels.get(&folded) {
-                    if chan.state == ChanState::Joined {
-                        // Already in: tell the core again (another resource joined).
-                        let event = self.room_joined_event(chan);
+                if self.channels.contains_key(&folded) {
+                    // Already in (or joining), maybe under another spelling: this one's room
+                    // gets the channel too; once joined, the core hears so at once.
+                    let room = self.room_for(&channel);
+                    self.want_channel(&channel, None);
+                    if let Some(chan) = self.channels.get(&folded)
+                        && chan.state == ChanState::Joined
+                    {
+                        let event = self.room_joined_event(chan, room);
                         self.emit(event);
                     }
                     return;
@@ -351,7 +411,13 @@ impl Session {
             }
             Op::Part { channel, reason } => {
                 let folded = self.fold(&channel);
-                if self.channels.remove(&folded).is_some() {
+                let room = self.room_for(&channel);
+                // The channel is parted when no spelling of it is left in use.
+                let still_used = self.channels.get_mut(&folded).is_some_and(|c| {
+                    c.rooms.remove(&room);
+                    !c.rooms.is_empty()
+                });
+                if !still_used && self.channels.remove(&folded).is_some() {
                     self.parting.insert(folded);
                     if self.registered {
                         self.push(Command::PART(channel, reason.map(|r| one_line(&r))));
@@ -391,26 +457,40 @@ impl Session {
                     }
                 }
             }
-            Op::Topic { channel, topic } => {
+            Op::Topic {
+                channel,
+                topic,
+                answer,
+            } => {
+                self.pending_ops.push_back(PendingOp {
+                    channel: self.fold(&channel),
+                    awaited: Awaited::Topic,
+                    answer,
+                });
                 self.push(Command::TOPIC(channel, Some(one_line(&topic))))
             }
             Op::Kick {
                 channel,
                 nick,
                 reason,
-            } => self.push(Command::KICK(channel, nick, reason.map(|r| one_line(&r)))),
+                answer,
+            } => {
+                self.pending_ops.push_back(PendingOp {
+                    channel: self.fold(&channel),
+                    awaited: Awaited::Kick(self.fold(&nick)),
+                    answer,
+                });
+                self.push(Command::KICK(channel, nick, reason.map(|r| one_line(&r))))
+            }
             Op::Nick(nick, answer) => {
                 self.pending_nicks.push_back((nick.clone(), answer));
                 self.push(Command::NICK(nick));
             }
             Op::Invite { channel, nick } => self.push(Command::INVITE(nick, channel)),
             Op::List(tx) => {
-                if self.registered {
-                    self.lists.push_back(tx);
-                    self.push(Command::LIST(None, None));
-                } else {
-                    let _ = tx.send(Vec::new());
-                }
+                // Before registration the LIST waits in the queue like any line.
+                self.lists.push_back(tx);
+                self.push(Command::LIST(None, None));
             }
             Op::Settings(settings) => self.settings = *settings,
             Op::Quit(_) => {}
@@ -500,20 +580,28 @@ impl Session {
                 }
             }
             Command::KICK(ref chan, ref nick, ref reason) => {
+                if source.as_deref().is_some_and(|s| self.is_me(s)) {
+                    let awaited = Awaited::Kick(self.fold(nick));
+                    self.answer_pending(chan, |a| *a == awaited, Ok(()));
+                }
                 self.on_kick(chan, nick, source, reason.clone());
             }
             Command::ChannelMODE(ref chan, ref modes) => self.on_mode(chan, modes),
             Command::TOPIC(ref chan, Some(ref topic)) => {
+                if source.as_deref().is_some_and(|s| self.is_me(s)) {
+                    self.answer_pending(chan, |a| *a == Awaited::Topic, Ok(()));
+                }
                 let folded = self.fold(chan);
                 let subject = irc_to_styled(topic);
                 if let Some(c) = self.channels.get_mut(&folded) {
                     c.topic.clone_from(&subject);
-                    let room = room_id(chan, self.server(), self.casemapping());
-                    self.emit(RemoteEvent::SubjectChanged {
-                        room,
-                        subject,
-                        by: source,
-                    });
+                    for room in self.rooms_of(chan) {
+                        self.emit(RemoteEvent::SubjectChanged {
+                            room,
+                            subject: subject.clone(),
+                            by: source.clone(),
+                        });
+                    }
                 }
             }
             Command::PRIVMSG(ref target, ref text) => {
@@ -523,10 +611,9 @@ impl Session {
                 self.on_text(target, text, source, from_server, true, at, msgid);
             }
             Command::INVITE(ref nick, ref chan) => {
-                let cm = self.casemapping();
                 if self.is_me(nick) && is_channel_name(chan) {
-                    let room = room_id(chan, self.server(), cm);
-                    let by = source.map(|s| user_id(&s, self.server(), cm));
+                    let room = self.room_for(chan);
+                    let by = source.map(|s| self.user_for(&s));
                     self.emit(RemoteEvent::Invited {
                         room,
                         by,
@@ -727,21 +814,25 @@ impl Session {
             }
             Response::RPL_ENDOFNAMES => {
                 let folded = self.fold(&arg(1));
-                let event = match self.channels.get_mut(&folded) {
+                let events: Vec<RemoteEvent> = match self.channels.get_mut(&folded) {
                     Some(c) if c.state == ChanState::Joining => {
                         c.state = ChanState::Joined;
                         self.channels
                             .get(&folded)
-                            .map(|c| self.room_joined_event(c))
+                            .map(|c| {
+                                c.rooms
+                                    .iter()
+                                    .map(|room| self.room_joined_event(c, room.clone()))
+                                    .collect()
+                            })
+                            .unwrap_or_default()
                     }
-                    _ => None,
+                    _ => Vec::new(),
                 };
-                if let Some(event) = event {
-                    self.emit(event);
-                }
+                self.events.extend(events);
             }
             Response::RPL_LIST => self.listing.push(RoomInfo {
-                id: room_id(&arg(1), self.server(), self.casemapping()),
+                id: self.room_for(&arg(1)),
                 name: arg(1),
                 members: arg(2).parse().ok(),
                 topic: Some(irc_to_styled(&text)).filter(|t| !t.is_empty()),
@@ -778,15 +869,27 @@ impl Session {
                     .get(&folded)
                     .is_some_and(|c| c.state == ChanState::Joining);
                 if joining {
+                    let rooms = self.rooms_of(&chan);
                     self.channels.remove(&folded);
-                    let room = room_id(&chan, self.server(), self.casemapping());
                     let error = BridgeError::new(join_error_kind(resp), format!("{chan}: {text}"));
-                    self.emit(RemoteEvent::RoomJoinFailed { room, error });
-                } else {
+                    for room in rooms {
+                        self.emit(RemoteEvent::RoomJoinFailed {
+                            room,
+                            error: error.clone(),
+                        });
+                    }
+                } else if !(resp == Response::ERR_NOSUCHCHANNEL
+                    && self.refuse_pending(&chan, None, &text))
+                {
                     self.service(format!("{chan}: {text}"));
                 }
             }
             Response::ERR_NICKNAMEINUSE | Response::ERR_ERRONEOUSNICKNAME => self.nick_in_use(),
+            Response::ERR_CHANOPRIVSNEEDED | Response::ERR_NOTONCHANNEL
+                if self.refuse_pending(&arg(1), None, &text) => {}
+            Response::ERR_USERNOTINCHANNEL
+                if self.refuse_pending(&arg(2), Some(&arg(1)), &text) => {}
+            Response::ERR_NOSUCHNICK if self.refuse_kick_of(&arg(1), &text) => {}
             _ => {
                 // Anything else with text goes to the server's JID, as Biboumi does.
                 let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
@@ -797,11 +900,74 @@ impl Session {
         }
     }
 
+    /// Answers the oldest pending operation on `chan` that `matches`; true if there was one.
+    fn answer_pending(
+        &mut self,
+        chan: &str,
+        matches: impl Fn(&Awaited) -> bool,
+        answer: Result<(), BridgeError>,
+    ) -> bool {
+        let folded = self.fold(chan);
+        let Some(i) = self
+            .pending_ops
+            .iter()
+            .position(|p| p.channel == folded && matches(&p.awaited))
+        else {
+            return false;
+        };
+        if let Some(op) = self.pending_ops.remove(i) {
+            let _ = op.answer.send(answer);
+        }
+        true
+    }
+
+    /// A refusal numeric about `chan` (and `nick`, for 441): refuses the oldest pending
+    /// operation it can be about, with the server's text. False when none was waiting (the
+    /// numeric then goes to the server's JID as usual).
+    fn refuse_pending(&mut self, chan: &str, nick: Option<&str>, text: &str) -> bool {
+        let nick = nick.map(|n| self.fold(n));
+        let kind = if nick.is_some() {
+            ErrorKind::NotFound
+        } else {
+            ErrorKind::Forbidden
+        };
+        let error = refusal(kind, chan, text);
+        self.answer_pending(
+            chan,
+            |a| match (&nick, a) {
+                (Some(n), Awaited::Kick(k)) => n == k,
+                (Some(_), Awaited::Topic) => false,
+                (None, _) => true,
+            },
+            Err(error),
+        )
+    }
+
+    /// 401 (no such nick) for a nick we asked to kick: refuses that kick.
+    fn refuse_kick_of(&mut self, nick: &str, text: &str) -> bool {
+        let folded = self.fold(nick);
+        let Some(i) = self
+            .pending_ops
+            .iter()
+            .position(|p| p.awaited == Awaited::Kick(folded.clone()))
+        else {
+            return false;
+        };
+        if let Some(op) = self.pending_ops.remove(i) {
+            let _ = op
+                .answer
+                .send(Err(refusal(ErrorKind::NotFound, nick, text)));
+        }
+        true
+    }
+
     fn on_join(&mut self, chan: &str, nick: &str) {
         let folded = self.fold(chan);
         if self.is_me(nick) {
-            // Also covers joins the server forced on us.
-            self.want_channel(chan, None);
+            // Also covers joins the server forced on us (shown as the server spells them).
+            if !self.channels.contains_key(&folded) {
+                self.want_channel(chan, None);
+            }
             if let Some(c) = self.channels.get_mut(&folded) {
                 c.name = chan.to_owned();
             }
@@ -817,24 +983,30 @@ impl Session {
             .insert(nick_folded, (nick.to_owned(), String::new()));
         if c.state == ChanState::Joined {
             let moderated = c.moderated;
-            let room = room_id(chan, self.server(), self.casemapping());
             let member = self.member(nick, "", moderated);
-            self.emit(RemoteEvent::MemberChanged {
-                room,
-                change: MemberChange::Joined(member),
-            });
+            for room in self.rooms_of(chan) {
+                self.emit(RemoteEvent::MemberChanged {
+                    room,
+                    change: MemberChange::Joined(member.clone()),
+                });
+            }
         }
     }
 
     fn on_part(&mut self, chan: &str, nick: &str, reason: Option<String>) {
         let folded = self.fold(chan);
-        let room = room_id(chan, self.server(), self.casemapping());
+        let rooms = self.rooms_of(chan);
         if self.is_me(nick) {
             if self.parting.remove(&folded) {
                 return;
             }
             if self.channels.remove(&folded).is_some() {
-                self.emit(RemoteEvent::RoomLeft { room, reason });
+                for room in rooms {
+                    self.emit(RemoteEvent::RoomLeft {
+                        room,
+                        reason: reason.clone(),
+                    });
+                }
             }
             return;
         }
@@ -842,22 +1014,21 @@ impl Session {
             nick: nick.to_owned(),
             reason,
         };
-        self.member_gone(&folded, room, nick, change);
+        self.member_gone(&folded, rooms, nick, change);
     }
 
     fn on_quit(&mut self, nick: &str, reason: Option<String>) {
         let nick_folded = self.fold(nick);
-        let cm = self.casemapping();
         let mut events = Vec::new();
         for c in self.channels.values_mut() {
             if c.members.remove(&nick_folded).is_some() && c.state == ChanState::Joined {
-                events.push(RemoteEvent::MemberChanged {
-                    room: room_id(&c.name, &self.settings.server, cm),
+                events.extend(c.rooms.iter().map(|room| RemoteEvent::MemberChanged {
+                    room: room.clone(),
                     change: MemberChange::Left {
                         nick: nick.to_owned(),
                         reason: reason.clone(),
                     },
-                });
+                }));
             }
         }
         self.events.extend(events);
@@ -885,13 +1056,13 @@ impl Session {
             if let Some((_, modes)) = c.members.remove(&old_f) {
                 c.members.insert(new_f.clone(), (new.to_owned(), modes));
                 if c.state == ChanState::Joined {
-                    events.push(RemoteEvent::MemberChanged {
-                        room: room_id(&c.name, &self.settings.server, cm),
+                    events.extend(c.rooms.iter().map(|room| RemoteEvent::MemberChanged {
+                        room: room.clone(),
                         change: MemberChange::Renamed {
                             old: old.to_owned(),
                             new: new.to_owned(),
                         },
-                    });
+                    }));
                 }
             }
         }
@@ -900,7 +1071,7 @@ impl Session {
 
     fn on_kick(&mut self, chan: &str, nick: &str, by: Option<String>, reason: Option<String>) {
         let folded = self.fold(chan);
-        let room = room_id(chan, self.server(), self.casemapping());
+        let rooms = self.rooms_of(chan);
         if self.is_me(nick) {
             // In the room as far as the core knows: a kick of our own nick, which the core
             // shows with 307 and 110. Still joining: the join simply ended.
@@ -910,14 +1081,16 @@ impl Session {
                 .is_some_and(|c| c.state == ChanState::Joined);
             if joined {
                 self.channels.remove(&folded);
-                self.emit(RemoteEvent::MemberChanged {
-                    room,
-                    change: MemberChange::Kicked {
-                        nick: nick.to_owned(),
-                        by,
-                        reason,
-                    },
-                });
+                for room in rooms {
+                    self.emit(RemoteEvent::MemberChanged {
+                        room,
+                        change: MemberChange::Kicked {
+                            nick: nick.to_owned(),
+                            by: by.clone(),
+                            reason: reason.clone(),
+                        },
+                    });
+                }
             } else if self.channels.remove(&folded).is_some() {
                 let reason = Some(match (by, reason) {
                     (Some(by), Some(r)) => format!("Kicked by {by}: {r}"),
@@ -925,7 +1098,12 @@ impl Session {
                     (None, Some(r)) => format!("Kicked: {r}"),
                     (None, None) => "Kicked".to_owned(),
                 });
-                self.emit(RemoteEvent::RoomLeft { room, reason });
+                for room in rooms {
+                    self.emit(RemoteEvent::RoomLeft {
+                        room,
+                        reason: reason.clone(),
+                    });
+                }
             }
             return;
         }
@@ -934,7 +1112,7 @@ impl Session {
             by,
             reason,
         };
-        self.member_gone(&folded, room, nick, change);
+        self.member_gone(&folded, rooms, nick, change);
     }
 
     /// Removes `nick` from a channel's members and, once the channel is joined, reports
@@ -942,7 +1120,7 @@ impl Session {
     fn member_gone(
         &mut self,
         folded: &str,
-        room: estuary_bridge_api::RemoteChatId,
+        rooms: Vec<RemoteChatId>,
         nick: &str,
         change: MemberChange,
     ) {
@@ -951,7 +1129,12 @@ impl Session {
             && c.members.remove(&nick_folded).is_some()
             && c.state == ChanState::Joined
         {
-            self.emit(RemoteEvent::MemberChanged { room, change });
+            for room in rooms {
+                self.emit(RemoteEvent::MemberChanged {
+                    room,
+                    change: change.clone(),
+                });
+            }
         }
     }
 
@@ -1003,13 +1186,15 @@ impl Session {
             return;
         }
         let moderated = c.moderated;
-        let room = room_id(chan, self.server(), cm);
+        let rooms = self.rooms_of(chan);
         for (nick, held) in changed {
             let member = self.member(&nick, &held, moderated);
-            self.emit(RemoteEvent::MemberChanged {
-                room: room.clone(),
-                change: MemberChange::Joined(member),
-            });
+            for room in &rooms {
+                self.emit(RemoteEvent::MemberChanged {
+                    room: room.clone(),
+                    change: MemberChange::Joined(member.clone()),
+                });
+            }
         }
     }
 
@@ -1053,39 +1238,44 @@ impl Session {
                 return;
             }
         }
-        let cm = self.casemapping();
         let is_from_me = self.is_me(&nick);
         let channel = is_channel_name(target);
         if is_from_me && self.take_echo(target, msgid.clone()) {
             return;
         }
-        let chat = if channel {
-            ChatKey::Room(room_id(target, self.server(), cm))
+        let chats: Vec<ChatKey> = if channel {
+            self.rooms_of(target)
+                .into_iter()
+                .map(ChatKey::Room)
+                .collect()
         } else if is_from_me {
             // Our own private message, echoed: the chat is the target's.
-            ChatKey::Direct(user_id(target, self.server(), cm))
+            vec![ChatKey::Direct(self.user_for(target))]
         } else if self.is_me(target) {
-            ChatKey::Direct(user_id(&nick, self.server(), cm))
+            vec![ChatKey::Direct(self.user_for(&nick))]
         } else {
             // A message to a mask or to someone else ($*, opers): from the server.
             self.service(format!("{nick}: {}", irc_to_styled(body)));
             return;
         };
-        let message = RemoteMessage {
-            chat,
-            sender: Sender {
-                user: user_id(&nick, self.server(), cm),
-                nick: channel.then(|| nick.clone()),
-                is_from_me,
-            },
-            id: msgid.map(RemoteMessageId::new),
-            body: irc_to_styled(body),
-            kind,
-            at,
-            reply_to: None,
-            echo_of: None,
+        let sender = Sender {
+            user: self.user_for(&nick),
+            nick: channel.then(|| nick.clone()),
+            is_from_me,
         };
-        self.emit(RemoteEvent::Message(message));
+        let body = irc_to_styled(body);
+        for chat in chats {
+            self.emit(RemoteEvent::Message(RemoteMessage {
+                chat,
+                sender: sender.clone(),
+                id: msgid.clone().map(RemoteMessageId::new),
+                body: body.clone(),
+                kind,
+                at,
+                reply_to: None,
+                echo_of: None,
+            }));
+        }
     }
 
     /// An echo of our own line: counts it against the pending message; true when it was
@@ -1111,28 +1301,33 @@ impl Session {
         if !echo.report {
             return true;
         }
-        let cm = self.casemapping();
         let nick = self.own_nick();
         let channel = is_channel_name(target);
-        let chat = if channel {
-            ChatKey::Room(room_id(target, self.server(), cm))
+        let chats: Vec<ChatKey> = if channel {
+            self.rooms_of(target)
+                .into_iter()
+                .map(ChatKey::Room)
+                .collect()
         } else {
-            ChatKey::Direct(user_id(target, self.server(), cm))
+            vec![ChatKey::Direct(self.user_for(target))]
         };
-        self.emit(RemoteEvent::Message(RemoteMessage {
-            chat,
-            sender: Sender {
-                user: user_id(&nick, self.server(), cm),
-                nick: channel.then_some(nick),
-                is_from_me: true,
-            },
-            id: echo.last_id.map(RemoteMessageId::new),
-            body: echo.body,
-            kind: echo.kind,
-            at: None,
-            reply_to: None,
-            echo_of: echo.origin_id,
-        }));
+        let sender = Sender {
+            user: self.user_for(&nick),
+            nick: channel.then_some(nick),
+            is_from_me: true,
+        };
+        for chat in chats {
+            self.emit(RemoteEvent::Message(RemoteMessage {
+                chat,
+                sender: sender.clone(),
+                id: echo.last_id.clone().map(RemoteMessageId::new),
+                body: echo.body.clone(),
+                kind: echo.kind,
+                at: None,
+                reply_to: None,
+                echo_of: echo.origin_id.clone(),
+            }));
+        }
         true
     }
 }
@@ -1166,6 +1361,18 @@ fn split_prefixes(entry: &str, prefixes: &[(char, char)]) -> (String, String) {
     }
     let nick = rest.split('!').next().unwrap_or(rest);
     (nick.to_owned(), modes)
+}
+
+/// The error for a refused topic change or kick: the server's own text, after what it is
+/// about (`#chan: You're not a channel operator`).
+fn refusal(kind: ErrorKind, about: &str, text: &str) -> BridgeError {
+    let text = irc_to_styled(text);
+    let text = if text.trim().is_empty() {
+        "The IRC server refused it.".to_owned()
+    } else {
+        text
+    };
+    BridgeError::new(kind, format!("{about}: {text}"))
 }
 
 fn join_error_kind(resp: Response) -> ErrorKind {
@@ -1651,6 +1858,201 @@ mod tests {
         feed(&mut s, &[":alice!a@h NICK :alicia"]);
         assert_eq!(rx.try_recv().expect("answered"), Ok(()));
         assert_eq!(s.own_nick(), "alicia");
+    }
+
+    #[test]
+    fn topic_and_kick_get_the_servers_verdict() {
+        let mut s = session();
+        registered(&mut s);
+        wire(&mut s);
+        let op = |s: &mut Session, topic: bool, nick: &str| {
+            let (answer, rx) = oneshot::channel();
+            s.queue_op(if topic {
+                Op::Topic {
+                    channel: "#T".into(),
+                    topic: "new".into(),
+                    answer,
+                }
+            } else {
+                Op::Kick {
+                    channel: "#T".into(),
+                    nick: nick.into(),
+                    reason: None,
+                    answer,
+                }
+            });
+            rx
+        };
+        // Refused: the server's text, after the channel.
+        let mut rx = op(&mut s, true, "");
+        assert_eq!(wire(&mut s), ["TOPIC #T new"]);
+        let events = feed(
+            &mut s,
+            &[":irc.test 482 alice #t :You do not have access to change the topic"],
+        );
+        assert!(
+            events.is_empty(),
+            "a refusal that was waited for is not a service message: {events:?}"
+        );
+        let e = rx.try_recv().expect("answered").expect_err("refused");
+        assert_eq!(e.kind, ErrorKind::Forbidden);
+        assert_eq!(e.text, "#t: You do not have access to change the topic");
+        // Accepted: our own TOPIC.
+        let mut rx = op(&mut s, true, "");
+        feed(&mut s, &[":alice!a@h TOPIC #t :new"]);
+        assert_eq!(rx.try_recv().expect("answered"), Ok(()));
+        // Kicks: 441 names the nick, 482 the channel, our KICK accepts.
+        let mut gone = op(&mut s, false, "Ghost");
+        let mut bob = op(&mut s, false, "bob");
+        feed(
+            &mut s,
+            &[":irc.test 441 alice ghost #t :They are not on that channel"],
+        );
+        let e = gone.try_recv().expect("answered").expect_err("refused");
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert!(
+            e.text.contains("They are not on that channel"),
+            "{}",
+            e.text
+        );
+        assert!(bob.try_recv().is_err(), "bob's kick still waits");
+        feed(&mut s, &[":alice!a@h KICK #t Bob :out"]);
+        assert_eq!(bob.try_recv().expect("answered"), Ok(()));
+        let mut carol = op(&mut s, false, "carol");
+        feed(
+            &mut s,
+            &[":irc.test 482 alice #T :You must be a channel operator"],
+        );
+        assert_eq!(
+            carol
+                .try_recv()
+                .expect("answered")
+                .expect_err("refused")
+                .kind,
+            ErrorKind::Forbidden
+        );
+        let mut nobody = op(&mut s, false, "nobody");
+        feed(&mut s, &[":irc.test 401 alice nobody :No such nick"]);
+        assert_eq!(
+            nobody
+                .try_recv()
+                .expect("answered")
+                .expect_err("refused")
+                .text,
+            "nobody: No such nick"
+        );
+        // A refusal nobody waits for still reaches the server's JID.
+        let events = feed(&mut s, &[":irc.test 482 alice #other :Not an operator"]);
+        assert!(
+            matches!(&events[..], [RemoteEvent::ServiceMessage { .. }]),
+            "{events:?}"
+        );
+        // A lost connection drops what was waiting (the client reports it).
+        let mut lost = op(&mut s, true, "");
+        s.connection_lost();
+        assert!(matches!(
+            lost.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
+    }
+
+    fn rooms_in(events: &[RemoteEvent]) -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                RemoteEvent::RoomJoined { room, .. } => Some(format!("joined {room}")),
+                RemoteEvent::Message(m) => Some(format!(
+                    "message {}",
+                    match &m.chat {
+                        ChatKey::Room(r) => r.as_str(),
+                        ChatKey::Direct(u) => u.as_str(),
+                        ChatKey::Service(s) => s.as_str(),
+                    }
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn spellings_of_one_channel_under_rfc1459_share_it() {
+        let mut s = session();
+        registered(&mut s);
+        feed(
+            &mut s,
+            &[":irc.test 005 alice CASEMAPPING=rfc1459 :are supported"],
+        );
+        wire(&mut s);
+        let join = |s: &mut Session, c: &str| {
+            s.queue_op(Op::Join {
+                channel: c.into(),
+                key: None,
+            })
+        };
+        join(&mut s, "#a[x]");
+        assert_eq!(
+            wire(&mut s),
+            ["JOIN #a[x]"],
+            "joined as the user spelled it"
+        );
+        let events = feed(
+            &mut s,
+            &[
+                ":alice!a@h JOIN #A{X}",
+                ":irc.test 353 alice = #A{X} :alice Bob",
+                ":irc.test 366 alice #A{X} :End of /NAMES list.",
+            ],
+        );
+        assert_eq!(rooms_in(&events), ["joined #a[x]%irc.test"]);
+        wire(&mut s);
+        // The other spelling is the same channel: no second JOIN, its own room.
+        join(&mut s, "#a{x}");
+        assert!(wire(&mut s).is_empty());
+        assert_eq!(rooms_in(&s.take_events()), ["joined #a{x}%irc.test"]);
+        // The channel's messages reach both rooms; Bob and bob are one contact.
+        let events = feed(&mut s, &[":Bob!b@h PRIVMSG #a{X} :hi"]);
+        assert_eq!(
+            rooms_in(&events),
+            ["message #a[x]%irc.test", "message #a{x}%irc.test"]
+        );
+        let RemoteEvent::Message(m) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(m.sender.user.as_str(), "bob%irc.test");
+        let a = feed(&mut s, &[":Bob!b@h PRIVMSG alice :x"]);
+        let b = feed(&mut s, &[":bob!b@h PRIVMSG alice :y"]);
+        assert_eq!(rooms_in(&a), rooms_in(&b));
+        assert_eq!(rooms_in(&a), ["message bob%irc.test"]);
+        // Leaving one spelling keeps the channel; leaving the last parts it.
+        s.queue_op(Op::Part {
+            channel: "#a[x]".into(),
+            reason: None,
+        });
+        assert!(wire(&mut s).is_empty());
+        s.queue_op(Op::Part {
+            channel: "#a{x}".into(),
+            reason: None,
+        });
+        assert_eq!(wire(&mut s), ["PART #a{x}"]);
+    }
+
+    #[test]
+    fn under_ascii_brackets_are_distinct_channels() {
+        let mut s = session();
+        registered(&mut s); // CASEMAPPING=ascii
+        wire(&mut s);
+        for c in ["#a[x]", "#a{x}"] {
+            s.queue_op(Op::Join {
+                channel: c.into(),
+                key: None,
+            });
+        }
+        assert_eq!(wire(&mut s), ["JOIN #a[x]", "JOIN #a{x}"]);
+        let events = feed(&mut s, &[":Nick[m]!b@h PRIVMSG alice :hi"]);
+        let RemoteEvent::Message(m) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(m.chat, ChatKey::Direct("nick[m]%irc.test".into()));
     }
 
     #[test]
