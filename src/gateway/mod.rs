@@ -79,6 +79,9 @@ pub struct Stats {
     pub events_in: AtomicU64,
 }
 
+/// How long a stop waits for the events already received to be handled.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Adds one to a counter.
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
@@ -447,7 +450,23 @@ impl Gateway {
             s.client.disconnect().await;
         }
         self.connector.stop().await;
+        self.drain().await;
         self.link.shutdown().await;
+    }
+
+    /// Waits (up to [`DRAIN_LIMIT`]) until the events and stanzas already received are
+    /// handled, so that what they produce reaches the link's queue before it is written
+    /// down.
+    async fn drain(&self) {
+        let deadline = Instant::now() + DRAIN_LIMIT;
+        while Instant::now() < deadline {
+            let queued = self.events_tx.max_capacity() - self.events_tx.capacity();
+            if queued == 0 && self.event_workers.is_idle() && self.workers.is_idle() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        warn!(bridge = %self.bridge, "stopping with events still being handled");
     }
 
     /// The link's state, for tests and health checks.

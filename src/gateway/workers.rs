@@ -8,6 +8,7 @@ use super::session::lock;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -17,6 +18,8 @@ const IDLE: Duration = Duration::from_secs(300);
 /// The live workers of one kind, by user.
 pub(super) struct Workers<T> {
     map: Mutex<HashMap<String, mpsc::Sender<Box<T>>>>,
+    /// Items handed over and not yet handled.
+    busy: AtomicUsize,
 }
 
 impl<T: Send + 'static> Workers<T> {
@@ -24,13 +27,20 @@ impl<T: Send + 'static> Workers<T> {
     pub(super) fn new() -> Self {
         Self {
             map: Mutex::new(HashMap::new()),
+            busy: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether every item handed over has been handled.
+    pub(super) fn is_idle(&self) -> bool {
+        self.busy.load(Ordering::SeqCst) == 0
     }
 
     /// Hands `item` to `key`'s worker, starting one with `start` when there is none or the
     /// last one has just ended. Waits while the worker's queue is full; never drops the item.
     pub(super) async fn hand(&self, key: &str, item: T, start: impl Fn(mpsc::Receiver<Box<T>>)) {
         let mut item = Box::new(item);
+        self.busy.fetch_add(1, Ordering::SeqCst);
         loop {
             let tx = {
                 let mut map = lock(&self.map);
@@ -62,7 +72,10 @@ impl<T: Send + 'static> Workers<T> {
             match tokio::time::timeout(IDLE, rx.recv()).await {
                 // Boxed: the handler's future is large, and a worker waiting for its next
                 // item should not hold its space.
-                Ok(Some(item)) => Box::pin(handle(*item)).await,
+                Ok(Some(item)) => {
+                    Box::pin(handle(*item)).await;
+                    self.busy.fetch_sub(1, Ordering::SeqCst);
+                }
                 Ok(None) => return,
                 Err(_) => {
                     {
@@ -75,6 +88,7 @@ impl<T: Send + 'static> Workers<T> {
                     }
                     while let Ok(item) = rx.try_recv() {
                         Box::pin(handle(*item)).await;
+                        self.busy.fetch_sub(1, Ordering::SeqCst);
                     }
                     return;
                 }
