@@ -11,6 +11,7 @@ pub mod bridges;
 pub mod config;
 pub mod db;
 pub mod gateway;
+pub mod memory;
 pub mod metrics;
 pub mod secret;
 pub mod xmpp;

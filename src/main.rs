@@ -76,6 +76,7 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn run(settings: Settings) -> anyhow::Result<()> {
+    estuary::memory::start_trimming();
     let app = estuary::app::start(&settings)
         .await
         .context("cannot start")?;

@@ -96,6 +96,13 @@ impl Database {
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None);
+        } else if backend == Backend::Sqlite {
+            // One connection: SQLite takes one writer at a time anyway, and a transaction
+            // that reads and then writes (saving a login) fails at once with "database is
+            // locked" when another connection committed in between, which no busy timeout
+            // can wait out. Seen with a thousand users joining at once. The pool's queue
+            // orders the statements instead; each is short.
+            pool_options = pool_options.max_connections(1);
         }
         if backend == Backend::Sqlite {
             // Under WAL, NORMAL syncs at checkpoints instead of at every commit: a commit

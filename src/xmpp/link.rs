@@ -471,6 +471,11 @@ impl Link {
     }
 
     fn ping(&mut self) -> (String, Element) {
+        debug!(
+            unacked = self.unacked.len(),
+            queue = self.queue.len(),
+            "asking the server to confirm"
+        );
         self.ack_seq += 1;
         let id = format!("estuary-ack-{}", self.ack_seq);
         let el = Element::builder("iq", ns::COMPONENT)
@@ -593,6 +598,11 @@ impl Link {
                     {
                         let n = (*count).min(self.unacked.len());
                         self.unacked.drain(..n);
+                        debug!(
+                            confirmed = n,
+                            unacked = self.unacked.len(),
+                            "the server confirmed"
+                        );
                         *in_flight = None;
                         return None;
                     }

@@ -9,7 +9,7 @@
 //! ```
 
 use estuary_bench::irc::Irc;
-use estuary_bench::procs::{CpuSample, Proc, raise_nofile, rss_kib, status_kib};
+use estuary_bench::procs::{CpuSample, Proc, cpu_secs, raise_nofile, rss_kib, status_kib};
 use estuary_bench::servers::{self, BIBOUMI, ESTUARY_IRC, Ircd, Prosody};
 use estuary_bench::stats::{ms, percentile, ratio, table};
 use estuary_bench::xmpp::{self, Conn, User, Writer};
@@ -70,6 +70,11 @@ fn args() -> Args {
     }
     a
 }
+
+/// The least time between the last join and reading the gateway's memory: long enough
+/// for a gateway that returns memory freed after a burst periodically (Estuary: every
+/// 10 s) to have done so once.
+const SETTLE: Duration = Duration::from_secs(12);
 
 /// The two gateways measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -640,8 +645,20 @@ async fn scale(
         users.push(u);
     }
     let cpu = cpu.usage_since();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Steady state, the same for both gateways: memory is read once the gateway has
+    // finished with the burst (what it still had to send to Prosody or IRC) — at least
+    // SETTLE after the last join, then until it used under 1 % of a core for a whole
+    // second, at most 30 s more.
     let pid = gateway.pid();
+    tokio::time::sleep(SETTLE).await;
+    let settle_until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < settle_until {
+        let before = cpu_secs(pid);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if cpu_secs(pid) - before < 0.01 {
+            break;
+        }
+    }
     let rss_after_kib = rss_kib(pid).unwrap_or(0);
     let hwm_kib = status_kib(pid, "VmHWM").unwrap_or(0);
     gateway.check_alive()?;

@@ -250,7 +250,9 @@ async fn run(
         .send(RemoteEvent::LoginState(LoginState::Connecting))
         .await;
     loop {
-        let end = match connect(session.settings()).await {
+        // Boxed: connecting (TLS handshake included) needs more room than a live
+        // connection, and the task should not keep that room while it is connected.
+        let end = match Box::pin(connect(session.settings())).await {
             Ok(transport) => {
                 let end = run_session(transport, &events, &mut rx, &mut session).await;
                 if session.was_registered() {
@@ -392,7 +394,7 @@ async fn run_session(
                     break;
                 }
                 Err(TrySend::Closed) => {
-                    quit(&mut transport, None).await;
+                    Box::pin(quit(&mut transport, None)).await;
                     return End::Quit;
                 }
             }
@@ -423,17 +425,17 @@ async fn run_session(
             },
             ready = events.ready(), if !pending.is_empty() => {
                 if ready.is_err() {
-                    quit(&mut transport, None).await;
+                    Box::pin(quit(&mut transport, None)).await;
                     return End::Quit;
                 }
             }
             op = rx.recv() => match op.map(|op| *op) {
                 None => {
-                    quit(&mut transport, None).await;
+                    Box::pin(quit(&mut transport, None)).await;
                     return End::Quit;
                 }
                 Some(Op::Quit(reason)) => {
-                    quit(&mut transport, reason).await;
+                    Box::pin(quit(&mut transport, reason)).await;
                     return End::Quit;
                 }
                 Some(op) => {
@@ -460,7 +462,7 @@ async fn run_session(
             }
             _ = sleep_until(idle_deadline.unwrap_or_else(Instant::now)), if idle_deadline.is_some() => {
                 if session.is_idle() {
-                    quit(&mut transport, Some("Idle".into())).await;
+                    Box::pin(quit(&mut transport, Some("Idle".into()))).await;
                     return End::Idle;
                 }
                 idle_since = None;
