@@ -1013,21 +1013,29 @@ fn register_iq(fields: &[(&str, &str)]) -> Element {
     ))
 }
 
+/// Registers `nick` with Atheme's NickServ (password `password`) from a raw client that
+/// then quits, so that the gateway's puppet can log in to the account.
+async fn register_with_nickserv(port: u16, nick: &str, password: &str) {
+    let mut owner = Raw::connect(port, nick).await;
+    owner
+        .send(&format!(
+            "PRIVMSG NickServ :REGISTER {password} {nick}@example.com"
+        ))
+        .await;
+    owner
+        .expect(|l| l.contains(&format!("NOTICE {nick}")) && l.contains("registered"))
+        .await;
+    owner.send("QUIT :done").await;
+    owner.expect(|l| l.starts_with("ERROR")).await;
+}
+
 /// SASL PLAIN against InspIRCd + Atheme with the password given at XEP-0077 registration
 /// (sealed in the database), and a wrong password reported as refused credentials.
 #[tokio::test]
 async fn sasl_login_from_the_registration() {
     let w = World::start(Ircd::start_with_services()).await;
     // An Atheme account for the nick alice.
-    let mut owner = Raw::connect(w.ircd.port, "alice").await;
-    owner
-        .send("PRIVMSG NickServ :REGISTER s3cret-irc alice@example.com")
-        .await;
-    owner
-        .expect(|l| l.contains("NOTICE alice") && l.contains("registered"))
-        .await;
-    owner.send("QUIT :done").await;
-    owner.expect(|l| l.starts_with("ERROR")).await;
+    register_with_nickserv(w.ircd.port, "alice", "s3cret-irc").await;
     let mut bob = Raw::connect(w.ircd.port, "bob").await;
 
     let mut alice = w.alice("sasl").await;
@@ -1660,15 +1668,7 @@ async fn whois_until(bob: &mut Raw, nick: &str, pred: impl Fn(&str) -> bool) -> 
 #[tokio::test]
 async fn configure_the_server_and_identify_to_nickserv() {
     let w = World::start(Ircd::start_with_services()).await;
-    let mut owner = Raw::connect(w.ircd.port, "alice").await;
-    owner
-        .send("PRIVMSG NickServ :REGISTER ns-s3cret alice@example.com")
-        .await;
-    owner
-        .expect(|l| l.contains("NOTICE alice") && l.contains("registered"))
-        .await;
-    owner.send("QUIT :done").await;
-    owner.expect(|l| l.starts_with("ERROR")).await;
+    register_with_nickserv(w.ircd.port, "alice", "ns-s3cret").await;
     let mut bob = Raw::connect(w.ircd.port, "bob").await;
     let mut alice = w.alice("cfg").await;
 

@@ -32,6 +32,7 @@ pidfile = "{d}/prosody.pid"
 data_path = "{d}/data"
 log = {{ {{ levels = {{ min = "warn" }}, to = "file", filename = "{d}/prosody.log" }} }}
 network_backend = "epoll"
+network_settings = {{ nagle = false }}
 interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {c2s} }}
 c2s_direct_tls_ports = {{}}

@@ -165,12 +165,7 @@ impl Gateway {
         {
             return self.handle_service_command(req, &service).await;
         }
-        let session_id = req
-            .payload
-            .attr("sessionid")
-            .map(str::to_string)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let action = req.payload.attr("action").unwrap_or("execute");
+        let (session_id, action) = session_and_action(&req.payload);
         if action == "cancel" {
             return Ok(Some(command_el(&node, &session_id, "canceled", None, None)));
         }
@@ -503,4 +498,14 @@ pub(super) fn command_el(
         el.append_child(f);
     }
     el
+}
+
+/// A command request's session id (a new one when the client starts a session) and its
+/// action (`execute` when none is given).
+pub(super) fn session_and_action(command: &Element) -> (String, &str) {
+    let session_id = command
+        .attr("sessionid")
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    (session_id, command.attr("action").unwrap_or("execute"))
 }

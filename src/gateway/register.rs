@@ -34,15 +34,7 @@ impl Gateway {
             .await
             .map_err(|e| errors::internal(format!("the database failed: {e}")))?;
         if !req.set {
-            let mut q = Element::builder("query", ns::REGISTER).build();
-            q.append_child(
-                Element::builder("instructions", ns::REGISTER)
-                    .append(self.instructions())
-                    .build(),
-            );
-            if existing.is_some() {
-                q.append_child(Element::builder("registered", ns::REGISTER).build());
-            }
+            let mut q = registration_query(&self.instructions(), existing.is_some());
             let current = existing.as_ref().map(|l| &l.fields);
             for f in fields.iter().filter(|f| LEGACY.contains(&f.var.as_str())) {
                 let value = if f.is_secret() {
@@ -263,4 +255,19 @@ impl Gateway {
                 .build(),
         ))
     }
+}
+
+/// The start of a XEP-0077 registration form: instructions, and `<registered/>` when the
+/// user already is.
+pub(super) fn registration_query(instructions: &str, registered: bool) -> Element {
+    let mut q = Element::builder("query", ns::REGISTER).build();
+    q.append_child(
+        Element::builder("instructions", ns::REGISTER)
+            .append(instructions)
+            .build(),
+    );
+    if registered {
+        q.append_child(Element::builder("registered", ns::REGISTER).build());
+    }
+    q
 }

@@ -213,15 +213,7 @@ impl Gateway {
         if !req.set {
             let (_, current) = self.service_settings(&user, service).await?;
             let instructions = self.service_instructions(service, current.as_ref());
-            let mut q = Element::builder("query", ns::REGISTER).build();
-            q.append_child(
-                Element::builder("instructions", ns::REGISTER)
-                    .append(instructions.as_str())
-                    .build(),
-            );
-            if current.is_some() {
-                q.append_child(Element::builder("registered", ns::REGISTER).build());
-            }
+            let mut q = super::register::registration_query(&instructions, current.is_some());
             q.append_child(forms::form(
                 &format!("{CONFIGURE_NAME} {service}"),
                 &instructions,
@@ -267,12 +259,7 @@ impl Gateway {
                 "there is no command {node} on {service}; ask it for its command list"
             )));
         }
-        let session_id = req
-            .payload
-            .attr("sessionid")
-            .map(str::to_string)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let action = req.payload.attr("action").unwrap_or("execute");
+        let (session_id, action) = super::adhoc::session_and_action(&req.payload);
         if action == "cancel" {
             return Ok(Some(command_el(node, &session_id, "canceled", None, None)));
         }

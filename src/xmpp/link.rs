@@ -32,10 +32,13 @@ use tokio::time::Instant;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::component::Handshake;
 
-/// How long a written stanza may wait for the ping that confirms it.
-pub const ACK_DELAY: Duration = Duration::from_millis(100);
+/// How long a written stanza may wait for the ping that confirms it. Each answer is one
+/// more small write from the server; with Nagle's algorithm on (Prosody's default) a
+/// message written right after one waits for our delayed ACK, up to 40 ms, so answers are
+/// kept rare.
+pub const ACK_DELAY: Duration = Duration::from_secs(1);
 /// How many unconfirmed stanzas make the link ask for confirmation at once.
-pub const ACK_EVERY: usize = 64;
+pub const ACK_EVERY: usize = 256;
 use tokio_xmpp::xmlstream::{ReadError, StreamHeader, Timeouts, XmlStream, initiate_stream};
 use tracing::{debug, error, info, warn};
 
