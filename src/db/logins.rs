@@ -306,6 +306,8 @@ impl Database {
     /// existed.
     #[tracing::instrument(name = "db.logins.delete", skip_all, err)]
     pub async fn delete_login(&self, bridge: &str, user: &str) -> Result<bool, DbError> {
+        // Rows queued for the archive and the message map must not land after the delete.
+        self.settle().await;
         let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query("DELETE FROM logins WHERE bridge = $1 AND user_jid = $2")
             .bind(bridge)

@@ -119,12 +119,39 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// Writes a batch in one transaction; if that fails, row by row, so that one bad row
-/// costs only itself.
+/// How often a batch is tried again when the database itself fails (unreachable, pool
+/// timed out), one second apart, before its rows are tried one by one.
+const BATCH_TRIES: u32 = 3;
+
+/// Writes a batch in one transaction. When the database fails as a whole, the batch is
+/// tried again a little later; when a row is refused, the rows are written one by one, so
+/// that one bad row costs only itself.
 async fn write_all(pool: &AnyPool, writes: &[Write]) {
-    let Err(batch_error) = write_batch(pool, writes).await else {
-        return;
+    let mut tries = 0;
+    let batch_error = loop {
+        match write_batch(pool, writes).await {
+            Ok(()) => return,
+            Err(e) if is_row_error(&e) => break e,
+            Err(e) => {
+                tries += 1;
+                if tries >= BATCH_TRIES {
+                    break e;
+                }
+                warn!(
+                    "cannot write {} queued rows ({e}); trying again",
+                    writes.len()
+                );
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
     };
+    if !is_row_error(&batch_error) {
+        warn!(
+            "{} archive/message-map rows lost: {batch_error}",
+            writes.len()
+        );
+        return;
+    }
     if writes.len() == 1 {
         warn!("cannot write {}: {batch_error}", what(&writes[0]));
         return;
@@ -134,6 +161,12 @@ async fn write_all(pool: &AnyPool, writes: &[Write]) {
             warn!("cannot write {}: {e}", what(w));
         }
     }
+}
+
+/// Whether the database refused something in the rows (a constraint, a value) rather
+/// than failing as a whole.
+fn is_row_error(e: &DbError) -> bool {
+    matches!(e, DbError::Sqlx(sqlx::Error::Database(_)))
 }
 
 fn what(w: &Write) -> &'static str {

@@ -73,8 +73,8 @@ impl<T: Send + 'static> Workers<T> {
                 // Boxed: the handler's future is large, and a worker waiting for its next
                 // item should not hold its space.
                 Ok(Some(item)) => {
+                    let _done = Done(&self.busy);
                     Box::pin(handle(*item)).await;
-                    self.busy.fetch_sub(1, Ordering::SeqCst);
                 }
                 Ok(None) => return,
                 Err(_) => {
@@ -87,13 +87,22 @@ impl<T: Send + 'static> Workers<T> {
                         rx.close();
                     }
                     while let Ok(item) = rx.try_recv() {
+                        let _done = Done(&self.busy);
                         Box::pin(handle(*item)).await;
-                        self.busy.fetch_sub(1, Ordering::SeqCst);
                     }
                     return;
                 }
             }
         }
+    }
+}
+
+/// Counts an item as handled when dropped, also when its handler panicked.
+struct Done<'a>(&'a AtomicUsize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

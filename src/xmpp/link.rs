@@ -39,6 +39,8 @@ use tokio_xmpp::parsers::component::Handshake;
 pub const ACK_DELAY: Duration = Duration::from_secs(1);
 /// How many unconfirmed stanzas make the link ask for confirmation at once.
 pub const ACK_EVERY: usize = 256;
+/// How long a stop waits for the server to confirm what was written.
+pub const CONFIRM_AT_STOP: Duration = Duration::from_secs(2);
 use tokio_xmpp::xmlstream::{ReadError, StreamHeader, Timeouts, XmlStream, initiate_stream};
 use tracing::{debug, error, info, warn};
 
@@ -566,6 +568,7 @@ impl Link {
                 cmd = self.rx.recv() => match cmd {
                     Some(Command::Send(el)) => { last_traffic = Instant::now(); backlog.push_back(el) }
                     Some(Command::Shutdown(done)) => {
+                        self.confirm_before_stop(&mut stream, &mut in_flight).await;
                         let _ = SinkExt::<&Element>::close(&mut stream).await;
                         return Ended::Shutdown(done);
                     }
@@ -583,6 +586,33 @@ impl Link {
                     ack_due = None;
                     last_traffic = Instant::now();
                 }
+            }
+        }
+    }
+
+    /// At a stop: asks the server to confirm what was written and waits (up to
+    /// [`CONFIRM_AT_STOP`]) for the answer, so that the next start does not send it again.
+    async fn confirm_before_stop(
+        &mut self,
+        stream: &mut Stream,
+        in_flight: &mut Option<(String, usize, Instant)>,
+    ) {
+        let deadline = Instant::now() + CONFIRM_AT_STOP;
+        while !self.unacked.is_empty() {
+            if in_flight.is_none() {
+                let (id, ping) = self.ping();
+                if stream.send(&ping).await.is_err() {
+                    return;
+                }
+                *in_flight = Some((id, self.unacked.len(), Instant::now()));
+            }
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(item) => {
+                    if self.on_read(item, in_flight).await.is_some() {
+                        return;
+                    }
+                }
+                Err(_) => return,
             }
         }
     }

@@ -300,15 +300,31 @@ impl EventSink {
         }
     }
 
-    /// Waits until the core's queue has room for an event (another task may still take
-    /// it first: [`EventSink::try_send`] can then give the event back again).
-    pub async fn ready(&self) -> Result<(), SinkClosed> {
-        self.tx.reserve().await.map(drop).map_err(|_| SinkClosed)
+    /// Waits until the core's queue has room for one event and holds that room: the
+    /// event sent with the returned [`EventSlot`] cannot be refused. Cancel-safe (for
+    /// `select!`): dropping the future or the slot gives the room back.
+    pub async fn reserve(&self) -> Result<EventSlot<'_>, SinkClosed> {
+        let permit = self.tx.reserve().await.map_err(|_| SinkClosed)?;
+        Ok(EventSlot { sink: self, permit })
     }
 
     /// The login this sink reports for.
     pub fn login(&self) -> &LoginId {
         &self.login
+    }
+}
+
+/// Room for one event in the core's queue, from [`EventSink::reserve`].
+pub struct EventSlot<'a> {
+    sink: &'a EventSink,
+    permit: mpsc::Permit<'a, (String, LoginId, RemoteEvent)>,
+}
+
+impl EventSlot<'_> {
+    /// Sends the event into the room held.
+    pub fn send(self, event: RemoteEvent) {
+        self.permit
+            .send((self.sink.user.clone(), self.sink.login.clone(), event));
     }
 }
 

@@ -31,8 +31,8 @@ pub use command::{CommandAccess, CommandContext, CommandOutput, CommandSpec, Sta
 pub use connector::{Connector, Registered, StoredLogin, User};
 pub use error::{BridgeError, ErrorKind, Result};
 pub use event::{
-    EventRouter, EventSink, LoginState, MemberChange, RemoteEvent, RemoteMessage, Sender,
-    SinkClosed, TrySend,
+    EventRouter, EventSink, EventSlot, LoginState, MemberChange, RemoteEvent, RemoteMessage,
+    Sender, SinkClosed, TrySend,
 };
 pub use form::{FieldKind, FormField, FormValues};
 pub use ids::{LoginId, RemoteChatId, RemoteMessageId, RemoteUserId};

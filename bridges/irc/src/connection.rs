@@ -243,6 +243,9 @@ async fn run(
     shared: Arc<Shared>,
 ) {
     let mut session = Session::new(settings, Arc::clone(&shared));
+    // Events the core had no room for yet, oldest first; kept across a lost connection
+    // and delivered before the news of the loss.
+    let mut pending: VecDeque<RemoteEvent> = VecDeque::new();
     let mut backoff = MIN_BACKOFF;
     // Whether any connection ever registered: a server never reached is given up at once.
     let mut ever_registered = false;
@@ -254,7 +257,15 @@ async fn run(
         // connection, and the task should not keep that room while it is connected.
         let end = match Box::pin(connect(session.settings())).await {
             Ok(transport) => {
-                let end = run_session(transport, &events, &mut rx, &mut session).await;
+                let end =
+                    run_session(transport, &events, &mut rx, &mut session, &mut pending).await;
+                // What the server said before the end reaches the user before anything else.
+                for event in pending.drain(..).chain(session.take_events()) {
+                    if events.send(event).await.is_err() {
+                        break;
+                    }
+                }
+                pending = VecDeque::new();
                 if session.was_registered() {
                     backoff = MIN_BACKOFF;
                     ever_registered = true;
@@ -325,6 +336,7 @@ async fn run_session(
     events: &EventSink,
     rx: &mut mpsc::UnboundedReceiver<Box<Op>>,
     session: &mut Session,
+    pending: &mut VecDeque<RemoteEvent>,
 ) -> End {
     let settings = session.settings();
     let (throttle, idle_disconnect) = (settings.throttle, settings.idle_disconnect);
@@ -349,8 +361,6 @@ async fn run_session(
     let mut bucket = TokenBucket::new(throttle);
     let mut next_token: Option<Instant> = None;
     let mut idle_since: Option<Instant> = None;
-    // Events the core has no room for yet, oldest first.
-    let mut pending: VecDeque<RemoteEvent> = VecDeque::new();
     let mut last_heard = Instant::now();
     let mut ping_sent: Option<Instant> = None;
     loop {
@@ -384,7 +394,7 @@ async fn run_session(
         pending.extend(session.take_events());
         if pending.is_empty() && pending.capacity() > 0 {
             // Released once drained: an idle connection keeps no event buffer.
-            pending = VecDeque::new();
+            *pending = VecDeque::new();
         }
         while let Some(event) = pending.pop_front() {
             match events.try_send(event) {
@@ -410,6 +420,13 @@ async fn run_session(
             None => last_heard + PING_AFTER,
         };
         let reading = pending.len() < MAX_PENDING_EVENTS;
+        if !reading {
+            // Not listening: the silence is ours, not the server's.
+            last_heard = Instant::now();
+            if ping_sent.is_some() {
+                ping_sent = Some(last_heard);
+            }
+        }
         tokio::select! {
             read = transport.read(), if reading => match read {
                 Ok(()) => {
@@ -423,12 +440,17 @@ async fn run_session(
                 }
                 Err(e) => return End::Lost(e.to_string()),
             },
-            ready = events.ready(), if !pending.is_empty() => {
-                if ready.is_err() {
+            slot = events.reserve(), if !pending.is_empty() => match slot {
+                Ok(slot) => {
+                    if let Some(event) = pending.pop_front() {
+                        slot.send(event);
+                    }
+                }
+                Err(_) => {
                     Box::pin(quit(&mut transport, None)).await;
                     return End::Quit;
                 }
-            }
+            },
             op = rx.recv() => match op.map(|op| *op) {
                 None => {
                     Box::pin(quit(&mut transport, None)).await;

@@ -908,6 +908,7 @@ impl Session {
         answer: Result<(), BridgeError>,
     ) -> bool {
         let folded = self.fold(chan);
+        self.forget_abandoned_ops();
         let Some(i) = self
             .pending_ops
             .iter()
@@ -943,8 +944,16 @@ impl Session {
         )
     }
 
+    /// Drops the operations nobody waits for any more (the client gave up after its
+    /// timeout: some servers answer nothing when nothing changes), so that a later refusal
+    /// is not taken as the answer to one of them.
+    fn forget_abandoned_ops(&mut self) {
+        self.pending_ops.retain(|p| !p.answer.is_closed());
+    }
+
     /// 401 (no such nick) for a nick we asked to kick: refuses that kick.
     fn refuse_kick_of(&mut self, nick: &str, text: &str) -> bool {
+        self.forget_abandoned_ops();
         let folded = self.fold(nick);
         let Some(i) = self
             .pending_ops
@@ -1154,13 +1163,15 @@ impl Session {
             if *m == ChannelMode::Moderated {
                 if c.moderated != plus {
                     c.moderated = plus;
-                    // Everyone without a prefix mode changes role.
-                    changed.extend(
-                        c.members
-                            .values()
-                            .filter(|(_, held)| held.is_empty())
-                            .cloned(),
-                    );
+                    // Everyone without a prefix mode changes role (in a stable order).
+                    let mut plain: Vec<(String, String)> = c
+                        .members
+                        .values()
+                        .filter(|(_, held)| held.is_empty())
+                        .cloned()
+                        .collect();
+                    plain.sort_unstable();
+                    changed.extend(plain);
                 }
                 continue;
             }

@@ -25,6 +25,9 @@ use tracing::debug;
 pub const MAX_LINE: usize = 8191 + 512;
 /// How much one read takes from the socket at most.
 const READ_CHUNK: usize = 4096;
+/// How long a write may wait for the server to take our data before the connection is
+/// taken as lost (a server that stopped reading would otherwise hang the connection).
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why the transport failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,9 @@ pub enum TransportError {
     /// The server closed the connection.
     #[error("the server closed the connection")]
     Closed,
+    /// The server did not take our data for [`WRITE_TIMEOUT`].
+    #[error("the server did not take our data for {} s", WRITE_TIMEOUT.as_secs())]
+    WriteTimeout,
     /// The server sent a line longer than [`MAX_LINE`].
     #[error("the server sent a line longer than {MAX_LINE} bytes")]
     LineTooLong,
@@ -155,22 +161,30 @@ impl Transport {
 
     /// Writes `bytes` (whole lines, each ending in CRLF) and flushes them.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
-        match &mut self.stream {
-            Stream::Plain(tcp) => tcp.write_all(bytes).await?,
-            Stream::Tls(tls) => {
-                tls.write_all(bytes).await?;
-                tls.flush().await?;
+        let write = async {
+            match &mut self.stream {
+                Stream::Plain(tcp) => tcp.write_all(bytes).await,
+                Stream::Tls(tls) => {
+                    tls.write_all(bytes).await?;
+                    tls.flush().await
+                }
             }
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(written) => Ok(written?),
+            Err(_) => Err(TransportError::WriteTimeout),
         }
-        Ok(())
     }
 
-    /// Closes the write side (after a QUIT), ignoring errors.
+    /// Closes the write side (after a QUIT), ignoring errors; gives up after a few seconds.
     pub async fn shutdown(&mut self) {
-        let _ = match &mut self.stream {
-            Stream::Plain(tcp) => tcp.shutdown().await,
-            Stream::Tls(tls) => tls.shutdown().await,
+        let close = async {
+            match &mut self.stream {
+                Stream::Plain(tcp) => tcp.shutdown().await,
+                Stream::Tls(tls) => tls.shutdown().await,
+            }
         };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), close).await;
     }
 }
 
