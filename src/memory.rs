@@ -1,12 +1,11 @@
 //! Giving memory back to the system after bursts.
 //!
-//! glibc's allocator keeps the pages of freed memory inside its arenas: after a burst (a
-//! thousand users joining at once, a backlog flushed after an XMPP server outage) the
-//! gateway's resident size would stay at the burst's high-water mark. Every
-//! [`TRIM_EVERY`], a background thread asks glibc to return whole free pages
-//! (`malloc_trim`), so the resident size follows what the gateway actually holds. It costs
-//! a walk over the free lists: well under a millisecond for a gateway of thousands of
-//! users. Other C libraries (musl) return memory on their own; there it does nothing.
+//! The `estuary` binary allocates Rust's memory with jemalloc, set to hand freed pages back
+//! within a second or so (see `src/main.rs`). The C libraries inside it (SQLite's page
+//! cache, rustls' aws-lc) still use glibc's malloc, which keeps freed pages in its arenas:
+//! every [`TRIM_EVERY`], a background thread asks glibc to return whole free pages
+//! (`malloc_trim`). It costs a walk over glibc's free lists, well under a millisecond.
+//! Other C libraries (musl) return memory on their own; there it does nothing.
 
 use std::time::Duration;
 

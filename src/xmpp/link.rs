@@ -631,6 +631,10 @@ impl Link {
                     {
                         let n = (*count).min(self.unacked.len());
                         self.unacked.drain(..n);
+                        if self.unacked.is_empty() && self.unacked.capacity() > ACK_EVERY * 2 {
+                            // A burst grew it; do not keep its room while quiet.
+                            self.unacked = VecDeque::new();
+                        }
                         debug!(
                             confirmed = n,
                             unacked = self.unacked.len(),
