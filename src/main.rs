@@ -11,11 +11,13 @@ use tracing::{error, info};
 /// objects pack densely instead of spreading over per-thread arenas) and pages freed after
 /// a burst handed back within a second or so by a background thread. With glibc's malloc a
 /// joined user cost ~27 KiB of resident memory, ~16 KiB with this (docs/performance.md).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's settings, read at its start (`_RJEM_MALLOC_CONF` in the environment can
 /// still override them).
+#[cfg(feature = "jemalloc")]
 #[allow(non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 pub static malloc_conf: &[u8] =

@@ -133,7 +133,9 @@ pub fn estuary_bin() -> PathBuf {
         return p.into();
     }
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    Path::new(&target).join("release").join("estuary")
+    let bin = Path::new(&target).join("release").join("estuary");
+    // Absolute: the gateway is started from its own directory.
+    std::path::absolute(&bin).unwrap_or(bin)
 }
 
 /// Starts the Estuary binary in `dir` (fresh SQLite database) with `bridges` appended to a

@@ -6,6 +6,7 @@
 //! database and the message map; the bridge sees typed commands and events only.
 
 mod adhoc;
+mod compact;
 mod iq;
 mod mam;
 mod messages;

@@ -604,8 +604,9 @@ pub(super) fn confirm_join(
 ) -> Vec<(String, bool, Option<usize>, Option<String>)> {
     room.joined = true;
     room.nick = own_nick.to_string();
-    room.pending
-        .drain(..)
+    // Taken, not drained: the emptied vector keeps no room while the user stays joined.
+    std::mem::take(&mut room.pending)
+        .into_iter()
         .map(|(res, asked, intent)| {
             room.resources.insert(res.clone());
             (res, asked != own_nick, intent.max_stanzas, intent.since)

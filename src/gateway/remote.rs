@@ -1,6 +1,7 @@
 //! Events from the network to XMPP users ("handle-remote").
 
 use super::Gateway;
+use super::compact::Members;
 use super::messages::chat_key;
 use super::presence::confirm_join;
 use super::session::Session;
@@ -564,8 +565,7 @@ impl Gateway {
         let (greet, changes, resources) = {
             let mut rooms = s.rooms();
             let r = rooms.entry(room.clone()).or_default();
-            let fresh: std::collections::BTreeMap<String, Member> =
-                members.into_iter().map(|m| (m.nick.clone(), m)).collect();
+            let fresh: Members = members.into_iter().collect();
             // Joined again while already in (the network reconnected and rejoined): the
             // resources already in see who left and who came or changed meanwhile.
             let changes = if r.joined {
@@ -629,9 +629,7 @@ impl Gateway {
         let targets: Vec<Jid> = resources.iter().filter_map(|r| Jid::new(r).ok()).collect();
         match change {
             MemberChange::Joined(m) => {
-                s.rooms()
-                    .get_mut(room)
-                    .map(|r| r.members.insert(m.nick.clone(), m.clone()));
+                s.rooms().get_mut(room).map(|r| r.members.insert(m.clone()));
                 let Some(from) = self.occupant_jid(room, &m.nick) else {
                     return;
                 };
@@ -688,7 +686,7 @@ impl Gateway {
                         .remove(&old)
                         .unwrap_or_else(|| Member::participant(new.clone()));
                     m.nick = new.clone();
-                    r.members.insert(new.clone(), m.clone());
+                    r.members.insert(m.clone());
                     if is_self {
                         r.nick = new.clone();
                     }
@@ -847,15 +845,11 @@ impl Gateway {
 /// What changed among a room's occupants between two full lists (the user's own nick left
 /// out): `(nick, None)` for someone gone, `(nick, Some(member))` for someone new or whose
 /// role or affiliation changed.
-fn occupant_changes(
-    old: &std::collections::BTreeMap<String, Member>,
-    new: &std::collections::BTreeMap<String, Member>,
-    own_nick: &str,
-) -> Vec<(String, Option<Member>)> {
+fn occupant_changes(old: &Members, new: &Members, own_nick: &str) -> Vec<(String, Option<Member>)> {
     let gone = old
-        .keys()
-        .filter(|n| n.as_str() != own_nick && !new.contains_key(*n))
-        .map(|n| (n.clone(), None));
+        .values()
+        .filter(|m| m.nick != own_nick && !new.contains(&m.nick))
+        .map(|m| (m.nick.clone(), None));
     let changed = new
         .values()
         .filter(|m| m.nick != own_nick)
@@ -872,13 +866,13 @@ mod tests {
     use super::*;
     use estuary_bridge_api::{Affiliation, Role};
 
-    fn member(nick: &str, role: Role) -> (String, Member) {
+    fn member(nick: &str, role: Role) -> Member {
         let mut m = Member::participant(nick);
         m.role = role;
         if role == Role::Moderator {
             m.affiliation = Affiliation::Admin;
         }
-        (nick.to_string(), m)
+        m
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! One user's live state on one gateway: the client, its login state, and the rooms joined.
 
-use estuary_bridge_api::{Client, LoginId, LoginState, Member, RemoteChatId, RemoteMessageId};
+use estuary_bridge_api::{Client, LoginId, LoginState, RemoteChatId, RemoteMessageId};
 
 /// Receipts waited for per user before the oldest are forgotten.
 const MAX_PENDING_RECEIPTS: usize = 10_000;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
+use super::compact::{Members, StringSet};
 use crate::xmpp::muc::JoinIntent;
 
 /// A room as one user sees it.
@@ -17,11 +18,11 @@ pub struct Room {
     /// Whether the network confirmed the join.
     pub joined: bool,
     /// The user's full JIDs that joined the room.
-    pub resources: BTreeSet<String>,
+    pub resources: StringSet,
     /// Resources waiting for the network to confirm the join, with the nick they asked for.
     pub pending: Vec<(String, String, JoinIntent)>,
     /// Everyone in the room, by nick (the user included).
-    pub members: BTreeMap<String, Member>,
+    pub members: Members,
     /// The topic.
     pub subject: String,
     /// Who set the topic.
@@ -37,7 +38,8 @@ pub struct Session {
     /// The live client.
     pub client: Box<dyn Client>,
     state: Mutex<LoginState>,
-    rooms: Mutex<HashMap<RemoteChatId, Room>>,
+    /// Boxed: a hash map keeps room for several entries, and most users are in one room.
+    rooms: Mutex<HashMap<RemoteChatId, Box<Room>>>,
     resources: Mutex<BTreeSet<String>>,
     /// Held while a message is sent and its ids are written to the message map, so that an
     /// event about it (receipt, echo, correction) never looks the ids up too early.
@@ -87,7 +89,7 @@ impl Session {
     }
 
     /// The rooms, locked. Never hold across an `.await`.
-    pub fn rooms(&self) -> MutexGuard<'_, HashMap<RemoteChatId, Room>> {
+    pub fn rooms(&self) -> MutexGuard<'_, HashMap<RemoteChatId, Box<Room>>> {
         lock(&self.rooms)
     }
 

@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// How long a worker waits for its next item before it ends.
-const IDLE: Duration = Duration::from_secs(300);
+/// How long a worker waits for its next item before it ends. Short: an idle user then holds
+/// no task and no queue (about 1.3 KiB each), and starting a worker again costs a spawn.
+const IDLE: Duration = Duration::from_secs(2);
 
 /// The live workers of one kind, by user.
 pub(super) struct Workers<T> {

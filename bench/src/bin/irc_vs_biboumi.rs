@@ -7,6 +7,11 @@
 //! target/release/irc_vs_biboumi [--messages 20000] [--window 100] [--paced 1000] [--rate 200]
 //!     [--users 100,1000] [--time-limit 120] [--keep] [--skip-throughput] [--only-estuary]
 //! ```
+//!
+//! `--only-estuary` runs Estuary's side alone (no table, one line per part).
+//! `BENCH_KILL_AT_STEADY_STATE=1` kills each scale phase's gateway with SIGKILL right after
+//! its memory is read, so that a heap profiler preloaded into it (`ESTUARY_BIN` pointing at
+//! a wrapper) records what the joined users still hold.
 
 use estuary_bench::irc::Irc;
 use estuary_bench::procs::{CpuSample, Proc, cpu_secs, raise_nofile, rss_kib, status_kib};
@@ -662,6 +667,12 @@ async fn scale(
     let rss_after_kib = rss_kib(pid).unwrap_or(0);
     let hwm_kib = status_kib(pid, "VmHWM").unwrap_or(0);
     gateway.check_alive()?;
+    if std::env::var_os("BENCH_KILL_AT_STEADY_STATE").is_some() {
+        // For heap profilers (heaptrack's preload library): what is still allocated at
+        // the kill is what the joined users hold.
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
     gateway.stop(Duration::from_secs(3));
     Ok(Scale {
         users: m,
@@ -761,7 +772,7 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
         dir.display()
     );
     let mut report = String::new();
-    if a.only_estuary {
+    if a.only_estuary && !a.skip_throughput {
         let e = throughput(&world, Gw::Estuary, &a).await?;
         println!("x2i reflections all back after {:?}", e.x2i_reflected);
         for (what, f) in [
@@ -780,9 +791,8 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
                 f.cpu
             );
         }
-        return Ok(());
     }
-    if !a.skip_throughput {
+    if !a.skip_throughput && !a.only_estuary {
         let b = throughput(&world, Gw::Biboumi, &a).await?;
         println!(
             "Biboumi throughput done: i2x {:.0}/s [{}], x2i {:.0}/s [{}]",
@@ -855,6 +865,23 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
         let mut notes = String::new();
         for &m in &a.users {
             let mut results = Vec::new();
+            if a.only_estuary {
+                // Estuary alone: its line above the table is the result.
+                let r = scale(&world, Gw::Estuary, &mut users, m, &a).await?;
+                users.rotate_right(m);
+                println!(
+                    "Estuary with {m} users: {} joined, {} failed in {:.2?}; RSS {} → {} KiB (peak {}), {:.1} KiB/user; CPU {}",
+                    r.joined,
+                    r.failed,
+                    r.join_time,
+                    r.rss_before_kib,
+                    r.rss_after_kib,
+                    r.hwm_kib,
+                    r.per_user_kib(),
+                    r.cpu
+                );
+                continue;
+            }
             for gw in [Gw::Biboumi, Gw::Estuary] {
                 let r = scale(&world, gw, &mut users, m, &a).await?;
                 // scale() moved the first m users to the back: rotate them back to the front.

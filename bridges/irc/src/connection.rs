@@ -8,13 +8,16 @@ use crate::address::CaseMapping;
 use crate::config::{Endpoint, Throttle};
 use crate::remote::{Flow, Session};
 use crate::throttle::TokenBucket;
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError};
 use estuary_bridge_api::{
-    BridgeError, EventSink, LoginState, MessageKind, RemoteEvent, RoomInfo, TrySend,
+    BridgeError, EventSink, EventSlot, LoginState, MessageKind, RemoteEvent, RoomInfo, SinkClosed,
+    TrySend,
 };
 use irc_proto::{CapSubCommand, Command, Message};
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -190,7 +193,8 @@ impl ConnectionHandle {
             ..Shared::default()
         });
         let span = info_span!("irc", user = %settings.user, server = %settings.server);
-        tokio::spawn(run(settings, events, rx, Arc::clone(&shared)).instrument(span));
+        let session = Box::new(Session::new(settings, Arc::clone(&shared)));
+        tokio::spawn(run(session, events, rx, shared.clone()).instrument(span));
         Self { tx, shared }
     }
 
@@ -236,22 +240,31 @@ fn tls_word(tls: bool) -> &'static str {
     if tls { "TLS" } else { "plain" }
 }
 
+/// Sends an event, waiting while the core's queue is full. Boxed: the wait (and the event)
+/// then take room only while it lasts, not in every connection task's state.
+fn send_event(
+    events: &EventSink,
+    event: RemoteEvent,
+) -> Pin<Box<dyn Future<Output = Result<(), SinkClosed>> + Send + '_>> {
+    Box::pin(events.send(event))
+}
+
+/// The connection task. What it holds while it waits is what an idle IRC user costs, so
+/// the session lives in a box of its own and rare waits (connecting, quitting, sending an
+/// event while the core is behind) are boxed for as long as they last.
 async fn run(
-    settings: ServerSettings,
+    mut session: Box<Session>,
     events: EventSink,
     mut rx: mpsc::UnboundedReceiver<Box<Op>>,
     shared: Arc<Shared>,
 ) {
-    let mut session = Session::new(settings, Arc::clone(&shared));
     // Events the core had no room for yet, oldest first; kept across a lost connection
     // and delivered before the news of the loss.
     let mut pending: VecDeque<RemoteEvent> = VecDeque::new();
     let mut backoff = MIN_BACKOFF;
     // Whether any connection ever registered: a server never reached is given up at once.
     let mut ever_registered = false;
-    let _ = events
-        .send(RemoteEvent::LoginState(LoginState::Connecting))
-        .await;
+    let _ = send_event(&events, RemoteEvent::LoginState(LoginState::Connecting)).await;
     loop {
         // Boxed: connecting (TLS handshake included) needs more room than a live
         // connection, and the task should not keep that room while it is connected.
@@ -261,7 +274,7 @@ async fn run(
                     run_session(transport, &events, &mut rx, &mut session, &mut pending).await;
                 // What the server said before the end reaches the user before anything else.
                 for event in pending.drain(..).chain(session.take_events()) {
-                    if events.send(event).await.is_err() {
+                    if send_event(&events, event).await.is_err() {
                         break;
                     }
                 }
@@ -289,7 +302,7 @@ async fn run(
                     session.queue_op(*op);
                 }
                 for event in session.give_up(&text) {
-                    let _ = events.send(event).await;
+                    let _ = send_event(&events, event).await;
                 }
                 return;
             }
@@ -298,20 +311,16 @@ async fn run(
         warn!(%why, ?backoff, "connection lost; reconnecting");
         let server = session.settings().server.clone();
         let text = format!("Connection to {server} lost: {why}");
-        let _ = events
-            .send(RemoteEvent::LoginState(LoginState::TransientDisconnect(
-                text.clone(),
-            )))
-            .await;
-        let _ = events
-            .send(RemoteEvent::ServiceMessage {
-                service: Some(server),
-                body: format!(
-                    "{text}. Reconnecting in {} s.",
-                    backoff.as_secs_f32().round()
-                ),
-            })
-            .await;
+        let lost = RemoteEvent::LoginState(LoginState::TransientDisconnect(text.clone()));
+        let _ = send_event(&events, lost).await;
+        let notice = RemoteEvent::ServiceMessage {
+            service: Some(server),
+            body: format!(
+                "{text}. Reconnecting in {} s.",
+                backoff.as_secs_f32().round()
+            ),
+        };
+        let _ = send_event(&events, notice).await;
         session.connection_lost();
         // Wait, still taking operations (they are queued, not lost).
         let deadline = Instant::now() + backoff;
@@ -340,20 +349,7 @@ async fn run_session(
 ) -> End {
     let settings = session.settings();
     let (throttle, idle_disconnect) = (settings.throttle, settings.idle_disconnect);
-    // Registration: CAP LS first so that the server waits for CAP END.
-    let hello = [
-        Command::CAP(None, CapSubCommand::LS, Some("302".into()), None),
-        Command::NICK(settings.nick.clone()),
-        Command::USER(
-            settings.username.clone(),
-            "0".into(),
-            settings.realname.clone(),
-        ),
-    ];
-    let mut out = String::new();
-    for cmd in hello {
-        push_line(&mut out, &Message::from(cmd));
-    }
+    let out = registration_lines(settings);
     if let Err(e) = transport.write(out.as_bytes()).await {
         return End::Lost(e.to_string());
     }
@@ -392,10 +388,6 @@ async fn run_session(
         session.release_idle_buffers();
         // Events in: as many as the core takes now; the rest wait without blocking writes.
         pending.extend(session.take_events());
-        if pending.is_empty() && pending.capacity() > 0 {
-            // Released once drained: an idle connection keeps no event buffer.
-            *pending = VecDeque::new();
-        }
         while let Some(event) = pending.pop_front() {
             match events.try_send(event) {
                 Ok(()) => {}
@@ -408,6 +400,10 @@ async fn run_session(
                     return End::Quit;
                 }
             }
+        }
+        if pending.is_empty() && pending.capacity() > 0 {
+            // Released once drained: an idle connection keeps no event buffer.
+            *pending = VecDeque::new();
         }
         if session.is_idle() {
             idle_since.get_or_insert_with(Instant::now);
@@ -427,70 +423,148 @@ async fn run_session(
                 ping_sent = Some(last_heard);
             }
         }
-        tokio::select! {
-            read = transport.read(), if reading => match read {
-                Ok(()) => {
-                    last_heard = Instant::now();
-                    ping_sent = None;
-                    while let Some(msg) = transport.next_line() {
-                        if let Flow::Stop(why) = session.handle_message(msg) {
-                            return End::Lost(why);
-                        }
+        // One timer for every deadline: a waiting connection holds one, not three.
+        let wake_at = [idle_deadline, next_token, reading.then_some(ping_deadline)]
+            .into_iter()
+            .flatten()
+            .min();
+        let wake = if pending.is_empty() {
+            wait(&mut transport, rx, wake_at, reading).await
+        } else {
+            // The core is behind: also wait for room for the next event. Boxed, so that
+            // the room for this wait is not kept by every idle connection.
+            Box::pin(wait_with_events(
+                &mut transport,
+                rx,
+                events,
+                wake_at,
+                reading,
+            ))
+            .await
+        };
+        match wake {
+            Wake::Read(Ok(())) => {
+                last_heard = Instant::now();
+                ping_sent = None;
+                while let Some(msg) = transport.next_line() {
+                    if let Flow::Stop(why) = session.handle_message(msg) {
+                        return End::Lost(why);
                     }
                 }
-                Err(e) => return End::Lost(e.to_string()),
-            },
-            slot = events.reserve(), if !pending.is_empty() => match slot {
-                Ok(slot) => {
-                    if let Some(event) = pending.pop_front() {
-                        slot.send(event);
-                    }
+            }
+            Wake::Read(Err(e)) => return End::Lost(e.to_string()),
+            Wake::Slot(Ok(slot)) => {
+                if let Some(event) = pending.pop_front() {
+                    slot.send(event);
                 }
-                Err(_) => {
-                    Box::pin(quit(&mut transport, None)).await;
-                    return End::Quit;
-                }
-            },
-            op = rx.recv() => match op.map(|op| *op) {
-                None => {
-                    Box::pin(quit(&mut transport, None)).await;
-                    return End::Quit;
-                }
-                Some(Op::Quit(reason)) => {
+            }
+            Wake::Slot(Err(_)) | Wake::Op(None) => {
+                Box::pin(quit(&mut transport, None)).await;
+                return End::Quit;
+            }
+            Wake::Op(Some(op)) => match *op {
+                Op::Quit(reason) => {
                     Box::pin(quit(&mut transport, reason)).await;
                     return End::Quit;
                 }
-                Some(op) => {
+                op => {
                     // Any use keeps the connection (private chats have no channel).
                     idle_since = None;
                     session.queue_op(op);
                 }
             },
-            _ = sleep_until(ping_deadline), if reading => {
-                if ping_sent.is_some() {
-                    let silent = PING_AFTER + PING_TIMEOUT;
-                    return End::Lost(format!("the server did not answer for {} s", silent.as_secs()));
+            Wake::Timer => {
+                let now = Instant::now();
+                if next_token.is_some_and(|at| at <= now) {
+                    next_token = None;
                 }
-                let mut line = String::new();
-                let server = session.settings().server.clone();
-                push_line(&mut line, &Message::from(Command::PING(server, None)));
-                if let Err(e) = transport.write(line.as_bytes()).await {
-                    return End::Lost(e.to_string());
+                if idle_deadline.is_some_and(|at| at <= now) {
+                    if session.is_idle() {
+                        Box::pin(quit(&mut transport, Some("Idle".into()))).await;
+                        return End::Idle;
+                    }
+                    idle_since = None;
                 }
-                ping_sent = Some(Instant::now());
-            }
-            _ = sleep_until(next_token.unwrap_or_else(Instant::now)), if next_token.is_some() => {
-                next_token = None;
-            }
-            _ = sleep_until(idle_deadline.unwrap_or_else(Instant::now)), if idle_deadline.is_some() => {
-                if session.is_idle() {
-                    Box::pin(quit(&mut transport, Some("Idle".into()))).await;
-                    return End::Idle;
+                if reading && ping_deadline <= now {
+                    if ping_sent.is_some() {
+                        let silent = PING_AFTER + PING_TIMEOUT;
+                        return End::Lost(format!(
+                            "the server did not answer for {} s",
+                            silent.as_secs()
+                        ));
+                    }
+                    let mut line = String::new();
+                    let server = session.settings().server.clone();
+                    push_line(&mut line, &Message::from(Command::PING(server, None)));
+                    if let Err(e) = transport.write(line.as_bytes()).await {
+                        return End::Lost(e.to_string());
+                    }
+                    ping_sent = Some(Instant::now());
                 }
-                idle_since = None;
             }
         }
     }
+}
+
+/// What ended a connection's wait.
+enum Wake<'e> {
+    /// The server sent something (or the socket failed).
+    Read(Result<(), TransportError>),
+    /// The core has room for the next pending event (or has stopped).
+    Slot(Result<EventSlot<'e>, SinkClosed>),
+    /// An operation from the client (`None`: the client is gone).
+    Op(Option<Box<Op>>),
+    /// The earliest deadline passed.
+    Timer,
+}
+
+/// Waits for the server, the client or the deadline, whichever comes first.
+async fn wait<'e>(
+    transport: &mut Transport,
+    rx: &mut mpsc::UnboundedReceiver<Box<Op>>,
+    wake_at: Option<Instant>,
+    reading: bool,
+) -> Wake<'e> {
+    tokio::select! {
+        read = std::future::poll_fn(|cx| transport.poll_read(cx)), if reading => Wake::Read(read),
+        op = rx.recv() => Wake::Op(op),
+        _ = sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => Wake::Timer,
+    }
+}
+
+/// [`wait`], and also for room in the core's queue.
+async fn wait_with_events<'e>(
+    transport: &mut Transport,
+    rx: &mut mpsc::UnboundedReceiver<Box<Op>>,
+    events: &'e EventSink,
+    wake_at: Option<Instant>,
+    reading: bool,
+) -> Wake<'e> {
+    tokio::select! {
+        read = std::future::poll_fn(|cx| transport.poll_read(cx)), if reading => Wake::Read(read),
+        slot = events.reserve() => Wake::Slot(slot),
+        op = rx.recv() => Wake::Op(op),
+        _ = sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => Wake::Timer,
+    }
+}
+
+/// The lines that open a registration: CAP LS first, so that the server waits for CAP END,
+/// then NICK and USER.
+fn registration_lines(settings: &ServerSettings) -> String {
+    let hello = [
+        Command::CAP(None, CapSubCommand::LS, Some("302".into()), None),
+        Command::NICK(settings.nick.clone()),
+        Command::USER(
+            settings.username.clone(),
+            "0".into(),
+            settings.realname.clone(),
+        ),
+    ];
+    let mut out = String::new();
+    for cmd in hello {
+        push_line(&mut out, &Message::from(cmd));
+    }
+    out
 }
 
 /// Appends `msg` to `out` as a wire line (CRLF-terminated).
@@ -511,4 +585,75 @@ async fn quit(transport: &mut Transport, reason: Option<String>) {
 /// A line ready for the wire, built from its parts (so that no argument can add a line).
 pub fn message(command: Command) -> Message {
     Message::from(command)
+}
+
+#[cfg(test)]
+mod size_probe {
+    use super::*;
+    use estuary_bridge_api::LoginId;
+
+    #[test]
+    fn print_sizes() {
+        let settings = ServerSettings {
+            server: "s".into(),
+            endpoints: vec![],
+            verify_certificate: true,
+            throttle: Throttle::default(),
+            nick: "n".into(),
+            username: "u".into(),
+            realname: "r".into(),
+            sasl_password: None,
+            nickserv_password: None,
+            autojoin: vec![],
+            version: "v".into(),
+            user: "u@x".into(),
+            idle_disconnect: Duration::from_secs(1),
+        };
+        let (tx, _rx) = mpsc::channel(1);
+        let events = EventSink::new("u@x", LoginId::new("l"), tx);
+        let (_otx, orx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::default());
+        let mut session = Box::new(Session::new(settings.clone(), Arc::clone(&shared)));
+        eprintln!("Session {}", std::mem::size_of::<Session>());
+        eprintln!("ServerSettings {}", std::mem::size_of::<ServerSettings>());
+        eprintln!("RemoteEvent {}", std::mem::size_of::<RemoteEvent>());
+        eprintln!("Transport {}", std::mem::size_of::<Transport>());
+        eprintln!("TokenBucket {}", std::mem::size_of::<TokenBucket>());
+        eprintln!("Sleep {}", std::mem::size_of::<tokio::time::Sleep>());
+        let fut = run(
+            Box::new(Session::new(settings.clone(), Arc::clone(&shared))),
+            events.clone(),
+            orx,
+            Arc::clone(&shared),
+        );
+        eprintln!("run future {}", std::mem::size_of_val(&fut));
+        let (_otx2, mut orx2) = mpsc::unbounded_channel();
+        let mut pending = VecDeque::new();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = l.local_addr().unwrap().port();
+            let t = Transport::connect("127.0.0.1", Endpoint { port, tls: false }, true)
+                .await
+                .unwrap();
+            let f = run_session(t, &events, &mut orx2, &mut session, &mut pending);
+            eprintln!("run_session future {}", std::mem::size_of_val(&f));
+            let mut t = Transport::connect("127.0.0.1", Endpoint { port, tls: false }, true)
+                .await
+                .unwrap();
+            let r = t.read();
+            eprintln!("read future {}", std::mem::size_of_val(&r));
+        });
+        eprintln!(
+            "reserve future {}",
+            std::mem::size_of_val(&events.reserve())
+        );
+        eprintln!(
+            "send future {}",
+            std::mem::size_of_val(&events.send(RemoteEvent::LoginState(LoginState::Connected)))
+        );
+    }
 }

@@ -13,7 +13,7 @@ use estuary_bridge_api::{
     Sender,
 };
 use irc_proto::{ChannelMode, Command, Message, Mode, Prefix, Response};
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -60,8 +60,9 @@ struct Chan {
     moderated: bool,
     /// The rooms the user joined this channel as: one per spelling (`#a[x]` and `#A{x}` are
     /// one channel under `rfc1459`, and each spelling's room gets the channel's events, so
-    /// the room JID the user joined is the one they see).
-    rooms: BTreeSet<RemoteChatId>,
+    /// the room JID the user joined is the one they see). Sorted, each once; a vector, as
+    /// there is nearly always one.
+    rooms: Vec<RemoteChatId>,
 }
 
 /// A line to send; the first line of a user's message carries its echo expectation.
@@ -104,7 +105,8 @@ struct PendingOp {
 pub struct Session {
     settings: ServerSettings,
     shared: Arc<Shared>,
-    channels: HashMap<String, Chan>,
+    /// Boxed: the map keeps room for several entries, and most connections have one.
+    channels: HashMap<String, Box<Chan>>,
     parting: HashSet<String>,
     queue: VecDeque<Line>,
     urgent: VecDeque<Message>,
@@ -326,19 +328,25 @@ impl Session {
     fn want_channel(&mut self, channel: &str, key: Option<String>) {
         let folded = self.fold(channel);
         let room = self.room_for(channel);
-        self.channels
+        let rooms = &mut self
+            .channels
             .entry(folded)
-            .or_insert_with(|| Chan {
-                name: channel.to_owned(),
-                key,
-                state: ChanState::Joining,
-                members: HashMap::new(),
-                topic: String::new(),
-                moderated: false,
-                rooms: BTreeSet::new(),
+            .or_insert_with(|| {
+                Box::new(Chan {
+                    name: channel.to_owned(),
+                    key,
+                    state: ChanState::Joining,
+                    members: HashMap::new(),
+                    topic: String::new(),
+                    moderated: false,
+                    rooms: Vec::new(),
+                })
             })
-            .rooms
-            .insert(room);
+            .rooms;
+        if let Err(at) = rooms.binary_search(&room) {
+            rooms.reserve_exact(1);
+            rooms.insert(at, room);
+        }
     }
 
     fn room_joined_event(&self, chan: &Chan, room: RemoteChatId) -> RemoteEvent {
@@ -414,7 +422,7 @@ impl Session {
                 let room = self.room_for(&channel);
                 // The channel is parted when no spelling of it is left in use.
                 let still_used = self.channels.get_mut(&folded).is_some_and(|c| {
-                    c.rooms.remove(&room);
+                    c.rooms.retain(|r| r != &room);
                     !c.rooms.is_empty()
                 });
                 if !still_used && self.channels.remove(&folded).is_some() {

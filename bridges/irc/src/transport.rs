@@ -13,8 +13,10 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::task::{Context, Poll, ready};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -109,32 +111,43 @@ impl Transport {
     /// then yields the complete lines. Cancel-safe: nothing read is lost if the future is
     /// dropped.
     pub async fn read(&mut self) -> Result<(), TransportError> {
+        std::future::poll_fn(|cx| self.poll_read(cx)).await
+    }
+
+    /// [`Transport::read`] as a poll function: a connection waiting on it through
+    /// `poll_fn` keeps no future state of its own (one connection per user and server, so
+    /// every byte a waiting connection holds counts).
+    pub fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        // The buffer lives only between readiness and the copy below.
+        let mut chunk = [0u8; READ_CHUNK];
         let n = match &mut self.stream {
             Stream::Plain(tcp) => loop {
-                tcp.readable().await?;
-                // The buffer lives only between readiness and the copy below.
-                let mut chunk = [0u8; READ_CHUNK];
+                if let Err(e) = ready!(tcp.poll_read_ready(cx)) {
+                    return Poll::Ready(Err(e.into()));
+                }
                 match tcp.try_read(&mut chunk) {
-                    Ok(n) => {
-                        self.partial.extend_from_slice(&chunk[..n]);
-                        break n;
-                    }
+                    Ok(n) => break n,
+                    // Readiness was stale: try_read cleared it, so polling again registers.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Poll::Ready(Err(e.into())),
                 }
             },
             Stream::Tls(tls) => {
-                self.partial.reserve(READ_CHUNK);
-                tls.read_buf(&mut self.partial).await?
+                let mut buf = ReadBuf::new(&mut chunk);
+                if let Err(e) = ready!(Pin::new(&mut **tls).poll_read(cx, &mut buf)) {
+                    return Poll::Ready(Err(e.into()));
+                }
+                buf.filled().len()
             }
         };
         if n == 0 {
-            return Err(TransportError::Closed);
+            return Poll::Ready(Err(TransportError::Closed));
         }
+        self.partial.extend_from_slice(&chunk[..n]);
         if self.partial.len() > MAX_LINE && !self.partial.contains(&b'\n') {
-            return Err(TransportError::LineTooLong);
+            return Poll::Ready(Err(TransportError::LineTooLong));
         }
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 
     /// The next complete line read, parsed; lines that do not parse are skipped (and
@@ -290,6 +303,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     #[test]
