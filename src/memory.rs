@@ -23,6 +23,7 @@ pub fn start_trimming() {
                 loop {
                     std::thread::sleep(TRIM_EVERY);
                     trim();
+                    log_heap();
                 }
             });
         if let Err(e) = spawned {
@@ -44,6 +45,51 @@ pub fn trim() {
         tracing::debug!(
             released = released == 1,
             "free memory handed back to the system"
+        );
+    }
+}
+
+/// jemalloc's view of the heap, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Bytes in live allocations.
+    pub allocated: usize,
+    /// Bytes in pages that hold live allocations (allocated plus the rest of their slabs).
+    pub active: usize,
+    /// Bytes resident for jemalloc: active pages, its metadata and not yet purged pages.
+    pub resident: usize,
+    /// Bytes of jemalloc's own bookkeeping.
+    pub metadata: usize,
+}
+
+/// jemalloc's counters now, where the binary allocates with it (the `jemalloc` feature);
+/// `None` elsewhere or when they cannot be read.
+pub fn heap_stats() -> Option<HeapStats> {
+    #[cfg(feature = "jemalloc")]
+    {
+        use tikv_jemalloc_ctl::{epoch, stats};
+        epoch::advance().ok()?;
+        Some(HeapStats {
+            allocated: stats::allocated::read().ok()?,
+            active: stats::active::read().ok()?,
+            resident: stats::resident::read().ok()?,
+            metadata: stats::metadata::read().ok()?,
+        })
+    }
+    #[cfg(not(feature = "jemalloc"))]
+    None
+}
+
+fn log_heap() {
+    if let Some(h) = heap_stats()
+        && h.allocated > 0
+    {
+        tracing::debug!(
+            allocated_kib = h.allocated / 1024,
+            active_kib = h.active / 1024,
+            resident_kib = h.resident / 1024,
+            metadata_kib = h.metadata / 1024,
+            "heap"
         );
     }
 }

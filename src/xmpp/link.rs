@@ -224,6 +224,18 @@ pub async fn connect(cfg: &LinkConfig) -> Result<Stream, LinkError> {
 }
 
 /// `<stream:error>` as one line: the condition and the server's text.
+/// A written stanza back as an element, to be written again after a drop. It was written
+/// from an element, so it parses; if it ever did not, it is logged and dropped.
+fn revive(xml: &str) -> Option<Element> {
+    match xml.parse::<Element>() {
+        Ok(el) => Some(el),
+        Err(e) => {
+            error!("cannot send a stanza again, it does not parse back ({e}): {xml}");
+            None
+        }
+    }
+}
+
 fn describe_stream_error(el: &Element) -> String {
     let condition = el
         .children()
@@ -287,8 +299,10 @@ struct Link {
     queue: VecDeque<Element>,
     /// Whether `pending_outbound` holds stanzas (newer than `queue`).
     spilled: bool,
-    /// Written since the last answered ping, oldest first.
-    unacked: VecDeque<Element>,
+    /// Written since the last answered ping, oldest first, as the XML written: kept only to
+    /// be sent again after a drop, and one string holds far less than an element tree
+    /// (a burst of joins keeps thousands here until the server's answer comes).
+    unacked: VecDeque<Box<str>>,
     ack_seq: u64,
     /// Rows this link has in `pending_outbound`.
     in_db: u64,
@@ -320,8 +334,10 @@ impl Link {
                 Ended::Lost(why) => {
                     let _ = self.state.send(LinkState::Down);
                     warn!(domain = %self.cfg.domain, "component link lost: {why}; reconnecting (queued: {})", self.unacked.len() + self.queue.len());
-                    while let Some(el) = self.unacked.pop_back() {
-                        self.queue.push_front(el);
+                    while let Some(xml) = self.unacked.pop_back() {
+                        if let Some(el) = revive(&xml) {
+                            self.queue.push_front(el);
+                        }
                     }
                 }
                 Ended::Shutdown(done) => {
@@ -436,8 +452,8 @@ impl Link {
 
     /// Writes everything still queued to the database, older first.
     async fn persist_all(&mut self) {
-        let mut older: Vec<Element> = self.unacked.drain(..).collect();
-        older.extend(self.queue.drain(..));
+        let mut older: Vec<String> = self.unacked.drain(..).map(String::from).collect();
+        older.extend(self.queue.drain(..).map(|el| String::from(&el)));
         if older.is_empty() {
             return;
         }
@@ -456,7 +472,7 @@ impl Link {
             (Vec::new(), None)
         };
         let mut kept = 0u64;
-        for xml in older.iter().map(String::from).chain(newer) {
+        for xml in older.into_iter().chain(newer) {
             match self.db.push_outbound(&self.cfg.bridge, &xml).await {
                 Ok(()) => kept += 1,
                 Err(e) => {
@@ -495,7 +511,11 @@ impl Link {
 
     async fn serve(&mut self, mut stream: Stream) -> Ended {
         // Send what was written but not confirmed before the drop, then the queue.
-        let mut backlog: VecDeque<Element> = self.unacked.drain(..).collect();
+        let mut backlog: VecDeque<Element> = self
+            .unacked
+            .drain(..)
+            .filter_map(|xml| revive(&xml))
+            .collect();
         backlog.extend(self.queue.drain(..));
         let mut in_flight: Option<(String, usize, Instant)> = None;
         let mut last_traffic = Instant::now();
@@ -514,7 +534,8 @@ impl Link {
                     self.queue.extend(backlog.drain(..));
                     return Ended::Lost(e.to_string());
                 }
-                self.unacked.push_back(el);
+                self.unacked.push_back(String::from(&el).into_boxed_str());
+                drop(el);
                 if (backlog.is_empty() || self.unacked.len().is_multiple_of(64))
                     && let Err(e) = SinkExt::<&Element>::flush(&mut stream).await
                 {

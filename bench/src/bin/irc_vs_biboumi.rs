@@ -11,7 +11,8 @@
 //! `--only-estuary` runs Estuary's side alone (no table, one line per part).
 //! `BENCH_KILL_AT_STEADY_STATE=1` kills each scale phase's gateway with SIGKILL right after
 //! its memory is read, so that a heap profiler preloaded into it (`ESTUARY_BIN` pointing at
-//! a wrapper) records what the joined users still hold.
+//! a wrapper) records what the joined users still hold. `BENCH_SMAPS_DIR=DIR` copies each
+//! scale phase's gateway's `/proc/PID/smaps` there at the same moment.
 
 use estuary_bench::irc::Irc;
 use estuary_bench::procs::{CpuSample, Proc, cpu_secs, raise_nofile, rss_kib, status_kib};
@@ -606,6 +607,10 @@ async fn scale(
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before_kib = rss_kib(gateway.pid()).unwrap_or(0);
+    if let Some(dir) = std::env::var_os("BENCH_SMAPS_DIR") {
+        let to = Path::new(&dir).join(format!("{}-{m}-before.smaps", gw.short()));
+        let _ = std::fs::copy(format!("/proc/{}/smaps", gateway.pid()), to);
+    }
     let cpu = CpuSample::take(&world.pids(&gateway));
     let t0 = Instant::now();
     let deadline = t0 + a.limit.max(Duration::from_secs(60));
@@ -667,6 +672,11 @@ async fn scale(
     let rss_after_kib = rss_kib(pid).unwrap_or(0);
     let hwm_kib = status_kib(pid, "VmHWM").unwrap_or(0);
     gateway.check_alive()?;
+    if let Some(dir) = std::env::var_os("BENCH_SMAPS_DIR") {
+        // Where the resident memory is, mapping by mapping, for a look by hand.
+        let to = Path::new(&dir).join(format!("{}-{m}.smaps", gw.short()));
+        let _ = std::fs::copy(format!("/proc/{pid}/smaps"), to);
+    }
     if std::env::var_os("BENCH_KILL_AT_STEADY_STATE").is_some() {
         // For heap profilers (heaptrack's preload library): what is still allocated at
         // the kill is what the joined users hold.

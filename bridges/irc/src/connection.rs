@@ -21,7 +21,12 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+// The operations queue of a connection: futures' channel allocates per message and keeps
+// nothing while empty, where tokio's keeps a 32-slot block and cache-padded state (about
+// 800 bytes) for every idle connection.
+use futures::StreamExt;
+use futures::channel::mpsc as ops;
+use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -179,7 +184,7 @@ pub struct Shared {
 /// The client's handle on a connection task.
 #[derive(Clone, Debug)]
 pub struct ConnectionHandle {
-    tx: mpsc::UnboundedSender<Box<Op>>,
+    tx: ops::UnboundedSender<Box<Op>>,
     /// Shared state.
     pub shared: Arc<Shared>,
 }
@@ -187,7 +192,7 @@ pub struct ConnectionHandle {
 impl ConnectionHandle {
     /// Starts a connection task.
     pub fn spawn(settings: ServerSettings, events: EventSink) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = ops::unbounded();
         let shared = Arc::new(Shared {
             nick: Mutex::new(settings.nick.clone()),
             ..Shared::default()
@@ -200,7 +205,7 @@ impl ConnectionHandle {
 
     /// Hands an operation to the task; false when the task has ended.
     pub fn send(&self, op: Op) -> bool {
-        self.tx.send(Box::new(op)).is_ok()
+        self.tx.unbounded_send(Box::new(op)).is_ok()
     }
 
     /// Whether the task has ended (quit or idle).
@@ -255,7 +260,7 @@ fn send_event(
 async fn run(
     mut session: Box<Session>,
     events: EventSink,
-    mut rx: mpsc::UnboundedReceiver<Box<Op>>,
+    mut rx: ops::UnboundedReceiver<Box<Op>>,
     shared: Arc<Shared>,
 ) {
     // Events the core had no room for yet, oldest first; kept across a lost connection
@@ -327,7 +332,7 @@ async fn run(
         loop {
             tokio::select! {
                 _ = sleep_until(deadline) => break,
-                op = rx.recv() => match op {
+                op = rx.next() => match op {
                     None => return,
                     Some(op) => match *op {
                         Op::Quit(_) => return,
@@ -343,7 +348,7 @@ async fn run(
 async fn run_session(
     mut transport: Transport,
     events: &EventSink,
-    rx: &mut mpsc::UnboundedReceiver<Box<Op>>,
+    rx: &mut ops::UnboundedReceiver<Box<Op>>,
     session: &mut Session,
     pending: &mut VecDeque<RemoteEvent>,
 ) -> End {
@@ -521,13 +526,13 @@ enum Wake<'e> {
 /// Waits for the server, the client or the deadline, whichever comes first.
 async fn wait<'e>(
     transport: &mut Transport,
-    rx: &mut mpsc::UnboundedReceiver<Box<Op>>,
+    rx: &mut ops::UnboundedReceiver<Box<Op>>,
     wake_at: Option<Instant>,
     reading: bool,
 ) -> Wake<'e> {
     tokio::select! {
         read = std::future::poll_fn(|cx| transport.poll_read(cx)), if reading => Wake::Read(read),
-        op = rx.recv() => Wake::Op(op),
+        op = rx.next() => Wake::Op(op),
         _ = sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => Wake::Timer,
     }
 }
@@ -535,7 +540,7 @@ async fn wait<'e>(
 /// [`wait`], and also for room in the core's queue.
 async fn wait_with_events<'e>(
     transport: &mut Transport,
-    rx: &mut mpsc::UnboundedReceiver<Box<Op>>,
+    rx: &mut ops::UnboundedReceiver<Box<Op>>,
     events: &'e EventSink,
     wake_at: Option<Instant>,
     reading: bool,
@@ -543,7 +548,7 @@ async fn wait_with_events<'e>(
     tokio::select! {
         read = std::future::poll_fn(|cx| transport.poll_read(cx)), if reading => Wake::Read(read),
         slot = events.reserve() => Wake::Slot(slot),
-        op = rx.recv() => Wake::Op(op),
+        op = rx.next() => Wake::Op(op),
         _ = sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => Wake::Timer,
     }
 }
@@ -588,14 +593,13 @@ pub fn message(command: Command) -> Message {
 }
 
 #[cfg(test)]
-mod size_probe {
+mod tests {
     use super::*;
     use estuary_bridge_api::LoginId;
 
-    #[test]
-    fn print_sizes() {
-        let settings = ServerSettings {
-            server: "s".into(),
+    fn settings() -> ServerSettings {
+        ServerSettings {
+            server: "irc.example.org".into(),
             endpoints: vec![],
             verify_certificate: true,
             throttle: Throttle::default(),
@@ -606,54 +610,29 @@ mod size_probe {
             nickserv_password: None,
             autojoin: vec![],
             version: "v".into(),
-            user: "u@x".into(),
+            user: "u@example.org".into(),
             idle_disconnect: Duration::from_secs(1),
-        };
-        let (tx, _rx) = mpsc::channel(1);
-        let events = EventSink::new("u@x", LoginId::new("l"), tx);
-        let (_otx, orx) = mpsc::unbounded_channel();
+        }
+    }
+
+    /// Every XMPP user has a connection task per IRC server, so its size is memory per
+    /// user: rare waits are boxed and the session lives apart. The task was 2.6 KiB before
+    /// that (docs/performance.md); this fails if an unboxed wait makes it grow back.
+    #[test]
+    fn a_connection_task_stays_small() {
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let events = EventSink::new("u@example.org", LoginId::new("l"), tx);
+        let (_ops, ops_rx) = ops::unbounded();
         let shared = Arc::new(Shared::default());
-        let mut session = Box::new(Session::new(settings.clone(), Arc::clone(&shared)));
-        eprintln!("Session {}", std::mem::size_of::<Session>());
-        eprintln!("ServerSettings {}", std::mem::size_of::<ServerSettings>());
-        eprintln!("RemoteEvent {}", std::mem::size_of::<RemoteEvent>());
-        eprintln!("Transport {}", std::mem::size_of::<Transport>());
-        eprintln!("TokenBucket {}", std::mem::size_of::<TokenBucket>());
-        eprintln!("Sleep {}", std::mem::size_of::<tokio::time::Sleep>());
-        let fut = run(
-            Box::new(Session::new(settings.clone(), Arc::clone(&shared))),
-            events.clone(),
-            orx,
-            Arc::clone(&shared),
-        );
-        eprintln!("run future {}", std::mem::size_of_val(&fut));
-        let (_otx2, mut orx2) = mpsc::unbounded_channel();
-        let mut pending = VecDeque::new();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = l.local_addr().unwrap().port();
-            let t = Transport::connect("127.0.0.1", Endpoint { port, tls: false }, true)
-                .await
-                .unwrap();
-            let f = run_session(t, &events, &mut orx2, &mut session, &mut pending);
-            eprintln!("run_session future {}", std::mem::size_of_val(&f));
-            let mut t = Transport::connect("127.0.0.1", Endpoint { port, tls: false }, true)
-                .await
-                .unwrap();
-            let r = t.read();
-            eprintln!("read future {}", std::mem::size_of_val(&r));
-        });
-        eprintln!(
-            "reserve future {}",
-            std::mem::size_of_val(&events.reserve())
-        );
-        eprintln!(
-            "send future {}",
-            std::mem::size_of_val(&events.send(RemoteEvent::LoginState(LoginState::Connected)))
-        );
+        let session = Box::new(Session::new(settings(), Arc::clone(&shared)));
+        let task = run(session, events, ops_rx, shared);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 1400, "the connection task is {size} bytes");
+    }
+
+    #[test]
+    fn registration_starts_with_cap_ls() {
+        let lines = registration_lines(&settings());
+        assert_eq!(lines, "CAP LS 302\r\nNICK n\r\nUSER u 0 * r\r\n");
     }
 }
