@@ -174,7 +174,7 @@ impl Session {
     /// channel's own name when it is not joined.
     fn rooms_of(&self, chan: &str) -> Vec<RemoteChatId> {
         match self.channels.get(&self.fold(chan)) {
-            Some(c) if !c.rooms.is_empty() => c.rooms.iter().cloned().collect(),
+            Some(c) if !c.rooms.is_empty() => c.rooms.to_vec(),
             _ => vec![self.room_for(chan)],
         }
     }
