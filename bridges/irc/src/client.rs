@@ -50,7 +50,9 @@ pub struct IrcClient {
     /// server name.
     services: Mutex<BTreeMap<String, FormValues>>,
     events: EventSink,
-    connections: Mutex<HashMap<String, ConnectionHandle>>,
+    /// The connections by server, in a vector: a user has one or two, and a hash map would
+    /// keep room for several in every user's client.
+    connections: Mutex<Vec<(String, ConnectionHandle)>>,
     /// Each server's last LIST and when it came, so that paging through a long list does
     /// not ask the server again for every page.
     listings: Mutex<HashMap<String, (Instant, Vec<RoomInfo>)>>,
@@ -79,7 +81,7 @@ impl IrcClient {
                     .collect(),
             ),
             events,
-            connections: Mutex::new(HashMap::new()),
+            connections: Mutex::new(Vec::new()),
             listings: Mutex::new(HashMap::new()),
         }
     }
@@ -194,14 +196,21 @@ impl IrcClient {
             .connections
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(handle) = map.get(server)
-            && !handle.is_closed()
+        let slot = map.iter().position(|(s, _)| s == server);
+        if let Some(at) = slot
+            && !map[at].1.is_closed()
         {
-            return handle.clone();
+            return map[at].1.clone();
         }
         info!(user = %self.user.jid, server, "opening IRC connection");
         let handle = ConnectionHandle::spawn(self.settings_for(server, nick), self.events.clone());
-        map.insert(server.to_owned(), handle.clone());
+        match slot {
+            Some(at) => map[at].1 = handle.clone(),
+            None => {
+                map.reserve_exact(1);
+                map.push((server.to_owned(), handle.clone()));
+            }
+        }
         handle
     }
 
@@ -232,7 +241,9 @@ impl IrcClient {
             .connections
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.get(server).filter(|h| !h.is_closed()).cloned()
+        map.iter()
+            .find(|(s, h)| s == server && !h.is_closed())
+            .map(|(_, h)| h.clone())
     }
 
     fn send_op(handle: &ConnectionHandle, op: Op) -> Result<()> {
@@ -324,7 +335,12 @@ impl Client for IrcClient {
         let handles: Vec<ConnectionHandle> = self
             .connections
             .lock()
-            .map(|mut m| m.drain().map(|(_, h)| h).collect())
+            .map(|mut m| {
+                std::mem::take(&mut *m)
+                    .into_iter()
+                    .map(|(_, h)| h)
+                    .collect()
+            })
             .unwrap_or_default();
         for h in handles {
             h.send(Op::Quit(Some("Disconnected by the user".into())));

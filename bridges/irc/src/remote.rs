@@ -7,6 +7,7 @@
 use crate::address::{CaseMapping, ID_FOLDING, is_channel_name, room_id, user_id};
 use crate::connection::{Op, ServerSettings, Shared};
 use crate::format::{ctcp_action, ctcp_reply, irc_to_styled, parse_ctcp, sanitize};
+use crate::members::ChanMembers;
 use estuary_bridge_api::{
     Affiliation, BridgeError, ChatKey, ErrorKind, LoginState, Member, MemberChange, MessageKind,
     RemoteChatId, RemoteEvent, RemoteMessage, RemoteMessageId, RemoteUserId, Role, RoomInfo,
@@ -51,10 +52,8 @@ struct Chan {
     name: String,
     key: Option<String>,
     state: ChanState,
-    /// Members by folded nick: (nick as shown, prefix modes). A hash map: a B-tree
-    /// allocates a whole node for the first member, which most channels of an idle
-    /// puppet never outgrow.
-    members: HashMap<String, (String, String)>,
+    /// Members by folded nick: (nick as shown, prefix modes).
+    members: ChanMembers,
     topic: String,
     /// `+m`: members without voice or better are visitors.
     moderated: bool,
@@ -336,7 +335,7 @@ impl Session {
                     name: channel.to_owned(),
                     key,
                     state: ChanState::Joining,
-                    members: HashMap::new(),
+                    members: ChanMembers::default(),
                     topic: String::new(),
                     moderated: false,
                     rooms: Vec::new(),
