@@ -6,9 +6,14 @@
 //! cargo build --release -p estuary -p estuary-bench
 //! target/release/irc_vs_biboumi [--messages 20000] [--window 100] [--paced 1000] [--rate 200]
 //!     [--users 100,1000] [--time-limit 120] [--keep] [--skip-throughput] [--only-estuary]
+//!     [--warm 20]
 //! ```
 //!
 //! `--only-estuary` runs Estuary's side alone (no table, one line per part).
+//! `--warm N`: in the scale part, N users join (each to a channel of their own) and the
+//! gateway settles before its memory is read as the "before" of the M measured users, so
+//! that one-time costs (caches, pools, allocator metadata) are not counted per user. The
+//! cold figure, from the idle gateway, is reported beside it.
 //! `BENCH_KILL_AT_STEADY_STATE=1` kills each scale phase's gateway with SIGKILL right after
 //! its memory is read, so that a heap profiler preloaded into it (`ESTUARY_BIN` pointing at
 //! a wrapper) records what the joined users still hold. `BENCH_SMAPS_DIR=DIR` copies each
@@ -38,6 +43,7 @@ struct Args {
     keep: bool,
     skip_throughput: bool,
     only_estuary: bool,
+    warm: usize,
 }
 
 fn args() -> Args {
@@ -51,6 +57,7 @@ fn args() -> Args {
         keep: false,
         skip_throughput: false,
         only_estuary: false,
+        warm: 20,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -71,6 +78,7 @@ fn args() -> Args {
             "--keep" => a.keep = true,
             "--skip-throughput" => a.skip_throughput = true,
             "--only-estuary" => a.only_estuary = true,
+            "--warm" => a.warm = v().parse().expect("--warm N"),
             other => panic!("unknown argument {other}; see the file's header"),
         }
     }
@@ -526,6 +534,10 @@ struct Scale {
     joined: usize,
     failed: usize,
     first_error: Option<String>,
+    /// RSS of the idle gateway, before the warm-up users joined.
+    rss_idle_kib: u64,
+    /// Warm-up users joined.
+    warm: usize,
     rss_before_kib: u64,
     rss_after_kib: u64,
     hwm_kib: u64,
@@ -534,8 +546,15 @@ struct Scale {
 }
 
 impl Scale {
+    /// Memory per measured user: from the warmed-up gateway to the steady state after.
     fn per_user_kib(&self) -> f64 {
         (self.rss_after_kib as f64 - self.rss_before_kib as f64) / self.joined.max(1) as f64
+    }
+
+    /// Memory per user counted from the idle gateway (warm-up users included).
+    fn cold_per_user_kib(&self) -> f64 {
+        (self.rss_after_kib as f64 - self.rss_idle_kib as f64)
+            / (self.joined + self.warm).max(1) as f64
     }
 }
 
@@ -588,7 +607,8 @@ async fn scale(
         .wait_service(gw.domain(), Duration::from_secs(20))
         .await
         .map_err(|e| format!("{e} ({:?})", gateway.check_alive()))?;
-    let mut batch: Vec<User> = users.drain(..m).collect();
+    let warm_n = a.warm.min(users.len().saturating_sub(m));
+    let mut batch: Vec<User> = users.drain(..m + warm_n).collect();
     if gw == Gw::Biboumi {
         let port = world.ircd.port;
         let done = each_user(batch, 50, |_, mut u| async move {
@@ -596,7 +616,7 @@ async fn scale(
             (u, r)
         })
         .await;
-        batch = Vec::with_capacity(m);
+        batch = Vec::with_capacity(m + warm_n);
         for (u, r) in done {
             r?;
             batch.push(u);
@@ -605,37 +625,32 @@ async fn scale(
     for u in batch.iter_mut() {
         while u.rx.try_recv().is_ok() {}
     }
+    let mut warm: Vec<User> = batch.split_off(m);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_before_kib = rss_kib(gateway.pid()).unwrap_or(0);
+    let pid = gateway.pid();
+    let rss_idle_kib = rss_kib(pid).unwrap_or(0);
+    let domain = gw.domain();
+    if !warm.is_empty() {
+        // Warm-up: a few users join and the gateway settles, so that what is measured next
+        // is what one more user costs.
+        let deadline = Instant::now() + a.limit.max(Duration::from_secs(60));
+        let done = join_each(warm, &format!("{s}{m}w"), domain, deadline).await;
+        warm = Vec::with_capacity(done.len());
+        for (u, r) in done {
+            r.map_err(|e| format!("a warm-up user could not join: {e}"))?;
+            warm.push(u);
+        }
+        settle(pid).await;
+    }
+    let rss_before_kib = rss_kib(pid).unwrap_or(0);
     if let Some(dir) = std::env::var_os("BENCH_SMAPS_DIR") {
         let to = Path::new(&dir).join(format!("{}-{m}-before.smaps", gw.short()));
-        let _ = std::fs::copy(format!("/proc/{}/smaps", gateway.pid()), to);
+        let _ = std::fs::copy(format!("/proc/{pid}/smaps"), to);
     }
     let cpu = CpuSample::take(&world.pids(&gateway));
     let t0 = Instant::now();
     let deadline = t0 + a.limit.max(Duration::from_secs(60));
-    let domain = gw.domain();
-    let done = each_user(batch, m, |i, mut u| async move {
-        let room = format!("#{s}{m}c{i}%127.0.0.1@{domain}");
-        if let Err(e) = u
-            .send(&xmpp::join_presence(&format!("{room}/{s}{m}n{i}")))
-            .await
-        {
-            return (u, Err(e));
-        }
-        let r = match u
-            .wait_for(deadline, |st| {
-                xmpp::is_self_presence(st, &room) || xmpp::is_error_presence(st, &room)
-            })
-            .await
-        {
-            Some((at, st)) if xmpp::is_self_presence(&st, &room) => Ok(at),
-            Some((_, st)) => Err(st),
-            None => Err("timed out".into()),
-        };
-        (u, r)
-    })
-    .await;
+    let done = join_each(batch, &format!("{s}{m}c"), domain, deadline).await;
     let mut joined = 0;
     let mut failed = 0;
     let mut last = t0;
@@ -654,21 +669,9 @@ async fn scale(
         // Back at the end, in order; the caller rotates them to the front again.
         users.push(u);
     }
+    users.extend(warm);
     let cpu = cpu.usage_since();
-    // Steady state, the same for both gateways: memory is read once the gateway has
-    // finished with the burst (what it still had to send to Prosody or IRC) — at least
-    // SETTLE after the last join, then until it used under 1 % of a core for a whole
-    // second, at most 30 s more.
-    let pid = gateway.pid();
-    tokio::time::sleep(SETTLE).await;
-    let settle_until = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < settle_until {
-        let before = cpu_secs(pid);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if cpu_secs(pid) - before < 0.01 {
-            break;
-        }
-    }
+    settle(pid).await;
     let rss_after_kib = rss_kib(pid).unwrap_or(0);
     let hwm_kib = status_kib(pid, "VmHWM").unwrap_or(0);
     gateway.check_alive()?;
@@ -689,12 +692,64 @@ async fn scale(
         joined,
         failed,
         first_error,
+        rss_idle_kib,
+        warm: warm_n,
         rss_before_kib,
         rss_after_kib,
         hwm_kib,
         join_time: last - t0,
         cpu,
     })
+}
+
+/// Each user joins `#<prefix><i>%127.0.0.1@<domain>` (a channel of their own, so one IRC
+/// connection each) at once; gives each user back with the time its self-presence came.
+async fn join_each(
+    users: Vec<User>,
+    prefix: &str,
+    domain: &'static str,
+    deadline: Instant,
+) -> Vec<(User, Result<Instant, String>)> {
+    let n = users.len().max(1);
+    each_user(users, n, |i, mut u| {
+        let room = format!("#{prefix}{i}%127.0.0.1@{domain}");
+        let nick = format!("{prefix}n{i}");
+        async move {
+            if let Err(e) = u
+                .send(&xmpp::join_presence(&format!("{room}/{nick}")))
+                .await
+            {
+                return (u, Err(e));
+            }
+            let r = match u
+                .wait_for(deadline, |st| {
+                    xmpp::is_self_presence(st, &room) || xmpp::is_error_presence(st, &room)
+                })
+                .await
+            {
+                Some((at, st)) if xmpp::is_self_presence(&st, &room) => Ok(at),
+                Some((_, st)) => Err(st),
+                None => Err("timed out".into()),
+            };
+            (u, r)
+        }
+    })
+    .await
+}
+
+/// Steady state, the same for both gateways: at least [`SETTLE`], then until the gateway
+/// used under 1 % of a core for a whole second (at most 30 s more), so that it has finished
+/// with a burst (what it still had to send to Prosody or IRC).
+async fn settle(pid: u32) {
+    tokio::time::sleep(SETTLE).await;
+    let settle_until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < settle_until {
+        let before = cpu_secs(pid);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if cpu_secs(pid) - before < 0.01 {
+            break;
+        }
+    }
 }
 
 async fn login_users(port: u16, n: usize) -> Result<(Vec<User>, Duration), String> {
@@ -869,7 +924,7 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
         println!("{report}");
     }
     if let Some(&max) = a.users.iter().max() {
-        let (mut users, took) = login_users(world.prosody.c2s, max).await?;
+        let (mut users, took) = login_users(world.prosody.c2s, max + a.warm).await?;
         println!("{max} XMPP users registered and logged in in {took:.1?}");
         let mut rows = Vec::new();
         let mut notes = String::new();
@@ -878,33 +933,40 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
             if a.only_estuary {
                 // Estuary alone: its line above the table is the result.
                 let r = scale(&world, Gw::Estuary, &mut users, m, &a).await?;
-                users.rotate_right(m);
+                users.rotate_right(m + r.warm);
                 println!(
-                    "Estuary with {m} users: {} joined, {} failed in {:.2?}; RSS {} → {} KiB (peak {}), {:.1} KiB/user; CPU {}",
+                    "Estuary with {m} users (+{} warm-up): {} joined, {} failed in {:.2?}; RSS {} (idle) → {} → {} KiB (peak {}), {:.1} KiB/user ({:.1} cold); CPU {}",
+                    r.warm,
                     r.joined,
                     r.failed,
                     r.join_time,
+                    r.rss_idle_kib,
                     r.rss_before_kib,
                     r.rss_after_kib,
                     r.hwm_kib,
                     r.per_user_kib(),
+                    r.cold_per_user_kib(),
                     r.cpu
                 );
                 continue;
             }
             for gw in [Gw::Biboumi, Gw::Estuary] {
                 let r = scale(&world, gw, &mut users, m, &a).await?;
-                // scale() moved the first m users to the back: rotate them back to the front.
-                users.rotate_right(m);
+                // scale() moved the users it used to the back: rotate them back to the front.
+                users.rotate_right(m + r.warm);
                 println!(
-                    "{} with {m} users: {} joined, {} failed in {:.2?}; RSS {} → {} KiB (peak {}); CPU {}",
+                    "{} with {m} users (+{} warm-up): {} joined, {} failed in {:.2?}; RSS {} (idle) → {} → {} KiB (peak {}), {:.1} KiB/user ({:.1} cold); CPU {}",
                     gw.label(),
+                    r.warm,
                     r.joined,
                     r.failed,
                     r.join_time,
+                    r.rss_idle_kib,
                     r.rss_before_kib,
                     r.rss_after_kib,
                     r.hwm_kib,
+                    r.per_user_kib(),
+                    r.cold_per_user_kib(),
                     r.cpu
                 );
                 if let Some(e) = &r.first_error {
@@ -949,10 +1011,20 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
                     e.rss_after_kib
                 ),
                 ratio(e.per_user_kib(), b.per_user_kib()),
+                format!(
+                    "{:.1} / {:.1} ({})",
+                    b.cold_per_user_kib(),
+                    e.cold_per_user_kib(),
+                    ratio(e.cold_per_user_kib(), b.cold_per_user_kib())
+                ),
             ]);
         }
-        let mut s = String::from(
-            "\n## Scale: users joined at once, each to its own channel over its own IRC connection\n\n",
+        if a.only_estuary {
+            return Ok(());
+        }
+        let mut s = format!(
+            "\n## Scale: users joined at once, each to its own channel over its own IRC connection (after {} warm-up users)\n\n",
+            a.warm
         );
         s.push_str(&table(
             &[
@@ -963,6 +1035,7 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
                 "Biboumi KiB/user (RSS before → after)",
                 "Estuary KiB/user (RSS before → after)",
                 "memory Estuary/Biboumi",
+                "cold KiB/user Biboumi / Estuary (ratio)",
             ],
             &rows,
         ));
