@@ -551,6 +551,25 @@ impl Scale {
         (self.rss_after_kib as f64 - self.rss_before_kib as f64) / self.joined.max(1) as f64
     }
 
+    /// One line for the log: who joined, how fast, and the memory readings.
+    fn summary(&self, label: &str) -> String {
+        format!(
+            "{label} with {} users (+{} warm-up): {} joined, {} failed in {:.2?}; RSS {} (idle) → {} → {} KiB (peak {}), {:.1} KiB/user ({:.1} cold); CPU {}",
+            self.users,
+            self.warm,
+            self.joined,
+            self.failed,
+            self.join_time,
+            self.rss_idle_kib,
+            self.rss_before_kib,
+            self.rss_after_kib,
+            self.hwm_kib,
+            self.per_user_kib(),
+            self.cold_per_user_kib(),
+            self.cpu
+        )
+    }
+
     /// Memory per user counted from the idle gateway (warm-up users included).
     fn cold_per_user_kib(&self) -> f64 {
         (self.rss_after_kib as f64 - self.rss_idle_kib as f64)
@@ -640,7 +659,7 @@ async fn scale(
             r.map_err(|e| format!("a warm-up user could not join: {e}"))?;
             warm.push(u);
         }
-        settle(pid).await;
+        settle(&[pid, world.prosody.proc.pid()]).await;
     }
     let rss_before_kib = rss_kib(pid).unwrap_or(0);
     if let Some(dir) = std::env::var_os("BENCH_SMAPS_DIR") {
@@ -671,7 +690,7 @@ async fn scale(
     }
     users.extend(warm);
     let cpu = cpu.usage_since();
-    settle(pid).await;
+    settle(&[pid, world.prosody.proc.pid()]).await;
     let rss_after_kib = rss_kib(pid).unwrap_or(0);
     let hwm_kib = status_kib(pid, "VmHWM").unwrap_or(0);
     gateway.check_alive()?;
@@ -738,15 +757,20 @@ async fn join_each(
 }
 
 /// Steady state, the same for both gateways: at least [`SETTLE`], then until the gateway
-/// used under 1 % of a core for a whole second (at most 30 s more), so that it has finished
-/// with a burst (what it still had to send to Prosody or IRC).
-async fn settle(pid: u32) {
+/// and Prosody each used under 1 % of a core for a whole second (at most 60 s more), so that
+/// the burst is over end to end: a gateway waiting for Prosody to work through what it was
+/// sent is idle but still holds what Prosody has not confirmed.
+async fn settle(pids: &[u32]) {
     tokio::time::sleep(SETTLE).await;
-    let settle_until = Instant::now() + Duration::from_secs(30);
+    let settle_until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < settle_until {
-        let before = cpu_secs(pid);
+        let before: Vec<f64> = pids.iter().map(|&p| cpu_secs(p)).collect();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if cpu_secs(pid) - before < 0.01 {
+        let busy = pids
+            .iter()
+            .zip(&before)
+            .any(|(&p, b)| cpu_secs(p) - b >= 0.01);
+        if !busy {
             break;
         }
     }
@@ -930,45 +954,17 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
         let mut notes = String::new();
         for &m in &a.users {
             let mut results = Vec::new();
-            if a.only_estuary {
-                // Estuary alone: its line above the table is the result.
-                let r = scale(&world, Gw::Estuary, &mut users, m, &a).await?;
-                users.rotate_right(m + r.warm);
-                println!(
-                    "Estuary with {m} users (+{} warm-up): {} joined, {} failed in {:.2?}; RSS {} (idle) → {} → {} KiB (peak {}), {:.1} KiB/user ({:.1} cold); CPU {}",
-                    r.warm,
-                    r.joined,
-                    r.failed,
-                    r.join_time,
-                    r.rss_idle_kib,
-                    r.rss_before_kib,
-                    r.rss_after_kib,
-                    r.hwm_kib,
-                    r.per_user_kib(),
-                    r.cold_per_user_kib(),
-                    r.cpu
-                );
-                continue;
-            }
-            for gw in [Gw::Biboumi, Gw::Estuary] {
+            // Estuary alone: its line is the result, there is no table.
+            let gateways: &[Gw] = if a.only_estuary {
+                &[Gw::Estuary]
+            } else {
+                &[Gw::Biboumi, Gw::Estuary]
+            };
+            for &gw in gateways {
                 let r = scale(&world, gw, &mut users, m, &a).await?;
                 // scale() moved the users it used to the back: rotate them back to the front.
                 users.rotate_right(m + r.warm);
-                println!(
-                    "{} with {m} users (+{} warm-up): {} joined, {} failed in {:.2?}; RSS {} (idle) → {} → {} KiB (peak {}), {:.1} KiB/user ({:.1} cold); CPU {}",
-                    gw.label(),
-                    r.warm,
-                    r.joined,
-                    r.failed,
-                    r.join_time,
-                    r.rss_idle_kib,
-                    r.rss_before_kib,
-                    r.rss_after_kib,
-                    r.hwm_kib,
-                    r.per_user_kib(),
-                    r.cold_per_user_kib(),
-                    r.cpu
-                );
+                println!("{}", r.summary(gw.label()));
                 if let Some(e) = &r.first_error {
                     notes.push_str(&format!(
                         "- {} with {m} users, first failure: {e}\n",
@@ -981,6 +977,9 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
                     r.cpu
                 ));
                 results.push(r);
+            }
+            if a.only_estuary {
+                continue;
             }
             let (b, e) = (&results[0], &results[1]);
             rows.push(vec![
