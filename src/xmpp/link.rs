@@ -715,6 +715,10 @@ mod tests {
             .expect("a valid stanza");
         let kept = String::from(&el).into_boxed_str();
         assert_eq!(revive(&kept), Some(el));
-        assert_eq!(revive("<message"), None, "unparsable: dropped and logged, no panic");
+        assert_eq!(
+            revive("<message"),
+            None,
+            "unparsable: dropped and logged, no panic"
+        );
     }
 }
