@@ -81,6 +81,10 @@ pub fn heap_stats() -> Option<HeapStats> {
 }
 
 fn log_heap() {
+    // Read only when someone listens: the counters are a debug aid.
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
     if let Some(h) = heap_stats()
         && h.allocated > 0
     {

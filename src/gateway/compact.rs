@@ -1,56 +1,87 @@
-//! Sorted, vector-backed collections for the per-room state every joined user keeps.
+//! A sorted, vector-backed collection for the per-room state every joined user keeps.
 //!
 //! A gateway holds one [`Room`](super::session::Room) per user and joined room, and most of
 //! them are small (one resource, a handful of members). A B-tree allocates a whole node
-//! (11 slots) for its first entry, which for members cost about 1 KiB per room; these keep
-//! exactly what they hold, sorted so that iteration order stays stable (presence order,
-//! tests), with lookups by binary search. Inserts and removals move the tail, which is
-//! cheap for the sizes rooms have.
+//! (11 slots) for its first entry, which for members cost about 1 KiB per room; this keeps
+//! exactly what it holds, sorted by key so that iteration order stays stable (presence
+//! order, tests), with lookups by binary search. Inserts and removals move the tail, which
+//! is cheap for the sizes rooms have.
 
 use estuary_bridge_api::Member;
 
-/// A room's occupants by nick (the user included), sorted by nick; each nick once.
-#[derive(Debug, Default, Clone)]
-pub struct Members(Vec<Member>);
+/// What an item of a [`Sorted`] collection is known by.
+pub trait Keyed {
+    /// The key: each key is in a collection at most once.
+    fn key(&self) -> &str;
+}
 
-impl Members {
-    fn find(&self, nick: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|m| m.nick.as_str().cmp(nick))
+impl Keyed for String {
+    fn key(&self) -> &str {
+        self
+    }
+}
+
+impl Keyed for Member {
+    fn key(&self) -> &str {
+        &self.nick
+    }
+}
+
+/// Items sorted by their key, each key once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sorted<T>(Vec<T>);
+
+/// A room's occupants by nick (the user included).
+pub type Members = Sorted<Member>;
+
+/// A room's joined resources (full JIDs).
+pub type StringSet = Sorted<String>;
+
+impl<T> Default for Sorted<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T: Keyed> Sorted<T> {
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|item| item.key().cmp(key))
     }
 
-    /// The member with this nick.
-    pub fn get(&self, nick: &str) -> Option<&Member> {
-        self.find(nick).ok().map(|i| &self.0[i])
+    /// The item with this key.
+    pub fn get(&self, key: &str) -> Option<&T> {
+        self.find(key).ok().map(|i| &self.0[i])
     }
 
-    /// Whether someone has this nick.
-    pub fn contains(&self, nick: &str) -> bool {
-        self.find(nick).is_ok()
+    /// Whether an item has this key.
+    pub fn contains(&self, key: &str) -> bool {
+        self.find(key).is_ok()
     }
 
-    /// Adds or replaces the member with `member.nick`; returns the one replaced.
-    pub fn insert(&mut self, member: Member) -> Option<Member> {
-        match self.find(&member.nick) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i], member)),
+    /// Adds `item`, or replaces the one with its key; returns the one replaced.
+    pub fn insert(&mut self, item: T) -> Option<T> {
+        match self.find(item.key()) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i], item)),
             Err(i) => {
                 self.0.reserve_exact(1);
-                self.0.insert(i, member);
+                self.0.insert(i, item);
                 None
             }
         }
     }
 
-    /// Removes the member with this nick.
-    pub fn remove(&mut self, nick: &str) -> Option<Member> {
-        let removed = self.find(nick).ok().map(|i| self.0.remove(i));
+    /// Removes the item with this key; the room it leaves is given back once less than
+    /// half is used (all of it when the collection is emptied).
+    pub fn remove(&mut self, key: &str) -> Option<T> {
+        let removed = self.find(key).ok().map(|i| self.0.remove(i));
         if self.0.len() * 2 < self.0.capacity() {
             self.0.shrink_to_fit();
         }
         removed
     }
 
-    /// The members, by nick.
-    pub fn values(&self) -> impl Iterator<Item = &Member> {
+    /// The items, by key.
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
         self.0.iter()
     }
 
@@ -59,88 +90,36 @@ impl Members {
         self.0.len()
     }
 
-    /// Whether there is nobody.
+    /// Whether there is none.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }
 
-impl FromIterator<Member> for Members {
-    /// Collects members; of two with one nick, the later wins.
-    fn from_iter<I: IntoIterator<Item = Member>>(iter: I) -> Self {
-        let mut v: Vec<Member> = iter.into_iter().collect();
-        // Stable: equal nicks keep their order, so dedup keeps the last after reversing.
+impl<T: Keyed> FromIterator<T> for Sorted<T> {
+    /// Collects items; of two with one key, the later wins.
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let mut v: Vec<T> = iter.into_iter().collect();
+        // Stable: equal keys keep their order, so dedup keeps the last after reversing.
         v.reverse();
-        v.sort_by(|a, b| a.nick.cmp(&b.nick));
-        v.dedup_by(|later, earlier| later.nick == earlier.nick);
+        v.sort_by(|a, b| a.key().cmp(b.key()));
+        v.dedup_by(|later, earlier| later.key() == earlier.key());
         v.shrink_to_fit();
         Self(v)
     }
 }
 
-/// A sorted set of strings (a room's joined resources), each once.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct StringSet(Vec<String>);
-
-impl StringSet {
-    /// Whether `s` is in.
-    pub fn contains(&self, s: &str) -> bool {
-        self.0.binary_search_by(|x| x.as_str().cmp(s)).is_ok()
-    }
-
-    /// Adds `s`; false when it was there already.
-    pub fn insert(&mut self, s: String) -> bool {
-        match self.0.binary_search(&s) {
-            Ok(_) => false,
-            Err(i) => {
-                self.0.reserve_exact(1);
-                self.0.insert(i, s);
-                true
-            }
-        }
-    }
-
-    /// Removes `s`; false when it was not there.
-    pub fn remove(&mut self, s: &str) -> bool {
-        match self.0.binary_search_by(|x| x.as_str().cmp(s)) {
-            Ok(i) => {
-                self.0.remove(i);
-                if self.0.is_empty() {
-                    self.0 = Vec::new();
-                }
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// The strings, sorted.
-    pub fn iter(&self) -> std::slice::Iter<'_, String> {
-        self.0.iter()
-    }
-
-    /// How many there are.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether it is empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl<'a> IntoIterator for &'a StringSet {
-    type Item = &'a String;
-    type IntoIter = std::slice::Iter<'a, String>;
+impl<'a, T> IntoIterator for &'a Sorted<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
     }
 }
 
-impl IntoIterator for StringSet {
-    type Item = String;
-    type IntoIter = std::vec::IntoIter<String>;
+impl<T> IntoIterator for Sorted<T> {
+    type Item = T;
+    type IntoIter = std::vec::IntoIter<T>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter()
     }
@@ -165,7 +144,7 @@ mod tests {
         assert!(ms.insert(m("kim", Role::Participant)).is_none());
         let old = ms.insert(m("amy", Role::Moderator)).expect("replaced");
         assert_eq!(old.role, Role::Visitor);
-        let nicks: Vec<&str> = ms.values().map(|m| m.nick.as_str()).collect();
+        let nicks: Vec<&str> = ms.iter().map(|m| m.nick.as_str()).collect();
         assert_eq!(nicks, ["amy", "kim", "zed"]);
         assert_eq!(ms.get("amy").map(|m| m.role), Some(Role::Moderator));
         assert!(ms.remove("kim").is_some());
@@ -191,13 +170,13 @@ mod tests {
     #[test]
     fn string_set_is_sorted_and_frees_when_empty() {
         let mut s = StringSet::default();
-        assert!(s.insert("b".into()));
-        assert!(s.insert("a".into()));
-        assert!(!s.insert("a".into()));
+        assert!(s.insert("b".into()).is_none());
+        assert!(s.insert("a".into()).is_none());
+        assert!(s.insert("a".into()).is_some(), "already there");
         assert_eq!(s.iter().map(String::as_str).collect::<Vec<_>>(), ["a", "b"]);
         assert!(s.contains("b"));
-        assert!(s.remove("a") && s.remove("b"));
-        assert!(!s.remove("b"));
+        assert!(s.remove("a").is_some() && s.remove("b").is_some());
+        assert!(s.remove("b").is_none());
         assert!(s.is_empty());
         assert_eq!(s.0.capacity(), 0);
     }

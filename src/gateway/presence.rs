@@ -447,7 +447,7 @@ impl Gateway {
             let rooms = session.rooms();
             let Some(r) = rooms.get(room) else { return };
             (
-                r.members.values().cloned().collect::<Vec<_>>(),
+                r.members.iter().cloned().collect::<Vec<_>>(),
                 r.nick.clone(),
                 r.subject.clone(),
                 r.subject_by.clone(),

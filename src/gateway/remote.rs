@@ -847,11 +847,11 @@ impl Gateway {
 /// role or affiliation changed.
 fn occupant_changes(old: &Members, new: &Members, own_nick: &str) -> Vec<(String, Option<Member>)> {
     let gone = old
-        .values()
+        .iter()
         .filter(|m| m.nick != own_nick && !new.contains(&m.nick))
         .map(|m| (m.nick.clone(), None));
     let changed = new
-        .values()
+        .iter()
         .filter(|m| m.nick != own_nick)
         .filter(|m| {
             old.get(&m.nick)

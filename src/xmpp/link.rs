@@ -223,7 +223,6 @@ pub async fn connect(cfg: &LinkConfig) -> Result<Stream, LinkError> {
     }
 }
 
-/// `<stream:error>` as one line: the condition and the server's text.
 /// A written stanza back as an element, to be written again after a drop. It was written
 /// from an element, so it parses; if it ever did not, it is logged and dropped.
 fn revive(xml: &str) -> Option<Element> {
@@ -240,6 +239,7 @@ fn revive(xml: &str) -> Option<Element> {
     }
 }
 
+/// `<stream:error>` as one line: the condition and the server's text.
 fn describe_stream_error(el: &Element) -> String {
     let condition = el
         .children()
