@@ -143,6 +143,7 @@ async fn run_suite(url: &str, backend: Backend) {
 async fn checks(db: &Database) {
     users(db).await;
     logins(db).await;
+    automatic_logins(db).await;
     service_settings(db).await;
     contacts(db).await;
     rooms(db).await;
@@ -324,6 +325,51 @@ async fn logins(db: &Database) {
 
 /// Settings per service live in the login: secrets sealed (bound to the service), kept when
 /// the login is saved again, replaced and forgotten on their own.
+/// A login written behind for a user who just used a bridge: seen by the next read, never
+/// replacing a registered login, replaced by a registration, gone with an unregistration
+/// that follows it at once.
+async fn automatic_logins(db: &Database) {
+    let (b, u) = ("irc", "auto@example.org");
+    db.save_automatic_login(b, u, "auto@example.org")
+        .await
+        .unwrap();
+    let login = db
+        .get_login(b, u)
+        .await
+        .unwrap()
+        .expect("the automatic login");
+    assert_eq!(login.login_id, "auto@example.org");
+    assert!(login.fields.0.is_empty(), "no fields: {:?}", login.fields);
+    assert_eq!(login.metadata, json!({}));
+    assert!(db.list_logins(b).await.unwrap().iter().any(|l| l.user == u));
+
+    // A registration replaces it; a later automatic login leaves the registration alone.
+    let fields = form(&[("nick", "auto")]);
+    db.save_login(b, u, "auto", &fields, &[], &json!({"k": 1}))
+        .await
+        .unwrap();
+    db.save_automatic_login(b, u, "auto@example.org")
+        .await
+        .unwrap();
+    let login = db
+        .get_login(b, u)
+        .await
+        .unwrap()
+        .expect("the registered login");
+    assert_eq!((login.login_id.as_str(), &login.fields), ("auto", &fields));
+    assert_eq!(login.metadata, json!({"k": 1}));
+
+    // Queued, then deleted at once: the deletion comes after it.
+    let v = "gone@example.org";
+    db.save_automatic_login(b, v, v).await.unwrap();
+    assert!(
+        db.delete_login(b, v).await.unwrap(),
+        "the queued login was there"
+    );
+    assert!(db.get_login(b, v).await.unwrap().is_none());
+    assert!(db.delete_login(b, u).await.unwrap());
+}
+
 async fn service_settings(db: &Database) {
     let user = "erin@example.org";
     let secrets = vec!["nickserv_password".to_owned()];

@@ -68,6 +68,10 @@ struct StoredFields {
     services: BTreeMap<String, SealedValues>,
 }
 
+/// The `logins.fields` text of a login without fields (what [`StoredFields::default`]
+/// serializes to), for automatic logins written behind.
+pub(super) const EMPTY_FIELDS: &str = r#"{"clear":{},"sealed":{}}"#;
+
 /// The associated data a sealed field is bound to.
 fn seal_context(bridge: &str, user: &str, var: &str) -> Vec<u8> {
     format!("estuary login field\0{bridge}\0{user}\0{var}").into_bytes()
@@ -117,6 +121,8 @@ impl Database {
         })?;
         let now = now_ms();
 
+        // An automatic login still queued is written first, so that this replaces it.
+        self.settle().await;
         let mut tx = self.pool.begin().await?;
         // The service settings are kept as they are (still sealed).
         let old: Option<String> =
@@ -167,9 +173,28 @@ impl Database {
         Ok(())
     }
 
+    /// Records that `user` uses `bridge` without registering (a login with no fields and no
+    /// metadata), unless the user has a login there already. Written behind: the join that
+    /// asks for it does not wait for the database, and every later read or change of the
+    /// user's login sees it.
+    pub async fn save_automatic_login(
+        &self,
+        bridge: &str,
+        user: &str,
+        login_id: &str,
+    ) -> Result<(), DbError> {
+        self.write_later(super::Write::AutoLogin {
+            bridge: bridge.to_owned(),
+            user: user.to_owned(),
+            login_id: login_id.to_owned(),
+        })
+        .await
+    }
+
     /// The login of `user` on `bridge`, if any, with its secrets unsealed.
     #[tracing::instrument(name = "db.logins.get", skip_all, err)]
     pub async fn get_login(&self, bridge: &str, user: &str) -> Result<Option<LoginRow>, DbError> {
+        self.settle().await;
         let row = sqlx::query(select_logins!("WHERE bridge = $1 AND user_jid = $2"))
             .bind(bridge)
             .bind(user)
@@ -183,6 +208,7 @@ impl Database {
     /// One login that cannot be read fails the whole call: the error names it.
     #[tracing::instrument(name = "db.logins.list", skip_all, err)]
     pub async fn list_logins(&self, bridge: &str) -> Result<Vec<LoginRow>, DbError> {
+        self.settle().await;
         let rows = sqlx::query(select_logins!("WHERE bridge = $1 ORDER BY user_jid"))
             .bind(bridge)
             .fetch_all(&self.pool)
@@ -198,6 +224,7 @@ impl Database {
         &self,
         bridge: &str,
     ) -> Result<Vec<Result<LoginRow, DbError>>, DbError> {
+        self.settle().await;
         let rows = sqlx::query(select_logins!("WHERE bridge = $1 ORDER BY user_jid"))
             .bind(bridge)
             .fetch_all(&self.pool)
@@ -219,6 +246,7 @@ impl Database {
         settings: Option<&FormValues>,
         secret_vars: &[String],
     ) -> Result<bool, DbError> {
+        self.settle().await;
         let mut tx = self.pool.begin().await?;
         let old: Option<String> =
             sqlx::query_scalar("SELECT fields FROM logins WHERE bridge = $1 AND user_jid = $2")
@@ -285,6 +313,7 @@ impl Database {
             what: "login metadata",
             source,
         })?;
+        self.settle().await;
         let done = sqlx::query(
             "UPDATE logins SET metadata = $3, updated_at_ms = $4 \
              WHERE bridge = $1 AND user_jid = $2",
@@ -385,5 +414,16 @@ impl Database {
             bridge,
             user,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_fields_are_what_a_login_without_fields_stores() {
+        let stored = serde_json::to_string(&StoredFields::default()).unwrap();
+        assert_eq!(EMPTY_FIELDS, stored);
     }
 }

@@ -1,6 +1,9 @@
 //! `rooms`: the rooms a user is in, with the nick used there, to rejoin after a restart.
+//!
+//! Joins and parts are written behind (see [`write_behind`](super::write_behind)), in the
+//! order they happened; [`Database::list_rooms`] sees every one queued before it.
 
-use super::{Database, DbError, now_ms};
+use super::{Database, DbError, Write};
 use sqlx::Row as _;
 
 /// A room a user is in.
@@ -14,8 +17,7 @@ pub struct RoomRow {
 
 impl Database {
     /// Records that `user` is in `room_id` on `bridge` as `nick` (replacing the nick if
-    /// the room is already recorded).
-    #[tracing::instrument(name = "db.rooms.save", skip_all, err)]
+    /// the room is already recorded). Written behind: waits only while the queue is full.
     pub async fn save_room(
         &self,
         bridge: &str,
@@ -23,42 +25,35 @@ impl Database {
         room_id: &str,
         nick: &str,
     ) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO rooms (bridge, user_jid, room_id, nick, joined_at_ms) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (bridge, user_jid, room_id) DO UPDATE SET nick = excluded.nick",
-        )
-        .bind(bridge)
-        .bind(user)
-        .bind(room_id)
-        .bind(nick)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.write_later(Write::Room {
+            bridge: bridge.to_owned(),
+            user: user.to_owned(),
+            room: room_id.to_owned(),
+            nick: nick.to_owned(),
+        })
+        .await
     }
 
-    /// Records that `user` left `room_id` on `bridge`. Leaving a room not recorded is
-    /// not an error.
-    #[tracing::instrument(name = "db.rooms.delete", skip_all, err)]
+    /// Forgets that `user` is in `room_id` on `bridge` (nothing if it was not recorded).
+    /// Written behind, after every earlier join.
     pub async fn delete_room(
         &self,
         bridge: &str,
         user: &str,
         room_id: &str,
     ) -> Result<(), DbError> {
-        sqlx::query("DELETE FROM rooms WHERE bridge = $1 AND user_jid = $2 AND room_id = $3")
-            .bind(bridge)
-            .bind(user)
-            .bind(room_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.write_later(Write::RoomLeft {
+            bridge: bridge.to_owned(),
+            user: user.to_owned(),
+            room: room_id.to_owned(),
+        })
+        .await
     }
 
     /// The rooms `user` is in on `bridge`, in id order.
     #[tracing::instrument(name = "db.rooms.list", skip_all, err)]
     pub async fn list_rooms(&self, bridge: &str, user: &str) -> Result<Vec<RoomRow>, DbError> {
+        self.settle().await;
         let rows = sqlx::query(
             "SELECT room_id, nick FROM rooms \
              WHERE bridge = $1 AND user_jid = $2 ORDER BY room_id",

@@ -1,9 +1,11 @@
-//! Write-behind for the two tables on the message hot path: room archive rows and
-//! message-map rows are queued and written in batches, one transaction per batch, by one
-//! task per [`Database`](super::Database).
+//! Write-behind for the rows on the hot paths: room archive rows and message-map rows
+//! (every relayed message), the rooms a user is in and automatic logins (every join) are
+//! queued and written in batches, one transaction per batch, by one task per
+//! [`Database`](super::Database).
 //!
-//! Relaying a message must not wait for a commit: under load a commit per row made the
-//! database the bottleneck of the whole gateway. The queue keeps the order rows were
+//! Relaying a message or joining a room must not wait for a commit: under load a commit per
+//! row made the database the bottleneck of the whole gateway, and a thousand users joining
+//! at once each held a handler (kilobytes) while it waited for the one SQLite connection. The queue keeps the order rows were
 //! handed in (archive sequence numbers follow it), and every reader of these tables first
 //! waits until what was queued before it is written ([`WriteBehind::settle`]), so a MAM
 //! query or a reply lookup always sees every earlier message. A graceful stop writes what
@@ -47,6 +49,36 @@ pub enum Write {
         xmpp_id: String,
         /// The network's id.
         remote_id: String,
+    },
+    /// Remember that a user is in a room, with the nick used there (insert or update).
+    Room {
+        /// The bridge.
+        bridge: String,
+        /// The user's bare JID.
+        user: String,
+        /// The room's key.
+        room: String,
+        /// The user's nick there.
+        nick: String,
+    },
+    /// Forget that a user is in a room.
+    RoomLeft {
+        /// The bridge.
+        bridge: String,
+        /// The user's bare JID.
+        user: String,
+        /// The room's key.
+        room: String,
+    },
+    /// Record the login a user gets by just using a bridge that needs no registration (no
+    /// fields, no metadata), unless the user has a login there already.
+    AutoLogin {
+        /// The bridge.
+        bridge: String,
+        /// The user's bare JID.
+        user: String,
+        /// The login's id.
+        login_id: String,
     },
 }
 
@@ -146,10 +178,7 @@ async fn write_all(pool: &AnyPool, writes: &[Write]) {
         }
     };
     if !is_row_error(&batch_error) {
-        warn!(
-            "{} archive/message-map rows lost: {batch_error}",
-            writes.len()
-        );
+        warn!("{} queued rows lost: {batch_error}", writes.len());
         return;
     }
     if writes.len() == 1 {
@@ -173,6 +202,9 @@ fn what(w: &Write) -> &'static str {
     match w {
         Write::Archive { .. } => "an archived room message",
         Write::Map { .. } => "a message-map row",
+        Write::Room { .. } => "a joined room",
+        Write::RoomLeft { .. } => "a left room",
+        Write::AutoLogin { .. } => "an automatic login",
     }
 }
 
@@ -257,6 +289,62 @@ pub(crate) async fn write_batch(pool: &AnyPool, writes: &[Write]) -> Result<(), 
                 .bind(chat.as_str())
                 .bind(xmpp_id.as_str())
                 .bind(remote_id.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Write::Room {
+                bridge,
+                user,
+                room,
+                nick,
+            } => {
+                sqlx::query(
+                    "INSERT INTO rooms (bridge, user_jid, room_id, nick, joined_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (bridge, user_jid, room_id) DO UPDATE SET nick = excluded.nick",
+                )
+                .bind(bridge.as_str())
+                .bind(user.as_str())
+                .bind(room.as_str())
+                .bind(nick.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Write::RoomLeft { bridge, user, room } => {
+                sqlx::query(
+                    "DELETE FROM rooms WHERE bridge = $1 AND user_jid = $2 AND room_id = $3",
+                )
+                .bind(bridge.as_str())
+                .bind(user.as_str())
+                .bind(room.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+            Write::AutoLogin {
+                bridge,
+                user,
+                login_id,
+            } => {
+                sqlx::query(
+                    "INSERT INTO users (jid, created_at_ms) VALUES ($1, $2) \
+                     ON CONFLICT (jid) DO NOTHING",
+                )
+                .bind(user.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO logins \
+                       (bridge, user_jid, login_id, fields, metadata, created_at_ms, updated_at_ms) \
+                     VALUES ($1, $2, $3, $4, '{}', $5, $5) \
+                     ON CONFLICT (bridge, user_jid) DO NOTHING",
+                )
+                .bind(bridge.as_str())
+                .bind(user.as_str())
+                .bind(login_id.as_str())
+                .bind(super::logins::EMPTY_FIELDS)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;

@@ -287,7 +287,7 @@ impl Gateway {
         let meta = serde_json::Value::Object(Default::default());
         if let Err(e) = self
             .db
-            .save_login(&self.bridge, user, login.as_str(), &empty, &[], &meta)
+            .save_automatic_login(&self.bridge, user, login.as_str())
             .await
         {
             warn!(bridge = %self.bridge, user, "cannot store the automatic login: {e}");
@@ -392,12 +392,12 @@ impl Gateway {
                 .unwrap_or_default();
             let gateway = Arc::clone(&self);
             self.workers
-                .hand(&from, el, |wrx| {
+                .hand(&from, el, || {
                     let (g, user) = (Arc::clone(&gateway), from.clone());
                     tokio::spawn(async move {
                         let g2 = Arc::clone(&g);
                         g.workers
-                            .run(&user, wrx, |el: Element| {
+                            .run(&user, |el: Element| {
                                 let span = info_span!("stanza", bridge = %g2.bridge, user = %user, kind = %el.name(), id = el.attr("id").unwrap_or(""));
                                 let g3 = Arc::clone(&g2);
                                 async move { g3.handle_stanza(el).instrument(span).await }
@@ -427,12 +427,12 @@ impl Gateway {
             bump(&self.stats.events_in);
             let gateway = Arc::clone(&self);
             self.event_workers
-                .hand(&user, (login, event), |wrx| {
+                .hand(&user, (login, event), || {
                     let (g, user) = (Arc::clone(&gateway), user.clone());
                     tokio::spawn(async move {
                         let g2 = Arc::clone(&g);
                         g.event_workers
-                            .run(&user, wrx, |(login, event): (LoginId, RemoteEvent)| {
+                            .run(&user, |(login, event): (LoginId, RemoteEvent)| {
                                 let span = info_span!("remote_event", bridge = %g2.bridge, user = %user, login = %login);
                                 let (g3, user) = (Arc::clone(&g2), user.clone());
                                 async move { g3.handle_remote(&user, &login, event).instrument(span).await }

@@ -1,34 +1,43 @@
 //! One task per user for a kind of work (stanzas from XMPP, events from the network), so that
 //! each user's items are handled in order while users never wait on each other.
 //!
-//! Items travel boxed: a channel allocates its slots in blocks of 32, so with thousands of
-//! users an unboxed stanza or event per slot would cost kilobytes per user while idle.
+//! A worker exists only while its user has items: it is started with the first one and ends
+//! when its queue is empty. The queues are plain vectors in one map, not channels: a channel
+//! per user cost about a kilobyte each (a cache-padded state and a 32-slot block), and when
+//! a thousand users joined at once those short-lived kilobytes were interleaved with the
+//! joined users' long-lived state, leaving pages that one live object kept resident.
+//! Items travel boxed, so a waiting item costs one pointer in its queue.
 
 use super::session::lock;
-use std::collections::HashMap;
+use futures::FutureExt as _;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
+use tracing::error;
 
-/// How long a worker waits for its next item before it ends. Short: an idle user then holds
-/// no task and no queue (about 1.3 KiB each), and starting a worker again costs a spawn.
-const IDLE: Duration = Duration::from_secs(2);
+/// How many items one user may have waiting; handing over more waits for room (nothing is
+/// dropped), which slows down only the reader that hands items over.
+pub(super) const QUEUE: usize = 256;
 
-/// The live workers of one kind, by user.
+/// The live workers of one kind: each user's waiting items, by user.
 pub(super) struct Workers<T> {
-    map: Mutex<HashMap<String, mpsc::Sender<Box<T>>>>,
+    queues: Mutex<HashMap<String, VecDeque<Box<T>>>>,
     /// Items handed over and not yet handled.
     busy: AtomicUsize,
+    /// Told when a full queue has room again.
+    room: Notify,
 }
 
 impl<T: Send + 'static> Workers<T> {
     /// No workers yet.
     pub(super) fn new() -> Self {
         Self {
-            map: Mutex::new(HashMap::new()),
+            queues: Mutex::new(HashMap::new()),
             busy: AtomicUsize::new(0),
+            room: Notify::new(),
         }
     }
 
@@ -37,68 +46,77 @@ impl<T: Send + 'static> Workers<T> {
         self.busy.load(Ordering::SeqCst) == 0
     }
 
-    /// Hands `item` to `key`'s worker, starting one with `start` when there is none or the
-    /// last one has just ended. Waits while the worker's queue is full; never drops the item.
-    pub(super) async fn hand(&self, key: &str, item: T, start: impl Fn(mpsc::Receiver<Box<T>>)) {
-        let mut item = Box::new(item);
+    /// Hands `item` to `key`'s worker; when `key` has none, queues it and calls `start`,
+    /// which must spawn a task that calls [`Workers::run`] for `key`. Waits while the
+    /// worker's queue is full; never drops the item.
+    pub(super) async fn hand(&self, key: &str, item: T, start: impl FnOnce()) {
+        let mut item = Some(Box::new(item));
         self.busy.fetch_add(1, Ordering::SeqCst);
         loop {
-            let tx = {
-                let mut map = lock(&self.map);
-                match map.get(key) {
-                    Some(tx) if !tx.is_closed() => tx.clone(),
-                    _ => {
-                        let (tx, rx) = mpsc::channel(256);
-                        start(rx);
-                        map.insert(key.to_string(), tx.clone());
-                        tx
+            // Listening before looking, so that room made in between is not missed.
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut queues = lock(&self.queues);
+                match queues.get_mut(key) {
+                    Some(queue) if queue.len() >= QUEUE => {}
+                    Some(queue) => {
+                        queue.extend(item.take());
+                        return;
+                    }
+                    None => {
+                        queues.insert(key.to_owned(), item.take().into_iter().collect());
+                        drop(queues);
+                        start();
+                        return;
                     }
                 }
-            };
-            match tx.send(item).await {
-                Ok(()) => return,
-                Err(mpsc::error::SendError(back)) => item = back,
             }
+            room.await;
         }
     }
 
-    /// A worker's loop: handles items in order and ends after [`IDLE`] without any. Items
-    /// that slip in while it ends are still handled; later ones start a new worker.
-    pub(super) async fn run<F, Fut>(&self, key: &str, mut rx: mpsc::Receiver<Box<T>>, mut handle: F)
+    /// A worker's loop: handles `key`'s items in order and ends once its queue is empty
+    /// (the next item then starts a new worker). A handler that panics is logged and the
+    /// worker goes on with the next item.
+    pub(super) async fn run<F, Fut>(&self, key: &str, mut handle: F)
     where
         F: FnMut(T) -> Fut,
         Fut: Future<Output = ()>,
     {
         loop {
-            match tokio::time::timeout(IDLE, rx.recv()).await {
-                // Boxed: the handler's future is large, and a worker waiting for its next
-                // item should not hold its space.
-                Ok(Some(item)) => {
-                    let _done = Done(&self.busy);
-                    Box::pin(handle(*item)).await;
-                }
-                Ok(None) => return,
-                Err(_) => {
-                    {
-                        let mut map = lock(&self.map);
-                        if !rx.is_empty() {
-                            continue;
-                        }
-                        map.remove(key);
-                        rx.close();
-                    }
-                    while let Ok(item) = rx.try_recv() {
-                        let _done = Done(&self.busy);
-                        Box::pin(handle(*item)).await;
-                    }
+            let (item, was_full) = {
+                let mut queues = lock(&self.queues);
+                let Some(queue) = queues.get_mut(key) else {
                     return;
+                };
+                let was_full = queue.len() >= QUEUE;
+                match queue.pop_front() {
+                    Some(item) => (item, was_full),
+                    None => {
+                        queues.remove(key);
+                        return;
+                    }
                 }
+            };
+            if was_full {
+                self.room.notify_waiters();
+            }
+            let _done = Done(&self.busy);
+            // Boxed: the handler's future is large, and only a working worker holds it.
+            let handled = AssertUnwindSafe(Box::pin(handle(*item))).catch_unwind();
+            if handled.await.is_err() {
+                error!(
+                    user = key,
+                    "an item's handler panicked; going on with the next"
+                );
             }
         }
     }
 }
 
-/// Counts an item as handled when dropped, also when its handler panicked.
+/// Counts an item as handled when dropped.
 struct Done<'a>(&'a AtomicUsize);
 
 impl Drop for Done<'_> {
@@ -111,63 +129,127 @@ impl Drop for Done<'_> {
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::sync::Semaphore;
 
-    #[tokio::test]
-    async fn items_of_one_key_are_handled_in_order() {
-        let workers: Arc<Workers<u32>> = Arc::new(Workers::new());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        for n in 0..100 {
-            let (w, s) = (Arc::clone(&workers), Arc::clone(&seen));
-            workers
-                .hand("u", n, move |rx| {
-                    let (w, s) = (Arc::clone(&w), Arc::clone(&s));
-                    tokio::spawn(async move {
-                        w.run("u", rx, |i| {
-                            lock(&s).push(i);
-                            async {}
-                        })
-                        .await
-                    });
-                })
-                .await;
-        }
-        for _ in 0..100 {
-            if lock(&seen).len() == 100 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert_eq!(*lock(&seen), (0..100).collect::<Vec<_>>());
+    /// Workers for user `u` whose handler records each item once `gate` lets it through,
+    /// and panics on 13 instead; counts the workers started.
+    #[derive(Clone)]
+    struct Rig {
+        w: Arc<Workers<u32>>,
+        seen: Arc<Mutex<Vec<u32>>>,
+        starts: Arc<AtomicUsize>,
+        gate: Arc<Semaphore>,
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_idle_worker_ends_and_a_new_one_takes_over() {
-        let workers: Arc<Workers<u32>> = Arc::new(Workers::new());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let starts = Arc::new(Mutex::new(0));
-        let hand = |n: u32| {
-            let (w, s, c) = (Arc::clone(&workers), Arc::clone(&seen), Arc::clone(&starts));
-            async move {
-                let w2 = Arc::clone(&w);
-                w.hand("u", n, move |rx| {
-                    *lock(&c) += 1;
-                    let (w, s) = (Arc::clone(&w2), Arc::clone(&s));
+    impl Rig {
+        fn new(permits: usize) -> Self {
+            Self {
+                w: Arc::new(Workers::new()),
+                seen: Arc::default(),
+                starts: Arc::default(),
+                gate: Arc::new(Semaphore::new(permits)),
+            }
+        }
+
+        async fn hand(&self, n: u32) {
+            let rig = self.clone();
+            self.w
+                .hand("u", n, move || {
+                    rig.starts.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(async move {
-                        w.run("u", rx, |i| {
-                            lock(&s).push(i);
-                            async {}
-                        })
-                        .await
+                        rig.w
+                            .run("u", |i| {
+                                let rig = rig.clone();
+                                async move {
+                                    rig.gate.acquire().await.expect("open").forget();
+                                    assert_ne!(i, 13, "a handler that panics");
+                                    lock(&rig.seen).push(i);
+                                }
+                            })
+                            .await
                     });
                 })
                 .await
+        }
+
+        async fn settle(&self) {
+            for _ in 0..400 {
+                if self.w.is_idle() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-        };
-        hand(1).await;
-        tokio::time::sleep(IDLE * 2).await;
-        hand(2).await;
+            panic!("the workers did not finish");
+        }
+
+        fn seen(&self) -> Vec<u32> {
+            lock(&self.seen).clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn items_of_one_key_are_handled_in_order_by_one_worker() {
+        let rig = Rig::new(0);
+        for n in 100..200 {
+            rig.hand(n).await;
+        }
+        rig.gate.add_permits(100);
+        rig.settle().await;
+        assert_eq!(rig.seen(), (100..200).collect::<Vec<_>>());
+        assert_eq!(
+            rig.starts.load(Ordering::SeqCst),
+            1,
+            "one worker took them all"
+        );
+        assert!(
+            lock(&rig.w.queues).is_empty(),
+            "the worker ended with its queue"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_worker_ends_when_its_queue_is_empty_and_the_next_item_starts_one() {
+        let rig = Rig::new(10);
+        rig.hand(1).await;
+        rig.settle().await;
         tokio::time::sleep(Duration::from_millis(10)).await;
-        assert_eq!(*lock(&seen), [1, 2]);
-        assert_eq!(*lock(&starts), 2, "the first worker ended while idle");
+        assert!(lock(&rig.w.queues).is_empty());
+        rig.hand(2).await;
+        rig.settle().await;
+        assert_eq!(rig.seen(), [1, 2]);
+        assert_eq!(rig.starts.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_makes_the_hand_over_wait_and_loses_nothing() {
+        let rig = Rig::new(0);
+        let total = QUEUE as u32 + 20;
+        let feeder = {
+            let rig = rig.clone();
+            tokio::spawn(async move {
+                for n in 0..total {
+                    rig.hand(n + 100).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!feeder.is_finished(), "the feeder waits for room");
+        let queued = lock(&rig.w.queues).get("u").map(VecDeque::len);
+        assert_eq!(queued, Some(QUEUE));
+        rig.gate.add_permits(total as usize);
+        feeder.await.expect("the feeder ends");
+        rig.settle().await;
+        assert_eq!(rig.seen(), (100..100 + total).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_does_not_stop_the_items_after_it() {
+        let rig = Rig::new(10);
+        for n in [12, 13, 14] {
+            rig.hand(n).await;
+        }
+        rig.settle().await;
+        assert_eq!(rig.seen(), [12, 14]);
     }
 }

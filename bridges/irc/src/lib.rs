@@ -18,6 +18,7 @@ pub mod config;
 pub mod connection;
 pub mod connector;
 pub mod format;
+pub mod live;
 pub mod members;
 pub mod remote;
 pub mod settings;

@@ -16,7 +16,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -187,6 +187,32 @@ impl Transport {
             Ok(written) => Ok(written?),
             Err(_) => Err(TransportError::WriteTimeout),
         }
+    }
+
+    /// Writes `bytes[*written..]` as far as the socket takes it now, advancing `written`;
+    /// ready once everything is written (and, over TLS, flushed). For a connection that
+    /// keeps reading while the server is slow to take its lines.
+    pub fn poll_write_all(
+        &mut self,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+        written: &mut usize,
+    ) -> Poll<Result<(), TransportError>> {
+        while *written < bytes.len() {
+            let rest = &bytes[*written..];
+            let n = match &mut self.stream {
+                Stream::Plain(tcp) => ready!(Pin::new(tcp).poll_write(cx, rest))?,
+                Stream::Tls(tls) => ready!(Pin::new(&mut **tls).poll_write(cx, rest))?,
+            };
+            if n == 0 {
+                return Poll::Ready(Err(TransportError::Closed));
+            }
+            *written += n;
+        }
+        if let Stream::Tls(tls) = &mut self.stream {
+            ready!(Pin::new(&mut **tls).poll_flush(cx))?;
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Closes the write side (after a QUIT), ignoring errors; gives up after a few seconds.

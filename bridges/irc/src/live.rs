@@ -1,0 +1,366 @@
+//! The live part of one IRC connection: one socket, from the registration lines to the
+//! end of the connection. Lines go out (urgent ones first, the rest through the
+//! flood-control bucket), lines come in and become events, operations from the client are
+//! queued, and one timer wakes it for the next token, the idle disconnect, the keep-alive
+//! PING and a write the server does not take.
+//!
+//! Written as a state machine of its own rather than an `async fn`: every XMPP user has a
+//! connection per IRC server, so what a waiting connection holds is memory per user, and
+//! a hand-made future holds exactly its fields (an `async fn` loop held about twice as
+//! much: every wait's temporaries side by side). [`Live`] keeps no buffer while idle.
+
+use crate::connection::{End, Op, push_line};
+use crate::remote::{Flow, Session};
+use crate::throttle::TokenBucket;
+use crate::transport::{Transport, WRITE_TIMEOUT};
+use estuary_bridge_api::{EventSink, EventSlot, RemoteEvent, SinkClosed, TrySend};
+use futures::StreamExt;
+use futures::channel::mpsc as ops;
+use irc_proto::{Command, Message};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep, sleep_until};
+
+/// Silence from the server after which the connection sends a PING.
+pub const PING_AFTER: Duration = Duration::from_secs(60);
+/// How long the server has to say anything after that PING before the connection is
+/// taken as lost.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(30);
+/// Events the connection holds while the core is busy before it stops reading the server
+/// (it still writes: what the user sends keeps going out).
+pub const MAX_PENDING_EVENTS: usize = 256;
+
+/// A wait for room in the core's queue, boxed: only a connection whose core is behind
+/// holds one.
+type SlotWait<'a> = Pin<Box<dyn Future<Output = Result<EventSlot<'a>, SinkClosed>> + Send + 'a>>;
+
+/// One connected socket's life; resolves to why it ended. On [`End::Quit`] and
+/// [`End::Idle`] the caller says goodbye on the transport (QUIT).
+pub struct Live<'a> {
+    transport: &'a mut Transport,
+    events: &'a EventSink,
+    rx: &'a mut ops::UnboundedReceiver<Box<Op>>,
+    session: &'a mut Session,
+    /// Events the core had no room for yet, oldest first.
+    pending: &'a mut VecDeque<RemoteEvent>,
+    bucket: TokenBucket,
+    idle_disconnect: Duration,
+    /// When the bucket has the next token, while lines wait for one.
+    next_token: Option<Instant>,
+    /// Since when nothing keeps the connection (no channel, nothing queued).
+    idle_since: Option<Instant>,
+    /// When the server last said anything (or we last stopped listening).
+    last_heard: Instant,
+    /// When our keep-alive PING went out, while unanswered.
+    ping_sent: Option<Instant>,
+    /// Bytes for the server, of which `written` are written; empty (unallocated) while
+    /// nothing is in flight.
+    out: Vec<u8>,
+    written: usize,
+    /// Since when a write has been waiting for the server to take it.
+    write_since: Option<Instant>,
+    /// The one timer, set to the earliest deadline (`timer_at`).
+    timer: Pin<Box<Sleep>>,
+    timer_at: Option<Instant>,
+    slot: Option<SlotWait<'a>>,
+    /// Whether the server is looked at before the client on the next wait (they take
+    /// turns, so that neither can keep the other waiting).
+    read_first: bool,
+}
+
+impl<'a> Live<'a> {
+    /// A connection that has just connected: it starts with the registration lines
+    /// (`hello`) and a fresh session.
+    pub fn new(
+        transport: &'a mut Transport,
+        events: &'a EventSink,
+        rx: &'a mut ops::UnboundedReceiver<Box<Op>>,
+        session: &'a mut Session,
+        pending: &'a mut VecDeque<RemoteEvent>,
+        hello: String,
+    ) -> Self {
+        let settings = session.settings();
+        let (throttle, idle_disconnect) = (settings.throttle, settings.idle_disconnect);
+        session.start_session();
+        let now = Instant::now();
+        Self {
+            transport,
+            events,
+            rx,
+            session,
+            pending,
+            bucket: TokenBucket::new(throttle),
+            idle_disconnect,
+            next_token: None,
+            idle_since: None,
+            last_heard: now,
+            ping_sent: None,
+            out: hello.into_bytes(),
+            written: 0,
+            write_since: None,
+            timer: Box::pin(sleep_until(now + PING_AFTER)),
+            timer_at: Some(now + PING_AFTER),
+            slot: None,
+            read_first: true,
+        }
+    }
+
+    /// Moves lines from the session into `out`: urgent ones (registration, PONG) always,
+    /// after what is already there; the others through the bucket and only once the
+    /// previous lines are all written, so that a slow server holds one batch at most here
+    /// (the rest waits, in order, in the session's queue).
+    fn fill(&mut self) {
+        if self.written >= self.out.len() {
+            self.out.clear();
+            self.written = 0;
+        }
+        let drained = self.out.is_empty();
+        let mut text = String::new();
+        while let Some(msg) = self.session.pop_urgent() {
+            push_line(&mut text, &msg);
+        }
+        while drained && self.session.can_flush() {
+            match self.bucket.try_take(Instant::now()) {
+                Ok(()) => {
+                    if let Some(msg) = self.session.pop_line() {
+                        push_line(&mut text, &msg);
+                    }
+                    self.next_token = None;
+                }
+                Err(wait) => {
+                    self.next_token = Some(Instant::now() + wait);
+                    break;
+                }
+            }
+        }
+        if self.out.is_empty() {
+            self.out = text.into_bytes();
+        } else {
+            self.out.extend_from_slice(text.as_bytes());
+        }
+    }
+
+    /// Writes what `out` holds as far as the server takes it.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), End>> {
+        if self.written >= self.out.len() {
+            self.write_since = None;
+            if self.out.capacity() > 0 {
+                self.out = Vec::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        match self
+            .transport
+            .poll_write_all(cx, &self.out, &mut self.written)
+        {
+            Poll::Ready(Ok(())) => {
+                self.out = Vec::new();
+                self.written = 0;
+                self.write_since = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(End::Lost(e.to_string()))),
+            Poll::Pending => {
+                self.write_since.get_or_insert_with(Instant::now);
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Hands pending events to the core, as many as it takes now; waits for room for the
+    /// rest without holding up anything else. `Err` when the core has stopped.
+    fn deliver(&mut self, cx: &mut Context<'_>) -> Result<(), End> {
+        self.pending.extend(self.session.take_events());
+        loop {
+            if let Some(wait) = &mut self.slot {
+                match wait.as_mut().poll(cx) {
+                    Poll::Ready(Ok(slot)) => {
+                        self.slot = None;
+                        if let Some(event) = self.pending.pop_front() {
+                            slot.send(event);
+                        }
+                    }
+                    Poll::Ready(Err(_)) => return Err(End::Quit(None)),
+                    Poll::Pending => return Ok(()),
+                }
+            }
+            let Some(event) = self.pending.pop_front() else {
+                break;
+            };
+            match self.events.try_send(event) {
+                Ok(()) => {}
+                Err(TrySend::Full(event)) => {
+                    self.pending.push_front(*event);
+                    self.slot = Some(Box::pin(self.events.reserve()));
+                }
+                Err(TrySend::Closed) => return Err(End::Quit(None)),
+            }
+        }
+        if self.pending.capacity() > 0 {
+            // Released once drained: an idle connection keeps no event buffer.
+            *self.pending = VecDeque::new();
+        }
+        Ok(())
+    }
+
+    /// Sets the timer to the earliest deadline; returns the deadlines it stands for.
+    fn arm(&mut self, reading: bool) -> Deadlines {
+        let now = Instant::now();
+        if self.session.is_idle() {
+            self.idle_since.get_or_insert(now);
+        } else {
+            self.idle_since = None;
+        }
+        if !reading {
+            // Not listening: the silence is ours, not the server's.
+            self.last_heard = now;
+            if self.ping_sent.is_some() {
+                self.ping_sent = Some(now);
+            }
+        }
+        let d = Deadlines {
+            idle: self.idle_since.map(|t| t + self.idle_disconnect),
+            ping: reading.then(|| match self.ping_sent {
+                Some(at) => at + PING_TIMEOUT,
+                None => self.last_heard + PING_AFTER,
+            }),
+            write: self.write_since.map(|t| t + WRITE_TIMEOUT),
+        };
+        let earliest = [d.idle, self.next_token, d.ping, d.write]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(at) = earliest
+            && self.timer_at != Some(at)
+        {
+            self.timer.as_mut().reset(at);
+        }
+        self.timer_at = earliest;
+        d
+    }
+
+    /// The timer fired: whichever deadlines passed take effect.
+    fn on_timer(&mut self, d: Deadlines) -> Result<(), End> {
+        let now = Instant::now();
+        if self.next_token.is_some_and(|at| at <= now) {
+            self.next_token = None;
+        }
+        if d.write.is_some_and(|at| at <= now) {
+            return Err(End::Lost(format!(
+                "the server did not take our data for {} s",
+                WRITE_TIMEOUT.as_secs()
+            )));
+        }
+        if d.idle.is_some_and(|at| at <= now) {
+            if self.session.is_idle() {
+                return Err(End::Idle);
+            }
+            self.idle_since = None;
+        }
+        if d.ping.is_some_and(|at| at <= now) {
+            if self.ping_sent.is_some() {
+                let silent = PING_AFTER + PING_TIMEOUT;
+                return Err(End::Lost(format!(
+                    "the server did not answer for {} s",
+                    silent.as_secs()
+                )));
+            }
+            // After whatever is being written: whole lines, never interleaved.
+            let server = self.session.settings().server.clone();
+            let mut line = String::new();
+            push_line(&mut line, &Message::from(Command::PING(server, None)));
+            self.out.extend_from_slice(line.as_bytes());
+            self.ping_sent = Some(now);
+        }
+        Ok(())
+    }
+
+    /// The server sent something: its lines become events (or end the connection).
+    fn poll_server(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), End>> {
+        match self.transport.poll_read(cx) {
+            Poll::Ready(Ok(())) => {
+                self.last_heard = Instant::now();
+                self.ping_sent = None;
+                while let Some(msg) = self.transport.next_line() {
+                    if let Flow::Stop(why) = self.session.handle_message(msg) {
+                        return Poll::Ready(Err(End::Lost(why)));
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(End::Lost(e.to_string()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// An operation from the client: queued (or the end, for a quit).
+    fn poll_client(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), End>> {
+        match self.rx.poll_next_unpin(cx) {
+            Poll::Ready(None) => Poll::Ready(Err(End::Quit(None))),
+            Poll::Ready(Some(op)) => match *op {
+                Op::Quit(reason) => Poll::Ready(Err(End::Quit(reason))),
+                op => {
+                    // Any use keeps the connection (private chats have no channel).
+                    self.idle_since = None;
+                    self.session.queue_op(op);
+                    Poll::Ready(Ok(()))
+                }
+            },
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// One round: out, events, then whatever woke us. `Ready(Ok)` to go round again.
+    fn round(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), End>> {
+        self.fill();
+        if self.poll_write(cx)?.is_ready() {
+            self.session.release_idle_buffers();
+        }
+        self.deliver(cx)?;
+        let reading = self.pending.len() < MAX_PENDING_EVENTS;
+        let deadlines = self.arm(reading);
+        self.read_first = !self.read_first;
+        for server in [self.read_first, !self.read_first] {
+            let step = match (server, reading) {
+                (true, true) => self.poll_server(cx),
+                (true, false) => Poll::Pending,
+                (false, _) => self.poll_client(cx),
+            };
+            if step?.is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+        }
+        if self.timer_at.is_some() && self.timer.as_mut().poll(cx).is_ready() {
+            self.timer_at = None;
+            self.on_timer(deadlines)?;
+            return Poll::Ready(Ok(()));
+        }
+        Poll::Pending
+    }
+}
+
+/// The deadlines the timer was set for.
+#[derive(Clone, Copy)]
+struct Deadlines {
+    idle: Option<Instant>,
+    ping: Option<Instant>,
+    write: Option<Instant>,
+}
+
+impl Future for Live<'_> {
+    type Output = End;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<End> {
+        let this = self.get_mut();
+        loop {
+            match this.round(cx) {
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(end)) => return Poll::Ready(end),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
