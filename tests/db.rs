@@ -26,7 +26,7 @@ async fn sqlite_backend() {
 }
 
 #[tokio::test]
-async fn sqlite_runs_in_wal_with_normal_sync() {
+async fn sqlite_runs_in_wal_with_normal_sync_and_a_small_cache() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let url = format!("sqlite://{}", dir.path().join("estuary.db").display());
     let db = Database::connect(&url, SealKey::generate())
@@ -46,6 +46,16 @@ async fn sqlite_runs_in_wal_with_normal_sync() {
         .try_get(0)
         .expect("int");
     assert_eq!(sync, 1, "synchronous = NORMAL on every pooled connection");
+    let cache: i64 = sqlx::query("PRAGMA cache_size")
+        .fetch_one(db.pool())
+        .await
+        .expect("pragma")
+        .try_get(0)
+        .expect("int");
+    assert_eq!(
+        cache, -256,
+        "a 256 KiB page cache, not SQLite's 2 MB default"
+    );
 }
 
 #[tokio::test]

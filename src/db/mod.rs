@@ -61,6 +61,9 @@ pub struct Database {
     behind: Arc<write_behind::WriteBehind>,
 }
 
+/// SQLite's page cache per connection: 256 KiB (a negative size is in KiB).
+const SQLITE_CACHE_SIZE: &str = "PRAGMA cache_size = -256";
+
 impl Database {
     /// Opens the database at `url`, creating a SQLite file on first start, and brings the
     /// schema up to date.
@@ -108,11 +111,16 @@ impl Database {
             // Under WAL, NORMAL syncs at checkpoints instead of at every commit: a commit
             // survives a crash of the process (what the queues and the archive need); only a
             // power loss can take back the last commits. FULL cost an fsync per message.
+            //
+            // A small page cache: SQLite's default (2 MB per connection) grows with the
+            // number of users until it is full, resident in the gateway; the file's pages
+            // stay in the system's cache anyway, outside the process.
             pool_options = pool_options.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     sqlx::query("PRAGMA synchronous = NORMAL")
                         .execute(&mut *conn)
                         .await?;
+                    sqlx::query(SQLITE_CACHE_SIZE).execute(&mut *conn).await?;
                     Ok(())
                 })
             });

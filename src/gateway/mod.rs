@@ -139,7 +139,9 @@ pub async fn start(
         bridge: name.into(),
         message: format!("domain {}: {e}", bridge.domain),
     })?;
-    let (inbound_tx, inbound_rx) = mpsc::channel::<Element>(1024);
+    // Small: a parsed stanza waiting here costs kilobytes, and the XMPP server keeps what
+    // the gateway is not ready for (the link stops reading).
+    let (inbound_tx, inbound_rx) = mpsc::channel::<Element>(64);
     let cfg = LinkConfig {
         address: settings.xmpp.address(),
         domain: bridge.domain.clone(),

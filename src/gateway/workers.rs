@@ -7,6 +7,12 @@
 //! a thousand users joined at once those short-lived kilobytes were interleaved with the
 //! joined users' long-lived state, leaving pages that one live object kept resident.
 //! Items travel boxed, so a waiting item costs one pointer in its queue.
+//!
+//! At most [`IN_FLIGHT`] items of a kind are handed over and not yet handled; beyond that,
+//! handing over waits. When thousands of users join at once, the stanzas not yet taken
+//! then wait where they are (in the XMPP server, or in the network connection's own
+//! bounded queue) instead of each holding a parsed stanza and a handler here: the
+//! gateway's peak stays small, and so does what the burst leaves behind in the allocator.
 
 use super::session::lock;
 use futures::FutureExt as _;
@@ -15,12 +21,16 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tracing::error;
 
 /// How many items one user may have waiting; handing over more waits for room (nothing is
 /// dropped), which slows down only the reader that hands items over.
-pub(super) const QUEUE: usize = 256;
+pub(super) const QUEUE: usize = 64;
+
+/// How many items of a kind may be handed over and not yet handled, all users together:
+/// several times what one user may queue, so that one busy user never holds them all.
+pub(super) const IN_FLIGHT: usize = 512;
 
 /// The live workers of one kind: each user's waiting items, by user.
 pub(super) struct Workers<T> {
@@ -29,6 +39,8 @@ pub(super) struct Workers<T> {
     busy: AtomicUsize,
     /// Told when a full queue has room again.
     room: Notify,
+    /// One permit per item that may still be handed over ([`IN_FLIGHT`]).
+    in_flight: Semaphore,
 }
 
 impl<T: Send + 'static> Workers<T> {
@@ -38,6 +50,7 @@ impl<T: Send + 'static> Workers<T> {
             queues: Mutex::new(HashMap::new()),
             busy: AtomicUsize::new(0),
             room: Notify::new(),
+            in_flight: Semaphore::new(IN_FLIGHT),
         }
     }
 
@@ -48,8 +61,12 @@ impl<T: Send + 'static> Workers<T> {
 
     /// Hands `item` to `key`'s worker; when `key` has none, queues it and calls `start`,
     /// which must spawn a task that calls [`Workers::run`] for `key`. Waits while the
-    /// worker's queue is full; never drops the item.
+    /// worker's queue is full or [`IN_FLIGHT`] items wait; never drops the item.
     pub(super) async fn hand(&self, key: &str, item: T, start: impl FnOnce()) {
+        // Given back by the worker once the item is handled (`Done`).
+        if let Ok(permit) = self.in_flight.acquire().await {
+            permit.forget();
+        }
         let mut item = Some(Box::new(item));
         self.busy.fetch_add(1, Ordering::SeqCst);
         loop {
@@ -103,7 +120,7 @@ impl<T: Send + 'static> Workers<T> {
             if was_full {
                 self.room.notify_waiters();
             }
-            let _done = Done(&self.busy);
+            let _done = Done(self);
             // Boxed: the handler's future is large, and only a working worker holds it.
             let handled = AssertUnwindSafe(Box::pin(handle(*item))).catch_unwind();
             if handled.await.is_err() {
@@ -116,12 +133,13 @@ impl<T: Send + 'static> Workers<T> {
     }
 }
 
-/// Counts an item as handled when dropped.
-struct Done<'a>(&'a AtomicUsize);
+/// Counts an item as handled when dropped, and lets the next one in.
+struct Done<'a, T>(&'a Workers<T>);
 
-impl Drop for Done<'_> {
+impl<T> Drop for Done<'_, T> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+        self.0.in_flight.add_permits(1);
     }
 }
 
@@ -130,7 +148,6 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::time::Duration;
-    use tokio::sync::Semaphore;
 
     /// Workers for user `u` whose handler records each item once `gate` lets it through,
     /// and panics on 13 instead; counts the workers started.
@@ -153,13 +170,18 @@ mod tests {
         }
 
         async fn hand(&self, n: u32) {
+            self.hand_to("u", n).await
+        }
+
+        async fn hand_to(&self, key: &str, n: u32) {
             let rig = self.clone();
+            let user = key.to_owned();
             self.w
-                .hand("u", n, move || {
+                .hand(key, n, move || {
                     rig.starts.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(async move {
                         rig.w
-                            .run("u", |i| {
+                            .run(&user, |i| {
                                 let rig = rig.clone();
                                 async move {
                                     rig.gate.acquire().await.expect("open").forget();
@@ -191,12 +213,13 @@ mod tests {
     #[tokio::test]
     async fn items_of_one_key_are_handled_in_order_by_one_worker() {
         let rig = Rig::new(0);
-        for n in 100..200 {
+        let end = 100 + QUEUE as u32;
+        for n in 100..end {
             rig.hand(n).await;
         }
-        rig.gate.add_permits(100);
+        rig.gate.add_permits(QUEUE);
         rig.settle().await;
-        assert_eq!(rig.seen(), (100..200).collect::<Vec<_>>());
+        assert_eq!(rig.seen(), (100..end).collect::<Vec<_>>());
         assert_eq!(
             rig.starts.load(Ordering::SeqCst),
             1,
@@ -241,6 +264,25 @@ mod tests {
         feeder.await.expect("the feeder ends");
         rig.settle().await;
         assert_eq!(rig.seen(), (100..100 + total).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn at_most_in_flight_items_of_all_users_wait_and_the_next_hand_over_waits() {
+        let rig = Rig::new(0);
+        for n in 0..IN_FLIGHT as u32 {
+            rig.hand_to(&format!("u{n}"), n + 100).await;
+        }
+        let last = {
+            let rig = rig.clone();
+            tokio::spawn(async move { rig.hand_to("late", 7).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!last.is_finished(), "the hand-over beyond the limit waits");
+        rig.gate.add_permits(IN_FLIGHT + 1);
+        last.await.expect("it goes through once items are handled");
+        rig.settle().await;
+        assert_eq!(rig.seen().len(), IN_FLIGHT + 1);
+        assert_eq!(rig.w.in_flight.available_permits(), IN_FLIGHT);
     }
 
     #[tokio::test]

@@ -276,6 +276,7 @@ pub async fn start(
         cfg,
         db,
         inbound,
+        held: None,
         rx,
         state: state_tx,
         queue: VecDeque::new(),
@@ -297,6 +298,9 @@ struct Link {
     cfg: LinkConfig,
     db: Database,
     inbound: mpsc::Sender<Element>,
+    /// A stanza from the server that the gateway had no room for yet; nothing more is read
+    /// until it is taken.
+    held: Option<Element>,
     rx: mpsc::Receiver<Command>,
     state: watch::Sender<LinkState>,
     /// Stanzas waiting for the link, oldest first (older than any in the database).
@@ -364,7 +368,14 @@ impl Link {
             *attempt = attempt.saturating_add(1);
             let deadline = Instant::now() + wait;
             loop {
+                let inbound = self.inbound.clone();
                 tokio::select! {
+                    // A stanza read before the drop still reaches the gateway.
+                    room = inbound.reserve(), if self.held.is_some() => {
+                        if let (Ok(room), Some(el)) = (room, self.held.take()) {
+                            room.send(el);
+                        }
+                    }
                     cmd = self.rx.recv() => match cmd {
                         Some(Command::Send(el)) => self.enqueue(el).await,
                         Some(Command::Shutdown(done)) => {
@@ -557,7 +568,7 @@ impl Link {
                     ack_due = None;
                 }
                 // Keep reading while flushing a large backlog so pings get answered.
-                if !backlog.is_empty() {
+                if !backlog.is_empty() && self.held.is_none() {
                     if let Ok(item) = tokio::time::timeout(Duration::ZERO, stream.next()).await
                         && let Some(why) = self.on_read(item, &mut in_flight).await
                     {
@@ -575,8 +586,9 @@ impl Link {
                 (None, Some(due)) => due.min(last_traffic + self.cfg.ping_interval),
                 (None, None) => last_traffic + self.cfg.ping_interval,
             };
+            let inbound = self.inbound.clone();
             tokio::select! {
-                item = stream.next() => {
+                item = stream.next(), if self.held.is_none() => {
                     last_traffic = Instant::now();
                     if let Some(why) = self.on_read(item, &mut in_flight).await {
                         return Ended::Lost(why);
@@ -590,6 +602,17 @@ impl Link {
                         ack_due = None;
                     }
                 }
+                room = inbound.reserve(), if self.held.is_some() => match room {
+                    Ok(room) => {
+                        room.send(self.held.take().expect("a held stanza"));
+                        // The server's silence meanwhile was ours: we were not reading.
+                        last_traffic = Instant::now();
+                        if let Some((_, _, sent)) = &mut in_flight {
+                            *sent = last_traffic;
+                        }
+                    }
+                    Err(_) => return Ended::Lost("the gateway stopped".into()),
+                },
                 cmd = self.rx.recv() => match cmd {
                     Some(Command::Send(el)) => { last_traffic = Instant::now(); backlog.push_back(el) }
                     Some(Command::Shutdown(done)) => {
@@ -599,7 +622,7 @@ impl Link {
                     }
                     None => return Ended::Lost("the gateway stopped".into()),
                 },
-                _ = tokio::time::sleep_until(ping_due) => {
+                _ = tokio::time::sleep_until(ping_due), if self.held.is_none() => {
                     if let Some((id, _, _)) = &in_flight {
                         return Ended::Lost(format!("no answer to ping {id} within {:?}", self.cfg.ping_timeout));
                     }
@@ -681,10 +704,17 @@ impl Link {
                         describe_stream_error(&el)
                     ));
                 }
-                if self.inbound.send(el).await.is_err() {
-                    return Some("the gateway stopped".into());
+                // Never waits here: a link waiting for the gateway to take a stanza would
+                // stop writing the gateway's own stanzas, which the gateway may be waiting
+                // for. A full queue holds the stanza back and stops reading instead.
+                match self.inbound.try_send(el) {
+                    Ok(()) => None,
+                    Err(mpsc::error::TrySendError::Full(el)) => {
+                        self.held = Some(el);
+                        None
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => Some("the gateway stopped".into()),
                 }
-                None
             }
             Some(Err(ReadError::SoftTimeout)) => None,
             Some(Err(ReadError::ParseError(e))) => {
