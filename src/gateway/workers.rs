@@ -30,7 +30,7 @@ pub(super) const QUEUE: usize = 64;
 
 /// How many items of a kind may be handed over and not yet handled, all users together:
 /// several times what one user may queue, so that one busy user never holds them all.
-pub(super) const IN_FLIGHT: usize = 512;
+pub(super) const IN_FLIGHT: usize = 128;
 
 /// The live workers of one kind: each user's waiting items, by user.
 pub(super) struct Workers<T> {

@@ -268,7 +268,9 @@ pub async fn start(
         }
         Err(e) => return Err(e),
     };
-    let (tx, rx) = mpsc::channel(1024);
+    // Small: each waiting stanza is an element tree of a few kilobytes, and senders that
+    // find it full wait (the network connections behind them stop reading).
+    let (tx, rx) = mpsc::channel(256);
     let (state_tx, state_rx) = watch::channel(LinkState::Down);
     let in_db = db.count_outbound(&cfg.bridge).await.unwrap_or(0).max(0) as u64;
     let queued = Arc::new(AtomicU64::new(in_db));
