@@ -241,7 +241,7 @@ impl Gateway {
                 }
                 let next = {
                     let mut rooms = session.rooms();
-                    let r = rooms.entry(room.clone()).or_default();
+                    let r = rooms.get_or_default(room.clone());
                     if r.joined && r.resources.contains(&resource) {
                         if r.nick != nick && !intent.is_join {
                             Next::ChangeNick(r.nick.clone())

@@ -564,7 +564,7 @@ impl Gateway {
     ) {
         let (greet, changes, resources) = {
             let mut rooms = s.rooms();
-            let r = rooms.entry(room.clone()).or_default();
+            let r = rooms.get_or_default(room.clone());
             let fresh: Members = members.into_iter().collect();
             // Joined again while already in (the network reconnected and rejoined): the
             // resources already in see who left and who came or changed meanwhile.

@@ -1,6 +1,6 @@
 //! One user's live state on one gateway: the client, its login state, and the rooms joined.
 
-use estuary_bridge_api::{Client, LoginId, LoginState, RemoteChatId, RemoteMessageId};
+use estuary_bridge_api::{Client, LoginId, LoginState, RemoteChatId, RemoteMessageId, SmallMap};
 
 /// Receipts waited for per user before the oldest are forgotten.
 const MAX_PENDING_RECEIPTS: usize = 10_000;
@@ -39,7 +39,7 @@ pub struct Session {
     pub client: Box<dyn Client>,
     state: Mutex<LoginState>,
     /// Boxed: a hash map keeps room for several entries, and most users are in one room.
-    rooms: Mutex<HashMap<RemoteChatId, Box<Room>>>,
+    rooms: Mutex<SmallMap<RemoteChatId, Box<Room>>>,
     resources: Mutex<BTreeSet<String>>,
     /// Held while a message is sent and its ids are written to the message map, so that an
     /// event about it (receipt, echo, correction) never looks the ids up too early.
@@ -56,7 +56,7 @@ impl Session {
             login,
             client,
             state: Mutex::new(LoginState::Connecting),
-            rooms: Mutex::new(HashMap::new()),
+            rooms: Mutex::new(SmallMap::new()),
             resources: Mutex::new(BTreeSet::new()),
             send_lock: tokio::sync::Mutex::new(()),
             receipts: Mutex::new(HashMap::new()),
@@ -89,7 +89,7 @@ impl Session {
     }
 
     /// The rooms, locked. Never hold across an `.await`.
-    pub fn rooms(&self) -> MutexGuard<'_, HashMap<RemoteChatId, Box<Room>>> {
+    pub fn rooms(&self) -> MutexGuard<'_, SmallMap<RemoteChatId, Box<Room>>> {
         lock(&self.rooms)
     }
 

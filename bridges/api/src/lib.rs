@@ -23,6 +23,7 @@ mod error;
 mod event;
 mod form;
 mod ids;
+pub mod small_map;
 
 pub use capabilities::{BridgeInfo, Capabilities, OfflinePolicy};
 pub use chat::{Affiliation, ChatKey, ChatState, Member, MessageKind, Role, RoomInfo, Show};
@@ -36,3 +37,4 @@ pub use event::{
 };
 pub use form::{FieldKind, FormField, FormValues};
 pub use ids::{LoginId, RemoteChatId, RemoteMessageId, RemoteUserId};
+pub use small_map::SmallMap;

@@ -11,10 +11,10 @@ use crate::members::ChanMembers;
 use estuary_bridge_api::{
     Affiliation, BridgeError, ChatKey, ErrorKind, LoginState, Member, MemberChange, MessageKind,
     RemoteChatId, RemoteEvent, RemoteMessage, RemoteMessageId, RemoteUserId, Role, RoomInfo,
-    Sender,
+    Sender, SmallMap,
 };
 use irc_proto::{ChannelMode, Command, Message, Mode, Prefix, Response};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -104,8 +104,8 @@ struct PendingOp {
 pub struct Session {
     settings: ServerSettings,
     shared: Arc<Shared>,
-    /// Boxed: the map keeps room for several entries, and most connections have one.
-    channels: HashMap<String, Box<Chan>>,
+    /// By folded name; boxed, so that the map's vector stays small.
+    channels: SmallMap<String, Box<Chan>>,
     parting: HashSet<String>,
     queue: VecDeque<Line>,
     urgent: VecDeque<Message>,
@@ -134,7 +134,7 @@ impl Session {
         let mut session = Self {
             settings,
             shared,
-            channels: HashMap::new(),
+            channels: SmallMap::new(),
             parting: HashSet::new(),
             queue: VecDeque::new(),
             urgent: VecDeque::new(),
@@ -329,8 +329,7 @@ impl Session {
         let room = self.room_for(channel);
         let rooms = &mut self
             .channels
-            .entry(folded)
-            .or_insert_with(|| {
+            .get_or_insert_with(folded, || {
                 Box::new(Chan {
                     name: channel.to_owned(),
                     key,
