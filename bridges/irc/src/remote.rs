@@ -106,26 +106,52 @@ pub struct Session {
     shared: Arc<Shared>,
     /// By folded name; boxed, so that the map's vector stays small.
     channels: SmallMap<String, Box<Chan>>,
-    parting: HashSet<String>,
     queue: VecDeque<Line>,
     urgent: VecDeque<Message>,
     events: Vec<RemoteEvent>,
     echoes: VecDeque<PendingEcho>,
     registered: bool,
     ever_registered: bool,
-    cap_ls: Vec<String>,
     cap_done: bool,
     sasl_pending: bool,
     /// Prefix modes, highest first: (mode, prefix char).
     prefixes: Vec<(char, char)>,
-    motd: String,
-    lists: VecDeque<oneshot::Sender<Vec<RoomInfo>>>,
-    listing: Vec<RoomInfo>,
     nick_tries: usize,
+    /// What is needed now and then only; `None` while all of it is empty.
+    rare: Option<Box<Rare>>,
+}
+
+/// The parts of a session that are empty nearly all the time (during registration, a
+/// listing, an answer awaited), in a box that exists only while one of them is not: every
+/// user has a session per server, and these headers alone were a fifth of it.
+#[derive(Default)]
+struct Rare {
+    /// Channels we sent PART for and whose PART we have not seen back (folded).
+    parting: HashSet<String>,
+    /// The capabilities the server offered so far (`CAP LS`, possibly in several lines).
+    cap_ls: Vec<String>,
+    /// The MOTD so far.
+    motd: String,
+    /// Who waits for the channel list, oldest first.
+    lists: VecDeque<oneshot::Sender<Vec<RoomInfo>>>,
+    /// The channel list so far.
+    listing: Vec<RoomInfo>,
     /// Nick changes sent and not yet answered, oldest first.
     pending_nicks: VecDeque<(String, oneshot::Sender<Result<(), BridgeError>>)>,
     /// Topic changes and kicks sent and not yet answered, oldest first.
     pending_ops: VecDeque<PendingOp>,
+}
+
+impl Rare {
+    fn is_empty(&self) -> bool {
+        self.parting.is_empty()
+            && self.cap_ls.is_empty()
+            && self.motd.is_empty()
+            && self.lists.is_empty()
+            && self.listing.is_empty()
+            && self.pending_nicks.is_empty()
+            && self.pending_ops.is_empty()
+    }
 }
 
 impl Session {
@@ -135,23 +161,17 @@ impl Session {
             settings,
             shared,
             channels: SmallMap::new(),
-            parting: HashSet::new(),
             queue: VecDeque::new(),
             urgent: VecDeque::new(),
             events: Vec::new(),
             echoes: VecDeque::new(),
             registered: false,
             ever_registered: false,
-            cap_ls: Vec::new(),
             cap_done: false,
             sasl_pending: false,
             prefixes: default_prefixes(),
-            motd: String::new(),
-            lists: VecDeque::new(),
-            listing: Vec::new(),
             nick_tries: 0,
-            pending_nicks: VecDeque::new(),
-            pending_ops: VecDeque::new(),
+            rare: None,
         };
         for channel in session.settings.autojoin.clone() {
             session.want_channel(&channel, None);
@@ -230,11 +250,11 @@ impl Session {
     pub fn start_session(&mut self) {
         self.registered = false;
         self.ever_registered = false;
-        self.cap_ls.clear();
+        self.rare().cap_ls.clear();
         self.cap_done = false;
         self.sasl_pending = false;
         self.prefixes = default_prefixes();
-        self.motd.clear();
+        self.rare().motd.clear();
         self.nick_tries = 0;
         self.urgent.clear();
         if let Ok(mut nick) = self.shared.nick.lock() {
@@ -251,12 +271,13 @@ impl Session {
             chan.members.clear();
         }
         self.echoes.clear();
-        self.parting.clear();
-        self.pending_nicks.clear();
+        self.rare().parting.clear();
+        self.rare().pending_nicks.clear();
         // Dropping the answers tells the waiting client that the connection was lost.
-        self.pending_ops.clear();
-        for tx in self.lists.drain(..) {
-            let _ = tx.send(std::mem::take(&mut self.listing));
+        self.rare().pending_ops.clear();
+        let rare = self.rare();
+        for tx in rare.lists.drain(..) {
+            let _ = tx.send(std::mem::take(&mut rare.listing));
         }
         // Lines to channels are rebuilt on rejoin; user messages stay queued.
         self.queue.retain(|l| {
@@ -424,7 +445,7 @@ impl Session {
                     !c.rooms.is_empty()
                 });
                 if !still_used && self.channels.remove(&folded).is_some() {
-                    self.parting.insert(folded);
+                    self.rare().parting.insert(folded);
                     if self.registered {
                         self.push(Command::PART(channel, reason.map(|r| one_line(&r))));
                     }
@@ -468,11 +489,12 @@ impl Session {
                 topic,
                 answer,
             } => {
-                self.pending_ops.push_back(PendingOp {
+                let op = PendingOp {
                     channel: self.fold(&channel),
                     awaited: Awaited::Topic,
                     answer,
-                });
+                };
+                self.rare().pending_ops.push_back(op);
                 self.push(Command::TOPIC(channel, Some(one_line(&topic))))
             }
             Op::Kick {
@@ -481,21 +503,22 @@ impl Session {
                 reason,
                 answer,
             } => {
-                self.pending_ops.push_back(PendingOp {
+                let op = PendingOp {
                     channel: self.fold(&channel),
                     awaited: Awaited::Kick(self.fold(&nick)),
                     answer,
-                });
+                };
+                self.rare().pending_ops.push_back(op);
                 self.push(Command::KICK(channel, nick, reason.map(|r| one_line(&r))))
             }
             Op::Nick(nick, answer) => {
-                self.pending_nicks.push_back((nick.clone(), answer));
+                self.rare().pending_nicks.push_back((nick.clone(), answer));
                 self.push(Command::NICK(nick));
             }
             Op::Invite { channel, nick } => self.push(Command::INVITE(nick, channel)),
             Op::List(tx) => {
                 // Before registration the LIST waits in the queue like any line.
-                self.lists.push_back(tx);
+                self.rare().lists.push_back(tx);
                 self.push(Command::LIST(None, None));
             }
             Op::Settings(settings) => self.settings = *settings,
@@ -503,9 +526,17 @@ impl Session {
         }
     }
 
+    /// The rarely used parts, made when first needed.
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
     /// Frees the queues' buffers once they are empty: an idle connection, the usual state
     /// of a puppet, keeps none.
     pub fn release_idle_buffers(&mut self) {
+        if self.rare.as_ref().is_some_and(|r| r.is_empty()) {
+            self.rare = None;
+        }
         if self.queue.is_empty() && self.queue.capacity() > 0 {
             self.queue = VecDeque::new();
         }
@@ -525,7 +556,7 @@ impl Session {
     /// The nick was refused at registration (in use or invalid): try with `_` appended.
     pub fn nick_in_use(&mut self) {
         if self.registered {
-            match self.pending_nicks.pop_front() {
+            match self.rare().pending_nicks.pop_front() {
                 Some((nick, answer)) => {
                     let _ = answer.send(Err(BridgeError::new(
                         ErrorKind::Conflict,
@@ -648,12 +679,15 @@ impl Session {
         let caps = p.last().cloned().unwrap_or_default();
         match sub.as_str() {
             "LS" => {
-                self.cap_ls
+                self.rare()
+                    .cap_ls
                     .extend(caps.split_whitespace().map(|c| c.to_owned()));
                 if more {
                     return;
                 }
+                let has_sasl_password = self.settings.sasl_password.is_some();
                 let offered: HashSet<&str> = self
+                    .rare()
                     .cap_ls
                     .iter()
                     .map(|c| c.split('=').next().unwrap_or(c))
@@ -663,7 +697,7 @@ impl Session {
                     .copied()
                     .filter(|c| offered.contains(c))
                     .collect();
-                if self.settings.sasl_password.is_some() && offered.contains("sasl") {
+                if has_sasl_password && offered.contains("sasl") {
                     req.push("sasl");
                 }
                 if req.is_empty() {
@@ -697,7 +731,7 @@ impl Session {
             self.urgent.push_back(cap_line("END"));
         }
         // Not needed again on this connection.
-        self.cap_ls = Vec::new();
+        self.rare().cap_ls = Vec::new();
     }
 
     fn send_sasl_credentials(&mut self) {
@@ -774,11 +808,11 @@ impl Session {
             | Response::RPL_NOTOPIC
             | Response::RPL_LISTSTART => {}
             Response::RPL_MOTDSTART | Response::RPL_MOTD => {
-                self.motd.push_str(&irc_to_styled(&text));
-                self.motd.push('\n');
+                self.rare().motd.push_str(&irc_to_styled(&text));
+                self.rare().motd.push('\n');
             }
             Response::RPL_ENDOFMOTD | Response::ERR_NOMOTD => {
-                let motd = std::mem::take(&mut self.motd);
+                let motd = std::mem::take(&mut self.rare().motd);
                 if !motd.trim().is_empty() {
                     self.service(motd.trim_end().to_owned());
                 }
@@ -837,15 +871,18 @@ impl Session {
                 };
                 self.events.extend(events);
             }
-            Response::RPL_LIST => self.listing.push(RoomInfo {
-                id: self.room_for(&arg(1)),
-                name: arg(1),
-                members: arg(2).parse().ok(),
-                topic: Some(irc_to_styled(&text)).filter(|t| !t.is_empty()),
-            }),
+            Response::RPL_LIST => {
+                let room = RoomInfo {
+                    id: self.room_for(&arg(1)),
+                    name: arg(1),
+                    members: arg(2).parse().ok(),
+                    topic: Some(irc_to_styled(&text)).filter(|t| !t.is_empty()),
+                };
+                self.rare().listing.push(room);
+            }
             Response::RPL_LISTEND => {
-                let rooms = std::mem::take(&mut self.listing);
-                if let Some(tx) = self.lists.pop_front() {
+                let rooms = std::mem::take(&mut self.rare().listing);
+                if let Some(tx) = self.rare().lists.pop_front() {
                     let _ = tx.send(rooms);
                 }
             }
@@ -916,13 +953,14 @@ impl Session {
         let folded = self.fold(chan);
         self.forget_abandoned_ops();
         let Some(i) = self
+            .rare()
             .pending_ops
             .iter()
             .position(|p| p.channel == folded && matches(&p.awaited))
         else {
             return false;
         };
-        if let Some(op) = self.pending_ops.remove(i) {
+        if let Some(op) = self.rare().pending_ops.remove(i) {
             let _ = op.answer.send(answer);
         }
         true
@@ -954,7 +992,7 @@ impl Session {
     /// timeout: some servers answer nothing when nothing changes), so that a later refusal
     /// is not taken as the answer to one of them.
     fn forget_abandoned_ops(&mut self) {
-        self.pending_ops.retain(|p| !p.answer.is_closed());
+        self.rare().pending_ops.retain(|p| !p.answer.is_closed());
     }
 
     /// 401 (no such nick) for a nick we asked to kick: refuses that kick.
@@ -962,13 +1000,14 @@ impl Session {
         self.forget_abandoned_ops();
         let folded = self.fold(nick);
         let Some(i) = self
+            .rare()
             .pending_ops
             .iter()
             .position(|p| p.awaited == Awaited::Kick(folded.clone()))
         else {
             return false;
         };
-        if let Some(op) = self.pending_ops.remove(i) {
+        if let Some(op) = self.rare().pending_ops.remove(i) {
             let _ = op
                 .answer
                 .send(Err(refusal(ErrorKind::NotFound, nick, text)));
@@ -1012,7 +1051,7 @@ impl Session {
         let folded = self.fold(chan);
         let rooms = self.rooms_of(chan);
         if self.is_me(nick) {
-            if self.parting.remove(&folded) {
+            if self.rare().parting.remove(&folded) {
                 return;
             }
             if self.channels.remove(&folded).is_some() {
@@ -1056,11 +1095,13 @@ impl Session {
         }
         if me {
             // The oldest nick change asked for is answered (a forced one answers nothing).
+            let cm = self.casemapping();
             let asked = self
+                .rare()
                 .pending_nicks
                 .iter()
-                .position(|(n, _)| self.casemapping().fold(n) == self.casemapping().fold(new));
-            if let Some((_, answer)) = asked.and_then(|i| self.pending_nicks.remove(i)) {
+                .position(|(n, _)| cm.fold(n) == cm.fold(new));
+            if let Some((_, answer)) = asked.and_then(|i| self.rare().pending_nicks.remove(i)) {
                 let _ = answer.send(Ok(()));
             }
         }
@@ -1606,6 +1647,30 @@ mod tests {
                 ":irc.test 001 alice :Welcome",
                 ":irc.test 005 alice CASEMAPPING=ascii PREFIX=(qaohv)~&@%+ :are supported",
             ],
+        );
+    }
+
+    /// Every user has a session per server: what registration, listings and awaited
+    /// answers need is kept only while they last.
+    #[test]
+    fn an_idle_session_keeps_no_rarely_used_state() {
+        let mut s = session();
+        registered(&mut s);
+        feed(
+            &mut s,
+            &[
+                ":irc.test 375 alice :- irc.test Message of the day -",
+                ":irc.test 372 alice :- hello",
+            ],
+        );
+        assert!(s.rare.is_some(), "the MOTD is being collected");
+        let events = feed(&mut s, &[":irc.test 376 alice :End of /MOTD command."]);
+        assert!(!events.is_empty(), "the MOTD is delivered");
+        wire(&mut s);
+        s.release_idle_buffers();
+        assert!(
+            s.rare.is_none(),
+            "nothing rare is kept once registered and idle"
         );
     }
 
