@@ -111,6 +111,8 @@ pub struct Gateway {
     event_workers: Workers<(LoginId, RemoteEvent)>,
     events_tx: mpsc::Sender<(String, LoginId, RemoteEvent)>,
     disco: DiscoInfo,
+    /// The XEP-0115 `ver` of [`Gateway::disco`], computed once (every presence carries it).
+    caps_ver: String,
     stats: Stats,
     started: Instant,
     /// Answers awaited to IQs the gateway sent, by id: `None` for a result, the error
@@ -165,6 +167,7 @@ pub async fn start(
         bridge: name.to_string(),
         domain: bridge.domain.clone(),
         domain_jid,
+        caps_ver: disco::gateway(&info, &caps).caps_ver(),
         disco: disco::gateway(&info, &caps),
         connector,
         info,

@@ -5,7 +5,7 @@ use super::iq::Request;
 use super::session::{Room, Session, describe};
 use super::{Gateway, Target};
 use crate::xmpp::muc::{self, Occupant};
-use crate::xmpp::{errors, ns};
+use crate::xmpp::{disco, errors, ns};
 use estuary_bridge_api::{ChatKey, JoinRequest, LoginState, OfflinePolicy, RemoteChatId};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -99,7 +99,7 @@ impl Gateway {
         }
         p.from = Some(self.jid());
         p.to = Some(to);
-        p.payloads.push(self.disco.caps_element());
+        p.payloads.push(disco::caps_element(&self.caps_ver));
         p
     }
 

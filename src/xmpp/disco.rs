@@ -65,12 +65,18 @@ impl DiscoInfo {
 
     /// The `<c/>` element for presences.
     pub fn caps_element(&self) -> Element {
-        Element::builder("c", ns::CAPS)
-            .attr(a("hash"), "sha-1")
-            .attr(a("node"), "https://estuary.invalid/caps")
-            .attr(a("ver"), self.caps_ver())
-            .build()
+        caps_element(&self.caps_ver())
     }
+}
+
+/// The `<c/>` element for presences of an entity whose [`DiscoInfo::caps_ver`] is `ver`
+/// (for callers that computed it once).
+pub fn caps_element(ver: &str) -> Element {
+    Element::builder("c", ns::CAPS)
+        .attr(a("hash"), "sha-1")
+        .attr(a("node"), "https://estuary.invalid/caps")
+        .attr(a("ver"), ver)
+        .build()
 }
 
 fn message_features(caps: &Capabilities) -> Vec<&'static str> {
