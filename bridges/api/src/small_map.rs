@@ -3,8 +3,10 @@
 //!
 //! Every user holds such maps for as long as they are connected, so what an almost empty
 //! map costs is memory per user: a hash map with one entry keeps a 48-byte header and a
-//! table of four buckets (about 150 bytes); this keeps a 24-byte header and exactly as many
-//! entries as it has. Lookups are binary searches, which for a few entries are as fast.
+//! table of four buckets (about 150 bytes); this keeps a 24-byte header and grows one entry
+//! at a time, giving room back once less than half is used (all of it when emptied), as the
+//! gateway's `compact::Sorted` does. Lookups are binary searches, which for a few entries
+//! are as fast; inserts and removals move the tail, cheap at the sizes these maps have.
 
 use std::borrow::Borrow;
 
@@ -98,7 +100,8 @@ impl<K: Ord, V> SmallMap<K, V> {
         &mut self.entries[i].1
     }
 
-    /// Takes the value for `key` out; the map gives back the room it took.
+    /// Takes the value for `key` out; the room it leaves is given back once less than half
+    /// is used (all of it when the map is emptied).
     pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
@@ -106,8 +109,15 @@ impl<K: Ord, V> SmallMap<K, V> {
     {
         let i = self.find(key).ok()?;
         let (_, value) = self.entries.remove(i);
-        self.entries.shrink_to_fit();
+        if self.entries.len() * 2 < self.entries.capacity() {
+            self.entries.shrink_to_fit();
+        }
         Some(value)
+    }
+
+    /// Forgets every entry and gives back their room.
+    pub fn clear(&mut self) {
+        self.entries = Vec::new();
     }
 
     /// The entries, in key order.
@@ -173,19 +183,46 @@ mod tests {
     }
 
     #[test]
-    fn takes_exactly_the_room_of_its_entries() {
+    fn grows_one_entry_at_a_time_and_gives_room_back_under_half() {
         let mut m: SmallMap<String, u64> = SmallMap::new();
         assert_eq!(m.entries.capacity(), 0, "an empty map allocates nothing");
         m.insert("#one".into(), 1);
         assert_eq!(m.entries.capacity(), 1);
         m.insert("#two".into(), 2);
-        assert_eq!(m.entries.capacity(), 2);
+        m.insert("#three".into(), 3);
+        assert_eq!(m.entries.capacity(), 3);
         assert_eq!(m.remove("#one"), Some(1));
-        assert_eq!(m.entries.capacity(), 1);
+        assert_eq!(m.entries.capacity(), 3, "two of three used: kept");
         assert_eq!(m.remove("#one"), None);
         assert_eq!(m.remove("#two"), Some(2));
+        assert_eq!(m.entries.capacity(), 1, "one of three used: given back");
+        assert_eq!(m.remove("#three"), Some(3));
         assert!(m.is_empty());
         assert_eq!(m.entries.capacity(), 0);
+        m.insert("#four".into(), 4);
+        m.clear();
+        assert!(m.is_empty());
+        assert_eq!(m.entries.capacity(), 0, "cleared: nothing kept");
+    }
+
+    /// An IRC channel's members by folded nick: `(nick as shown, prefix modes)`.
+    #[test]
+    fn members_by_folded_nick() {
+        fn m(nick: &str, modes: &str) -> (String, String) {
+            (nick.to_owned(), modes.to_owned())
+        }
+        let mut ms: SmallMap<String, (String, String)> = SmallMap::default();
+        assert!(ms.insert("zed".into(), m("Zed", "")).is_none());
+        assert!(ms.insert("amy".into(), m("Amy", "o")).is_none());
+        assert_eq!(ms.insert("zed".into(), m("ZED", "v")), Some(m("Zed", "")));
+        assert_eq!(ms.keys().collect::<Vec<_>>(), ["amy", "zed"]);
+        ms.get_mut("amy").expect("there").1.push('v');
+        assert_eq!(ms.get("amy"), Some(&m("Amy", "ov")));
+        assert_eq!(ms.values().count(), 2);
+        assert_eq!(ms.remove("amy"), Some(m("Amy", "ov")));
+        assert_eq!(ms.remove("amy"), None);
+        ms.clear();
+        assert!(ms.get("zed").is_none());
     }
 
     #[test]

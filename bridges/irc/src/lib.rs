@@ -19,7 +19,6 @@ pub mod connection;
 pub mod connector;
 pub mod format;
 pub mod live;
-pub mod members;
 pub mod remote;
 pub mod settings;
 pub mod throttle;

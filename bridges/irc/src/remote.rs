@@ -7,7 +7,6 @@
 use crate::address::{CaseMapping, ID_FOLDING, is_channel_name, room_id, user_id};
 use crate::connection::{Op, ServerSettings, Shared};
 use crate::format::{ctcp_action, ctcp_reply, irc_to_styled, parse_ctcp, sanitize};
-use crate::members::ChanMembers;
 use estuary_bridge_api::{
     Affiliation, BridgeError, ChatKey, ErrorKind, LoginState, Member, MemberChange, MessageKind,
     RemoteChatId, RemoteEvent, RemoteMessage, RemoteMessageId, RemoteUserId, Role, RoomInfo,
@@ -53,7 +52,7 @@ struct Chan {
     key: Option<String>,
     state: ChanState,
     /// Members by folded nick: (nick as shown, prefix modes).
-    members: ChanMembers,
+    members: SmallMap<String, (String, String)>,
     topic: String,
     /// `+m`: members without voice or better are visitors.
     moderated: bool,
@@ -355,7 +354,7 @@ impl Session {
                     name: channel.to_owned(),
                     key,
                     state: ChanState::Joining,
-                    members: ChanMembers::default(),
+                    members: SmallMap::new(),
                     topic: String::new(),
                     moderated: false,
                     rooms: Vec::new(),
