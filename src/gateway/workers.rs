@@ -70,14 +70,17 @@ impl<T: Send + 'static> Workers<T> {
         let mut item = Some(Box::new(item));
         self.busy.fetch_add(1, Ordering::SeqCst);
         loop {
-            // Listening before looking, so that room made in between is not missed.
             let room = self.room.notified();
             tokio::pin!(room);
-            room.as_mut().enable();
             {
                 let mut queues = lock(&self.queues);
                 match queues.get_mut(key) {
-                    Some(queue) if queue.len() >= QUEUE => {}
+                    // Listening while the queues are still locked: a worker makes room
+                    // under that lock and tells after it, so this cannot miss it. Only a
+                    // full queue listens (that takes the `Notify`'s own lock).
+                    Some(queue) if queue.len() >= QUEUE => {
+                        room.as_mut().enable();
+                    }
                     Some(queue) => {
                         queue.extend(item.take());
                         return;
