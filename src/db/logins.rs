@@ -145,14 +145,7 @@ impl Database {
             what: "login fields",
             source,
         })?;
-        sqlx::query(
-            "INSERT INTO users (jid, created_at_ms) VALUES ($1, $2) \
-             ON CONFLICT (jid) DO NOTHING",
-        )
-        .bind(user)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        super::users::insert_user(&mut *tx, user, now).await?;
         sqlx::query(
             "INSERT INTO logins \
                (bridge, user_jid, login_id, fields, metadata, created_at_ms, updated_at_ms) \

@@ -7,15 +7,7 @@ impl Database {
     /// Records `user` (a bare JID) if it is not known yet.
     #[tracing::instrument(name = "db.users.upsert", skip_all, err)]
     pub async fn upsert_user(&self, user: &str) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO users (jid, created_at_ms) VALUES ($1, $2) \
-             ON CONFLICT (jid) DO NOTHING",
-        )
-        .bind(user)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        insert_user(&self.pool, user, now_ms()).await
     }
 
     /// Every known user, in JID order.
@@ -28,4 +20,21 @@ impl Database {
             .map(|row| Ok(row.try_get::<String, _>(0)?))
             .collect()
     }
+}
+
+/// Records `user` (a bare JID, first seen at `now_ms`) if it is not known yet, on `db`: the
+/// pool, or the transaction that saves the user's login.
+pub(super) async fn insert_user<'c, E>(db: E, user: &str, now_ms: i64) -> Result<(), DbError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO users (jid, created_at_ms) VALUES ($1, $2) \
+         ON CONFLICT (jid) DO NOTHING",
+    )
+    .bind(user)
+    .bind(now_ms)
+    .execute(db)
+    .await?;
+    Ok(())
 }

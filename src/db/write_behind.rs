@@ -327,14 +327,7 @@ pub(crate) async fn write_batch(pool: &AnyPool, writes: &[Write]) -> Result<(), 
                 user,
                 login_id,
             } => {
-                sqlx::query(
-                    "INSERT INTO users (jid, created_at_ms) VALUES ($1, $2) \
-                     ON CONFLICT (jid) DO NOTHING",
-                )
-                .bind(user.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                super::users::insert_user(&mut *tx, user, now).await?;
                 sqlx::query(
                     "INSERT INTO logins \
                        (bridge, user_jid, login_id, fields, metadata, created_at_ms, updated_at_ms) \

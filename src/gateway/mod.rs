@@ -163,12 +163,13 @@ pub async fn start(
     let (events_tx, events_rx) = mpsc::channel(4096);
     let info = connector.info();
     let caps = connector.capabilities();
+    let disco = disco::gateway(&info, &caps);
     let gateway = Arc::new(Gateway {
         bridge: name.to_string(),
         domain: bridge.domain.clone(),
         domain_jid,
-        caps_ver: disco::gateway(&info, &caps).caps_ver(),
-        disco: disco::gateway(&info, &caps),
+        caps_ver: disco.caps_ver(),
+        disco,
         connector,
         info,
         caps,

@@ -362,6 +362,8 @@ impl Link {
 
     /// Waits with capped exponential backoff and jitter, queueing what arrives meanwhile.
     async fn reconnect(&mut self, attempt: &mut u32) -> Option<Stream> {
+        // See `serve`.
+        let inbound = self.inbound.clone();
         loop {
             let base = Duration::from_millis(250u64.saturating_mul(1 << (*attempt).min(10)));
             let capped = base.min(self.cfg.reconnect_max);
@@ -370,7 +372,6 @@ impl Link {
             *attempt = attempt.saturating_add(1);
             let deadline = Instant::now() + wait;
             loop {
-                let inbound = self.inbound.clone();
                 tokio::select! {
                     // A stanza read before the drop still reaches the gateway.
                     room = inbound.reserve(), if self.held.is_some() => {
@@ -538,6 +539,9 @@ impl Link {
         let mut last_traffic = Instant::now();
         // When the unconfirmed stanzas are due a confirming ping.
         let mut ack_due: Option<Instant> = None;
+        // A handle of our own on the gateway's queue, for waiting on room in it while the
+        // other branches of the loop's `select!` use `self`.
+        let inbound = self.inbound.clone();
         loop {
             self.gauge(backlog.len());
             // Flush backlog (and spilled rows) first, in order.
@@ -588,7 +592,6 @@ impl Link {
                 (None, Some(due)) => due.min(last_traffic + self.cfg.ping_interval),
                 (None, None) => last_traffic + self.cfg.ping_interval,
             };
-            let inbound = self.inbound.clone();
             tokio::select! {
                 item = stream.next(), if self.held.is_none() => {
                     last_traffic = Instant::now();
