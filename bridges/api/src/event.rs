@@ -308,6 +308,11 @@ impl EventSink {
         Ok(EventSlot { sink: self, permit })
     }
 
+    /// The user (bare JID) this sink reports for.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
     /// The login this sink reports for.
     pub fn login(&self) -> &LoginId {
         &self.login

@@ -13,18 +13,20 @@
 //! registration (see [`settings`](crate::settings)) win over both.
 
 use crate::address;
-use crate::config::{IrcConfig, endpoints};
-use crate::connection::{ConnectionHandle, Op, Say, ServerSettings};
+use crate::config::endpoints;
+use crate::connection::{Account, ConnectionHandle, Op, Say, ServerSettings};
+use crate::connector::Common;
 use crate::format::{
     ACTION_OVERHEAD, CONSERVATIVE_PREFIX_BYTES, parse_me, sanitize, split_body, text_budget,
 };
+use crate::profile::ServerProfile;
 use crate::settings::{self, is_true};
 use async_trait::async_trait;
 use estuary_bridge_api::{
     BridgeError, ChatKey, Client, ErrorKind, EventSink, FormValues, JoinRequest, MessageKind,
     Outgoing, RemoteChatId, RemoteUserId, Result, RoomInfo, Sent, User,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,9 +42,16 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a server's LIST is reused (a client pages through it in several requests).
 const LIST_CACHE: Duration = Duration::from_secs(60);
 
+/// A server's channel list and when it came.
+struct Listing {
+    server: String,
+    at: Instant,
+    rooms: Vec<RoomInfo>,
+}
+
 /// The live IRC side of one login.
 pub struct IrcClient {
-    config: Arc<IrcConfig>,
+    common: Arc<Common>,
     user: User,
     fields: FormValues,
     metadata: serde_json::Value,
@@ -54,15 +63,18 @@ pub struct IrcClient {
     /// keep room for several in every user's client.
     connections: Mutex<Vec<(String, ConnectionHandle)>>,
     /// Each server's last LIST and when it came, so that paging through a long list does
-    /// not ask the server again for every page.
-    listings: Mutex<HashMap<String, (Instant, Vec<RoomInfo>)>>,
+    /// not ask the server again for every page. A vector (one server or two), boxed only
+    /// while a list is kept: most users never list, and a box keeps the client in a
+    /// smaller allocation class than the vector's three words would.
+    #[allow(clippy::box_collection)]
+    listings: Mutex<Option<Box<Vec<Listing>>>>,
 }
 
 impl IrcClient {
     /// A client for `user` with its login fields, metadata and per-server settings;
     /// connects nothing yet.
     pub fn new(
-        config: Arc<IrcConfig>,
+        common: Arc<Common>,
         user: User,
         fields: FormValues,
         metadata: serde_json::Value,
@@ -70,7 +82,7 @@ impl IrcClient {
         events: EventSink,
     ) -> Self {
         Self {
-            config,
+            common,
             user,
             fields,
             metadata,
@@ -82,7 +94,7 @@ impl IrcClient {
             ),
             events,
             connections: Mutex::new(Vec::new()),
-            listings: Mutex::new(HashMap::new()),
+            listings: Mutex::new(None),
         }
     }
 
@@ -124,12 +136,13 @@ impl IrcClient {
 
     /// The settings for a connection to `server`; `nick` is the one asked for at the join.
     pub fn settings_for(&self, server: &str, nick: Option<&str>) -> ServerSettings {
-        let overrides = self.config.server(server);
+        let config = &self.common.config;
+        let overrides = config.server(server);
         let port = self
             .setting(server, "port")
             .and_then(|p| p.parse().ok())
             .or(overrides.port)
-            .or(self.config.default_port);
+            .or(config.default_port);
         let tls = self
             .setting(server, "tls")
             .filter(|t| t != "auto")
@@ -142,9 +155,22 @@ impl IrcClient {
             .filter(|n| address::check_nick(n).is_none())
             .unwrap_or_else(|| sanitize_nick(local));
         let safe = |s: String| sanitize(&s).replace(['\n', ' '], "");
-        ServerSettings {
+        let account = Account {
+            sasl_password: self.setting(server, "sasl_password"),
+            nickserv_password: self.setting(server, "nickserv_password"),
+            autojoin: self
+                .setting(server, "autojoin")
+                .map(|a| {
+                    settings::split_channels(&a)
+                        .filter(|c| address::check_channel(c).is_none())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let profile = ServerProfile {
             server: server.to_owned(),
-            endpoints: endpoints(port, tls, self.config.default_ports()),
+            endpoints: endpoints(port, tls, config.default_ports()),
             verify_certificate: self
                 .setting(server, "verify_certificate")
                 .filter(|v| v != "default")
@@ -156,6 +182,14 @@ impl IrcClient {
                 self.setting(server, "throttle_burst").as_deref(),
                 overrides.throttle.unwrap_or_default(),
             ),
+            version: config
+                .version
+                .clone()
+                .unwrap_or_else(|| format!("Estuary {}", env!("CARGO_PKG_VERSION"))),
+            idle_disconnect: config.idle_disconnect(),
+        };
+        ServerSettings {
+            profile: self.common.profiles.intern(profile),
             username: self
                 .setting(server, "username")
                 .or(overrides.username)
@@ -169,24 +203,7 @@ impl IrcClient {
                 .filter(|r| !r.is_empty())
                 .unwrap_or_else(|| nick.clone()),
             nick,
-            sasl_password: self.setting(server, "sasl_password"),
-            nickserv_password: self.setting(server, "nickserv_password"),
-            autojoin: self
-                .setting(server, "autojoin")
-                .map(|a| {
-                    settings::split_channels(&a)
-                        .filter(|c| address::check_channel(c).is_none())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            version: self
-                .config
-                .version
-                .clone()
-                .unwrap_or_else(|| format!("Estuary {}", env!("CARGO_PKG_VERSION"))),
-            user: self.user.jid.clone(),
-            idle_disconnect: self.config.idle_disconnect(),
+            account: account.boxed(),
         }
     }
 
@@ -216,24 +233,46 @@ impl IrcClient {
 
     /// A server's channels, sorted by id: the LIST of the last [`LIST_CACHE`], or a new one.
     async fn channels_of(&self, server: &str) -> Result<Vec<RoomInfo>> {
-        let cached = self
-            .listings
-            .lock()
-            .ok()
-            .and_then(|l| l.get(server).cloned())
-            .filter(|(at, _)| at.elapsed() < LIST_CACHE);
-        if let Some((_, rooms)) = cached {
+        let cached = self.listing(server);
+        if let Some(rooms) = cached {
             return Ok(rooms);
         }
         let handle = self.connection(server, None);
         let mut rooms = list_channels(&handle).await?;
         rooms.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
-        if !rooms.is_empty()
-            && let Ok(mut l) = self.listings.lock()
-        {
-            l.insert(server.to_owned(), (Instant::now(), rooms.clone()));
+        if !rooms.is_empty() {
+            let mut listings = self
+                .listings
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let kept = listings.get_or_insert_with(Box::default);
+            kept.retain(|l| l.server != server);
+            kept.push(Listing {
+                server: server.to_owned(),
+                at: Instant::now(),
+                rooms: rooms.clone(),
+            });
         }
         Ok(rooms)
+    }
+
+    /// The server's list of the last [`LIST_CACHE`], if there is one. Older lists are
+    /// dropped here (a big network's list is megabytes, kept by every user who asked).
+    fn listing(&self, server: &str) -> Option<Vec<RoomInfo>> {
+        let mut listings = self
+            .listings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let kept = listings.as_mut()?;
+        kept.retain(|l| l.at.elapsed() < LIST_CACHE);
+        let found = kept
+            .iter()
+            .find(|l| l.server == server)
+            .map(|l| l.rooms.clone());
+        if kept.is_empty() {
+            *listings = None;
+        }
+        found
     }
 
     fn existing(&self, server: &str) -> Option<ConnectionHandle> {
@@ -368,8 +407,10 @@ impl Client for IrcClient {
 
     async fn resolve_identifier(&self, typed: &str) -> Result<RemoteUserId> {
         let typed = typed.trim();
-        let parsed = match &self.config.fixed_server {
-            Some(_) => address::parse_local_part(typed, self.config.fixed_server.as_deref())?,
+        let parsed = match &self.common.config.fixed_server {
+            Some(_) => {
+                address::parse_local_part(typed, self.common.config.fixed_server.as_deref())?
+            }
             None => address::parse_local_part(typed, None)?,
         };
         match parsed.chat_key(address::ID_FOLDING) {
@@ -533,7 +574,7 @@ impl Client for IrcClient {
     }
 
     async fn list_rooms(&self) -> Result<Vec<RoomInfo>> {
-        let mut servers: Vec<String> = match &self.config.fixed_server {
+        let mut servers: Vec<String> = match &self.common.config.fixed_server {
             Some(server) => vec![server.clone()],
             None => self
                 .connections
@@ -580,7 +621,9 @@ mod tests {
     fn client(config: serde_json::Value, services: &[(&str, FormValues)]) -> IrcClient {
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         IrcClient::new(
-            Arc::new(IrcConfig::from_json(&config).unwrap()),
+            Arc::new(Common::new(
+                crate::config::IrcConfig::from_json(&config).unwrap(),
+            )),
             User {
                 jid: "alice@example.org".into(),
             },
@@ -592,6 +635,44 @@ mod tests {
                 .collect(),
             EventSink::new("alice@example.org", LoginId::new("alice"), tx),
         )
+    }
+
+    fn user_client(common: &Arc<Common>, jid: &str, fields: FormValues) -> IrcClient {
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        IrcClient::new(
+            Arc::clone(common),
+            User { jid: jid.into() },
+            fields,
+            serde_json::Value::Null,
+            BTreeMap::new(),
+            EventSink::new(jid, LoginId::new(jid), tx),
+        )
+    }
+
+    /// Every user's connection to a server keeps the server's profile once for all, unless
+    /// the user changed part of it; a user's passwords stay their own.
+    #[test]
+    fn users_share_a_servers_profile_unless_they_changed_it() {
+        let common = Arc::new(Common::new(
+            crate::config::IrcConfig::from_json(&json!({})).unwrap(),
+        ));
+        let alice = user_client(&common, "alice@example.org", FormValues::default());
+        let bob = user_client(
+            &common,
+            "bob@example.org",
+            values(&[("nick", "bobby"), ("sasl_password", "secret")]),
+        );
+        let carol = user_client(&common, "carol@example.org", values(&[("port", "7000")]));
+        let a = alice.settings_for("irc.test", None);
+        let b = bob.settings_for("irc.test", None);
+        let c = carol.settings_for("irc.test", None);
+        assert!(Arc::ptr_eq(&a.profile, &b.profile));
+        assert!(!Arc::ptr_eq(&a.profile, &c.profile));
+        assert_eq!(common.profiles.len(), 2);
+        assert!(a.account.is_none(), "no password, no autojoin: no box");
+        assert_eq!((a.nick.as_str(), b.nick.as_str()), ("alice", "bobby"));
+        assert_eq!(b.sasl_password(), Some("secret"));
+        assert_eq!(a.sasl_password(), None);
     }
 
     #[tokio::test]
@@ -611,17 +692,17 @@ mod tests {
         );
         let s = c.settings_for("irc.test", Some("joinnick"));
         assert_eq!(s.nick, "confnick");
-        assert!(!s.verify_certificate);
+        assert!(!s.profile.verify_certificate);
         assert_eq!(
-            s.throttle,
+            s.profile.throttle,
             Throttle {
                 lines_per_second: 3.0,
                 burst: 9
             }
         );
-        assert_eq!(s.nickserv_password.as_deref(), Some("field-pw"));
+        assert_eq!(s.nickserv_password(), Some("field-pw"));
         assert_eq!(
-            s.endpoints,
+            s.profile.endpoints,
             [
                 Endpoint {
                     port: 7001,
@@ -636,7 +717,11 @@ mod tests {
         // Other servers: the login's fields, the config's defaults.
         let other = c.settings_for("irc.other", Some("joinnick"));
         assert_eq!(other.nick, "fieldnick");
-        assert!(other.verify_certificate);
+        assert!(other.profile.verify_certificate);
+        assert!(
+            !Arc::ptr_eq(&s.profile, &other.profile),
+            "each server has its own profile"
+        );
 
         c.service_settings_changed(
             "irc.test",
@@ -645,9 +730,9 @@ mod tests {
         .await;
         let s = c.settings_for("irc.test", None);
         assert_eq!(s.nick, "metanick", "back to the metadata's nick");
-        assert_eq!(s.nickserv_password.as_deref(), Some("new-pw"));
+        assert_eq!(s.nickserv_password(), Some("new-pw"));
         assert_eq!(
-            s.endpoints,
+            s.profile.endpoints,
             [Endpoint {
                 port: 7000,
                 tls: false
@@ -655,9 +740,7 @@ mod tests {
         );
         c.service_settings_changed("irc.test", None).await;
         assert_eq!(
-            c.settings_for("irc.test", None)
-                .nickserv_password
-                .as_deref(),
+            c.settings_for("irc.test", None).nickserv_password(),
             Some("field-pw")
         );
     }

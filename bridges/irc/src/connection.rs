@@ -5,8 +5,8 @@
 //! [`remote`]: crate::remote
 
 use crate::address::CaseMapping;
-use crate::config::{Endpoint, Throttle};
 use crate::live::Live;
+use crate::profile::ServerProfile;
 use crate::remote::Session;
 use crate::transport::Transport;
 use estuary_bridge_api::{
@@ -36,46 +36,72 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a TCP/TLS connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Everything a connection needs to reach and log in to one server.
+/// Everything a connection needs to reach and log in to one server: the server's profile,
+/// shared with every other user's connection to it, and what is the user's own.
 #[derive(Clone)]
 pub struct ServerSettings {
-    /// The server's host name.
-    pub server: String,
-    /// The endpoints to try, in order.
-    pub endpoints: Vec<Endpoint>,
-    /// Whether to check the certificate.
-    pub verify_certificate: bool,
-    /// Flood control.
-    pub throttle: Throttle,
+    /// The server and how to reach it (shared, see [`Profiles`](crate::profile::Profiles)).
+    pub profile: Arc<ServerProfile>,
     /// The nick to register with.
     pub nick: String,
     /// The username (ident).
     pub username: String,
     /// The realname (gecos).
     pub realname: String,
+    /// Passwords and channels to join on every connect; `None` when the user set none
+    /// (most users), so that they take no room.
+    pub account: Option<Box<Account>>,
+}
+
+/// The user's account on a server, beyond the nick: what registration or "Configure" set.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Account {
     /// The SASL PLAIN password (account = nick), if any.
     pub sasl_password: Option<String>,
     /// The NickServ password, if any.
     pub nickserv_password: Option<String>,
     /// Channels to join on every connect.
     pub autojoin: Vec<String>,
-    /// The CTCP VERSION answer.
-    pub version: String,
-    /// The user's bare JID, for logs.
-    pub user: String,
-    /// How long to stay connected with no channel joined.
-    pub idle_disconnect: Duration,
+}
+
+impl Account {
+    /// `None` when nothing is set, so that settings keep no empty box.
+    pub fn boxed(self) -> Option<Box<Self>> {
+        (self != Self::default()).then(|| Box::new(self))
+    }
+}
+
+impl ServerSettings {
+    /// The server's host name.
+    pub fn server(&self) -> &str {
+        &self.profile.server
+    }
+
+    /// The SASL PLAIN password, if any.
+    pub fn sasl_password(&self) -> Option<&str> {
+        self.account.as_ref()?.sasl_password.as_deref()
+    }
+
+    /// The NickServ password, if any.
+    pub fn nickserv_password(&self) -> Option<&str> {
+        self.account.as_ref()?.nickserv_password.as_deref()
+    }
+
+    /// Channels to join on every connect.
+    pub fn autojoin(&self) -> &[String] {
+        self.account.as_ref().map_or(&[], |a| &a.autojoin)
+    }
 }
 
 impl std::fmt::Debug for ServerSettings {
     /// Passwords are never printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerSettings")
-            .field("server", &self.server)
-            .field("endpoints", &self.endpoints)
+            .field("server", &self.profile.server)
+            .field("endpoints", &self.profile.endpoints)
             .field("nick", &self.nick)
-            .field("sasl", &self.sasl_password.is_some())
-            .field("nickserv", &self.nickserv_password.is_some())
+            .field("sasl", &self.sasl_password().is_some())
+            .field("nickserv", &self.nickserv_password().is_some())
             .finish_non_exhaustive()
     }
 }
@@ -188,7 +214,7 @@ impl ConnectionHandle {
             nick: Mutex::new(settings.nick.clone()),
             ..Shared::default()
         });
-        let span = info_span!("irc", user = %settings.user, server = %settings.server);
+        let span = info_span!("irc", user = %events.user(), server = %settings.server());
         let kept = Kept::new(Session::new(settings, Arc::clone(&shared)));
         tokio::spawn(run(kept, events, rx, shared.clone()).instrument(span));
         Self { tx, shared }
@@ -218,9 +244,10 @@ pub enum End {
 
 async fn connect(settings: &ServerSettings) -> Result<Transport, String> {
     let mut why = String::from("no endpoint to try");
-    for endpoint in &settings.endpoints {
+    let profile = &settings.profile;
+    for endpoint in &profile.endpoints {
         debug!(port = endpoint.port, tls = endpoint.tls, "connecting");
-        let attempt = Transport::connect(&settings.server, *endpoint, settings.verify_certificate);
+        let attempt = Transport::connect(&profile.server, *endpoint, profile.verify_certificate);
         match timeout(CONNECT_TIMEOUT, attempt).await {
             Ok(Ok(transport)) => return Ok(transport),
             Ok(Err(e)) => {
@@ -258,8 +285,10 @@ struct Kept {
     /// Events the core had no room for yet, oldest first; kept across a lost connection
     /// and delivered before the news of the loss.
     pending: VecDeque<RemoteEvent>,
-    /// The wait before the next reconnection.
-    backoff: Duration,
+    /// Reconnections that failed in a row since the last registered connection: the wait
+    /// before the next one is [`backoff_after`] them (a count, not a `Duration`: this box is
+    /// kept by every user, and eight bytes less keep it in a smaller allocation class).
+    failures: u8,
     /// Whether any connection ever registered: a server never reached is given up at once.
     ever_registered: bool,
 }
@@ -269,7 +298,7 @@ impl Kept {
         Box::new(Self {
             session,
             pending: VecDeque::new(),
-            backoff: MIN_BACKOFF,
+            failures: 0,
             ever_registered: false,
         })
     }
@@ -301,7 +330,7 @@ fn run(
                     Live::new(&mut transport, &events, &mut rx, session, pending, hello).await;
                 Box::pin(close(transport, &end, &events, session, pending)).await;
                 if session.was_registered() {
-                    kept.backoff = MIN_BACKOFF;
+                    kept.failures = 0;
                     kept.ever_registered = true;
                 }
                 end
@@ -318,16 +347,23 @@ fn run(
                     return;
                 }
                 End::Lost(why) => {
-                    let backoff = kept.backoff;
+                    let backoff = backoff_after(kept.failures);
                     let again = reconnect_wait(why, backoff, &events, &mut rx, &mut kept.session);
                     if !Box::pin(again).await {
                         return;
                     }
                 }
             }
-            kept.backoff = (kept.backoff * 2).min(MAX_BACKOFF);
+            kept.failures = kept.failures.saturating_add(1);
         }
     }
+}
+
+/// The wait before reconnecting after `failures` failed attempts in a row: [`MIN_BACKOFF`],
+/// doubled for each failure, at most [`MAX_BACKOFF`].
+pub fn backoff_after(failures: u8) -> Duration {
+    let factor = 1u32.checked_shl(u32::from(failures)).unwrap_or(u32::MAX);
+    MIN_BACKOFF.saturating_mul(factor).min(MAX_BACKOFF)
 }
 
 /// After a connection's live part: says goodbye to the server when the connection ends on
@@ -362,7 +398,10 @@ async fn give_up(
     session: &mut Session,
 ) {
     warn!(%why, "server unreachable; giving up");
-    let text = format!("Could not connect to {}: {why}", session.settings().server);
+    let text = format!(
+        "Could not connect to {}: {why}",
+        session.settings().server()
+    );
     rx.close();
     while let Ok(op) = rx.try_recv() {
         session.queue_op(*op);
@@ -382,7 +421,7 @@ async fn reconnect_wait(
     session: &mut Session,
 ) -> bool {
     warn!(%why, ?backoff, "connection lost; reconnecting");
-    let server = session.settings().server.clone();
+    let server = session.settings().server().to_owned();
     let text = format!("Connection to {server} lost: {why}");
     let lost = RemoteEvent::LoginState(LoginState::TransientDisconnect(text.clone()));
     let _ = events.send(lost).await;
@@ -456,19 +495,18 @@ mod tests {
 
     fn settings() -> ServerSettings {
         ServerSettings {
-            server: "irc.example.org".into(),
-            endpoints: vec![],
-            verify_certificate: true,
-            throttle: Throttle::default(),
+            profile: Arc::new(ServerProfile {
+                server: "irc.example.org".into(),
+                endpoints: vec![],
+                verify_certificate: true,
+                throttle: crate::config::Throttle::default(),
+                version: "v".into(),
+                idle_disconnect: Duration::from_secs(1),
+            }),
             nick: "n".into(),
             username: "u".into(),
             realname: "r".into(),
-            sasl_password: None,
-            nickserv_password: None,
-            autojoin: vec![],
-            version: "v".into(),
-            user: "u@example.org".into(),
-            idle_disconnect: Duration::from_secs(1),
+            account: None,
         }
     }
 
@@ -485,6 +523,17 @@ mod tests {
         let task = run(kept, events, ops_rx, shared);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 600, "the connection task is {size} bytes");
+        // The box every connection keeps (session, pending events, backoff) fits
+        // jemalloc's 320-byte class; the next class up is 384 (docs/performance.md).
+        let kept = std::mem::size_of::<Kept>();
+        assert!(kept <= 320, "a connection's kept state is {kept} bytes");
+    }
+
+    #[test]
+    fn the_backoff_doubles_up_to_its_cap() {
+        let waits: Vec<u64> = (0..9).map(|n| backoff_after(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(backoff_after(u8::MAX), MAX_BACKOFF);
     }
 
     #[test]

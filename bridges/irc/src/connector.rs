@@ -4,6 +4,7 @@
 use crate::address;
 use crate::client::IrcClient;
 use crate::config::{ConfigError, IrcConfig};
+use crate::profile::Profiles;
 use async_trait::async_trait;
 use estuary_bridge_api::{
     BridgeError, BridgeInfo, Capabilities, ChatKey, Client, Connector, EventSink, FormField,
@@ -14,7 +15,26 @@ use std::sync::Arc;
 /// The IRC bridge.
 #[derive(Debug)]
 pub struct IrcConnector {
-    config: Arc<IrcConfig>,
+    common: Arc<Common>,
+}
+
+/// What every client of the bridge shares: the config and the server profiles in use.
+#[derive(Debug)]
+pub struct Common {
+    /// The `[bridges.irc]` table.
+    pub config: IrcConfig,
+    /// The servers' profiles, each once for all connections.
+    pub profiles: Profiles,
+}
+
+impl Common {
+    /// Shared state for `config`, with no profile yet.
+    pub fn new(config: IrcConfig) -> Self {
+        Self {
+            config,
+            profiles: Profiles::new(),
+        }
+    }
 }
 
 impl IrcConnector {
@@ -26,17 +46,17 @@ impl IrcConnector {
     /// A connector with a config already read.
     pub fn new(config: IrcConfig) -> Self {
         Self {
-            config: Arc::new(config),
+            common: Arc::new(Common::new(config)),
         }
     }
 
     /// The config in use.
     pub fn config(&self) -> &IrcConfig {
-        &self.config
+        &self.common.config
     }
 
     fn fixed(&self) -> Option<&str> {
-        self.config.fixed_server.as_deref()
+        self.common.config.fixed_server.as_deref()
     }
 }
 
@@ -63,7 +83,7 @@ impl Connector for IrcConnector {
             kicks: true,
             room_list: true,
             max_body_bytes: None,
-            offline: self.config.offline_policy(),
+            offline: self.common.config.offline_policy(),
             ..Capabilities::default()
         }
     }
@@ -112,7 +132,7 @@ impl Connector for IrcConnector {
 
     async fn load_login(&self, login: &StoredLogin, events: EventSink) -> Result<Box<dyn Client>> {
         Ok(Box::new(IrcClient::new(
-            Arc::clone(&self.config),
+            Arc::clone(&self.common),
             login.user.clone(),
             login.fields.clone(),
             login.metadata.clone(),

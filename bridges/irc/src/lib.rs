@@ -7,7 +7,9 @@
 //! * [`connector`]: [`IrcConnector`], the bridge's [`Connector`](estuary_bridge_api::Connector).
 //! * [`client`]: [`IrcClient`], one login's connections.
 //! * [`connection`]: one connection's task (registration, throttle, reconnect).
+//! * [`profile`]: what every user's connection to one server shares, kept once.
 //! * [`settings`]: a user's per-server settings (the server JID's "Configure" form).
+//! * [`prefixes`]: a server's channel prefix modes (`PREFIX=(ov)@+`).
 //! * [`remote`]: one session's state and IRC → event translation.
 //! * [`throttle`]: the flood-control token bucket.
 //! * [`transport`]: the socket (TCP, TLS), lines in and out.
@@ -19,6 +21,8 @@ pub mod connection;
 pub mod connector;
 pub mod format;
 pub mod live;
+pub mod prefixes;
+pub mod profile;
 pub mod remote;
 pub mod settings;
 pub mod throttle;

@@ -83,7 +83,8 @@ impl<'a> Live<'a> {
         hello: String,
     ) -> Self {
         let settings = session.settings();
-        let (throttle, idle_disconnect) = (settings.throttle, settings.idle_disconnect);
+        let (throttle, idle_disconnect) =
+            (settings.profile.throttle, settings.profile.idle_disconnect);
         session.start_session();
         let now = Instant::now();
         Self {
@@ -269,7 +270,7 @@ impl<'a> Live<'a> {
                 )));
             }
             // After whatever is being written: whole lines, never interleaved.
-            let server = self.session.settings().server.clone();
+            let server = self.session.settings().server().to_owned();
             let mut line = String::new();
             push_line(&mut line, &Message::from(Command::PING(server, None)));
             self.out.extend_from_slice(line.as_bytes());

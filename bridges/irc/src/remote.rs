@@ -7,6 +7,7 @@
 use crate::address::{CaseMapping, ID_FOLDING, is_channel_name, room_id, user_id};
 use crate::connection::{Op, ServerSettings, Shared};
 use crate::format::{ctcp_action, ctcp_reply, irc_to_styled, parse_ctcp, sanitize};
+use crate::prefixes::Prefixes;
 use estuary_bridge_api::{
     Affiliation, BridgeError, ChatKey, ErrorKind, LoginState, Member, MemberChange, MessageKind,
     RemoteChatId, RemoteEvent, RemoteMessage, RemoteMessageId, RemoteUserId, Role, RoomInfo,
@@ -114,8 +115,9 @@ pub struct Session {
     cap_done: bool,
     sasl_pending: bool,
     /// Prefix modes, highest first: (mode, prefix char).
-    prefixes: Vec<(char, char)>,
-    nick_tries: usize,
+    prefixes: Prefixes,
+    /// Nicks tried at registration since the last success (saturating).
+    nick_tries: u16,
     /// What is needed now and then only; `None` while all of it is empty.
     rare: Option<Box<Rare>>,
 }
@@ -168,11 +170,11 @@ impl Session {
             ever_registered: false,
             cap_done: false,
             sasl_pending: false,
-            prefixes: default_prefixes(),
+            prefixes: Prefixes::default(),
             nick_tries: 0,
             rare: None,
         };
-        for channel in session.settings.autojoin.clone() {
+        for channel in session.settings.autojoin().to_vec() {
             session.want_channel(&channel, None);
         }
         session
@@ -180,12 +182,12 @@ impl Session {
 
     /// The room id for a channel spelled `name` (see [`ID_FOLDING`]).
     fn room_for(&self, name: &str) -> RemoteChatId {
-        room_id(name, &self.settings.server, ID_FOLDING)
+        room_id(name, self.settings.server(), ID_FOLDING)
     }
 
     /// The user id for `nick` (see [`ID_FOLDING`]).
     fn user_for(&self, nick: &str) -> RemoteUserId {
-        user_id(nick, &self.settings.server, ID_FOLDING)
+        user_id(nick, self.settings.server(), ID_FOLDING)
     }
 
     /// The rooms a channel's events go to: every spelling the user joined it as, or the
@@ -226,7 +228,7 @@ impl Session {
     }
 
     fn service(&mut self, body: String) {
-        let service = Some(self.settings.server.clone());
+        let service = Some(self.settings.server().to_owned());
         self.emit(RemoteEvent::ServiceMessage { service, body });
     }
 
@@ -252,7 +254,7 @@ impl Session {
         self.rare().cap_ls.clear();
         self.cap_done = false;
         self.sasl_pending = false;
-        self.prefixes = default_prefixes();
+        self.prefixes = Prefixes::default();
         self.rare().motd.clear();
         self.nick_tries = 0;
         self.urgent.clear();
@@ -305,7 +307,7 @@ impl Session {
             why.to_owned(),
         )));
         events.push(RemoteEvent::ServiceMessage {
-            service: Some(self.settings.server.clone()),
+            service: Some(self.settings.server().to_owned()),
             body: if unsent > 0 {
                 format!("{why}. {unsent} line(s) were not sent.")
             } else {
@@ -398,11 +400,7 @@ impl Session {
 
     /// Role and affiliation from the highest prefix mode held.
     fn role_of(&self, modes: &str) -> (Role, Affiliation) {
-        let best = self
-            .prefixes
-            .iter()
-            .map(|(m, _)| *m)
-            .find(|m| modes.contains(*m));
+        let best = self.prefixes.modes().find(|m| modes.contains(*m));
         match best {
             Some('q') => (Role::Moderator, Affiliation::Owner),
             Some('a' | 'o') => (Role::Moderator, Affiliation::Admin),
@@ -561,7 +559,7 @@ impl Session {
                         ErrorKind::Conflict,
                         format!(
                             "{nick}: Nickname is already in use (or not valid) on {}.",
-                            self.settings.server
+                            self.settings.server()
                         ),
                     )));
                 }
@@ -569,12 +567,16 @@ impl Session {
             }
             return;
         }
-        self.nick_tries += 1;
+        self.nick_tries = self.nick_tries.saturating_add(1);
         // nick_, nick__, nick___, then a plain generated nick (the asked one may be invalid).
         let nick = if self.nick_tries <= 3 {
-            format!("{}{}", self.settings.nick, "_".repeat(self.nick_tries))
+            format!(
+                "{}{}",
+                self.settings.nick,
+                "_".repeat(usize::from(self.nick_tries))
+            )
         } else {
-            format!("estuary{}", self.nick_tries * 7919 % 100_000)
+            format!("estuary{}", u32::from(self.nick_tries) * 7919 % 100_000)
         };
         if let Ok(mut n) = self.shared.nick.lock() {
             nick.clone_into(&mut n);
@@ -684,7 +686,7 @@ impl Session {
                 if more {
                     return;
                 }
-                let has_sasl_password = self.settings.sasl_password.is_some();
+                let has_sasl_password = self.settings.sasl_password().is_some();
                 let offered: HashSet<&str> = self
                     .rare()
                     .cap_ls
@@ -711,7 +713,7 @@ impl Session {
                 if acked.contains(&"echo-message") {
                     self.shared.echo.store(true, Ordering::SeqCst);
                 }
-                if acked.contains(&"sasl") && self.settings.sasl_password.is_some() {
+                if acked.contains(&"sasl") && self.settings.sasl_password().is_some() {
                     self.sasl_pending = true;
                     self.urgent
                         .push_back(Message::from(Command::AUTHENTICATE("PLAIN".into())));
@@ -734,7 +736,7 @@ impl Session {
     }
 
     fn send_sasl_credentials(&mut self) {
-        let Some(password) = self.settings.sasl_password.clone() else {
+        let Some(password) = self.settings.sasl_password().map(str::to_owned) else {
             self.urgent
                 .push_back(Message::from(Command::AUTHENTICATE("*".into())));
             return;
@@ -770,7 +772,7 @@ impl Session {
                 }
                 self.shared.registered.store(true, Ordering::SeqCst);
                 self.emit(RemoteEvent::LoginState(LoginState::Connected));
-                if let Some(pw) = self.settings.nickserv_password.clone() {
+                if let Some(pw) = self.settings.nickserv_password().map(str::to_owned) {
                     self.urgent.push_back(Message::from(Command::PRIVMSG(
                         "NickServ".into(),
                         format!("IDENTIFY {}", one_line(&pw)),
@@ -795,7 +797,8 @@ impl Session {
                         if let Ok(mut cm) = self.shared.casemapping.lock() {
                             *cm = CaseMapping::from_isupport(v);
                         }
-                    } else if let Some(p) = token.strip_prefix("PREFIX=").and_then(parse_prefix) {
+                    } else if let Some(p) = token.strip_prefix("PREFIX=").and_then(Prefixes::parse)
+                    {
                         self.prefixes = p;
                     }
                 }
@@ -842,11 +845,11 @@ impl Session {
             }
             Response::RPL_NAMREPLY => {
                 let folded = self.fold(&arg(2));
-                let prefixes: Vec<(char, char)> = self.prefixes.clone();
+                let prefixes = self.prefixes;
                 let cm = self.casemapping();
                 if let Some(c) = self.channels.get_mut(&folded) {
                     for entry in text.split_whitespace() {
-                        let (nick, modes) = split_prefixes(entry, &prefixes);
+                        let (nick, modes) = prefixes.split(entry);
                         c.members.insert(cm.fold(&nick), (nick, modes));
                     }
                 }
@@ -892,7 +895,7 @@ impl Session {
             Response::ERR_SASLFAIL | Response::ERR_SASLTOOLONG | Response::ERR_NICKLOCKED => {
                 self.sasl_pending = false;
                 self.emit(RemoteEvent::LoginState(LoginState::BadCredentials(
-                    format!("{}: SASL login failed: {text}", self.settings.server),
+                    format!("{}: SASL login failed: {text}", self.settings.server()),
                 )));
                 self.cap_end();
             }
@@ -1287,7 +1290,7 @@ impl Session {
                         .duration_since(UNIX_EPOCH)
                         .map(|d| d.as_secs())
                         .unwrap_or_default();
-                    if let Some(reply) = ctcp_reply(&ctcp, &self.settings.version, now) {
+                    if let Some(reply) = ctcp_reply(&ctcp, &self.settings.profile.version, now) {
                         self.push(Command::NOTICE(nick.clone(), reply));
                     }
                 }
@@ -1387,37 +1390,6 @@ impl Session {
         }
         true
     }
-}
-
-fn default_prefixes() -> Vec<(char, char)> {
-    vec![('o', '@'), ('v', '+')]
-}
-
-/// Reads ISUPPORT `PREFIX=(qaohv)~&@%+`.
-fn parse_prefix(v: &str) -> Option<Vec<(char, char)>> {
-    let inner = v.strip_prefix('(')?;
-    let (modes, chars) = inner.split_once(')')?;
-    if modes.chars().count() != chars.chars().count() {
-        return None;
-    }
-    Some(modes.chars().zip(chars.chars()).collect())
-}
-
-/// Splits a NAMES entry (`@+nick` or `@nick!user@host`) into the nick and its modes.
-fn split_prefixes(entry: &str, prefixes: &[(char, char)]) -> (String, String) {
-    let mut modes = String::new();
-    let mut rest = entry;
-    while let Some(c) = rest.chars().next() {
-        match prefixes.iter().find(|(_, p)| *p == c) {
-            Some((m, _)) => {
-                modes.push(*m);
-                rest = &rest[c.len_utf8()..];
-            }
-            None => break,
-        }
-    }
-    let nick = rest.split('!').next().unwrap_or(rest);
-    (nick.to_owned(), modes)
 }
 
 /// The error for a refused topic change or kick: the server's own text, after what it is
@@ -1568,15 +1540,6 @@ mod tests {
     }
 
     #[test]
-    fn names_prefixes() {
-        let p = parse_prefix("(qaohv)~&@%+").unwrap();
-        assert_eq!(split_prefixes("@+alice", &p), ("alice".into(), "ov".into()));
-        assert_eq!(split_prefixes("~bob!u@h", &p), ("bob".into(), "q".into()));
-        assert_eq!(split_prefixes("carol", &p), ("carol".into(), "".into()));
-        assert_eq!(parse_prefix("(ov)@"), None);
-    }
-
-    #[test]
     fn cap_params() {
         assert_eq!(
             params("CAP * LS * :a b c"),
@@ -1589,23 +1552,28 @@ mod tests {
     }
 
     use crate::config::{Throttle, endpoints};
+    use crate::connection::Account;
+    use crate::profile::ServerProfile;
     use estuary_bridge_api::{ChatKey, RemoteChatId};
 
     fn session() -> Session {
         let settings = ServerSettings {
-            server: "irc.test".into(),
-            endpoints: endpoints(Some(6667), Some(false), Default::default()),
-            verify_certificate: true,
-            throttle: Throttle::default(),
+            profile: Arc::new(ServerProfile {
+                server: "irc.test".into(),
+                endpoints: endpoints(Some(6667), Some(false), Default::default()),
+                verify_certificate: true,
+                throttle: Throttle::default(),
+                version: "Estuary test".into(),
+                idle_disconnect: Duration::from_secs(1),
+            }),
             nick: "alice".into(),
             username: "alice".into(),
             realname: "Alice".into(),
-            sasl_password: Some("pw".into()),
-            nickserv_password: None,
-            autojoin: vec![],
-            version: "Estuary test".into(),
-            user: "alice@example.org".into(),
-            idle_disconnect: Duration::from_secs(1),
+            account: Account {
+                sasl_password: Some("pw".into()),
+                ..Account::default()
+            }
+            .boxed(),
         };
         let shared = Arc::new(Shared {
             nick: std::sync::Mutex::new("alice".into()),
