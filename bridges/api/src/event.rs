@@ -255,8 +255,16 @@ pub enum RemoteEvent {
 pub struct SinkClosed;
 
 /// Where a client pushes its events: a bounded queue into the core, tagged with the login.
+///
+/// Clones share one allocation (the user, the login and the queue's handle): a client and
+/// each of its connection tasks hold a sink, for every user of the gateway.
 #[derive(Clone, Debug)]
 pub struct EventSink {
+    inner: std::sync::Arc<SinkInner>,
+}
+
+#[derive(Debug)]
+struct SinkInner {
     login: LoginId,
     user: String,
     tx: mpsc::Sender<(String, LoginId, RemoteEvent)>,
@@ -270,28 +278,32 @@ impl EventSink {
         tx: mpsc::Sender<(String, LoginId, RemoteEvent)>,
     ) -> Self {
         Self {
-            login,
-            user: user.into(),
-            tx,
+            inner: std::sync::Arc::new(SinkInner {
+                login,
+                user: user.into(),
+                tx,
+            }),
         }
+    }
+
+    fn tagged(&self, event: RemoteEvent) -> (String, LoginId, RemoteEvent) {
+        (self.inner.user.clone(), self.inner.login.clone(), event)
     }
 
     /// Pushes an event, waiting while the core's queue is full (back-pressure, no loss).
     pub async fn send(&self, event: RemoteEvent) -> Result<(), SinkClosed> {
-        self.tx
-            .send((self.user.clone(), self.login.clone(), event))
+        self.inner
+            .tx
+            .send(self.tagged(event))
             .await
             .map_err(|_| SinkClosed)
     }
 
     /// Pushes an event if the core's queue has room now; gives it back when it has not
-    /// (wait with [`EventSink::ready`], then try again), so that a bridge task can go on
+    /// (wait with [`EventSink::reserve`], then try again), so that a bridge task can go on
     /// with other work (writing to its socket) while the core catches up.
     pub fn try_send(&self, event: RemoteEvent) -> Result<(), TrySend> {
-        match self
-            .tx
-            .try_send((self.user.clone(), self.login.clone(), event))
-        {
+        match self.inner.tx.try_send(self.tagged(event)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full((_, _, event))) => {
                 Err(TrySend::Full(Box::new(event)))
@@ -304,18 +316,18 @@ impl EventSink {
     /// event sent with the returned [`EventSlot`] cannot be refused. Cancel-safe (for
     /// `select!`): dropping the future or the slot gives the room back.
     pub async fn reserve(&self) -> Result<EventSlot<'_>, SinkClosed> {
-        let permit = self.tx.reserve().await.map_err(|_| SinkClosed)?;
+        let permit = self.inner.tx.reserve().await.map_err(|_| SinkClosed)?;
         Ok(EventSlot { sink: self, permit })
     }
 
     /// The user (bare JID) this sink reports for.
     pub fn user(&self) -> &str {
-        &self.user
+        &self.inner.user
     }
 
     /// The login this sink reports for.
     pub fn login(&self) -> &LoginId {
-        &self.login
+        &self.inner.login
     }
 }
 
@@ -328,8 +340,7 @@ pub struct EventSlot<'a> {
 impl EventSlot<'_> {
     /// Sends the event into the room held.
     pub fn send(self, event: RemoteEvent) {
-        self.permit
-            .send((self.sink.user.clone(), self.sink.login.clone(), event));
+        self.permit.send(self.sink.tagged(event));
     }
 }
 
