@@ -6,7 +6,7 @@
 //! cargo build --release -p estuary -p estuary-bench
 //! target/release/irc_vs_biboumi [--messages 20000] [--window 100] [--paced 1000] [--rate 200]
 //!     [--users 100,1000] [--time-limit 120] [--keep] [--skip-throughput] [--only-estuary]
-//!     [--warm 20]
+//!     [--warm 20] [--repeat 1]
 //! ```
 //!
 //! `--only-estuary` runs Estuary's side alone (no table, one line per part).
@@ -14,6 +14,10 @@
 //! gateway settles before its memory is read as the "before" of the M measured users, so
 //! that one-time costs (caches, pools, allocator metadata) are not counted per user. The
 //! cold figure, from the idle gateway, is reported beside it.
+//! `--repeat R` runs each scale size R times per gateway (alternating the gateways, each
+//! time a fresh process) and reports the run with the median memory per user, the range
+//! of all R, and the median join time: one run's memory figure moves by up to a kilobyte
+//! per user at small sizes.
 //! `BENCH_KILL_AT_STEADY_STATE=1` kills each scale phase's gateway with SIGKILL right after
 //! its memory is read, so that a heap profiler preloaded into it (`ESTUARY_BIN` pointing at
 //! a wrapper) records what the joined users still hold. `BENCH_SMAPS_DIR=DIR` copies each
@@ -44,6 +48,7 @@ struct Args {
     skip_throughput: bool,
     only_estuary: bool,
     warm: usize,
+    repeat: usize,
 }
 
 fn args() -> Args {
@@ -58,6 +63,7 @@ fn args() -> Args {
         skip_throughput: false,
         only_estuary: false,
         warm: 20,
+        repeat: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -79,6 +85,7 @@ fn args() -> Args {
             "--skip-throughput" => a.skip_throughput = true,
             "--only-estuary" => a.only_estuary = true,
             "--warm" => a.warm = v().parse().expect("--warm N"),
+            "--repeat" => a.repeat = v().parse::<usize>().expect("--repeat N").max(1),
             other => panic!("unknown argument {other}; see the file's header"),
         }
     }
@@ -577,6 +584,34 @@ impl Scale {
     }
 }
 
+/// One gateway's runs of one scale size, summed up.
+struct Repeated {
+    /// The run with the median memory per user (the higher middle one for an even count).
+    median: Scale,
+    kib_min: f64,
+    kib_max: f64,
+    /// The median of the runs' join times.
+    join_median: Duration,
+}
+
+impl Repeated {
+    fn of(mut runs: Vec<Scale>) -> Self {
+        assert!(!runs.is_empty(), "at least one run");
+        let mut joins: Vec<Duration> = runs.iter().map(|r| r.join_time).collect();
+        joins.sort();
+        runs.sort_by(|x, y| x.per_user_kib().total_cmp(&y.per_user_kib()));
+        let kib_min = runs[0].per_user_kib();
+        let kib_max = runs[runs.len() - 1].per_user_kib();
+        let mid = runs.len() / 2;
+        Self {
+            median: runs.swap_remove(mid),
+            kib_min,
+            kib_max,
+            join_median: joins[mid],
+        }
+    }
+}
+
 /// A user given back with what was done with it.
 type UserResult<T> = (User, Result<T, String>);
 
@@ -953,61 +988,93 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
         let mut rows = Vec::new();
         let mut notes = String::new();
         for &m in &a.users {
-            let mut results = Vec::new();
             // Estuary alone: its line is the result, there is no table.
             let gateways: &[Gw] = if a.only_estuary {
                 &[Gw::Estuary]
             } else {
                 &[Gw::Biboumi, Gw::Estuary]
             };
-            for &gw in gateways {
-                let r = scale(&world, gw, &mut users, m, &a).await?;
-                // scale() moved the users it used to the back: rotate them back to the front.
-                users.rotate_right(m + r.warm);
-                println!("{}", r.summary(gw.label()));
-                if let Some(e) = &r.first_error {
-                    notes.push_str(&format!(
-                        "- {} with {m} users, first failure: {e}\n",
-                        gw.label()
-                    ));
+            let mut runs: Vec<Vec<Scale>> = gateways.iter().map(|_| Vec::new()).collect();
+            for round in 0..a.repeat {
+                for (k, &gw) in gateways.iter().enumerate() {
+                    let r = scale(&world, gw, &mut users, m, &a).await?;
+                    // scale() moved the users it used to the back: rotate them back.
+                    users.rotate_right(m + r.warm);
+                    println!("{}", r.summary(gw.label()));
+                    if let Some(e) = &r.first_error {
+                        notes.push_str(&format!(
+                            "- {} with {m} users (run {}), first failure: {e}\n",
+                            gw.label(),
+                            round + 1
+                        ));
+                    }
+                    if round == 0 {
+                        notes.push_str(&format!(
+                            "- {} with {m} users, CPU while joining: {}\n",
+                            gw.label(),
+                            r.cpu
+                        ));
+                    }
+                    runs[k].push(r);
                 }
-                notes.push_str(&format!(
-                    "- {} with {m} users, CPU while joining: {}\n",
-                    gw.label(),
-                    r.cpu
-                ));
-                results.push(r);
+            }
+            let results: Vec<Repeated> = runs.into_iter().map(Repeated::of).collect();
+            if a.repeat > 1 {
+                for (gw, r) in gateways.iter().zip(&results) {
+                    println!(
+                        "{} with {m} users, {} runs: median {:.1} KiB/user (range {:.1}–{:.1}), median join {:.2?}",
+                        gw.label(),
+                        a.repeat,
+                        r.median.per_user_kib(),
+                        r.kib_min,
+                        r.kib_max,
+                        r.join_median
+                    );
+                }
             }
             if a.only_estuary {
                 continue;
             }
-            let (b, e) = (&results[0], &results[1]);
+            let (br, er) = (&results[0], &results[1]);
+            let (b, e) = (&br.median, &er.median);
+            let spread = |r: &Repeated| {
+                if a.repeat > 1 {
+                    format!(", {:.1}–{:.1}", r.kib_min, r.kib_max)
+                } else {
+                    String::new()
+                }
+            };
             rows.push(vec![
                 m.to_string(),
                 format!(
                     "{}/{} in {:.2} s",
                     b.joined,
                     b.users,
-                    b.join_time.as_secs_f64()
+                    br.join_median.as_secs_f64()
                 ),
                 format!(
                     "{}/{} in {:.2} s",
                     e.joined,
                     e.users,
-                    e.join_time.as_secs_f64()
+                    er.join_median.as_secs_f64()
                 ),
-                ratio(e.join_time.as_secs_f64(), b.join_time.as_secs_f64()),
+                ratio(
+                    er.join_median.as_secs_f64(),
+                    br.join_median.as_secs_f64(),
+                ),
                 format!(
-                    "{:.1} ({} → {})",
+                    "{:.1} ({} → {}{})",
                     b.per_user_kib(),
                     b.rss_before_kib,
-                    b.rss_after_kib
+                    b.rss_after_kib,
+                    spread(br)
                 ),
                 format!(
-                    "{:.1} ({} → {})",
+                    "{:.1} ({} → {}{})",
                     e.per_user_kib(),
                     e.rss_before_kib,
-                    e.rss_after_kib
+                    e.rss_after_kib,
+                    spread(er)
                 ),
                 ratio(e.per_user_kib(), b.per_user_kib()),
                 format!(
@@ -1022,8 +1089,16 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
             return Ok(());
         }
         let mut s = format!(
-            "\n## Scale: users joined at once, each to its own channel over its own IRC connection (after {} warm-up users)\n\n",
-            a.warm
+            "\n## Scale: users joined at once, each to its own channel over its own IRC connection (after {} warm-up users; {})\n\n",
+            a.warm,
+            if a.repeat > 1 {
+                format!(
+                    "{} runs per size and gateway: the run with the median KiB/user, the range of all runs, the median join time",
+                    a.repeat
+                )
+            } else {
+                "one run per size and gateway".to_owned()
+            }
         );
         s.push_str(&table(
             &[
