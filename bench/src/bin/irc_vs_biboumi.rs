@@ -1058,10 +1058,7 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
                     e.users,
                     er.join_median.as_secs_f64()
                 ),
-                ratio(
-                    er.join_median.as_secs_f64(),
-                    br.join_median.as_secs_f64(),
-                ),
+                ratio(er.join_median.as_secs_f64(), br.join_median.as_secs_f64()),
                 format!(
                     "{:.1} ({} → {}{})",
                     b.per_user_kib(),
