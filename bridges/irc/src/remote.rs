@@ -251,11 +251,13 @@ impl Session {
     pub fn start_session(&mut self) {
         self.registered = false;
         self.ever_registered = false;
-        self.rare().cap_ls.clear();
+        if let Some(rare) = self.rare_if_any() {
+            rare.cap_ls.clear();
+            rare.motd.clear();
+        }
         self.cap_done = false;
         self.sasl_pending = false;
         self.prefixes = Prefixes::default();
-        self.rare().motd.clear();
         self.nick_tries = 0;
         self.urgent.clear();
         if let Ok(mut nick) = self.shared.nick.lock() {
@@ -272,13 +274,14 @@ impl Session {
             chan.members.clear();
         }
         self.echoes.clear();
-        self.rare().parting.clear();
-        self.rare().pending_nicks.clear();
-        // Dropping the answers tells the waiting client that the connection was lost.
-        self.rare().pending_ops.clear();
-        let rare = self.rare();
-        for tx in rare.lists.drain(..) {
-            let _ = tx.send(std::mem::take(&mut rare.listing));
+        if let Some(rare) = self.rare_if_any() {
+            rare.parting.clear();
+            rare.pending_nicks.clear();
+            // Dropping the answers tells the waiting client that the connection was lost.
+            rare.pending_ops.clear();
+            for tx in rare.lists.drain(..) {
+                let _ = tx.send(std::mem::take(&mut rare.listing));
+            }
         }
         // Lines to channels are rebuilt on rejoin; user messages stay queued.
         self.queue.retain(|l| {
@@ -528,6 +531,12 @@ impl Session {
         self.rare.get_or_insert_with(Box::default)
     }
 
+    /// The rarely used state only if it exists: reading, taking and clearing need no box
+    /// (a PART or a TOPIC seen would otherwise make one, for nothing).
+    fn rare_if_any(&mut self) -> Option<&mut Rare> {
+        self.rare.as_deref_mut()
+    }
+
     /// Frees the queues' buffers once they are empty: an idle connection, the usual state
     /// of a puppet, keeps none.
     pub fn release_idle_buffers(&mut self) {
@@ -553,7 +562,7 @@ impl Session {
     /// The nick was refused at registration (in use or invalid): try with `_` appended.
     pub fn nick_in_use(&mut self) {
         if self.registered {
-            match self.rare().pending_nicks.pop_front() {
+            match self.rare_if_any().and_then(|r| r.pending_nicks.pop_front()) {
                 Some((nick, answer)) => {
                     let _ = answer.send(Err(BridgeError::new(
                         ErrorKind::Conflict,
@@ -732,7 +741,9 @@ impl Session {
             self.urgent.push_back(cap_line("END"));
         }
         // Not needed again on this connection.
-        self.rare().cap_ls = Vec::new();
+        if let Some(rare) = self.rare_if_any() {
+            rare.cap_ls = Vec::new();
+        }
     }
 
     fn send_sasl_credentials(&mut self) {
@@ -954,15 +965,16 @@ impl Session {
     ) -> bool {
         let folded = self.fold(chan);
         self.forget_abandoned_ops();
-        let Some(i) = self
-            .rare()
-            .pending_ops
+        let Some(ops) = self.rare_if_any().map(|r| &mut r.pending_ops) else {
+            return false;
+        };
+        let Some(i) = ops
             .iter()
             .position(|p| p.channel == folded && matches(&p.awaited))
         else {
             return false;
         };
-        if let Some(op) = self.rare().pending_ops.remove(i) {
+        if let Some(op) = ops.remove(i) {
             let _ = op.answer.send(answer);
         }
         true
@@ -994,22 +1006,25 @@ impl Session {
     /// timeout: some servers answer nothing when nothing changes), so that a later refusal
     /// is not taken as the answer to one of them.
     fn forget_abandoned_ops(&mut self) {
-        self.rare().pending_ops.retain(|p| !p.answer.is_closed());
+        if let Some(rare) = self.rare_if_any() {
+            rare.pending_ops.retain(|p| !p.answer.is_closed());
+        }
     }
 
     /// 401 (no such nick) for a nick we asked to kick: refuses that kick.
     fn refuse_kick_of(&mut self, nick: &str, text: &str) -> bool {
         self.forget_abandoned_ops();
         let folded = self.fold(nick);
-        let Some(i) = self
-            .rare()
-            .pending_ops
+        let Some(ops) = self.rare_if_any().map(|r| &mut r.pending_ops) else {
+            return false;
+        };
+        let Some(i) = ops
             .iter()
             .position(|p| p.awaited == Awaited::Kick(folded.clone()))
         else {
             return false;
         };
-        if let Some(op) = self.rare().pending_ops.remove(i) {
+        if let Some(op) = ops.remove(i) {
             let _ = op
                 .answer
                 .send(Err(refusal(ErrorKind::NotFound, nick, text)));
@@ -1053,7 +1068,10 @@ impl Session {
         let folded = self.fold(chan);
         let rooms = self.rooms_of(chan);
         if self.is_me(nick) {
-            if self.rare().parting.remove(&folded) {
+            if self
+                .rare_if_any()
+                .is_some_and(|r| r.parting.remove(&folded))
+            {
                 return;
             }
             if self.channels.remove(&folded).is_some() {
@@ -1098,12 +1116,10 @@ impl Session {
         if me {
             // The oldest nick change asked for is answered (a forced one answers nothing).
             let cm = self.casemapping();
-            let asked = self
-                .rare()
-                .pending_nicks
-                .iter()
-                .position(|(n, _)| cm.fold(n) == cm.fold(new));
-            if let Some((_, answer)) = asked.and_then(|i| self.rare().pending_nicks.remove(i)) {
+            if let Some(nicks) = self.rare_if_any().map(|r| &mut r.pending_nicks)
+                && let Some(i) = nicks.iter().position(|(n, _)| cm.fold(n) == cm.fold(new))
+                && let Some((_, answer)) = nicks.remove(i)
+            {
                 let _ = answer.send(Ok(()));
             }
         }
@@ -1639,6 +1655,35 @@ mod tests {
             s.rare.is_none(),
             "nothing rare is kept once registered and idle"
         );
+    }
+
+    /// Other people's parts, topics, kicks and nick changes only look at the rarely used
+    /// state: they must not make its box.
+    #[test]
+    fn channel_traffic_makes_no_rarely_used_state() {
+        let mut s = session();
+        registered(&mut s);
+        s.queue_op(Op::Join {
+            channel: "#c".into(),
+            key: None,
+        });
+        feed(&mut s, &[":alice!a@h JOIN #c"]);
+        wire(&mut s);
+        s.release_idle_buffers();
+        assert!(s.rare.is_none());
+        feed(
+            &mut s,
+            &[
+                ":bob!b@h JOIN #c",
+                ":bob!b@h TOPIC #c :new topic",
+                ":bob!b@h NICK bobby",
+                ":bobby!b@h PART #c :bye",
+                ":carol!c@h JOIN #c",
+                ":op!o@h KICK #c carol :out",
+                ":irc.test 482 alice #c :You're not channel operator",
+            ],
+        );
+        assert!(s.rare.is_none(), "nothing waited for, nothing made");
     }
 
     #[test]
