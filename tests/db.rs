@@ -25,6 +25,19 @@ async fn sqlite_backend() {
     assert!(path.exists(), "the SQLite file was not created");
 }
 
+/// A pragma's value as one pooled connection reads it (`query` is `PRAGMA <name>`).
+async fn pragma<T>(db: &Database, query: &'static str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    sqlx::query(query)
+        .fetch_one(db.pool())
+        .await
+        .expect("pragma")
+        .try_get(0)
+        .expect("its value")
+}
+
 #[tokio::test]
 async fn sqlite_runs_in_wal_with_normal_sync_and_a_small_cache() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -32,26 +45,11 @@ async fn sqlite_runs_in_wal_with_normal_sync_and_a_small_cache() {
     let db = Database::connect(&url, SealKey::generate())
         .await
         .expect("connects");
-    let mode: String = sqlx::query("PRAGMA journal_mode")
-        .fetch_one(db.pool())
-        .await
-        .expect("pragma")
-        .try_get(0)
-        .expect("text");
+    let mode: String = pragma(&db, "PRAGMA journal_mode").await;
     assert_eq!(mode, "wal");
-    let sync: i64 = sqlx::query("PRAGMA synchronous")
-        .fetch_one(db.pool())
-        .await
-        .expect("pragma")
-        .try_get(0)
-        .expect("int");
+    let sync: i64 = pragma(&db, "PRAGMA synchronous").await;
     assert_eq!(sync, 1, "synchronous = NORMAL on every pooled connection");
-    let cache: i64 = sqlx::query("PRAGMA cache_size")
-        .fetch_one(db.pool())
-        .await
-        .expect("pragma")
-        .try_get(0)
-        .expect("int");
+    let cache: i64 = pragma(&db, "PRAGMA cache_size").await;
     assert_eq!(
         cache, -256,
         "a 256 KiB page cache, not SQLite's 2 MB default"
