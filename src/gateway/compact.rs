@@ -8,6 +8,7 @@
 //! is cheap for the sizes rooms have.
 
 use estuary_bridge_api::Member;
+use estuary_bridge_api::small_map::{insert_exact, remove_shrinking};
 
 /// What an item of a [`Sorted`] collection is known by.
 pub trait Keyed {
@@ -63,8 +64,7 @@ impl<T: Keyed> Sorted<T> {
         match self.find(item.key()) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i], item)),
             Err(i) => {
-                self.0.reserve_exact(1);
-                self.0.insert(i, item);
+                insert_exact(&mut self.0, i, item);
                 None
             }
         }
@@ -73,11 +73,8 @@ impl<T: Keyed> Sorted<T> {
     /// Removes the item with this key; the room it leaves is given back once less than
     /// half is used (all of it when the collection is emptied).
     pub fn remove(&mut self, key: &str) -> Option<T> {
-        let removed = self.find(key).ok().map(|i| self.0.remove(i));
-        if self.0.len() * 2 < self.0.capacity() {
-            self.0.shrink_to_fit();
-        }
-        removed
+        let i = self.find(key).ok()?;
+        Some(remove_shrinking(&mut self.0, i))
     }
 
     /// The items, by key.

@@ -4,11 +4,29 @@
 //! Every user holds such maps for as long as they are connected, so what an almost empty
 //! map costs is memory per user: a hash map with one entry keeps a 48-byte header and a
 //! table of four buckets (about 150 bytes); this keeps a 24-byte header and grows one entry
-//! at a time, giving room back once less than half is used (all of it when emptied), as the
-//! gateway's `compact::Sorted` does. Lookups are binary searches, which for a few entries
+//! at a time, giving room back once less than half is used (all of it when emptied); the
+//! gateway's `compact::Sorted` keeps the same policy through [`insert_exact`] and
+//! [`remove_shrinking`]. Lookups are binary searches, which for a few entries
 //! are as fast; inserts and removals move the tail, cheap at the sizes these maps have.
 
 use std::borrow::Borrow;
+
+/// Inserts `item` at `at` growing the vector by exactly one slot: the growth policy of
+/// [`SmallMap`], shared with other sorted vectors kept per user.
+pub fn insert_exact<T>(items: &mut Vec<T>, at: usize, item: T) {
+    items.reserve_exact(1);
+    items.insert(at, item);
+}
+
+/// Removes the item at `at`, giving room back once less than half is used (all of it when
+/// the vector is emptied): the shrink policy of [`SmallMap`], shared likewise.
+pub fn remove_shrinking<T>(items: &mut Vec<T>, at: usize) -> T {
+    let removed = items.remove(at);
+    if items.len() * 2 < items.capacity() {
+        items.shrink_to_fit();
+    }
+    removed
+}
 
 /// A map kept as a vector sorted by key, allocated to its exact length.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,8 +98,7 @@ impl<K: Ord, V> SmallMap<K, V> {
         match self.find(&key) {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
             Err(i) => {
-                self.entries.reserve_exact(1);
-                self.entries.insert(i, (key, value));
+                insert_exact(&mut self.entries, i, (key, value));
                 None
             }
         }
@@ -92,8 +109,7 @@ impl<K: Ord, V> SmallMap<K, V> {
         let i = match self.find(&key) {
             Ok(i) => i,
             Err(i) => {
-                self.entries.reserve_exact(1);
-                self.entries.insert(i, (key, make()));
+                insert_exact(&mut self.entries, i, (key, make()));
                 i
             }
         };
@@ -108,11 +124,7 @@ impl<K: Ord, V> SmallMap<K, V> {
         Q: Ord + ?Sized,
     {
         let i = self.find(key).ok()?;
-        let (_, value) = self.entries.remove(i);
-        if self.entries.len() * 2 < self.entries.capacity() {
-            self.entries.shrink_to_fit();
-        }
-        Some(value)
+        Some(remove_shrinking(&mut self.entries, i).1)
     }
 
     /// Forgets every entry and gives back their room.
