@@ -50,10 +50,7 @@ async fn sqlite_runs_in_wal_with_normal_sync_and_a_small_cache() {
     let sync: i64 = pragma(&db, "PRAGMA synchronous").await;
     assert_eq!(sync, 1, "synchronous = NORMAL on every pooled connection");
     let cache: i64 = pragma(&db, "PRAGMA cache_size").await;
-    assert_eq!(
-        cache, -256,
-        "a 256 KiB page cache, not SQLite's 2 MB default"
-    );
+    assert_eq!(cache, -64, "a 64 KiB page cache, not SQLite's 2 MB default");
 }
 
 #[tokio::test]

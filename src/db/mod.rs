@@ -61,8 +61,8 @@ pub struct Database {
     behind: Arc<write_behind::WriteBehind>,
 }
 
-/// SQLite's page cache per connection: 256 KiB (a negative size is in KiB).
-const SQLITE_CACHE_SIZE: &str = "PRAGMA cache_size = -256";
+/// SQLite's page cache per connection: 64 KiB (a negative size is in KiB).
+const SQLITE_CACHE_SIZE: &str = "PRAGMA cache_size = -64";
 
 impl Database {
     /// Opens the database at `url`, creating a SQLite file on first start, and brings the

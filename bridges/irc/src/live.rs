@@ -47,28 +47,29 @@ pub struct Live<'a> {
     /// Events the core had no room for yet, oldest first.
     pending: &'a mut VecDeque<RemoteEvent>,
     bucket: TokenBucket,
-    idle_disconnect: Duration,
-    /// When the bucket has the next token, while lines wait for one.
-    next_token: Option<Instant>,
     /// Since when nothing keeps the connection (no channel, nothing queued).
     idle_since: Option<Instant>,
-    /// When the server last said anything (or we last stopped listening).
-    last_heard: Instant,
-    /// When our keep-alive PING went out, while unanswered.
-    ping_sent: Option<Instant>,
+    /// Since when we wait to hear from the server: its last line, our stopping to listen,
+    /// or our keep-alive PING going out (while `ping_out`).
+    quiet_since: Instant,
     /// Bytes for the server, of which `written` are written; empty (unallocated) while
     /// nothing is in flight.
     out: Vec<u8>,
     written: usize,
     /// Since when a write has been waiting for the server to take it.
     write_since: Option<Instant>,
-    /// The one timer, set to the earliest deadline (`timer_at`).
+    /// The one timer, set to the earliest deadline while `armed`.
     timer: Pin<Box<Sleep>>,
-    timer_at: Option<Instant>,
     slot: Option<SlotWait<'a>>,
     /// Whether the server is looked at before the client on the next wait (they take
     /// turns, so that neither can keep the other waiting).
     read_first: bool,
+    /// Whether `timer` stands for a deadline.
+    armed: bool,
+    /// Whether our keep-alive PING is unanswered (sent at `quiet_since`).
+    ping_out: bool,
+    /// Whether lines wait for the bucket's next token.
+    wants_token: bool,
 }
 
 impl<'a> Live<'a> {
@@ -82,9 +83,7 @@ impl<'a> Live<'a> {
         pending: &'a mut VecDeque<RemoteEvent>,
         hello: String,
     ) -> Self {
-        let settings = session.settings();
-        let (throttle, idle_disconnect) =
-            (settings.profile.throttle, settings.profile.idle_disconnect);
+        let throttle = session.settings().profile.throttle;
         session.start_session();
         let now = Instant::now();
         Self {
@@ -94,18 +93,17 @@ impl<'a> Live<'a> {
             session,
             pending,
             bucket: TokenBucket::new(throttle),
-            idle_disconnect,
-            next_token: None,
             idle_since: None,
-            last_heard: now,
-            ping_sent: None,
+            quiet_since: now,
             out: hello.into_bytes(),
             written: 0,
             write_since: None,
             timer: Box::pin(sleep_until(now + PING_AFTER)),
-            timer_at: Some(now + PING_AFTER),
             slot: None,
             read_first: true,
+            armed: true,
+            ping_out: false,
+            wants_token: false,
         }
     }
 
@@ -124,17 +122,12 @@ impl<'a> Live<'a> {
             push_line(&mut text, &msg);
         }
         while drained && self.session.can_flush() {
-            match self.bucket.try_take(Instant::now()) {
-                Ok(()) => {
-                    if let Some(msg) = self.session.pop_line() {
-                        push_line(&mut text, &msg);
-                    }
-                    self.next_token = None;
-                }
-                Err(wait) => {
-                    self.next_token = Some(Instant::now() + wait);
-                    break;
-                }
+            self.wants_token = !self.bucket.try_take(Instant::now());
+            if self.wants_token {
+                break;
+            }
+            if let Some(msg) = self.session.pop_line() {
+                push_line(&mut text, &msg);
             }
         }
         if self.out.is_empty() {
@@ -217,37 +210,40 @@ impl<'a> Live<'a> {
         }
         if !reading {
             // Not listening: the silence is ours, not the server's.
-            self.last_heard = now;
-            if self.ping_sent.is_some() {
-                self.ping_sent = Some(now);
-            }
+            self.quiet_since = now;
         }
+        let idle_disconnect = self.session.settings().profile.idle_disconnect;
         let d = Deadlines {
-            idle: self.idle_since.map(|t| t + self.idle_disconnect),
-            ping: reading.then(|| match self.ping_sent {
-                Some(at) => at + PING_TIMEOUT,
-                None => self.last_heard + PING_AFTER,
+            idle: self.idle_since.map(|t| t + idle_disconnect),
+            token: self.wants_token.then(|| self.bucket.next_token()).flatten(),
+            ping: reading.then(|| {
+                let wait = if self.ping_out {
+                    PING_TIMEOUT
+                } else {
+                    PING_AFTER
+                };
+                self.quiet_since + wait
             }),
             write: self.write_since.map(|t| t + WRITE_TIMEOUT),
         };
-        let earliest = [d.idle, self.next_token, d.ping, d.write]
+        let earliest = [d.idle, d.token, d.ping, d.write]
             .into_iter()
             .flatten()
             .min();
         if let Some(at) = earliest
-            && self.timer_at != Some(at)
+            && !(self.armed && self.timer.deadline() == at)
         {
             self.timer.as_mut().reset(at);
         }
-        self.timer_at = earliest;
+        self.armed = earliest.is_some();
         d
     }
 
     /// The timer fired: whichever deadlines passed take effect.
     fn on_timer(&mut self, d: Deadlines) -> Result<(), End> {
         let now = Instant::now();
-        if self.next_token.is_some_and(|at| at <= now) {
-            self.next_token = None;
+        if d.token.is_some_and(|at| at <= now) {
+            self.wants_token = false;
         }
         if d.write.is_some_and(|at| at <= now) {
             return Err(End::Lost(format!(
@@ -262,7 +258,7 @@ impl<'a> Live<'a> {
             self.idle_since = None;
         }
         if d.ping.is_some_and(|at| at <= now) {
-            if self.ping_sent.is_some() {
+            if self.ping_out {
                 let silent = PING_AFTER + PING_TIMEOUT;
                 return Err(End::Lost(format!(
                     "the server did not answer for {} s",
@@ -274,7 +270,8 @@ impl<'a> Live<'a> {
             let mut line = String::new();
             push_line(&mut line, &Message::from(Command::PING(server, None)));
             self.out.extend_from_slice(line.as_bytes());
-            self.ping_sent = Some(now);
+            self.quiet_since = now;
+            self.ping_out = true;
         }
         Ok(())
     }
@@ -283,8 +280,8 @@ impl<'a> Live<'a> {
     fn poll_server(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), End>> {
         match self.transport.poll_read(cx) {
             Poll::Ready(Ok(())) => {
-                self.last_heard = Instant::now();
-                self.ping_sent = None;
+                self.quiet_since = Instant::now();
+                self.ping_out = false;
                 while let Some(msg) = self.transport.next_line() {
                     if let Flow::Stop(why) = self.session.handle_message(msg) {
                         return Poll::Ready(Err(End::Lost(why)));
@@ -334,8 +331,8 @@ impl<'a> Live<'a> {
                 return Poll::Ready(Ok(()));
             }
         }
-        if self.timer_at.is_some() && self.timer.as_mut().poll(cx).is_ready() {
-            self.timer_at = None;
+        if self.armed && self.timer.as_mut().poll(cx).is_ready() {
+            self.armed = false;
             self.on_timer(deadlines)?;
             return Poll::Ready(Ok(()));
         }
@@ -347,6 +344,7 @@ impl<'a> Live<'a> {
 #[derive(Clone, Copy)]
 struct Deadlines {
     idle: Option<Instant>,
+    token: Option<Instant>,
     ping: Option<Instant>,
     write: Option<Instant>,
 }

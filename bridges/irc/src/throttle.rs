@@ -8,8 +8,10 @@ use tokio::time::Instant;
 /// A token bucket: `burst` tokens at most, refilled at `lines_per_second`.
 #[derive(Debug)]
 pub struct TokenBucket {
-    rate: f64,
-    capacity: f64,
+    /// Tokens per second (`f32`: every connection holds a bucket, and no throttle needs
+    /// more than its seven digits).
+    rate: f32,
+    capacity: f32,
     tokens: f64,
     last: Instant,
 }
@@ -17,30 +19,41 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket.
     pub fn new(throttle: Throttle) -> Self {
-        let capacity = f64::from(throttle.burst.max(1));
+        // `as`: a burst beyond f32's exact integers (16 million lines) is as good as
+        // unlimited, and the rate is clamped to what f32 holds.
+        let capacity = throttle.burst.max(1) as f32;
         Self {
-            rate: throttle.lines_per_second.max(0.001),
+            rate: throttle.lines_per_second.clamp(0.001, f64::from(f32::MAX)) as f32,
             capacity,
-            tokens: capacity,
+            tokens: f64::from(capacity),
             last: Instant::now(),
         }
     }
 
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
+        let rate = f64::from(self.rate);
+        self.tokens = (self.tokens + elapsed * rate).min(f64::from(self.capacity));
         self.last = now;
     }
 
-    /// Takes a token if there is one; else says how long until there is.
-    pub fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
+    /// Takes a token if there is one; false when there is none yet ([`Self::next_token`]
+    /// says when).
+    pub fn try_take(&mut self, now: Instant) -> bool {
         self.refill(now);
-        if self.tokens >= 1.0 {
+        let there = self.tokens >= 1.0;
+        if there {
             self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
         }
+        there
+    }
+
+    /// When the next token will be there, if the bucket is empty now (as of the last
+    /// [`Self::try_take`]).
+    pub fn next_token(&self) -> Option<Instant> {
+        (self.tokens < 1.0).then(|| {
+            self.last + Duration::from_secs_f64((1.0 - self.tokens) / f64::from(self.rate))
+        })
     }
 }
 
@@ -56,17 +69,30 @@ mod tests {
         });
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert!(b.try_take(t0).is_ok());
+            assert!(b.try_take(t0));
         }
-        let wait = b.try_take(t0).unwrap_err();
+        assert!(!b.try_take(t0));
+        let wait = b.next_token().expect("empty") - t0;
         assert!(wait <= Duration::from_millis(500) && wait > Duration::from_millis(400));
-        assert!(b.try_take(t0 + Duration::from_millis(500)).is_ok());
-        assert!(b.try_take(t0 + Duration::from_millis(500)).is_err());
+        assert!(b.try_take(t0 + Duration::from_millis(500)));
+        assert!(!b.try_take(t0 + Duration::from_millis(500)));
         // A long pause refills only up to the burst.
         let later = t0 + Duration::from_secs(60);
         for _ in 0..3 {
-            assert!(b.try_take(later).is_ok());
+            assert!(b.try_take(later));
         }
-        assert!(b.try_take(later).is_err());
+        assert!(!b.try_take(later));
+        assert!(b.next_token().is_some());
+    }
+
+    #[test]
+    fn a_bucket_with_tokens_waits_for_none() {
+        let mut b = TokenBucket::new(Throttle {
+            lines_per_second: 1.0,
+            burst: 2,
+        });
+        assert_eq!(b.next_token(), None);
+        assert!(b.try_take(Instant::now()));
+        assert_eq!(b.next_token(), None, "one token left");
     }
 }
