@@ -80,6 +80,17 @@ pub struct Stats {
     pub events_in: AtomicU64,
 }
 
+/// Stanzas read from the XMPP server and not yet handed to a worker. Small: a parsed
+/// stanza waiting here costs kilobytes in many small allocations, and the XMPP server keeps
+/// what the gateway is not ready for (the link stops reading). After a burst of joins,
+/// every such short-lived object that sat among the users' long-lived state can leave an
+/// allocator page part empty (docs/performance.md).
+pub const INBOUND_CAPACITY: usize = 16;
+
+/// Network events not yet handed to a worker. A network connection that finds this full
+/// keeps its events itself for a while, then stops reading its socket: nothing is lost.
+pub const EVENTS_CAPACITY: usize = 512;
+
 /// How long a stop waits for the events already received to be handled.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -141,9 +152,7 @@ pub async fn start(
         bridge: name.into(),
         message: format!("domain {}: {e}", bridge.domain),
     })?;
-    // Small: a parsed stanza waiting here costs kilobytes, and the XMPP server keeps what
-    // the gateway is not ready for (the link stops reading).
-    let (inbound_tx, inbound_rx) = mpsc::channel::<Element>(64);
+    let (inbound_tx, inbound_rx) = mpsc::channel::<Element>(INBOUND_CAPACITY);
     let cfg = LinkConfig {
         address: settings.xmpp.address(),
         domain: bridge.domain.clone(),
@@ -160,7 +169,7 @@ pub async fn start(
         bridge: name.to_string(),
     };
     let link = link::start(cfg, db.clone(), inbound_tx).await?;
-    let (events_tx, events_rx) = mpsc::channel(4096);
+    let (events_tx, events_rx) = mpsc::channel(EVENTS_CAPACITY);
     let info = connector.info();
     let caps = connector.capabilities();
     let disco = disco::gateway(&info, &caps);

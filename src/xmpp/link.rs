@@ -19,6 +19,7 @@
 use crate::db::Database;
 use crate::xmpp::el::a;
 use crate::xmpp::ns;
+use crate::xmpp::unconfirmed::Unconfirmed;
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use std::collections::VecDeque;
@@ -288,7 +289,7 @@ pub async fn start(
         queue: VecDeque::new(),
         spilled: in_db > 0,
         in_db,
-        unacked: VecDeque::new(),
+        unacked: Unconfirmed::default(),
         ack_seq: 0,
         queued: Arc::clone(&queued),
     };
@@ -314,9 +315,9 @@ struct Link {
     /// Whether `pending_outbound` holds stanzas (newer than `queue`).
     spilled: bool,
     /// Written since the last answered ping, oldest first, as the XML written: kept only to
-    /// be sent again after a drop, and one string holds far less than an element tree
-    /// (a burst of joins keeps thousands here until the server's answer comes).
-    unacked: VecDeque<Box<str>>,
+    /// be sent again after a drop, and text holds far less than an element tree (a burst
+    /// of joins keeps thousands here until the server's answer comes).
+    unacked: Unconfirmed,
     ack_seq: u64,
     /// Rows this link has in `pending_outbound`.
     in_db: u64,
@@ -348,7 +349,7 @@ impl Link {
                 Ended::Lost(why) => {
                     let _ = self.state.send(LinkState::Down);
                     warn!(domain = %self.cfg.domain, "component link lost: {why}; reconnecting (queued: {})", self.unacked.len() + self.queue.len());
-                    while let Some(xml) = self.unacked.pop_back() {
+                    for xml in self.unacked.take_all().into_iter().rev() {
                         if let Some(el) = revive(&xml) {
                             self.queue.push_front(el);
                         }
@@ -474,7 +475,7 @@ impl Link {
 
     /// Writes everything still queued to the database, older first.
     async fn persist_all(&mut self) {
-        let mut older: Vec<String> = self.unacked.drain(..).map(String::from).collect();
+        let mut older: Vec<String> = self.unacked.take_all();
         older.extend(self.queue.drain(..).map(|el| String::from(&el)));
         if older.is_empty() {
             return;
@@ -535,8 +536,9 @@ impl Link {
         // Send what was written but not confirmed before the drop, then the queue.
         let mut backlog: VecDeque<Element> = self
             .unacked
-            .drain(..)
-            .filter_map(|xml| revive(&xml))
+            .take_all()
+            .iter()
+            .filter_map(|xml| revive(xml))
             .collect();
         backlog.extend(self.queue.drain(..));
         let mut in_flight: Option<(String, usize, Instant)> = None;
@@ -559,7 +561,7 @@ impl Link {
                     self.queue.extend(backlog.drain(..));
                     return Ended::Lost(e.to_string());
                 }
-                self.unacked.push_back(String::from(&el).into_boxed_str());
+                self.unacked.push(&String::from(&el));
                 drop(el);
                 if (backlog.is_empty() || self.unacked.len().is_multiple_of(64))
                     && let Err(e) = SinkExt::<&Element>::flush(&mut stream).await
@@ -686,12 +688,7 @@ impl Link {
                     if let (Some(id), Some((want, count, _))) = (el.attr("id"), in_flight.as_ref())
                         && id == want
                     {
-                        let n = (*count).min(self.unacked.len());
-                        self.unacked.drain(..n);
-                        if self.unacked.is_empty() && self.unacked.capacity() > ACK_EVERY * 2 {
-                            // A burst grew it; do not keep its room while quiet.
-                            self.unacked = VecDeque::new();
-                        }
+                        let n = self.unacked.confirm(*count);
                         debug!(
                             confirmed = n,
                             unacked = self.unacked.len(),

@@ -11,3 +11,4 @@ pub mod link;
 pub mod message;
 pub mod muc;
 pub mod ns;
+pub mod unconfirmed;
