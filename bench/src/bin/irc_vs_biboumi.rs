@@ -6,9 +6,12 @@
 //! cargo build --release -p estuary -p estuary-bench
 //! target/release/irc_vs_biboumi [--messages 20000] [--window 100] [--paced 1000] [--rate 200]
 //!     [--users 100,1000] [--time-limit 120] [--keep] [--skip-throughput] [--only-estuary]
-//!     [--warm 20] [--repeat 1]
+//!     [--warm 20] [--repeat 1] [--paced-repeat 1]
 //! ```
 //!
+//! `--paced-repeat K` runs the paced (latency) flows K times per direction and reports the
+//! round with the median p99, and every round's p99: on a two-core machine one stall of a
+//! tenth of a second in one round moves that round's p99 tenfold.
 //! `--only-estuary` runs Estuary's side alone (no table, one line per part).
 //! `--warm N`: in the scale part, N users join (each to a channel of their own) and the
 //! gateway settles before its memory is read as the "before" of the M measured users, so
@@ -49,6 +52,7 @@ struct Args {
     only_estuary: bool,
     warm: usize,
     repeat: usize,
+    paced_repeat: usize,
 }
 
 fn args() -> Args {
@@ -64,6 +68,7 @@ fn args() -> Args {
         only_estuary: false,
         warm: 20,
         repeat: 1,
+        paced_repeat: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -86,6 +91,9 @@ fn args() -> Args {
             "--only-estuary" => a.only_estuary = true,
             "--warm" => a.warm = v().parse().expect("--warm N"),
             "--repeat" => a.repeat = v().parse::<usize>().expect("--repeat N").max(1),
+            "--paced-repeat" => {
+                a.paced_repeat = v().parse::<usize>().expect("--paced-repeat K").max(1)
+            }
             other => panic!("unknown argument {other}; see the file's header"),
         }
     }
@@ -384,8 +392,11 @@ async fn await_reflections(
 struct Throughput {
     i2x: Flow,
     x2i: Flow,
+    /// The paced round with the median p99 (of `--paced-repeat`), and every round's p99.
     i2x_paced: Flow,
+    i2x_paced_p99s: Vec<Duration>,
     x2i_paced: Flow,
+    x2i_paced_p99s: Vec<Duration>,
     /// From the start of the saturated XMPP → IRC flow until the sender had every reflection.
     x2i_reflected: Option<Duration>,
     rss_after_kib: u64,
@@ -492,36 +503,44 @@ async fn throughput(world: &World, gw: Gw, a: &Args) -> Result<Throughput, Strin
     .await?;
     let x2i_reflected =
         await_reflections(&mut user.rx, &format!("x2i{s}"), x2i.sent, t, a.limit).await;
-    let i2x_paced = flow(
-        &format!("pi2x{s}"),
-        a.paced,
-        a.window,
-        Some(a.rate),
-        a.limit,
-        &to_xmpp,
-        &mut user.rx,
-        &pids,
-    )
-    .await?;
-    let x2i_paced = flow(
-        &format!("px2i{s}"),
-        a.paced,
-        a.window,
-        Some(a.rate),
-        a.limit,
-        &to_irc,
-        &mut peer.rx,
-        &pids,
-    )
-    .await?;
-    await_reflections(
-        &mut user.rx,
-        &format!("px2i{s}"),
-        x2i_paced.sent,
-        Instant::now(),
-        a.limit,
-    )
-    .await;
+    let (mut i2x_rounds, mut x2i_rounds) = (Vec::new(), Vec::new());
+    for round in 0..a.paced_repeat {
+        i2x_rounds.push(
+            flow(
+                &format!("pi2x{s}r{round}"),
+                a.paced,
+                a.window,
+                Some(a.rate),
+                a.limit,
+                &to_xmpp,
+                &mut user.rx,
+                &pids,
+            )
+            .await?,
+        );
+        let x2i_round = flow(
+            &format!("px2i{s}r{round}"),
+            a.paced,
+            a.window,
+            Some(a.rate),
+            a.limit,
+            &to_irc,
+            &mut peer.rx,
+            &pids,
+        )
+        .await?;
+        await_reflections(
+            &mut user.rx,
+            &format!("px2i{s}r{round}"),
+            x2i_round.sent,
+            Instant::now(),
+            a.limit,
+        )
+        .await;
+        x2i_rounds.push(x2i_round);
+    }
+    let (i2x_paced, i2x_paced_p99s) = median_p99(i2x_rounds);
+    let (x2i_paced, x2i_paced_p99s) = median_p99(x2i_rounds);
     let rss_after_kib = rss_kib(gateway.pid()).unwrap_or(0);
     gateway.check_alive()?;
     gateway.stop(Duration::from_secs(3));
@@ -529,10 +548,35 @@ async fn throughput(world: &World, gw: Gw, a: &Args) -> Result<Throughput, Strin
         i2x,
         x2i,
         i2x_paced,
+        i2x_paced_p99s,
         x2i_paced,
+        x2i_paced_p99s,
         x2i_reflected,
         rss_after_kib,
     })
+}
+
+/// The round whose p99 latency is the median of the rounds' (the upper one of two), and
+/// every round's p99 in the order they ran.
+fn median_p99(rounds: Vec<Flow>) -> (Flow, Vec<Duration>) {
+    let p99s: Vec<Duration> = rounds
+        .iter()
+        .map(|f| percentile(&f.latencies, 99.0))
+        .collect();
+    let mut order: Vec<usize> = (0..rounds.len()).collect();
+    order.sort_by_key(|&i| p99s[i]);
+    let median = order[order.len() / 2];
+    let flow = rounds
+        .into_iter()
+        .nth(median)
+        .expect("at least one paced round");
+    (flow, p99s)
+}
+
+/// The rounds' p99s as `a, b, c ms`.
+fn p99_list(p99s: &[Duration]) -> String {
+    let all: Vec<String> = p99s.iter().map(|d| ms(*d)).collect();
+    format!("{} ms", all.join(", "))
 }
 
 /// One gateway's scale run.
@@ -915,6 +959,13 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
                 f.cpu
             );
         }
+        if a.paced_repeat > 1 {
+            println!(
+                "Estuary paced rounds' p99 (median shown above): i2x {}, x2i {}",
+                p99_list(&e.i2x_paced_p99s),
+                p99_list(&e.x2i_paced_p99s)
+            );
+        }
     }
     if !a.skip_throughput && !a.only_estuary {
         let b = throughput(&world, Gw::Biboumi, &a).await?;
@@ -972,6 +1023,16 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
                 lat_row("XMPP → IRC", &b.x2i_paced, &e.x2i_paced),
             ],
         ));
+        if a.paced_repeat > 1 {
+            report.push_str(&format!(
+                "\nThe round with the median p99 of {} per direction; every round's p99: IRC → XMPP Biboumi {}, Estuary {}; XMPP → IRC Biboumi {}, Estuary {}\n",
+                a.paced_repeat,
+                p99_list(&b.i2x_paced_p99s),
+                p99_list(&e.i2x_paced_p99s),
+                p99_list(&b.x2i_paced_p99s),
+                p99_list(&e.x2i_paced_p99s),
+            ));
+        }
         report.push_str(&format!(
             "\nXMPP → IRC, until the sender had all {} reflections back: Biboumi {:?}, Estuary {:?} (IRC side done after {:.2?} and {:.2?})\n",
             a.messages, b.x2i_reflected, e.x2i_reflected, b.x2i.elapsed, e.x2i.elapsed
@@ -1133,5 +1194,42 @@ async fn main() {
     if let Err(e) = result {
         eprintln!("benchmark failed: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(worst_ms: u64) -> Flow {
+        // The p99 of 100 is the 99th smallest: two slow ones make it `worst_ms`.
+        let mut latencies = vec![Duration::from_millis(1); 98];
+        latencies.extend([Duration::from_millis(worst_ms); 2]);
+        Flow {
+            sent: 100,
+            received: 100,
+            elapsed: Duration::from_secs(1),
+            latencies,
+            cpu: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_median_round_by_p99_is_reported_with_every_round_s_p99() {
+        let (flow, p99s) = median_p99(vec![round(40), round(3), round(5)]);
+        assert_eq!(percentile(&flow.latencies, 99.0), Duration::from_millis(5));
+        assert_eq!(
+            p99s,
+            [40, 3, 5].map(Duration::from_millis),
+            "in the order they ran"
+        );
+        assert_eq!(p99_list(&p99s), "40.00, 3.00, 5.00 ms");
+    }
+
+    #[test]
+    fn one_round_is_its_own_median() {
+        let (flow, p99s) = median_p99(vec![round(7)]);
+        assert_eq!(percentile(&flow.latencies, 99.0), Duration::from_millis(7));
+        assert_eq!(p99s.len(), 1);
     }
 }
