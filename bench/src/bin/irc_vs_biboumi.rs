@@ -29,7 +29,7 @@
 use estuary_bench::irc::Irc;
 use estuary_bench::procs::{CpuSample, Proc, cpu_secs, raise_nofile, rss_kib, status_kib};
 use estuary_bench::servers::{self, BIBOUMI, ESTUARY_IRC, Ircd, Prosody};
-use estuary_bench::stats::{ms, percentile, ratio, table};
+use estuary_bench::stats::{median_by_p99, ms, ms_list, percentile, ratio, table};
 use estuary_bench::xmpp::{self, Conn, User, Writer};
 use estuary_bench::{now_ns, ns_at};
 use std::path::{Path, PathBuf};
@@ -539,8 +539,11 @@ async fn throughput(world: &World, gw: Gw, a: &Args) -> Result<Throughput, Strin
         .await;
         x2i_rounds.push(x2i_round);
     }
-    let (i2x_paced, i2x_paced_p99s) = median_p99(i2x_rounds);
-    let (x2i_paced, x2i_paced_p99s) = median_p99(x2i_rounds);
+    // `--paced-repeat` is at least 1: there is a round.
+    let (i2x_paced, i2x_paced_p99s) =
+        median_by_p99(i2x_rounds, |f| &f.latencies).expect("a paced round");
+    let (x2i_paced, x2i_paced_p99s) =
+        median_by_p99(x2i_rounds, |f| &f.latencies).expect("a paced round");
     let rss_after_kib = rss_kib(gateway.pid()).unwrap_or(0);
     gateway.check_alive()?;
     gateway.stop(Duration::from_secs(3));
@@ -554,29 +557,6 @@ async fn throughput(world: &World, gw: Gw, a: &Args) -> Result<Throughput, Strin
         x2i_reflected,
         rss_after_kib,
     })
-}
-
-/// The round whose p99 latency is the median of the rounds' (the upper one of two), and
-/// every round's p99 in the order they ran.
-fn median_p99(rounds: Vec<Flow>) -> (Flow, Vec<Duration>) {
-    let p99s: Vec<Duration> = rounds
-        .iter()
-        .map(|f| percentile(&f.latencies, 99.0))
-        .collect();
-    let mut order: Vec<usize> = (0..rounds.len()).collect();
-    order.sort_by_key(|&i| p99s[i]);
-    let median = order[order.len() / 2];
-    let flow = rounds
-        .into_iter()
-        .nth(median)
-        .expect("at least one paced round");
-    (flow, p99s)
-}
-
-/// The rounds' p99s as `a, b, c ms`.
-fn p99_list(p99s: &[Duration]) -> String {
-    let all: Vec<String> = p99s.iter().map(|d| ms(*d)).collect();
-    format!("{} ms", all.join(", "))
 }
 
 /// One gateway's scale run.
@@ -962,8 +942,8 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
         if a.paced_repeat > 1 {
             println!(
                 "Estuary paced rounds' p99 (median shown above): i2x {}, x2i {}",
-                p99_list(&e.i2x_paced_p99s),
-                p99_list(&e.x2i_paced_p99s)
+                ms_list(&e.i2x_paced_p99s),
+                ms_list(&e.x2i_paced_p99s)
             );
         }
     }
@@ -1027,10 +1007,10 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
             report.push_str(&format!(
                 "\nThe round with the median p99 of {} per direction; every round's p99: IRC → XMPP Biboumi {}, Estuary {}; XMPP → IRC Biboumi {}, Estuary {}\n",
                 a.paced_repeat,
-                p99_list(&b.i2x_paced_p99s),
-                p99_list(&e.i2x_paced_p99s),
-                p99_list(&b.x2i_paced_p99s),
-                p99_list(&e.x2i_paced_p99s),
+                ms_list(&b.i2x_paced_p99s),
+                ms_list(&e.i2x_paced_p99s),
+                ms_list(&b.x2i_paced_p99s),
+                ms_list(&e.x2i_paced_p99s),
             ));
         }
         report.push_str(&format!(
@@ -1194,42 +1174,5 @@ async fn main() {
     if let Err(e) = result {
         eprintln!("benchmark failed: {e}");
         std::process::exit(1);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn round(worst_ms: u64) -> Flow {
-        // The p99 of 100 is the 99th smallest: two slow ones make it `worst_ms`.
-        let mut latencies = vec![Duration::from_millis(1); 98];
-        latencies.extend([Duration::from_millis(worst_ms); 2]);
-        Flow {
-            sent: 100,
-            received: 100,
-            elapsed: Duration::from_secs(1),
-            latencies,
-            cpu: String::new(),
-        }
-    }
-
-    #[test]
-    fn the_median_round_by_p99_is_reported_with_every_round_s_p99() {
-        let (flow, p99s) = median_p99(vec![round(40), round(3), round(5)]);
-        assert_eq!(percentile(&flow.latencies, 99.0), Duration::from_millis(5));
-        assert_eq!(
-            p99s,
-            [40, 3, 5].map(Duration::from_millis),
-            "in the order they ran"
-        );
-        assert_eq!(p99_list(&p99s), "40.00, 3.00, 5.00 ms");
-    }
-
-    #[test]
-    fn one_round_is_its_own_median() {
-        let (flow, p99s) = median_p99(vec![round(7)]);
-        assert_eq!(percentile(&flow.latencies, 99.0), Duration::from_millis(7));
-        assert_eq!(p99s.len(), 1);
     }
 }
