@@ -1619,6 +1619,14 @@ mod tests {
         out
     }
 
+    /// The user asks to join `channel` (no key).
+    fn ask_join(s: &mut Session, channel: &str) {
+        s.queue_op(Op::Join {
+            channel: channel.into(),
+            key: None,
+        });
+    }
+
     fn registered(s: &mut Session) {
         feed(
             s,
@@ -1663,10 +1671,7 @@ mod tests {
     fn channel_traffic_makes_no_rarely_used_state() {
         let mut s = session();
         registered(&mut s);
-        s.queue_op(Op::Join {
-            channel: "#c".into(),
-            key: None,
-        });
+        ask_join(&mut s, "#c");
         feed(&mut s, &[":alice!a@h JOIN #c"]);
         wire(&mut s);
         s.release_idle_buffers();
@@ -1713,10 +1718,7 @@ mod tests {
     fn join_reports_members_roles_and_topic() {
         let mut s = session();
         registered(&mut s);
-        s.queue_op(Op::Join {
-            channel: "#Test".into(),
-            key: None,
-        });
+        ask_join(&mut s, "#Test");
         let sent = wire(&mut s);
         assert!(sent.contains(&"JOIN #Test".to_owned()), "{sent:?}");
         let events = feed(
@@ -1767,10 +1769,7 @@ mod tests {
         ] {
             let mut s = session();
             registered(&mut s);
-            s.queue_op(Op::Join {
-                channel: "#x".into(),
-                key: None,
-            });
+            ask_join(&mut s, "#x");
             let events = feed(
                 &mut s,
                 &[&format!(":irc.test {numeric} alice #x :Cannot join")],
@@ -1865,10 +1864,7 @@ mod tests {
     fn a_moderated_channel_makes_visitors() {
         let mut s = session();
         registered(&mut s);
-        s.queue_op(Op::Join {
-            channel: "#m".into(),
-            key: None,
-        });
+        ask_join(&mut s, "#m");
         wire(&mut s);
         feed(&mut s, &[":alice!a@h JOIN #m"]);
         assert_eq!(wire(&mut s), ["MODE #m"]);
@@ -2077,13 +2073,7 @@ mod tests {
             &[":irc.test 005 alice CASEMAPPING=rfc1459 :are supported"],
         );
         wire(&mut s);
-        let join = |s: &mut Session, c: &str| {
-            s.queue_op(Op::Join {
-                channel: c.into(),
-                key: None,
-            })
-        };
-        join(&mut s, "#a[x]");
+        ask_join(&mut s, "#a[x]");
         assert_eq!(
             wire(&mut s),
             ["JOIN #a[x]"],
@@ -2100,7 +2090,7 @@ mod tests {
         assert_eq!(rooms_in(&events), ["joined #a[x]%irc.test"]);
         wire(&mut s);
         // The other spelling is the same channel: no second JOIN, its own room.
-        join(&mut s, "#a{x}");
+        ask_join(&mut s, "#a{x}");
         assert!(wire(&mut s).is_empty());
         assert_eq!(rooms_in(&s.take_events()), ["joined #a{x}%irc.test"]);
         // The channel's messages reach both rooms; Bob and bob are one contact.
@@ -2136,10 +2126,7 @@ mod tests {
         registered(&mut s); // CASEMAPPING=ascii
         wire(&mut s);
         for c in ["#a[x]", "#a{x}"] {
-            s.queue_op(Op::Join {
-                channel: c.into(),
-                key: None,
-            });
+            ask_join(&mut s, c);
         }
         assert_eq!(wire(&mut s), ["JOIN #a[x]", "JOIN #a{x}"]);
         let events = feed(&mut s, &[":Nick[m]!b@h PRIVMSG alice :hi"]);
