@@ -410,7 +410,7 @@ admins = ["admin@localhost"]
             .expect("the example runs as is");
         let irc = estuary_bridge_irc::IrcConfig::from_json(&s.bridge_tables["irc"])
             .expect("the example's [bridges.irc] is valid for the IRC bridge");
-        assert_eq!(irc.offline, estuary_bridge_irc::config::Offline::Leave);
+        assert_eq!(irc.offline, estuary_bridge_irc::config::Offline::Grace);
     }
 
     #[test]

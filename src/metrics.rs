@@ -98,6 +98,20 @@ impl StatusSource for Registry {
         );
         family(
             &mut out,
+            "estuary_component_link_connections_total",
+            "counter",
+            "Times the component link came up (a rising count means it keeps dropping).",
+            &per(&|g| g.link_connections()),
+        );
+        family(
+            &mut out,
+            "estuary_unwritable_stanzas_total",
+            "counter",
+            "Stanzas dropped because they could not be written as XML (a bug if not 0).",
+            &per(&|g| g.unwritable_stanzas()),
+        );
+        family(
+            &mut out,
             "estuary_clients",
             "gauge",
             "Live clients (one per login).",

@@ -27,6 +27,16 @@ struct Gateway {
 }
 
 fn settings(component: std::net::SocketAddr, dir: &std::path::Path) -> Settings {
+    settings_with_pings(component, dir, 2, 3)
+}
+
+/// The test settings with the link's keep-alive `ping_interval_secs` and `ping_timeout_secs`.
+fn settings_with_pings(
+    component: std::net::SocketAddr,
+    dir: &std::path::Path,
+    interval: u64,
+    timeout: u64,
+) -> Settings {
     let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
     let toml = format!(
         r#"
@@ -34,8 +44,8 @@ fn settings(component: std::net::SocketAddr, dir: &std::path::Path) -> Settings 
 host = "{host}"
 port = {port}
 server_domain = "localhost"
-ping_interval_secs = 2
-ping_timeout_secs = 3
+ping_interval_secs = {interval}
+ping_timeout_secs = {timeout}
 reconnect_max_secs = 1
 queue_memory_limit = 5
 
@@ -63,6 +73,11 @@ async fn start_gateway(server: &impl XmppServer) -> Gateway {
 /// Starts the gateway on the database in `dir` (a restart when it was used before).
 async fn start_gateway_in(server: &impl XmppServer, dir: tempfile::TempDir) -> Gateway {
     let settings = settings(server.component_addr(), dir.path());
+    start_gateway_with(settings, dir).await
+}
+
+/// Starts the gateway with these settings, its database in `dir`.
+async fn start_gateway_with(settings: Settings, dir: tempfile::TempDir) -> Gateway {
     let connector = FakeConnector::new();
     let network = connector.network();
     let db = app::open_database(&settings)
@@ -904,5 +919,109 @@ async fn stanzas_queued_at_a_gateway_stop_are_sent_by_the_next_start() {
             })
             .await;
     }
+    gw.app.shutdown().await;
+}
+
+/// A message from bob on the fake network, as the bridge would hand it over.
+fn from_bob(id: &str, body: &str) -> RemoteEvent {
+    RemoteEvent::Message(RemoteMessage {
+        chat: ChatKey::Direct(RemoteUserId::new("bob")),
+        sender: Sender {
+            user: RemoteUserId::new("bob"),
+            nick: None,
+            is_from_me: false,
+        },
+        id: Some(RemoteMessageId::new(id)),
+        body: body.into(),
+        kind: MessageKind::Normal,
+        at: None,
+        reply_to: None,
+        echo_of: None,
+    })
+}
+
+/// Text XML forbids, from any bridge, once stopped every stanza of that bridge for good:
+/// the writer refused the stanza, the link took that for a lost connection and sent the
+/// same stanza first after each reconnection. Now it is cleaned where the core sends it:
+/// the message arrives with U+FFFD in place of what XML cannot carry, and everything after
+/// it flows, on the same connection.
+#[tokio::test]
+async fn text_xml_forbids_never_stops_the_link() {
+    let (_server, gw, mut alice) = setup().await;
+    register(&mut alice, "pw").await;
+    let gateway = &gw.app.gateways[0];
+    assert_eq!(gateway.link_connections(), 1);
+    let poisons = [
+        "mirc \x0304red\x03 \x02bold\x02",
+        "ctl \u{1} here \x1f",
+        "nonchars \u{fffe} and \u{ffff}",
+        "nul \0 and bell \x07",
+    ];
+    for (i, poison) in poisons.iter().enumerate() {
+        gw.network
+            .inject("alice@localhost", from_bob(&format!("poison-{i}"), poison))
+            .await
+            .expect("the fake network delivers");
+    }
+    gw.network
+        .inject("alice@localhost", from_bob("after", "after the poison"))
+        .await
+        .expect("the fake network delivers");
+    for poison in poisons {
+        let want: String = poison
+            .chars()
+            .map(|c| {
+                if c < ' ' || c == '\u{fffe}' || c == '\u{ffff}' {
+                    '\u{fffd}'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        alice
+            .expect(
+                &format!("{want:?} with its forbidden characters replaced"),
+                |s| body(s).as_deref() == Some(want.as_str()),
+            )
+            .await;
+    }
+    alice
+        .expect("the message after the poison", |s| {
+            body(s).as_deref() == Some("after the poison")
+        })
+        .await;
+    // And the other way, on the same connection.
+    alice.send(el("<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='p1'><body>still here</body></message>")).await;
+    alice
+        .expect("bob answers", |s| {
+            body(s).as_deref() == Some("bob: still here")
+        })
+        .await;
+    assert_eq!(gateway.link_connections(), 1, "the link never dropped");
+    assert_eq!(gateway.unwritable_stanzas(), 0, "nothing had to be dropped");
+    gw.app.shutdown().await;
+}
+
+/// An idle component link stays up. tokio-xmpp drops a stream that stays silent for the
+/// read timeout (`ping_interval`) plus the response timeout (`ping_timeout`); the
+/// keep-alive ping used to be pushed a whole interval past the read timeout's warning, so
+/// it raced that deadline (30 s + 30 s by default: idle links dropped about every minute)
+/// and lost it whenever the timeout was the shorter. Here it is (2 s and 1 s), and 9 s of
+/// silence would have dropped the link three times.
+#[tokio::test]
+async fn an_idle_link_stays_up() {
+    common::init_tracing();
+    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let settings = settings_with_pings(server.component_addr(), dir.path(), 2, 1);
+    let gw = start_gateway_with(settings, dir).await;
+    let gateway = &gw.app.gateways[0];
+    tokio::time::sleep(std::time::Duration::from_secs(9)).await;
+    assert_eq!(
+        gateway.link_connections(),
+        1,
+        "the idle link dropped and came back"
+    );
+    assert_eq!(gateway.link_state(), estuary::xmpp::link::LinkState::Up);
     gw.app.shutdown().await;
 }

@@ -23,7 +23,7 @@ use crate::metrics::Registry;
 use crate::xmpp::disco::{self, DiscoInfo};
 use crate::xmpp::escape::{escape_local, unescape_local};
 use crate::xmpp::link::{self, LinkConfig, LinkError, LinkHandle};
-use crate::xmpp::{errors, jid as jidutil};
+use crate::xmpp::{errors, jid as jidutil, muc};
 use estuary_bridge_api::{
     BridgeError, BridgeInfo, Capabilities, ChatKey, Connector, EventRouter, EventSink, FormValues,
     LoginId, RemoteChatId, RemoteEvent, StoredLogin, User,
@@ -462,12 +462,53 @@ impl Gateway {
     /// Stops the bridge's clients and the link; queued stanzas are kept in the database.
     pub async fn shutdown(&self) {
         let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
+        for s in &sessions {
+            self.leave_rooms_for_shutdown(s).await;
+        }
         for s in sessions {
             s.client.disconnect().await;
         }
         self.connector.stop().await;
         self.drain().await;
         self.link.shutdown().await;
+    }
+
+    /// Tells each of the user's resources in a room that it is out of it because the
+    /// gateway stops (unavailable self-presence, status 110 and 332), so that no client
+    /// believes itself still in a room whose messages no longer come; clients join again
+    /// once the gateway is back (XEP-0410 self-ping, or the user's own rejoin).
+    async fn leave_rooms_for_shutdown(&self, session: &Session) {
+        let joined: Vec<(RemoteChatId, String, Vec<String>)> = session
+            .rooms()
+            .iter()
+            .map(|(id, room)| {
+                (
+                    id.clone(),
+                    room.nick.clone(),
+                    room.resources.iter().cloned().collect(),
+                )
+            })
+            .collect();
+        let codes = [muc::SELF_PRESENCE, muc::SYSTEM_SHUTDOWN];
+        for (room, nick, resources) in joined {
+            let Some(from) = self.occupant_jid(&room, &nick) else {
+                continue;
+            };
+            for resource in resources {
+                let Ok(to) = Jid::new(&resource) else {
+                    continue;
+                };
+                self.send(muc::occupant_presence(&muc::Occupant {
+                    from: Some(from.clone()),
+                    to: Some(to),
+                    codes: &codes,
+                    unavailable: true,
+                    reason: Some("The gateway is restarting; join the room again in a moment."),
+                    ..Default::default()
+                }))
+                .await;
+            }
+        }
     }
 
     /// Waits (up to [`DRAIN_LIMIT`]) until the events and stanzas already received are
@@ -488,6 +529,17 @@ impl Gateway {
     /// The link's state, for tests and health checks.
     pub fn link_state(&self) -> crate::xmpp::link::LinkState {
         self.link.state()
+    }
+
+    /// How many times the component link has come up since the start (1: it never dropped).
+    pub fn link_connections(&self) -> u64 {
+        self.link.connections()
+    }
+
+    /// Stanzas dropped because they could not be written as XML (see
+    /// [`crate::xmpp::xml_safe`]); anything but 0 is a bug worth reporting.
+    pub fn unwritable_stanzas(&self) -> u64 {
+        self.link.unwritable()
     }
 
     /// Stanzas waiting for the XMPP server (in memory, in the database, or unconfirmed).

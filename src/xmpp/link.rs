@@ -20,6 +20,7 @@ use crate::db::Database;
 use crate::xmpp::el::a;
 use crate::xmpp::ns;
 use crate::xmpp::unconfirmed::Unconfirmed;
+use crate::xmpp::xml_safe;
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use std::collections::VecDeque;
@@ -33,13 +34,13 @@ use tokio::time::Instant;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::component::Handshake;
 
-/// How long a written stanza may wait for the ping that confirms it. Each answer is one
-/// more small write from the server; with Nagle's algorithm on (Prosody's default) a
-/// message written right after one waits for our delayed ACK, up to 40 ms, so answers are
-/// kept rare.
-pub const ACK_DELAY: Duration = Duration::from_secs(1);
-/// How many unconfirmed stanzas make the link ask for confirmation at once.
-pub const ACK_EVERY: usize = 256;
+/// How long a written stanza may wait for the ping that confirms it. Everything written
+/// and not yet confirmed is written again after a drop (clients drop the copies by id), so
+/// this window is what a server restart can duplicate: kept short.
+pub const ACK_DELAY: Duration = Duration::from_millis(100);
+/// How many unconfirmed stanzas make the link ask for confirmation at once (under load,
+/// the other bound on what a drop can duplicate).
+pub const ACK_EVERY: usize = 50;
 /// Stanzas handed to the link and not yet taken by it. Small: each is an element tree of
 /// a few kilobytes in many small allocations, and senders that find the queue full wait
 /// (the network connections behind them stop reading). After a burst of joins the
@@ -131,12 +132,26 @@ pub struct LinkHandle {
     tx: mpsc::Sender<Command>,
     state: watch::Receiver<LinkState>,
     queued: Arc<AtomicU64>,
+    unwritable: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
 }
 
 impl LinkHandle {
     /// Queues a stanza for the server. Never drops it: waits while the link's intake is full.
+    ///
+    /// Every text and attribute value is made XML-safe first ([`xml_safe`]): whatever a
+    /// bridge put in it, the stanza can be written.
     pub async fn send(&self, stanza: impl Into<Element>) {
-        if self.tx.send(Command::Send(stanza.into())).await.is_err() {
+        let mut stanza = stanza.into();
+        let cleaned = xml_safe::clean_element(&mut stanza);
+        if cleaned > 0 {
+            debug!(
+                strings = cleaned,
+                "characters XML forbids were replaced in an outgoing <{}/>",
+                stanza.name()
+            );
+        }
+        if self.tx.send(Command::Send(stanza)).await.is_err() {
             warn!("stanza dropped: the component link has shut down");
         }
     }
@@ -150,6 +165,17 @@ impl LinkHandle {
     /// written and awaiting the answer to a ping.
     pub fn queued(&self) -> u64 {
         self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Stanzas dropped because they could not be written as XML (none should be: every
+    /// stanza is cleaned on its way in; this counts what slipped through anyway).
+    pub fn unwritable(&self) -> u64 {
+        self.unwritable.load(Ordering::Relaxed)
+    }
+
+    /// How many times the link has come up (1 for a link that never dropped).
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// A receiver that sees every state change.
@@ -279,6 +305,8 @@ pub async fn start(
     let (state_tx, state_rx) = watch::channel(LinkState::Down);
     let in_db = db.count_outbound(&cfg.bridge).await.unwrap_or(0).max(0) as u64;
     let queued = Arc::new(AtomicU64::new(in_db));
+    let unwritable = Arc::new(AtomicU64::new(0));
+    let connections = Arc::new(AtomicU64::new(0));
     let link = Link {
         cfg,
         db,
@@ -291,13 +319,18 @@ pub async fn start(
         in_db,
         unacked: Unconfirmed::default(),
         ack_seq: 0,
+        ack_nonce: rand::rng().random(),
         queued: Arc::clone(&queued),
+        unwritable: Arc::clone(&unwritable),
+        connections: Arc::clone(&connections),
     };
     tokio::spawn(link.run(first));
     Ok(LinkHandle {
         tx,
         state: state_rx,
         queued,
+        unwritable,
+        connections,
     })
 }
 
@@ -319,10 +352,16 @@ struct Link {
     /// of joins keeps thousands here until the server's answer comes).
     unacked: Unconfirmed,
     ack_seq: u64,
+    /// A random part of every confirming ping's id, new for each link.
+    ack_nonce: u64,
     /// Rows this link has in `pending_outbound`.
     in_db: u64,
     /// The gauge behind [`LinkHandle::queued`].
     queued: Arc<AtomicU64>,
+    /// The counter behind [`LinkHandle::unwritable`].
+    unwritable: Arc<AtomicU64>,
+    /// The counter behind [`LinkHandle::connections`].
+    connections: Arc<AtomicU64>,
 }
 
 /// How a connected session ended.
@@ -343,6 +382,7 @@ impl Link {
                 },
             };
             attempt = 0;
+            self.connections.fetch_add(1, Ordering::Relaxed);
             info!(domain = %self.cfg.domain, "component link up");
             let _ = self.state.send(LinkState::Up);
             match self.serve(stream).await {
@@ -429,13 +469,35 @@ impl Link {
     }
 
     async fn push_db(&mut self, el: &Element) {
-        let xml = String::from(el);
+        let Some(xml) = self.serialise(el) else {
+            return;
+        };
         match self.db.push_outbound(&self.cfg.bridge, &xml).await {
             Ok(()) => self.in_db += 1,
             Err(e) => {
                 // The database is the last resort; keep the stanza in memory rather than lose it.
                 error!(domain = %self.cfg.domain, "cannot persist a queued stanza ({e}); keeping it in memory");
                 self.queue.push_back(el.clone());
+            }
+        }
+    }
+
+    /// The stanza's XML; a stanza that cannot be written is dropped here, logged and
+    /// counted, instead of breaking the stream for everything after it.
+    fn serialise(&self, el: &Element) -> Option<String> {
+        match xml_safe::to_xml(el) {
+            Ok(xml) => Some(xml),
+            Err(e) => {
+                self.unwritable.fetch_add(1, Ordering::Relaxed);
+                // Not the stanza itself: it may carry what a user wrote.
+                error!(
+                    domain = %self.cfg.domain,
+                    kind = el.name(),
+                    id = el.attr("id").unwrap_or(""),
+                    to = el.attr("to").unwrap_or(""),
+                    "dropping a stanza that cannot be written as XML: {e}"
+                );
+                None
             }
         }
     }
@@ -476,7 +538,8 @@ impl Link {
     /// Writes everything still queued to the database, older first.
     async fn persist_all(&mut self) {
         let mut older: Vec<String> = self.unacked.take_all();
-        older.extend(self.queue.drain(..).map(|el| String::from(&el)));
+        let queue: Vec<Element> = self.queue.drain(..).collect();
+        older.extend(queue.iter().filter_map(|el| self.serialise(el)));
         if older.is_empty() {
             return;
         }
@@ -521,7 +584,8 @@ impl Link {
             "asking the server to confirm"
         );
         self.ack_seq += 1;
-        let id = format!("estuary-ack-{}", self.ack_seq);
+        // Unguessable: only the server's answer to this ping may confirm what was written.
+        let id = format!("estuary-ack-{:016x}-{}", self.ack_nonce, self.ack_seq);
         let el = Element::builder("iq", ns::COMPONENT)
             .attr(a("type"), "get")
             .attr(a("id"), id.clone())
@@ -556,12 +620,17 @@ impl Link {
                 backlog.extend(self.queue.drain(..));
             }
             if let Some(el) = backlog.pop_front() {
+                // Written out first, so a stanza the writer would refuse is dropped here
+                // and never leaves the stream half-written.
+                let Some(xml) = self.serialise(&el) else {
+                    continue;
+                };
                 if let Err(e) = stream.feed(&el).await {
                     backlog.push_front(el);
                     self.queue.extend(backlog.drain(..));
                     return Ended::Lost(e.to_string());
                 }
-                self.unacked.push(&String::from(&el));
+                self.unacked.push(&xml);
                 drop(el);
                 if (backlog.is_empty() || self.unacked.len().is_multiple_of(64))
                     && let Err(e) = SinkExt::<&Element>::flush(&mut stream).await
@@ -600,6 +669,22 @@ impl Link {
             };
             tokio::select! {
                 item = stream.next(), if self.held.is_none() => {
+                    // tokio-xmpp's soft timeout says the server has been silent for
+                    // `ping_interval`; it drops the stream `ping_timeout` later unless
+                    // something arrives. A ping now makes the server speak in time (it is
+                    // not traffic: counting it as such pushed our ping past that deadline).
+                    let silent = matches!(item, Some(Err(ReadError::SoftTimeout)));
+                    if silent {
+                        if in_flight.is_none() {
+                            let (id, ping) = self.ping();
+                            if let Err(e) = stream.send(&ping).await {
+                                return Ended::Lost(e.to_string());
+                            }
+                            in_flight = Some((id, self.unacked.len(), Instant::now()));
+                            ack_due = None;
+                        }
+                        continue;
+                    }
                     last_traffic = Instant::now();
                     if let Some(why) = self.on_read(item, &mut in_flight).await {
                         return Ended::Lost(why);
@@ -685,8 +770,15 @@ impl Link {
         match item {
             Some(Ok(el)) => {
                 if el.name() == "iq" {
+                    // The answer must come from the server we pinged (or the server itself,
+                    // which may leave `from` out).
+                    let from_server = el
+                        .attr("from")
+                        .is_none_or(|f| f == self.cfg.ping_to || f == self.cfg.domain);
                     if let (Some(id), Some((want, count, _))) = (el.attr("id"), in_flight.as_ref())
                         && id == want
+                        && from_server
+                        && matches!(el.attr("type"), Some("result") | Some("error"))
                     {
                         let n = self.unacked.confirm(*count);
                         debug!(
@@ -697,9 +789,10 @@ impl Link {
                         *in_flight = None;
                         return None;
                     }
-                    if el
-                        .attr("id")
-                        .is_some_and(|id| id.starts_with("estuary-ack-"))
+                    if from_server
+                        && el
+                            .attr("id")
+                            .is_some_and(|id| id.starts_with("estuary-ack-"))
                     {
                         return None; // an answer to an earlier ping; nothing to do
                     }

@@ -12,3 +12,4 @@ pub mod message;
 pub mod muc;
 pub mod ns;
 pub mod unconfirmed;
+pub mod xml_safe;

@@ -21,6 +21,8 @@ pub const NICK_ASSIGNED: u16 = 210;
 pub const NICK_CHANGED: u16 = 303;
 /// Status code 307: kicked.
 pub const KICKED: u16 = 307;
+/// Status code 332: removed because the service is shutting down.
+pub const SYSTEM_SHUTDOWN: u16 = 332;
 /// Status code 333: removed because the service went away (XEP-0045 §9.2 extension).
 pub const SERVICE_ERROR: u16 = 333;
 

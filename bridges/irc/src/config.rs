@@ -10,7 +10,7 @@
 //! default_plain_port = 6667       # the plain port of that fallback
 //! idle_disconnect_secs = 300      # close a server connection this long after its last room
 //! version = "Estuary"             # CTCP VERSION answer (optional)
-//! offline = "leave"               # leave | grace | persistent: channels when the user goes offline
+//! offline = "grace"               # leave | grace | persistent: channels when the user goes offline
 //! offline_grace_secs = 300        # with offline = "grace": how long channels stay joined
 //!
 //! [bridges.irc.servers."irc.example.org"]
@@ -84,11 +84,12 @@ pub struct ServerConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Offline {
-    /// Part the channels at once, as when leaving the room (the default).
-    #[default]
+    /// Part the channels at once, as when leaving the room.
     Leave,
     /// Stay in the channels for `offline_grace_secs`, then part them; a user back within
-    /// that time finds them still joined.
+    /// that time finds them still joined, and what was said meanwhile in the archive (the
+    /// default: an XMPP server restart or a phone's short absence loses nothing).
+    #[default]
     Grace,
     /// Stay in the channels; what is said meanwhile goes to the room archive (XEP-0313).
     Persistent,

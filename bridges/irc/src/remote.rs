@@ -613,12 +613,12 @@ impl Session {
             }
             Command::PART(ref chan, ref reason) => {
                 if let Some(nick) = source {
-                    self.on_part(chan, &nick, reason.clone());
+                    self.on_part(chan, &nick, reason.as_deref().map(irc_to_styled));
                 }
             }
             Command::QUIT(ref reason) => {
                 if let Some(nick) = source {
-                    self.on_quit(&nick, reason.clone());
+                    self.on_quit(&nick, reason.as_deref().map(irc_to_styled));
                 }
             }
             Command::NICK(ref new) => {
@@ -631,7 +631,7 @@ impl Session {
                     let awaited = Awaited::Kick(self.fold(nick));
                     self.answer_pending(chan, |a| *a == awaited, Ok(()));
                 }
-                self.on_kick(chan, nick, source, reason.clone());
+                self.on_kick(chan, nick, source, reason.as_deref().map(irc_to_styled));
             }
             Command::ChannelMODE(ref chan, ref modes) => self.on_mode(chan, modes),
             Command::TOPIC(ref chan, Some(ref topic)) => {
