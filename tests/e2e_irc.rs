@@ -39,7 +39,17 @@ throttle = {{ lines_per_second = 50.0, burst = 50 }}
 
 /// Starts the gateway with `irc` appended to its `[bridges.irc]` table (more keys, or
 /// per-server tables).
+///
+/// Unless `irc` sets `offline`, the channels are parted as soon as the test's client leaves
+/// the room (`offline = "leave"`): the test client answers the gateway's "are you still
+/// online?" ping only while the test reads from it, so under the default (`grace`) a leave
+/// could be taken for going offline.
 async fn start_with(server: &impl XmppServer, dir: &std::path::Path, irc: &str) -> App {
+    let offline = if irc.contains("offline") {
+        ""
+    } else {
+        "offline = \"leave\""
+    };
     let key = base64::engine::general_purpose::STANDARD.encode([3u8; 32]);
     let component = server.component_addr();
     let toml = format!(
@@ -56,6 +66,7 @@ seal_key = "{key}"
 [bridges.irc]
 domain = "{DOMAIN}"
 secret = "{SECRET}"
+{offline}
 {irc}
 "#,
         host = component.ip(),
@@ -1933,4 +1944,112 @@ async fn configure_the_fixed_server_on_the_domain() {
     bob.expect(|l| l.contains(" 311 ") && l.contains("fixedalice"))
         .await;
     w.app.shutdown().await;
+}
+
+/// What IRC users send that XML cannot carry — U+FFFE/U+FFFF in a message, `\x01` and
+/// `\x1f` in a PART reason, mIRC colours in a QUIT reason — once stopped every stanza of the
+/// bridge, for every user, for good (the writer refused the stanza and the link retried it
+/// forever). Each now arrives cleaned (formatting as styling, the rest as U+FFFD), the
+/// traffic after it flows both ways on the same component connection, and the archive gives
+/// the line back just as clean.
+#[tokio::test]
+async fn text_xml_forbids_from_irc_never_stops_the_bridge() {
+    let w = World::start(Ircd::start()).await;
+    let room = room("poison");
+    let bob_jid = format!("{room}/bob");
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #poison").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut carol = Raw::connect(w.ircd.port, "carol").await;
+    carol.send("JOIN #poison").await;
+    carol.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("poison").await;
+    join(&mut alice, &room, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+    let gateway = &w.app.gateways[0];
+    let connections = gateway.link_connections();
+
+    bob.send("PRIVMSG #poison :odd \u{fffe}\u{ffff} end").await;
+    alice
+        .expect_message_body(&bob_jid, "odd \u{fffd}\u{fffd} end")
+        .await;
+    bob.send("PART #poison :\x01bye\x1f").await;
+    let part = alice
+        .expect("bob's part", |s| {
+            presence_from(s, &bob_jid) && s.attr("type") == Some("unavailable")
+        })
+        .await;
+    let xml = String::from(&part);
+    assert!(xml.contains("bye") && !xml.contains('\u{1}'), "{xml}");
+    bob.send("JOIN #poison").await;
+    alice
+        .expect("bob back", |s| {
+            presence_from(s, &bob_jid) && s.attr("type").is_none()
+        })
+        .await;
+    bob.send("QUIT :\x0304red\x03 \x02bold\x02").await;
+    let quit = alice
+        .expect("bob's quit", |s| {
+            presence_from(s, &bob_jid) && s.attr("type") == Some("unavailable")
+        })
+        .await;
+    let xml = String::from(&quit);
+    assert!(
+        xml.contains("red *bold*"),
+        "colours dropped, bold as styling: {xml}"
+    );
+
+    carol.send("PRIVMSG #poison :after the poison").await;
+    alice
+        .expect_message_body(&format!("{room}/carol"), "after the poison")
+        .await;
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{room}'><body>both ways</body></message>"
+        )))
+        .await;
+    carol
+        .expect(|l| l.starts_with(":alice") && l.ends_with("PRIVMSG #poison :both ways"))
+        .await;
+
+    // The archive holds the line as the network sent it; what it gives back is clean too.
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alice' type='unavailable'/>"
+        )))
+        .await;
+    carol
+        .expect(|l| l.starts_with(":alice") && l.contains(" PART "))
+        .await;
+    alice.drain();
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='100'/></x></presence>"
+        )))
+        .await;
+    alice
+        .expect("the poisoned line from the archive, cleaned", |s| {
+            s.attr("from") == Some(bob_jid.as_str())
+                && s.get_child("delay", "urn:xmpp:delay").is_some()
+                && body(s).as_deref() == Some("odd \u{fffd}\u{fffd} end")
+        })
+        .await;
+    assert_eq!(
+        gateway.link_connections(),
+        connections,
+        "the component link never dropped"
+    );
+    assert_eq!(gateway.unwritable_stanzas(), 0);
+    // At a stop, the rooms tell their clients that they are out (110 + 332), so that none
+    // believes itself still in a room whose messages no longer come.
+    w.app.shutdown().await;
+    let gone = alice
+        .expect("out of the room at the gateway's stop", |s| {
+            presence_from(s, &format!("{room}/alice"))
+                && s.attr("type") == Some("unavailable")
+                && codes(s).contains(&332)
+        })
+        .await;
+    assert_eq!(codes(&gone), [110, 332], "{}", String::from(&gone));
 }
