@@ -1025,3 +1025,75 @@ async fn an_idle_link_stays_up() {
     assert_eq!(gateway.link_state(), estuary::xmpp::link::LinkState::Up);
     gw.app.shutdown().await;
 }
+
+/// Messages that arrive while the gateway stops are never lost without a word: each one is
+/// delivered (before the stop, or by the next start, which sends what the stop kept), or its
+/// sender gets an error (the XMPP server's, once the component is gone). Before, one that
+/// arrived during the stop was handed to a network connection about to close.
+#[tokio::test]
+async fn messages_sent_during_a_stop_are_delivered_or_refused() {
+    let (server, gw, mut alice) = setup().await;
+    assert_eq!(
+        register(&mut alice, "pw").await.attr("type"),
+        Some("result")
+    );
+    const N: usize = 40;
+    let message = |i: usize| {
+        el(&format!(
+            "<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='stop-{i}'><body>during the stop {i}</body></message>"
+        ))
+    };
+    for i in 0..N / 4 {
+        alice.send(message(i)).await;
+    }
+    let sending = async {
+        for i in N / 4..N {
+            alice.send(message(i)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::join!(gw.app.shutdown(), sending);
+    let Gateway { _dir: dir, .. } = gw;
+    let gw = start_gateway_in(&server, dir).await;
+    let mut answered = std::collections::BTreeSet::new();
+    let mut refused = std::collections::BTreeSet::new();
+    while answered.len() + refused.len() < N {
+        let s = alice
+            .expect_within(
+                &format!(
+                    "an echo or an error for each message ({} echoed, {} refused so far; missing: {:?})",
+                    answered.len(),
+                    refused.len(),
+                    (0..N)
+                        .filter(|i| !answered.contains(&i.to_string())
+                            && !refused.contains(&format!("stop-{i}")))
+                        .collect::<Vec<_>>()
+                ),
+                std::time::Duration::from_secs(15),
+                |s| {
+                    s.name() == "message"
+                        && (body(s).is_some_and(|b| b.starts_with("bob: during the stop"))
+                            || (s.attr("type") == Some("error")
+                                && s.attr("id").is_some_and(|id| id.starts_with("stop-"))))
+                },
+            )
+            .await;
+        if s.attr("type") == Some("error") {
+            refused.insert(s.attr("id").unwrap_or_default().to_string());
+        } else {
+            let i = body(&s).unwrap_or_default();
+            answered.insert(i.trim_start_matches("bob: during the stop ").to_string());
+        }
+    }
+    tracing::info!(
+        echoed = answered.len(),
+        refused = refused.len(),
+        "messages sent during a stop"
+    );
+    assert_eq!(
+        answered.len() + refused.len(),
+        N,
+        "every message accounted for once"
+    );
+    gw.app.shutdown().await;
+}

@@ -15,6 +15,7 @@ mod register;
 mod remote;
 mod service;
 pub mod session;
+mod stopping;
 mod workers;
 
 use crate::config::{BridgeSettings, Settings};
@@ -129,6 +130,15 @@ pub struct Gateway {
     /// Answers awaited to IQs the gateway sent, by id: `None` for a result, the error
     /// condition for an error.
     iq_waiters: Mutex<HashMap<String, IqWaiter>>,
+    /// Set when the stop begins: stanzas from then on are kept or refused
+    /// ([`stopping`]), never handed to a network connection about to close.
+    stopping: std::sync::atomic::AtomicBool,
+    /// Stanzas from the server whose handling has ended (with `stats.stanzas_in` and the
+    /// link's queue, how a stop knows every stanza received is handled).
+    stanzas_handled: AtomicU64,
+    /// The link's queue of stanzas for the gateway, to see whether it is empty (weak: the
+    /// dispatcher ends when the link is gone).
+    inbound_probe: mpsc::WeakSender<Element>,
 }
 
 /// Starts the gateway for bridge `name`: connects the component (a refusal is returned),
@@ -153,6 +163,7 @@ pub async fn start(
         message: format!("domain {}: {e}", bridge.domain),
     })?;
     let (inbound_tx, inbound_rx) = mpsc::channel::<Element>(INBOUND_CAPACITY);
+    let inbound_probe = inbound_tx.downgrade();
     let cfg = LinkConfig {
         address: settings.xmpp.address(),
         domain: bridge.domain.clone(),
@@ -192,6 +203,9 @@ pub async fn start(
         stats: Stats::default(),
         started: Instant::now(),
         iq_waiters: Mutex::new(HashMap::new()),
+        stopping: std::sync::atomic::AtomicBool::new(false),
+        stanzas_handled: AtomicU64::new(0),
+        inbound_probe,
     });
     tokio::spawn(Arc::clone(&gateway).dispatch_inbound(inbound_rx));
     tokio::spawn(Arc::clone(&gateway).dispatch_events(events_rx));
@@ -425,6 +439,17 @@ impl Gateway {
     }
 
     async fn handle_stanza(self: &Arc<Self>, el: Element) {
+        /// Counts the stanza as handled however its handling ends (a panic included).
+        struct Handled<'a>(&'a AtomicU64);
+        impl Drop for Handled<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let _handled = Handled(&self.stanzas_handled);
+        if self.stopping.load(Ordering::SeqCst) {
+            return self.handle_during_stop(el).await;
+        }
         match el.name() {
             "iq" => self.handle_iq(el).await,
             "message" => self.handle_message(el).await,
@@ -460,7 +485,15 @@ impl Gateway {
     }
 
     /// Stops the bridge's clients and the link; queued stanzas are kept in the database.
+    ///
+    /// In this order: stop taking stanzas (those arriving now are kept for the next start or
+    /// refused, see [`stopping`]) and let the ones being handled finish; tell the clients
+    /// they are out of their rooms; close the network connections; hand what they said last
+    /// to XMPP; close the component stream, reading what the server sent until it closes
+    /// its side; write what the link could not deliver to the database.
     pub async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.drain_stanzas().await;
         let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
         for s in &sessions {
             self.leave_rooms_for_shutdown(s).await;
@@ -471,6 +504,9 @@ impl Gateway {
         self.connector.stop().await;
         self.drain().await;
         self.link.shutdown().await;
+        // What the server sent before it closed the stream, now handled (kept or refused;
+        // refusals go to the database with what the link could not deliver).
+        self.drain_stanzas().await;
     }
 
     /// Tells each of the user's resources in a room that it is out of it because the
@@ -509,6 +545,24 @@ impl Gateway {
                 .await;
             }
         }
+    }
+
+    /// Waits (up to [`DRAIN_LIMIT`]) until every stanza the link received is handled.
+    async fn drain_stanzas(&self) {
+        let deadline = Instant::now() + DRAIN_LIMIT;
+        while Instant::now() < deadline {
+            let waiting = self
+                .inbound_probe
+                .upgrade()
+                .map_or(0, |tx| tx.max_capacity() - tx.capacity());
+            let received = self.stats.stanzas_in.load(Ordering::SeqCst);
+            let handled = self.stanzas_handled.load(Ordering::SeqCst);
+            if waiting == 0 && handled >= received && self.workers.is_idle() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        warn!(bridge = %self.bridge, "stopping with stanzas from XMPP still being handled");
     }
 
     /// Waits (up to [`DRAIN_LIMIT`]) until the events and stanzas already received are

@@ -134,6 +134,9 @@ pub struct LinkHandle {
     queued: Arc<AtomicU64>,
     unwritable: Arc<AtomicU64>,
     connections: Arc<AtomicU64>,
+    /// Where a stanza sent after the link closed goes: the next start sends it.
+    db: Database,
+    bridge: String,
 }
 
 impl LinkHandle {
@@ -151,8 +154,32 @@ impl LinkHandle {
                 stanza.name()
             );
         }
-        if self.tx.send(Command::Send(stanza)).await.is_err() {
-            warn!("stanza dropped: the component link has shut down");
+        if let Err(mpsc::error::SendError(Command::Send(stanza))) =
+            self.tx.send(Command::Send(stanza)).await
+        {
+            // The link has stopped (the gateway is stopping): the next start sends it.
+            self.keep_for_next_start(&stanza).await;
+        }
+    }
+
+    /// Writes a stanza that came after the link stopped to the database, where the next
+    /// start finds it with the rest of what was not delivered.
+    async fn keep_for_next_start(&self, stanza: &Element) {
+        let xml = match xml_safe::to_xml(stanza) {
+            Ok(xml) => xml,
+            Err(e) => {
+                self.unwritable.fetch_add(1, Ordering::Relaxed);
+                error!(bridge = %self.bridge, "dropping a stanza sent after the link stopped: {e}");
+                return;
+            }
+        };
+        match self.db.push_outbound(&self.bridge, &xml).await {
+            Ok(()) => {
+                debug!(bridge = %self.bridge, "a stanza sent after the link stopped is kept for the next start")
+            }
+            Err(e) => {
+                error!(bridge = %self.bridge, kind = stanza.name(), "a stanza sent after the link stopped is lost: {e}")
+            }
         }
     }
 
@@ -324,6 +351,7 @@ pub async fn start(
         unwritable: Arc::clone(&unwritable),
         connections: Arc::clone(&connections),
     };
+    let (handle_db, bridge) = (link.db.clone(), link.cfg.bridge.clone());
     tokio::spawn(link.run(first));
     Ok(LinkHandle {
         tx,
@@ -331,6 +359,8 @@ pub async fn start(
         queued,
         unwritable,
         connections,
+        db: handle_db,
+        bridge,
     })
 }
 
@@ -713,6 +743,7 @@ impl Link {
                     Some(Command::Send(el)) => { last_traffic = Instant::now(); backlog.push_back(el) }
                     Some(Command::Shutdown(done)) => {
                         self.confirm_before_stop(&mut stream, &mut in_flight).await;
+                        self.read_until_closed(&mut stream).await;
                         let _ = SinkExt::<&Element>::close(&mut stream).await;
                         return Ended::Shutdown(done);
                     }
@@ -758,6 +789,57 @@ impl Link {
                 }
                 Err(_) => return,
             }
+        }
+    }
+
+    /// At a stop: closes our side of the stream and hands the gateway what the server sent
+    /// before it closed its own (the gateway, stopping, keeps or refuses each). The server
+    /// took those stanzas as delivered when it wrote them: left unread, they would be lost
+    /// without a word to their senders. What comes after our close the server bounces.
+    async fn read_until_closed(&mut self, stream: &mut Stream) {
+        let deadline = Instant::now() + CONFIRM_AT_STOP;
+        let mut handed = 0usize;
+        if let Some(el) = self.held.take() {
+            if tokio::time::timeout_at(deadline, self.inbound.send(el))
+                .await
+                .is_err()
+            {
+                warn!(domain = %self.cfg.domain, "the gateway took no more stanzas at the stop");
+            }
+            handed += 1;
+        }
+        if let Err(e) = stream.shutdown().await {
+            debug!(domain = %self.cfg.domain, "closing the stream: {e}");
+            return;
+        }
+        loop {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(Ok(el))) => {
+                    let ours = el.name() == "iq"
+                        && el
+                            .attr("id")
+                            .is_some_and(|id| id.starts_with("estuary-ack-"));
+                    if ours {
+                        continue;
+                    }
+                    match tokio::time::timeout_at(deadline, self.inbound.send(el)).await {
+                        Ok(Ok(())) => handed += 1,
+                        _ => {
+                            warn!(domain = %self.cfg.domain, "the gateway took no more stanzas at the stop");
+                            return;
+                        }
+                    }
+                }
+                Ok(Some(Err(ReadError::SoftTimeout | ReadError::ParseError(_)))) => continue,
+                Ok(Some(Err(_)) | None) => break,
+                Err(_) => {
+                    warn!(domain = %self.cfg.domain, "the server had not closed the stream {CONFIRM_AT_STOP:?} after ours");
+                    break;
+                }
+            }
+        }
+        if handed > 0 {
+            info!(domain = %self.cfg.domain, "{handed} stanzas that arrived during the stop handed to the gateway");
         }
     }
 
