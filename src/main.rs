@@ -47,12 +47,22 @@ enum Command {
     CheckConfig,
 }
 
+/// `RUST_LOG` (default `info`), with tokio-xmpp held at `debug` whatever it says: at
+/// `trace` it logs every byte of the component stream, registration forms and their
+/// passwords included, and secrets never go to the log.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match "tokio_xmpp=debug".parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(log_filter())
         .init();
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => match Settings::load(&cli.config) {

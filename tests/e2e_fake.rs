@@ -1097,3 +1097,39 @@ async fn messages_sent_during_a_stop_are_delivered_or_refused() {
     );
     gw.app.shutdown().await;
 }
+
+/// A stanza nested far deeper than any XMPP extension does is refused with
+/// `policy-violation` by the link, before the gateway's handling (which clones, writes and
+/// drops elements level by level, and overflows a task's stack on a deep enough one; the
+/// unit tests of `xml_safe` take 20,000 levels apart on a small stack), and the gateway goes
+/// on. Three hundred levels here: the test client's own writer recurses too (debug frames are large).
+#[tokio::test]
+async fn a_deeply_nested_stanza_is_refused_and_nothing_else_stops() {
+    let (_server, gw, mut alice) = setup().await;
+    register(&mut alice, "pw").await;
+    let depth = 300;
+    let deep = el(&format!(
+        "<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='deep1'><body>deep</body>{}{}</message>",
+        "<x xmlns='urn:example:deep'>".repeat(depth),
+        "</x>".repeat(depth)
+    ));
+    alice.send(deep).await;
+    let refused = alice
+        .expect("the refusal", |s| {
+            s.attr("id") == Some("deep1") && s.attr("type") == Some("error")
+        })
+        .await;
+    assert!(
+        String::from(&refused).contains("policy-violation"),
+        "{}",
+        String::from(&refused)
+    );
+    alice.send(el("<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='d2'><body>shallow</body></message>")).await;
+    alice
+        .expect("bob answers", |s| {
+            body(s).as_deref() == Some("bob: shallow")
+        })
+        .await;
+    assert_eq!(gw.app.gateways[0].link_connections(), 1);
+    gw.app.shutdown().await;
+}

@@ -16,6 +16,17 @@ pub enum DbError {
         /// What the driver said.
         source: sqlx::Error,
     },
+    /// The SQLite file could not be created readable by its owner only.
+    #[error(
+        "cannot make the database file {path} private (mode 0600): {source} \
+         (check that the gateway's user owns it and its directory)"
+    )]
+    Permissions {
+        /// The file.
+        path: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
     /// The URL names a kind of database Estuary does not support.
     #[error(
         "unsupported database URL {url}: use sqlite://PATH or postgres://USER@HOST/DB \

@@ -80,6 +80,12 @@ impl Database {
         };
 
         let (backend, url) = if url.starts_with("sqlite:") {
+            if let Some(path) = sqlite_file(url) {
+                private_file(&path).map_err(|source| DbError::Permissions {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            }
             (Backend::Sqlite, sqlite_url_with_create(url))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             (Backend::Postgres, url.to_owned())
@@ -184,6 +190,53 @@ impl Database {
 
 /// Adds `mode=rwc` to a SQLite URL that names no mode, so the file is created on first
 /// start.
+/// The file of a SQLite URL (`sqlite://PATH`, `sqlite:PATH`, with or without `?options`);
+/// `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty()).then(|| std::path::PathBuf::from(path))
+}
+
+/// Makes the database file readable by its owner only: created so when absent (SQLite
+/// gives its `-wal` and `-shm` files the same mode), tightened with a warning when another
+/// user could read it. It holds the logins, the message archive and sealed secrets.
+fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    "the database file was readable by other users (mode {:o}); made it 0600",
+                    mode & 0o777
+                );
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn sqlite_url_with_create(url: &str) -> String {
     if url.contains(":memory:") || url.contains("mode=") {
         return url.to_owned();
@@ -239,6 +292,49 @@ mod tests {
             "sqlite://estuary.db?mode=ro"
         );
         assert_eq!(sqlite_url_with_create("sqlite::memory:"), "sqlite::memory:");
+    }
+
+    #[test]
+    fn the_file_of_a_sqlite_url() {
+        let file = |u| sqlite_file(u).map(|p| p.display().to_string());
+        assert_eq!(file("sqlite://estuary.db").as_deref(), Some("estuary.db"));
+        assert_eq!(
+            file("sqlite:///var/lib/estuary/db.sqlite?cache=shared").as_deref(),
+            Some("/var/lib/estuary/db.sqlite")
+        );
+        assert_eq!(file("sqlite:relative.db").as_deref(), Some("relative.db"));
+        assert_eq!(file("sqlite::memory:"), None);
+        assert_eq!(file("sqlite://x.db?mode=memory"), None);
+    }
+
+    /// The database holds logins and the archive: no other user may read it, whether the
+    /// gateway creates it or finds it readable.
+    #[tokio::test]
+    async fn the_database_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mode = |p: &std::path::Path| {
+            std::fs::metadata(p)
+                .expect("the file exists")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let fresh = dir.path().join("fresh.db");
+        let url = format!("sqlite://{}", fresh.display());
+        let db = Database::connect(&url, SealKey::generate())
+            .await
+            .expect("opens");
+        assert_eq!(mode(&fresh), 0o600);
+        drop(db);
+        let loose = dir.path().join("loose.db");
+        std::fs::write(&loose, b"").expect("written");
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let url = format!("sqlite://{}", loose.display());
+        let _db = Database::connect(&url, SealKey::generate())
+            .await
+            .expect("opens");
+        assert_eq!(mode(&loose), 0o600, "tightened");
     }
 
     #[tokio::test]

@@ -133,12 +133,9 @@ pub struct Gateway {
     /// Set when the stop begins: stanzas from then on are kept or refused
     /// ([`stopping`]), never handed to a network connection about to close.
     stopping: std::sync::atomic::AtomicBool,
-    /// Stanzas from the server whose handling has ended (with `stats.stanzas_in` and the
-    /// link's queue, how a stop knows every stanza received is handled).
+    /// Stanzas from the server whose handling has ended (with what the link handed over,
+    /// how a stop knows every stanza received is handled).
     stanzas_handled: AtomicU64,
-    /// The link's queue of stanzas for the gateway, to see whether it is empty (weak: the
-    /// dispatcher ends when the link is gone).
-    inbound_probe: mpsc::WeakSender<Element>,
 }
 
 /// Starts the gateway for bridge `name`: connects the component (a refusal is returned),
@@ -163,7 +160,6 @@ pub async fn start(
         message: format!("domain {}: {e}", bridge.domain),
     })?;
     let (inbound_tx, inbound_rx) = mpsc::channel::<Element>(INBOUND_CAPACITY);
-    let inbound_probe = inbound_tx.downgrade();
     let cfg = LinkConfig {
         address: settings.xmpp.address(),
         domain: bridge.domain.clone(),
@@ -205,7 +201,6 @@ pub async fn start(
         iq_waiters: Mutex::new(HashMap::new()),
         stopping: std::sync::atomic::AtomicBool::new(false),
         stanzas_handled: AtomicU64::new(0),
-        inbound_probe,
     });
     tokio::spawn(Arc::clone(&gateway).dispatch_inbound(inbound_rx));
     tokio::spawn(Arc::clone(&gateway).dispatch_events(events_rx));
@@ -450,11 +445,48 @@ impl Gateway {
         if self.stopping.load(Ordering::SeqCst) {
             return self.handle_during_stop(el).await;
         }
-        match el.name() {
-            "iq" => self.handle_iq(el).await,
-            "message" => self.handle_message(el).await,
-            "presence" => self.handle_presence(el).await,
-            other => warn!(bridge = %self.bridge, "ignoring a <{other}/> from the server"),
+        // Enough of the stanza to answer it if its handler panics (a bug): the sender is
+        // told instead of waiting for an answer that never comes.
+        let answerable = match (el.name(), el.attr("type").unwrap_or("")) {
+            ("iq", "get" | "set") => true,
+            ("message", t) => t != "error",
+            _ => false,
+        };
+        let header = answerable.then(|| {
+            (
+                el.name() == "iq",
+                el.attr("from").and_then(|f| Jid::new(f).ok()),
+                el.attr("to").and_then(|t| Jid::new(t).ok()),
+                el.attr("id").map(str::to_owned),
+            )
+        });
+        let handled = std::panic::AssertUnwindSafe(async {
+            match el.name() {
+                "iq" => self.handle_iq(el).await,
+                "message" => self.handle_message(el).await,
+                "presence" => self.handle_presence(el).await,
+                other => warn!(bridge = %self.bridge, "ignoring a <{other}/> from the server"),
+            }
+        });
+        if futures::FutureExt::catch_unwind(handled).await.is_err() {
+            tracing::error!(bridge = %self.bridge, "a stanza's handler panicked (a bug: please report it with this log)");
+            if let Some((is_iq, Some(from), Some(to), id)) = header {
+                let error = errors::internal(
+                    "The gateway failed on this request (a bug, logged for its admin); try again or tell them.",
+                );
+                if is_iq {
+                    self.send(tokio_xmpp::parsers::iq::Iq::Error {
+                        from: Some(to),
+                        to: Some(from),
+                        id: id.unwrap_or_default(),
+                        payload: None,
+                        error,
+                    })
+                    .await;
+                } else {
+                    self.bounce(to, from, id, error).await;
+                }
+            }
         }
     }
 
@@ -551,13 +583,11 @@ impl Gateway {
     async fn drain_stanzas(&self) {
         let deadline = Instant::now() + DRAIN_LIMIT;
         while Instant::now() < deadline {
-            let waiting = self
-                .inbound_probe
-                .upgrade()
-                .map_or(0, |tx| tx.max_capacity() - tx.capacity());
+            // Handed over by the link, taken by the dispatcher, handled: all the same count.
+            let handed = self.link.delivered();
             let received = self.stats.stanzas_in.load(Ordering::SeqCst);
             let handled = self.stanzas_handled.load(Ordering::SeqCst);
-            if waiting == 0 && handled >= received && self.workers.is_idle() {
+            if handled >= handed && received >= handed && self.workers.is_idle() {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;

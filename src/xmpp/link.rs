@@ -137,6 +137,7 @@ pub struct LinkHandle {
     /// Where a stanza sent after the link closed goes: the next start sends it.
     db: Database,
     bridge: String,
+    delivered: Arc<AtomicU64>,
 }
 
 impl LinkHandle {
@@ -198,6 +199,11 @@ impl LinkHandle {
     /// stanza is cleaned on its way in; this counts what slipped through anyway).
     pub fn unwritable(&self) -> u64 {
         self.unwritable.load(Ordering::Relaxed)
+    }
+
+    /// How many stanzas from the server the link has handed to the gateway.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::SeqCst)
     }
 
     /// How many times the link has come up (1 for a link that never dropped).
@@ -334,6 +340,7 @@ pub async fn start(
     let queued = Arc::new(AtomicU64::new(in_db));
     let unwritable = Arc::new(AtomicU64::new(0));
     let connections = Arc::new(AtomicU64::new(0));
+    let delivered = Arc::new(AtomicU64::new(0));
     let link = Link {
         cfg,
         db,
@@ -350,6 +357,8 @@ pub async fn start(
         queued: Arc::clone(&queued),
         unwritable: Arc::clone(&unwritable),
         connections: Arc::clone(&connections),
+        replies: Vec::new(),
+        delivered: Arc::clone(&delivered),
     };
     let (handle_db, bridge) = (link.db.clone(), link.cfg.bridge.clone());
     tokio::spawn(link.run(first));
@@ -361,6 +370,7 @@ pub async fn start(
         connections,
         db: handle_db,
         bridge,
+        delivered,
     })
 }
 
@@ -392,6 +402,10 @@ struct Link {
     unwritable: Arc<AtomicU64>,
     /// The counter behind [`LinkHandle::connections`].
     connections: Arc<AtomicU64>,
+    /// The link's own answers to stanzas it refused, written before the next ones.
+    replies: Vec<Element>,
+    /// The counter behind [`LinkHandle::delivered`].
+    delivered: Arc<AtomicU64>,
 }
 
 /// How a connected session ended.
@@ -452,6 +466,7 @@ impl Link {
                     room = inbound.reserve(), if self.held.is_some() => {
                         if let (Ok(room), Some(el)) = (room, self.held.take()) {
                             room.send(el);
+                            self.delivered.fetch_add(1, Ordering::SeqCst);
                         }
                     }
                     cmd = self.rx.recv() => match cmd {
@@ -643,6 +658,7 @@ impl Link {
         // other branches of the loop's `select!` use `self`.
         let inbound = self.inbound.clone();
         loop {
+            backlog.extend(self.replies.drain(..));
             self.gauge(backlog.len());
             // Flush backlog (and spilled rows) first, in order.
             if backlog.is_empty() && self.spilled {
@@ -731,6 +747,7 @@ impl Link {
                 room = inbound.reserve(), if self.held.is_some() => match room {
                     Ok(room) => {
                         room.send(self.held.take().expect("a held stanza"));
+                        self.delivered.fetch_add(1, Ordering::SeqCst);
                         // The server's silence meanwhile was ours: we were not reading.
                         last_traffic = Instant::now();
                         if let Some((_, _, sent)) = &mut in_flight {
@@ -800,13 +817,15 @@ impl Link {
         let deadline = Instant::now() + CONFIRM_AT_STOP;
         let mut handed = 0usize;
         if let Some(el) = self.held.take() {
-            if tokio::time::timeout_at(deadline, self.inbound.send(el))
-                .await
-                .is_err()
-            {
-                warn!(domain = %self.cfg.domain, "the gateway took no more stanzas at the stop");
+            match tokio::time::timeout_at(deadline, self.inbound.send(el)).await {
+                Ok(Ok(())) => {
+                    self.delivered.fetch_add(1, Ordering::SeqCst);
+                    handed += 1;
+                }
+                _ => {
+                    warn!(domain = %self.cfg.domain, "the gateway took no more stanzas at the stop")
+                }
             }
-            handed += 1;
         }
         if let Err(e) = stream.shutdown().await {
             debug!(domain = %self.cfg.domain, "closing the stream: {e}");
@@ -823,7 +842,10 @@ impl Link {
                         continue;
                     }
                     match tokio::time::timeout_at(deadline, self.inbound.send(el)).await {
-                        Ok(Ok(())) => handed += 1,
+                        Ok(Ok(())) => {
+                            self.delivered.fetch_add(1, Ordering::SeqCst);
+                            handed += 1;
+                        }
                         _ => {
                             warn!(domain = %self.cfg.domain, "the gateway took no more stanzas at the stop");
                             return;
@@ -843,6 +865,52 @@ impl Link {
         }
     }
 
+    /// A stanza from the server nested deeper than [`xml_safe::MAX_DEPTH`]: taken apart
+    /// without recursion (the gateway's handling would clone, write and drop it level by
+    /// level, and a deep enough one exhausts the stack), its sender told `policy-violation`.
+    fn refuse_too_deep(&mut self, el: Element) {
+        let (name, type_) = (
+            el.name().to_owned(),
+            el.attr("type").unwrap_or("").to_owned(),
+        );
+        let (from, to, id) = (
+            el.attr("from").map(str::to_owned),
+            el.attr("to").map(str::to_owned),
+            el.attr("id").map(str::to_owned),
+        );
+        xml_safe::dismantle(el);
+        warn!(domain = %self.cfg.domain, from = from.as_deref().unwrap_or(""), "refused a <{name}/> nested deeper than {} levels", xml_safe::MAX_DEPTH);
+        let answerable = matches!(
+            (name.as_str(), type_.as_str()),
+            ("iq", "get" | "set") | ("message", _) | ("presence", "")
+        ) && type_ != "error";
+        let (Some(from), Some(to), true) = (from, to, answerable) else {
+            return;
+        };
+        let error = Element::builder("error", ns::COMPONENT)
+            .attr(a("type"), "modify")
+            .append(Element::builder("policy-violation", ns::STANZAS).build())
+            .append(
+                Element::builder("text", ns::STANZAS)
+                    .append(format!(
+                        "The stanza nests deeper than {} levels; the gateway does not take it.",
+                        xml_safe::MAX_DEPTH
+                    ))
+                    .build(),
+            )
+            .build();
+        let mut reply = Element::builder(name, ns::COMPONENT)
+            .attr(a("type"), "error")
+            .attr(a("from"), to)
+            .attr(a("to"), from)
+            .append(error)
+            .build();
+        if let Some(id) = id {
+            crate::xmpp::el::set(&mut reply, "id", id);
+        }
+        self.replies.push(reply);
+    }
+
     /// Handles one read; returns why the link is lost, if it is.
     async fn on_read(
         &mut self,
@@ -850,6 +918,10 @@ impl Link {
         in_flight: &mut Option<(String, usize, Instant)>,
     ) -> Option<String> {
         match item {
+            Some(Ok(el)) if xml_safe::depth(&el, xml_safe::MAX_DEPTH) > xml_safe::MAX_DEPTH => {
+                self.refuse_too_deep(el);
+                None
+            }
             Some(Ok(el)) => {
                 if el.name() == "iq" {
                     // The answer must come from the server we pinged (or the server itself,
@@ -889,7 +961,10 @@ impl Link {
                 // stop writing the gateway's own stanzas, which the gateway may be waiting
                 // for. A full queue holds the stanza back and stops reading instead.
                 match self.inbound.try_send(el) {
-                    Ok(()) => None,
+                    Ok(()) => {
+                        self.delivered.fetch_add(1, Ordering::SeqCst);
+                        None
+                    }
                     Err(mpsc::error::TrySendError::Full(el)) => {
                         self.held = Some(el);
                         None

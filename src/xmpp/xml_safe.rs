@@ -108,6 +108,38 @@ pub fn to_xml(el: &Element) -> Result<String, UnwritableStanza> {
     String::from_utf8(out).map_err(|e| UnwritableStanza(e.to_string()))
 }
 
+/// How deep a stanza from the server may nest: far beyond what any XMPP extension uses
+/// (a MAM result inside an IQ is about 8), far below what would exhaust a task's stack in
+/// the recursive parts of minidom (cloning, writing, dropping).
+pub const MAX_DEPTH: usize = 128;
+
+/// How deeply `el` nests (1 for an element without children), counted without recursion
+/// and without looking further than `limit + 1` levels.
+pub fn depth(el: &Element, limit: usize) -> usize {
+    let mut deepest = 0;
+    let mut stack: Vec<(&Element, usize)> = vec![(el, 1)];
+    while let Some((el, level)) = stack.pop() {
+        deepest = deepest.max(level);
+        if level > limit {
+            return deepest;
+        }
+        stack.extend(el.children().map(|c| (c, level + 1)));
+    }
+    deepest
+}
+
+/// Drops `el` without recursion (minidom's own drop recurses once per level).
+pub fn dismantle(el: Element) {
+    let mut stack = vec![el];
+    while let Some(mut el) = stack.pop() {
+        for node in el.take_nodes() {
+            if let Node::Element(child) = node {
+                stack.push(child);
+            }
+        }
+    }
+}
+
 /// Why a stanza cannot be written as XML.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the stanza cannot be written as XML: {0}")]
@@ -179,6 +211,29 @@ mod tests {
         assert!(xml.contains("ctl \u{fffd} here \u{fffd}"), "{xml}");
         assert!(xml.contains("id='a\u{fffd}b'"), "{xml}");
         assert_eq!(clean_element(&mut el), 0, "cleaning twice changes nothing");
+    }
+
+    #[test]
+    fn depth_is_counted_up_to_the_limit_and_a_deep_tree_dropped_flat() {
+        let shallow: Element = "<a xmlns='urn:t'><b><c/></b><d/></a>".parse().expect("xml");
+        assert_eq!(depth(&shallow, MAX_DEPTH), 3);
+        // Built and taken apart on a small stack (a tokio worker's is 2 MiB): nothing
+        // here may recurse once per level.
+        std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(|| {
+                let xml = format!(
+                    "<a xmlns='urn:t'>{}{}</a>",
+                    "<n>".repeat(20_000),
+                    "</n>".repeat(20_000)
+                );
+                let deep: Element = xml.parse().expect("xml");
+                assert_eq!(depth(&deep, MAX_DEPTH), MAX_DEPTH + 1, "stops looking");
+                dismantle(deep);
+            })
+            .expect("a thread")
+            .join()
+            .expect("no stack overflow");
     }
 
     #[test]
