@@ -1966,7 +1966,8 @@ async fn silent_server() -> (
 
 /// One user's slow requests never delay another user's stanzas (issue 12): alice asks an
 /// IRC server that accepts and never speaks for its channels twelve times at once, while
-/// bob talks in a channel of the real IRC server. Bob's lines reach IRC at once; alice's
+/// bob talks in a channel of the real IRC server. Bob's lines reach IRC at once (and a
+/// burst of his is not refused: his worker keeps up); alice's
 /// requests beyond the four that wait for the server's LIST are answered with
 /// `resource-constraint` (`wait`) at once, and the four are answered as soon as the
 /// silent server hangs up (not after the LIST's 30-s limit).
@@ -2015,6 +2016,24 @@ async fn a_silent_servers_room_lists_do_not_hold_up_other_users() {
         worst = worst.max(sent.elapsed());
     }
     tracing::info!(?worst, "bob's slowest message during alice's flood");
+    // A burst from a user whose worker keeps up waits for room instead of being refused.
+    const BURST: usize = 40;
+    for i in 0..BURST {
+        bob.send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{ROOM}' id='burst{i}'><body>burst {i}</body></message>"
+        )))
+        .await;
+    }
+    for i in 0..BURST {
+        let line = format!("PRIVMSG #test :burst {i}");
+        carol.expect(|l| l.ends_with(&line)).await;
+    }
+    bob.expect_none(
+        "an error for a message of the burst",
+        Duration::from_millis(200),
+        |s| s.name() == "message" && s.attr("type") == Some("error"),
+    )
+    .await;
 
     let is_list_answer = |s: &Element, type_: &str| {
         s.name() == "iq"

@@ -8,8 +8,11 @@
 //! joined users' long-lived state, leaving pages that one live object kept resident.
 //! Items travel boxed, so a waiting item costs one pointer in its queue.
 //!
-//! Handing an item over never waits on its user: when the user's queue is full, the item is
-//! given back at once and the caller answers it (`resource-constraint`) or counts it.
+//! Handing an item over never waits on a stuck user: when the user's queue is full, the item
+//! is given back and the caller answers it (`resource-constraint`) or counts it. At once when
+//! the user's worker is slow (see below); when it keeps up and the queue is full only because
+//! the client sent a burst, after at most [`ROOM_WAIT`] for room (a burst of a hundred
+//! messages then goes through, as it did when handing over waited without bound).
 //!
 //! At most [`IN_FLIGHT`] items of a kind are handed over and not yet handled; beyond that,
 //! handing over waits. When thousands of users join at once, the stanzas not yet taken
@@ -31,25 +34,25 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tracing::{debug, error};
 
-/// How many stanzas other than presences one user may have waiting; one more is given back
-/// (the gateway answers it with `resource-constraint`). Large enough for what a client sends
-/// at once when it comes online (a query per bookmarked room); a user whose worker keeps up
-/// holds a global permit per waiting item, so only a slow user ever fills it.
-pub(super) const QUEUE: usize = 32;
+/// How many stanzas other than presences one user may have waiting. One more waits for room
+/// while the user's worker keeps up (up to [`ROOM_WAIT`]), else it is given back and the
+/// gateway answers it with `resource-constraint`. A worker handles its items one at a
+/// time, so a few keep it busy (64 relayed no faster in the benchmark).
+pub(super) const QUEUE: usize = 8;
 
-/// How many presences one user may have waiting (with [`QUEUE`] other stanzas): more, since
-/// a client joins every bookmarked room at once and a lost leave would keep the user in a
-/// channel. One more is answered with a presence error, never dropped silently.
-pub(super) const PRESENCE_QUEUE: usize = 128;
+/// How many presences one user may have waiting: more than [`QUEUE`], since a client joins
+/// every bookmarked room at once and a lost leave would keep the user in a channel. One more
+/// is answered with a presence error, never dropped silently.
+pub(super) const PRESENCE_QUEUE: usize = 32;
 
 /// How many network events one user may have waiting. Events cannot be refused, so the
-/// bound is large: it is reached only when the user's worker is stuck while the network
-/// keeps talking; then each event beyond it is dropped with a log line and counted
-/// (`estuary_events_dropped_total`).
+/// bound is large: it is reached only when the user's worker is stuck (or far behind) while
+/// the network keeps talking; then each event beyond it is dropped with a log line and
+/// counted (`estuary_events_dropped_total`).
 pub(super) const EVENT_QUEUE: usize = 1024;
 
 /// How many items of a kind may be handed over and not yet handled, all users together
@@ -65,6 +68,11 @@ pub(super) const IN_FLIGHT: usize = 32;
 /// (and its user's queued items theirs) so that it never keeps other users waiting.
 pub(super) const PATIENCE: Duration = Duration::from_millis(500);
 
+/// How long handing over waits for room in the full queue of a user whose worker keeps up
+/// (its handler has not run past [`PATIENCE`]) before the item is given back. The others'
+/// stanzas behind it in the inbound queue wait that long at most, each.
+pub(super) const ROOM_WAIT: Duration = Duration::from_millis(50);
+
 /// How many requests that wait on the network (a room list, a kick) one user may have
 /// running outside its worker at once; one more is answered with `resource-constraint`.
 pub(super) const DETACHED: usize = 4;
@@ -76,8 +84,12 @@ pub(super) struct Workers<T> {
     busy: AtomicUsize,
     /// One permit per item that may still be handed over ([`IN_FLIGHT`]).
     in_flight: Semaphore,
+    /// Told when a queue that a hand-over waits on has room, or its worker turned slow.
+    room: Notify,
     /// How long an item holds its permit ([`PATIENCE`]).
     patience: Duration,
+    /// How long a hand-over waits for room in a full queue ([`ROOM_WAIT`]).
+    room_wait: Duration,
 }
 
 /// One user's waiting items.
@@ -86,6 +98,8 @@ struct Queue<T> {
     /// Whether the item being handled ran past its patience: items handed over meanwhile
     /// take no permit.
     slow: bool,
+    /// Whether a hand-over waits for room in this queue.
+    wanted: bool,
 }
 
 /// A waiting item.
@@ -100,16 +114,19 @@ struct Entry<T> {
 impl<T: Send + 'static> Workers<T> {
     /// No workers yet.
     pub(super) fn new() -> Self {
-        Self::with_patience(PATIENCE)
+        Self::with_timing(PATIENCE, ROOM_WAIT)
     }
 
-    /// No workers yet; items hold their permits for `patience`.
-    fn with_patience(patience: Duration) -> Self {
+    /// No workers yet; items hold their permits for `patience`, and a hand-over waits
+    /// `room_wait` for room in the full queue of a worker that keeps up.
+    fn with_timing(patience: Duration, room_wait: Duration) -> Self {
         Self {
             queues: Mutex::new(HashMap::new()),
             busy: AtomicUsize::new(0),
             in_flight: Semaphore::new(IN_FLIGHT),
+            room: Notify::new(),
             patience,
+            room_wait,
         }
     }
 
@@ -119,10 +136,11 @@ impl<T: Send + 'static> Workers<T> {
     }
 
     /// Hands `item` to `key`'s worker; when `key` has none, queues it and calls `start`,
-    /// which must spawn a task that calls [`Workers::run`] for `key`. Gives `item` back at
-    /// once when `key` already has `limit` items waiting. Otherwise it may wait for one of
-    /// the [`IN_FLIGHT`] permits (at most about [`PATIENCE`]), unless `key`'s worker is
-    /// slow: then the item takes none.
+    /// which must spawn a task that calls [`Workers::run`] for `key`. Gives `item` back when
+    /// `key` already has `limit` items waiting: at once if its worker is slow, else once
+    /// no room came within [`ROOM_WAIT`]. Otherwise it may wait for one of the
+    /// [`IN_FLIGHT`] permits (at most about [`PATIENCE`]), unless `key`'s worker is slow:
+    /// then the item takes none.
     pub(super) async fn hand(
         &self,
         key: &str,
@@ -133,19 +151,31 @@ impl<T: Send + 'static> Workers<T> {
         // Whether the permit was asked for, and whether it was given.
         let mut asked = false;
         let mut permit = false;
+        let give_up = Instant::now() + self.room_wait;
         loop {
-            {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            let full = {
                 let mut queues = lock(&self.queues);
-                let waiting = queues.get(key).map_or(0, |q| q.items.len());
-                let slow = queues.get(key).is_some_and(|q| q.slow);
+                let queue = queues.get_mut(key);
+                let waiting = queue.as_ref().map_or(0, |q| q.items.len());
+                let slow = queue.as_ref().is_some_and(|q| q.slow);
                 if waiting >= limit {
-                    drop(queues);
-                    if permit {
-                        self.in_flight.add_permits(1);
+                    if slow || Instant::now() >= give_up {
+                        drop(queues);
+                        if permit {
+                            self.in_flight.add_permits(1);
+                        }
+                        return Err(item);
                     }
-                    return Err(item);
-                }
-                if asked || slow {
+                    // Listening while the queues are still locked: the worker makes room
+                    // (or turns slow) under that lock and tells after it.
+                    if let Some(queue) = queue {
+                        queue.wanted = true;
+                    }
+                    room.as_mut().enable();
+                    true
+                } else if asked || slow {
                     if permit && slow {
                         // The worker turned slow meanwhile: its items take no permit.
                         self.in_flight.add_permits(1);
@@ -157,12 +187,13 @@ impl<T: Send + 'static> Workers<T> {
                         permit,
                     });
                     self.busy.fetch_add(1, Ordering::SeqCst);
-                    match queues.get_mut(key) {
+                    match queue {
                         Some(queue) => queue.items.push_back(entry),
                         None => {
                             let queue = Queue {
                                 items: VecDeque::from([entry]),
                                 slow: false,
+                                wanted: false,
                             };
                             queues.insert(key.to_owned(), queue);
                             drop(queues);
@@ -170,7 +201,13 @@ impl<T: Send + 'static> Workers<T> {
                         }
                     }
                     return Ok(());
+                } else {
+                    false
                 }
+            };
+            if full {
+                let _ = tokio::time::timeout_at(give_up, room).await;
+                continue;
             }
             // Given back once the item is handled or its patience runs out (`Done`). The
             // semaphore is never closed; if it were, the item would go without.
@@ -193,20 +230,24 @@ impl<T: Send + 'static> Workers<T> {
         Fut: Future<Output = ()>,
     {
         loop {
-            let entry = {
+            let (entry, wanted) = {
                 let mut queues = lock(&self.queues);
                 let Some(queue) = queues.get_mut(key) else {
                     return;
                 };
                 queue.slow = false;
+                let wanted = std::mem::take(&mut queue.wanted);
                 match queue.items.pop_front() {
-                    Some(entry) => entry,
+                    Some(entry) => (entry, wanted),
                     None => {
                         queues.remove(key);
                         return;
                     }
                 }
             };
+            if wanted {
+                self.room.notify_waiters();
+            }
             let Entry {
                 item,
                 handed,
@@ -239,10 +280,12 @@ impl<T: Send + 'static> Workers<T> {
     /// permits back, and the items handed over until it ends take none.
     fn too_slow(&self, key: &str, done: &mut Done<'_, T>) {
         let mut given = usize::from(std::mem::take(&mut done.permit));
+        let mut wanted = false;
         {
             let mut queues = lock(&self.queues);
             if let Some(queue) = queues.get_mut(key) {
                 queue.slow = true;
+                wanted = std::mem::take(&mut queue.wanted);
                 for entry in &mut queue.items {
                     given += usize::from(std::mem::take(&mut entry.permit));
                 }
@@ -250,6 +293,10 @@ impl<T: Send + 'static> Workers<T> {
         }
         if given > 0 {
             self.in_flight.add_permits(given);
+        }
+        if wanted {
+            // A hand-over waiting for room gives its item back now.
+            self.room.notify_waiters();
         }
         debug!(
             user = key,
@@ -351,8 +398,12 @@ mod tests {
         }
 
         fn with_patience(permits: usize, patience: Duration) -> Self {
+            Self::with_timing(permits, patience, Duration::from_secs(60))
+        }
+
+        fn with_timing(permits: usize, patience: Duration, room_wait: Duration) -> Self {
             Self {
-                w: Arc::new(Workers::with_patience(patience)),
+                w: Arc::new(Workers::with_timing(patience, room_wait)),
                 seen: Arc::default(),
                 starts: Arc::default(),
                 gate: Arc::new(Semaphore::new(permits)),
@@ -461,7 +512,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_full_queue_gives_the_item_back_at_once_and_the_others_go_on() {
+    async fn a_slow_workers_full_queue_gives_the_item_back_at_once_and_the_others_go_on() {
         let rig = Rig::with_patience(0, Duration::from_millis(20));
         let limit = 4;
         // One being handled (stuck at the gate), `limit` waiting.
@@ -472,9 +523,12 @@ mod tests {
             assert_eq!(rig.try_hand("u", n, limit).await, Ok(()));
         }
         assert_eq!(rig.queued("u"), Some(limit));
+        // Past its patience the worker is slow: a full queue gives the item back at once
+        // (this rig would wait a minute for room).
+        tokio::time::sleep(Duration::from_millis(40)).await;
         let refused = tokio::time::timeout(Duration::from_secs(1), rig.try_hand("u", 7, limit))
             .await
-            .expect("a full queue does not make the hand-over wait");
+            .expect("a slow worker's full queue does not make the hand-over wait");
         assert_eq!(refused, Err(7), "the item comes back to its sender");
         // Another user is not held up by the full queue.
         tokio::time::timeout(Duration::from_secs(1), rig.hand_to("free", 8))
@@ -486,6 +540,77 @@ mod tests {
         assert_eq!(mine, (100..=100 + limit as u32).collect::<Vec<_>>());
         assert!(rig.seen().contains(&8));
         assert!(!rig.seen().contains(&7), "the refused item was not handled");
+        assert_eq!(rig.permits(), IN_FLIGHT);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_of_a_worker_that_keeps_up_waits_for_room_a_little() {
+        let limit = 2;
+        let rig = Rig::with_timing(0, Duration::from_secs(60), Duration::from_secs(60));
+        assert_eq!(rig.try_hand("u", 1, limit).await, Ok(()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        for n in [2, 3] {
+            assert_eq!(rig.try_hand("u", n, limit).await, Ok(()));
+        }
+        let burst = {
+            let rig = rig.clone();
+            tokio::spawn(async move { rig.try_hand("u", 4, limit).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!burst.is_finished(), "the hand-over waits for room");
+        rig.gate.add_permits(1);
+        let handed = tokio::time::timeout(Duration::from_secs(1), burst)
+            .await
+            .expect("room came")
+            .expect("the hand-over ends");
+        assert_eq!(
+            handed,
+            Ok(()),
+            "nothing is refused while the worker keeps up"
+        );
+        rig.gate.add_permits(3);
+        rig.settle().await;
+        assert_eq!(rig.seen(), [1, 2, 3, 4]);
+
+        // When no room comes within the wait, the item comes back.
+        let rig = Rig::with_timing(0, Duration::from_secs(60), Duration::from_millis(50));
+        assert_eq!(rig.try_hand("u", 1, limit).await, Ok(()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        for n in [2, 3] {
+            assert_eq!(rig.try_hand("u", n, limit).await, Ok(()));
+        }
+        let refused = tokio::time::timeout(Duration::from_secs(1), rig.try_hand("u", 4, limit))
+            .await
+            .expect("the wait for room is bounded");
+        assert_eq!(refused, Err(4));
+        rig.gate.add_permits(3);
+        rig.settle().await;
+        assert_eq!(rig.seen(), [1, 2, 3]);
+        assert_eq!(rig.permits(), IN_FLIGHT);
+    }
+
+    #[tokio::test]
+    async fn a_hand_over_waiting_for_room_gives_up_when_the_worker_turns_slow() {
+        let limit = 2;
+        let patience = Duration::from_millis(100);
+        let rig = Rig::with_timing(0, patience, Duration::from_secs(60));
+        assert_eq!(rig.try_hand("u", 1, limit).await, Ok(()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        for n in [2, 3] {
+            assert_eq!(rig.try_hand("u", n, limit).await, Ok(()));
+        }
+        let waited = std::time::Instant::now();
+        let refused = tokio::time::timeout(Duration::from_secs(2), rig.try_hand("u", 4, limit))
+            .await
+            .expect("the worker's patience ends the wait");
+        assert_eq!(refused, Err(4));
+        assert!(
+            waited.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            waited.elapsed()
+        );
+        rig.gate.add_permits(3);
+        rig.settle().await;
         assert_eq!(rig.permits(), IN_FLIGHT);
     }
 
