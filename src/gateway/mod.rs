@@ -82,7 +82,7 @@ pub struct Stats {
     /// Events received from the network.
     pub events_in: AtomicU64,
     /// Stanzas answered with `resource-constraint` because their user had too many
-    /// waiting (or, for a requests that waits on the network, running).
+    /// waiting (or, for a request that waits on the network, running).
     pub refused: AtomicU64,
     /// Network events dropped because their user had too many waiting (each logged).
     pub events_dropped: AtomicU64,
@@ -553,7 +553,7 @@ impl Gateway {
 }
 
 /// The error for a stanza whose user has too many waiting (or running).
-pub(super) fn busy_error() -> StanzaError {
+fn busy_error() -> StanzaError {
     StanzaError::new(
         ErrorType::Wait,
         DefinedCondition::ResourceConstraint,
