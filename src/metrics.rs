@@ -63,6 +63,13 @@ impl StatusSource for Registry {
         );
         family(
             &mut out,
+            "estuary_stanzas_refused_total",
+            "counter",
+            "Stanzas answered with resource-constraint: their user had too many waiting.",
+            &per(&|g| load(&g.stats().refused)),
+        );
+        family(
+            &mut out,
             "estuary_stanzas_out_total",
             "counter",
             "Stanzas sent (or queued) to the XMPP server.",
@@ -81,6 +88,13 @@ impl StatusSource for Registry {
             "counter",
             "Events received from the foreign network.",
             &per(&|g| load(&g.stats().events_in)),
+        );
+        family(
+            &mut out,
+            "estuary_events_dropped_total",
+            "counter",
+            "Events from the foreign network dropped: their user had too many waiting.",
+            &per(&|g| load(&g.stats().events_dropped)),
         );
         family(
             &mut out,

@@ -2053,3 +2053,163 @@ async fn text_xml_forbids_from_irc_never_stops_the_bridge() {
         .await;
     assert_eq!(codes(&gone), [110, 332], "{}", String::from(&gone));
 }
+
+/// A TCP listener on 127.0.0.1 that accepts connections and never says a word (an IRC
+/// server that hangs). Sending on (or dropping) the returned sender closes every
+/// connection it accepted; the task then returns how many that was.
+async fn silent_server() -> (
+    u16,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<usize>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port for the silent server");
+    let port = listener.local_addr().expect("its address").port();
+    let (hang_up, mut hung_up) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => kept.push(stream),
+                    Err(_) => break,
+                },
+                _ = &mut hung_up => break,
+            }
+        }
+        kept.len()
+    });
+    (port, hang_up, task)
+}
+
+/// One user's slow requests never delay another user's stanzas (issue 12): alice asks an
+/// IRC server that accepts and never speaks for its channels twelve times at once, while
+/// bob talks in a channel of the real IRC server. Bob's lines reach IRC at once (and a
+/// burst of his is not refused: his worker keeps up); alice's
+/// requests beyond the four that wait for the server's LIST are answered with
+/// `resource-constraint` (`wait`) at once, and the four are answered as soon as the
+/// silent server hangs up (not after the LIST's 30-s limit).
+#[tokio::test]
+async fn a_silent_servers_room_lists_do_not_hold_up_other_users() {
+    const FLOOD: usize = 12;
+    const WAITING: usize = 4;
+    let (silent_port, hang_up, silent) = silent_server().await;
+    let ircd = Ircd::start();
+    let irc = format!(
+        "{}\n[bridges.irc.servers.\"localhost\"]\nport = {silent_port}\ntls = false\n",
+        servers_table(&ircd)
+    );
+    let w = World::start_with(ircd, &irc).await;
+    w.server.register("bob", "bobpw").await;
+    let mut carol = Raw::connect(w.ircd.port, "carol").await;
+    carol.send("JOIN #test").await;
+    carol.expect(|l| l.contains(" 366 ")).await;
+    let mut bob = TestClient::connect(&w.server, "bob", "bobpw", "talk").await;
+    join(&mut bob, ROOM, "bob").await;
+    carol
+        .expect(|l| l.starts_with(":bob") && l.contains("JOIN"))
+        .await;
+    let mut alice = w.alice("flood").await;
+
+    for i in 0..FLOOD {
+        alice
+            .send(el(&format!(
+                "<iq xmlns='jabber:client' type='get' id='list{i}' to='localhost@{DOMAIN}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"
+            )))
+            .await;
+    }
+    let mut worst = Duration::ZERO;
+    for i in 0..5 {
+        let sent = std::time::Instant::now();
+        bob.send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{ROOM}' id='b{i}'><body>bob says {i}</body></message>"
+        )))
+        .await;
+        let line = format!("PRIVMSG #test :bob says {i}");
+        tokio::time::timeout(Duration::from_secs(2), carol.expect(|l| l.contains(&line)))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("bob's message {i} did not reach IRC within 2 s of alice's flood")
+            });
+        worst = worst.max(sent.elapsed());
+    }
+    tracing::info!(?worst, "bob's slowest message during alice's flood");
+    // A burst from a user whose worker keeps up waits for room instead of being refused.
+    const BURST: usize = 40;
+    for i in 0..BURST {
+        bob.send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{ROOM}' id='burst{i}'><body>burst {i}</body></message>"
+        )))
+        .await;
+    }
+    for i in 0..BURST {
+        let line = format!("PRIVMSG #test :burst {i}");
+        carol.expect(|l| l.ends_with(&line)).await;
+    }
+    bob.expect_none(
+        "an error for a message of the burst",
+        Duration::from_millis(200),
+        |s| s.name() == "message" && s.attr("type") == Some("error"),
+    )
+    .await;
+
+    let is_list_answer = |s: &Element, type_: &str| {
+        s.name() == "iq"
+            && s.attr("id").is_some_and(|id| id.starts_with("list"))
+            && s.attr("type") == Some(type_)
+    };
+    for _ in WAITING..FLOOD {
+        let refused = alice
+            .expect_within("a refused room list", Duration::from_secs(3), |s| {
+                is_list_answer(s, "error")
+            })
+            .await;
+        let (condition, text) = error_of(&refused).expect("an error");
+        assert_eq!(
+            condition,
+            "resource-constraint",
+            "{}",
+            String::from(&refused)
+        );
+        assert!(text.contains("too many requests"), "{text}");
+        let error_type = refused
+            .get_child("error", "jabber:client")
+            .and_then(|e| e.attr("type"));
+        assert_eq!(error_type, Some("wait"));
+    }
+    alice
+        .expect_none(
+            "a fifth answer while the silent server says nothing",
+            Duration::from_millis(300),
+            |s| is_list_answer(s, "error") || is_list_answer(s, "result"),
+        )
+        .await;
+
+    // The silent server hangs up: the four waiting lists are answered now, not after
+    // the LIST's own time limit.
+    let _ = hang_up.send(());
+    let connections = silent.await.expect("the silent server's task");
+    assert!(
+        connections >= 1,
+        "the gateway connected to the silent server"
+    );
+    for _ in 0..WAITING {
+        let answer = alice
+            .expect_within(
+                "a room list answered once the silent server hung up",
+                Duration::from_secs(5),
+                |s| is_list_answer(s, "result") || is_list_answer(s, "error"),
+            )
+            .await;
+        // An empty list, or the news that the connection was lost; either way no refusal.
+        let condition = error_of(&answer).map(|(c, _)| c);
+        assert_ne!(
+            condition.as_deref(),
+            Some("resource-constraint"),
+            "{}",
+            String::from(&answer)
+        );
+    }
+    w.app.shutdown().await;
+}

@@ -1,15 +1,16 @@
 //! IQ routing: disco, version, ping, and hand-off to registration, gateway, commands and MAM.
 
+use super::session::Session;
 use super::{Gateway, Target};
 use crate::xmpp::el::a;
 use crate::xmpp::{disco, errors, ns};
-use estuary_bridge_api::ChatKey;
+use estuary_bridge_api::{ChatKey, RemoteChatId};
 use std::sync::Arc;
 use tokio_xmpp::jid::{BareJid, Jid};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, StanzaError};
-use tracing::debug;
+use tracing::{Instrument, debug, warn};
 
 /// An IQ request, split for handlers.
 pub(super) struct Request {
@@ -30,6 +31,25 @@ impl Request {
     pub fn user(&self) -> BareJid {
         self.from.to_bare()
     }
+}
+
+/// How a request is answered.
+enum Routed {
+    /// At once, by the user's worker.
+    Now(Option<Element>),
+    /// From a task of its own: the answer waits on the network.
+    Later(Pending),
+}
+
+/// A request whose answer waits on the network (a server's LIST, a kick's verdict), with
+/// what the worker prepared for it in order.
+enum Pending {
+    /// The rooms of every server the user is connected to (disco#items on the domain).
+    Rooms(Arc<Session>),
+    /// The rooms of one service (disco#items on its JID).
+    ServiceRooms(Arc<Session>, String),
+    /// A muc#admin change in a room (a kick).
+    Admin(RemoteChatId),
 }
 
 impl Gateway {
@@ -91,8 +111,59 @@ impl Gateway {
             set,
             payload,
         };
-        let answer = self.route_iq(&req).await;
-        self.answer(&req, answer).await;
+        match self.route_iq(&req).await {
+            Ok(Routed::Now(payload)) => self.answer(&req, Ok(payload)).await,
+            Ok(Routed::Later(pending)) => self.answer_later(req, pending).await,
+            Err(error) => self.answer(&req, Err(error)).await,
+        }
+    }
+
+    /// Answers `req` from a task of its own, so that neither the user's next stanzas nor
+    /// anyone else's wait for the network; at most [`DETACHED`](super::workers::DETACHED)
+    /// at once per user, one more is answered with `resource-constraint`.
+    async fn answer_later(self: &Arc<Self>, req: Request, pending: Pending) {
+        let user = req.user().to_string();
+        let Some(slot) = self.detached.try_take(&user) else {
+            super::bump(&self.stats.refused);
+            warn!(bridge = %self.bridge, user, id = %req.id, "refused a request: its user has too many waiting on the network");
+            self.answer(&req, Err(super::busy_error())).await;
+            return;
+        };
+        let gateway = Arc::clone(self);
+        let answering = async move {
+            let answer = gateway.finish(&req, pending).await;
+            gateway.answer(&req, answer).await;
+            drop(slot);
+        };
+        tokio::spawn(answering.instrument(tracing::Span::current()));
+    }
+
+    /// The answer to a request that waits on the network.
+    async fn finish(
+        self: &Arc<Self>,
+        req: &Request,
+        pending: Pending,
+    ) -> Result<Option<Element>, StanzaError> {
+        let q = Element::builder("query", ns::DISCO_ITEMS).build();
+        match pending {
+            Pending::Rooms(session) => {
+                let rooms = session
+                    .client
+                    .list_rooms()
+                    .await
+                    .map_err(|e| errors::from_bridge(&e))?;
+                self.room_items(q, req, rooms)
+            }
+            Pending::ServiceRooms(session, service) => {
+                let rooms = session
+                    .client
+                    .list_service_rooms(&service)
+                    .await
+                    .map_err(|e| errors::from_bridge(&e))?;
+                self.room_items(q, req, rooms)
+            }
+            Pending::Admin(room) => self.handle_muc_admin(req, &room).await,
+        }
     }
 
     /// Hands the answer to an IQ the gateway sent to whoever waits for it.
@@ -153,14 +224,17 @@ impl Gateway {
         self.send(iq).await;
     }
 
-    async fn route_iq(self: &Arc<Self>, req: &Request) -> Result<Option<Element>, StanzaError> {
+    /// Answers a request, or says what its answer waits for.
+    async fn route_iq(self: &Arc<Self>, req: &Request) -> Result<Routed, StanzaError> {
         let p = &req.payload;
         let payload_ns = p.ns();
         let target = self.target(&req.to).map_err(|e| errors::from_bridge(&e))?;
-        match (&target, payload_ns.as_str(), p.name(), req.set) {
+        let now = match (&target, payload_ns.as_str(), p.name(), req.set) {
             (_, ns::PING, "ping", false) => self.ping(req, &target),
             (Target::Domain, ns::DISCO_INFO, "query", false) => self.disco_info_domain(req),
-            (Target::Domain, ns::DISCO_ITEMS, "query", false) => self.disco_items_domain(req).await,
+            (Target::Domain, ns::DISCO_ITEMS, "query", false) => {
+                return self.disco_items_domain(req).await;
+            }
             (Target::Domain, ns::VERSION, "query", false) => Ok(Some(version())),
             (Target::Domain, ns::REGISTER, "query", _) => self.handle_register(req).await,
             (Target::Domain, ns::GATEWAY, "query", _) => self.handle_gateway_iq(req).await,
@@ -199,7 +273,7 @@ impl Gateway {
             }
             (Target::Chat(ChatKey::Room(_)), ns::MAM, "query", false) => Ok(Some(mam_form())),
             (Target::Chat(ChatKey::Room(room)), ns::MUC_ADMIN, "query", true) => {
-                self.handle_muc_admin(req, room).await
+                return Ok(Routed::Later(Pending::Admin(room.clone())));
             }
             (Target::Occupant(_, _), ns::DISCO_INFO, "query", false) => Err(
                 errors::service_unavailable("occupants do not answer service discovery"),
@@ -210,7 +284,8 @@ impl Gateway {
                 p.name(),
                 payload_ns
             ))),
-        }
+        };
+        now.map(Routed::Now)
     }
 
     /// XEP-0199 ping, and XEP-0410 MUC self-ping: an occupant answers only to a resource that
@@ -258,10 +333,9 @@ impl Gateway {
         }
     }
 
-    async fn disco_items_domain(
-        self: &Arc<Self>,
-        req: &Request,
-    ) -> Result<Option<Element>, StanzaError> {
+    /// disco#items on the domain: its commands, or the rooms of the servers the user is
+    /// connected to (waits on the network).
+    async fn disco_items_domain(self: &Arc<Self>, req: &Request) -> Result<Routed, StanzaError> {
         let mut q = Element::builder("query", ns::DISCO_ITEMS).build();
         let node = req.payload.attr("node");
         if node == Some(ns::COMMANDS) {
@@ -275,43 +349,38 @@ impl Gateway {
                         .build(),
                 );
             }
-            return Ok(Some(q));
+            return Ok(Routed::Now(Some(q)));
         }
         if node.is_some() {
             return Err(errors::item_not_found("no such node"));
         }
         if !(self.caps.groups && self.caps.room_list) {
-            return Ok(Some(q));
+            return Ok(Routed::Now(Some(q)));
         }
         let Some(session) = self.session(req.user().as_str()) else {
-            return Ok(Some(q)); // rooms are listed once the user has a login
+            return Ok(Routed::Now(Some(q))); // rooms are listed once the user has a login
         };
-        let rooms = session
-            .client
-            .list_rooms()
-            .await
-            .map_err(|e| errors::from_bridge(&e))?;
-        self.room_items(q, req, rooms)
+        Ok(Routed::Later(Pending::Rooms(session)))
     }
 
     /// disco#items (no node) on a service's JID (an IRC server): its rooms, paged by
-    /// XEP-0059.
+    /// XEP-0059 (waits on the network). The session is opened here, in the worker, so that
+    /// requests sent together never open two.
     async fn disco_items_service(
         self: &Arc<Self>,
         req: &Request,
         service: &str,
-    ) -> Result<Option<Element>, StanzaError> {
-        let q = Element::builder("query", ns::DISCO_ITEMS).build();
+    ) -> Result<Routed, StanzaError> {
         if !(self.caps.groups && self.caps.room_list) {
-            return Ok(Some(q));
+            return Ok(Routed::Now(Some(
+                Element::builder("query", ns::DISCO_ITEMS).build(),
+            )));
         }
         let session = self.session_or_open(req.user().as_str()).await?;
-        let rooms = session
-            .client
-            .list_service_rooms(service)
-            .await
-            .map_err(|e| errors::from_bridge(&e))?;
-        self.room_items(q, req, rooms)
+        Ok(Routed::Later(Pending::ServiceRooms(
+            session,
+            service.to_owned(),
+        )))
     }
 
     /// Fills a disco#items answer with the page of `rooms` the request's `<set/>` asks for.

@@ -37,9 +37,12 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_xmpp::jid::{BareJid, Jid};
 use tokio_xmpp::minidom::Element;
-use tokio_xmpp::parsers::stanza_error::StanzaError;
+use tokio_xmpp::parsers::iq::Iq;
+use tokio_xmpp::parsers::message::{Id, Message, MessageType};
+use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
+use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use tracing::{Instrument, info, info_span, warn};
-use workers::Workers;
+use workers::{EVENT_QUEUE, PRESENCE_QUEUE, PerUser, QUEUE, Workers};
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +82,11 @@ pub struct Stats {
     pub messages_out: AtomicU64,
     /// Events received from the network.
     pub events_in: AtomicU64,
+    /// Stanzas answered with `resource-constraint` because their user had too many
+    /// waiting (or, for a request that waits on the network, running).
+    pub refused: AtomicU64,
+    /// Network events dropped because their user had too many waiting (each logged).
+    pub events_dropped: AtomicU64,
 }
 
 /// Stanzas read from the XMPP server and not yet handed to a worker. Small: a parsed
@@ -121,6 +129,8 @@ pub struct Gateway {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     workers: Workers<Element>,
     event_workers: Workers<(LoginId, RemoteEvent)>,
+    /// Each user's requests that wait on the network and run outside the user's worker.
+    detached: Arc<PerUser>,
     events_tx: mpsc::Sender<(String, LoginId, RemoteEvent)>,
     disco: DiscoInfo,
     /// The XEP-0115 `ver` of [`Gateway::disco`], computed once (every presence carries it).
@@ -195,6 +205,7 @@ pub async fn start(
         sessions: Mutex::new(HashMap::new()),
         workers: Workers::new(),
         event_workers: Workers::new(),
+        detached: PerUser::new(workers::DETACHED),
         events_tx: events_tx.clone(),
         stats: Stats::default(),
         started: Instant::now(),
@@ -405,7 +416,8 @@ impl Gateway {
         lock(&self.sessions).len()
     }
 
-    /// Reads stanzas from the link and hands each to its user's worker.
+    /// Reads stanzas from the link and hands each to its user's worker; a stanza whose
+    /// user has too many waiting is answered at once ([`Gateway::refuse`]).
     async fn dispatch_inbound(self: Arc<Self>, mut rx: mpsc::Receiver<Element>) {
         while let Some(el) = rx.recv().await {
             bump(&self.stats.stanzas_in);
@@ -414,9 +426,15 @@ impl Gateway {
                 .and_then(|f| Jid::new(f).ok())
                 .map(|j| j.to_bare().to_string())
                 .unwrap_or_default();
+            let limit = if el.name() == "presence" {
+                PRESENCE_QUEUE
+            } else {
+                QUEUE
+            };
             let gateway = Arc::clone(&self);
-            self.workers
-                .hand(&from, el, || {
+            let handed = self
+                .workers
+                .hand(&from, el, limit, || {
                     let (g, user) = (Arc::clone(&gateway), from.clone());
                     tokio::spawn(async move {
                         let g2 = Arc::clone(&g);
@@ -430,6 +448,31 @@ impl Gateway {
                     });
                 })
                 .await;
+            if let Err(el) = handed {
+                self.refuse(&from, el).await;
+            }
+        }
+    }
+
+    /// Answers a stanza that its user's worker had no room for with `resource-constraint`
+    /// (type `wait`); errors and results are not answered. An answer to an IQ the gateway
+    /// sent is taken at once instead: it waits on nothing, and its asker waits for it.
+    async fn refuse(self: &Arc<Self>, user: &str, el: Element) {
+        if el.name() == "iq" && matches!(el.attr("type"), Some("result" | "error")) {
+            self.handle_iq(el).await;
+            return;
+        }
+        bump(&self.stats.refused);
+        let kind = el.name().to_owned();
+        let id = el.attr("id").unwrap_or("").to_owned();
+        match refusal(&el, &self.jid(), busy_error()) {
+            Some(answer) => {
+                warn!(bridge = %self.bridge, user, kind, id, "refused a stanza: its user has too many waiting");
+                self.send(answer).await;
+            }
+            None => {
+                warn!(bridge = %self.bridge, user, kind, id, "dropped a stanza that cannot be answered (an error, or no sender): its user has too many waiting");
+            }
         }
     }
 
@@ -498,8 +541,9 @@ impl Gateway {
         while let Some((user, login, event)) = rx.recv().await {
             bump(&self.stats.events_in);
             let gateway = Arc::clone(&self);
-            self.event_workers
-                .hand(&user, (login, event), || {
+            let handed = self
+                .event_workers
+                .hand(&user, (login, event), EVENT_QUEUE, || {
                     let (g, user) = (Arc::clone(&gateway), user.clone());
                     tokio::spawn(async move {
                         let g2 = Arc::clone(&g);
@@ -513,6 +557,18 @@ impl Gateway {
                     });
                 })
                 .await;
+            // Events cannot be refused: one beyond the user's large bound is counted and
+            // logged, so that a stuck user never holds the others' events up.
+            if let Err((login, event)) = handed {
+                bump(&self.stats.events_dropped);
+                warn!(
+                    bridge = %self.bridge,
+                    user,
+                    login = %login,
+                    event = event_kind(&event),
+                    "dropped a network event: its user has {EVENT_QUEUE} waiting"
+                );
+            }
         }
     }
 
@@ -629,5 +685,202 @@ impl Gateway {
     /// Stanzas waiting for the XMPP server (in memory, in the database, or unconfirmed).
     pub fn queued(&self) -> u64 {
         self.link.queued()
+    }
+}
+
+/// The error for a stanza whose user has too many waiting (or running).
+fn busy_error() -> StanzaError {
+    StanzaError::new(
+        ErrorType::Wait,
+        DefinedCondition::ResourceConstraint,
+        "en",
+        "You have too many requests in progress; wait for their answers and try again.",
+    )
+}
+
+/// The error answer to `stanza` (from its `to`, or `gateway` when it has none, back to its
+/// sender, with its id), or `None` when it must not be answered: an error or a result, or a
+/// stanza without a valid sender (or, for an IQ, without an id).
+fn refusal(stanza: &Element, gateway: &Jid, error: StanzaError) -> Option<Element> {
+    let sender = Jid::new(stanza.attr("from")?).ok()?;
+    let me = stanza
+        .attr("to")
+        .and_then(|t| Jid::new(t).ok())
+        .unwrap_or_else(|| gateway.clone());
+    let id = stanza.attr("id").map(str::to_owned);
+    let type_ = stanza.attr("type");
+    match stanza.name() {
+        "iq" if matches!(type_, Some("get" | "set")) => Some(
+            Iq::Error {
+                from: Some(me),
+                to: Some(sender),
+                id: id?,
+                payload: None,
+                error,
+            }
+            .into(),
+        ),
+        "message" if type_ != Some("error") => {
+            let mut m = Message::new_with_type(MessageType::Error, Some(sender));
+            m.from = Some(me);
+            m.id = id.map(Id);
+            m.payloads.push(error.into());
+            Some(m.into())
+        }
+        "presence" if type_ != Some("error") => {
+            let mut p = Presence::new(PresenceType::Error)
+                .with_from(me)
+                .with_to(sender);
+            p.id = id;
+            p.payloads.push(error.into());
+            Some(p.into())
+        }
+        _ => None,
+    }
+}
+
+/// The name of an event's kind, for log lines (never its content).
+fn event_kind(event: &RemoteEvent) -> &'static str {
+    match event {
+        RemoteEvent::Message(_) => "message",
+        RemoteEvent::Edit { .. } => "edit",
+        RemoteEvent::Reaction { .. } => "reaction",
+        RemoteEvent::Retraction { .. } => "retraction",
+        RemoteEvent::ChatState { .. } => "chat state",
+        RemoteEvent::ReadUpTo { .. } => "read marker",
+        RemoteEvent::Delivered { .. } => "delivery receipt",
+        RemoteEvent::Presence { .. } => "presence",
+        RemoteEvent::ContactAdded { .. } => "contact added",
+        RemoteEvent::UserInfoChanged { .. } => "user info",
+        RemoteEvent::RoomJoined { .. } => "room joined",
+        RemoteEvent::RoomJoinFailed { .. } => "room join failed",
+        RemoteEvent::MemberChanged { .. } => "member changed",
+        RemoteEvent::SubjectChanged { .. } => "subject",
+        RemoteEvent::RoomLeft { .. } => "room left",
+        RemoteEvent::Invited { .. } => "invitation",
+        RemoteEvent::ServiceMessage { .. } => "service message",
+        RemoteEvent::LoginState(_) => "login state",
+        RemoteEvent::SaveMetadata(_) => "metadata",
+        RemoteEvent::PostToXmppRoom { .. } => "post to an XMPP room",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(xml: &str) -> Element {
+        xml.parse().expect("valid XML")
+    }
+
+    fn gateway() -> Jid {
+        Jid::new("irc.example").expect("a JID")
+    }
+
+    fn refused(xml: &str) -> Option<String> {
+        refusal(&parse(xml), &gateway(), busy_error()).map(|e| String::from(&e))
+    }
+
+    /// The answer's name, type, from, to and id, and its error's condition and type.
+    fn shape(xml: &str) -> (String, String, String, String, String, String, String) {
+        let answer = parse(xml);
+        let attr = |e: &Element, n: &str| e.attr(n).unwrap_or("").to_owned();
+        let error = answer
+            .get_child("error", "jabber:component:accept")
+            .or_else(|| answer.get_child("error", "jabber:client"))
+            .expect("an <error/>");
+        let condition = error
+            .children()
+            .find(|c| c.name() != "text")
+            .map(|c| c.name().to_owned())
+            .unwrap_or_default();
+        (
+            answer.name().to_owned(),
+            attr(&answer, "type"),
+            attr(&answer, "from"),
+            attr(&answer, "to"),
+            attr(&answer, "id"),
+            condition,
+            attr(error, "type"),
+        )
+    }
+
+    #[test]
+    fn requests_and_messages_are_refused_with_resource_constraint_wait() {
+        let iq = refused("<iq xmlns='jabber:component:accept' type='get' id='q1' from='a@x/r' to='s@irc.example'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+            .expect("a get is answered");
+        assert_eq!(
+            shape(&iq),
+            (
+                "iq".into(),
+                "error".into(),
+                "s@irc.example".into(),
+                "a@x/r".into(),
+                "q1".into(),
+                "resource-constraint".into(),
+                "wait".into()
+            )
+        );
+        assert!(iq.contains("too many requests in progress"), "{iq}");
+        let message = refused("<message xmlns='jabber:component:accept' type='groupchat' id='m1' from='a@x/r' to='#c%s@irc.example'><body>hi</body></message>")
+            .expect("a message is answered");
+        let (name, type_, from, to, id, condition, error_type) = shape(&message);
+        assert_eq!(
+            (name.as_str(), type_.as_str(), id.as_str()),
+            ("message", "error", "m1")
+        );
+        assert_eq!((from.as_str(), to.as_str()), ("#c%s@irc.example", "a@x/r"));
+        assert_eq!(
+            (condition.as_str(), error_type.as_str()),
+            ("resource-constraint", "wait")
+        );
+        assert!(
+            !message.contains("<body"),
+            "the body is not sent back: {message}"
+        );
+    }
+
+    #[test]
+    fn presences_of_every_kind_are_answered_with_an_error_presence() {
+        for kind in ["", " type='unavailable'", " type='subscribe'"] {
+            let xml = format!(
+                "<presence xmlns='jabber:component:accept'{kind} id='p1' from='a@x/r' to='#c%s@irc.example/nick'/>"
+            );
+            let answer = refused(&xml).expect("a presence is answered");
+            let (name, type_, from, _, id, condition, _) = shape(&answer);
+            assert_eq!(
+                (
+                    name.as_str(),
+                    type_.as_str(),
+                    id.as_str(),
+                    condition.as_str()
+                ),
+                ("presence", "error", "p1", "resource-constraint"),
+                "{kind}"
+            );
+            assert_eq!(from, "#c%s@irc.example/nick");
+        }
+    }
+
+    #[test]
+    fn errors_results_and_stanzas_without_a_sender_are_not_answered() {
+        for xml in [
+            "<iq xmlns='jabber:component:accept' type='result' id='q1' from='a@x/r' to='irc.example'/>",
+            "<iq xmlns='jabber:component:accept' type='error' id='q1' from='a@x/r' to='irc.example'/>",
+            "<iq xmlns='jabber:component:accept' type='get' from='a@x/r' to='irc.example'><ping xmlns='urn:xmpp:ping'/></iq>",
+            "<message xmlns='jabber:component:accept' type='error' id='m1' from='a@x/r' to='irc.example'/>",
+            "<presence xmlns='jabber:component:accept' type='error' from='a@x/r' to='irc.example'/>",
+            "<message xmlns='jabber:component:accept' id='m2' to='irc.example'><body>hi</body></message>",
+            "<message xmlns='jabber:component:accept' id='m3' from='not a jid@@' to='irc.example'/>",
+        ] {
+            assert_eq!(refused(xml), None, "{xml}");
+        }
+    }
+
+    #[test]
+    fn a_stanza_without_a_recipient_is_answered_from_the_gateway() {
+        let answer = refused("<message xmlns='jabber:component:accept' id='m1' from='a@x/r'><body>hi</body></message>")
+            .expect("answered");
+        assert_eq!(shape(&answer).2, "irc.example");
     }
 }
