@@ -48,6 +48,28 @@ impl Database {
             .collect()
     }
 
+    /// Like [`Database::peek_outbound`], only the stanzas queued after `after_seq`.
+    #[tracing::instrument(name = "db.pending_outbound.peek_after", skip_all, err)]
+    pub async fn peek_outbound_after(
+        &self,
+        bridge: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT seq, stanza FROM pending_outbound WHERE bridge = $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(bridge)
+        .bind(after_seq)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("seq")?, row.try_get("stanza")?)))
+            .collect()
+    }
+
     /// Removes the queued stanzas of `bridge` up to and including `up_to_seq`.
     #[tracing::instrument(name = "db.pending_outbound.delete", skip_all, err)]
     pub async fn delete_outbound(&self, bridge: &str, up_to_seq: i64) -> Result<(), DbError> {

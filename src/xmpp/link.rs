@@ -359,6 +359,9 @@ pub async fn start(
         connections: Arc::clone(&connections),
         replies: Vec::new(),
         delivered: Arc::clone(&delivered),
+        taken: 0,
+        from_db: VecDeque::new(),
+        loaded_upto: i64::MIN,
     };
     let (handle_db, bridge) = (link.db.clone(), link.cfg.bridge.clone());
     tokio::spawn(link.run(first));
@@ -406,6 +409,23 @@ struct Link {
     replies: Vec<Element>,
     /// The counter behind [`LinkHandle::delivered`].
     delivered: Arc<AtomicU64>,
+    /// Stanzas taken to be written since the start (written, or dropped as unwritable);
+    /// less those unconfirmed at a drop, which are taken again. `taken` less the
+    /// unconfirmed is how many the server has confirmed, in order.
+    taken: u64,
+    /// Batches loaded from `pending_outbound` whose rows are kept until the server
+    /// confirms them, oldest first.
+    from_db: VecDeque<FromDb>,
+    /// The last `pending_outbound` row loaded into memory.
+    loaded_upto: i64,
+}
+
+/// A batch of stanzas loaded from the database: the positions (in [`Link::taken`]'s count)
+/// it occupies, and its last row.
+struct FromDb {
+    start: u64,
+    end: u64,
+    last_seq: i64,
 }
 
 /// How a connected session ended.
@@ -433,6 +453,8 @@ impl Link {
                 Ended::Lost(why) => {
                     let _ = self.state.send(LinkState::Down);
                     warn!(domain = %self.cfg.domain, "component link lost: {why}; reconnecting (queued: {})", self.unacked.len() + self.queue.len());
+                    // Written and unconfirmed: taken again, first.
+                    self.taken -= self.unacked.len() as u64;
                     for xml in self.unacked.take_all().into_iter().rev() {
                         if let Some(el) = revive(&xml) {
                             self.queue.push_front(el);
@@ -554,7 +576,11 @@ impl Link {
         }
         match self
             .db
-            .peek_outbound(&self.cfg.bridge, self.cfg.memory_limit.max(1) as i64)
+            .peek_outbound_after(
+                &self.cfg.bridge,
+                self.loaded_upto,
+                self.cfg.memory_limit.max(1) as i64,
+            )
             .await
         {
             Ok(rows) if rows.is_empty() => {
@@ -564,34 +590,88 @@ impl Link {
             Ok(rows) => {
                 let last = rows.last().map(|(seq, _)| *seq).unwrap_or_default();
                 self.in_db = self.in_db.saturating_sub(rows.len() as u64);
+                // The rows stay in the database until the server confirms these stanzas
+                // (`forget_confirmed`): a crash before that sends them again, never loses
+                // them. Nothing older is waiting (the queue is empty), so they are the next
+                // stanzas taken.
+                let start = self.taken + 1;
+                let mut loaded = 0u64;
                 for (seq, xml) in rows {
                     match xml.parse::<Element>() {
-                        Ok(el) => self.queue.push_back(el),
+                        Ok(el) => {
+                            self.queue.push_back(el);
+                            loaded += 1;
+                        }
                         Err(e) => {
                             error!(domain = %self.cfg.domain, seq, "dropping an unreadable queued stanza: {e}")
                         }
                     }
                 }
-                if let Err(e) = self.db.delete_outbound(&self.cfg.bridge, last).await {
-                    error!(domain = %self.cfg.domain, "cannot delete flushed stanzas from the database: {e}");
-                }
+                self.loaded_upto = last;
+                self.from_db.push_back(FromDb {
+                    start,
+                    end: self.taken + loaded,
+                    last_seq: last,
+                });
             }
             Err(e) => error!(domain = %self.cfg.domain, "cannot read queued stanzas: {e}"),
         }
     }
 
+    /// Deletes the database rows of loaded batches that the server has confirmed (a batch
+    /// whose stanzas were all taken and none is still unconfirmed).
+    async fn forget_confirmed(&mut self) {
+        let done = self.taken - self.unacked.len() as u64;
+        let mut last = None;
+        while let Some(batch) = self.from_db.front()
+            && batch.end <= done
+        {
+            last = Some(batch.last_seq);
+            self.from_db.pop_front();
+        }
+        if let Some(last) = last
+            && let Err(e) = self.db.delete_outbound(&self.cfg.bridge, last).await
+        {
+            // They are sent again at the next start: a duplicate, not a loss.
+            error!(domain = %self.cfg.domain, "cannot delete delivered stanzas from the database: {e}");
+        }
+    }
+
     /// Writes everything still queued to the database, older first.
     async fn persist_all(&mut self) {
-        let mut older: Vec<String> = self.unacked.take_all();
+        // What memory holds, in order: the unconfirmed (positions done+1..=taken), then
+        // the queue. Those loaded from the database and not yet confirmed are still there
+        // (positions `from_db`'s first start to last end): not written twice.
+        let done = self.taken - self.unacked.len() as u64;
+        let in_db = self
+            .from_db
+            .front()
+            .zip(self.from_db.back())
+            .map(|(first, last)| first.start..=last.end);
+        let unacked = self.unacked.take_all();
         let queue: Vec<Element> = self.queue.drain(..).collect();
-        older.extend(queue.iter().filter_map(|el| self.serialise(el)));
-        if older.is_empty() {
+        let in_memory = unacked
+            .into_iter()
+            .map(Some)
+            .chain(queue.iter().map(|el| self.serialise(el)));
+        let (mut older, mut newest) = (Vec::new(), Vec::new());
+        for (position, xml) in (done + 1..).zip(in_memory) {
+            let Some(xml) = xml else { continue };
+            match &in_db {
+                Some(range) if range.contains(&position) => {}
+                Some(range) if position > *range.end() => newest.push(xml),
+                _ => older.push(xml),
+            }
+        }
+        self.from_db.clear();
+        self.taken = done;
+        if older.is_empty() && newest.is_empty() {
             return;
         }
         // Rows already in the database are newer than these: append copies of them after,
         // and delete the originals only once everything is written (a stop in between
         // leaves duplicates, never a loss).
-        let (newer, last_original) = if self.spilled {
+        let (newer, last_original) = if self.spilled || in_db.is_some() {
             let rows = self
                 .db
                 .peek_outbound(&self.cfg.bridge, i64::MAX)
@@ -603,7 +683,7 @@ impl Link {
             (Vec::new(), None)
         };
         let mut kept = 0u64;
-        for xml in older.into_iter().chain(newer) {
+        for xml in older.into_iter().chain(newer).chain(newest) {
             match self.db.push_outbound(&self.cfg.bridge, &xml).await {
                 Ok(()) => kept += 1,
                 Err(e) => {
@@ -643,6 +723,7 @@ impl Link {
 
     async fn serve(&mut self, mut stream: Stream) -> Ended {
         // Send what was written but not confirmed before the drop, then the queue.
+        self.taken -= self.unacked.len() as u64;
         let mut backlog: VecDeque<Element> = self
             .unacked
             .take_all()
@@ -659,6 +740,9 @@ impl Link {
         let inbound = self.inbound.clone();
         loop {
             backlog.extend(self.replies.drain(..));
+            if !self.from_db.is_empty() {
+                self.forget_confirmed().await;
+            }
             self.gauge(backlog.len());
             // Flush backlog (and spilled rows) first, in order.
             if backlog.is_empty() && self.spilled {
@@ -669,6 +753,7 @@ impl Link {
                 // Written out first, so a stanza the writer would refuse is dropped here
                 // and never leaves the stream half-written.
                 let Some(xml) = self.serialise(&el) else {
+                    self.taken += 1;
                     continue;
                 };
                 if let Err(e) = stream.feed(&el).await {
@@ -676,6 +761,7 @@ impl Link {
                     self.queue.extend(backlog.drain(..));
                     return Ended::Lost(e.to_string());
                 }
+                self.taken += 1;
                 self.unacked.push(&xml);
                 drop(el);
                 if (backlog.is_empty() || self.unacked.len().is_multiple_of(64))
@@ -759,6 +845,8 @@ impl Link {
                 cmd = self.rx.recv() => match cmd {
                     Some(Command::Send(el)) => { last_traffic = Instant::now(); backlog.push_back(el) }
                     Some(Command::Shutdown(done)) => {
+                        // Not yet written: kept with the rest (`persist_all`).
+                        self.queue.extend(backlog.drain(..));
                         self.confirm_before_stop(&mut stream, &mut in_flight).await;
                         self.read_until_closed(&mut stream).await;
                         let _ = SinkExt::<&Element>::close(&mut stream).await;
