@@ -37,9 +37,24 @@ throttle = {{ lines_per_second = 50.0, burst = 50 }}
     )
 }
 
+/// The `[outbound]` table of the tests: the IRC servers listen on 127.0.0.1, which the
+/// gateway refuses unless allowed.
+const ALLOW_LOOPBACK: &str = "[outbound]\nallow = [\"127.0.0.1\"]\n";
+
 /// Starts the gateway with `irc` appended to its `[bridges.irc]` table (more keys, or
-/// per-server tables).
+/// per-server tables), connections to 127.0.0.1 allowed.
 async fn start_with(server: &impl XmppServer, dir: &std::path::Path, irc: &str) -> App {
+    start_toml(server, dir, ALLOW_LOOPBACK, irc).await
+}
+
+/// Starts the gateway with `outbound` (the `[outbound]` table, or nothing) and `irc`
+/// appended to its `[bridges.irc]` table.
+async fn start_toml(
+    server: &impl XmppServer,
+    dir: &std::path::Path,
+    outbound: &str,
+    irc: &str,
+) -> App {
     let key = base64::engine::general_purpose::STANDARD.encode([3u8; 32]);
     let component = server.component_addr();
     let toml = format!(
@@ -53,6 +68,7 @@ server_domain = "localhost"
 url = "sqlite://{db}"
 seal_key = "{key}"
 
+{outbound}
 [bridges.irc]
 domain = "{DOMAIN}"
 secret = "{SECRET}"
@@ -896,6 +912,42 @@ async fn join_and_nick_errors_are_muc_errors() {
 
 /// The IRC server restarts mid-conversation: the user is told, the bridge reconnects and
 /// rejoins on its own, what was said meanwhile is sent, and messages flow again.
+/// The outbound policy: without an `[outbound] allow` entry for it, a channel on
+/// 127.0.0.1 is refused with `forbidden` and a text that sends the user to the admin, and
+/// nothing connects to the server's port. (With the entry, every other test joins.)
+#[tokio::test]
+async fn a_loopback_server_is_refused_unless_allowed() {
+    common::init_tracing();
+    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
+    server.register("alice", "alicepw").await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a listener");
+    let port = listener.local_addr().expect("its address").port();
+    let irc = format!("\n[bridges.irc.servers.\"127.0.0.1\"]\nport = {port}\ntls = false\n");
+    let app = start_toml(&server, dir.path(), "", &irc).await;
+    let mut alice = TestClient::connect(&server, "alice", "alicepw", "policy").await;
+    let (condition, text) = refused(
+        &mut alice,
+        &format!("{}/alice", room("private")),
+        Some(""),
+        "the join refused by the outbound policy",
+    )
+    .await;
+    assert_eq!(condition, "forbidden", "{text}");
+    assert!(
+        text.contains("127.0.0.1") && text.contains("ask the gateway's admin"),
+        "{text}"
+    );
+    let accepted = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "the gateway connected to a refused address"
+    );
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_irc_server_restarts() {
     let mut w = World::start(Ircd::start()).await;

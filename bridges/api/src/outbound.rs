@@ -145,7 +145,9 @@ impl Network {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, canonical(ip)) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
@@ -266,9 +268,7 @@ fn parse_target(s: &str) -> Result<Target, String> {
     }
     let host = s.trim_end_matches('.').to_ascii_lowercase();
     let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
     if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
         return Err(format!("“{s}” is neither an address nor a host name"));
@@ -511,7 +511,12 @@ mod tests {
         );
         assert_eq!(entry("[::1]").port, None);
         assert_eq!(entry("::ffff:10.0.0.1").target, net("10.0.0.1", 32));
-        for text in ["127.0.0.1", "10.0.0.0/8", "irc.internal:6667", "[fd00::/8]:443"] {
+        for text in [
+            "127.0.0.1",
+            "10.0.0.0/8",
+            "irc.internal:6667",
+            "[fd00::/8]:443",
+        ] {
             assert_eq!(entry(text).to_string(), text);
         }
     }

@@ -187,6 +187,7 @@ impl IrcClient {
                 .clone()
                 .unwrap_or_else(|| format!("Estuary {}", env!("CARGO_PKG_VERSION"))),
             idle_disconnect: config.idle_disconnect(),
+            outbound: Arc::clone(&self.common.outbound),
         };
         ServerSettings {
             profile: self.common.profiles.intern(profile),
@@ -623,6 +624,7 @@ mod tests {
         IrcClient::new(
             Arc::new(Common::new(
                 crate::config::IrcConfig::from_json(&config).unwrap(),
+                Default::default(),
             )),
             User {
                 jid: "alice@example.org".into(),
@@ -663,6 +665,7 @@ mod tests {
     fn users_share_a_servers_profile_unless_they_changed_it() {
         let common = Arc::new(Common::new(
             crate::config::IrcConfig::from_json(&json!({})).unwrap(),
+            Default::default(),
         ));
         let alice = user_client(&common, "alice@example.org", FormValues::default());
         let bob = user_client(

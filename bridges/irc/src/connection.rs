@@ -8,9 +8,10 @@ use crate::address::CaseMapping;
 use crate::live::Live;
 use crate::profile::ServerProfile;
 use crate::remote::Session;
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError};
 use estuary_bridge_api::{
-    BridgeError, EventSink, LoginState, MessageKind, RemoteEvent, RoomInfo, SinkClosed,
+    BridgeError, ErrorKind, EventSink, LoginState, MessageKind, OutboundError, RemoteEvent,
+    RoomInfo, SinkClosed,
 };
 use irc_proto::{CapSubCommand, Command, Message};
 use std::collections::VecDeque;
@@ -240,24 +241,47 @@ pub enum End {
     Idle,
     /// Lost: reconnect.
     Lost(String),
+    /// The outbound policy allows none of the server's addresses: give up at once (trying
+    /// again would be refused again).
+    Refused(String),
 }
 
-async fn connect(settings: &ServerSettings) -> Result<Transport, String> {
+/// Connects to the first endpoint that answers. [`End::Refused`] when the outbound policy
+/// refused every endpoint (no connection was attempted), else [`End::Lost`] with the last
+/// failure.
+async fn connect(settings: &ServerSettings) -> Result<Transport, End> {
     let mut why = String::from("no endpoint to try");
+    let mut all_refused = true;
     let profile = &settings.profile;
     for endpoint in &profile.endpoints {
         debug!(port = endpoint.port, tls = endpoint.tls, "connecting");
-        let attempt = Transport::connect(&profile.server, *endpoint, profile.verify_certificate);
+        let attempt = Transport::connect(
+            &profile.server,
+            *endpoint,
+            profile.verify_certificate,
+            &profile.outbound,
+        );
         match timeout(CONNECT_TIMEOUT, attempt).await {
             Ok(Ok(transport)) => return Ok(transport),
+            Ok(Err(TransportError::Outbound(e @ OutboundError::NotAllowed { .. }))) => {
+                why = e.to_string();
+            }
             Ok(Err(e)) => {
+                all_refused = false;
                 why = format!("port {} ({}): {e}", endpoint.port, tls_word(endpoint.tls));
             }
-            Err(_) => why = format!("port {}: timed out", endpoint.port),
+            Err(_) => {
+                all_refused = false;
+                why = format!("port {}: timed out", endpoint.port);
+            }
         }
         info!(%why, "connection attempt failed");
     }
-    Err(why)
+    if all_refused && !profile.endpoints.is_empty() {
+        Err(End::Refused(why))
+    } else {
+        Err(End::Lost(why))
+    }
 }
 
 fn tls_word(tls: bool) -> &'static str {
@@ -320,7 +344,7 @@ fn run(
             let end = 'attempt: {
                 let mut transport = match Box::pin(connect(kept.session.settings())).await {
                     Ok(transport) => transport,
-                    Err(why) => break 'attempt End::Lost(why),
+                    Err(end) => break 'attempt end,
                 };
                 let hello = registration_lines(kept.session.settings());
                 let Kept {
@@ -342,8 +366,14 @@ fn run(
                     info!("connection closed");
                     return;
                 }
+                End::Refused(why) => {
+                    let kind = ErrorKind::Forbidden;
+                    Box::pin(give_up(why, kind, &events, &mut rx, &mut kept.session)).await;
+                    return;
+                }
                 End::Lost(why) if !kept.ever_registered => {
-                    Box::pin(give_up(why, &events, &mut rx, &mut kept.session)).await;
+                    let kind = ErrorKind::RemoteUnreachable;
+                    Box::pin(give_up(why, kind, &events, &mut rx, &mut kept.session)).await;
                     return;
                 }
                 End::Lost(why) => {
@@ -378,7 +408,7 @@ async fn close(
     match end {
         End::Quit(reason) => quit(&mut transport, reason.clone()).await,
         End::Idle => quit(&mut transport, Some("Idle".into())).await,
-        End::Lost(_) => {}
+        End::Lost(_) | End::Refused(_) => {}
     }
     drop(transport);
     for event in pending.drain(..).chain(session.take_events()) {
@@ -389,10 +419,11 @@ async fn close(
     *pending = VecDeque::new();
 }
 
-/// The server was never reached: every pending join and queued line fails, and the user
-/// is told why.
+/// The server was never reached (or may not be): every pending join fails with `kind`,
+/// queued lines are dropped, and the user is told why.
 async fn give_up(
     why: String,
+    kind: ErrorKind,
     events: &EventSink,
     rx: &mut ops::UnboundedReceiver<Box<Op>>,
     session: &mut Session,
@@ -406,7 +437,7 @@ async fn give_up(
     while let Ok(op) = rx.try_recv() {
         session.queue_op(*op);
     }
-    for event in session.give_up(&text) {
+    for event in session.give_up(kind, &text) {
         let _ = events.send(event).await;
     }
 }
@@ -502,6 +533,7 @@ mod tests {
                 throttle: crate::config::Throttle::default(),
                 version: "v".into(),
                 idle_disconnect: Duration::from_secs(1),
+                outbound: Arc::default(),
             }),
             nick: "n".into(),
             username: "u".into(),

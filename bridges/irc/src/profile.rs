@@ -8,6 +8,7 @@
 //! (a port, TLS, a throttle of their own) gets a profile of their own.
 
 use crate::config::{Endpoint, Throttle};
+use estuary_bridge_api::OutboundPolicy;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ pub struct ServerProfile {
     pub version: String,
     /// How long to stay connected with no channel joined.
     pub idle_disconnect: Duration,
+    /// Where connections may go (the core's `[outbound]` policy, one for the bridge).
+    pub outbound: Arc<OutboundPolicy>,
 }
 
 /// The profiles in use, each once (an interner). Profiles no connection uses any more are
@@ -85,6 +88,7 @@ mod tests {
             throttle: Throttle::default(),
             version: "Estuary".into(),
             idle_disconnect: Duration::from_secs(60),
+            outbound: Arc::default(),
         }
     }
 

@@ -292,15 +292,16 @@ impl Session {
         });
     }
 
-    /// The server could not be reached at all: every pending join fails with
-    /// `RemoteUnreachable`, and the user is told that queued messages were not sent.
-    pub fn give_up(&mut self, why: &str) -> Vec<RemoteEvent> {
+    /// The server could not be reached at all, or the outbound policy refused it: every
+    /// pending join fails with `kind` (`RemoteUnreachable`, `Forbidden`), and the user is
+    /// told that queued messages were not sent.
+    pub fn give_up(&mut self, kind: ErrorKind, why: &str) -> Vec<RemoteEvent> {
         let mut events = std::mem::take(&mut self.events);
         for chan in std::mem::take(&mut self.channels).into_values() {
             for room in chan.rooms {
                 events.push(RemoteEvent::RoomJoinFailed {
                     room,
-                    error: BridgeError::new(ErrorKind::RemoteUnreachable, why),
+                    error: BridgeError::new(kind, why),
                 });
             }
         }
@@ -1581,6 +1582,7 @@ mod tests {
                 throttle: Throttle::default(),
                 version: "Estuary test".into(),
                 idle_disconnect: Duration::from_secs(1),
+                outbound: Arc::default(),
             }),
             nick: "alice".into(),
             username: "alice".into(),
