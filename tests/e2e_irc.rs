@@ -1415,6 +1415,39 @@ async fn a_fixed_server_drops_the_server_part() {
     w.app.shutdown().await;
 }
 
+/// A user of a domain the gateway does not serve (`allowed_domains`) opens nothing:
+/// disco#items on a server JID is `forbidden` and no IRC connection is made.
+#[tokio::test]
+async fn a_user_of_another_domain_opens_no_connection() {
+    common::init_tracing();
+    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
+    server.register("alice", "alicepw").await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a listener");
+    let port = listener.local_addr().expect("its address").port();
+    let irc = format!(
+        "allowed_domains = [\"example.org\"]\n\n[bridges.irc.servers.\"127.0.0.1\"]\nport = {port}\ntls = false\n"
+    );
+    let app = start_with(&server, dir.path(), &irc).await;
+    let mut alice = TestClient::connect(&server, "alice", "alicepw", "other").await;
+    let answer = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{SERVER_JID}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"
+        )))
+        .await;
+    let (condition, text) = error_of(&answer).unwrap_or_default();
+    assert_eq!(condition, "forbidden", "{}", String::from(&answer));
+    assert!(text.contains("example.org"), "{text}");
+    let accepted = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "a connection was opened for a user the gateway does not serve"
+    );
+    app.shutdown().await;
+}
+
 /// disco#items on the IRC server's JID lists its channels (from LIST), each as a room JID
 /// named with its user count and topic, paged by XEP-0059.
 #[tokio::test]
