@@ -177,11 +177,15 @@ impl IrcClient {
                 .map(|v| is_true(&v))
                 .or(overrides.verify_certificate)
                 .unwrap_or(true),
-            throttle: settings::throttle(
-                self.setting(server, "throttle_lines_per_second").as_deref(),
-                self.setting(server, "throttle_burst").as_deref(),
-                overrides.throttle.unwrap_or_default(),
-            ),
+            throttle: {
+                let base = overrides.throttle.unwrap_or_default();
+                settings::throttle(
+                    self.setting(server, "throttle_lines_per_second").as_deref(),
+                    self.setting(server, "throttle_burst").as_deref(),
+                    base,
+                    config.limits.user_throttle_cap(base),
+                )
+            },
             version: config
                 .version
                 .clone()
