@@ -1415,6 +1415,29 @@ async fn a_fixed_server_drops_the_server_part() {
     w.app.shutdown().await;
 }
 
+/// `[bridges.irc.limits]`: a join past `channels_per_user` is refused with
+/// `resource-constraint` and a text naming the limit; leaving a channel makes room.
+#[tokio::test]
+async fn a_join_past_the_channel_limit_is_a_resource_constraint() {
+    let w = World::start_extra(
+        Ircd::start(),
+        "[bridges.irc.limits]\nchannels_per_user = 1\n",
+    )
+    .await;
+    let mut alice = w.alice("limits").await;
+    join(&mut alice, &room("one"), "alice").await;
+    let (condition, text) = refused(
+        &mut alice,
+        &format!("{}/alice", room("two")),
+        Some(""),
+        "the second join refused",
+    )
+    .await;
+    assert_eq!(condition, "resource-constraint", "{text}");
+    assert!(text.contains("at most 1 IRC channel(s)"), "{text}");
+    w.app.shutdown().await;
+}
+
 /// A user of a domain the gateway does not serve (`allowed_domains`) opens nothing:
 /// disco#items on a server JID is `forbidden` and no IRC connection is made.
 #[tokio::test]

@@ -31,6 +31,7 @@
 //! username = "estuary"
 //! ```
 
+use estuary_bridge_api::{BridgeError, ErrorKind};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -136,6 +137,63 @@ impl Limits {
             return Err(out_of_range("user_lines_per_second", "must be above 0"));
         }
         Ok(())
+    }
+
+    /// Refuses a new server connection when the user has `open` already.
+    pub fn check_servers(&self, open: usize) -> Result<(), BridgeError> {
+        if open < self.servers_per_user {
+            return Ok(());
+        }
+        Err(BridgeError::new(
+            ErrorKind::ResourceConstraint,
+            format!(
+                "This gateway lets each user be connected to at most {} IRC server(s) at once; leave every room on one of them first.",
+                self.servers_per_user
+            ),
+        ))
+    }
+
+    /// Refuses a new channel when the user is in (or joining) `joined` already.
+    pub fn check_channels(&self, joined: usize) -> Result<(), BridgeError> {
+        if joined < self.channels_per_user {
+            return Ok(());
+        }
+        Err(BridgeError::new(
+            ErrorKind::ResourceConstraint,
+            format!(
+                "This gateway lets each user be in at most {} IRC channel(s) at once; leave one first.",
+                self.channels_per_user
+            ),
+        ))
+    }
+
+    /// Refuses a message body longer than [`Limits::message_bytes`].
+    pub fn check_message(&self, body: &str) -> Result<(), BridgeError> {
+        if body.len() <= self.message_bytes {
+            return Ok(());
+        }
+        Err(BridgeError::new(
+            ErrorKind::ResourceConstraint,
+            format!(
+                "The message is {} bytes; this gateway sends at most {} bytes to IRC in one message. Send it in parts.",
+                body.len(),
+                self.message_bytes
+            ),
+        ))
+    }
+
+    /// Refuses `adding` lines to a connection that has `queued` waiting for flood control.
+    pub fn check_queue(&self, queued: usize, adding: usize) -> Result<(), BridgeError> {
+        if queued.saturating_add(adding) <= self.queued_lines {
+            return Ok(());
+        }
+        Err(BridgeError::new(
+            ErrorKind::ResourceConstraint,
+            format!(
+                "{queued} line(s) are still waiting to be sent to this IRC server and this message adds {adding}; at most {} may wait. Send it again in a moment.",
+                self.queued_lines
+            ),
+        ))
     }
 
     /// The flood control a user may choose at most on a server whose own is `base`: the
@@ -419,7 +477,10 @@ mod tests {
         assert_eq!(c.limits, Limits::default());
         let c = IrcConfig::from_json(&json!({"limits": {"servers_per_user": 2}})).unwrap();
         assert_eq!(c.limits.servers_per_user, 2);
-        assert_eq!(c.limits.channels_per_user, Limits::default().channels_per_user);
+        assert_eq!(
+            c.limits.channels_per_user,
+            Limits::default().channels_per_user
+        );
         for bad in [
             json!({"limits": {"servers_per_user": 0}}),
             json!({"limits": {"message_bytes": 100}}),
@@ -427,8 +488,41 @@ mod tests {
             json!({"limits": {"servers": 3}}),
         ] {
             let e = IrcConfig::from_json(&bad).unwrap_err();
-            assert!(e.to_string().contains("servers") || e.to_string().contains("limits."), "{e}");
+            assert!(
+                e.to_string().contains("servers") || e.to_string().contains("limits."),
+                "{e}"
+            );
         }
+    }
+
+    #[test]
+    fn limits_refuse_with_resource_constraint_and_name_the_limit() {
+        let limits = Limits {
+            servers_per_user: 2,
+            channels_per_user: 3,
+            queued_lines: 10,
+            message_bytes: 600,
+            ..Limits::default()
+        };
+        assert!(limits.check_servers(1).is_ok());
+        let e = limits.check_servers(2).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ResourceConstraint);
+        assert!(e.text.contains("at most 2 IRC server(s)"), "{}", e.text);
+        assert!(limits.check_channels(2).is_ok());
+        let e = limits.check_channels(3).unwrap_err();
+        assert!(e.text.contains("at most 3 IRC channel(s)"), "{}", e.text);
+        assert!(limits.check_message(&"a".repeat(600)).is_ok());
+        let e = limits.check_message(&"a".repeat(601)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ResourceConstraint);
+        assert!(
+            e.text.contains("601 bytes") && e.text.contains("at most 600"),
+            "{}",
+            e.text
+        );
+        assert!(limits.check_queue(6, 4).is_ok());
+        let e = limits.check_queue(6, 5).unwrap_err();
+        assert!(e.text.contains("at most 10 may wait"), "{}", e.text);
+        assert!(limits.check_queue(usize::MAX, 1).is_err());
     }
 
     #[test]

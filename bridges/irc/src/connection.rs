@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 // The operations queue of a connection: futures' channel allocates per message and keeps
@@ -197,6 +197,11 @@ pub struct Shared {
     pub nick: Mutex<String>,
     /// The server's CASEMAPPING.
     pub casemapping: Mutex<CaseMapping>,
+    /// Channels joined or being joined (for the per-user limit): set by the session, and
+    /// raised by the client as it asks for a join the session has not seen yet.
+    pub channels: AtomicUsize,
+    /// Lines waiting for flood control (for the per-connection limit), likewise.
+    pub queued: AtomicUsize,
 }
 
 /// The client's handle on a connection task.
@@ -244,6 +249,9 @@ pub enum End {
     /// The outbound policy allows none of the server's addresses: give up at once (trying
     /// again would be refused again).
     Refused(String),
+    /// No turn to open a connection came in time (`limits.opening_connections`): give up
+    /// if the server was never reached, else try again later.
+    Busy(String),
 }
 
 /// Connects to the first endpoint that answers. [`End::Refused`] when the outbound policy
@@ -253,6 +261,8 @@ async fn connect(settings: &ServerSettings) -> Result<Transport, End> {
     let mut why = String::from("no endpoint to try");
     let mut all_refused = true;
     let profile = &settings.profile;
+    // Held until the connection is open (or every endpoint failed).
+    let _turn = profile.opening.turn().await.map_err(End::Busy)?;
     for endpoint in &profile.endpoints {
         debug!(port = endpoint.port, tls = endpoint.tls, "connecting");
         let attempt = Transport::connect(
@@ -376,7 +386,12 @@ fn run(
                     Box::pin(give_up(why, kind, &events, &mut rx, &mut kept.session)).await;
                     return;
                 }
-                End::Lost(why) => {
+                End::Busy(why) if !kept.ever_registered => {
+                    let kind = ErrorKind::ResourceConstraint;
+                    Box::pin(give_up(why, kind, &events, &mut rx, &mut kept.session)).await;
+                    return;
+                }
+                End::Lost(why) | End::Busy(why) => {
                     let backoff = backoff_after(kept.failures);
                     let again = reconnect_wait(why, backoff, &events, &mut rx, &mut kept.session);
                     if !Box::pin(again).await {
@@ -408,7 +423,7 @@ async fn close(
     match end {
         End::Quit(reason) => quit(&mut transport, reason.clone()).await,
         End::Idle => quit(&mut transport, Some("Idle".into())).await,
-        End::Lost(_) | End::Refused(_) => {}
+        End::Lost(_) | End::Refused(_) | End::Busy(_) => {}
     }
     drop(transport);
     for event in pending.drain(..).chain(session.take_events()) {
@@ -534,6 +549,7 @@ mod tests {
                 version: "v".into(),
                 idle_disconnect: Duration::from_secs(1),
                 outbound: Arc::default(),
+                opening: Default::default(),
             }),
             nick: "n".into(),
             username: "u".into(),
@@ -563,6 +579,29 @@ mod tests {
         // jemalloc's 320-byte class; the next class up is 384 (docs/performance.md).
         let kept = std::mem::size_of::<Kept>();
         assert!(kept <= 320, "a connection's kept state is {kept} bytes");
+    }
+
+    /// With every turn to open a connection taken, a connection waits, then gives up as
+    /// busy (which the user hears as `resource-constraint`) without connecting.
+    #[tokio::test]
+    async fn no_turn_to_open_is_busy() {
+        let opening = crate::profile::Opening::new(1, Duration::from_millis(50));
+        let mut settings = settings();
+        let mut profile = (*settings.profile).clone();
+        profile.opening = opening.clone();
+        settings.profile = Arc::new(profile);
+        let taken = opening.turn().await.expect("a free turn");
+        match connect(&settings).await {
+            Err(End::Busy(why)) => assert!(why.contains("busy opening"), "{why}"),
+            Err(End::Lost(why) | End::Refused(why)) => panic!("not busy: {why}"),
+            Err(_) => panic!("not busy"),
+            Ok(_) => panic!("connected"),
+        }
+        drop(taken);
+        match connect(&settings).await {
+            Err(End::Lost(why)) => assert_eq!(why, "no endpoint to try"),
+            _ => panic!("with a free turn, the endpoints are tried"),
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::address;
 use crate::client::IrcClient;
 use crate::config::{ConfigError, IrcConfig};
-use crate::profile::Profiles;
+use crate::profile::{OPENING_WAIT, Opening, Profiles};
 use async_trait::async_trait;
 use estuary_bridge_api::{
     BridgeError, BridgeInfo, Capabilities, ChatKey, Client, Connector, EventSink, FormField,
@@ -27,6 +27,8 @@ pub struct Common {
     pub config: IrcConfig,
     /// The core's `[outbound]` policy: every connection to a server goes through it.
     pub outbound: Arc<OutboundPolicy>,
+    /// The turns to open a connection (`limits.opening_connections`), for all users.
+    pub opening: Opening,
     /// The servers' profiles, each once for all connections.
     pub profiles: Profiles,
 }
@@ -35,6 +37,7 @@ impl Common {
     /// Shared state for `config` and `outbound`, with no profile yet.
     pub fn new(config: IrcConfig, outbound: OutboundPolicy) -> Self {
         Self {
+            opening: Opening::new(config.limits.opening_connections, OPENING_WAIT),
             config,
             outbound: Arc::new(outbound),
             profiles: Profiles::new(),

@@ -177,6 +177,7 @@ impl Session {
         for channel in session.settings.autojoin().to_vec() {
             session.want_channel(&channel, None);
         }
+        session.publish_counts();
         session
     }
 
@@ -290,6 +291,7 @@ impl Session {
                 Command::JOIN(..) | Command::NAMES(..) | Command::LIST(..)
             )
         });
+        self.publish_counts();
     }
 
     /// The server could not be reached at all, or the outbound policy refused it: every
@@ -307,6 +309,7 @@ impl Session {
         }
         let unsent = self.queue.len();
         self.queue.clear();
+        self.publish_counts();
         events.push(RemoteEvent::LoginState(LoginState::TransientDisconnect(
             why.to_owned(),
         )));
@@ -329,6 +332,9 @@ impl Session {
     /// The next throttled line.
     pub fn pop_line(&mut self) -> Option<Message> {
         let line = self.queue.pop_front()?;
+        self.shared
+            .queued
+            .store(self.queue.len(), Ordering::Relaxed);
         if let Some(echo) = line.echo
             && self.shared.echo.load(Ordering::SeqCst)
         {
@@ -414,8 +420,23 @@ impl Session {
         }
     }
 
+    /// Tells the client how many channels and queued lines this session has (for the
+    /// per-user limits).
+    fn publish_counts(&self) {
+        let channels = self.channels.len();
+        self.shared.channels.store(channels, Ordering::Relaxed);
+        self.shared
+            .queued
+            .store(self.queue.len(), Ordering::Relaxed);
+    }
+
     /// Takes an operation from the client.
     pub fn queue_op(&mut self, op: Op) {
+        self.apply_op(op);
+        self.publish_counts();
+    }
+
+    fn apply_op(&mut self, op: Op) {
         match op {
             Op::Join { channel, key } => {
                 let folded = self.fold(&channel);
@@ -596,6 +617,12 @@ impl Session {
 
     /// Handles one message from the server.
     pub fn handle_message(&mut self, msg: Message) -> Flow {
+        let flow = self.handle(msg);
+        self.publish_counts();
+        flow
+    }
+
+    fn handle(&mut self, msg: Message) -> Flow {
         let source = msg.source_nickname().map(str::to_owned);
         let from_server = matches!(msg.prefix, None | Some(Prefix::ServerName(_)));
         let at = tag(&msg, "time").and_then(parse_server_time);
@@ -1583,6 +1610,7 @@ mod tests {
                 version: "Estuary test".into(),
                 idle_disconnect: Duration::from_secs(1),
                 outbound: Arc::default(),
+                opening: Default::default(),
             }),
             nick: "alice".into(),
             username: "alice".into(),

@@ -212,7 +212,12 @@ pub fn split_channels(list: &str) -> impl Iterator<Item = &str> {
 
 /// The flood control from stored settings over `base`: each value the user set replaces
 /// the base's, up to `cap` (see [`Limits::user_throttle_cap`](crate::config::Limits)).
-pub fn throttle(rate: Option<&str>, burst: Option<&str>, base: Throttle, cap: Throttle) -> Throttle {
+pub fn throttle(
+    rate: Option<&str>,
+    burst: Option<&str>,
+    base: Throttle,
+    cap: Throttle,
+) -> Throttle {
     Throttle {
         lines_per_second: rate
             .and_then(|r| r.parse::<f64>().ok())
@@ -328,7 +333,11 @@ mod tests {
         let t = throttle(Some("1000"), Some("500"), base, cap);
         assert_eq!((t.lines_per_second, t.burst), (5.0, 10));
         let t = throttle(Some("1"), Some("3"), base, cap);
-        assert_eq!((t.lines_per_second, t.burst), (1.0, 3), "slower is always allowed");
+        assert_eq!(
+            (t.lines_per_second, t.burst),
+            (1.0, 3),
+            "slower is always allowed"
+        );
     }
 
     #[test]
