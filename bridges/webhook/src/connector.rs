@@ -58,14 +58,15 @@ impl WebhookConnector {
     /// Builds the connector from a checked config.
     pub fn new(config: WebhookConfig, outbound: OutboundPolicy) -> Result<Self, ConfigError> {
         let metrics = Arc::new(Metrics::default());
-        let sender = OutgoingSender::new(config.outgoing.clone(), metrics.clone(), outbound)
-            .map_err(|e| ConfigError {
-                key: "bridges.webhook".into(),
-                reason: format!("cannot set up the outgoing HTTP client: {e}"),
-            })?;
+        let sender =
+            OutgoingSender::new(config.outgoing.clone(), metrics.clone(), outbound.clone())
+                .map_err(|e| ConfigError {
+                    key: "bridges.webhook".into(),
+                    reason: format!("cannot set up the outgoing HTTP client: {e}"),
+                })?;
         let hooks = Arc::new(HookSet::new(config.hooks.iter().cloned()));
         Ok(Self {
-            commands: HookCommands::new(hooks.clone(), config.clone()),
+            commands: HookCommands::new(hooks.clone(), config.clone(), outbound),
             hooks,
             config,
             metrics,

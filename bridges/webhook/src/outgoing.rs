@@ -132,6 +132,20 @@ fn host_and_port(url: &str) -> Result<(reqwest::Url, String, u16), OutgoingError
     Ok((parsed, host, port))
 }
 
+/// The refusal for a URL whose host is an address (not a name) that `outbound` refuses,
+/// for checking a hook's URL when it is added, so that the user hears at once. Names are
+/// checked only when a message goes out: resolving one here would check addresses the
+/// delivery might not get.
+pub fn refused_address(url: &str, outbound: &OutboundPolicy) -> Option<OutgoingError> {
+    let (_, host, port) = host_and_port(url).ok()?;
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    if outbound.allows(&host, std::net::SocketAddr::new(ip, port)) {
+        return None;
+    }
+    let refusal = OutboundError::NotAllowed { host, port };
+    Some(OutgoingError::NotAllowed(refusal.to_string()))
+}
+
 impl OutgoingSender {
     /// A sender that connects only where `outbound` allows.
     pub fn new(
@@ -364,6 +378,28 @@ mod tests {
         assert_eq!(hp("http://10.0.0.1/").unwrap(), ("10.0.0.1".into(), 80));
         assert_eq!(hp("http://[::1]:8080/x").unwrap(), ("::1".into(), 8080));
         assert!(matches!(hp("not a url"), Err(OutgoingError::Request(_))));
+    }
+
+    #[test]
+    fn refused_addresses_are_caught_when_a_hook_is_added() {
+        let strict = OutboundPolicy::default();
+        for url in [
+            "http://127.0.0.1:8080/in",
+            "http://10.0.0.1/",
+            "https://[::1]/x",
+            "http://169.254.169.254/latest/meta-data",
+        ] {
+            let e = refused_address(url, &strict).expect(url);
+            assert_eq!(BridgeError::from(e).kind, ErrorKind::Forbidden, "{url}");
+        }
+        assert!(refused_address("https://8.8.8.8/in", &strict).is_none());
+        assert!(
+            refused_address("http://internal.example/in", &strict).is_none(),
+            "names wait for the delivery"
+        );
+        let open = OutboundPolicy::new(&["127.0.0.1:8080"]).unwrap();
+        assert!(refused_address("http://127.0.0.1:8080/in", &open).is_none());
+        assert!(refused_address("http://127.0.0.1:22/in", &open).is_some());
     }
 
     #[tokio::test]
