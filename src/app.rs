@@ -25,6 +25,9 @@ pub enum AppError {
         /// Why.
         message: String,
     },
+    /// An `[outbound] allow` entry cannot be read.
+    #[error("[outbound] allow: {0}")]
+    Outbound(#[from] estuary_bridge_api::outbound::AllowEntryError),
     /// A gateway could not start.
     #[error(transparent)]
     Gateway(#[from] StartError),
@@ -56,16 +59,18 @@ pub async fn open_database(settings: &Settings) -> Result<Database, AppError> {
 pub async fn start(settings: &Settings) -> Result<App, AppError> {
     let db = open_database(settings).await?;
     let mut connectors = HashMap::new();
+    let outbound = settings.outbound.policy()?;
     for (name, _) in settings.enabled_bridges() {
         let table = settings
             .bridge_tables
             .get(name)
             .cloned()
             .unwrap_or_default();
-        let c = crate::bridges::build(name, &table).map_err(|message| AppError::Bridge {
-            bridge: name.clone(),
-            message,
-        })?;
+        let c =
+            crate::bridges::build(name, &table, &outbound).map_err(|message| AppError::Bridge {
+                bridge: name.clone(),
+                message,
+            })?;
         connectors.insert(name.clone(), c);
     }
     start_with(settings, db, connectors).await

@@ -4,6 +4,8 @@
 //! line of the key in the file where it can be found.
 
 use crate::secret::Secret;
+use estuary_bridge_api::OutboundPolicy;
+use estuary_bridge_api::outbound::{AllowEntry, AllowEntryError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +51,9 @@ pub struct Settings {
     /// The puppet-account database.
     #[serde(default)]
     pub database: DatabaseSettings,
+    /// Where bridges may connect beyond public addresses.
+    #[serde(default)]
+    pub outbound: OutboundSettings,
     /// One table per enabled bridge.
     #[serde(default)]
     pub bridges: BTreeMap<String, BridgeSettings>,
@@ -63,6 +68,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("xmpp", &self.xmpp)
             .field("database", &self.database)
+            .field("outbound", &self.outbound)
             .field("bridges", &self.bridges)
             .field(
                 "bridge_tables",
@@ -180,6 +186,33 @@ impl DatabaseSettings {
     }
 }
 
+/// `[outbound]`: where bridges may connect (IRC servers, hook URLs) beyond the public
+/// internet. Loopback, private, link-local, multicast and similar addresses are refused
+/// unless an entry of `allow` names them (see [`estuary_bridge_api::outbound`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// Addresses (`127.0.0.1`), networks (`10.0.0.0/8`) and host names (`irc.internal`),
+    /// each optionally with `:port`, that bridges may connect to although they are not
+    /// public.
+    pub allow: Vec<String>,
+}
+
+impl OutboundSettings {
+    /// The policy bridges apply; an entry that cannot be read is an error.
+    pub fn policy(&self) -> Result<OutboundPolicy, AllowEntryError> {
+        OutboundPolicy::new(&self.allow)
+    }
+
+    fn validate(&self, problems: &mut Vec<Problem>) {
+        for entry in &self.allow {
+            if let Err(e) = entry.parse::<AllowEntry>() {
+                problems.push(problem("outbound.allow", &e.to_string()));
+            }
+        }
+    }
+}
+
 /// `[bridges.<name>]`: the keys every bridge has; the rest is the bridge's own.
 #[derive(Debug, Clone, Deserialize)]
 pub struct BridgeSettings {
@@ -291,6 +324,9 @@ impl Settings {
         let mut problems = Vec::new();
         self.xmpp.validate(&mut problems);
         self.database.validate(&mut problems);
+        self.outbound.validate(&mut problems);
+        // A bad entry is reported above; the bridges are checked with the rest.
+        let policy = self.outbound.policy().unwrap_or_default();
         let known = known_bridges();
         if self.bridges.values().all(|b| !b.enabled) {
             problems.push(problem(
@@ -312,7 +348,7 @@ impl Settings {
             }
             bridge.validate(name, &mut problems);
             if let Some(table) = self.bridge_tables.get(name)
-                && let Err(message) = crate::bridges::check(name, table)
+                && let Err(message) = crate::bridges::check(name, table, &policy)
             {
                 problems.push(problem(&format!("bridges.{name}"), &message));
             }
@@ -446,6 +482,23 @@ admins = ["admin@localhost"]
             .unwrap_err()
             .to_string();
         assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn outbound_allow_entries_are_read_and_checked() {
+        let s = Settings::from_toml(GOOD, "t", false).expect("valid config");
+        assert_eq!(s.outbound.policy().unwrap(), OutboundPolicy::default());
+        let text = format!("[outbound]\nallow = [\"127.0.0.1\", \"irc.internal:6667\"]\n{GOOD}");
+        let s = Settings::from_toml(&text, "t", false).expect("valid config");
+        assert_eq!(s.outbound.policy().unwrap().allowed().len(), 2);
+        let text = format!("[outbound]\nallow = [\"10.0.0.0/33\"]\n{GOOD}");
+        let msg = Settings::from_toml(&text, "t", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("line 2: outbound.allow: \"10.0.0.0/33\" is not an allow entry"),
+            "{msg}"
+        );
     }
 
     #[test]

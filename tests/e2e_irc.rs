@@ -37,14 +37,29 @@ throttle = {{ lines_per_second = 50.0, burst = 50 }}
     )
 }
 
+/// The `[outbound]` table of the tests: the IRC servers listen on 127.0.0.1, which the
+/// gateway refuses unless allowed.
+const ALLOW_LOOPBACK: &str = "[outbound]\nallow = [\"127.0.0.1\"]\n";
+
 /// Starts the gateway with `irc` appended to its `[bridges.irc]` table (more keys, or
-/// per-server tables).
+/// per-server tables), connections to 127.0.0.1 allowed.
 ///
 /// Unless `irc` sets `offline`, the channels are parted as soon as the test's client leaves
 /// the room (`offline = "leave"`): the test client answers the gateway's "are you still
 /// online?" ping only while the test reads from it, so under the default (`grace`) a leave
 /// could be taken for going offline.
 async fn start_with(server: &impl XmppServer, dir: &std::path::Path, irc: &str) -> App {
+    start_toml(server, dir, ALLOW_LOOPBACK, irc).await
+}
+
+/// Starts the gateway with `outbound` (the `[outbound]` table, or nothing) and `irc`
+/// appended to its `[bridges.irc]` table.
+async fn start_toml(
+    server: &impl XmppServer,
+    dir: &std::path::Path,
+    outbound: &str,
+    irc: &str,
+) -> App {
     let offline = if irc.contains("offline") {
         ""
     } else {
@@ -63,6 +78,7 @@ server_domain = "localhost"
 url = "sqlite://{db}"
 seal_key = "{key}"
 
+{outbound}
 [bridges.irc]
 domain = "{DOMAIN}"
 secret = "{SECRET}"
@@ -907,6 +923,42 @@ async fn join_and_nick_errors_are_muc_errors() {
 
 /// The IRC server restarts mid-conversation: the user is told, the bridge reconnects and
 /// rejoins on its own, what was said meanwhile is sent, and messages flow again.
+/// The outbound policy: without an `[outbound] allow` entry for it, a channel on
+/// 127.0.0.1 is refused with `forbidden` and a text that sends the user to the admin, and
+/// nothing connects to the server's port. (With the entry, every other test joins.)
+#[tokio::test]
+async fn a_loopback_server_is_refused_unless_allowed() {
+    common::init_tracing();
+    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
+    server.register("alice", "alicepw").await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a listener");
+    let port = listener.local_addr().expect("its address").port();
+    let irc = format!("\n[bridges.irc.servers.\"127.0.0.1\"]\nport = {port}\ntls = false\n");
+    let app = start_toml(&server, dir.path(), "", &irc).await;
+    let mut alice = TestClient::connect(&server, "alice", "alicepw", "policy").await;
+    let (condition, text) = refused(
+        &mut alice,
+        &format!("{}/alice", room("private")),
+        Some(""),
+        "the join refused by the outbound policy",
+    )
+    .await;
+    assert_eq!(condition, "forbidden", "{text}");
+    assert!(
+        text.contains("127.0.0.1") && text.contains("ask the gateway's admin"),
+        "{text}"
+    );
+    let accepted = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "the gateway connected to a refused address"
+    );
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_irc_server_restarts() {
     let mut w = World::start(Ircd::start()).await;
@@ -1372,6 +1424,62 @@ async fn a_fixed_server_drops_the_server_part() {
     bob.expect(|l| l.starts_with(":alice") && l.contains("PRIVMSG bob :psst back"))
         .await;
     w.app.shutdown().await;
+}
+
+/// `[bridges.irc.limits]`: a join past `channels_per_user` is refused with
+/// `resource-constraint` and a text naming the limit; leaving a channel makes room.
+#[tokio::test]
+async fn a_join_past_the_channel_limit_is_a_resource_constraint() {
+    let w = World::start_extra(
+        Ircd::start(),
+        "[bridges.irc.limits]\nchannels_per_user = 1\n",
+    )
+    .await;
+    let mut alice = w.alice("limits").await;
+    join(&mut alice, &room("one"), "alice").await;
+    let (condition, text) = refused(
+        &mut alice,
+        &format!("{}/alice", room("two")),
+        Some(""),
+        "the second join refused",
+    )
+    .await;
+    assert_eq!(condition, "resource-constraint", "{text}");
+    assert!(text.contains("at most 1 IRC channel(s)"), "{text}");
+    w.app.shutdown().await;
+}
+
+/// A user of a domain the gateway does not serve (`allowed_domains`) opens nothing:
+/// disco#items on a server JID is `forbidden` and no IRC connection is made.
+#[tokio::test]
+async fn a_user_of_another_domain_opens_no_connection() {
+    common::init_tracing();
+    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
+    server.register("alice", "alicepw").await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a listener");
+    let port = listener.local_addr().expect("its address").port();
+    let irc = format!(
+        "allowed_domains = [\"example.org\"]\n\n[bridges.irc.servers.\"127.0.0.1\"]\nport = {port}\ntls = false\n"
+    );
+    let app = start_with(&server, dir.path(), &irc).await;
+    let mut alice = TestClient::connect(&server, "alice", "alicepw", "other").await;
+    let answer = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{SERVER_JID}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"
+        )))
+        .await;
+    let (condition, text) = error_of(&answer).unwrap_or_default();
+    assert_eq!(condition, "forbidden", "{}", String::from(&answer));
+    assert!(text.contains("example.org"), "{text}");
+    let accepted = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "a connection was opened for a user the gateway does not serve"
+    );
+    app.shutdown().await;
 }
 
 /// disco#items on the IRC server's JID lists its channels (from LIST), each as a room JID

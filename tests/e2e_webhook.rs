@@ -47,6 +47,10 @@ reconnect_max_secs = 1
 url = "sqlite://{db}"
 seal_key = "{key}"
 
+# The hooks' receivers listen on 127.0.0.1, which the gateway refuses unless allowed.
+[outbound]
+allow = ["127.0.0.1"]
+
 [bridges.webhook]
 domain = "{DOMAIN}"
 secret = "{SECRET}"
@@ -91,7 +95,9 @@ nick = "hookbot"
     if let Some(map) = table.as_object_mut() {
         map.remove("admins");
     }
-    let connector = Arc::new(WebhookConnector::from_config(&table).expect("the hooks are valid"));
+    let outbound = settings.outbound.policy().expect("the allow list is valid");
+    let connector =
+        Arc::new(WebhookConnector::from_config(&table, outbound).expect("the hooks are valid"));
     let db = app::open_database(&settings)
         .await
         .expect("the database opens");

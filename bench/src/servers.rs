@@ -139,7 +139,7 @@ pub fn estuary_bin() -> PathBuf {
 }
 
 /// Starts the Estuary binary in `dir` (fresh SQLite database) with `bridges` appended to a
-/// generated `[xmpp]`/`[database]` config. Logs at `warn` unless `RUST_LOG` says otherwise.
+/// generated `[xmpp]`/`[database]`/`[outbound]` config (127.0.0.1 allowed). Logs at `warn` unless `RUST_LOG` says otherwise.
 pub fn start_estuary(dir: &Path, component_port: u16, bridges: &str) -> Result<Proc, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(dir.join("estuary.db"));
@@ -153,6 +153,10 @@ server_domain = "localhost"
 [database]
 url = "sqlite://{d}/estuary.db"
 seal_key = "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM="
+
+# The benchmark's servers listen on 127.0.0.1, which the gateway refuses unless allowed.
+[outbound]
+allow = ["127.0.0.1"]
 {bridges}"#,
         d = dir.display()
     );

@@ -297,6 +297,11 @@ impl Gateway {
 
     /// The user's session, created on first use where the bridge needs no registration.
     async fn session_or_open(self: &Arc<Self>, user: &str) -> Result<Arc<Session>, StanzaError> {
+        // Every way in (a message, a join, disco#items on a server JID, a command) ends
+        // here: a user the gateway does not serve opens nothing, not even a connection.
+        if !crate::xmpp::jid::bare_jid(user).is_ok_and(|jid| self.allowed(&jid)) {
+            return Err(self.not_allowed_error());
+        }
         if let Some(s) = self.session(user) {
             return Ok(s);
         }

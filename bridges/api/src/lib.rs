@@ -23,6 +23,7 @@ mod error;
 mod event;
 mod form;
 mod ids;
+pub mod outbound;
 pub mod small_map;
 
 pub use capabilities::{BridgeInfo, Capabilities, OfflinePolicy};
@@ -37,4 +38,5 @@ pub use event::{
 };
 pub use form::{FieldKind, FormField, FormValues};
 pub use ids::{LoginId, RemoteChatId, RemoteMessageId, RemoteUserId};
+pub use outbound::{OutboundError, OutboundPolicy};
 pub use small_map::SmallMap;

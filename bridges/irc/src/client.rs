@@ -24,7 +24,7 @@ use crate::settings::{self, is_true};
 use async_trait::async_trait;
 use estuary_bridge_api::{
     BridgeError, ChatKey, Client, ErrorKind, EventSink, FormValues, JoinRequest, MessageKind,
-    Outgoing, RemoteChatId, RemoteUserId, Result, RoomInfo, Sent, User,
+    Outgoing, RemoteChatId, RemoteEvent, RemoteUserId, Result, RoomInfo, Sent, User,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -177,16 +177,22 @@ impl IrcClient {
                 .map(|v| is_true(&v))
                 .or(overrides.verify_certificate)
                 .unwrap_or(true),
-            throttle: settings::throttle(
-                self.setting(server, "throttle_lines_per_second").as_deref(),
-                self.setting(server, "throttle_burst").as_deref(),
-                overrides.throttle.unwrap_or_default(),
-            ),
+            throttle: {
+                let base = overrides.throttle.unwrap_or_default();
+                settings::throttle(
+                    self.setting(server, "throttle_lines_per_second").as_deref(),
+                    self.setting(server, "throttle_burst").as_deref(),
+                    base,
+                    config.limits.user_throttle_cap(base),
+                )
+            },
             version: config
                 .version
                 .clone()
                 .unwrap_or_else(|| format!("Estuary {}", env!("CARGO_PKG_VERSION"))),
             idle_disconnect: config.idle_disconnect(),
+            outbound: Arc::clone(&self.common.outbound),
+            opening: self.common.opening.clone(),
         };
         ServerSettings {
             profile: self.common.profiles.intern(profile),
@@ -207,8 +213,9 @@ impl IrcClient {
         }
     }
 
-    /// The connection to `server`, opened if there is none (or the old one ended).
-    fn connection(&self, server: &str, nick: Option<&str>) -> ConnectionHandle {
+    /// The connection to `server`, opened if there is none (or the old one ended) and the
+    /// user is below `servers_per_user`.
+    fn connection(&self, server: &str, nick: Option<&str>) -> Result<ConnectionHandle> {
         let mut map = self
             .connections
             .lock()
@@ -217,18 +224,33 @@ impl IrcClient {
         if let Some(at) = slot
             && !map[at].1.is_closed()
         {
-            return map[at].1.clone();
+            return Ok(map[at].1.clone());
         }
+        let open = map.iter().filter(|(_, h)| !h.is_closed()).count();
+        self.common.config.limits.check_servers(open)?;
         info!(user = %self.user.jid, server, "opening IRC connection");
         let handle = ConnectionHandle::spawn(self.settings_for(server, nick), self.events.clone());
         match slot {
             Some(at) => map[at].1 = handle.clone(),
             None => {
+                // Ended connections make room first.
+                map.retain(|(_, h)| !h.is_closed());
                 map.reserve_exact(1);
                 map.push((server.to_owned(), handle.clone()));
             }
         }
-        handle
+        Ok(handle)
+    }
+
+    /// Channels the user is in or joining, over every live connection.
+    fn channels_joined(&self) -> usize {
+        self.connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .filter(|(_, h)| !h.is_closed())
+            .map(|(_, h)| h.shared.channels.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// A server's channels, sorted by id: the LIST of the last [`LIST_CACHE`], or a new one.
@@ -237,7 +259,7 @@ impl IrcClient {
         if let Some(rooms) = cached {
             return Ok(rooms);
         }
-        let handle = self.connection(server, None);
+        let handle = self.connection(server, None)?;
         let mut rooms = list_channels(&handle).await?;
         rooms.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
         if !rooms.is_empty() {
@@ -366,7 +388,15 @@ impl Client for IrcClient {
             })
             .unwrap_or_default();
         for server in servers.into_iter().chain(from_fields).chain(from_services) {
-            self.connection(&server.to_ascii_lowercase(), None);
+            if let Err(e) = self.connection(&server.to_ascii_lowercase(), None) {
+                // Past servers_per_user: say so, for the servers left out.
+                let body = format!("Not connecting to {server} for its autojoin: {}", e.text);
+                let notice = RemoteEvent::ServiceMessage {
+                    service: Some(server.to_ascii_lowercase()),
+                    body,
+                };
+                let _ = self.events.send(notice).await;
+            }
         }
     }
 
@@ -422,6 +452,8 @@ impl Client for IrcClient {
     }
 
     async fn send_message(&self, msg: Outgoing) -> Result<Sent> {
+        let limits = &self.common.config.limits;
+        limits.check_message(&msg.body)?;
         let (target, server) = match &msg.chat {
             ChatKey::Room(id) => address::parse_room_id(id)?,
             ChatKey::Direct(id) => address::parse_user_id(id)?,
@@ -433,12 +465,15 @@ impl Client for IrcClient {
                     .filter(|l| !l.is_empty())
                     .map(|l| l.strip_prefix('/').unwrap_or(l).to_owned())
                     .collect();
-                let handle = self.connection(&server.to_ascii_lowercase(), None);
+                let handle = self.connection(&server.to_ascii_lowercase(), None)?;
+                let count = lines.len();
+                limits.check_queue(handle.shared.queued.load(Ordering::Relaxed), count)?;
                 Self::send_op(&handle, Op::Raw(lines))?;
+                handle.shared.queued.fetch_add(count, Ordering::Relaxed);
                 return Ok(Sent::default());
             }
         };
-        let handle = self.connection(server, None);
+        let handle = self.connection(server, None)?;
         let (kind, body) = parse_me(&msg.body, msg.kind);
         let nick_len = handle.shared.nick.lock().map(|n| n.len()).unwrap_or(30);
         let prefix = CONSERVATIVE_PREFIX_BYTES.max(nick_len + 2 + 10 + 1 + 64);
@@ -455,6 +490,8 @@ impl Client for IrcClient {
         if lines.is_empty() {
             return Err(BridgeError::bad_request("There is no text to send."));
         }
+        let count = lines.len();
+        limits.check_queue(handle.shared.queued.load(Ordering::Relaxed), count)?;
         let will_echo = handle.shared.echo.load(Ordering::SeqCst)
             && handle.shared.registered.load(Ordering::SeqCst);
         let say = Say {
@@ -466,6 +503,8 @@ impl Client for IrcClient {
             report_echo: will_echo,
         };
         Self::send_op(&handle, Op::Say(say))?;
+        // Counted at once: the session counts them only when it takes the operation.
+        handle.shared.queued.fetch_add(count, Ordering::Relaxed);
         Ok(Sent {
             id: None,
             will_echo,
@@ -475,14 +514,21 @@ impl Client for IrcClient {
     async fn join_room(&self, join: JoinRequest) -> Result<()> {
         let (channel, server) = address::parse_room_id(&join.room)?;
         let nick = Some(join.nick.as_str()).filter(|n| address::check_nick(n).is_none());
-        let handle = self.connection(server, nick);
+        self.common
+            .config
+            .limits
+            .check_channels(self.channels_joined())?;
+        let handle = self.connection(server, nick)?;
         Self::send_op(
             &handle,
             Op::Join {
                 channel: channel.to_owned(),
                 key: join.password,
             },
-        )
+        )?;
+        // Counted at once: the session counts it only when it takes the operation.
+        handle.shared.channels.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn leave_room(&self, room: RemoteChatId, reason: Option<String>) -> Result<()> {
@@ -501,7 +547,7 @@ impl Client for IrcClient {
 
     async fn set_topic(&self, room: RemoteChatId, topic: String) -> Result<()> {
         let (channel, server) = address::parse_room_id(&room)?;
-        let handle = self.connection(server, None);
+        let handle = self.connection(server, None)?;
         let (answer, verdict) = oneshot::channel();
         Self::send_op(
             &handle,
@@ -520,7 +566,7 @@ impl Client for IrcClient {
         if let Some(why) = address::check_nick(&nick) {
             return Err(BridgeError::not_acceptable(why));
         }
-        let handle = self.connection(server, None);
+        let handle = self.connection(server, None)?;
         let (tx, rx) = oneshot::channel();
         Self::send_op(&handle, Op::Nick(nick, tx))?;
         // Wait for the server's verdict, so that a refused nick becomes the MUC error of
@@ -540,7 +586,7 @@ impl Client for IrcClient {
         if let Some(why) = address::check_nick(&nick) {
             return Err(BridgeError::not_acceptable(why));
         }
-        let handle = self.connection(server, None);
+        let handle = self.connection(server, None)?;
         let (answer, verdict) = oneshot::channel();
         Self::send_op(
             &handle,
@@ -563,7 +609,7 @@ impl Client for IrcClient {
                 "{nick} is on {user_server}, {channel} on {server}: invite someone of the same IRC server."
             )));
         }
-        let handle = self.connection(server, None);
+        let handle = self.connection(server, None)?;
         Self::send_op(
             &handle,
             Op::Invite {
@@ -623,6 +669,7 @@ mod tests {
         IrcClient::new(
             Arc::new(Common::new(
                 crate::config::IrcConfig::from_json(&config).unwrap(),
+                Default::default(),
             )),
             User {
                 jid: "alice@example.org".into(),
@@ -663,6 +710,7 @@ mod tests {
     fn users_share_a_servers_profile_unless_they_changed_it() {
         let common = Arc::new(Common::new(
             crate::config::IrcConfig::from_json(&json!({})).unwrap(),
+            Default::default(),
         ));
         let alice = user_client(&common, "alice@example.org", FormValues::default());
         let bob = user_client(
@@ -751,5 +799,79 @@ mod tests {
             c.settings_for("irc.test", None).nickserv_password(),
             Some("field-pw")
         );
+    }
+
+    /// The per-user limits: servers, channels, queued lines and message size are refused
+    /// with `resource-constraint` past their limit. The "server" is a listener that never
+    /// answers, so that joins and lines stay pending.
+    #[tokio::test]
+    async fn a_user_gets_no_more_than_the_limits() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let config = crate::config::IrcConfig::from_json(&json!({
+            "default_port": port,
+            "limits": {"servers_per_user": 1, "channels_per_user": 2, "queued_lines": 3,
+                "message_bytes": 1000}
+        }))
+        .unwrap();
+        let outbound = estuary_bridge_api::OutboundPolicy::new(&["127.0.0.1"]).unwrap();
+        let common = Arc::new(Common::new(config, outbound));
+        let alice = user_client(&common, "alice@example.org", FormValues::default());
+        let join = |room: &str| JoinRequest {
+            room: RemoteChatId::new(room),
+            nick: "alice".into(),
+            password: None,
+        };
+        let say = |chat: ChatKey, body: &str| Outgoing {
+            chat,
+            body: body.into(),
+            kind: MessageKind::Normal,
+            origin_id: None,
+            reply_to: None,
+        };
+        let room = |r: &str| ChatKey::Room(RemoteChatId::new(r));
+        let refused = |r: Result<_>| match r {
+            Err(e) if e.kind == ErrorKind::ResourceConstraint => e.text,
+            Err(e) => panic!("refused otherwise: {e}"),
+            Ok(_) => panic!("not refused"),
+        };
+
+        alice.join_room(join("#a%127.0.0.1")).await.unwrap();
+        alice.join_room(join("#b%127.0.0.1")).await.unwrap();
+        let text = refused(alice.join_room(join("#c%127.0.0.1")).await.map(|_| ()));
+        assert!(text.contains("at most 2 IRC channel(s)"), "{text}");
+
+        let bob = ChatKey::Direct(RemoteUserId::new("bob%localhost"));
+        let text = refused(alice.send_message(say(bob, "hi")).await.map(|_| ()));
+        assert!(text.contains("at most 1 IRC server(s)"), "{text}");
+
+        let long = "a".repeat(1001);
+        let text = refused(
+            alice
+                .send_message(say(room("#a%127.0.0.1"), &long))
+                .await
+                .map(|_| ()),
+        );
+        assert!(text.contains("1001 bytes"), "{text}");
+
+        let four = refused(
+            alice
+                .send_message(say(room("#a%127.0.0.1"), "1\n2\n3\n4"))
+                .await
+                .map(|_| ()),
+        );
+        assert!(four.contains("at most 3 may wait"), "{four}");
+        alice
+            .send_message(say(room("#a%127.0.0.1"), "1\n2"))
+            .await
+            .unwrap();
+        let more = refused(
+            alice
+                .send_message(say(room("#a%127.0.0.1"), "3\n4"))
+                .await
+                .map(|_| ()),
+        );
+        assert!(more.contains("2 line(s) are still waiting"), "{more}");
+        alice.disconnect().await;
     }
 }

@@ -13,6 +13,15 @@
 //! offline = "grace"               # leave | grace | persistent: channels when the user goes offline
 //! offline_grace_secs = 300        # with offline = "grace": how long channels stay joined
 //!
+//! [bridges.irc.limits]           # per user and per connection; every key optional
+//! servers_per_user = 10           # IRC servers one user is connected to at once
+//! channels_per_user = 100         # channels one user is in, over all servers
+//! queued_lines = 256              # lines waiting for flood control, per connection
+//! message_bytes = 16384           # the longest message body sent to IRC
+//! opening_connections = 32        # connections being opened at once, whole gateway
+//! user_lines_per_second = 5.0     # the highest flood-control rate a user may set
+//! user_burst = 10                 # the highest burst a user may set
+//!
 //! [bridges.irc.servers."irc.example.org"]
 //! port = 6667
 //! tls = false
@@ -22,6 +31,7 @@
 //! username = "estuary"
 //! ```
 
+use estuary_bridge_api::{BridgeError, ErrorKind};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -58,6 +68,140 @@ impl Default for Throttle {
         Self {
             lines_per_second: 2.0,
             burst: 5,
+        }
+    }
+}
+
+/// Per-user and per-connection limits, `[bridges.irc.limits]`. A request beyond one is
+/// refused with `resource-constraint` and a text naming the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// IRC servers one user may be connected to at once.
+    pub servers_per_user: usize,
+    /// Channels one user may be in (or joining), over all servers.
+    pub channels_per_user: usize,
+    /// Lines one connection may hold waiting for flood control.
+    pub queued_lines: usize,
+    /// The longest message body, in bytes, sent to IRC (split into lines there).
+    pub message_bytes: usize,
+    /// Connections being opened (resolved, connected, TLS handshake) at once over the
+    /// whole gateway; more wait for their turn.
+    pub opening_connections: usize,
+    /// The highest flood-control rate a user may set in Configure (unless the server's
+    /// own, set by the admin, is higher).
+    pub user_lines_per_second: f64,
+    /// The highest flood-control burst a user may set (likewise).
+    pub user_burst: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            servers_per_user: 10,
+            channels_per_user: 100,
+            queued_lines: 256,
+            message_bytes: 16 * 1024,
+            opening_connections: 32,
+            user_lines_per_second: 5.0,
+            user_burst: 10,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks that every limit lets something through.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let out_of_range = |key: &str, why: &str| ConfigError::OutOfRange {
+            key: format!("limits.{key}"),
+            why: why.into(),
+        };
+        for (key, value) in [
+            ("servers_per_user", self.servers_per_user),
+            ("channels_per_user", self.channels_per_user),
+            ("queued_lines", self.queued_lines),
+            ("opening_connections", self.opening_connections),
+            ("user_burst", self.user_burst as usize),
+        ] {
+            if value == 0 {
+                return Err(out_of_range(key, "must be at least 1"));
+            }
+        }
+        if self.message_bytes < 512 {
+            return Err(out_of_range(
+                "message_bytes",
+                "must be at least 512 (one IRC line)",
+            ));
+        }
+        if !(self.user_lines_per_second.is_finite() && self.user_lines_per_second > 0.0) {
+            return Err(out_of_range("user_lines_per_second", "must be above 0"));
+        }
+        Ok(())
+    }
+
+    /// Refuses a new server connection when the user has `open` already.
+    pub fn check_servers(&self, open: usize) -> Result<(), BridgeError> {
+        if open < self.servers_per_user {
+            return Ok(());
+        }
+        Err(BridgeError::new(
+            ErrorKind::ResourceConstraint,
+            format!(
+                "This gateway lets each user be connected to at most {} IRC server(s) at once; leave every room on one of them first.",
+                self.servers_per_user
+            ),
+        ))
+    }
+
+    /// Refuses a new channel when the user is in (or joining) `joined` already.
+    pub fn check_channels(&self, joined: usize) -> Result<(), BridgeError> {
+        if joined < self.channels_per_user {
+            return Ok(());
+        }
+        Err(BridgeError::new(
+            ErrorKind::ResourceConstraint,
+            format!(
+                "This gateway lets each user be in at most {} IRC channel(s) at once; leave one first.",
+                self.channels_per_user
+            ),
+        ))
+    }
+
+    /// Refuses a message body longer than [`Limits::message_bytes`].
+    pub fn check_message(&self, body: &str) -> Result<(), BridgeError> {
+        if body.len() <= self.message_bytes {
+            return Ok(());
+        }
+        Err(BridgeError::new(
+            ErrorKind::ResourceConstraint,
+            format!(
+                "The message is {} bytes; this gateway sends at most {} bytes to IRC in one message. Send it in parts.",
+                body.len(),
+                self.message_bytes
+            ),
+        ))
+    }
+
+    /// Refuses `adding` lines to a connection that has `queued` waiting for flood control.
+    pub fn check_queue(&self, queued: usize, adding: usize) -> Result<(), BridgeError> {
+        if queued.saturating_add(adding) <= self.queued_lines {
+            return Ok(());
+        }
+        Err(BridgeError::new(
+            ErrorKind::ResourceConstraint,
+            format!(
+                "{queued} line(s) are still waiting to be sent to this IRC server and this message adds {adding}; at most {} may wait. Send it again in a moment.",
+                self.queued_lines
+            ),
+        ))
+    }
+
+    /// The flood control a user may choose at most on a server whose own is `base`: the
+    /// user limits, or the server's if the admin set it higher.
+    pub fn user_throttle_cap(&self, base: Throttle) -> Throttle {
+        Throttle {
+            lines_per_second: self.user_lines_per_second.max(base.lines_per_second),
+            burst: self.user_burst.max(base.burst),
         }
     }
 }
@@ -118,6 +262,9 @@ pub struct IrcConfig {
     /// Per-server overrides, by server name.
     #[serde(default)]
     pub servers: BTreeMap<String, ServerConfig>,
+    /// Per-user and per-connection limits.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// The default for [`IrcConfig::idle_disconnect_secs`].
@@ -174,6 +321,7 @@ impl IrcConfig {
                 });
             }
         }
+        self.limits.validate()?;
         for (name, server) in &self.servers {
             if let Some(t) = server.throttle
                 && (!(t.lines_per_second.is_finite() && t.lines_per_second > 0.0) || t.burst == 0)
@@ -322,6 +470,72 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("throttle"), "{e}");
         assert!(IrcConfig::from_json(&json!({"servers": {"x": {"prot": 1}}})).is_err());
+    }
+
+    #[test]
+    fn limits_have_defaults_and_are_checked() {
+        let c = IrcConfig::from_json(&json!({})).unwrap();
+        assert_eq!(c.limits, Limits::default());
+        let c = IrcConfig::from_json(&json!({"limits": {"servers_per_user": 2}})).unwrap();
+        assert_eq!(c.limits.servers_per_user, 2);
+        assert_eq!(
+            c.limits.channels_per_user,
+            Limits::default().channels_per_user
+        );
+        for bad in [
+            json!({"limits": {"servers_per_user": 0}}),
+            json!({"limits": {"message_bytes": 100}}),
+            json!({"limits": {"user_lines_per_second": 0.0}}),
+            json!({"limits": {"servers": 3}}),
+        ] {
+            let e = IrcConfig::from_json(&bad).unwrap_err();
+            assert!(
+                e.to_string().contains("servers") || e.to_string().contains("limits."),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn limits_refuse_with_resource_constraint_and_name_the_limit() {
+        let limits = Limits {
+            servers_per_user: 2,
+            channels_per_user: 3,
+            queued_lines: 10,
+            message_bytes: 600,
+            ..Limits::default()
+        };
+        assert!(limits.check_servers(1).is_ok());
+        let e = limits.check_servers(2).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ResourceConstraint);
+        assert!(e.text.contains("at most 2 IRC server(s)"), "{}", e.text);
+        assert!(limits.check_channels(2).is_ok());
+        let e = limits.check_channels(3).unwrap_err();
+        assert!(e.text.contains("at most 3 IRC channel(s)"), "{}", e.text);
+        assert!(limits.check_message(&"a".repeat(600)).is_ok());
+        let e = limits.check_message(&"a".repeat(601)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ResourceConstraint);
+        assert!(
+            e.text.contains("601 bytes") && e.text.contains("at most 600"),
+            "{}",
+            e.text
+        );
+        assert!(limits.check_queue(6, 4).is_ok());
+        let e = limits.check_queue(6, 5).unwrap_err();
+        assert!(e.text.contains("at most 10 may wait"), "{}", e.text);
+        assert!(limits.check_queue(usize::MAX, 1).is_err());
+    }
+
+    #[test]
+    fn a_users_throttle_cap_is_the_limit_or_the_servers_own() {
+        let limits = Limits::default();
+        let cap = limits.user_throttle_cap(Throttle::default());
+        assert_eq!((cap.lines_per_second, cap.burst), (5.0, 10));
+        let fast = Throttle {
+            lines_per_second: 50.0,
+            burst: 50,
+        };
+        assert_eq!(limits.user_throttle_cap(fast), fast);
     }
 
     #[test]

@@ -8,16 +8,17 @@ use crate::address::CaseMapping;
 use crate::live::Live;
 use crate::profile::ServerProfile;
 use crate::remote::Session;
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError};
 use estuary_bridge_api::{
-    BridgeError, EventSink, LoginState, MessageKind, RemoteEvent, RoomInfo, SinkClosed,
+    BridgeError, ErrorKind, EventSink, LoginState, MessageKind, OutboundError, RemoteEvent,
+    RoomInfo, SinkClosed,
 };
 use irc_proto::{CapSubCommand, Command, Message};
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 // The operations queue of a connection: futures' channel allocates per message and keeps
@@ -196,6 +197,11 @@ pub struct Shared {
     pub nick: Mutex<String>,
     /// The server's CASEMAPPING.
     pub casemapping: Mutex<CaseMapping>,
+    /// Channels joined or being joined (for the per-user limit): set by the session, and
+    /// raised by the client as it asks for a join the session has not seen yet.
+    pub channels: AtomicUsize,
+    /// Lines waiting for flood control (for the per-connection limit), likewise.
+    pub queued: AtomicUsize,
 }
 
 /// The client's handle on a connection task.
@@ -240,24 +246,52 @@ pub enum End {
     Idle,
     /// Lost: reconnect.
     Lost(String),
+    /// The outbound policy allows none of the server's addresses: give up at once (trying
+    /// again would be refused again).
+    Refused(String),
+    /// No turn to open a connection came in time (`limits.opening_connections`): give up
+    /// if the server was never reached, else try again later.
+    Busy(String),
 }
 
-async fn connect(settings: &ServerSettings) -> Result<Transport, String> {
+/// Connects to the first endpoint that answers. [`End::Refused`] when the outbound policy
+/// refused every endpoint (no connection was attempted), else [`End::Lost`] with the last
+/// failure.
+async fn connect(settings: &ServerSettings) -> Result<Transport, End> {
     let mut why = String::from("no endpoint to try");
+    let mut all_refused = true;
     let profile = &settings.profile;
+    // Held until the connection is open (or every endpoint failed).
+    let _turn = profile.opening.turn().await.map_err(End::Busy)?;
     for endpoint in &profile.endpoints {
         debug!(port = endpoint.port, tls = endpoint.tls, "connecting");
-        let attempt = Transport::connect(&profile.server, *endpoint, profile.verify_certificate);
+        let attempt = Transport::connect(
+            &profile.server,
+            *endpoint,
+            profile.verify_certificate,
+            &profile.outbound,
+        );
         match timeout(CONNECT_TIMEOUT, attempt).await {
             Ok(Ok(transport)) => return Ok(transport),
+            Ok(Err(TransportError::Outbound(e @ OutboundError::NotAllowed { .. }))) => {
+                why = e.to_string();
+            }
             Ok(Err(e)) => {
+                all_refused = false;
                 why = format!("port {} ({}): {e}", endpoint.port, tls_word(endpoint.tls));
             }
-            Err(_) => why = format!("port {}: timed out", endpoint.port),
+            Err(_) => {
+                all_refused = false;
+                why = format!("port {}: timed out", endpoint.port);
+            }
         }
         info!(%why, "connection attempt failed");
     }
-    Err(why)
+    if all_refused && !profile.endpoints.is_empty() {
+        Err(End::Refused(why))
+    } else {
+        Err(End::Lost(why))
+    }
 }
 
 fn tls_word(tls: bool) -> &'static str {
@@ -320,7 +354,7 @@ fn run(
             let end = 'attempt: {
                 let mut transport = match Box::pin(connect(kept.session.settings())).await {
                     Ok(transport) => transport,
-                    Err(why) => break 'attempt End::Lost(why),
+                    Err(end) => break 'attempt end,
                 };
                 let hello = registration_lines(kept.session.settings());
                 let Kept {
@@ -342,11 +376,22 @@ fn run(
                     info!("connection closed");
                     return;
                 }
-                End::Lost(why) if !kept.ever_registered => {
-                    Box::pin(give_up(why, &events, &mut rx, &mut kept.session)).await;
+                End::Refused(why) => {
+                    let kind = ErrorKind::Forbidden;
+                    Box::pin(give_up(why, kind, &events, &mut rx, &mut kept.session)).await;
                     return;
                 }
-                End::Lost(why) => {
+                End::Lost(why) if !kept.ever_registered => {
+                    let kind = ErrorKind::RemoteUnreachable;
+                    Box::pin(give_up(why, kind, &events, &mut rx, &mut kept.session)).await;
+                    return;
+                }
+                End::Busy(why) if !kept.ever_registered => {
+                    let kind = ErrorKind::ResourceConstraint;
+                    Box::pin(give_up(why, kind, &events, &mut rx, &mut kept.session)).await;
+                    return;
+                }
+                End::Lost(why) | End::Busy(why) => {
                     let backoff = backoff_after(kept.failures);
                     let again = reconnect_wait(why, backoff, &events, &mut rx, &mut kept.session);
                     if !Box::pin(again).await {
@@ -378,7 +423,7 @@ async fn close(
     match end {
         End::Quit(reason) => quit(&mut transport, reason.clone()).await,
         End::Idle => quit(&mut transport, Some("Idle".into())).await,
-        End::Lost(_) => {}
+        End::Lost(_) | End::Refused(_) | End::Busy(_) => {}
     }
     drop(transport);
     for event in pending.drain(..).chain(session.take_events()) {
@@ -389,10 +434,11 @@ async fn close(
     *pending = VecDeque::new();
 }
 
-/// The server was never reached: every pending join and queued line fails, and the user
-/// is told why.
+/// The server was never reached (or may not be): every pending join fails with `kind`,
+/// queued lines are dropped, and the user is told why.
 async fn give_up(
     why: String,
+    kind: ErrorKind,
     events: &EventSink,
     rx: &mut ops::UnboundedReceiver<Box<Op>>,
     session: &mut Session,
@@ -406,7 +452,7 @@ async fn give_up(
     while let Ok(op) = rx.try_recv() {
         session.queue_op(*op);
     }
-    for event in session.give_up(&text) {
+    for event in session.give_up(kind, &text) {
         let _ = events.send(event).await;
     }
 }
@@ -502,6 +548,8 @@ mod tests {
                 throttle: crate::config::Throttle::default(),
                 version: "v".into(),
                 idle_disconnect: Duration::from_secs(1),
+                outbound: Arc::default(),
+                opening: Default::default(),
             }),
             nick: "n".into(),
             username: "u".into(),
@@ -531,6 +579,29 @@ mod tests {
         // jemalloc's 320-byte class; the next class up is 384 (docs/performance.md).
         let kept = std::mem::size_of::<Kept>();
         assert!(kept <= 320, "a connection's kept state is {kept} bytes");
+    }
+
+    /// With every turn to open a connection taken, a connection waits, then gives up as
+    /// busy (which the user hears as `resource-constraint`) without connecting.
+    #[tokio::test]
+    async fn no_turn_to_open_is_busy() {
+        let opening = crate::profile::Opening::new(1, Duration::from_millis(50));
+        let mut settings = settings();
+        let mut profile = (*settings.profile).clone();
+        profile.opening = opening.clone();
+        settings.profile = Arc::new(profile);
+        let taken = opening.turn().await.expect("a free turn");
+        match connect(&settings).await {
+            Err(End::Busy(why)) => assert!(why.contains("busy opening"), "{why}"),
+            Err(End::Lost(why) | End::Refused(why)) => panic!("not busy: {why}"),
+            Err(_) => panic!("not busy"),
+            Ok(_) => panic!("connected"),
+        }
+        drop(taken);
+        match connect(&settings).await {
+            Err(End::Lost(why)) => assert_eq!(why, "no endpoint to try"),
+            _ => panic!("with a free turn, the endpoints are tried"),
+        }
     }
 
     #[test]

@@ -4,11 +4,12 @@
 use crate::address;
 use crate::client::IrcClient;
 use crate::config::{ConfigError, IrcConfig};
-use crate::profile::Profiles;
+use crate::profile::{OPENING_WAIT, Opening, Profiles};
 use async_trait::async_trait;
 use estuary_bridge_api::{
     BridgeError, BridgeInfo, Capabilities, ChatKey, Client, Connector, EventSink, FormField,
-    FormValues, LoginId, Registered, RemoteChatId, RemoteUserId, Result, StoredLogin, User,
+    FormValues, LoginId, OutboundPolicy, Registered, RemoteChatId, RemoteUserId, Result,
+    StoredLogin, User,
 };
 use std::sync::Arc;
 
@@ -18,35 +19,46 @@ pub struct IrcConnector {
     common: Arc<Common>,
 }
 
-/// What every client of the bridge shares: the config and the server profiles in use.
+/// What every client of the bridge shares: the config, where connections may go and the
+/// server profiles in use.
 #[derive(Debug)]
 pub struct Common {
     /// The `[bridges.irc]` table.
     pub config: IrcConfig,
+    /// The core's `[outbound]` policy: every connection to a server goes through it.
+    pub outbound: Arc<OutboundPolicy>,
+    /// The turns to open a connection (`limits.opening_connections`), for all users.
+    pub opening: Opening,
     /// The servers' profiles, each once for all connections.
     pub profiles: Profiles,
 }
 
 impl Common {
-    /// Shared state for `config`, with no profile yet.
-    pub fn new(config: IrcConfig) -> Self {
+    /// Shared state for `config` and `outbound`, with no profile yet.
+    pub fn new(config: IrcConfig, outbound: OutboundPolicy) -> Self {
         Self {
+            opening: Opening::new(config.limits.opening_connections, OPENING_WAIT),
             config,
+            outbound: Arc::new(outbound),
             profiles: Profiles::new(),
         }
     }
 }
 
 impl IrcConnector {
-    /// Reads the whole `[bridges.irc]` table (as JSON; `domain`/`secret` are ignored).
-    pub fn from_config(table: &serde_json::Value) -> Result<Self, ConfigError> {
-        Ok(Self::new(IrcConfig::from_json(table)?))
+    /// Reads the whole `[bridges.irc]` table (as JSON; `domain`/`secret` are ignored); the
+    /// bridge connects only where `outbound` allows.
+    pub fn from_config(
+        table: &serde_json::Value,
+        outbound: OutboundPolicy,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self::new(IrcConfig::from_json(table)?, outbound))
     }
 
     /// A connector with a config already read.
-    pub fn new(config: IrcConfig) -> Self {
+    pub fn new(config: IrcConfig, outbound: OutboundPolicy) -> Self {
         Self {
-            common: Arc::new(Common::new(config)),
+            common: Arc::new(Common::new(config, outbound)),
         }
     }
 

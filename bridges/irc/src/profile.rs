@@ -8,8 +8,10 @@
 //! (a port, TLS, a throttle of their own) gets a profile of their own.
 
 use crate::config::{Endpoint, Throttle};
+use estuary_bridge_api::OutboundPolicy;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// How to reach one IRC server and behave there, the same for every user who has not
 /// changed it.
@@ -27,6 +29,66 @@ pub struct ServerProfile {
     pub version: String,
     /// How long to stay connected with no channel joined.
     pub idle_disconnect: Duration,
+    /// Where connections may go (the core's `[outbound]` policy, one for the bridge).
+    pub outbound: Arc<OutboundPolicy>,
+    /// The bridge-wide limit on connections being opened at once.
+    pub opening: Opening,
+}
+
+/// How long a connection waits for its turn to open before it gives up.
+pub const OPENING_WAIT: Duration = Duration::from_secs(20);
+
+/// The bridge-wide limit on connections being opened (resolved, connected, TLS handshake)
+/// at once (`limits.opening_connections`): one is opened once a turn is free, so that a
+/// restart with every user reconnecting, or a user opening many servers, does not open
+/// them all at once. Shared by every profile; equal only to itself.
+#[derive(Clone, Debug)]
+pub struct Opening {
+    turns: Arc<Semaphore>,
+    limit: usize,
+    wait: Duration,
+}
+
+impl Opening {
+    /// `limit` connections may be opening at once; one waits at most `wait` for its turn.
+    pub fn new(limit: usize, wait: Duration) -> Self {
+        Self {
+            turns: Arc::new(Semaphore::new(limit.max(1))),
+            limit: limit.max(1),
+            wait,
+        }
+    }
+
+    /// Waits for a turn to open a connection; the turn ends when the permit is dropped.
+    /// A text for the user when no turn came in time.
+    pub async fn turn(&self) -> Result<SemaphorePermit<'_>, String> {
+        let busy = || {
+            format!(
+                "the gateway is busy opening {} other connection(s); try again in a minute",
+                self.limit
+            )
+        };
+        match tokio::time::timeout(self.wait, self.turns.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) | Err(_) => Err(busy()),
+        }
+    }
+}
+
+impl Default for Opening {
+    /// The default limit, with the default wait.
+    fn default() -> Self {
+        Self::new(
+            crate::config::Limits::default().opening_connections,
+            OPENING_WAIT,
+        )
+    }
+}
+
+impl PartialEq for Opening {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.turns, &other.turns)
+    }
 }
 
 /// The profiles in use, each once (an interner). Profiles no connection uses any more are
@@ -77,6 +139,12 @@ impl Profiles {
 mod tests {
     use super::*;
 
+    /// One set of turns for all the profiles of a test, as a bridge has.
+    fn shared_opening() -> Opening {
+        static OPENING: std::sync::OnceLock<Opening> = std::sync::OnceLock::new();
+        OPENING.get_or_init(Opening::default).clone()
+    }
+
     fn profile(server: &str, port: u16) -> ServerProfile {
         ServerProfile {
             server: server.into(),
@@ -85,6 +153,8 @@ mod tests {
             throttle: Throttle::default(),
             version: "Estuary".into(),
             idle_disconnect: Duration::from_secs(60),
+            outbound: Arc::default(),
+            opening: shared_opening(),
         }
     }
 
@@ -120,5 +190,18 @@ mod tests {
             &kept,
             &profiles.intern(profile("irc.example.org", 6667))
         ));
+    }
+
+    #[tokio::test]
+    async fn opening_turns_are_limited_and_waited_for() {
+        let opening = Opening::new(1, Duration::from_millis(50));
+        let first = opening.turn().await.expect("a free turn");
+        let busy = opening.turn().await.unwrap_err();
+        assert!(busy.contains("busy opening 1 other"), "{busy}");
+        drop(first);
+        assert!(opening.turn().await.is_ok(), "the turn is free again");
+        let other = Opening::new(1, Duration::from_millis(50));
+        assert_eq!(opening, opening.clone());
+        assert_ne!(opening, other, "equal only to itself");
     }
 }

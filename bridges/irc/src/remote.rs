@@ -29,6 +29,22 @@ pub enum Flow {
     Stop(String),
 }
 
+/// What a server, broken or hostile, can make one connection keep or do. Past each, the
+/// rest is dropped (and the user told where it matters); nothing grows without bound.
+pub mod caps {
+    /// MOTD lines shown; the rest is counted and said to be left out.
+    pub const MOTD_LINES: usize = 200;
+    /// Channels kept from one LIST (a big network has some tens of thousands).
+    pub const LIST_ENTRIES: usize = 50_000;
+    /// Capabilities kept from one CAP LS, over all its lines.
+    pub const CAP_LS_ENTRIES: usize = 100;
+    /// Members kept per channel, from NAMES and JOINs.
+    pub const NAMES_PER_CHANNEL: usize = 10_000;
+    /// Channels a server may join us to without our asking, per connection; past it,
+    /// the gateway parts them at once.
+    pub const FORCED_JOINS: u16 = 20;
+}
+
 /// The IRCv3 capabilities requested when offered.
 const WANTED_CAPS: [&str; 6] = [
     "server-time",
@@ -118,6 +134,8 @@ pub struct Session {
     prefixes: Prefixes,
     /// Nicks tried at registration since the last success (saturating).
     nick_tries: u16,
+    /// Channels the server joined us to without our asking, on this connection.
+    forced_joins: u16,
     /// What is needed now and then only; `None` while all of it is empty.
     rare: Option<Box<Rare>>,
 }
@@ -133,10 +151,14 @@ struct Rare {
     cap_ls: Vec<String>,
     /// The MOTD so far.
     motd: String,
+    /// MOTD lines seen so far, kept or not.
+    motd_lines: usize,
     /// Who waits for the channel list, oldest first.
     lists: VecDeque<oneshot::Sender<Vec<RoomInfo>>>,
     /// The channel list so far.
     listing: Vec<RoomInfo>,
+    /// Channels of the current list left out past [`caps::LIST_ENTRIES`].
+    listing_dropped: usize,
     /// Nick changes sent and not yet answered, oldest first.
     pending_nicks: VecDeque<(String, oneshot::Sender<Result<(), BridgeError>>)>,
     /// Topic changes and kicks sent and not yet answered, oldest first.
@@ -148,8 +170,10 @@ impl Rare {
         self.parting.is_empty()
             && self.cap_ls.is_empty()
             && self.motd.is_empty()
+            && self.motd_lines == 0
             && self.lists.is_empty()
             && self.listing.is_empty()
+            && self.listing_dropped == 0
             && self.pending_nicks.is_empty()
             && self.pending_ops.is_empty()
     }
@@ -172,11 +196,13 @@ impl Session {
             sasl_pending: false,
             prefixes: Prefixes::default(),
             nick_tries: 0,
+            forced_joins: 0,
             rare: None,
         };
         for channel in session.settings.autojoin().to_vec() {
             session.want_channel(&channel, None);
         }
+        session.publish_counts();
         session
     }
 
@@ -254,7 +280,9 @@ impl Session {
         if let Some(rare) = self.rare_if_any() {
             rare.cap_ls.clear();
             rare.motd.clear();
+            rare.motd_lines = 0;
         }
+        self.forced_joins = 0;
         self.cap_done = false;
         self.sasl_pending = false;
         self.prefixes = Prefixes::default();
@@ -290,22 +318,25 @@ impl Session {
                 Command::JOIN(..) | Command::NAMES(..) | Command::LIST(..)
             )
         });
+        self.publish_counts();
     }
 
-    /// The server could not be reached at all: every pending join fails with
-    /// `RemoteUnreachable`, and the user is told that queued messages were not sent.
-    pub fn give_up(&mut self, why: &str) -> Vec<RemoteEvent> {
+    /// The server could not be reached at all, or the outbound policy refused it: every
+    /// pending join fails with `kind` (`RemoteUnreachable`, `Forbidden`), and the user is
+    /// told that queued messages were not sent.
+    pub fn give_up(&mut self, kind: ErrorKind, why: &str) -> Vec<RemoteEvent> {
         let mut events = std::mem::take(&mut self.events);
         for chan in std::mem::take(&mut self.channels).into_values() {
             for room in chan.rooms {
                 events.push(RemoteEvent::RoomJoinFailed {
                     room,
-                    error: BridgeError::new(ErrorKind::RemoteUnreachable, why),
+                    error: BridgeError::new(kind, why),
                 });
             }
         }
         let unsent = self.queue.len();
         self.queue.clear();
+        self.publish_counts();
         events.push(RemoteEvent::LoginState(LoginState::TransientDisconnect(
             why.to_owned(),
         )));
@@ -328,6 +359,9 @@ impl Session {
     /// The next throttled line.
     pub fn pop_line(&mut self) -> Option<Message> {
         let line = self.queue.pop_front()?;
+        self.shared
+            .queued
+            .store(self.queue.len(), Ordering::Relaxed);
         if let Some(echo) = line.echo
             && self.shared.echo.load(Ordering::SeqCst)
         {
@@ -413,8 +447,23 @@ impl Session {
         }
     }
 
+    /// Tells the client how many channels and queued lines this session has (for the
+    /// per-user limits).
+    fn publish_counts(&self) {
+        let channels = self.channels.len();
+        self.shared.channels.store(channels, Ordering::Relaxed);
+        self.shared
+            .queued
+            .store(self.queue.len(), Ordering::Relaxed);
+    }
+
     /// Takes an operation from the client.
     pub fn queue_op(&mut self, op: Op) {
+        self.apply_op(op);
+        self.publish_counts();
+    }
+
+    fn apply_op(&mut self, op: Op) {
         match op {
             Op::Join { channel, key } => {
                 let folded = self.fold(&channel);
@@ -595,6 +644,12 @@ impl Session {
 
     /// Handles one message from the server.
     pub fn handle_message(&mut self, msg: Message) -> Flow {
+        let flow = self.handle(msg);
+        self.publish_counts();
+        flow
+    }
+
+    fn handle(&mut self, msg: Message) -> Flow {
         let source = msg.source_nickname().map(str::to_owned);
         let from_server = matches!(msg.prefix, None | Some(Prefix::ServerName(_)));
         let at = tag(&msg, "time").and_then(parse_server_time);
@@ -686,12 +741,12 @@ impl Session {
         // CAP <target> <sub> [*] :<caps>
         let sub = p.get(2).map(|s| s.to_ascii_uppercase()).unwrap_or_default();
         let more = p.len() > 4 && p.get(3).is_some_and(|s| s == "*");
-        let caps = p.last().cloned().unwrap_or_default();
+        let cap_list = p.last().cloned().unwrap_or_default();
         match sub.as_str() {
             "LS" => {
-                self.rare()
-                    .cap_ls
-                    .extend(caps.split_whitespace().map(|c| c.to_owned()));
+                let kept = &mut self.rare().cap_ls;
+                let room = caps::CAP_LS_ENTRIES.saturating_sub(kept.len());
+                kept.extend(cap_list.split_whitespace().take(room).map(|c| c.to_owned()));
                 if more {
                     return;
                 }
@@ -718,7 +773,7 @@ impl Session {
                 }
             }
             "ACK" => {
-                let acked: Vec<&str> = caps.split_whitespace().collect();
+                let acked: Vec<&str> = cap_list.split_whitespace().collect();
                 if acked.contains(&"echo-message") {
                     self.shared.echo.store(true, Ordering::SeqCst);
                 }
@@ -821,11 +876,23 @@ impl Session {
             | Response::RPL_NOTOPIC
             | Response::RPL_LISTSTART => {}
             Response::RPL_MOTDSTART | Response::RPL_MOTD => {
-                self.rare().motd.push_str(&irc_to_styled(&text));
-                self.rare().motd.push('\n');
+                let rare = self.rare();
+                rare.motd_lines = rare.motd_lines.saturating_add(1);
+                if rare.motd_lines <= caps::MOTD_LINES {
+                    rare.motd.push_str(&irc_to_styled(&text));
+                    rare.motd.push('\n');
+                }
             }
             Response::RPL_ENDOFMOTD | Response::ERR_NOMOTD => {
-                let motd = std::mem::take(&mut self.rare().motd);
+                let rare = self.rare();
+                let mut motd = std::mem::take(&mut rare.motd);
+                let left_out =
+                    std::mem::take(&mut rare.motd_lines).saturating_sub(caps::MOTD_LINES);
+                if left_out > 0 {
+                    motd.push_str(&format!(
+                        "({left_out} more line(s) of the message of the day left out)"
+                    ));
+                }
                 if !motd.trim().is_empty() {
                     self.service(motd.trim_end().to_owned());
                 }
@@ -861,7 +928,12 @@ impl Session {
                 if let Some(c) = self.channels.get_mut(&folded) {
                     for entry in text.split_whitespace() {
                         let (nick, modes) = prefixes.split(entry);
-                        c.members.insert(cm.fold(&nick), (nick, modes));
+                        let folded_nick = cm.fold(&nick);
+                        if c.members.len() < caps::NAMES_PER_CHANNEL
+                            || c.members.contains_key(&folded_nick)
+                        {
+                            c.members.insert(folded_nick, (nick, modes));
+                        }
                     }
                 }
             }
@@ -885,6 +957,11 @@ impl Session {
                 self.events.extend(events);
             }
             Response::RPL_LIST => {
+                if self.rare().listing.len() >= caps::LIST_ENTRIES {
+                    let rare = self.rare();
+                    rare.listing_dropped = rare.listing_dropped.saturating_add(1);
+                    return;
+                }
                 let room = RoomInfo {
                     id: self.room_for(&arg(1)),
                     name: arg(1),
@@ -895,6 +972,14 @@ impl Session {
             }
             Response::RPL_LISTEND => {
                 let rooms = std::mem::take(&mut self.rare().listing);
+                let dropped = std::mem::take(&mut self.rare().listing_dropped);
+                if dropped > 0 {
+                    warn!(kept = rooms.len(), dropped, "channel list cut");
+                    self.service(format!(
+                        "The channel list was cut at {} channels ({dropped} more left out).",
+                        rooms.len()
+                    ));
+                }
                 if let Some(tx) = self.rare().lists.pop_front() {
                     let _ = tx.send(rooms);
                 }
@@ -1035,8 +1120,21 @@ impl Session {
     fn on_join(&mut self, chan: &str, nick: &str) {
         let folded = self.fold(chan);
         if self.is_me(nick) {
-            // Also covers joins the server forced on us (shown as the server spells them).
+            // Also covers joins the server forced on us (shown as the server spells them),
+            // up to a cap: past it, the channel is parted at once.
             if !self.channels.contains_key(&folded) {
+                if self.forced_joins >= caps::FORCED_JOINS {
+                    if self.forced_joins == caps::FORCED_JOINS {
+                        self.service(format!(
+                            "The server joined you to more than {} channels you did not ask for; leaving the others ({chan} first).",
+                            caps::FORCED_JOINS
+                        ));
+                    }
+                    self.forced_joins = self.forced_joins.saturating_add(1);
+                    self.push(Command::PART(chan.to_owned(), None));
+                    return;
+                }
+                self.forced_joins += 1;
                 self.want_channel(chan, None);
             }
             if let Some(c) = self.channels.get_mut(&folded) {
@@ -1050,6 +1148,9 @@ impl Session {
         let Some(c) = self.channels.get_mut(&folded) else {
             return;
         };
+        if c.members.len() >= caps::NAMES_PER_CHANNEL && !c.members.contains_key(&nick_folded) {
+            return;
+        }
         c.members
             .insert(nick_folded, (nick.to_owned(), String::new()));
         if c.state == ChanState::Joined {
@@ -1581,6 +1682,8 @@ mod tests {
                 throttle: Throttle::default(),
                 version: "Estuary test".into(),
                 idle_disconnect: Duration::from_secs(1),
+                outbound: Arc::default(),
+                opening: Default::default(),
             }),
             nick: "alice".into(),
             username: "alice".into(),
@@ -1712,6 +1815,133 @@ mod tests {
             RemoteEvent::LoginState(LoginState::BadCredentials(_))
         ));
         assert_eq!(wire(&mut s), ["CAP END"]);
+    }
+
+    /// A hostile server's endless MOTD is cut at [`caps::MOTD_LINES`], with a count of
+    /// what was left out.
+    #[test]
+    fn a_long_motd_is_cut() {
+        let mut s = session();
+        registered(&mut s);
+        s.take_events();
+        let mut lines = vec![":irc.test 375 alice :- irc.test Message of the Day -".to_owned()];
+        lines.extend((0..250).map(|i| format!(":irc.test 372 alice :- line {i}")));
+        lines.push(":irc.test 376 alice :End of /MOTD command.".into());
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let events = feed(&mut s, &lines);
+        let [RemoteEvent::ServiceMessage { body, .. }] = &events[..] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(body.lines().count(), caps::MOTD_LINES + 1, "{body}");
+        assert!(body.contains("- line 198"), "{body}");
+        assert!(!body.contains("- line 199"), "{body}");
+        assert!(body.ends_with("(51 more line(s) of the message of the day left out)"));
+        assert!(s.rare.as_ref().is_none_or(|r| r.is_empty()), "nothing kept");
+    }
+
+    /// CAP LS is kept up to [`caps::CAP_LS_ENTRIES`] capabilities, however many lines the
+    /// server sends; what is offered past it is not requested.
+    #[test]
+    fn cap_ls_is_capped() {
+        let mut s = session();
+        feed(&mut s, &[":irc.test CAP * LS * :server-time"]);
+        for i in 0..20 {
+            let junk: Vec<String> = (0..10).map(|j| format!("x-{i}-{j}")).collect();
+            let line = format!(":irc.test CAP * LS * :{}", junk.join(" "));
+            feed(&mut s, &[&line]);
+        }
+        let kept = s.rare.as_ref().map_or(0, |r| r.cap_ls.len());
+        assert_eq!(kept, caps::CAP_LS_ENTRIES);
+        feed(&mut s, &[":irc.test CAP * LS :echo-message"]);
+        assert_eq!(wire(&mut s), ["CAP REQ server-time"]);
+    }
+
+    /// NAMES (and later JOINs) keep at most [`caps::NAMES_PER_CHANNEL`] members per
+    /// channel.
+    #[test]
+    fn names_are_capped_per_channel() {
+        let mut s = session();
+        registered(&mut s);
+        ask_join(&mut s, "#big");
+        wire(&mut s);
+        let mut lines = vec![":alice!a@h JOIN #big".to_owned()];
+        for chunk in 0..(caps::NAMES_PER_CHANNEL / 100 + 1) {
+            let nicks: Vec<String> = (0..100).map(|i| format!("n{chunk}x{i}")).collect();
+            lines.push(format!(":irc.test 353 alice = #big :{}", nicks.join(" ")));
+        }
+        lines.push(":irc.test 366 alice #big :End of /NAMES list.".into());
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let events = feed(&mut s, &lines);
+        let [RemoteEvent::RoomJoined { members, .. }] = &events[..] else {
+            panic!("{} events", events.len())
+        };
+        assert_eq!(members.len(), caps::NAMES_PER_CHANNEL);
+        let events = feed(&mut s, &[":newcomer!n@h JOIN #big"]);
+        assert!(events.is_empty(), "a member past the cap is not added");
+        let events = feed(&mut s, &[":n0x5!n@h PART #big"]);
+        assert_eq!(events.len(), 1, "members kept still come and go");
+    }
+
+    /// A server that joins us to channels we did not ask for gets [`caps::FORCED_JOINS`]
+    /// of them; the others are parted at once, and the user told once.
+    #[test]
+    fn forced_joins_are_capped() {
+        let mut s = session();
+        registered(&mut s);
+        wire(&mut s);
+        s.take_events();
+        let n = usize::from(caps::FORCED_JOINS) + 5;
+        let lines: Vec<String> = (0..n).map(|i| format!(":alice!a@h JOIN #f{i}")).collect();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let events = feed(&mut s, &lines);
+        assert_eq!(s.channels.len(), usize::from(caps::FORCED_JOINS));
+        let parts: Vec<String> = wire(&mut s)
+            .into_iter()
+            .filter(|l| l.starts_with("PART"))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                "PART #f20",
+                "PART #f21",
+                "PART #f22",
+                "PART #f23",
+                "PART #f24"
+            ]
+        );
+        let notices = events
+            .iter()
+            .filter(|e| matches!(e, RemoteEvent::ServiceMessage { body, .. } if body.contains("did not ask for")))
+            .count();
+        assert_eq!(notices, 1);
+        // A join the user asked for is not forced.
+        ask_join(&mut s, "#wanted");
+        feed(&mut s, &[":alice!a@h JOIN #wanted"]);
+        assert!(s.channels.contains_key("#wanted"));
+    }
+
+    /// A LIST is kept up to [`caps::LIST_ENTRIES`] channels; the user is told how many
+    /// were left out.
+    #[test]
+    fn a_long_list_is_cut() {
+        let mut s = session();
+        registered(&mut s);
+        let (tx, mut rx) = oneshot::channel();
+        s.queue_op(Op::List(tx));
+        s.take_events();
+        let extra = 10;
+        for i in 0..caps::LIST_ENTRIES + extra {
+            let line = format!(":irc.test 322 alice #c{i} 3 :topic");
+            let _ = s.handle_message(line.parse().unwrap());
+        }
+        let events = feed(&mut s, &[":irc.test 323 alice :End of /LIST"]);
+        let rooms = rx.try_recv().expect("the list was answered");
+        assert_eq!(rooms.len(), caps::LIST_ENTRIES);
+        assert!(
+            matches!(&events[..], [RemoteEvent::ServiceMessage { body, .. }] if body.contains("(10 more left out)")),
+            "{events:?}"
+        );
+        assert!(s.rare.as_ref().is_none_or(|r| r.listing_dropped == 0));
     }
 
     #[test]

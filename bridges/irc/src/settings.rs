@@ -211,17 +211,22 @@ pub fn split_channels(list: &str) -> impl Iterator<Item = &str> {
 }
 
 /// The flood control from stored settings over `base`: each value the user set replaces
-/// the base's.
-pub fn throttle(rate: Option<&str>, burst: Option<&str>, base: Throttle) -> Throttle {
+/// the base's, up to `cap` (see [`Limits::user_throttle_cap`](crate::config::Limits)).
+pub fn throttle(
+    rate: Option<&str>,
+    burst: Option<&str>,
+    base: Throttle,
+    cap: Throttle,
+) -> Throttle {
     Throttle {
         lines_per_second: rate
             .and_then(|r| r.parse::<f64>().ok())
             .filter(|r| r.is_finite() && *r > 0.0)
-            .unwrap_or(base.lines_per_second),
+            .map_or(base.lines_per_second, |r| r.min(cap.lines_per_second)),
         burst: burst
             .and_then(|b| b.parse::<u32>().ok())
             .filter(|b| *b > 0)
-            .unwrap_or(base.burst),
+            .map_or(base.burst, |b| b.min(cap.burst)),
     }
 }
 
@@ -309,12 +314,30 @@ mod tests {
     #[test]
     fn throttle_takes_what_the_user_set() {
         let base = Throttle::default();
-        assert_eq!(throttle(None, None, base), base);
-        let t = throttle(Some("50"), Some("x"), base);
+        let cap = Throttle {
+            lines_per_second: 100.0,
+            burst: 100,
+        };
+        assert_eq!(throttle(None, None, base, cap), base);
+        let t = throttle(Some("50"), Some("x"), base, cap);
         assert_eq!(t.lines_per_second, 50.0);
         assert_eq!(t.burst, base.burst);
-        assert_eq!(throttle(Some("-1"), Some("9"), base).burst, 9);
-        assert_eq!(throttle(Some("-1"), None, base).lines_per_second, 2.0);
+        assert_eq!(throttle(Some("-1"), Some("9"), base, cap).burst, 9);
+        assert_eq!(throttle(Some("-1"), None, base, cap).lines_per_second, 2.0);
+    }
+
+    #[test]
+    fn throttle_is_capped() {
+        let base = Throttle::default();
+        let cap = crate::config::Limits::default().user_throttle_cap(base);
+        let t = throttle(Some("1000"), Some("500"), base, cap);
+        assert_eq!((t.lines_per_second, t.burst), (5.0, 10));
+        let t = throttle(Some("1"), Some("3"), base, cap);
+        assert_eq!(
+            (t.lines_per_second, t.burst),
+            (1.0, 3),
+            "slower is always allowed"
+        );
     }
 
     #[test]

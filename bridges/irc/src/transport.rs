@@ -8,6 +8,7 @@
 //! an intermediate buffer.
 
 use crate::config::Endpoint;
+use estuary_bridge_api::{OutboundError, OutboundPolicy};
 use irc_proto::Message;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -52,6 +53,10 @@ pub enum TransportError {
     /// The server sent a line longer than [`MAX_LINE`].
     #[error("the server sent a line longer than {MAX_LINE} bytes")]
     LineTooLong,
+    /// The address is not allowed by the outbound policy, or the name has none: no
+    /// connection was attempted.
+    #[error("{0}")]
+    Outbound(#[from] OutboundError),
 }
 
 enum Stream {
@@ -81,13 +86,16 @@ impl std::fmt::Debug for Transport {
 
 impl Transport {
     /// Connects to `host` on `endpoint`, with TLS if the endpoint says so; the certificate
-    /// is checked against the system's roots unless `verify` is false.
+    /// is checked against the system's roots unless `verify` is false. `host` is resolved
+    /// once, through `outbound`, and only the addresses it allows are tried.
     pub async fn connect(
         host: &str,
         endpoint: Endpoint,
         verify: bool,
+        outbound: &OutboundPolicy,
     ) -> Result<Self, TransportError> {
-        let tcp = TcpStream::connect((host, endpoint.port)).await?;
+        let addrs = outbound.resolve(host, endpoint.port).await?;
+        let tcp = TcpStream::connect(&addrs[..]).await?;
         tcp.set_nodelay(true)?;
         let stream = if endpoint.tls {
             let name = ServerName::try_from(host.to_owned())
@@ -332,6 +340,32 @@ mod tests {
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
+    fn loopback() -> OutboundPolicy {
+        OutboundPolicy::new(&["127.0.0.1"]).unwrap()
+    }
+
+    #[tokio::test]
+    async fn connects_nowhere_the_policy_refuses() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let endpoint = Endpoint { port, tls: false };
+        let strict = OutboundPolicy::default();
+        let err = Transport::connect("127.0.0.1", endpoint, true, &strict)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TransportError::Outbound(OutboundError::NotAllowed { .. })
+            ),
+            "{err}"
+        );
+        // Nothing reached the listener.
+        let accepted =
+            tokio::time::timeout(std::time::Duration::from_millis(100), listener.accept()).await;
+        assert!(accepted.is_err(), "a connection was made");
+    }
+
     #[test]
     fn decodes_utf8_and_falls_back_to_latin1() {
         assert_eq!(decode(b"PRIVMSG #a :caf\xc3\xa9\r"), "PRIVMSG #a :café");
@@ -358,7 +392,7 @@ mod tests {
             back
         });
         let endpoint = Endpoint { port, tls: false };
-        let mut t = Transport::connect("127.0.0.1", endpoint, true)
+        let mut t = Transport::connect("127.0.0.1", endpoint, true, &loopback())
             .await
             .unwrap();
         let mut lines = Vec::new();
@@ -393,7 +427,7 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         });
         let endpoint = Endpoint { port, tls: false };
-        let mut t = Transport::connect("127.0.0.1", endpoint, true)
+        let mut t = Transport::connect("127.0.0.1", endpoint, true, &loopback())
             .await
             .unwrap();
         let err = loop {

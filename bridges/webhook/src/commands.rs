@@ -27,7 +27,7 @@ use crate::config::{HookConfig, MessageType, PayloadFormat, WebhookConfig};
 use crate::hooks::{Hook, HookOrigin, HookSet};
 use estuary_bridge_api::{
     BridgeError, CommandAccess, CommandContext, CommandOutput, CommandSpec, ErrorKind, EventRouter,
-    EventSink, FieldKind, FormField, FormValues, LoginId, RemoteEvent, StoredLogin,
+    EventSink, FieldKind, FormField, FormValues, LoginId, OutboundPolicy, RemoteEvent, StoredLogin,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -409,16 +409,19 @@ pub fn generate_token() -> Result<String, BridgeError> {
 pub struct HookCommands {
     hooks: Arc<HookSet>,
     config: WebhookConfig,
+    outbound: OutboundPolicy,
     router: Mutex<Option<EventRouter>>,
     store_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl HookCommands {
-    /// Commands over `hooks`, for this config.
-    pub fn new(hooks: Arc<HookSet>, config: WebhookConfig) -> Self {
+    /// Commands over `hooks`, for this config; a hook URL whose address `outbound`
+    /// refuses is refused when added.
+    pub fn new(hooks: Arc<HookSet>, config: WebhookConfig, outbound: OutboundPolicy) -> Self {
         Self {
             hooks,
             config,
+            outbound,
             router: Mutex::new(None),
             store_lock: Arc::default(),
         }
@@ -484,6 +487,11 @@ impl HookCommands {
     ) -> Result<CommandOutput, BridgeError> {
         let user = ctx.user.jid.as_str();
         let new = hook_from_form(form, user, scope, &self.config, generate_token)?;
+        if let Some(url) = &new.hook.url
+            && let Some(refused) = crate::outgoing::refused_address(url, &self.outbound)
+        {
+            return Err(refused.into());
+        }
         let name = new.hook.name.clone();
         let sink = self.sink_for(user)?;
         let replace = scope == Scope::Any && form.get_bool("replace").unwrap_or(false);
@@ -757,7 +765,7 @@ mod tests {
 
     fn started(config: WebhookConfig) -> (HookCommands, Queue) {
         let hooks = Arc::new(HookSet::new(config.hooks.iter().cloned()));
-        let commands = HookCommands::new(hooks, config);
+        let commands = HookCommands::new(hooks, config, OutboundPolicy::default());
         let (tx, rx) = mpsc::channel(16);
         commands.set_router(EventRouter::new(tx));
         (commands, rx)
@@ -1119,7 +1127,11 @@ mod tests {
     #[tokio::test]
     async fn commands_before_start_fail_and_change_nothing() {
         let c = config(json!({}));
-        let cmds = HookCommands::new(Arc::new(HookSet::new(c.hooks.clone())), c);
+        let cmds = HookCommands::new(
+            Arc::new(HookSet::new(c.hooks.clone())),
+            c,
+            OutboundPolicy::default(),
+        );
         let e = cmds
             .run(&ctx("bob@localhost", false), ADD, &form(&[("name", "x")]))
             .await
@@ -1187,7 +1199,11 @@ mod tests {
     #[test]
     fn debug_never_shows_a_token() {
         let c = config(json!({}));
-        let cmds = HookCommands::new(Arc::new(HookSet::new(c.hooks.clone())), c);
+        let cmds = HookCommands::new(
+            Arc::new(HookSet::new(c.hooks.clone())),
+            c,
+            OutboundPolicy::default(),
+        );
         let shown = format!("{cmds:?}");
         assert!(
             shown.contains("ci") && !shown.contains("config-token"),

@@ -17,8 +17,8 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use estuary_bridge_api::{
     BridgeError, BridgeInfo, Capabilities, ChatKey, Client, CommandContext, CommandOutput,
-    CommandSpec, Connector, ErrorKind, EventRouter, EventSink, FormField, FormValues, Registered,
-    RemoteChatId, RemoteUserId, Result, StoredLogin, User,
+    CommandSpec, Connector, ErrorKind, EventRouter, EventSink, FormField, FormValues,
+    OutboundPolicy, Registered, RemoteChatId, RemoteUserId, Result, StoredLogin, User,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -46,24 +46,27 @@ struct Running {
 }
 
 impl WebhookConnector {
-    /// Reads the `[bridges.webhook]` table (as JSON) and builds the connector.
-    pub fn from_config(table: &serde_json::Value) -> Result<Self, ConfigError> {
-        Self::new(WebhookConfig::from_json(table)?)
+    /// Reads the `[bridges.webhook]` table (as JSON) and builds the connector; outgoing
+    /// requests go only where `outbound` allows.
+    pub fn from_config(
+        table: &serde_json::Value,
+        outbound: OutboundPolicy,
+    ) -> Result<Self, ConfigError> {
+        Self::new(WebhookConfig::from_json(table)?, outbound)
     }
 
     /// Builds the connector from a checked config.
-    pub fn new(config: WebhookConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: WebhookConfig, outbound: OutboundPolicy) -> Result<Self, ConfigError> {
         let metrics = Arc::new(Metrics::default());
         let sender =
-            OutgoingSender::new(config.outgoing.clone(), metrics.clone()).map_err(|e| {
-                ConfigError {
+            OutgoingSender::new(config.outgoing.clone(), metrics.clone(), outbound.clone())
+                .map_err(|e| ConfigError {
                     key: "bridges.webhook".into(),
                     reason: format!("cannot set up the outgoing HTTP client: {e}"),
-                }
-            })?;
+                })?;
         let hooks = Arc::new(HookSet::new(config.hooks.iter().cloned()));
         Ok(Self {
-            commands: HookCommands::new(hooks.clone(), config.clone()),
+            commands: HookCommands::new(hooks.clone(), config.clone(), outbound),
             hooks,
             config,
             metrics,

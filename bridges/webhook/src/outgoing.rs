@@ -8,11 +8,16 @@
 //! retried (`outgoing_attempts` in all, waiting `outgoing_backoff_ms`, then twice as long
 //! each time) and then fail as [`OutgoingError::Unavailable`]. Any other answer (3xx, 4xx)
 //! fails at once as [`OutgoingError::Rejected`]. Redirects are not followed.
+//!
+//! Where: the URL's host is resolved once per delivery through the core's outbound policy
+//! ([`OutboundPolicy`]), and the request goes to the addresses it allows and nowhere else
+//! (no second lookup, no proxy from the environment). An address the policy refuses fails
+//! at once as [`OutgoingError::NotAllowed`], with the same text whatever the reason.
 
 use crate::auth::sign;
 use crate::config::{HookConfig, OutgoingConfig};
 use crate::metrics::Metrics;
-use estuary_bridge_api::{BridgeError, ErrorKind};
+use estuary_bridge_api::{BridgeError, ErrorKind, OutboundError, OutboundPolicy};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -61,6 +66,9 @@ pub enum OutgoingError {
     /// The request could not be built (a bad URL).
     #[error("cannot send to the hook's URL: {0}")]
     Request(String),
+    /// The outbound policy does not allow the URL's address; nothing was sent.
+    #[error("cannot send to the hook's URL: {0}")]
+    NotAllowed(String),
 }
 
 fn excerpt_suffix(excerpt: &str) -> String {
@@ -82,32 +90,92 @@ impl From<OutgoingError> for BridgeError {
             OutgoingError::Rejected { .. } => ErrorKind::NotAcceptable,
             OutgoingError::Unavailable { .. } => ErrorKind::ServiceUnavailable,
             OutgoingError::Request(_) => ErrorKind::Internal,
+            OutgoingError::NotAllowed(_) => ErrorKind::Forbidden,
         };
         BridgeError::new(kind, e.to_string())
     }
 }
 
-/// Sends outgoing requests with retries.
+/// Sends outgoing requests with retries, where the outbound policy allows.
 #[derive(Debug)]
 pub struct OutgoingSender {
-    http: reqwest::Client,
     config: OutgoingConfig,
     metrics: Arc<Metrics>,
+    outbound: OutboundPolicy,
+}
+
+/// The resolver of every outgoing HTTP client: it resolves nothing. Each client is built
+/// for one delivery with the addresses the policy allowed for its host
+/// (`resolve_to_addrs`); any other name is refused rather than looked up.
+#[derive(Debug)]
+struct NoLookup;
+
+impl reqwest::dns::Resolve for NoLookup {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let why = format!("{} was not checked by the outbound policy", name.as_str());
+        Box::pin(async move { Err(why.into()) })
+    }
+}
+
+/// Where a URL points: its host as written (without brackets) and its port.
+fn host_and_port(url: &str) -> Result<(reqwest::Url, String, u16), OutgoingError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| OutgoingError::Request(format!("“{url}” is not a URL: {e}")))?;
+    let host = parsed
+        .host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| OutgoingError::Request(format!("“{url}” has no host")))?;
+    let port = parsed
+        .port_or_known_default()
+        .ok_or_else(|| OutgoingError::Request(format!("“{url}” has no port")))?;
+    Ok((parsed, host, port))
+}
+
+/// The refusal for a URL whose host is an address (not a name) that `outbound` refuses,
+/// for checking a hook's URL when it is added, so that the user hears at once. Names are
+/// checked only when a message goes out: resolving one here would check addresses the
+/// delivery might not get.
+pub fn refused_address(url: &str, outbound: &OutboundPolicy) -> Option<OutgoingError> {
+    let (_, host, port) = host_and_port(url).ok()?;
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    if outbound.allows(&host, std::net::SocketAddr::new(ip, port)) {
+        return None;
+    }
+    let refusal = OutboundError::NotAllowed { host, port };
+    Some(OutgoingError::NotAllowed(refusal.to_string()))
 }
 
 impl OutgoingSender {
-    /// A sender with its own HTTP client (rustls, no redirects).
-    pub fn new(config: OutgoingConfig, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    /// A sender that connects only where `outbound` allows.
+    pub fn new(
+        config: OutgoingConfig,
+        metrics: Arc<Metrics>,
+        outbound: OutboundPolicy,
+    ) -> Result<Self, reqwest::Error> {
+        // Fails here, at start, if the HTTP client cannot be built at all.
+        Self::client(&config, "localhost", &[])?;
+        Ok(Self {
+            config,
+            metrics,
+            outbound,
+        })
+    }
+
+    /// An HTTP client (rustls, no redirects, no proxy) that reaches `host` at `addrs` only.
+    fn client(
+        config: &OutgoingConfig,
+        host: &str,
+        addrs: &[std::net::SocketAddr],
+    ) -> Result<reqwest::Client, reqwest::Error> {
+        reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("estuary-webhook/", env!("CARGO_PKG_VERSION")))
             .timeout(config.timeout)
-            .build()?;
-        Ok(Self {
-            http,
-            config,
-            metrics,
-        })
+            .no_proxy()
+            .dns_resolver(Arc::new(NoLookup))
+            .resolve_to_addrs(host, addrs)
+            .build()
     }
 
     /// POSTs `payload` to `url`, signed with the hook's token; returns the 2xx status.
@@ -137,6 +205,21 @@ impl OutgoingSender {
         url: &str,
         payload: &OutgoingPayload,
     ) -> Result<u16, OutgoingError> {
+        let (url, host, port) = host_and_port(url)?;
+        let addrs = match self.outbound.resolve(&host, port).await {
+            Ok(addrs) => addrs,
+            Err(e @ OutboundError::NotAllowed { .. }) => {
+                return Err(OutgoingError::NotAllowed(e.to_string()));
+            }
+            Err(e @ OutboundError::Unresolved { .. }) => {
+                return Err(OutgoingError::Unavailable {
+                    attempts: 1,
+                    last: e.to_string(),
+                });
+            }
+        };
+        let http = Self::client(&self.config, &host, &addrs)
+            .map_err(|e| OutgoingError::Request(error_chain(&e)))?;
         let body =
             serde_json::to_vec(payload).map_err(|e| OutgoingError::Request(e.to_string()))?;
         let signature = format!("sha256={}", sign(hook.token.expose(), &body));
@@ -149,9 +232,8 @@ impl OutgoingSender {
                 tokio::time::sleep(wait).await;
                 wait = wait.saturating_mul(2);
             }
-            let sent = self
-                .http
-                .post(url)
+            let sent = http
+                .post(url.clone())
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header(SIGNATURE_HEADER, &signature)
                 .header("X-Estuary-Hook", &hook.name)
@@ -284,6 +366,76 @@ mod tests {
         .into();
         assert_eq!(e.kind, ErrorKind::ServiceUnavailable);
         assert!(e.text.contains("HTTP 500"));
+    }
+
+    #[test]
+    fn urls_give_host_and_port() {
+        let hp = |u: &str| host_and_port(u).map(|(_, h, p)| (h, p));
+        assert_eq!(
+            hp("https://Example.org/in").unwrap(),
+            ("example.org".into(), 443)
+        );
+        assert_eq!(hp("http://10.0.0.1/").unwrap(), ("10.0.0.1".into(), 80));
+        assert_eq!(hp("http://[::1]:8080/x").unwrap(), ("::1".into(), 8080));
+        assert!(matches!(hp("not a url"), Err(OutgoingError::Request(_))));
+    }
+
+    #[test]
+    fn refused_addresses_are_caught_when_a_hook_is_added() {
+        let strict = OutboundPolicy::default();
+        for url in [
+            "http://127.0.0.1:8080/in",
+            "http://10.0.0.1/",
+            "https://[::1]/x",
+            "http://169.254.169.254/latest/meta-data",
+        ] {
+            let e = refused_address(url, &strict).expect(url);
+            assert_eq!(BridgeError::from(e).kind, ErrorKind::Forbidden, "{url}");
+        }
+        assert!(refused_address("https://8.8.8.8/in", &strict).is_none());
+        assert!(
+            refused_address("http://internal.example/in", &strict).is_none(),
+            "names wait for the delivery"
+        );
+        let open = OutboundPolicy::new(&["127.0.0.1:8080"]).unwrap();
+        assert!(refused_address("http://127.0.0.1:8080/in", &open).is_none());
+        assert!(refused_address("http://127.0.0.1:22/in", &open).is_some());
+    }
+
+    #[tokio::test]
+    async fn refused_addresses_get_no_request() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let config = crate::config::WebhookConfig::from_json(&serde_json::json!({}))
+            .unwrap()
+            .outgoing;
+        let sender = OutgoingSender::new(
+            config,
+            Arc::new(Metrics::default()),
+            OutboundPolicy::default(),
+        )
+        .unwrap();
+        let hook = HookConfig::new("ci", "t");
+        let payload = OutgoingPayload {
+            from: "a@x".into(),
+            to: "ci".into(),
+            hook: "ci".into(),
+            body: "hi".into(),
+            id: "1".into(),
+            timestamp: rfc3339(UNIX_EPOCH),
+        };
+        for url in [
+            format!("http://127.0.0.1:{port}/in"),
+            format!("http://localhost:{port}/in"),
+            format!("http://[::ffff:127.0.0.1]:{port}/in"),
+        ] {
+            let e = sender.deliver(&hook, &url, &payload).await.unwrap_err();
+            assert!(matches!(e, OutgoingError::NotAllowed(_)), "{url}: {e}");
+            assert!(e.to_string().contains("ask the gateway's admin"), "{e}");
+            assert_eq!(BridgeError::from(e).kind, ErrorKind::Forbidden);
+        }
+        assert!(listener.accept().is_err(), "nothing connected");
     }
 
     #[test]

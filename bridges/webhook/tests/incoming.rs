@@ -3,6 +3,7 @@
 mod common;
 
 use common::{Harness, expected, fixture, start};
+use estuary_bridge_api::OutboundPolicy;
 use estuary_bridge_api::{
     ChatKey, Connector, LoginId, MessageKind, RemoteEvent, RemoteMessageId, RemoteUserId, Sender,
 };
@@ -476,10 +477,13 @@ async fn healthz_and_metrics() {
 async fn bind_error_names_the_address_and_stop_frees_the_port() {
     let h = start(ci_config()).await;
     let addr = h.connector.local_addr().unwrap();
-    let second = WebhookConnector::from_config(&json!({
-        "listen": addr.to_string(),
-        "hooks": [{"name": "ci", "token": "t", "to": ["a@b"]}]
-    }))
+    let second = WebhookConnector::from_config(
+        &json!({
+            "listen": addr.to_string(),
+            "hooks": [{"name": "ci", "token": "t", "to": ["a@b"]}]
+        }),
+        OutboundPolicy::default(),
+    )
     .unwrap();
     let (tx, _rx) = tokio::sync::mpsc::channel(1);
     let err = second
@@ -509,7 +513,7 @@ impl estuary_bridge_api::StatusSource for FakeCore {
 async fn metrics_include_the_whole_gateway() {
     let mut table = ci_config();
     table["listen"] = Value::from("127.0.0.1:0");
-    let connector = WebhookConnector::from_config(&table).unwrap();
+    let connector = WebhookConnector::from_config(&table, OutboundPolicy::default()).unwrap();
     let (tx, _rx) = tokio::sync::mpsc::channel(4);
     let router =
         estuary_bridge_api::EventRouter::new(tx).with_status(std::sync::Arc::new(FakeCore));

@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use estuary_bridge_api::OutboundPolicy;
 use estuary_bridge_api::{
     ChatKey, Client, Connector, ErrorKind, EventSink, FormValues, LoginId, LoginState, MessageKind,
     Outgoing, RemoteEvent, RemoteUserId, Sent, StoredLogin, User,
@@ -63,18 +64,26 @@ async fn receiver(script: &[u16]) -> (Receiver, SocketAddr) {
     (r, addr)
 }
 
+/// The receivers listen on 127.0.0.1, which the gateway refuses unless allowed.
+fn loopback() -> OutboundPolicy {
+    OutboundPolicy::new(&["127.0.0.1"]).unwrap()
+}
+
 fn connector(url: Option<String>) -> WebhookConnector {
     let mut hook = json!({"name": "ci", "token": "s3cret", "to": ["alice@localhost"]});
     if let Some(url) = url {
         hook["url"] = json!(url);
     }
-    WebhookConnector::from_config(&json!({
-        "domain": "hooks.localhost",
-        "secret": "x",
-        "outgoing_backoff_ms": 20,
-        "outgoing_timeout_secs": 2,
-        "hooks": [hook, {"name": "status", "token": "t", "to": ["bob@localhost"]}]
-    }))
+    WebhookConnector::from_config(
+        &json!({
+            "domain": "hooks.localhost",
+            "secret": "x",
+            "outgoing_backoff_ms": 20,
+            "outgoing_timeout_secs": 2,
+            "hooks": [hook, {"name": "status", "token": "t", "to": ["bob@localhost"]}]
+        }),
+        loopback(),
+    )
     .unwrap()
 }
 

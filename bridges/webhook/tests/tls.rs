@@ -1,6 +1,6 @@
 //! Serving HTTPS with a configured certificate (a self-signed test pair in fixtures/).
 
-use estuary_bridge_api::{Connector, EventRouter, RemoteEvent};
+use estuary_bridge_api::{Connector, EventRouter, OutboundPolicy, RemoteEvent};
 use estuary_bridge_webhook::WebhookConnector;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -11,12 +11,15 @@ fn fixture(name: &str) -> String {
 
 #[tokio::test]
 async fn hooks_are_served_over_tls() {
-    let c = WebhookConnector::from_config(&json!({
-        "listen": "127.0.0.1:0",
-        "tls_cert": fixture("tls_test_cert.pem"),
-        "tls_key": fixture("tls_test_key.pem"),
-        "hooks": [{"name": "ci", "token": "s3cret", "to": ["alice@localhost"]}]
-    }))
+    let c = WebhookConnector::from_config(
+        &json!({
+            "listen": "127.0.0.1:0",
+            "tls_cert": fixture("tls_test_cert.pem"),
+            "tls_key": fixture("tls_test_key.pem"),
+            "hooks": [{"name": "ci", "token": "s3cret", "to": ["alice@localhost"]}]
+        }),
+        OutboundPolicy::default(),
+    )
     .unwrap();
     let (tx, mut rx) = mpsc::channel(4);
     c.start(EventRouter::new(tx)).await.unwrap();
@@ -52,11 +55,14 @@ async fn hooks_are_served_over_tls() {
 
 #[tokio::test]
 async fn a_missing_certificate_is_reported_with_its_path() {
-    let c = WebhookConnector::from_config(&json!({
-        "listen": "127.0.0.1:0",
-        "tls_cert": "/nonexistent/cert.pem",
-        "tls_key": fixture("tls_test_key.pem"),
-    }))
+    let c = WebhookConnector::from_config(
+        &json!({
+            "listen": "127.0.0.1:0",
+            "tls_cert": "/nonexistent/cert.pem",
+            "tls_key": fixture("tls_test_key.pem"),
+        }),
+        OutboundPolicy::default(),
+    )
     .unwrap();
     let (tx, _rx) = mpsc::channel(1);
     let err = c.start(EventRouter::new(tx)).await.unwrap_err();

@@ -5,7 +5,8 @@
 #![allow(dead_code)]
 
 use estuary_bridge_api::{
-    Client, Connector, EventSink, FormValues, LoginId, RemoteEvent, StoredLogin, User,
+    Client, Connector, EventSink, FormValues, LoginId, OutboundPolicy, RemoteEvent, StoredLogin,
+    User,
 };
 use estuary_bridge_irc::IrcConnector;
 use std::path::PathBuf;
@@ -309,6 +310,12 @@ saslserv {{ nick = "SaslServ"; user = "SaslServ"; host = "services.localhost"; r
         self.spawn();
     }
 
+    /// The outbound policy the tests run with: the servers listen on 127.0.0.1, which the
+    /// default policy refuses.
+    pub fn outbound() -> OutboundPolicy {
+        OutboundPolicy::new(&["127.0.0.1"]).expect("a valid allow entry")
+    }
+
     /// The bridge's config table for this server: plain TCP, flood control raised.
     pub fn bridge_table(&self) -> serde_json::Value {
         serde_json::json!({
@@ -410,7 +417,8 @@ pub struct Bridge {
 impl Bridge {
     /// Loads a login for `jid` against `ircd`.
     pub async fn new(ircd: &Ircd, jid: &str) -> Self {
-        let connector = IrcConnector::from_config(&ircd.bridge_table()).expect("config");
+        let connector =
+            IrcConnector::from_config(&ircd.bridge_table(), Ircd::outbound()).expect("config");
         let (tx, events) = mpsc::channel(1000);
         let login = StoredLogin {
             id: LoginId::new(jid),

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use estuary_bridge_api::{Connector, EventRouter, LoginId, RemoteEvent};
+use estuary_bridge_api::{Connector, EventRouter, LoginId, OutboundPolicy, RemoteEvent};
 use estuary_bridge_webhook::WebhookConnector;
 use serde_json::Value;
 use std::time::Duration;
@@ -25,7 +25,9 @@ pub async fn start(mut table: Value) -> Harness {
     if table.get("listen").is_none() {
         table["listen"] = Value::from("127.0.0.1:0");
     }
-    let connector = WebhookConnector::from_config(&table).expect("config");
+    // Receives only: nothing goes out, so the default (strict) outbound policy.
+    let connector =
+        WebhookConnector::from_config(&table, OutboundPolicy::default()).expect("config");
     let (tx, rx) = mpsc::channel(64);
     connector
         .start(EventRouter::new(tx))
