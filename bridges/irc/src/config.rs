@@ -542,7 +542,15 @@ mod tests {
     fn offline_policy() {
         use estuary_bridge_api::OfflinePolicy;
         let policy = |v| IrcConfig::from_json(&v).map(|c| c.offline_policy());
-        assert_eq!(policy(json!({})).unwrap(), OfflinePolicy::Leave);
+        // The default keeps channels through an XMPP server restart (issue 12).
+        assert_eq!(
+            policy(json!({})).unwrap(),
+            OfflinePolicy::Grace(Duration::from_secs(DEFAULT_OFFLINE_GRACE_SECS))
+        );
+        assert_eq!(
+            policy(json!({"offline": "leave"})).unwrap(),
+            OfflinePolicy::Leave
+        );
         assert_eq!(
             policy(json!({"offline": "grace"})).unwrap(),
             OfflinePolicy::Grace(Duration::from_secs(DEFAULT_OFFLINE_GRACE_SECS))
