@@ -18,7 +18,9 @@ pub fn start_trimming() {
     STARTED.call_once(|| {
         let spawned = std::thread::Builder::new()
             .name("estuary-trim".into())
-            .stack_size(64 * 1024)
+            // Room for the tracing subscriber's formatting: 64 KiB overflowed (and aborted
+            // the gateway) as soon as `estuary=debug` made `log_heap` log.
+            .stack_size(512 * 1024)
             .spawn(|| {
                 loop {
                     std::thread::sleep(TRIM_EVERY);
