@@ -91,6 +91,43 @@ impl Proc {
     }
 }
 
+impl Proc {
+    /// SIGKILL to the group at once (no chance to clean up), then reaps the child.
+    pub fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.id();
+        // SAFETY: kill(2) on our own child's process group; no memory is shared.
+        unsafe {
+            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+        }
+        let _ = child.wait();
+    }
+
+    /// SIGTERM to the group and up to `grace` for the process to exit on its own; `true` if
+    /// it did, `false` if it had to be killed (SIGKILL) at the end of `grace`.
+    pub fn terminate(&mut self, grace: Duration) -> bool {
+        if self.child.is_none() {
+            return true;
+        }
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        let mut exited = false;
+        while let Some(child) = self.child.as_mut()
+            && Instant::now() < deadline
+        {
+            if let Ok(Some(_)) = child.try_wait() {
+                exited = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        exited
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(3));
