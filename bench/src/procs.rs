@@ -71,10 +71,11 @@ impl Proc {
 
     /// SIGTERM to the group, up to `grace` to exit, then SIGKILL; reaps the child.
     pub fn stop(&mut self, grace: Duration) {
+        // The signal goes out before the child is taken: `signal` finds the pid through it.
+        self.signal(libc::SIGTERM);
         let Some(mut child) = self.child.take() else {
             return;
         };
-        self.signal(libc::SIGTERM);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {

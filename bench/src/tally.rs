@@ -156,6 +156,37 @@ impl Tally {
         self.last_live_at
     }
 
+    /// Numbers below `sent` that left no trace (see [`Summary::missing`]).
+    pub fn missing(&self, sent: usize) -> Vec<usize> {
+        (0..sent.min(self.live.len()))
+            .filter(|&i| self.raw[i] == 0 && !self.errors[i] && self.archive[i] == 0)
+            .collect()
+    }
+
+    /// Numbers found only in the archive (see [`Summary::archive_only`]).
+    pub fn archive_only(&self) -> Vec<usize> {
+        (0..self.live.len())
+            .filter(|&i| self.raw[i] == 0 && !self.errors[i] && self.archive[i] > 0)
+            .collect()
+    }
+
+    /// Numbers the sender got an error for.
+    pub fn errored(&self) -> Vec<usize> {
+        (0..self.live.len()).filter(|&i| self.errors[i]).collect()
+    }
+
+    /// Numbers received (live or history) but absent from the archive.
+    pub fn delivered_not_archived(&self) -> Vec<usize> {
+        (0..self.live.len())
+            .filter(|&i| self.raw[i] > 0 && self.archive[i] == 0)
+            .collect()
+    }
+
+    /// Numbers received more than once by a de-duplicating client.
+    pub fn duplicated(&self) -> Vec<usize> {
+        (0..self.live.len()).filter(|&i| self.kept[i] > 1).collect()
+    }
+
     /// The figures, for a sender that wrote numbers `0..sent`.
     pub fn summary(&self, sent: usize) -> Summary {
         let sent = sent.min(self.live.len());
@@ -186,9 +217,56 @@ impl Tally {
     }
 }
 
+/// Sorted numbers as ranges: `[1, 2, 3, 7, 9, 10]` → `"1-3, 7, 9-10"`; empty: `"none"`.
+pub fn ranges(seqs: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < seqs.len() {
+        let mut j = i;
+        while j + 1 < seqs.len() && seqs[j + 1] == seqs[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            seqs[i].to_string()
+        } else {
+            format!("{}-{}", seqs[i], seqs[j])
+        });
+        i = j + 1;
+    }
+    if out.is_empty() {
+        "none".into()
+    } else {
+        out.join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_read_as_ranges() {
+        assert_eq!(ranges(&[1, 2, 3, 7, 9, 10]), "1-3, 7, 9-10");
+        assert_eq!(ranges(&[5]), "5");
+        assert_eq!(ranges(&[]), "none");
+    }
+
+    #[test]
+    fn each_class_lists_its_numbers() {
+        let mut t = Tally::new(6);
+        let now = Instant::now();
+        t.live(0, Some("a"), now);
+        t.archived(0);
+        t.live(1, Some("b"), now);
+        t.history(1, Some("c"));
+        t.error(2);
+        t.archived(3);
+        assert_eq!(t.missing(6), [4, 5]);
+        assert_eq!(t.archive_only(), [3]);
+        assert_eq!(t.errored(), [2]);
+        assert_eq!(t.delivered_not_archived(), [1]);
+        assert_eq!(t.duplicated(), [1]);
+    }
 
     #[test]
     fn numbers_are_read_after_their_tag_only() {

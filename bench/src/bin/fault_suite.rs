@@ -24,7 +24,7 @@ use estuary_bench::irc::Irc;
 use estuary_bench::procs::{Proc, free_port, raise_nofile};
 use estuary_bench::servers::{self, ESTUARY_HOOKS, ESTUARY_IRC, Ircd, Prosody};
 use estuary_bench::stats::table;
-use estuary_bench::tally::{Summary, Tally, parse_seq};
+use estuary_bench::tally::{Summary, Tally, parse_seq, ranges};
 use estuary_bench::xmpp::{self, Conn, User};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -52,7 +52,7 @@ const X2I: &str = "x2i";
 /// How long a flow may stay quiet, once everything is sent, before the run is over.
 const QUIET: Duration = Duration::from_secs(8);
 /// Between two rejoin attempts, and between two reconnection attempts.
-const RETRY: Duration = Duration::from_secs(2);
+const RETRY: Duration = Duration::from_millis(500);
 
 /// A fault injected at message K.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -559,6 +559,19 @@ struct Outcome {
     notes: Vec<String>,
 }
 
+/// The MUC status codes of a presence, as `110, 332`.
+fn status_codes(presence: &str) -> String {
+    let mut codes = Vec::new();
+    let mut rest = presence;
+    while let Some(i) = rest.find("<status code=") {
+        if let Some(code) = xmpp::attr(&rest[i..], "code") {
+            codes.push(code);
+        }
+        rest = &rest[i + 1..];
+    }
+    codes.join(", ")
+}
+
 /// The value of attribute `key` on the first `<child …>` element in `stanza`.
 fn child_attr(stanza: &str, child: &str, key: &str) -> Option<String> {
     let at = stanza.find(&format!("<{child} "))?;
@@ -597,9 +610,7 @@ async fn inject(sc: Scenario, world: Arc<Mutex<World>>, down: Duration) -> Resul
     let note = match sc {
         Scenario::Baseline => "no fault".to_string(),
         Scenario::ProsodyRestart => {
-            tokio::task::block_in_place(|| w.prosody.proc.stop(Duration::from_secs(10)));
-            tokio::time::sleep(down).await;
-            w.prosody.restart(Duration::ZERO, Duration::ZERO).await?;
+            w.prosody.restart(Duration::from_secs(10), down).await?;
             "Prosody stopped (SIGTERM), started again".into()
         }
         Scenario::IrcdRestart => {
@@ -678,9 +689,30 @@ struct Counts {
     reflected: usize,
     poison: PoisonSeen,
     last_event: Instant,
+    /// When the traffic started, and what happened to the clients since, in order.
+    start: Instant,
+    events: Vec<String>,
 }
 
 impl Counts {
+    /// Notes `what` with the time since the traffic started.
+    fn event(&mut self, what: &str) {
+        let t = self.start.elapsed().as_secs_f64();
+        // The UTC time of day too, to find the moment in the servers' logs.
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let day_ms = wall.as_millis() % 86_400_000;
+        let (h, m, sec, ms) = (
+            day_ms / 3_600_000,
+            day_ms / 60_000 % 60,
+            day_ms / 1000 % 60,
+            day_ms % 1000,
+        );
+        self.events
+            .push(format!("{t:.2}s ({h:02}:{m:02}:{sec:02}.{ms:03}) {what}"));
+    }
+
     fn xmpp_item(&mut self, x: &mut XmppSide, at: Instant, item: &str) {
         let room = x.room.to_lowercase();
         let from = xmpp::attr(item, "from").unwrap_or_default().to_lowercase();
@@ -730,7 +762,12 @@ impl Counts {
                         x.joined = false;
                         x.want_join = true;
                         x.removed += 1;
+                        let codes = status_codes(item);
+                        self.event(&format!("XMPP user removed from the room ({codes})"));
                     } else {
+                        if !x.joined {
+                            self.event("XMPP user in the room (self-presence)");
+                        }
                         x.joined = true;
                         x.want_join = false;
                         x.replaying = true;
@@ -738,6 +775,11 @@ impl Counts {
                 } else if xmpp::is_error_presence(item, &x.room) {
                     x.joined = false;
                     x.want_join = true;
+                    self.event(&format!(
+                        "join refused: {}",
+                        xmpp::child_text(item, "text")
+                            .unwrap_or_else(|| item.chars().take(200).collect())
+                    ));
                 } else if unavailable && from.ends_with(&format!("/{POISONER}")) {
                     let status = xmpp::child_text(item, "status").unwrap_or_default();
                     if status.contains("part") {
@@ -831,6 +873,8 @@ async fn scenario(sc: Scenario, a: &Args, base: &Path) -> Result<Outcome, String
         reflected: 0,
         poison: PoisonSeen::default(),
         last_event: Instant::now(),
+        start: Instant::now(),
+        events: Vec::new(),
     };
     let (mut sent_x, mut sent_i) = (0usize, 0usize);
     let mut fault: Option<tokio::task::JoinHandle<Result<String, String>>> = None;
@@ -848,13 +892,15 @@ async fn scenario(sc: Scenario, a: &Args, base: &Path) -> Result<Outcome, String
         }
         // Send what is due, each direction while its connection is up.
         let due = n.min((start.elapsed().as_secs_f64() * a.rate) as usize + 1);
-        while sent_x < due {
+        // A client sends to a room it believes it is in (after a SIGKILL it cannot know).
+        while sent_x < due && x.joined {
             let Some(u) = &x.user else { break };
             let msg = format!(
                 "<message to='{}' type='groupchat' id='x2i-{sent_x}'><body>{X2I} {sent_x}</body></message>",
                 xmpp::escape(&room)
             );
             if u.send(&msg).await.is_err() {
+                c.event("XMPP write failed");
                 x.user = None;
                 break;
             }
@@ -867,6 +913,7 @@ async fn scenario(sc: Scenario, a: &Args, base: &Path) -> Result<Outcome, String
                 .await
                 .is_err()
             {
+                c.event("IRC write failed");
                 i.irc = None;
                 break;
             }
@@ -877,11 +924,13 @@ async fn scenario(sc: Scenario, a: &Args, base: &Path) -> Result<Outcome, String
         }
         // The fault, once both directions reached message K.
         if fault.is_none() && fault_note.is_none() && sent_x.min(sent_i) >= a.at.min(n) {
+            c.event(&format!("fault starts ({} sent each way)", a.at.min(n)));
             fault = Some(tokio::spawn(inject(sc, world.clone(), a.down)));
         }
         if fault.as_ref().is_some_and(|f| f.is_finished()) {
             let done = fault.take().expect("checked above").await;
             fault_note = Some(done.map_err(|e| format!("the fault task failed: {e}"))?);
+            c.event("fault done");
             if sc.restarts_gateway() {
                 // A real client learns it from the 332 or its messages' errors.
                 x.want_join = true;
@@ -892,6 +941,7 @@ async fn scenario(sc: Scenario, a: &Args, base: &Path) -> Result<Outcome, String
         if x.user.is_none() && now >= x.next_try {
             x.next_try = now + RETRY;
             if let Ok(u) = XmppSide::login(x.port, false).await {
+                c.event("XMPP user logged in again");
                 x.user = Some(u);
                 x.reconnects += 1;
                 x.joined = false;
@@ -901,11 +951,15 @@ async fn scenario(sc: Scenario, a: &Args, base: &Path) -> Result<Outcome, String
         }
         if x.user.is_some() && x.want_join && Instant::now() >= x.next_try {
             let seconds = last_i2x_live.elapsed().as_secs() + 2;
+            c.event(&format!(
+                "XMPP user joins (history of the last {seconds} s)"
+            ));
             x.send_join(Some(seconds)).await;
         }
         if i.irc.is_none() && now >= i.next_try {
             i.next_try = now + RETRY;
             if let Ok(irc) = IrcSide::connect(i.port).await {
+                c.event("IRC client connected and in the channel again");
                 i.irc = Some(irc);
                 i.reconnects += 1;
             }
@@ -931,11 +985,18 @@ async fn scenario(sc: Scenario, a: &Args, base: &Path) -> Result<Outcome, String
                     c.xmpp_item(&mut x, at, &item);
                     if let Some(t) = c.i2x.last_live_at() { last_i2x_live = t; }
                 }
-                None => { x.user = None; x.joined = false; }
+                None => {
+                    c.event("XMPP connection lost");
+                    x.user = None;
+                    x.joined = false;
+                }
             },
             got = recv_opt(i.irc.as_mut().map(|i| &mut i.rx)) => match got {
                 Some((at, line)) => c.irc_line(at, &line),
-                None => i.irc = None,
+                None => {
+                    c.event("IRC connection lost");
+                    i.irc = None;
+                }
             },
         }
     }
@@ -980,9 +1041,24 @@ async fn scenario(sc: Scenario, a: &Args, base: &Path) -> Result<Outcome, String
             ));
         }
     }
+    for (dir, t, sent) in [("i2x", &c.i2x, sent_i), ("x2i", &c.x2i, sent_x)] {
+        for (what, seqs) in [
+            ("missing", t.missing(sent)),
+            ("errors told", t.errored()),
+            ("archive only", t.archive_only()),
+            ("delivered, not in the archive", t.delivered_not_archived()),
+            ("duplicated after stanza-id", t.duplicated()),
+        ] {
+            if !seqs.is_empty() {
+                notes.push(format!("{dir} {what}: {}", ranges(&seqs)));
+            }
+        }
+    }
     if sc == Scenario::Poison {
         notes.push(format!("poison arrived: {:?}", c.poison));
     }
+    c.event("traffic over");
+    notes.push(format!("timeline: {}", c.events.join("; ")));
     tokio::task::block_in_place(|| w.gateway.stop(Duration::from_secs(10)));
     Ok(Outcome {
         sc,
