@@ -2,7 +2,10 @@
 //!
 //! - `irc_vs_biboumi`: Estuary's IRC bridge and Biboumi side by side behind one Prosody and one
 //!   InspIRCd — relay throughput and latency both ways, and memory per joined user;
-//! - `webhook_e2e`: Estuary's webhook bridge, from HTTP POST to an XMPP client.
+//! - `webhook_e2e`: Estuary's webhook bridge, from HTTP POST to an XMPP client;
+//! - `fault_suite`: numbered messages both ways through one channel while a server or the
+//!   gateway is restarted or killed, or poison input is sent, counting what was lost,
+//!   duplicated or reordered (`docs/reliability.md`).
 //!
 //! The load clients are deliberately small and raw (plain TCP, a byte-level XML splitter, IRC
 //! lines), so that the load client costs little CPU next to the servers it measures. See
@@ -12,6 +15,7 @@ pub mod irc;
 pub mod procs;
 pub mod servers;
 pub mod stats;
+pub mod tally;
 pub mod xmpp;
 
 use std::sync::OnceLock;

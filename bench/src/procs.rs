@@ -71,10 +71,11 @@ impl Proc {
 
     /// SIGTERM to the group, up to `grace` to exit, then SIGKILL; reaps the child.
     pub fn stop(&mut self, grace: Duration) {
+        // The signal goes out before the child is taken: `signal` finds the pid through it.
+        self.signal(libc::SIGTERM);
         let Some(mut child) = self.child.take() else {
             return;
         };
-        self.signal(libc::SIGTERM);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -88,6 +89,43 @@ impl Proc {
             libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
         }
         let _ = child.wait();
+    }
+}
+
+impl Proc {
+    /// SIGKILL to the group at once (no chance to clean up), then reaps the child.
+    pub fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.id();
+        // SAFETY: kill(2) on our own child's process group; no memory is shared.
+        unsafe {
+            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+        }
+        let _ = child.wait();
+    }
+
+    /// SIGTERM to the group and up to `grace` for the process to exit on its own; `true` if
+    /// it did, `false` if it had to be killed (SIGKILL) at the end of `grace`.
+    pub fn terminate(&mut self, grace: Duration) -> bool {
+        if self.child.is_none() {
+            return true;
+        }
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        let mut exited = false;
+        while let Some(child) = self.child.as_mut()
+            && Instant::now() < deadline
+        {
+            if let Ok(Some(_)) = child.try_wait() {
+                exited = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        exited
     }
 }
 

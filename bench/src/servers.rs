@@ -13,6 +13,8 @@ const START_LIMIT: Duration = Duration::from_secs(15);
 pub struct Prosody {
     /// The process.
     pub proc: Proc,
+    /// Its directory (config, data, log).
+    pub dir: PathBuf,
     /// The c2s port.
     pub c2s: u16,
     /// The XEP-0114 component port.
@@ -58,19 +60,38 @@ VirtualHost "localhost"
             ));
         }
         std::fs::write(dir.join("prosody.cfg.lua"), cfg).map_err(|e| e.to_string())?;
+        let proc = Self::spawn(dir, c2s, component).await?;
+        Ok(Prosody {
+            proc,
+            dir: dir.to_path_buf(),
+            c2s,
+            component,
+        })
+    }
+
+    /// Starts Prosody on the config already written in `dir` and waits for its ports.
+    async fn spawn(dir: &Path, c2s: u16, component: u16) -> Result<Proc, String> {
         let mut cmd = Command::new("prosody");
         cmd.arg("-F")
             .arg("--config")
             .arg(dir.join("prosody.cfg.lua"));
         let proc = Proc::spawn("prosody", cmd, &dir.join("prosody.out"))?;
         if !(wait_port(c2s, START_LIMIT).await && wait_port(component, START_LIMIT).await) {
-            return Err(format!("Prosody did not come up; see {d}/prosody.log"));
+            return Err(format!(
+                "Prosody did not come up; see {}/prosody.log",
+                dir.display()
+            ));
         }
-        Ok(Prosody {
-            proc,
-            c2s,
-            component,
-        })
+        Ok(proc)
+    }
+
+    /// Stops Prosody (SIGTERM, then SIGKILL after `grace`), waits `down`, and starts it again
+    /// on the same config, ports and data (accounts survive).
+    pub async fn restart(&mut self, grace: Duration, down: Duration) -> Result<(), String> {
+        self.proc.stop(grace);
+        tokio::time::sleep(down).await;
+        self.proc = Self::spawn(&self.dir, self.c2s, self.component).await?;
+        Ok(())
     }
 }
 
@@ -78,6 +99,8 @@ VirtualHost "localhost"
 pub struct Ircd {
     /// The process.
     pub proc: Proc,
+    /// Its directory (config, log).
+    pub dir: PathBuf,
     /// The client port.
     pub port: u16,
 }
@@ -108,14 +131,34 @@ impl Ircd {
 "#
         );
         std::fs::write(dir.join("inspircd.conf"), cfg).map_err(|e| e.to_string())?;
+        let proc = Self::spawn(dir, port).await?;
+        Ok(Ircd {
+            proc,
+            dir: dir.to_path_buf(),
+            port,
+        })
+    }
+
+    /// Starts InspIRCd on the config already written in `dir` and waits for its port.
+    async fn spawn(dir: &Path, port: u16) -> Result<Proc, String> {
+        let d = dir.display();
         let mut cmd = Command::new("inspircd");
-        cmd.arg(format!("--config={}/inspircd.conf", d))
+        cmd.arg(format!("--config={d}/inspircd.conf"))
             .args(["--nofork", "--runasroot"]);
         let proc = Proc::spawn("inspircd", cmd, &dir.join("inspircd.out"))?;
         if !wait_port(port, START_LIMIT).await {
             return Err(format!("InspIRCd did not come up; see {d}/ircd.log"));
         }
-        Ok(Ircd { proc, port })
+        Ok(proc)
+    }
+
+    /// Stops InspIRCd (SIGTERM, then SIGKILL after `grace`), waits `down`, and starts it
+    /// again on the same config and port. Every client connection is lost.
+    pub async fn restart(&mut self, grace: Duration, down: Duration) -> Result<(), String> {
+        self.proc.stop(grace);
+        tokio::time::sleep(down).await;
+        self.proc = Self::spawn(&self.dir, self.port).await?;
+        Ok(())
     }
 }
 
@@ -129,11 +172,18 @@ pub const BIBOUMI: (&str, &str) = ("biboumi.localhost", "biboumi-bench-secret");
 /// Where the release binary of Estuary is: `$ESTUARY_BIN`, else
 /// `$CARGO_TARGET_DIR/release/estuary`, else `target/release/estuary`.
 pub fn estuary_bin() -> PathBuf {
+    estuary_bin_in("release")
+}
+
+/// Where Estuary's binary of cargo profile directory `profile` (`release`, `debug`) is:
+/// `$ESTUARY_BIN`, else `$CARGO_TARGET_DIR/<profile>/estuary`, else
+/// `target/<profile>/estuary`.
+pub fn estuary_bin_in(profile: &str) -> PathBuf {
     if let Ok(p) = std::env::var("ESTUARY_BIN") {
         return p.into();
     }
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let bin = Path::new(&target).join("release").join("estuary");
+    let bin = Path::new(&target).join(profile).join("estuary");
     // Absolute: the gateway is started from its own directory.
     std::path::absolute(&bin).unwrap_or(bin)
 }
@@ -143,28 +193,47 @@ pub fn estuary_bin() -> PathBuf {
 pub fn start_estuary(dir: &Path, component_port: u16, bridges: &str) -> Result<Proc, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(dir.join("estuary.db"));
+    let db = format!("sqlite://{}/estuary.db", dir.display());
+    write_estuary_config(dir, component_port, &db, bridges)?;
+    spawn_estuary(dir, &estuary_bin(), "warn")
+}
+
+/// Writes `dir/estuary.toml`: the component link to 127.0.0.1:`component_port` (reconnecting
+/// within 2 s once the server is back), the database at `db_url`, then `bridges`.
+pub fn write_estuary_config(
+    dir: &Path,
+    component_port: u16,
+    db_url: &str,
+    bridges: &str,
+) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let cfg = format!(
         r#"# Generated by estuary-bench.
 [xmpp]
 host = "127.0.0.1"
 port = {component_port}
 server_domain = "localhost"
+reconnect_max_secs = 2
 
 [database]
-url = "sqlite://{d}/estuary.db"
+url = "{db_url}"
 seal_key = "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM="
 
 # The benchmark's servers listen on 127.0.0.1, which the gateway refuses unless allowed.
 [outbound]
 allow = ["127.0.0.1"]
-{bridges}"#,
-        d = dir.display()
+{bridges}"#
     );
-    std::fs::write(dir.join("estuary.toml"), cfg).map_err(|e| e.to_string())?;
-    let bin = estuary_bin();
+    std::fs::write(dir.join("estuary.toml"), cfg).map_err(|e| e.to_string())
+}
+
+/// Starts `bin` on the config in `dir/estuary.toml`, appending its output to
+/// `dir/estuary.log`; logs at `default_log` unless `RUST_LOG` says otherwise.
+pub fn spawn_estuary(dir: &Path, bin: &Path, default_log: &str) -> Result<Proc, String> {
     if !bin.exists() {
         return Err(format!(
-            "{} does not exist: run `cargo build --release` first (or set ESTUARY_BIN)",
+            "{} does not exist: run `cargo build -p estuary` (or `--release`) first, or set \
+             ESTUARY_BIN",
             bin.display()
         ));
     }
@@ -173,7 +242,7 @@ allow = ["127.0.0.1"]
         .arg("--config")
         .arg(dir.join("estuary.toml"));
     if std::env::var_os("RUST_LOG").is_none() {
-        cmd.env("RUST_LOG", "warn");
+        cmd.env("RUST_LOG", default_log);
     }
     Proc::spawn("estuary", cmd, &dir.join("estuary.log"))
 }
