@@ -2321,3 +2321,62 @@ async fn a_silent_servers_room_lists_do_not_hold_up_other_users() {
     }
     w.app.shutdown().await;
 }
+
+/// A gateway restart under the default `grace` policy: the stop tells alice's client it is
+/// out of the room (110 + 332); the new start joins the channel again on IRC by itself,
+/// before any client comes back, so what bob says meanwhile is archived; alice's client
+/// joins again and gets it as history. Before, the channel stayed unjoined until a client
+/// came back, and everything said in between was lost for good.
+#[tokio::test]
+async fn a_gateway_restart_rejoins_the_channels_and_keeps_what_was_said() {
+    let w = World::start_extra(Ircd::start(), r#"offline = "grace""#).await;
+    let room = room("rj");
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #rj").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("rj").await;
+    join(&mut alice, &room, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+
+    w.app.shutdown().await;
+    alice
+        .expect("out of the room at the stop", |s| {
+            presence_from(s, &format!("{room}/alice"))
+                && s.attr("type") == Some("unavailable")
+                && codes(s).contains(&332)
+        })
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("QUIT"))
+        .await;
+    let app = start_with(
+        &w.server,
+        w.dir.path(),
+        &format!("offline = \"grace\"\n{}", servers_table(&w.ircd)),
+    )
+    .await;
+    // Joined again by the gateway itself: no client has asked.
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN") && l.contains("#rj"))
+        .await;
+    bob.send("PRIVMSG #rj :said while your client was out")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    alice.drain();
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='20'/></x></presence>"
+        )))
+        .await;
+    alice
+        .expect("what bob said, as history", |s| {
+            s.attr("from") == Some(format!("{room}/bob").as_str())
+                && s.get_child("delay", "urn:xmpp:delay").is_some()
+                && body(s).as_deref() == Some("said while your client was out")
+        })
+        .await;
+    bob.send("PRIVMSG #rj :and live again").await;
+    alice
+        .expect_message_body(&format!("{room}/bob"), "and live again")
+        .await;
+    app.shutdown().await;
+}

@@ -12,6 +12,7 @@ mod mam;
 mod messages;
 mod presence;
 mod register;
+mod rejoin;
 mod remote;
 mod service;
 pub mod session;
@@ -244,7 +245,7 @@ impl Gateway {
             }
         };
         for login in logins {
-            if let Err(e) = self
+            match self
                 .open_session(
                     &login.user,
                     login.login_id.clone().into(),
@@ -254,7 +255,10 @@ impl Gateway {
                 )
                 .await
             {
-                warn!(bridge = %self.bridge, user = %login.user, "cannot restore the login: {}", e.text);
+                Ok(session) => self.rejoin_stored_rooms(&session).await,
+                Err(e) => {
+                    warn!(bridge = %self.bridge, user = %login.user, "cannot restore the login: {}", e.text)
+                }
             }
         }
     }
