@@ -8,7 +8,7 @@ use crate::address::CaseMapping;
 use crate::live::Live;
 use crate::profile::ServerProfile;
 use crate::remote::Session;
-use crate::transport::{Transport, TransportError};
+use crate::transport::{Transport, TransportError, WRITE_TIMEOUT};
 use estuary_bridge_api::{
     BridgeError, ErrorKind, EventSink, LoginState, MessageKind, OutboundError, RemoteEvent,
     RoomInfo, SinkClosed,
@@ -421,7 +421,10 @@ async fn close(
     pending: &mut VecDeque<RemoteEvent>,
 ) {
     match end {
-        End::Quit(reason) => quit(&mut transport, reason.clone()).await,
+        End::Quit(reason) => {
+            flush_at_quit(&mut transport, session).await;
+            quit(&mut transport, reason.clone()).await
+        }
         End::Idle => quit(&mut transport, Some("Idle".into())).await,
         End::Lost(_) | End::Refused(_) | End::Busy(_) => {}
     }
@@ -517,6 +520,28 @@ fn registration_lines(settings: &ServerSettings) -> String {
 /// Appends `msg` to `out` as a wire line (CRLF-terminated).
 pub fn push_line(out: &mut String, msg: &Message) {
     let _ = write!(out, "{msg}");
+}
+
+/// The most queued lines a quit still writes (a stop, a disconnect): what the user sent
+/// and flood control held back goes out before the QUIT instead of vanishing with the
+/// connection (the server's own flood limit may still apply). The user is told of any
+/// beyond.
+pub const FLUSH_AT_QUIT: usize = 64;
+
+/// Writes the user's lines still queued, before the QUIT (see [`FLUSH_AT_QUIT`]).
+async fn flush_at_quit(transport: &mut Transport, session: &mut Session) {
+    let mut text = String::new();
+    for line in session.lines_at_quit(FLUSH_AT_QUIT) {
+        push_line(&mut text, &line);
+    }
+    if text.is_empty() {
+        return;
+    }
+    match timeout(WRITE_TIMEOUT, transport.write(text.as_bytes())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!("the lines queued at the quit could not be written: {e}"),
+        Err(_) => warn!("the lines queued at the quit could not be written in time"),
+    }
 }
 
 /// Sends QUIT, gives it a moment to leave, and closes the socket.

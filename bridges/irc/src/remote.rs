@@ -275,6 +275,32 @@ impl Session {
         std::mem::take(&mut self.events)
     }
 
+    /// At a quit: the user's lines still waiting for flood control, at most `max` of them,
+    /// to write before the QUIT; the rest are dropped and the user is told how many.
+    pub fn lines_at_quit(&mut self, max: usize) -> Vec<Message> {
+        let mut lines = Vec::new();
+        while lines.len() < max && self.can_flush() {
+            match self.pop_line() {
+                Some(line) => lines.push(line),
+                None => break,
+            }
+        }
+        let unsent = self
+            .queue
+            .iter()
+            .filter(|l| matches!(l.msg.command, Command::PRIVMSG(..) | Command::NOTICE(..)))
+            .count();
+        self.queue.clear();
+        self.publish_counts();
+        if unsent > 0 {
+            self.service(format!(
+                "The connection to {} was closed before {unsent} of your line(s) could be sent; send them again once you are back.",
+                self.settings.server()
+            ));
+        }
+        lines
+    }
+
     /// Whether registration ever completed on the current connection.
     pub fn was_registered(&self) -> bool {
         self.ever_registered
@@ -2076,6 +2102,65 @@ mod tests {
             assert_eq!(error.kind, kind, "{numeric}");
             assert_eq!(error.text, "#x: Cannot join");
         }
+    }
+
+    fn say(s: &mut Session, lines: &[&str]) {
+        s.queue_op(Op::Say(crate::connection::Say {
+            target: "#test".into(),
+            kind: MessageKind::Normal,
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+            body: lines.join("\n"),
+            origin_id: None,
+            report_echo: false,
+        }));
+    }
+
+    /// Lines written and not yet confirmed by the server (the PONG to the mark after them)
+    /// are written again after a lost connection; confirmed ones are not.
+    #[test]
+    fn unconfirmed_lines_are_sent_again_after_a_lost_connection() {
+        let mut s = session();
+        registered(&mut s);
+        wire(&mut s);
+        say(&mut s, &["one", "two"]);
+        assert_eq!(wire(&mut s), ["PRIVMSG #test one", "PRIVMSG #test two"]);
+        let mark = s.take_mark().expect("a mark after unconfirmed lines");
+        assert_eq!(mark.to_string().trim_end(), "PING estuary-mark-1");
+        assert!(s.take_mark().is_none(), "one mark in flight at a time");
+        feed(&mut s, &[":irc.test PONG irc.test :estuary-mark-1"]);
+        say(&mut s, &["three"]);
+        assert_eq!(wire(&mut s), ["PRIVMSG #test three"]);
+        let _ = s.take_mark();
+        s.connection_lost();
+        registered(&mut s);
+        let again: Vec<String> = wire(&mut s)
+            .into_iter()
+            .filter(|l| l.starts_with("PRIVMSG"))
+            .collect();
+        assert_eq!(again, ["PRIVMSG #test three"], "only the unconfirmed line");
+    }
+
+    /// At a quit, lines still held by flood control are written (up to a bound) and the
+    /// user is told of those beyond it.
+    #[test]
+    fn queued_lines_go_out_at_a_quit_and_the_rest_are_reported() {
+        let mut s = session();
+        registered(&mut s);
+        wire(&mut s);
+        s.take_events();
+        say(&mut s, &["a", "b", "c"]);
+        let lines: Vec<String> = s
+            .lines_at_quit(2)
+            .iter()
+            .map(|m| m.to_string().trim_end().to_owned())
+            .collect();
+        assert_eq!(lines, ["PRIVMSG #test a", "PRIVMSG #test b"]);
+        let events = s.take_events();
+        assert!(
+            events.iter().any(|e| matches!(e, RemoteEvent::ServiceMessage { body, .. } if body.contains("1 of your line(s)"))),
+            "{events:?}"
+        );
+        assert!(s.lines_at_quit(10).is_empty(), "nothing left");
     }
 
     #[test]
