@@ -241,6 +241,14 @@ impl CpuSample {
         }
     }
 
+    /// The CPU seconds (user + system) the process labelled `label` used since `self`.
+    pub fn secs_since(&self, label: &str) -> Option<f64> {
+        self.secs
+            .iter()
+            .find(|(l, _, _)| l == label)
+            .map(|(_, p, s)| (cpu_secs(*p) - s).max(0.0))
+    }
+
     /// "label 93%, label 41%": the share of one core each process used since `self`.
     pub fn usage_since(&self) -> String {
         let wall = self.at.elapsed().as_secs_f64().max(1e-9);

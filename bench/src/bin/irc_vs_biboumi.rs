@@ -278,11 +278,18 @@ struct Flow {
     elapsed: Duration,
     latencies: Vec<Duration>,
     cpu: String,
+    /// CPU seconds the gateway process used during the flow (from /proc).
+    gateway_cpu_secs: f64,
 }
 
 impl Flow {
     fn rate(&self) -> f64 {
         self.received as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The gateway's CPU time per message relayed, in microseconds.
+    fn cpu_us_per_message(&self) -> f64 {
+        self.gateway_cpu_secs * 1e6 / (self.received.max(1) as f64)
     }
 }
 
@@ -354,6 +361,7 @@ async fn flow(
         elapsed: last.saturating_duration_since(start),
         latencies,
         cpu: cpu.usage_since(),
+        gateway_cpu_secs: cpu.secs_since("gateway").unwrap_or(0.0),
     })
 }
 
@@ -930,13 +938,14 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
             ("paced x2i", &e.x2i_paced),
         ] {
             println!(
-                "Estuary {what}: {:.0}/s ({}/{}), p50 {} p99 {} ms [{}]",
+                "Estuary {what}: {:.0}/s ({}/{}), p50 {} p99 {} ms [{}], gateway CPU {:.0} µs/msg",
                 f.rate(),
                 f.received,
                 f.sent,
                 ms(percentile(&f.latencies, 50.0)),
                 ms(percentile(&f.latencies, 99.0)),
-                f.cpu
+                f.cpu,
+                f.cpu_us_per_message()
             );
         }
         if a.paced_repeat > 1 {
@@ -985,6 +994,24 @@ async fn run(a: Args, dir: &Path) -> Result<(), String> {
         report.push_str(&format!(
             "\nCPU (share of one core) during the saturated runs:\n- Biboumi IRC→XMPP: {}\n- Biboumi XMPP→IRC: {}\n- Estuary IRC→XMPP: {}\n- Estuary XMPP→IRC: {}\n",
             b.i2x.cpu, b.x2i.cpu, e.i2x.cpu, e.x2i.cpu
+        ));
+        report.push_str(
+            "\n## Gateway CPU time per relayed message (user + system, from /proc, saturated runs)\n\n",
+        );
+        let cpu_row = |dir: &str, b: &Flow, e: &Flow| {
+            vec![
+                dir.to_string(),
+                format!("{:.0} µs", b.cpu_us_per_message()),
+                format!("{:.0} µs", e.cpu_us_per_message()),
+                ratio(e.cpu_us_per_message(), b.cpu_us_per_message()),
+            ]
+        };
+        report.push_str(&table(
+            &["direction", "Biboumi", "Estuary", "Estuary/Biboumi"],
+            &[
+                cpu_row("IRC → XMPP", &b.i2x, &e.i2x),
+                cpu_row("XMPP → IRC", &b.x2i, &e.x2i),
+            ],
         ));
         report.push_str(&format!(
             "\n## Latency at a steady {}/s ({} messages per direction), p50 / p99 in ms\n\n",
