@@ -565,7 +565,13 @@ mod tests {
         );
         let e = policy(json!({"offline": "forever"})).unwrap_err();
         assert!(e.to_string().contains("forever"), "{e}");
-        let e = policy(json!({"offline_grace_secs": 30})).unwrap_err();
+        // Grace is the default, so the grace period alone is enough…
+        assert_eq!(
+            policy(json!({"offline_grace_secs": 30})).unwrap(),
+            OfflinePolicy::Grace(Duration::from_secs(30))
+        );
+        // …and is refused beside another policy.
+        let e = policy(json!({"offline": "leave", "offline_grace_secs": 30})).unwrap_err();
         assert!(e.to_string().contains("offline = \"grace\""), "{e}");
         assert!(policy(json!({"offline": "grace", "offline_grace_secs": 0})).is_err());
     }
