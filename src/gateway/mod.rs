@@ -644,15 +644,18 @@ impl Gateway {
         }
     }
 
-    /// Waits (up to [`DRAIN_LIMIT`]) until every stanza the link received is handled.
+    /// Waits (up to [`DRAIN_LIMIT`]) until every stanza the link had handed over when this
+    /// was called is handled. Not a moving target: under steady traffic stanzas keep
+    /// coming during a stop (each handled at once by [`stopping`]), and waiting for none
+    /// to be left held a stop for the whole limit.
     async fn drain_stanzas(&self) {
         let deadline = Instant::now() + DRAIN_LIMIT;
+        let target = self.link.delivered();
         while Instant::now() < deadline {
-            // Handed over by the link, taken by the dispatcher, handled: all the same count.
-            let handed = self.link.delivered();
+            // Handed over by the link, taken by the dispatcher, handled: all counted.
             let received = self.stats.stanzas_in.load(Ordering::SeqCst);
             let handled = self.stanzas_handled.load(Ordering::SeqCst);
-            if handled >= handed && received >= handed && self.workers.is_idle() {
+            if handled >= target && received >= target {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -667,7 +670,9 @@ impl Gateway {
         let deadline = Instant::now() + DRAIN_LIMIT;
         while Instant::now() < deadline {
             let queued = self.events_tx.max_capacity() - self.events_tx.capacity();
-            if queued == 0 && self.event_workers.is_idle() && self.workers.is_idle() {
+            // Stanzas from XMPP are drained before (`drain_stanzas`); those still coming
+            // during a stop are handled at once and would keep this waiting for nothing.
+            if queued == 0 && self.event_workers.is_idle() {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
