@@ -653,8 +653,10 @@ impl Gateway {
         let target = self.link.delivered();
         while Instant::now() < deadline {
             // Handed over by the link, taken by the dispatcher, handled: all counted.
+            // A stanza refused at the door (its user had too many waiting) is done too.
             let received = self.stats.stanzas_in.load(Ordering::SeqCst);
-            let handled = self.stanzas_handled.load(Ordering::SeqCst);
+            let handled = self.stanzas_handled.load(Ordering::SeqCst)
+                + self.stats.refused.load(Ordering::SeqCst);
             if handled >= target && received >= target {
                 return;
             }
