@@ -130,9 +130,6 @@ impl<'a> Live<'a> {
                 push_line(&mut text, &msg);
             }
         }
-        if let Some(mark) = self.session.take_mark() {
-            push_line(&mut text, &mark);
-        }
         if self.out.is_empty() {
             self.out = text.into_bytes();
         } else {

@@ -163,16 +163,6 @@ struct Rare {
     pending_nicks: VecDeque<(String, oneshot::Sender<Result<(), BridgeError>>)>,
     /// Topic changes and kicks sent and not yet answered, oldest first.
     pending_ops: VecDeque<PendingOp>,
-    /// The user's lines (PRIVMSG, NOTICE) written since the server last confirmed, oldest
-    /// first: written again after a lost connection, so that what was in flight when the
-    /// server dropped us is not lost (the server may see a line twice, never zero times).
-    unconfirmed: VecDeque<Message>,
-    /// The confirming mark in flight (a PING with our token: the server answers in order,
-    /// so its PONG proves the lines before it were taken) and how many of `unconfirmed` it
-    /// covers.
-    mark: Option<(String, usize)>,
-    /// Marks sent on this connection, for their tokens.
-    marks_sent: u32,
 }
 
 impl Rare {
@@ -186,8 +176,6 @@ impl Rare {
             && self.listing_dropped == 0
             && self.pending_nicks.is_empty()
             && self.pending_ops.is_empty()
-            && self.unconfirmed.is_empty()
-            && self.mark.is_none()
     }
 }
 
@@ -340,24 +328,6 @@ impl Session {
             chan.members.clear();
         }
         self.echoes.clear();
-        // The user's lines the server never confirmed go first once reconnected.
-        let resend: Vec<Message> = self
-            .rare_if_any()
-            .map(|rare| {
-                rare.mark = None;
-                rare.marks_sent = 0;
-                rare.unconfirmed.drain(..).collect()
-            })
-            .unwrap_or_default();
-        if !resend.is_empty() {
-            tracing::info!(
-                lines = resend.len(),
-                "lines the server had not confirmed are sent again after reconnecting"
-            );
-        }
-        for msg in resend.into_iter().rev() {
-            self.queue.push_front(Line { msg, echo: None });
-        }
         if let Some(rare) = self.rare_if_any() {
             rare.parting.clear();
             rare.pending_nicks.clear();
@@ -418,44 +388,12 @@ impl Session {
         self.shared
             .queued
             .store(self.queue.len(), Ordering::Relaxed);
-        if matches!(line.msg.command, Command::PRIVMSG(..) | Command::NOTICE(..)) {
-            self.rare().unconfirmed.push_back(line.msg.clone());
-        }
         if let Some(echo) = line.echo
             && self.shared.echo.load(Ordering::SeqCst)
         {
             self.echoes.push_back(echo);
         }
         Some(line.msg)
-    }
-
-    /// A PING that makes the server confirm the user's lines written so far, when some
-    /// are unconfirmed and no mark is in flight (one at a time: at most one extra line per
-    /// round trip). Written right after them.
-    pub fn take_mark(&mut self) -> Option<Message> {
-        let rare = self.rare_if_any()?;
-        if rare.mark.is_some() || rare.unconfirmed.is_empty() {
-            return None;
-        }
-        rare.marks_sent = rare.marks_sent.wrapping_add(1);
-        let token = format!("estuary-mark-{}", rare.marks_sent);
-        rare.mark = Some((token.clone(), rare.unconfirmed.len()));
-        Some(Message::from(Command::PING(token, None)))
-    }
-
-    /// The server answered a PING: if it is our mark, the lines before it are confirmed.
-    fn on_pong(&mut self, tokens: [Option<&str>; 2]) {
-        let Some(rare) = self.rare_if_any() else {
-            return;
-        };
-        let Some((want, covered)) = &rare.mark else {
-            return;
-        };
-        if tokens.iter().flatten().any(|t| t == want) {
-            let covered = (*covered).min(rare.unconfirmed.len());
-            rare.unconfirmed.drain(..covered);
-            rare.mark = None;
-        }
     }
 
     /// The next line that bypasses flood control (registration, SASL).
@@ -818,9 +756,6 @@ impl Session {
             Command::PING(ref token, _) => {
                 let pong = Command::PONG(token.clone(), None);
                 self.urgent.push_back(Message::from(pong));
-            }
-            Command::PONG(ref first, ref second) => {
-                self.on_pong([Some(first.as_str()), second.as_deref()]);
             }
             Command::ERROR(ref text) => return Flow::Stop(text.clone()),
             _ => {}
@@ -2113,31 +2048,6 @@ mod tests {
             origin_id: None,
             report_echo: false,
         }));
-    }
-
-    /// Lines written and not yet confirmed by the server (the PONG to the mark after them)
-    /// are written again after a lost connection; confirmed ones are not.
-    #[test]
-    fn unconfirmed_lines_are_sent_again_after_a_lost_connection() {
-        let mut s = session();
-        registered(&mut s);
-        wire(&mut s);
-        say(&mut s, &["one", "two"]);
-        assert_eq!(wire(&mut s), ["PRIVMSG #test one", "PRIVMSG #test two"]);
-        let mark = s.take_mark().expect("a mark after unconfirmed lines");
-        assert_eq!(mark.to_string().trim_end(), "PING estuary-mark-1");
-        assert!(s.take_mark().is_none(), "one mark in flight at a time");
-        feed(&mut s, &[":irc.test PONG irc.test :estuary-mark-1"]);
-        say(&mut s, &["three"]);
-        assert_eq!(wire(&mut s), ["PRIVMSG #test three"]);
-        let _ = s.take_mark();
-        s.connection_lost();
-        registered(&mut s);
-        let again: Vec<String> = wire(&mut s)
-            .into_iter()
-            .filter(|l| l.starts_with("PRIVMSG"))
-            .collect();
-        assert_eq!(again, ["PRIVMSG #test three"], "only the unconfirmed line");
     }
 
     /// At a quit, lines still held by flood control are written (up to a bound) and the
