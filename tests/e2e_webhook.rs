@@ -154,6 +154,11 @@ async fn a_posted_hook_reaches_the_client() {
         Some("ci@hooks.localhost")
     );
     assert!(
+        m.get_child("delay", "urn:xmpp:delay").is_none(),
+        "a live hook message is not delayed: {}",
+        String::from(&m)
+    );
+    assert!(
         alice
             .drain()
             .iter()
