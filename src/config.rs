@@ -389,6 +389,8 @@ fn invalid(text: &str, mut problems: Vec<Problem>) -> ConfigError {
     for p in &mut problems {
         p.line = line_of_key(text, &p.key);
     }
+    // In the order of the file; problems without a line last.
+    problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
     ConfigError::Invalid(problems)
 }
 
@@ -722,6 +724,12 @@ queued_linez = 3
             "{message}"
         );
         assert_eq!(found.len(), 5, "{found:?}");
+        let lines: Vec<Option<usize>> = found.iter().map(|(l, _, _)| *l).collect();
+        assert_eq!(
+            lines,
+            [4, 8, 9, 10, 13].map(Some),
+            "in the order of the file"
+        );
     }
 
     #[test]
