@@ -56,11 +56,43 @@ pub fn build(
     }
 }
 
-/// Checks a bridge's own keys without starting it, for `check-config`.
+/// Checks a bridge's own keys without starting it, for `check-config`: everything the
+/// bridge finds wrong, each as (full dotted key, what is wrong). Empty: the table is usable.
 pub fn check(
     name: &str,
     table: &serde_json::Value,
     outbound: &OutboundPolicy,
-) -> Result<(), String> {
-    build(name, table, outbound).map(|_| ())
+) -> Vec<(String, String)> {
+    let mut own = table.clone();
+    if let Some(map) = own.as_object_mut() {
+        for key in CORE_KEYS {
+            map.remove(key);
+        }
+    }
+    let problems: Vec<(String, String)> = match name {
+        #[cfg(feature = "irc")]
+        "irc" => estuary_bridge_irc::IrcConfig::check(&own)
+            .into_iter()
+            .map(|e| match e {
+                estuary_bridge_irc::ConfigError::OutOfRange { key, why } if !key.is_empty() => {
+                    (format!("bridges.irc.{key}"), why)
+                }
+                other => ("bridges.irc".to_string(), other.to_string()),
+            })
+            .collect(),
+        // The webhook bridge names the full key of the first problem it finds.
+        #[cfg(feature = "webhook")]
+        "webhook" => match estuary_bridge_webhook::WebhookConfig::from_json(&own) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![(e.key, e.reason)],
+        },
+        _ => Vec::new(),
+    };
+    if !problems.is_empty() {
+        return problems;
+    }
+    match build(name, table, outbound) {
+        Ok(_) => Vec::new(),
+        Err(message) => vec![(format!("bridges.{name}"), message)],
+    }
 }

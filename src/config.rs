@@ -44,6 +44,7 @@ impl std::fmt::Display for Problem {
 
 /// The whole configuration.
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// The XMPP server's component listener.
     #[serde(default)]
@@ -80,7 +81,7 @@ impl std::fmt::Debug for Settings {
 
 /// `[xmpp]`: where the XMPP server listens for components.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct XmppSettings {
     /// Host of the component port.
     pub host: String,
@@ -152,7 +153,7 @@ impl XmppSettings {
 
 /// `[database]`: where logins, rooms and archives live.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `sqlite://estuary.db` (default, created on first start) or `postgres://user@host/db`.
     pub url: String,
@@ -212,6 +213,9 @@ impl OutboundSettings {
         }
     }
 }
+
+/// The keys of `[bridges.<name>]` the core reads; the bridge checks the rest.
+const BRIDGE_CORE_KEYS: [&str; 5] = ["domain", "secret", "enabled", "admins", "allowed_domains"];
 
 /// `[bridges.<name>]`: the keys every bridge has; the rest is the bridge's own.
 #[derive(Debug, Clone, Deserialize)]
@@ -283,9 +287,12 @@ impl Settings {
     /// Reads settings from TOML text (plus the environment if `with_env`) and validates.
     pub fn from_toml(text: &str, origin: &str, with_env: bool) -> Result<Settings, ConfigError> {
         // Parse once with the toml crate first: its errors carry line and column.
-        if let Err(e) = text.parse::<toml::Table>() {
-            return Err(ConfigError::Load(format!("{origin}: {e}")));
-        }
+        let file = match text.parse::<toml::Table>() {
+            Ok(file) => file,
+            Err(e) => return Err(ConfigError::Load(format!("{origin}: {e}"))),
+        };
+        // Unknown keys and wrong types in the file, all of them, before anything is read.
+        let mut problems = key_problems(&file);
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml));
         if with_env {
@@ -299,24 +306,31 @@ impl Settings {
         let raw = builder
             .build()
             .map_err(|e| ConfigError::Load(format!("{origin}: {e}")))?;
-        let mut settings: Settings = raw
-            .clone()
-            .try_deserialize()
-            .map_err(|e| ConfigError::Load(format!("{origin}: {e}")))?;
+        let mut settings: Settings = match raw.clone().try_deserialize() {
+            Ok(settings) => settings,
+            // The file's own problems say where they are; the reader's error does not. The
+            // bridges' own keys are checked too, so that everything is reported at once.
+            Err(_) if !problems.is_empty() => {
+                problems.extend(bridge_key_problems(&raw));
+                return Err(invalid(text, problems));
+            }
+            Err(e) => return Err(ConfigError::Load(format!("{origin}: {e}"))),
+        };
         for name in settings.bridges.keys() {
             let table: serde_json::Value = raw
                 .get(&format!("bridges.{name}"))
                 .map_err(|e| ConfigError::Load(format!("{origin}: bridges.{name}: {e}")))?;
             settings.bridge_tables.insert(name.clone(), table);
         }
-        let mut problems = settings.problems();
+        for p in settings.problems() {
+            if !problems.iter().any(|q| q.key == p.key) {
+                problems.push(p);
+            }
+        }
         if problems.is_empty() {
             Ok(settings)
         } else {
-            for p in &mut problems {
-                p.line = line_of_key(text, &p.key);
-            }
-            Err(ConfigError::Invalid(problems))
+            Err(invalid(text, problems))
         }
     }
 
@@ -347,10 +361,10 @@ impl Settings {
                 continue;
             }
             bridge.validate(name, &mut problems);
-            if let Some(table) = self.bridge_tables.get(name)
-                && let Err(message) = crate::bridges::check(name, table, &policy)
-            {
-                problems.push(problem(&format!("bridges.{name}"), &message));
+            if let Some(table) = self.bridge_tables.get(name) {
+                for (key, message) in crate::bridges::check(name, table, &policy) {
+                    problems.push(problem(&key, &message));
+                }
             }
             if let Some(other) = domains.insert(bridge.domain.clone(), name.clone())
                 && !bridge.domain.is_empty()
@@ -370,39 +384,185 @@ impl Settings {
     }
 }
 
-/// Finds the line (1-based) where a dotted key is set in TOML text: the `key =` line inside
-/// the key's table, or the table header itself.
-pub fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
-    let (table, leaf) = match dotted.rsplit_once('.') {
-        Some((t, l)) => (t, l),
-        None => ("", dotted),
+/// The problems, each given the line of its key in `text`.
+fn invalid(text: &str, mut problems: Vec<Problem>) -> ConfigError {
+    for p in &mut problems {
+        p.line = line_of_key(text, &p.key);
+    }
+    // In the order of the file; problems without a line last.
+    problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+    ConfigError::Invalid(problems)
+}
+
+/// What the bridges find wrong with their tables, read from `raw` when the whole settings
+/// could not be.
+fn bridge_key_problems(raw: &config::Config) -> Vec<Problem> {
+    let policy = raw
+        .get::<OutboundSettings>("outbound")
+        .ok()
+        .and_then(|o| o.policy().ok())
+        .unwrap_or_default();
+    let Ok(bridges) = raw.get::<BTreeMap<String, serde_json::Value>>("bridges") else {
+        return Vec::new();
     };
-    let mut current = String::new();
-    let mut header_line = None;
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.starts_with('[') {
-            current = line
-                .trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .to_string();
-            if current == dotted {
-                header_line = Some(i + 1);
-            }
-            continue;
-        }
-        if current == table
-            && let Some((k, _)) = line.split_once('=')
-            && k.trim().trim_matches('"') == leaf
-        {
-            return Some(i + 1);
+    let known = known_bridges();
+    bridges
+        .iter()
+        .filter(|(name, _)| known.contains(&name.as_str()))
+        .flat_map(|(name, table)| crate::bridges::check(name, table, &policy))
+        .map(|(key, message)| problem(&key, &message))
+        .collect()
+}
+
+/// The sections of the file.
+const SECTIONS: [&str; 4] = ["xmpp", "database", "outbound", "bridges"];
+
+/// Unknown keys and values of the wrong type in the core's part of the file: the sections,
+/// their keys, and the keys every bridge table has (the bridges check their own keys).
+/// Each key is checked on its own, so that every problem is reported, not only the first.
+fn key_problems(file: &toml::Table) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (section, value) in file {
+        match section.as_str() {
+            "xmpp" => check_keys::<XmppSettings>("xmpp", value, None, &mut problems),
+            "database" => check_keys::<DatabaseSettings>("database", value, None, &mut problems),
+            "outbound" => check_keys::<OutboundSettings>("outbound", value, None, &mut problems),
+            "bridges" => match value.as_table() {
+                Some(bridges) => {
+                    for (name, table) in bridges {
+                        check_keys::<BridgeSettings>(
+                            &format!("bridges.{name}"),
+                            table,
+                            Some(&BRIDGE_CORE_KEYS),
+                            &mut problems,
+                        );
+                    }
+                }
+                None => problems.push(problem(
+                    "bridges",
+                    "must be tables, one per bridge: [bridges.<name>]",
+                )),
+            },
+            other => problems.push(problem(
+                other,
+                &format!(
+                    "unknown section: check its spelling (the sections are {}); its settings are not used",
+                    SECTIONS.join(", ")
+                ),
+            )),
         }
     }
-    header_line.or_else(|| {
-        text.lines()
-            .position(|l| l.trim().trim_matches(|c| c == '[' || c == ']').trim() == table)
-            .map(|i| i + 1)
-    })
+    problems
+}
+
+/// Reads each key of the table at `key` on its own as a `T`, reporting the keys `T` does not
+/// know and the values it cannot read. With `only`, just those keys are checked (the rest of
+/// the table belongs to someone else).
+fn check_keys<T: serde::de::DeserializeOwned>(
+    key: &str,
+    value: &toml::Value,
+    only: Option<&[&str]>,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(table) = value.as_table() else {
+        problems.push(problem(
+            key,
+            &format!("must be a table: write it as [{key}] with its keys below"),
+        ));
+        return;
+    };
+    for (name, value) in table {
+        if only.is_some_and(|only| !only.contains(&name.as_str())) {
+            continue;
+        }
+        let mut single = toml::Table::new();
+        single.insert(name.clone(), value.clone());
+        if let Err(e) = toml::Value::Table(single).try_into::<T>() {
+            let message = e.message().trim().to_string();
+            let message = if message.starts_with("unknown field") {
+                format!("{message}: check its spelling")
+            } else {
+                message
+            };
+            problems.push(problem(&format!("{key}.{name}"), &message));
+        }
+    }
+}
+
+/// One step of a dotted key: a table key or an array index.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Splits a dotted key as problems name them (`bridges.irc.servers."irc.example.org".port`,
+/// `bridges.webhook.hooks[0].token`) into its steps.
+fn steps(dotted: &str) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut chars = dotted.chars().peekable();
+    let push = |current: &mut String, steps: &mut Vec<Step>| {
+        if !current.is_empty() {
+            steps.push(Step::Key(std::mem::take(current)));
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => quoted = !quoted,
+            '.' if !quoted => push(&mut current, &mut steps),
+            '[' if !quoted => {
+                push(&mut current, &mut steps);
+                let mut index = String::new();
+                for d in chars.by_ref() {
+                    if d == ']' {
+                        break;
+                    }
+                    index.push(d);
+                }
+                if let Ok(i) = index.trim().parse() {
+                    steps.push(Step::Index(i));
+                }
+            }
+            c => current.push(c),
+        }
+    }
+    push(&mut current, &mut steps);
+    steps
+}
+
+/// Finds the line (1-based) where a dotted key is written in TOML text: the `key =` line,
+/// or the `[table]` header for a table; for a key that is not in the text, the line of the
+/// nearest table around it that is.
+pub fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let document = DeTable::parse(text).ok()?;
+    let line_at = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let mut table = document.get_ref();
+    let mut value: Option<&DeValue> = None;
+    let mut line = None;
+    for step in steps(dotted) {
+        let found = match (step, value) {
+            (Step::Key(k), None | Some(DeValue::Table(_))) => {
+                if let Some(DeValue::Table(t)) = value {
+                    table = t;
+                }
+                table
+                    .iter()
+                    .find(|(key, _)| key.get_ref().as_ref() == k)
+                    .map(|(key, v)| (key.span().start, v))
+            }
+            (Step::Index(i), Some(DeValue::Array(items))) => {
+                items.get(i).map(|v| (v.span().start, v))
+            }
+            _ => None,
+        };
+        let Some((offset, v)) = found else { break };
+        line = Some(line_at(offset));
+        value = Some(v.get_ref());
+    }
+    line
 }
 
 #[cfg(test)]
@@ -499,6 +659,123 @@ admins = ["admin@localhost"]
             msg.contains("line 2: outbound.allow: \"10.0.0.0/33\" is not an allow entry"),
             "{msg}"
         );
+    }
+
+    /// Every problem of a config, as (line, key, message).
+    fn problems_of(text: &str) -> Vec<(Option<usize>, String, String)> {
+        match Settings::from_toml(text, "t", false) {
+            Err(ConfigError::Invalid(problems)) => problems
+                .into_iter()
+                .map(|p| (p.line, p.key, p.message))
+                .collect(),
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[cfg(feature = "irc")]
+    #[test]
+    fn unknown_keys_and_wrong_types_are_all_reported_with_the_line_of_the_key() {
+        let text = r#"[xmpp]
+host = "127.0.0.1"
+
+[databse]
+url = "postgres://estuary@db/estuary"
+
+[bridges.irc]
+domian = "irc.localhost"
+secret = 42
+fixed_sever = "irc.libera.chat"
+
+[bridges.irc.limits]
+queued_linez = 3
+"#;
+        let found = problems_of(text);
+        let at = |key: &str| {
+            found
+                .iter()
+                .find(|(_, k, _)| k == key)
+                .unwrap_or_else(|| panic!("no problem for {key} in {found:?}"))
+        };
+        let (line, _, message) = at("databse");
+        assert_eq!(*line, Some(4));
+        assert!(
+            message.starts_with("unknown section: check its spelling"),
+            "{message}"
+        );
+        let (line, _, message) = at("bridges.irc.secret");
+        assert_eq!(*line, Some(9));
+        assert!(
+            message.contains("invalid type: integer `42`, expected a string"),
+            "{message}"
+        );
+        let (line, _, message) = at("bridges.irc.domian");
+        assert_eq!(*line, Some(8));
+        assert!(
+            message.starts_with("unknown key: check its spelling"),
+            "{message}"
+        );
+        let (line, _, message) = at("bridges.irc.fixed_sever");
+        assert_eq!(*line, Some(10));
+        assert!(message.contains("fixed_server"), "{message}");
+        let (line, _, message) = at("bridges.irc.limits.queued_linez");
+        assert_eq!(*line, Some(13));
+        assert!(
+            message.contains("unknown field `queued_linez`"),
+            "{message}"
+        );
+        assert_eq!(found.len(), 5, "{found:?}");
+        let lines: Vec<Option<usize>> = found.iter().map(|(l, _, _)| *l).collect();
+        assert_eq!(
+            lines,
+            [4, 8, 9, 10, 13].map(Some),
+            "in the order of the file"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_database_section_never_falls_back_to_sqlite() {
+        let text = format!("{GOOD}[databse]\nurl = \"postgres://estuary@db/estuary\"\n");
+        let found = problems_of(&text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, Some(10));
+        assert_eq!(found[0].1, "databse");
+    }
+
+    #[test]
+    fn core_keys_of_every_section_are_checked() {
+        let text = format!(
+            "[xmpp]\nhostt = \"x\"\nport = \"many\"\n[database]\nurll = \"x\"\n[outbound]\nallow = \"x\"\n{}",
+            GOOD.replace("[xmpp]", "[xmpp2]")
+        );
+        let mut found = problems_of(&text);
+        found.sort();
+        let keys: Vec<(Option<usize>, &str)> =
+            found.iter().map(|(l, k, _)| (*l, k.as_str())).collect();
+        assert_eq!(
+            keys,
+            [
+                (Some(2), "xmpp.hostt"),
+                (Some(3), "xmpp.port"),
+                (Some(5), "database.urll"),
+                (Some(7), "outbound.allow"),
+                (Some(9), "xmpp2"),
+            ],
+            "{found:?}"
+        );
+        assert!(found[0].2.contains("unknown field `hostt`"), "{found:?}");
+        assert!(found[0].2.ends_with("check its spelling"), "{found:?}");
+    }
+
+    #[test]
+    fn line_of_key_follows_quoted_names_and_array_indices() {
+        let text = "[bridges.irc.servers.\"irc.example.org\"]\nport = 1\n\n[[bridges.webhook.hooks]]\nname = \"a\"\n[[bridges.webhook.hooks]]\nname = \"b\"\ntoken = 3\n";
+        assert_eq!(
+            line_of_key(text, "bridges.irc.servers.\"irc.example.org\".port"),
+            Some(2)
+        );
+        assert_eq!(line_of_key(text, "bridges.webhook.hooks[1].token"), Some(8));
+        assert_eq!(line_of_key(text, "bridges.webhook.hooks[1].nope"), Some(6));
+        assert_eq!(line_of_key(text, "xmpp.port"), None);
     }
 
     #[test]

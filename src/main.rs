@@ -50,6 +50,12 @@ enum Command {
 /// `RUST_LOG` (default `info`), with tokio-xmpp held at `debug` whatever it says: at
 /// `trace` it logs every byte of the component stream, registration forms and their
 /// passwords included, and secrets never go to the log.
+/// Whether log lines carry ANSI colours: only on a terminal, and not when `NO_COLOR` is set
+/// to anything but the empty string (<https://no-color.org>).
+fn log_colours(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 fn log_filter() -> tracing_subscriber::EnvFilter {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -61,8 +67,16 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs go to stderr, coloured only for a person at a terminal (not for journald, a
+    // file or a pipe, and not when NO_COLOR is set).
+    let stderr_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(log_filter())
+        .with_writer(std::io::stderr)
+        .with_ansi(log_colours(
+            stderr_is_terminal,
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .init();
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => match Settings::load(&cli.config) {
@@ -141,4 +155,21 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_colours;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(log_colours(true, None));
+        assert!(!log_colours(false, None), "a pipe, a file, journald");
+        assert!(!log_colours(true, Some(OsStr::new("1"))));
+        assert!(
+            log_colours(true, Some(OsStr::new(""))),
+            "an empty NO_COLOR is unset"
+        );
+    }
 }

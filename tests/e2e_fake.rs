@@ -192,6 +192,46 @@ async fn disco_registration_and_unregistration() {
         );
     }
 
+    // XEP-0115: the node#ver the gateway's presence advertises answers the same disco#info.
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{DOMAIN}'/>"
+        )))
+        .await;
+    let presence = alice
+        .expect("the gateway's presence with caps", |s| {
+            s.name() == "presence"
+                && s.attr("from") == Some(DOMAIN)
+                && s.get_child("c", "http://jabber.org/protocol/caps")
+                    .is_some()
+        })
+        .await;
+    let c = presence
+        .get_child("c", "http://jabber.org/protocol/caps")
+        .expect("caps");
+    let node = format!(
+        "{}#{}",
+        c.attr("node").unwrap_or(""),
+        c.attr("ver").unwrap_or("")
+    );
+    let caps_info = alice
+        .iq(iq(
+            "get",
+            DOMAIN,
+            el(&format!(
+                "<query xmlns='http://jabber.org/protocol/disco#info' node='{node}'/>"
+            )),
+        ))
+        .await;
+    let cq = caps_info
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap_or_else(|| panic!("caps node answered: {}", String::from(&caps_info)));
+    assert_eq!(cq.attr("node"), Some(node.as_str()));
+    assert_eq!(
+        cq.children().filter(|f| f.name() == "feature").count(),
+        q.children().filter(|f| f.name() == "feature").count()
+    );
+
     let form = alice
         .iq(iq("get", DOMAIN, el("<query xmlns='jabber:iq:register'/>")))
         .await;

@@ -604,9 +604,14 @@ async fn two_resources_share_a_channel() {
 
     // Both see bob; what one resource says, the other sees too.
     bob.send("PRIVMSG #duo :hello both").await;
-    phone
+    let live = phone
         .expect_message_body(&format!("{room}/bob"), "hello both")
         .await;
+    assert!(
+        live.get_child("delay", "urn:xmpp:delay").is_none(),
+        "a live line is not delayed: {}",
+        String::from(&live)
+    );
     laptop
         .expect_message_body(&format!("{room}/bob"), "hello both")
         .await;
@@ -758,6 +763,11 @@ async fn private_messages_and_the_server_jid() {
     bob.send("PRIVMSG alice :hi alice").await;
     let m = alice.expect_message_body(&bob_jid, "hi alice").await;
     assert_eq!(m.attr("type"), Some("chat"));
+    assert!(
+        m.get_child("delay", "urn:xmpp:delay").is_none(),
+        "a live private message is not delayed: {}",
+        String::from(&m)
+    );
     bob.send("PRIVMSG alice :\x01ACTION nods\x01").await;
     alice.expect_message_body(&bob_jid, "/me nods").await;
 

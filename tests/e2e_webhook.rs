@@ -154,6 +154,11 @@ async fn a_posted_hook_reaches_the_client() {
         Some("ci@hooks.localhost")
     );
     assert!(
+        m.get_child("delay", "urn:xmpp:delay").is_none(),
+        "a live hook message is not delayed: {}",
+        String::from(&m)
+    );
+    assert!(
         alice
             .drain()
             .iter()
@@ -187,6 +192,37 @@ async fn a_posted_hook_reaches_the_client() {
             .to_lowercase()
             .contains("eof"),
         "the parse error is given"
+    );
+    // What the example's `curl -d '{"text":"build passed"}'` sends: JSON as a form.
+    let curl = http
+        .post(url("ci"))
+        .bearer_auth("s3cret")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(r#"{"text":"sent like curl -d"}"#)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(curl.status(), 202);
+    alice
+        .expect("the curl-style post's message", |s| {
+            body(s).as_deref() == Some("sent like curl -d")
+        })
+        .await;
+    let unrecognised = http
+        .post(url("ci"))
+        .bearer_auth("s3cret")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("colour=blue")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(unrecognised.status(), 400);
+    let why = unrecognised.text().await.unwrap_or_default();
+    assert!(
+        why.contains(
+            "received Content-Type: application/x-www-form-urlencoded, 11 bytes: colour=blue"
+        ),
+        "the 400 says what was received: {why}"
     );
     let huge = http
         .post(url("ci"))

@@ -309,6 +309,10 @@ impl Gateway {
     fn disco_info_domain(&self, req: &Request) -> Result<Option<Element>, StanzaError> {
         match req.payload.attr("node") {
             None => Ok(Some(self.disco.to_element(None))),
+            // The node#ver of the gateway's own presences (XEP-0115).
+            Some(node) if disco::is_caps_node(node, &self.caps_ver) => {
+                Ok(Some(self.disco.to_element(Some(node))))
+            }
             Some(node) if node == ns::COMMANDS => Ok(Some(
                 disco::DiscoInfo {
                     identity: (

@@ -420,8 +420,9 @@ impl Gateway {
             .insert(Default::default(), msg::body_text(&m.body, m.kind));
         out.payloads.push(msg::origin_id(&id));
         out.payloads.push(msg::markable());
-        if let Some(at) = m.at {
-            out.payloads.push(msg::delay(at, &self.domain));
+        // Live messages carry no delay, only history and late ones.
+        if let Some(delay) = msg::delay_if_late(m.at, SystemTime::now(), &self.domain) {
+            out.payloads.push(delay);
         }
         if let Some(reply) = &m.reply_to
             && let Some(x) = self.xmpp_id(user, &m.chat, reply).await
@@ -456,7 +457,8 @@ impl Gateway {
         else {
             return;
         };
-        let at = m.at.unwrap_or_else(SystemTime::now);
+        let now = SystemTime::now();
+        let at = m.at.unwrap_or(now);
         let body = msg::body_text(&m.body, m.kind);
         let stanza_id = self
             .archive(
@@ -490,8 +492,8 @@ impl Gateway {
             if let Some(origin) = &m.echo_of {
                 out.payloads.push(msg::origin_id(origin));
             }
-            if let Some(at) = m.at {
-                out.payloads.push(msg::delay(at, room_jid.as_str()));
+            if let Some(delay) = msg::delay_if_late(m.at, now, room_jid.as_str()) {
+                out.payloads.push(delay);
             }
             if let Some(x) = &reply {
                 out.payloads.push(msg::reply(x));

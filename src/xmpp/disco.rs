@@ -69,12 +69,24 @@ impl DiscoInfo {
     }
 }
 
+/// The `node` of the gateway's XEP-0115 `<c/>` elements.
+pub const CAPS_NODE: &str = "https://estuary.invalid/caps";
+
+/// Whether a disco#info `node` is the `node#ver` that presences with the verification
+/// string `ver` advertise (XEP-0115 §6.2: such a query is answered like one without node,
+/// with the node echoed).
+pub fn is_caps_node(node: &str, ver: &str) -> bool {
+    node.strip_prefix(CAPS_NODE)
+        .and_then(|rest| rest.strip_prefix('#'))
+        .is_some_and(|v| v == ver)
+}
+
 /// The `<c/>` element for presences of an entity whose [`DiscoInfo::caps_ver`] is `ver`
 /// (for callers that computed it once).
 pub fn caps_element(ver: &str) -> Element {
     Element::builder("c", ns::CAPS)
         .attr(a("hash"), "sha-1")
-        .attr(a("node"), "https://estuary.invalid/caps")
+        .attr(a("node"), CAPS_NODE)
         .attr(a("ver"), ver)
         .build()
 }
@@ -201,6 +213,17 @@ mod tests {
         assert!(all.features.iter().any(|f| f == ns::REACTIONS));
         let no_groups = gateway(&info(), &Capabilities::default());
         assert!(!no_groups.features.iter().any(|f| f == ns::MUC));
+    }
+
+    #[test]
+    fn the_advertised_caps_node_is_recognised() {
+        let c = caps_element("abc=");
+        let node = format!("{}#{}", c.attr("node").unwrap(), c.attr("ver").unwrap());
+        assert!(is_caps_node(&node, "abc="));
+        assert!(!is_caps_node(&node, "other="));
+        assert!(!is_caps_node(CAPS_NODE, "abc="));
+        assert!(!is_caps_node("abc=", "abc="));
+        assert!(!is_caps_node(&format!("{CAPS_NODE}abc="), "abc="));
     }
 
     #[test]

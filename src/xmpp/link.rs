@@ -511,7 +511,10 @@ impl Link {
         }
     }
 
-    async fn enqueue(&mut self, el: Element) {
+    /// Queues a stanza that arrived while the link is down; a message is marked as delayed
+    /// since now, so that clients show it as late when it is delivered.
+    async fn enqueue(&mut self, mut el: Element) {
+        crate::xmpp::message::mark_queued(&mut el, std::time::SystemTime::now(), &self.cfg.domain);
         if !self.spilled && self.queue.len() < self.cfg.memory_limit {
             self.queue.push_back(el);
             self.gauge(0);

@@ -227,6 +227,33 @@ pub fn store_hint() -> Element {
     Element::builder("store", ns::HINTS).build()
 }
 
+/// How much older than now a message must be to be marked as delayed: live messages whose
+/// time the network gives (IRC server-time, a webhook's receipt time) are always a little
+/// in the past, and clients show `<delay/>` as "delivered late".
+pub const LATE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether a message sent `at` is late at `now` (more than [`LATE_AFTER`] old): history,
+/// or a message that waited somewhere. A time in the future is not late.
+pub fn is_late(at: SystemTime, now: SystemTime) -> bool {
+    now.duration_since(at).is_ok_and(|age| age > LATE_AFTER)
+}
+
+/// The `<delay/>` for a message from the network sent `at`, only when it is late at `now`.
+pub fn delay_if_late(at: Option<SystemTime>, now: SystemTime, from: &str) -> Option<Element> {
+    at.filter(|at| is_late(*at, now)).map(|at| delay(at, from))
+}
+
+/// Marks a `<message/>` with a body as delayed since `at` (XEP-0203) unless it already says
+/// when it was sent: for stanzas queued while the component link is down.
+pub fn mark_queued(stanza: &mut Element, at: SystemTime, from: &str) {
+    if stanza.name() == "message"
+        && stanza.children().any(|c| c.name() == "body")
+        && !stanza.has_child("delay", ns::DELAY)
+    {
+        stanza.append_child(delay(at, from));
+    }
+}
+
 /// XEP-0203 `<delay/>`.
 pub fn delay(at: SystemTime, from: &str) -> Element {
     Element::builder("delay", ns::DELAY)
@@ -326,6 +353,54 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_messages_older_than_a_few_seconds_are_late() {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let ago = |secs| now - std::time::Duration::from_secs(secs);
+        assert!(!is_late(now, now), "live");
+        assert!(!is_late(ago(2), now), "server-time a little behind is live");
+        assert!(!is_late(ago(5), now));
+        assert!(is_late(ago(6), now), "late");
+        assert!(is_late(ago(86_400), now), "history");
+        assert!(
+            !is_late(now + std::time::Duration::from_secs(60), now),
+            "a clock ahead"
+        );
+        assert!(delay_if_late(Some(ago(1)), now, "irc.localhost").is_none());
+        assert!(delay_if_late(None, now, "irc.localhost").is_none());
+        let d = delay_if_late(Some(ago(60)), now, "irc.localhost").expect("a delay");
+        assert_eq!(d.attr("from"), Some("irc.localhost"));
+        assert_eq!(d.attr("stamp").map(String::from), Some(rfc3339(ago(60))));
+    }
+
+    #[test]
+    fn queued_messages_are_marked_once_and_other_stanzas_never() {
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        let mut m: Element = "<message xmlns='jabber:client'><body>hi</body></message>"
+            .parse()
+            .unwrap();
+        mark_queued(&mut m, at, "gw.localhost");
+        mark_queued(&mut m, at, "gw.localhost");
+        assert_eq!(m.children().filter(|c| c.is("delay", ns::DELAY)).count(), 1);
+        let mut old: Element = format!(
+            "<message xmlns='jabber:client'><body>hi</body><delay xmlns='{}' stamp='x'/></message>",
+            ns::DELAY
+        )
+        .parse()
+        .unwrap();
+        mark_queued(&mut old, at, "gw.localhost");
+        let stamps: Vec<_> = old.children().filter_map(|c| c.attr("stamp")).collect();
+        assert_eq!(stamps, ["x"], "the original time is kept");
+        for xml in [
+            "<message xmlns='jabber:client'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>",
+            "<presence xmlns='jabber:client'/>",
+        ] {
+            let mut s: Element = xml.parse().unwrap();
+            mark_queued(&mut s, at, "gw.localhost");
+            assert!(!s.has_child("delay", ns::DELAY), "{xml}");
+        }
+    }
 
     fn parse(xml: &str) -> Message {
         let el: Element = xml.parse().expect("fixture is XML");

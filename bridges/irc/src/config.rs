@@ -241,6 +241,7 @@ pub enum Offline {
 
 /// The bridge's config, read from the `[bridges.irc]` table.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IrcConfig {
     /// The only IRC server this gateway serves; addresses then drop `%server`.
     pub fixed_server: Option<String>,
@@ -272,11 +273,39 @@ pub const DEFAULT_IDLE_DISCONNECT_SECS: u64 = 300;
 /// The default for [`IrcConfig::offline_grace_secs`].
 pub const DEFAULT_OFFLINE_GRACE_SECS: u64 = 300;
 
+/// The keys of `[bridges.irc]` this bridge reads (the fields of [`IrcConfig`]).
+pub const KEYS: &[&str] = &[
+    "fixed_server",
+    "default_port",
+    "default_tls_port",
+    "default_plain_port",
+    "idle_disconnect_secs",
+    "version",
+    "offline",
+    "offline_grace_secs",
+    "servers",
+    "limits",
+];
+
+/// Keys of the table the core reads (it passes some along); the bridge ignores them.
+const CORE_KEYS: &[&str] = &["domain", "secret", "enabled", "admins", "allowed_domains"];
+
+/// The table without the core's keys.
+fn own_keys(table: &serde_json::Value) -> serde_json::Value {
+    let mut table = table.clone();
+    if let Some(map) = table.as_object_mut() {
+        for key in CORE_KEYS {
+            map.remove(*key);
+        }
+    }
+    table
+}
+
 impl IrcConfig {
     /// Reads the whole `[bridges.irc]` table (as JSON); keys meant for the core (`domain`,
-    /// `secret`, …) are ignored.
+    /// `secret`, `enabled`, `admins`, `allowed_domains`) are ignored, any other unknown key is an error.
     pub fn from_json(table: &serde_json::Value) -> Result<Self, ConfigError> {
-        let mut config: Self = serde_json::from_value(table.clone())?;
+        let mut config: Self = serde_json::from_value(own_keys(table))?;
         config.servers = config
             .servers
             .into_iter()
@@ -285,6 +314,63 @@ impl IrcConfig {
         config.fixed_server = config.fixed_server.map(|s| s.to_ascii_lowercase());
         config.validate()?;
         Ok(config)
+    }
+
+    /// Everything wrong with the table at once, for `check-config`: each unknown key and
+    /// each value of the wrong type, keyed by its path in the table (`limits.queued_lines`,
+    /// `servers."irc.example.org".port`); when the keys are right, the first value out of
+    /// range. Empty: the table is usable.
+    pub fn check(table: &serde_json::Value) -> Vec<ConfigError> {
+        let Some(map) = own_keys(table).as_object().cloned() else {
+            return vec![ConfigError::OutOfRange {
+                key: String::new(),
+                why: "must be a table".into(),
+            }];
+        };
+        let mut problems = Vec::new();
+        for (key, value) in map {
+            if !KEYS.contains(&key.as_str()) {
+                problems.push(ConfigError::OutOfRange {
+                    key: key.clone(),
+                    why: format!(
+                        "unknown key: check its spelling (the keys of this table are {} and {})",
+                        CORE_KEYS.join(", "),
+                        KEYS.join(", ")
+                    ),
+                });
+                continue;
+            }
+            // One key (and one server) at a time, so that one wrong value does not hide
+            // the next.
+            if key == "servers"
+                && let Some(servers) = value.as_object()
+            {
+                for (name, server) in servers {
+                    problems.extend(check_value::<ServerConfig>(
+                        &format!("servers.\"{name}\""),
+                        server,
+                    ));
+                }
+                continue;
+            }
+            let single = serde_json::Value::Object([(key.clone(), value)].into_iter().collect());
+            problems.extend(check_value::<IrcConfig>("", &single).map(|e| match e {
+                ConfigError::OutOfRange { key: k, why } => ConfigError::OutOfRange {
+                    key: match k.trim_start_matches('.') {
+                        "" => key.clone(),
+                        k => k.to_string(),
+                    },
+                    why,
+                },
+                other => other,
+            }));
+        }
+        if problems.is_empty()
+            && let Err(e) = Self::from_json(table)
+        {
+            problems.push(e);
+        }
+        problems
     }
 
     /// Checks values that serde cannot.
@@ -373,6 +459,24 @@ impl IrcConfig {
     }
 }
 
+/// Reads `value` as a `T` and reports the error, if any, with its dotted path under `key`.
+fn check_value<T: serde::de::DeserializeOwned>(
+    key: &str,
+    value: &serde_json::Value,
+) -> Option<ConfigError> {
+    let e = serde_path_to_error::deserialize::<_, T>(value.clone()).err()?;
+    let path = e.path().to_string();
+    let key = if path.is_empty() || path == "." {
+        key.to_string()
+    } else {
+        format!("{key}.{path}")
+    };
+    Some(ConfigError::OutOfRange {
+        key,
+        why: e.into_inner().to_string(),
+    })
+}
+
 /// One way to reach a server: a port, with or without TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Endpoint {
@@ -436,6 +540,76 @@ pub fn endpoints(port: Option<u16>, tls: Option<bool>, defaults: DefaultPorts) -
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn keys_and_messages(problems: &[ConfigError]) -> Vec<(String, String)> {
+        problems
+            .iter()
+            .map(|p| match p {
+                ConfigError::OutOfRange { key, why } => (key.clone(), why.clone()),
+                other => (String::new(), other.to_string()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn check_reports_every_unknown_key_and_wrong_type_at_once() {
+        let problems = IrcConfig::check(&json!({
+            "domain": "irc.gw", "secret": "s",
+            "fixed_sever": "irc.libera.chat",
+            "idle_disconnect_secs": "soon",
+            "limits": { "queued_linez": 3 },
+            "servers": { "irc.example.org": { "port": "x" } }
+        }));
+        let found = keys_and_messages(&problems);
+        assert_eq!(found.len(), 4, "{found:?}");
+        let (key, why) = &found[0];
+        assert_eq!(key, "fixed_sever");
+        assert!(why.starts_with("unknown key: check its spelling"), "{why}");
+        assert!(why.contains("fixed_server"), "{why}");
+        assert_eq!(found[1].0, "idle_disconnect_secs");
+        assert!(found[1].1.contains("invalid type"), "{}", found[1].1);
+        assert_eq!(found[2].0, "limits.queued_linez");
+        assert!(
+            found[2].1.contains("unknown field `queued_linez`"),
+            "{}",
+            found[2].1
+        );
+        assert_eq!(found[3].0, "servers.\"irc.example.org\".port");
+        assert!(found[3].1.contains("invalid type"), "{}", found[3].1);
+    }
+
+    #[test]
+    fn check_passes_a_good_table_and_reports_ranges_when_the_keys_are_right() {
+        assert!(
+            IrcConfig::check(&json!({"domain": "d", "secret": "s", "offline": "leave"})).is_empty()
+        );
+        let found = keys_and_messages(&IrcConfig::check(&json!({"offline_grace_secs": 0})));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "offline_grace_secs");
+    }
+
+    #[test]
+    fn from_json_refuses_an_unknown_key() {
+        let err = IrcConfig::from_json(&json!({"fixed_sever": "x"})).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `fixed_sever`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn keys_lists_every_field() {
+        let msg = serde_json::from_value::<IrcConfig>(json!({"?": 0}))
+            .unwrap_err()
+            .to_string();
+        for key in KEYS {
+            assert!(
+                msg.contains(&format!("`{key}`")),
+                "{key} missing from {msg}"
+            );
+        }
+        assert_eq!(msg.matches('`').count() / 2, KEYS.len() + 1, "{msg}");
+    }
 
     #[test]
     fn reads_the_table_and_ignores_core_keys() {

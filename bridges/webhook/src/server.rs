@@ -17,7 +17,7 @@
 
 use crate::auth::authenticate;
 use crate::deliver::deliver;
-use crate::format::{Payload, RequestMeta, render};
+use crate::format::{Payload, RequestMeta, rejection_text, render};
 use crate::hooks::HookSet;
 use crate::metrics::{Metrics, UNKNOWN_HOOK};
 use axum::Router;
@@ -174,11 +174,15 @@ async fn accept(st: &ServerState, name: &str, request: Request) -> Result<usize,
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let payload = Payload::decode(content_type, &body)
-        .map_err(|e| Rejection::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let bad = |e| {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            rejection_text(&e, content_type, &body),
+        )
+    };
+    let payload = Payload::decode(content_type, &body).map_err(bad)?;
     let meta = RequestMeta::from_headers(&parts.headers);
-    let text = render(&hook.config, &meta, &payload)
-        .map_err(|e| Rejection::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let text = render(&hook.config, &meta, &payload).map_err(bad)?;
 
     let delivered = tokio::time::timeout(
         DELIVER_TIMEOUT,

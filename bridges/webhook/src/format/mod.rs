@@ -68,9 +68,10 @@ pub enum Payload {
 impl Payload {
     /// Decodes `body` by its `Content-Type`.
     ///
-    /// `application/json` (and `+json`) parses as JSON. A form body becomes an object of
-    /// strings, except that a single `payload` field holding JSON (GitHub's form mode) is
-    /// parsed as that JSON. `text/*` is text. Without a content type a body that starts
+    /// `application/json` (and `+json`) parses as JSON. A form body that is itself a JSON
+    /// object or array is that JSON (`curl -d '{"text": …}'` sends JSON as a form); any
+    /// other form body becomes an object of strings, except that a single `payload` field
+    /// holding JSON (GitHub's form mode) is parsed as that JSON. `text/*` is text. Without a content type a body that starts
     /// with `{` or `[` is taken as JSON, anything else as text.
     pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<Self, FormatError> {
         let mime = content_type
@@ -109,6 +110,9 @@ impl Payload {
 }
 
 fn decode_form(body: &[u8]) -> Result<Payload, FormatError> {
+    if let Some(json) = json_body(body) {
+        return Ok(Payload::Json(json));
+    }
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_bytes(body).map_err(|e| FormatError::Form(e.to_string()))?;
     if let [(key, value)] = pairs.as_slice()
@@ -122,6 +126,32 @@ fn decode_form(body: &[u8]) -> Result<Payload, FormatError> {
         map.insert(k, Value::String(v));
     }
     Ok(Payload::Json(Value::Object(map)))
+}
+
+/// The body as JSON when it is a JSON object or array, whatever the content type said.
+fn json_body(body: &[u8]) -> Option<Value> {
+    let start = body.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *start != b'{' && *start != b'[' {
+        return None;
+    }
+    serde_json::from_slice::<Value>(body).ok()
+}
+
+/// How many bytes of the body a rejection shows.
+const SHOWN_BYTES: usize = 64;
+
+/// The text of a 400 for `error`, saying what was received: the content type and the
+/// first bytes of the body (control characters escaped), so the sender can see what its
+/// client really sent (`curl -d` sends a form, not JSON).
+pub fn rejection_text(error: &FormatError, content_type: Option<&str>, body: &[u8]) -> String {
+    let shown = String::from_utf8_lossy(&body[..body.len().min(SHOWN_BYTES)]);
+    let shown: String = shown.chars().flat_map(char::escape_debug).collect();
+    let more = if body.len() > SHOWN_BYTES { "…" } else { "" };
+    format!(
+        "{error} (received Content-Type: {}, {} bytes: {shown}{more})",
+        content_type.unwrap_or("none"),
+        body.len()
+    )
 }
 
 /// Which forge sent a request.
@@ -305,6 +335,58 @@ mod tests {
             Err(FormatError::Json(_))
         ));
         assert_eq!(Payload::decode(None, b"\xff"), Err(FormatError::NotUtf8));
+    }
+
+    #[test]
+    fn a_json_body_sent_as_a_form_is_json() {
+        // What `curl -d '{"text":"build passed"}'` sends.
+        assert_eq!(
+            Payload::decode(
+                Some("application/x-www-form-urlencoded"),
+                br#"{"text":"build passed"}"#
+            ),
+            Ok(Payload::Json(json!({"text": "build passed"})))
+        );
+        assert_eq!(
+            Payload::decode(Some("application/x-www-form-urlencoded"), b" [1, 2]\n"),
+            Ok(Payload::Json(json!([1, 2])))
+        );
+        // A form that only starts like JSON is still a form.
+        assert_eq!(
+            Payload::decode(Some("application/x-www-form-urlencoded"), b"{x=1"),
+            Ok(Payload::Json(json!({"{x": "1"})))
+        );
+    }
+
+    #[test]
+    fn rejections_say_what_was_received() {
+        let text = rejection_text(
+            &FormatError::Unrecognised,
+            Some("application/x-www-form-urlencoded"),
+            b"a=1\n\x01",
+        );
+        assert!(
+            text.starts_with("cannot tell what this payload is"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "(received Content-Type: application/x-www-form-urlencoded, 5 bytes: a=1\\n\\u{1})"
+            ),
+            "{text}"
+        );
+        let long = vec![b'x'; 100];
+        let text = rejection_text(&FormatError::Empty, None, &long);
+        assert!(
+            text.ends_with(&format!(
+                "Content-Type: none, 100 bytes: {}…)",
+                "x".repeat(64)
+            )),
+            "{text}"
+        );
+        // A body cut inside a character is still shown.
+        let text = rejection_text(&FormatError::Empty, None, "é".repeat(40).as_bytes());
+        assert!(text.contains("80 bytes: "), "{text}");
     }
 
     #[test]
