@@ -391,8 +391,7 @@ impl Database {
         user: &str,
         mut metadata: serde_json::Value,
     ) -> Result<serde_json::Value, DbError> {
-        let Some(serde_json::Value::Object(secrets)) = metadata.get_mut(SEALED_METADATA_KEY)
-        else {
+        let Some(serde_json::Value::Object(secrets)) = metadata.get_mut(SEALED_METADATA_KEY) else {
             return Ok(metadata);
         };
         for (key, value) in secrets.iter_mut() {

@@ -908,7 +908,11 @@ mod tests {
                 auth_failures_per_minute: 0,
             }
         );
-        for key in ["header_timeout_secs", "body_timeout_secs", "max_connections"] {
+        for key in [
+            "header_timeout_secs",
+            "body_timeout_secs",
+            "max_connections",
+        ] {
             let e = err(json!({ key: 0 }));
             assert_eq!(e.key, format!("bridges.webhook.{key}"));
             assert_eq!(e.reason, "must be at least 1");

@@ -208,7 +208,10 @@ mod tests {
 
     #[test]
     fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
-        assert_eq!(address_key(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            address_key(ip("2001:db8:1:2:3:4:5:6")),
+            ip("2001:db8:1:2::")
+        );
         assert_eq!(address_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
         assert_eq!(address_key(ip("192.0.2.7")), ip("192.0.2.7"));
         let t0 = Instant::now();
@@ -240,7 +243,10 @@ mod tests {
         g.record_failure_at(noisy, later - Duration::from_secs(1));
         g.record_failure_at(noisy, later - Duration::from_secs(1));
         g.record_failure_at(ip("198.51.100.3"), later);
-        assert!(g.check_at(noisy, later).is_err(), "the noisy address is kept");
+        assert!(
+            g.check_at(noisy, later).is_err(),
+            "the noisy address is kept"
+        );
         assert_eq!(g.len(), 2);
     }
 

@@ -24,11 +24,11 @@
 
 use crate::auth::{HeaderCheck, authenticate, authenticate_headers};
 use crate::config::ListenerLimits;
-use crate::ratelimit::{AUTH_FAILURE_ADDRESSES, AuthFailures};
 use crate::deliver::deliver;
 use crate::format::{Payload, RequestMeta, render};
 use crate::hooks::HookSet;
 use crate::metrics::{Metrics, UNKNOWN_HOOK};
+use crate::ratelimit::{AUTH_FAILURE_ADDRESSES, AuthFailures};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
@@ -472,7 +472,12 @@ mod tests {
         assert_eq!(length, body.len());
         assert!(head.starts_with("HTTP/1.1 503 "));
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert!(json["error"].as_str().unwrap().contains("too many connections"));
+        assert!(
+            json["error"]
+                .as_str()
+                .unwrap()
+                .contains("too many connections")
+        );
     }
 
     #[test]

@@ -76,7 +76,8 @@ async fn a_slowloris_client_is_cut_off_and_others_are_served_meanwhile() {
     let mut idle = TcpStream::connect(addr(&h)).await.unwrap();
     let trickle = tokio::spawn(async move {
         // One byte every 250 ms: headers that would take a minute; at most 40 bytes (10 s).
-        let head = b"POST /hooks/ci HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaa";
+        let head =
+            b"POST /hooks/ci HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaa";
         for b in head.iter().take(40) {
             if slow.write_all(&[*b]).await.is_err() {
                 break;
@@ -106,7 +107,10 @@ async fn a_slowloris_client_is_cut_off_and_others_are_served_meanwhile() {
     );
     // A connection that sends nothing is closed by the same timeout.
     let (_, closed) = read_until_closed(&mut idle, Duration::from_secs(4)).await;
-    assert!(closed, "an idle connection was kept past the header timeout");
+    assert!(
+        closed,
+        "an idle connection was kept past the header timeout"
+    );
     assert!(started.elapsed() < Duration::from_secs(6));
 }
 
@@ -135,7 +139,10 @@ async fn a_wrong_bearer_token_is_refused_without_reading_a_huge_body() {
     assert!(took < Duration::from_secs(2), "answered after {took:?}");
     // The server does not wait for the rest: it closes the connection.
     let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(3)).await;
-    assert!(closed, "the connection stayed open for the rest of the body");
+    assert!(
+        closed,
+        "the connection stayed open for the rest of the body"
+    );
     eprintln!(
         "401 after sending {sent} of {declared} declared bytes ({:.1}%), in {took:?}",
         100.0 * sent as f64 / declared as f64
