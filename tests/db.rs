@@ -275,6 +275,58 @@ async fn logins(db: &Database) {
         .unwrap()
         .expect("login");
     assert_eq!(again.metadata, newer);
+
+    // Values under the metadata's "sealed" object are sealed at rest, each on its own.
+    let with_secrets = json!({
+        "hooks": [{"name": "ops"}],
+        "sealed": {"tokens": {"ops": "hook-token-5e1d"}, "plain": "other-secret-77"}
+    });
+    db.set_login_metadata("irc", "carol@example.org", &with_secrets)
+        .await
+        .unwrap();
+    let raw_metadata = || async {
+        sqlx::query("SELECT metadata FROM logins WHERE bridge = $1 AND user_jid = $2")
+            .bind("irc")
+            .bind("carol@example.org")
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .get::<String, _>(0)
+    };
+    let raw = raw_metadata().await;
+    assert!(
+        !raw.contains("hook-token-5e1d") && !raw.contains("other-secret-77"),
+        "secret metadata stored in clear: {raw}"
+    );
+    assert!(raw.contains("v1:") && raw.contains("\"ops\""), "{raw}");
+    let again = db
+        .get_login("irc", "carol@example.org")
+        .await
+        .unwrap()
+        .expect("login");
+    assert_eq!(again.metadata, with_secrets);
+    // So does a login saved with its metadata.
+    db.save_login(
+        "irc",
+        "carol@example.org",
+        "carol_",
+        &changed,
+        &secrets,
+        &with_secrets,
+    )
+    .await
+    .unwrap();
+    assert!(!raw_metadata().await.contains("hook-token-5e1d"));
+    let again = db
+        .get_login("irc", "carol@example.org")
+        .await
+        .unwrap()
+        .expect("login");
+    assert_eq!(again.metadata, with_secrets);
+    db.set_login_metadata("irc", "carol@example.org", &newer)
+        .await
+        .unwrap();
+
     let err = db
         .set_login_metadata("irc", "nobody@example.org", &newer)
         .await

@@ -540,11 +540,65 @@ async fn hooks_added_by_command_work_and_survive_a_restart() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
+    // The tokens are sealed at rest: no stored row holds one in clear.
+    let rows = raw_webhook_metadata(&hooks).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for (user, metadata) in &rows {
+        assert!(
+            !metadata.contains("deploy-token") && !metadata.contains(&token),
+            "a token of {user} is stored in clear: {metadata}"
+        );
+        assert!(metadata.contains("v1:"), "{user}: {metadata}");
+    }
+    // A row stored before tokens were sealed (token in the hook's table) still loads.
+    hooks
+        .app
+        .db
+        .save_login(
+            "webhook",
+            "carol@localhost",
+            "webhook:carol@localhost",
+            &Default::default(),
+            &[],
+            &serde_json::json!({"hooks": [
+                {"name": "legacy", "token": "legacy-token", "to": ["alice@localhost"]}
+            ]}),
+        )
+        .await
+        .expect("a legacy row is written");
+
     // Restart: a new gateway on the same database.
     hooks.app.shutdown().await;
     let dir = hooks.dir.clone();
     drop(hooks);
     let hooks = start_in(&server, dir).await;
+    assert_eq!(
+        post(hooks.http, "legacy", "legacy-token", "legacy hook").await,
+        202
+    );
+    alice
+        .expect("the legacy hook's message after the restart", |s| {
+            body(s).as_deref() == Some("legacy hook")
+        })
+        .await;
+    // ... and is stored again, sealed.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let rows = raw_webhook_metadata(&hooks).await;
+        let carol = rows
+            .iter()
+            .find(|(u, _)| u == "carol@localhost")
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default();
+        if !carol.contains("legacy-token") && carol.contains("v1:") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the legacy row was not stored again sealed: {carol}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(
         post(hooks.http, "bobs", &token, "after the restart").await,
         202
@@ -567,6 +621,18 @@ async fn hooks_added_by_command_work_and_survive_a_restart() {
     completed_note(&command(&mut bob, "hook-remove", &[("name", "bobs")]).await);
     assert_eq!(post(hooks.http, "bobs", &token, "gone").await, 404);
     hooks.app.shutdown().await;
+}
+
+/// The webhook logins' `metadata` column as stored, by user.
+async fn raw_webhook_metadata(hooks: &Hooks) -> Vec<(String, String)> {
+    use sqlx::Row as _;
+    sqlx::query("SELECT user_jid, metadata FROM logins WHERE bridge = 'webhook' ORDER BY user_jid")
+        .fetch_all(hooks.app.db.pool())
+        .await
+        .expect("the logins are read")
+        .iter()
+        .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
+        .collect()
 }
 
 /// What the local receiver saw: the body and the signature header of each POST.

@@ -9,9 +9,16 @@
 //! `"services": {service: {"clear": …, "sealed": …}}`, sealed the same way and bound to the
 //! service's name as well. Saving the login keeps them; only
 //! [`Database::save_service_settings`] changes them.
+//!
+//! The bridge's metadata is stored as JSON text, except the values under its top-level
+//! [`SEALED_METADATA_KEY`] object: each is sealed (its JSON text), bound to the bridge, the
+//! user and its key, and opened again when the login is read. That is the bridge's sealed
+//! per-login key-value store (the webhook bridge keeps the tokens of hooks added by command
+//! there).
 
+use super::seal::SealError;
 use super::{Database, DbError, now_ms};
-use estuary_bridge_api::{FormValues, LoginId, StoredLogin, User};
+use estuary_bridge_api::{FormValues, LoginId, SEALED_METADATA_KEY, StoredLogin, User};
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
@@ -82,6 +89,11 @@ fn service_seal_context(bridge: &str, user: &str, service: &str, var: &str) -> V
     format!("estuary service setting\0{bridge}\0{user}\0{service}\0{var}").into_bytes()
 }
 
+/// The associated data a sealed metadata value is bound to.
+fn metadata_seal_context(bridge: &str, user: &str, key: &str) -> Vec<u8> {
+    format!("estuary login metadata\0{bridge}\0{user}\0{key}").into_bytes()
+}
+
 /// `SELECT` of the columns [`Database::login_from_row`] reads, followed by the rest.
 macro_rules! select_logins {
     ($rest:literal) => {
@@ -115,10 +127,7 @@ impl Database {
                 stored.login.clear.insert(var.clone(), value.clone());
             }
         }
-        let metadata_json = serde_json::to_string(metadata).map_err(|source| DbError::Encode {
-            what: "login metadata",
-            source,
-        })?;
+        let metadata_json = self.seal_metadata(bridge, user, metadata)?;
         let now = now_ms();
 
         // An automatic login still queued is written first, so that this replaces it.
@@ -302,10 +311,7 @@ impl Database {
         user: &str,
         metadata: &serde_json::Value,
     ) -> Result<(), DbError> {
-        let metadata_json = serde_json::to_string(metadata).map_err(|source| DbError::Encode {
-            what: "login metadata",
-            source,
-        })?;
+        let metadata_json = self.seal_metadata(bridge, user, metadata)?;
         self.settle().await;
         let done = sqlx::query(
             "UPDATE logins SET metadata = $3, updated_at_ms = $4 \
@@ -353,6 +359,65 @@ impl Database {
         Ok(deleted > 0)
     }
 
+    /// The metadata's JSON text as stored: every value under [`SEALED_METADATA_KEY`]
+    /// sealed.
+    fn seal_metadata(
+        &self,
+        bridge: &str,
+        user: &str,
+        metadata: &serde_json::Value,
+    ) -> Result<String, DbError> {
+        let encode = |source| DbError::Encode {
+            what: "login metadata",
+            source,
+        };
+        let mut stored = metadata.clone();
+        if let Some(serde_json::Value::Object(secrets)) = stored.get_mut(SEALED_METADATA_KEY) {
+            for (key, value) in secrets.iter_mut() {
+                let text = serde_json::to_string(value).map_err(encode)?;
+                let sealed = self
+                    .key
+                    .seal_with(&text, &metadata_seal_context(bridge, user, key));
+                *value = serde_json::Value::String(sealed);
+            }
+        }
+        serde_json::to_string(&stored).map_err(encode)
+    }
+
+    /// The metadata as read back: the values under [`SEALED_METADATA_KEY`] opened.
+    fn open_metadata(
+        &self,
+        bridge: &str,
+        user: &str,
+        mut metadata: serde_json::Value,
+    ) -> Result<serde_json::Value, DbError> {
+        let Some(serde_json::Value::Object(secrets)) = metadata.get_mut(SEALED_METADATA_KEY) else {
+            return Ok(metadata);
+        };
+        for (key, value) in secrets.iter_mut() {
+            let seal_error = |source| DbError::Seal {
+                bridge: bridge.to_owned(),
+                user: user.to_owned(),
+                var: format!("metadata {SEALED_METADATA_KEY}.{key}"),
+                source,
+            };
+            let sealed = value
+                .as_str()
+                .ok_or_else(|| seal_error(SealError::UnknownFormat))?;
+            let text = self
+                .key
+                .open_with(sealed, &metadata_seal_context(bridge, user, key))
+                .map_err(seal_error)?;
+            *value = serde_json::from_str(&text).map_err(|source| DbError::Corrupt {
+                table: "logins",
+                column: "metadata",
+                key: format!("{bridge}/{user}"),
+                source,
+            })?;
+        }
+        Ok(metadata)
+    }
+
     fn login_from_row(&self, row: &AnyRow) -> Result<LoginRow, DbError> {
         let bridge: String = row.try_get("bridge")?;
         let user: String = row.try_get("user_jid")?;
@@ -366,6 +431,7 @@ impl Database {
             .map_err(|e| corrupt("fields", e))?;
         let metadata = serde_json::from_str(&row.try_get::<String, _>("metadata")?)
             .map_err(|e| corrupt("metadata", e))?;
+        let metadata = self.open_metadata(&bridge, &user, metadata)?;
 
         let mut fields = FormValues(stored.login.clear);
         for (var, sealed) in stored.login.sealed {

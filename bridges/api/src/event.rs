@@ -86,6 +86,11 @@ pub enum LoginState {
     LoggedOut(String),
 }
 
+/// The top-level key of a login's metadata ([`RemoteEvent::SaveMetadata`]) whose object
+/// holds secrets: the core seals each value under it at rest (bound to the bridge, the
+/// user and the value's key) and hands them back opened in `StoredLogin::metadata`.
+pub const SEALED_METADATA_KEY: &str = "sealed";
+
 /// Everything a client reports to the core.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RemoteEvent {
@@ -233,6 +238,8 @@ pub enum RemoteEvent {
     /// Replace the bridge metadata stored with this login (created if the user has none):
     /// the only way a bridge keeps state of its own across restarts. The next
     /// [`load_login`](crate::Connector::load_login) gets it back in `StoredLogin::metadata`.
+    /// Secrets go in the top-level object [`SEALED_METADATA_KEY`]: the core seals each of
+    /// its values at rest and hands them back opened; the rest is stored in clear.
     SaveMetadata(serde_json::Value),
     /// Post into a MUC room on some XMPP server (not a foreign room): the core joins the
     /// room as `from@domain/nick` if it has not yet, then sends the body as groupchat.

@@ -34,7 +34,7 @@ pub use connector::{Connector, Registered, StoredLogin, User};
 pub use error::{BridgeError, ErrorKind, Result};
 pub use event::{
     EventRouter, EventSink, EventSlot, LoginState, MemberChange, RemoteEvent, RemoteMessage,
-    Sender, SinkClosed, TrySend,
+    SEALED_METADATA_KEY, Sender, SinkClosed, TrySend,
 };
 pub use form::{FieldKind, FormField, FormValues};
 pub use ids::{LoginId, RemoteChatId, RemoteMessageId, RemoteUserId};

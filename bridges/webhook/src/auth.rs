@@ -11,6 +11,11 @@
 //!
 //! Every comparison is constant-time: tokens are compared through their SHA-256 digests
 //! (which also hides their length) and signatures through [`Mac::verify_slice`].
+//!
+//! The tokens sent in headers are checked before the body is read
+//! ([`authenticate_headers`]): a request whose only credentials are a wrong token is refused
+//! without reading its body. Only a request carrying a signature header needs its body
+//! (read up to `max_body_bytes`, within `body_timeout_secs`) before [`authenticate`] decides.
 
 use crate::config::Token;
 use axum::http::HeaderMap;
@@ -44,6 +49,59 @@ pub enum AuthError {
     Mismatch(&'static str),
 }
 
+/// What the headers alone say about a request's credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderCheck {
+    /// A token header verified: the body need not be looked at for authentication.
+    Authenticated(AuthMethod),
+    /// A signature header is present: the body decides, through [`authenticate`].
+    NeedsBody,
+    /// No credential verified and none depends on the body: refuse before reading it.
+    Refused(AuthError),
+}
+
+/// Checks the credentials that do not depend on the body (`Authorization: Bearer`,
+/// `X-Gitlab-Token`) against `token`.
+pub fn authenticate_headers(headers: &HeaderMap, token: &Token) -> HeaderCheck {
+    let mut first_failed: Option<&'static str> = None;
+    if let Some(v) = header(headers, "authorization") {
+        match bearer(v) {
+            Some(given) if tokens_equal(given.as_bytes(), token.expose()) => {
+                return HeaderCheck::Authenticated(AuthMethod::Bearer);
+            }
+            _ => {
+                first_failed.get_or_insert("Authorization");
+            }
+        }
+    }
+    let signed = SIGNATURE_HEADERS
+        .iter()
+        .any(|name| headers.contains_key(*name));
+    if let Some(v) = header(headers, "x-gitlab-token") {
+        if tokens_equal(v.as_bytes(), token.expose()) {
+            return HeaderCheck::Authenticated(AuthMethod::GitlabToken);
+        }
+        first_failed.get_or_insert("X-Gitlab-Token");
+    }
+    if signed {
+        return HeaderCheck::NeedsBody;
+    }
+    HeaderCheck::Refused(first_failed.map_or(AuthError::Missing, AuthError::Mismatch))
+}
+
+/// The headers that carry an HMAC signature of the body.
+const SIGNATURE_HEADERS: [&str; 3] = [
+    "x-hub-signature-256",
+    "x-forgejo-signature",
+    "x-gitea-signature",
+];
+
+fn bearer(v: &str) -> Option<&str> {
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
 /// Checks the request's credentials against `token`.
 pub fn authenticate(
     headers: &HeaderMap,
@@ -56,11 +114,7 @@ pub fn authenticate(
     };
 
     if let Some(v) = header(headers, "authorization") {
-        let given = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .map(str::trim);
-        match given {
+        match bearer(v) {
             Some(given) if tokens_equal(given.as_bytes(), token.expose()) => {
                 return Ok(AuthMethod::Bearer);
             }
@@ -204,6 +258,42 @@ mod tests {
             authenticate(&HeaderMap::new(), BODY, &token()),
             Err(AuthError::Missing)
         );
+    }
+
+    #[test]
+    fn headers_alone_decide_unless_a_signature_is_sent() {
+        let check = |h: &HeaderMap| authenticate_headers(h, &token());
+        assert_eq!(
+            check(&with("authorization", "Bearer s3cret")),
+            HeaderCheck::Authenticated(AuthMethod::Bearer)
+        );
+        assert_eq!(
+            check(&with("x-gitlab-token", "s3cret")),
+            HeaderCheck::Authenticated(AuthMethod::GitlabToken)
+        );
+        assert_eq!(
+            check(&with("authorization", "Bearer wrong")),
+            HeaderCheck::Refused(AuthError::Mismatch("Authorization"))
+        );
+        assert_eq!(
+            check(&with("x-gitlab-token", "wrong")),
+            HeaderCheck::Refused(AuthError::Mismatch("X-Gitlab-Token"))
+        );
+        assert_eq!(
+            check(&HeaderMap::new()),
+            HeaderCheck::Refused(AuthError::Missing)
+        );
+        for name in SIGNATURE_HEADERS {
+            assert_eq!(check(&with(name, "00")), HeaderCheck::NeedsBody, "{name}");
+        }
+        // A wrong token beside a signature: the signature may still verify.
+        let mut h = with("x-hub-signature-256", "sha256=00");
+        h.insert("authorization", HeaderValue::from_static("Bearer wrong"));
+        assert_eq!(check(&h), HeaderCheck::NeedsBody);
+        // A right token beside a wrong signature is enough, as in `authenticate`.
+        let mut h = with("x-gitea-signature", "00");
+        h.insert("authorization", HeaderValue::from_static("Bearer s3cret"));
+        assert_eq!(check(&h), HeaderCheck::Authenticated(AuthMethod::Bearer));
     }
 
     #[test]

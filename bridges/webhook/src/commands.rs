@@ -15,19 +15,24 @@
 //!
 //! **Storage.** A hook added by command belongs to the user who ran the command (its
 //! *owner*, [`HookOrigin::Command`]). After every change the bridge sends
-//! [`RemoteEvent::SaveMetadata`] with `{"hooks": [<hook table>, …]}` — every hook the owner
-//! added, each in the shape of a config hook table, token included — on the owner's login
-//! (the core creates the login if the owner has none). At start-up the core hands that
-//! metadata back to [`Connector::load_login`](estuary_bridge_api::Connector::load_login),
-//! and [`HookCommands::load`] registers the hooks again. The core stores metadata in clear:
-//! the tokens are readable by whoever can read the database. Commands never show a token
-//! back, except a generated one, once, in the answer to the command that made it.
+//! [`RemoteEvent::SaveMetadata`] with `{"hooks": [<hook table>, …], "sealed": {"tokens":
+//! {<name>: <token>, …}}}` — every hook the owner added, each in the shape of a config hook
+//! table without its token, and the tokens by hook name under
+//! [`SEALED_METADATA_KEY`], which the core seals at rest — on the owner's login (the core
+//! creates the login if the owner has none). At start-up the core hands that metadata back,
+//! opened, to [`Connector::load_login`](estuary_bridge_api::Connector::load_login), and
+//! [`HookCommands::load`] registers the hooks again.
+//!
+//! Rows stored before tokens were sealed hold each token in its hook table: both shapes are
+//! read, and such a row is stored again at once, sealed. Commands never show a token back,
+//! except a generated one, once, in the answer to the command that made it.
 
 use crate::config::{HookConfig, MessageType, PayloadFormat, WebhookConfig};
 use crate::hooks::{Hook, HookOrigin, HookSet};
 use estuary_bridge_api::{
     BridgeError, CommandAccess, CommandContext, CommandOutput, CommandSpec, ErrorKind, EventRouter,
-    EventSink, FieldKind, FormField, FormValues, LoginId, OutboundPolicy, RemoteEvent, StoredLogin,
+    EventSink, FieldKind, FormField, FormValues, LoginId, OutboundPolicy, RemoteEvent,
+    SEALED_METADATA_KEY, StoredLogin,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -323,14 +328,31 @@ pub fn hook_from_form(
     })
 }
 
-/// The metadata that stores these hooks: `{"hooks": [<hook table>, …]}` (tokens included).
+/// The key under [`SEALED_METADATA_KEY`] that holds the tokens by hook name.
+const TOKENS_KEY: &str = "tokens";
+
+/// The metadata that stores these hooks: `{"hooks": [<hook table without token>, …],
+/// "sealed": {"tokens": {<name>: <token>, …}}}`; the core seals what is under `sealed`.
 pub fn metadata_for(hooks: &[Arc<Hook>]) -> Value {
-    let tables: Vec<Value> = hooks.iter().map(|h| h.config.to_json()).collect();
-    json!({ "hooks": tables })
+    let mut tokens = serde_json::Map::new();
+    let tables: Vec<Value> = hooks
+        .iter()
+        .map(|h| {
+            let mut table = h.config.to_json();
+            if let Some(t) = table.as_object_mut() {
+                if let Some(token) = t.remove("token") {
+                    tokens.insert(h.config.name.clone(), token);
+                }
+            }
+            table
+        })
+        .collect();
+    json!({ "hooks": tables, SEALED_METADATA_KEY: { TOKENS_KEY: tokens } })
 }
 
 /// The hooks stored in a login's metadata, and what could not be read (each error names
-/// the entry, never a token). Metadata without `hooks` holds none.
+/// the entry, never a token). Metadata without `hooks` holds none. A hook's token is read
+/// from the sealed tokens or, in rows stored before tokens were sealed, from its table.
 pub fn hooks_from_metadata(metadata: &Value) -> (Vec<HookConfig>, Vec<String>) {
     let Some(entries) = metadata.get("hooks") else {
         return (Vec::new(), Vec::new());
@@ -338,15 +360,39 @@ pub fn hooks_from_metadata(metadata: &Value) -> (Vec<HookConfig>, Vec<String>) {
     let Some(entries) = entries.as_array() else {
         return (Vec::new(), vec!["hooks: is not a list".to_owned()]);
     };
+    let sealed_tokens = metadata
+        .get(SEALED_METADATA_KEY)
+        .and_then(|s| s.get(TOKENS_KEY))
+        .and_then(Value::as_object);
     let mut hooks = Vec::new();
     let mut errors = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
-        match HookConfig::from_json(entry, &format!("hooks[{i}]")) {
+        let mut entry = entry.clone();
+        let name = entry.get("name").and_then(Value::as_str).map(str::to_owned);
+        if let (Some(table), Some(name), Some(tokens)) =
+            (entry.as_object_mut(), name, sealed_tokens)
+        {
+            if !table.contains_key("token") {
+                if let Some(token) = tokens.get(&name) {
+                    table.insert("token".into(), token.clone());
+                }
+            }
+        }
+        match HookConfig::from_json(&entry, &format!("hooks[{i}]")) {
             Ok(h) => hooks.push(h),
             Err(e) => errors.push(e.to_string()),
         }
     }
     (hooks, errors)
+}
+
+/// Whether a login's metadata holds a hook token in clear (stored before tokens were
+/// sealed): it should be stored again.
+pub fn has_clear_tokens(metadata: &Value) -> bool {
+    metadata
+        .get("hooks")
+        .and_then(Value::as_array)
+        .is_some_and(|entries| entries.iter().any(|e| e.get("token").is_some()))
 }
 
 /// One table row per hook: no token, ever.
@@ -690,7 +736,11 @@ impl HookCommands {
             .owned_by(owner)
             .iter()
             .any(|h| !names.contains(&h.config.name));
-        if missing {
+        let clear = has_clear_tokens(&login.metadata);
+        if clear {
+            tracing::info!(user = %owner, "webhook tokens stored in clear: storing them sealed");
+        }
+        if missing || clear {
             let (hooks, lock, owner, sink) = (
                 self.hooks.clone(),
                 self.store_lock.clone(),
@@ -920,6 +970,11 @@ mod tests {
         h.url = Some("https://example.org/".into());
         h.senders = vec!["x".into()];
         let meta = metadata_for(&[Arc::new(Hook::new(h, HookOrigin::Config))]);
+        // The token is only under "sealed", which the core seals.
+        assert_eq!(meta["sealed"]["tokens"]["ops"], "tok");
+        assert!(meta["hooks"][0].get("token").is_none(), "{meta}");
+        assert!(!meta["hooks"].to_string().contains("tok"));
+        assert!(!has_clear_tokens(&meta));
         let (back, errors) = hooks_from_metadata(&meta);
         assert!(errors.is_empty());
         let b = &back[0];
@@ -1155,10 +1210,13 @@ mod tests {
             services: Default::default(),
         };
         cmds.load(
-            &login(json!({"hooks": [
-                {"name": "mine", "token": "t", "to": ["bob@localhost"]},
-                {"name": "ci", "token": "t", "to": ["bob@localhost"]}
-            ]})),
+            &login(json!({
+                "hooks": [
+                    {"name": "mine", "to": ["bob@localhost"]},
+                    {"name": "ci", "to": ["bob@localhost"]}
+                ],
+                "sealed": {"tokens": {"mine": "t", "ci": "t"}}
+            })),
             &sink,
         )
         .await;
@@ -1194,6 +1252,57 @@ mod tests {
             panic!("{event:?}")
         };
         assert_eq!(hooks_from_metadata(&meta).0[0].name, "mine");
+    }
+
+    #[test]
+    fn rows_with_tokens_in_clear_are_read_and_flagged() {
+        let legacy = json!({"hooks": [
+            {"name": "old", "token": "clear-token", "to": ["a@x"]},
+            {"name": "new", "to": ["a@x"]}
+        ], "sealed": {"tokens": {"new": "sealed-token", "old": "ignored"}}});
+        assert!(has_clear_tokens(&legacy));
+        let (hooks, errors) = hooks_from_metadata(&legacy);
+        assert!(errors.is_empty(), "{errors:?}");
+        // The table's own token wins (it is the older, clear shape).
+        assert_eq!(hooks[0].token.expose(), b"clear-token");
+        assert_eq!(hooks[1].token.expose(), b"sealed-token");
+        // A hook whose token is nowhere is an error naming the field, not a panic.
+        let (none, errors) = hooks_from_metadata(&json!({"hooks": [{"name": "x", "to": ["a@x"]}]}));
+        assert!(none.is_empty());
+        assert_eq!(errors, ["hooks[0].token: is required"]);
+    }
+
+    #[tokio::test]
+    async fn hooks_stored_in_clear_are_stored_again_sealed() {
+        let (cmds, _rx) = started(config(json!({})));
+        let (tx, mut stored) = mpsc::channel(4);
+        let sink = EventSink::new("bob@localhost", user_login("bob@localhost"), tx);
+        let login = StoredLogin {
+            id: user_login("bob@localhost"),
+            user: User {
+                jid: "bob@localhost".into(),
+            },
+            fields: FormValues::default(),
+            metadata: json!({"hooks": [
+                {"name": "mine", "token": "clear-token", "to": ["bob@localhost"]}
+            ]}),
+            services: Default::default(),
+        };
+        cmds.load(&login, &sink).await;
+        assert_eq!(
+            cmds.hooks.get("mine").unwrap().config.token.expose(),
+            b"clear-token"
+        );
+        let (_, _, event) = tokio::time::timeout(std::time::Duration::from_secs(1), stored.recv())
+            .await
+            .expect("stored again within a second")
+            .unwrap();
+        let RemoteEvent::SaveMetadata(meta) = event else {
+            panic!("{event:?}")
+        };
+        assert!(!has_clear_tokens(&meta));
+        assert!(!meta["hooks"].to_string().contains("clear-token"), "{meta}");
+        assert_eq!(meta["sealed"]["tokens"]["mine"], "clear-token");
     }
 
     #[test]

@@ -337,6 +337,9 @@ pub struct WebhookConfig {
     pub user_hook_urls: bool,
     /// `hooks`: the hooks.
     pub hooks: Vec<HookConfig>,
+    /// `header_timeout_secs`, `body_timeout_secs`, `max_connections`,
+    /// `auth_failures_per_minute`: the listener's limits against abuse.
+    pub limits: ListenerLimits,
 }
 
 impl WebhookConfig {
@@ -455,6 +458,7 @@ impl WebhookConfig {
                 .map_err(|_| ConfigError::new(format!("{ROOT}.user_hook_limit"), "is too large"))?,
         };
         let user_hook_urls = t.boolean("user_hook_urls")?.unwrap_or(false);
+        let limits = ListenerLimits::from_table(&t)?;
         t.reject_unknown()?;
         Ok(Self {
             domain,
@@ -466,6 +470,78 @@ impl WebhookConfig {
             tls,
             outgoing,
             hooks,
+            limits,
+        })
+    }
+}
+
+/// The default `header_timeout_secs`.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default `body_timeout_secs`.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default `max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// The default `auth_failures_per_minute`.
+pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 10;
+
+/// The HTTP listener's limits against slow, numerous or guessing clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// `header_timeout_secs`: how long a connection may take to send a request's headers,
+    /// counted from when the server starts waiting for them; this also closes a keep-alive
+    /// connection that stays idle that long (default 10 s).
+    pub header_timeout: Duration,
+    /// `body_timeout_secs`: how long a request may take to send its body (default 30 s).
+    pub body_timeout: Duration,
+    /// `max_connections`: open connections at most; more are answered 503 and closed
+    /// (default 256).
+    pub max_connections: usize,
+    /// `auth_failures_per_minute`: failed authentications allowed per client address (IPv6:
+    /// per /64) and minute before its requests are answered 429 unchecked (default 10;
+    /// 0 = no limit).
+    pub auth_failures_per_minute: u32,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            auth_failures_per_minute: DEFAULT_AUTH_FAILURES_PER_MINUTE,
+        }
+    }
+}
+
+impl ListenerLimits {
+    fn from_table(t: &Table<'_>) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let positive = |key: &'static str| -> Result<Option<u64>, ConfigError> {
+            match t.uint(key)? {
+                Some(0) => Err(ConfigError::new(
+                    format!("{ROOT}.{key}"),
+                    "must be at least 1",
+                )),
+                other => Ok(other),
+            }
+        };
+        Ok(Self {
+            header_timeout: positive("header_timeout_secs")?
+                .map_or(defaults.header_timeout, Duration::from_secs),
+            body_timeout: positive("body_timeout_secs")?
+                .map_or(defaults.body_timeout, Duration::from_secs),
+            max_connections: positive("max_connections")?.map_or(defaults.max_connections, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
+            auth_failures_per_minute: match t.uint("auth_failures_per_minute")? {
+                None => defaults.auth_failures_per_minute,
+                Some(n) => u32::try_from(n).map_err(|_| {
+                    ConfigError::new(
+                        format!("{ROOT}.auth_failures_per_minute"),
+                        "is too large (0 means no limit)",
+                    )
+                })?,
+            },
         })
     }
 }
@@ -811,6 +887,36 @@ mod tests {
             e.to_string(),
             "bridges.webhook.lsiten: is not a known key (see docs/bridges/webhook.md)"
         );
+    }
+
+    #[test]
+    fn listener_limits_have_defaults_and_are_checked() {
+        let c = WebhookConfig::from_json(&json!({})).unwrap();
+        assert_eq!(c.limits, ListenerLimits::default());
+        assert_eq!(c.limits.header_timeout, Duration::from_secs(10));
+        let c = WebhookConfig::from_json(&json!({
+            "header_timeout_secs": 2, "body_timeout_secs": "3", "max_connections": 4,
+            "auth_failures_per_minute": 0
+        }))
+        .unwrap();
+        assert_eq!(
+            c.limits,
+            ListenerLimits {
+                header_timeout: Duration::from_secs(2),
+                body_timeout: Duration::from_secs(3),
+                max_connections: 4,
+                auth_failures_per_minute: 0,
+            }
+        );
+        for key in [
+            "header_timeout_secs",
+            "body_timeout_secs",
+            "max_connections",
+        ] {
+            let e = err(json!({ key: 0 }));
+            assert_eq!(e.key, format!("bridges.webhook.{key}"));
+            assert_eq!(e.reason, "must be at least 1");
+        }
     }
 
     #[test]

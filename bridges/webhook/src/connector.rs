@@ -11,7 +11,7 @@ use crate::config::{ConfigError, WebhookConfig};
 use crate::hooks::HookSet;
 use crate::metrics::Metrics;
 use crate::outgoing::OutgoingSender;
-use crate::server::{ServerState, router};
+use crate::server::{ConnectionLimit, ServerState, configure_http, router};
 use async_trait::async_trait;
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
@@ -99,12 +99,13 @@ impl WebhookConnector {
     pub fn router(&self, events: EventRouter) -> axum::Router {
         router(
             &self.config.path_prefix,
-            ServerState {
-                hooks: self.hooks.clone(),
+            ServerState::new(
+                self.hooks.clone(),
                 events,
-                metrics: self.metrics.clone(),
-                max_body_bytes: self.config.max_body_bytes,
-            },
+                self.metrics.clone(),
+                self.config.max_body_bytes,
+                &self.config.limits,
+            ),
         )
     }
 
@@ -242,11 +243,14 @@ impl Connector for WebhookConnector {
         let handle = Handle::new();
         let listen_err =
             |e: std::io::Error| BridgeError::internal(format!("cannot listen on {local}: {e}"));
+        let limits = &self.config.limits;
         let task = match tls {
             None => {
                 let server = axum_server::from_tcp(listener)
                     .map_err(listen_err)?
-                    .handle(handle.clone());
+                    .handle(handle.clone())
+                    .acceptor(ConnectionLimit::new(limits.max_connections, true));
+                let server = configure_http(server, limits);
                 tokio::spawn(async move {
                     if let Err(e) = server.serve(app).await {
                         tracing::error!(addr = %local, error = %e, "webhook listener stopped");
@@ -256,7 +260,11 @@ impl Connector for WebhookConnector {
             Some(tls) => {
                 let server = axum_server::from_tcp_rustls(listener, tls)
                     .map_err(listen_err)?
-                    .handle(handle.clone());
+                    .handle(handle.clone())
+                    .map(|acceptor| {
+                        acceptor.acceptor(ConnectionLimit::new(limits.max_connections, false))
+                    });
+                let server = configure_http(server, limits);
                 tokio::spawn(async move {
                     if let Err(e) = server.serve(app).await {
                         tracing::error!(addr = %local, error = %e, "webhook listener stopped");

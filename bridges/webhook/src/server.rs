@@ -5,8 +5,10 @@
 //! | step | failure | status |
 //! | --- | --- | --- |
 //! | find the hook | no such hook | 404 |
-//! | read the body | longer than `max_body_bytes` | 413 |
-//! | authenticate ([`crate::auth`]) | no or wrong credentials | 401 |
+//! | failed authentications of the client's address ([`AuthFailures`]) | over `auth_failures_per_minute` | 429 + `Retry-After`, credentials not checked |
+//! | authenticate by header token ([`authenticate_headers`]) | no credentials, or a wrong token and no signature header | 401, body not read |
+//! | read the body | longer than `max_body_bytes` / slower than `body_timeout_secs` | 413 / 408 |
+//! | authenticate by signature ([`authenticate`]), when one is sent | wrong signature | 401 |
 //! | rate limit ([`crate::ratelimit`]) | over `rate_limit_per_minute` | 429 + `Retry-After` |
 //! | decode and format ([`crate::format`](mod@crate::format)) | malformed or unrecognised payload | 400 |
 //! | hand to the core ([`crate::deliver`]) | the core's queue is closed or stuck | 503 |
@@ -14,12 +16,19 @@
 //! Success is `202 Accepted` with `{"accepted": N}`, N the number of events handed over.
 //! Errors are `{"error": "…"}`. Every rejection is logged with the hook, the reason and the
 //! remote address, never with a credential.
+//!
+//! Below the handlers, the listener ([`ConnectionLimit`], [`configure_http`]) keeps the connections: at most `max_connections` at once
+//! (more are answered 503, or closed under TLS, by [`ConnectionLimit`]), and a connection
+//! that takes longer than `header_timeout_secs` to send a request's headers, or stays idle
+//! that long between requests, is closed.
 
-use crate::auth::authenticate;
+use crate::auth::{HeaderCheck, authenticate, authenticate_headers};
+use crate::config::ListenerLimits;
 use crate::deliver::deliver;
 use crate::format::{Payload, RequestMeta, rejection_text, render};
 use crate::hooks::HookSet;
 use crate::metrics::{Metrics, UNKNOWN_HOOK};
+use crate::ratelimit::{AUTH_FAILURE_ADDRESSES, AuthFailures};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
@@ -28,9 +37,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use estuary_bridge_api::EventRouter;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use std::net::SocketAddr;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long a request may wait for the core's queue before the answer is 503.
 pub const DELIVER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,6 +62,33 @@ pub struct ServerState {
     pub metrics: Arc<Metrics>,
     /// `max_body_bytes`.
     pub max_body_bytes: usize,
+    /// `body_timeout_secs`.
+    pub body_timeout: Duration,
+    /// Failed authentications per client address.
+    pub auth_failures: Arc<AuthFailures>,
+}
+
+impl ServerState {
+    /// The state for these hooks, events and counters with the config's limits.
+    pub fn new(
+        hooks: Arc<HookSet>,
+        events: EventRouter,
+        metrics: Arc<Metrics>,
+        max_body_bytes: usize,
+        limits: &ListenerLimits,
+    ) -> Self {
+        Self {
+            hooks,
+            events,
+            metrics,
+            max_body_bytes,
+            body_timeout: limits.body_timeout,
+            auth_failures: Arc::new(AuthFailures::new(
+                limits.auth_failures_per_minute,
+                AUTH_FAILURE_ADDRESSES,
+            )),
+        }
+    }
 }
 
 /// The axum router: hooks under `prefix` (normalised: empty or `/x` without a trailing
@@ -76,11 +119,13 @@ async fn post_hook(
     Path(name): Path<String>,
     request: Request,
 ) -> Response {
-    let remote = request
+    let remote_addr = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
-    let (status, resp) = handle(&st, &name, &remote, request).await;
+        .map(|c| c.0);
+    let remote = remote_addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+    let ip = remote_addr.map(|a| a.ip());
+    let (status, resp) = handle(&st, &name, &remote, ip, request).await;
     let label = if status == StatusCode::NOT_FOUND {
         UNKNOWN_HOOK
     } else {
@@ -111,9 +156,10 @@ async fn handle(
     st: &ServerState,
     name: &str,
     remote: &str,
+    ip: Option<IpAddr>,
     request: Request,
 ) -> (StatusCode, Response) {
-    match accept(st, name, request).await {
+    match accept(st, name, ip, request).await {
         Ok(accepted) => {
             tracing::info!(hook = %name, remote, accepted, "webhook request accepted");
             let body = axum::Json(serde_json::json!({ "accepted": accepted }));
@@ -140,26 +186,60 @@ async fn handle(
     }
 }
 
-async fn accept(st: &ServerState, name: &str, request: Request) -> Result<usize, Rejection> {
+/// Whole seconds to wait, rounded up, at least 1 (for `Retry-After`).
+fn retry_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+async fn accept(
+    st: &ServerState,
+    name: &str,
+    ip: Option<IpAddr>,
+    request: Request,
+) -> Result<usize, Rejection> {
     let hook = st
         .hooks
         .get(name)
         .ok_or_else(|| Rejection::new(StatusCode::NOT_FOUND, format!("no hook named `{name}`")))?;
+    if let Some(Err(wait)) = ip.map(|ip| st.auth_failures.check(ip)) {
+        let secs = retry_secs(wait);
+        return Err(Rejection {
+            retry_after: Some(secs),
+            ..Rejection::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many failed authentications from your address; try again in {secs} s \
+                     with the hook's token"
+                ),
+            )
+        });
+    }
+    let unauthorized = |e: crate::auth::AuthError| {
+        if let Some(ip) = ip {
+            st.auth_failures.record_failure(ip);
+        }
+        Rejection::new(StatusCode::UNAUTHORIZED, e.to_string())
+    };
     let (parts, body) = request.into_parts();
+    // A wrong token is refused before the body is read; only signatures need it.
+    let check = authenticate_headers(&parts.headers, &hook.config.token);
+    if let HeaderCheck::Refused(e) = check {
+        return Err(unauthorized(e));
+    }
     let body = read_body(
         body,
         parts.headers.get(header::CONTENT_LENGTH),
         st.max_body_bytes,
+        st.body_timeout,
     )
     .await?;
-
-    authenticate(&parts.headers, &body, &hook.config.token)
-        .map_err(|e| Rejection::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    if check == HeaderCheck::NeedsBody {
+        authenticate(&parts.headers, &body, &hook.config.token).map_err(unauthorized)?;
+    }
 
     if let Err(wait) = hook.admit() {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         return Err(Rejection {
-            retry_after: Some(secs.max(1)),
+            retry_after: Some(retry_secs(wait)),
             ..Rejection::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
@@ -209,6 +289,7 @@ async fn read_body(
     body: Body,
     content_length: Option<&HeaderValue>,
     limit: usize,
+    timeout: Duration,
 ) -> Result<Vec<u8>, Rejection> {
     let too_large = || {
         Rejection::new(
@@ -222,7 +303,18 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    match Limited::new(body, limit).collect().await {
+    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
+        .await
+        .map_err(|_| {
+            Rejection::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s; send it at once",
+                    timeout.as_secs_f64()
+                ),
+            )
+        })?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes().to_vec()),
         Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
         Err(e) => Err(Rejection::new(
@@ -234,4 +326,169 @@ async fn read_body(
 
 fn reject(status: StatusCode, reason: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "error": reason }))).into_response()
+}
+
+/// The answer to a connection over `max_connections` (plain HTTP only; the request is not
+/// read).
+const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\n\
+content-length: 73\r\n\r\n\
+{\"error\":\"too many connections to the webhook listener; try again later\"}";
+
+/// How long writing [`BUSY_RESPONSE`] may take.
+const BUSY_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// An acceptor that lets at most `max_connections` connections in at once. A connection
+/// over the limit is answered 503 (plain HTTP) or closed (under TLS, where plain text
+/// would be noise), without being read.
+#[derive(Clone, Debug)]
+pub struct ConnectionLimit {
+    permits: Arc<Semaphore>,
+    answer_busy: bool,
+}
+
+impl ConnectionLimit {
+    /// A limit of `max` connections; `answer_busy` writes the 503 to refused connections.
+    pub fn new(max: usize, answer_busy: bool) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
+            answer_busy,
+        }
+    }
+}
+
+impl<S: Send + 'static> axum_server::accept::Accept<TcpStream, S> for ConnectionLimit {
+    type Stream = Counted;
+    type Service = S;
+    type Future = Pin<Box<dyn Future<Output = io::Result<(Counted, S)>> + Send>>;
+
+    fn accept(&self, mut stream: TcpStream, service: S) -> Self::Future {
+        let permit = self.permits.clone().try_acquire_owned();
+        let answer_busy = self.answer_busy;
+        Box::pin(async move {
+            match permit {
+                Ok(permit) => Ok((
+                    Counted {
+                        stream,
+                        _permit: permit,
+                    },
+                    service,
+                )),
+                Err(_) => {
+                    let peer = stream.peer_addr().ok();
+                    tracing::warn!(remote = ?peer, "webhook listener: too many connections; refused");
+                    if answer_busy {
+                        let _ = tokio::time::timeout(BUSY_WRITE_TIMEOUT, async {
+                            stream.write_all(BUSY_RESPONSE).await?;
+                            stream.shutdown().await
+                        })
+                        .await;
+                    }
+                    Err(io::Error::other("too many connections"))
+                }
+            }
+        })
+    }
+}
+
+/// A connection counted against [`ConnectionLimit`]: its place is given back when it is
+/// dropped.
+#[derive(Debug)]
+pub struct Counted {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Sets up a server's HTTP side: HTTP/1 only (the server then reads no protocol preface,
+/// which would wait for a silent client without a time limit), and headers (and idle
+/// keep-alive connections) time out after `limits.header_timeout`.
+pub fn configure_http<A, Acc>(
+    server: axum_server::Server<A, Acc>,
+    limits: &ListenerLimits,
+) -> axum_server::Server<A, Acc>
+where
+    A: axum_server::Address,
+{
+    let mut server = server.http1_only();
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    server
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_busy_answer_is_well_formed() {
+        let text = std::str::from_utf8(BUSY_RESPONSE).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(length, body.len());
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(
+            json["error"]
+                .as_str()
+                .unwrap()
+                .contains("too many connections")
+        );
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(retry_secs(Duration::from_secs(6)), 6);
+        assert_eq!(retry_secs(Duration::ZERO), 1);
+    }
 }
