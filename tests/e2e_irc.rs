@@ -2380,3 +2380,52 @@ async fn a_gateway_restart_rejoins_the_channels_and_keeps_what_was_said() {
         .await;
     app.shutdown().await;
 }
+
+/// A raw `QUIT` to the server JID (Biboumi's `quit` scenario) leaves every room: each
+/// joined resource gets its unavailable self-presence (110), the server sees the user's
+/// reason, and the connection is not opened again.
+#[tokio::test]
+async fn a_raw_quit_leaves_the_rooms_without_reconnecting() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #quit").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut phone = w.alice("phone").await;
+    let mut laptop = w.alice("laptop").await;
+    let quit = room("quit");
+    join(&mut phone, &quit, "alice").await;
+    join(&mut laptop, &quit, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+
+    phone
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='chat' to='{SERVER_JID}'><body>QUIT :bye bye</body></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("QUIT") && l.contains("bye bye"))
+        .await;
+    let me = format!("{quit}/alice");
+    for client in [&mut phone, &mut laptop] {
+        client
+            .expect("the unavailable self-presence", |s| {
+                presence_from(s, &me)
+                    && s.attr("type") == Some("unavailable")
+                    && codes(s).contains(&110)
+            })
+            .await;
+    }
+    phone
+        .expect_none("a reconnection notice", Duration::from_millis(2500), |s| {
+            body(s).is_some_and(|b| b.contains("Reconnecting"))
+        })
+        .await;
+    let lines = bob.collect_for(Duration::from_millis(500)).await;
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with(":alice") && l.contains("JOIN")),
+        "alice came back: {lines:?}"
+    );
+    w.app.shutdown().await;
+}

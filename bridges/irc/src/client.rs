@@ -319,6 +319,25 @@ impl IrcClient {
     }
 }
 
+/// The raw lines of a message to the server JID, one command a line (a leading `/` is
+/// dropped), and whether one of them is `QUIT` (with its reason, if any): the lines after a
+/// `QUIT` are left out, since the connection ends there.
+fn raw_lines(body: &str) -> (Vec<String>, Option<Option<String>>) {
+    let mut lines = Vec::new();
+    for line in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let line = line.strip_prefix('/').unwrap_or(line);
+        let (command, rest) = line.split_once(' ').unwrap_or((line, ""));
+        if command.eq_ignore_ascii_case("QUIT") {
+            let rest = rest.trim();
+            let reason = rest.strip_prefix(':').unwrap_or(rest);
+            let reason = (!reason.is_empty()).then(|| reason.to_owned());
+            return (lines, Some(reason));
+        }
+        lines.push(line.to_owned());
+    }
+    (lines, None)
+}
+
 /// The channels a server's LIST answers (empty if it does not answer in [`LIST_TIMEOUT`]);
 /// a connection still registering sends the LIST once registered.
 async fn list_channels(handle: &ConnectionHandle) -> Result<Vec<RoomInfo>> {
@@ -459,17 +478,18 @@ impl Client for IrcClient {
             ChatKey::Direct(id) => address::parse_user_id(id)?,
             ChatKey::Service(server) => {
                 // Raw IRC commands to the server, one per line, as Biboumi does.
-                let lines: Vec<String> = sanitize(&msg.body)
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(|l| l.strip_prefix('/').unwrap_or(l).to_owned())
-                    .collect();
+                let (lines, quit) = raw_lines(&sanitize(&msg.body));
                 let handle = self.connection(&server.to_ascii_lowercase(), None)?;
                 let count = lines.len();
                 limits.check_queue(handle.shared.queued.load(Ordering::Relaxed), count)?;
-                Self::send_op(&handle, Op::Raw(lines))?;
-                handle.shared.queued.fetch_add(count, Ordering::Relaxed);
+                if count > 0 {
+                    Self::send_op(&handle, Op::Raw(lines))?;
+                    handle.shared.queued.fetch_add(count, Ordering::Relaxed);
+                }
+                if let Some(reason) = quit {
+                    info!(user = %self.user.jid, %server, "the user quit the server");
+                    Self::send_op(&handle, Op::UserQuit(reason))?;
+                }
                 return Ok(Sent::default());
             }
         };
@@ -873,5 +893,18 @@ mod tests {
         );
         assert!(more.contains("2 line(s) are still waiting"), "{more}");
         alice.disconnect().await;
+    }
+
+    #[test]
+    fn a_raw_quit_ends_the_lines() {
+        let (lines, quit) = raw_lines("/WHOIS bob\nQUIT :bye bye\nPRIVMSG bob :late");
+        assert_eq!(lines, ["WHOIS bob"]);
+        assert_eq!(quit, Some(Some("bye bye".to_owned())));
+        let (lines, quit) = raw_lines("quit");
+        assert!(lines.is_empty());
+        assert_eq!(quit, Some(None));
+        let (lines, quit) = raw_lines("QUITTER x\n  \nPRIVMSG bob :QUIT");
+        assert_eq!(lines, ["QUITTER x", "PRIVMSG bob :QUIT"]);
+        assert_eq!(quit, None);
     }
 }

@@ -184,6 +184,10 @@ pub enum Op {
     Settings(Box<ServerSettings>),
     /// Quit and stop.
     Quit(Option<String>),
+    /// The user quit on purpose (a raw `QUIT` to the server JID): leave every room (the
+    /// user is told, as for a part), quit with the user's reason and stop; nothing is
+    /// rejoined.
+    UserQuit(Option<String>),
 }
 
 /// State shared between the connection task and the client.
@@ -488,6 +492,12 @@ async fn reconnect_wait(
                 None => return false,
                 Some(op) => match *op {
                     Op::Quit(_) => return false,
+                    Op::UserQuit(_) => {
+                        for event in session.leave_all(None) {
+                            let _ = events.send(event).await;
+                        }
+                        return false;
+                    }
                     op => session.queue_op(op),
                 },
             },

@@ -351,6 +351,22 @@ impl Session {
         self.publish_counts();
     }
 
+    /// The user quit the server: every channel is forgotten and each of its rooms is left
+    /// (with `reason`), so that nothing is rejoined; returns the events to hand over.
+    pub fn leave_all(&mut self, reason: Option<String>) -> Vec<RemoteEvent> {
+        let mut events = std::mem::take(&mut self.events);
+        for chan in std::mem::take(&mut self.channels).into_values() {
+            for room in chan.rooms {
+                events.push(RemoteEvent::RoomLeft {
+                    room,
+                    reason: reason.clone(),
+                });
+            }
+        }
+        self.publish_counts();
+        events
+    }
+
     /// The server could not be reached at all, or the outbound policy refused it: every
     /// pending join fails with `kind` (`RemoteUnreachable`, `Forbidden`), and the user is
     /// told that queued messages were not sent.
@@ -633,7 +649,7 @@ impl Session {
                 self.push(Command::LIST(None, None));
             }
             Op::Settings(settings) => self.settings = *settings,
-            Op::Quit(_) => {}
+            Op::Quit(_) | Op::UserQuit(_) => {}
         }
     }
 
