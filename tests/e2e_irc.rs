@@ -2429,3 +2429,55 @@ async fn a_raw_quit_leaves_the_rooms_without_reconnecting() {
     );
     w.app.shutdown().await;
 }
+
+/// A XEP-0045 mediated invitation (a message without a type to the room, Biboumi's
+/// `invite_other` scenario) to a bare nick sends an IRC INVITE; one to an XMPP address
+/// elsewhere is passed on from the room.
+#[tokio::test]
+async fn a_mediated_invitation_names_a_nick_or_an_xmpp_address() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    let mut alice = w.alice("inv").await;
+    let secret = room("inv2");
+    join(&mut alice, &secret, "alice").await;
+
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' to='{secret}' id='i1'><x xmlns='{MUC_USER}'><invite to='bob'/></x></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("INVITE bob") && l.contains("#inv2"))
+        .await;
+
+    let me = alice.jid().to_string();
+    let bare = alice.bare();
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' to='{secret}' id='i2'><x xmlns='{MUC_USER}'><invite to='{bare}'><reason>come</reason></invite></x></message>"
+        )))
+        .await;
+    let passed = alice
+        .expect("the invitation passed on from the room", |s| {
+            s.name() == "message"
+                && s.attr("from") == Some(secret.as_str())
+                && s.get_child("x", MUC_USER)
+                    .and_then(|x| x.get_child("invite", MUC_USER))
+                    .is_some()
+        })
+        .await;
+    let invite = passed
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("invite", MUC_USER))
+        .expect("the invite");
+    assert_eq!(invite.attr("from"), Some(me.as_str()));
+    assert_eq!(
+        invite.get_child("reason", MUC_USER).map(|r| r.text()),
+        Some("come".to_owned())
+    );
+    alice
+        .expect_none("an error", Duration::from_millis(300), |s| {
+            s.attr("type") == Some("error")
+        })
+        .await;
+    w.app.shutdown().await;
+}

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use tokio_xmpp::jid::Jid;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::message::{Id, Message, MessageType};
+use tokio_xmpp::parsers::muc::user::{Invite, MucUser};
 use tokio_xmpp::parsers::stanza_error::StanzaError;
 use tracing::{debug, warn};
 
@@ -99,8 +100,12 @@ impl Gateway {
                 return;
             }
         };
-        if let Some((room, invitee)) = self.invitation(&message, &chat) {
-            if let Err(e) = session.client.invite(room, invitee).await {
+        if let Some(invitation) = self.invitation(&session, &from, &message, &chat) {
+            let done = match invitation {
+                Ok(invitation) => self.invite(&session, invitation).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done {
                 self.bounce(to, from, id, errors::from_bridge(&e)).await;
             }
             return;
@@ -164,21 +169,20 @@ impl Gateway {
         }
     }
 
-    /// An invitation the user sends: XEP-0045 mediated (`<invite to='contact'/>` in a
-    /// message to the room) or XEP-0249 direct (`<x jabber:x:conference jid='room'/>` in a
-    /// message to the contact); both must name a room and a contact on this gateway.
+    /// An invitation the user sends: XEP-0045 mediated (`<invite to='…'/>` in a message to
+    /// the room, whatever its type) or XEP-0249 direct (`<x jabber:x:conference jid='room'/>`
+    /// in a message to the contact). `None` when the message carries no invitation.
+    ///
+    /// A mediated invitation may name a contact on this gateway, a bare nick on the room's
+    /// network (as Biboumi takes it), or an XMPP address elsewhere, which gets the
+    /// invitation from the room as XEP-0045 §7.8.2 says.
     fn invitation(
         &self,
+        session: &Session,
+        from: &Jid,
         message: &Message,
         chat: &ChatKey,
-    ) -> Option<(
-        estuary_bridge_api::RemoteChatId,
-        estuary_bridge_api::RemoteUserId,
-    )> {
-        let on_gateway = |jid: &str| match Jid::new(jid).ok().map(|j| self.target(&j)) {
-            Some(Ok(Target::Chat(key))) => Some(key),
-            _ => None,
-        };
+    ) -> Option<Result<Invitation, BridgeError>> {
         match chat {
             ChatKey::Room(room) => {
                 let invite = message
@@ -186,22 +190,93 @@ impl Gateway {
                     .iter()
                     .find(|p| p.is("x", ns::MUC_USER))?
                     .get_child("invite", ns::MUC_USER)?;
-                match on_gateway(invite.attr("to")?)? {
-                    ChatKey::Direct(user) => Some((room.clone(), user)),
-                    _ => None,
+                let Some(to) = invite.attr("to").filter(|t| !t.is_empty()) else {
+                    return Some(Err(BridgeError::bad_request(
+                        "the invitation names nobody: put the invitee's address in <invite to='…'/>",
+                    )));
+                };
+                if !to.contains('@') && !to.contains('/') {
+                    return Some(
+                        session
+                            .client
+                            .member_by_nick(room, to)
+                            .map(|user| Invitation::Network(room.clone(), user)),
+                    );
                 }
+                let Ok(jid) = Jid::new(to) else {
+                    return Some(Err(BridgeError::bad_request(format!(
+                        "“{to}” is not an address to invite"
+                    ))));
+                };
+                if jid.domain().as_str() != self.domain {
+                    let reason = invite
+                        .get_child("reason", ns::MUC_USER)
+                        .map(|r| r.text())
+                        .filter(|r| !r.is_empty());
+                    return Some(Ok(Invitation::Forward {
+                        room: room.clone(),
+                        to: jid,
+                        from: from.clone(),
+                        reason,
+                    }));
+                }
+                Some(match self.target(&jid) {
+                    Ok(Target::Chat(ChatKey::Direct(user))) => {
+                        Ok(Invitation::Network(room.clone(), user))
+                    }
+                    Ok(_) => Err(BridgeError::bad_request(format!(
+                        "{to} is not a contact: invite a contact of this gateway (nick%server@{})",
+                        self.domain
+                    ))),
+                    Err(e) => Err(e),
+                })
             }
             ChatKey::Direct(user) => {
                 let x = message
                     .payloads
                     .iter()
                     .find(|p| p.is("x", ns::CONFERENCE))?;
-                match on_gateway(x.attr("jid")?)? {
-                    ChatKey::Room(room) => Some((room, user.clone())),
+                let room = Jid::new(x.attr("jid")?)
+                    .ok()
+                    .filter(|j| j.domain().as_str() == self.domain)
+                    .map(|j| self.target(&j));
+                match room {
+                    Some(Ok(Target::Chat(ChatKey::Room(room)))) => {
+                        Some(Ok(Invitation::Network(room, user.clone())))
+                    }
                     _ => None,
                 }
             }
             ChatKey::Service(_) => None,
+        }
+    }
+
+    /// Carries out an invitation: an invite on the network, or a XEP-0045 invitation from
+    /// the room to an XMPP address elsewhere.
+    async fn invite(&self, session: &Session, invitation: Invitation) -> Result<(), BridgeError> {
+        match invitation {
+            Invitation::Network(room, user) => session.client.invite(room, user).await,
+            Invitation::Forward {
+                room,
+                to,
+                from,
+                reason,
+            } => {
+                let Some(room_jid) = self.chat_jid(&ChatKey::Room(room)) else {
+                    return Err(BridgeError::internal("the room has no JID"));
+                };
+                let mut x = MucUser::new();
+                x.invite = Some(Invite {
+                    from: Some(from),
+                    to: None,
+                    reason,
+                });
+                let mut m = Message::new(Some(to));
+                m.from = Some(Jid::from(room_jid));
+                m.payloads.push(x.into());
+                self.send(m).await;
+                Ok(())
+            }
         }
     }
 
@@ -451,6 +526,22 @@ impl Gateway {
 }
 
 /// The message-map key of a chat.
+/// An invitation the user sends (see [`Gateway::invitation`]).
+enum Invitation {
+    /// Invite someone on the network into a room.
+    Network(
+        estuary_bridge_api::RemoteChatId,
+        estuary_bridge_api::RemoteUserId,
+    ),
+    /// Pass a mediated invitation on to an XMPP address elsewhere, from the room.
+    Forward {
+        room: estuary_bridge_api::RemoteChatId,
+        to: Jid,
+        from: Jid,
+        reason: Option<String>,
+    },
+}
+
 pub(super) fn chat_key(chat: &ChatKey) -> String {
     match chat {
         ChatKey::Direct(u) => format!("u:{u}"),

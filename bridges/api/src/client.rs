@@ -130,6 +130,13 @@ pub trait Client: Send + Sync {
         let _ = (room, user);
         Err(BridgeError::unsupported("invitations"))
     }
+    /// The contact that `nick`, typed in `room` without an address (a mediated invitation
+    /// to a bare nick, as Biboumi takes it), names: on networks where a nick is unique on
+    /// the room's server, like IRC.
+    fn member_by_nick(&self, room: &RemoteChatId, nick: &str) -> Result<RemoteUserId> {
+        let _ = (room, nick);
+        Err(BridgeError::unsupported("naming someone by nick alone"))
+    }
     /// Lists rooms the network offers.
     async fn list_rooms(&self) -> Result<Vec<RoomInfo>> {
         Err(BridgeError::unsupported("listing rooms"))

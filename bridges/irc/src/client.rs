@@ -639,6 +639,14 @@ impl Client for IrcClient {
         )
     }
 
+    fn member_by_nick(&self, room: &RemoteChatId, nick: &str) -> Result<RemoteUserId> {
+        let (_, server) = address::parse_room_id(room)?;
+        if let Some(why) = address::check_nick(nick) {
+            return Err(BridgeError::bad_request(why));
+        }
+        Ok(address::user_id(nick, server, address::ID_FOLDING))
+    }
+
     async fn list_rooms(&self) -> Result<Vec<RoomInfo>> {
         let mut servers: Vec<String> = match &self.common.config.fixed_server {
             Some(server) => vec![server.clone()],
