@@ -2481,3 +2481,58 @@ async fn a_mediated_invitation_names_a_nick_or_an_xmpp_address() {
         .await;
     w.app.shutdown().await;
 }
+
+/// XEP-0359 on the reflection of the user's room message (Biboumi's `stable_id`
+/// scenario): the origin id comes back, the room's own stanza id replaces the ones that
+/// claim to be the room's or name nobody, and another entity's stanza id is kept.
+#[tokio::test]
+async fn the_reflection_keeps_other_entities_stanza_ids() {
+    let w = World::start(Ircd::start()).await;
+    let mut alice = w.alice("sid").await;
+    let sid = room("sid");
+    join(&mut alice, &sid, "alice").await;
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{sid}' id='first_id'>\
+             <origin-id xmlns='urn:xmpp:sid:0' id='client-origin-id'/>\
+             <stanza-id xmlns='urn:xmpp:sid:0' id='client-stanza-id'/>\
+             <stanza-id xmlns='urn:xmpp:sid:0' id='claims-the-room' by='{sid}'/>\
+             <stanza-id xmlns='urn:xmpp:sid:0' id='theirs' by='archive@elsewhere.example'/>\
+             <body>coucou</body></message>"
+        )))
+        .await;
+    let m = alice
+        .expect("the reflection", |s| body(s).as_deref() == Some("coucou"))
+        .await;
+    let sids: Vec<(String, String)> = m
+        .children()
+        .filter(|c| c.is("stanza-id", "urn:xmpp:sid:0"))
+        .map(|c| {
+            (
+                c.attr("id").unwrap_or_default().to_string(),
+                c.attr("by").unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        m.get_child("origin-id", "urn:xmpp:sid:0")
+            .and_then(|o| o.attr("id")),
+        Some("client-origin-id")
+    );
+    assert!(
+        sids.contains(&(
+            "theirs".to_string(),
+            "archive@elsewhere.example".to_string()
+        )),
+        "another entity's stanza id is kept: {sids:?}"
+    );
+    let ours: Vec<&(String, String)> = sids.iter().filter(|(_, by)| *by == sid).collect();
+    assert_eq!(ours.len(), 1, "one stanza id by the room: {sids:?}");
+    assert!(
+        !sids
+            .iter()
+            .any(|(id, _)| id == "client-stanza-id" || id == "claims-the-room"),
+        "the client's ids claiming the room or nobody are gone: {sids:?}"
+    );
+    w.app.shutdown().await;
+}

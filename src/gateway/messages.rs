@@ -403,6 +403,14 @@ impl Gateway {
                     ),
                 ));
             }
+            if let (ChatKey::Room(room), Some(key)) = (chat, inbound.key()) {
+                let kept = msg::foreign_stanza_ids(&inbound.stanza_ids, &self.domain);
+                if !kept.is_empty()
+                    && let Some(r) = session.rooms().get_mut(room)
+                {
+                    r.keep_ids(key, kept);
+                }
+            }
             let sent = if let Some(target) = &inbound.replace {
                 if !caps.edits {
                     return Err(BridgeError::unsupported("correcting a message"));

@@ -479,6 +479,14 @@ impl Gateway {
             Some(r) => self.xmpp_id(&session.user, &m.chat, r).await,
             None => None,
         };
+        let kept = match &m.echo_of {
+            Some(origin) => session
+                .rooms()
+                .get_mut(room)
+                .map(|r| r.take_ids(origin))
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
         for res in resources {
             let Ok(to) = Jid::new(&res) else { continue };
             let mut out = Message::new_with_type(MessageType::Groupchat, Some(to));
@@ -489,6 +497,9 @@ impl Gateway {
                 .push(msg::stanza_id(&stanza_id, room_jid.as_str()));
             if let Some(origin) = &m.echo_of {
                 out.payloads.push(msg::origin_id(origin));
+            }
+            for (id, by) in &kept {
+                out.payloads.push(msg::stanza_id(id, by));
             }
             if let Some(at) = m.at {
                 out.payloads.push(msg::delay(at, room_jid.as_str()));
