@@ -6,6 +6,7 @@ mod common;
 mod ircd;
 
 use base64::Engine;
+use common::tap::ComponentTap;
 use common::{Prosody, TestClient, XmppServer};
 use estuary::app::{self, App};
 use estuary::config::Settings;
@@ -60,13 +61,23 @@ async fn start_toml(
     outbound: &str,
     irc: &str,
 ) -> App {
+    start_at(server.component_addr(), dir, outbound, irc).await
+}
+
+/// [`start_toml`] with the gateway's component link to `component` (a [`ComponentTap`] in
+/// front of the server, say).
+async fn start_at(
+    component: std::net::SocketAddr,
+    dir: &std::path::Path,
+    outbound: &str,
+    irc: &str,
+) -> App {
     let offline = if irc.contains("offline") {
         ""
     } else {
         "offline = \"leave\""
     };
     let key = base64::engine::general_purpose::STANDARD.encode([3u8; 32]);
-    let component = server.component_addr();
     let toml = format!(
         r#"
 [xmpp]
@@ -2535,4 +2546,45 @@ async fn the_reflection_keeps_other_entities_stanza_ids() {
         "the client's ids claiming the room or nobody are gone: {sids:?}"
     );
     w.app.shutdown().await;
+}
+
+/// The gateway's answers to subscription requests carry the request's id (Biboumi's
+/// `basic_subscribe_unsubscribe` scenario), from the gateway and from a contact. Prosody
+/// turns a `subscribed` into a roster push, so the answers are read on the component link.
+#[tokio::test]
+async fn subscription_answers_keep_the_request_id() {
+    common::init_tracing();
+    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
+    server.register("alice", "alicepw").await;
+    let ircd = Ircd::start();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let tap = ComponentTap::start(server.component_addr()).await;
+    let app = start_at(
+        tap.addr(),
+        dir.path(),
+        ALLOW_LOOPBACK,
+        &servers_table(&ircd),
+    )
+    .await;
+    let mut alice = TestClient::connect(&server, "alice", "alicepw", "sub").await;
+    let bob_jid = format!("bob%127.0.0.1@{DOMAIN}");
+    let limit = Duration::from_secs(10);
+    for (to, type_, id, answer) in [
+        (DOMAIN, "subscribe", "subid1", "subscribed"),
+        (bob_jid.as_str(), "subscribe", "subid2", "subscribed"),
+        (bob_jid.as_str(), "unsubscribe", "unsubid1", "unsubscribed"),
+    ] {
+        alice
+            .send(el(&format!(
+                "<presence xmlns='jabber:client' to='{to}' type='{type_}' id='{id}'/>"
+            )))
+            .await;
+        tap.expect_tag(
+            "presence",
+            &[("from", to), ("type", answer), ("id", id)],
+            limit,
+        )
+        .await;
+    }
+    app.shutdown().await;
 }
