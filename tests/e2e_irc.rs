@@ -2588,3 +2588,43 @@ async fn subscription_answers_keep_the_request_id() {
     }
     app.shutdown().await;
 }
+
+/// A kick (Biboumi's `simple_kick` scenario): the occupant's unavailable presence has 307,
+/// the kicker as `<actor nick='…'/>` in the item and the kicker's reason as it was given;
+/// the kicked user's own presence likewise, with 110.
+#[tokio::test]
+async fn a_kick_names_the_kicker_as_actor() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #kick").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut carol = Raw::connect(w.ircd.port, "carol").await;
+    carol.send("JOIN #kick").await;
+    carol.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("kick").await;
+    let kick = room("kick");
+    join(&mut alice, &kick, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+
+    for (nick, reason, own) in [("carol", "behave", false), ("alice", "enough", true)] {
+        bob.send(&format!("KICK #kick {nick} :{reason}")).await;
+        let occupant = format!("{kick}/{nick}");
+        let k = alice
+            .expect(&format!("{nick} kicked"), |s| {
+                presence_from(s, &occupant) && s.attr("type") == Some("unavailable")
+            })
+            .await;
+        let xml = String::from(&k);
+        assert!(codes(&k).contains(&307), "{xml}");
+        assert_eq!(codes(&k).contains(&110), own, "{xml}");
+        assert_eq!(item_reason(&k).as_deref(), Some(reason), "{xml}");
+        let actor = k
+            .get_child("x", MUC_USER)
+            .and_then(|x| x.get_child("item", MUC_USER))
+            .and_then(|i| i.get_child("actor", MUC_USER))
+            .and_then(|a| a.attr("nick"));
+        assert_eq!(actor, Some("bob"), "{xml}");
+    }
+    w.app.shutdown().await;
+}

@@ -759,11 +759,6 @@ impl Gateway {
                 } else {
                     vec![muc::KICKED]
                 };
-                let reason = match (&by, &reason) {
-                    (Some(b), Some(r)) => Some(format!("{r} (by {b})")),
-                    (Some(b), None) => Some(format!("by {b}")),
-                    (None, r) => r.clone(),
-                };
                 for to in targets {
                     self.send(muc::occupant_presence(&Occupant {
                         from: Some(from.clone()),
@@ -771,6 +766,7 @@ impl Gateway {
                         codes: &codes,
                         unavailable: true,
                         reason: reason.as_deref(),
+                        actor: by.as_deref(),
                         ..Default::default()
                     }))
                     .await;
