@@ -2628,3 +2628,55 @@ async fn a_kick_names_the_kicker_as_actor() {
     }
     w.app.shutdown().await;
 }
+
+/// `/mode …` typed in a room (as in Biboumi) runs `MODE` on the channel and is never
+/// posted: a `+k` key must not reach the channel as text, nor come back as a message.
+#[tokio::test]
+async fn a_mode_command_in_a_room_is_run_not_posted() {
+    let w = World::start(Ircd::start()).await;
+    let mut alice = w.alice("mode").await;
+    let modek = room("modek");
+    join(&mut alice, &modek, "alice").await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #modek").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{modek}' id='k1'><body>/mode +k SECRET</body></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("MODE #modek +k"))
+        .await;
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{modek}' id='k2'><body>after the key</body></message>"
+        )))
+        .await;
+    let lines = bob.collect_for(Duration::from_millis(800)).await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("PRIVMSG #modek :after the key")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("PRIVMSG") && l.contains("SECRET")),
+        "the key was posted: {lines:?}"
+    );
+    alice
+        .expect("the next message's reflection", |s| {
+            body(s).as_deref() == Some("after the key")
+        })
+        .await;
+    alice
+        .expect_none(
+            "the command as a message",
+            Duration::from_millis(300),
+            |s| body(s).is_some_and(|b| b.contains("SECRET")),
+        )
+        .await;
+    w.app.shutdown().await;
+}

@@ -436,6 +436,15 @@ impl Gateway {
                     })
                     .await?
             };
+            if sent.ran_as_command {
+                debug!(bridge = %self.bridge, "the message was run as a command; nothing to reflect");
+                if let (ChatKey::Room(room), Some(key)) = (chat, inbound.key())
+                    && let Some(r) = session.rooms().get_mut(room)
+                {
+                    r.take_ids(key);
+                }
+                return Ok(());
+            }
             super::bump(&self.stats.messages_out);
             if let (Some(key), Some(remote)) = (inbound.key(), &sent.id) {
                 self.remember(user, chat, key, remote).await;

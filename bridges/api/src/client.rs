@@ -30,6 +30,9 @@ pub struct Sent {
     /// with `is_from_me` (IRCv3 echo-message, Matrix sync); the core then reflects the echo
     /// in rooms instead of reflecting at once.
     pub will_echo: bool,
+    /// The text was a command the bridge ran (an IRC `/mode` typed in a room), not posted:
+    /// the core reflects nothing and keeps no id for it.
+    pub ran_as_command: bool,
 }
 
 /// A request to join a room.

@@ -319,6 +319,26 @@ impl IrcClient {
     }
 }
 
+/// A `/mode …` typed in a room (as in Biboumi): the arguments, to run as `MODE #channel
+/// …` on the room's channel; `None` for any other text. A `/mode` with more lines after it
+/// is refused rather than posted, since it may hold a channel key.
+fn mode_command(body: &str) -> Result<Option<&str>> {
+    let body = body.trim();
+    let Some(head) = body.get(..5).filter(|h| h.eq_ignore_ascii_case("/mode")) else {
+        return Ok(None);
+    };
+    let args = &body[head.len()..];
+    if !args.is_empty() && !args.starts_with([' ', '\t']) {
+        return Ok(None);
+    }
+    if args.contains(['\n', '\r']) {
+        return Err(BridgeError::not_acceptable(
+            "Send /mode alone in its message, on one line (e.g. /mode +k key); nothing was sent.",
+        ));
+    }
+    Ok(Some(args.trim()))
+}
+
 /// The raw lines of a message to the server JID, one command a line (a leading `/` is
 /// dropped), and whether one of them is `QUIT` (with its reason, if any): the lines after a
 /// `QUIT` are left out, since the connection ends there.
@@ -494,6 +514,24 @@ impl Client for IrcClient {
             }
         };
         let handle = self.connection(server, None)?;
+        if matches!(msg.chat, ChatKey::Room(_))
+            && let Some(args) = mode_command(&msg.body)?
+        {
+            // Run, never posted: `/mode +k key` must not show the key to the channel.
+            let line = if args.is_empty() {
+                format!("MODE {target}")
+            } else {
+                format!("MODE {target} {}", sanitize(args))
+            };
+            limits.check_queue(handle.shared.queued.load(Ordering::Relaxed), 1)?;
+            Self::send_op(&handle, Op::Raw(vec![line]))?;
+            handle.shared.queued.fetch_add(1, Ordering::Relaxed);
+            return Ok(Sent {
+                id: None,
+                will_echo: false,
+                ran_as_command: true,
+            });
+        }
         let (kind, body) = parse_me(&msg.body, msg.kind);
         let nick_len = handle.shared.nick.lock().map(|n| n.len()).unwrap_or(30);
         let prefix = CONSERVATIVE_PREFIX_BYTES.max(nick_len + 2 + 10 + 1 + 64);
@@ -528,6 +566,7 @@ impl Client for IrcClient {
         Ok(Sent {
             id: None,
             will_echo,
+            ran_as_command: false,
         })
     }
 
@@ -914,5 +953,19 @@ mod tests {
         let (lines, quit) = raw_lines("QUITTER x\n  \nPRIVMSG bob :QUIT");
         assert_eq!(lines, ["QUITTER x", "PRIVMSG bob :QUIT"]);
         assert_eq!(quit, None);
+    }
+
+    #[test]
+    fn a_mode_command_is_read_from_one_line_only() {
+        assert_eq!(mode_command("/mode +k SECRET").unwrap(), Some("+k SECRET"));
+        assert_eq!(mode_command("  /MODE  +o bob ").unwrap(), Some("+o bob"));
+        assert_eq!(mode_command("/mode").unwrap(), Some(""));
+        assert_eq!(mode_command("/modes are fun").unwrap(), None);
+        assert_eq!(mode_command("set /mode +k x").unwrap(), None);
+        assert_eq!(mode_command("/me waves").unwrap(), None);
+        assert_eq!(mode_command("/mod").unwrap(), None);
+        assert_eq!(mode_command("/modé").unwrap(), None);
+        let e = mode_command("/mode +k SECRET\nhello").unwrap_err();
+        assert!(e.text.contains("alone"), "{}", e.text);
     }
 }
