@@ -2680,3 +2680,57 @@ async fn a_mode_command_in_a_room_is_run_not_posted() {
         .await;
     w.app.shutdown().await;
 }
+
+/// A resource that bounces a room message (Biboumi's `client_error` scenario) is taken out
+/// of the room: it alone gets its unavailable self-presence and no more of the room's
+/// messages; the other resource stays and the channel is not parted.
+#[tokio::test]
+async fn a_resource_that_bounces_a_room_message_leaves_the_room() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #bounce").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut phone = w.alice("phone").await;
+    let mut laptop = w.alice("laptop").await;
+    let bounce = room("bounce");
+    join(&mut phone, &bounce, "alice").await;
+    join(&mut laptop, &bounce, "alice").await;
+    let me = format!("{bounce}/alice");
+
+    phone
+        .send(el(&format!(
+            "<message xmlns='jabber:client' to='{me}' type='error'><error type='cancel'><recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+        )))
+        .await;
+    phone
+        .expect("the bouncing resource's unavailable self-presence", |s| {
+            presence_from(s, &me)
+                && s.attr("type") == Some("unavailable")
+                && codes(s).contains(&110)
+        })
+        .await;
+    bob.send("PRIVMSG #bounce :still there?").await;
+    laptop
+        .expect_message_body(&format!("{bounce}/bob"), "still there?")
+        .await;
+    laptop
+        .expect_none(
+            "an unavailable self-presence on the other resource",
+            Duration::from_millis(200),
+            |s| presence_from(s, &me) && s.attr("type") == Some("unavailable"),
+        )
+        .await;
+    phone
+        .expect_none(
+            "room messages after the bounce",
+            Duration::from_millis(300),
+            |s| body(s).as_deref() == Some("still there?"),
+        )
+        .await;
+    let lines = bob.collect_for(Duration::from_millis(300)).await;
+    assert!(
+        !lines.iter().any(|l| l.contains("PART")),
+        "the channel was parted: {lines:?}"
+    );
+    w.app.shutdown().await;
+}

@@ -13,7 +13,7 @@ use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::message::{Id, Message, MessageType};
 use tokio_xmpp::parsers::muc::user::{Invite, MucUser};
 use tokio_xmpp::parsers::stanza_error::StanzaError;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 impl Gateway {
     pub(super) async fn handle_message(self: &Arc<Self>, el: Element) {
@@ -40,7 +40,7 @@ impl Gateway {
             return;
         };
         if message.type_ == MessageType::Error {
-            debug!("a client bounced one of our messages; ignored");
+            self.bounced(&from, &to).await;
             return;
         }
         let user = from.to_bare();
@@ -142,6 +142,34 @@ impl Gateway {
         {
             warn!(bridge = %self.bridge, "cannot clear a finished send (it may be sent again at the next start): {e}");
         }
+    }
+
+    /// A user's resource bounced a message the gateway sent it. From a room (or one of its
+    /// occupants) the resource is in, it is taken for gone and removed from the room, as
+    /// Biboumi does: the room stops sending to a client that cannot take its messages.
+    async fn bounced(self: &Arc<Self>, from: &Jid, to: &Jid) {
+        let room = match self.target(to) {
+            Ok(Target::Chat(ChatKey::Room(room)) | Target::Occupant(room, _)) => room,
+            _ => {
+                debug!(bridge = %self.bridge, "a client bounced one of our messages; ignored");
+                return;
+            }
+        };
+        let user = from.to_bare();
+        let resource = from.to_string();
+        let nick = self.session(user.as_str()).and_then(|s| {
+            s.rooms()
+                .get(&room)
+                .filter(|r| r.resources.contains(&resource))
+                .map(|r| r.nick.clone())
+        });
+        let Some(nick) = nick else {
+            debug!(bridge = %self.bridge, room = %room, "a client not in the room bounced a message from it; ignored");
+            return;
+        };
+        info!(bridge = %self.bridge, user = %user, resource = %resource, room = %room, "a resource bounced a room message: removed from the room");
+        self.leave_room(user.as_str(), &resource, &room, &nick)
+            .await;
     }
 
     /// Sends again what a previous run handed to the bridge without an answer, oldest first.

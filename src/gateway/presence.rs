@@ -328,7 +328,9 @@ impl Gateway {
         }
     }
 
-    async fn leave_room(
+    /// `resource` leaves `room` (as `nick`): its unavailable self-presence, and the channel
+    /// is parted (or kept, under grace and persistent) when it was the last resource.
+    pub(super) async fn leave_room(
         self: &Arc<Self>,
         user: &str,
         resource: &str,
