@@ -2734,3 +2734,63 @@ async fn a_resource_that_bounces_a_room_message_leaves_the_room() {
     );
     w.app.shutdown().await;
 }
+
+/// XEP-0092 on an occupant (as Biboumi): the gateway sends the nick a CTCP VERSION and
+/// turns the NOTICE reply into the answer; a nick that never replies gets
+/// `remote-server-timeout` after about 10 s.
+#[tokio::test]
+async fn an_occupants_version_is_asked_with_ctcp() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #ver").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut carol = Raw::connect(w.ircd.port, "carol").await;
+    carol.send("JOIN #ver").await;
+    carol.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("ver").await;
+    let ver = room("ver");
+    join(&mut alice, &ver, "alice").await;
+
+    alice
+        .send(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{ver}/bob' id='v1'><query xmlns='jabber:iq:version'/></iq>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("PRIVMSG bob :\u{1}VERSION\u{1}"))
+        .await;
+    bob.send("NOTICE alice :\u{1}VERSION rawclient 2.0 - TestOS 1\u{1}")
+        .await;
+    let answer = alice
+        .expect("the version answer", |s| {
+            s.name() == "iq" && s.attr("id") == Some("v1")
+        })
+        .await;
+    let xml = String::from(&answer);
+    assert_eq!(answer.attr("type"), Some("result"), "{xml}");
+    let q = answer
+        .get_child("query", "jabber:iq:version")
+        .expect("a version query");
+    let field = |name: &str| q.get_child(name, "jabber:iq:version").map(|c| c.text());
+    assert_eq!(field("name").as_deref(), Some("rawclient"), "{xml}");
+    assert_eq!(field("version").as_deref(), Some("2.0"), "{xml}");
+    assert_eq!(field("os").as_deref(), Some("TestOS 1"), "{xml}");
+
+    alice
+        .send(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{ver}/carol' id='v2'><query xmlns='jabber:iq:version'/></iq>"
+        )))
+        .await;
+    carol
+        .expect(|l| l.contains("PRIVMSG carol :\u{1}VERSION\u{1}"))
+        .await;
+    let answer = alice
+        .expect_within("the timeout", Duration::from_secs(15), |s| {
+            s.name() == "iq" && s.attr("id") == Some("v2")
+        })
+        .await;
+    assert_eq!(answer.attr("type"), Some("error"));
+    let (condition, text) = error_of(&answer).expect("an error");
+    assert_eq!(condition, "remote-server-timeout", "{text}");
+    assert!(text.contains("carol"), "{text}");
+    w.app.shutdown().await;
+}

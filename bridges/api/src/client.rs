@@ -35,6 +35,17 @@ pub struct Sent {
     pub ran_as_command: bool,
 }
 
+/// What someone's software says it is (XEP-0092), as far as the network tells.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SoftwareVersion {
+    /// The software's name.
+    pub name: String,
+    /// Its version (empty when not told).
+    pub version: String,
+    /// The operating system, where told.
+    pub os: Option<String>,
+}
+
 /// A request to join a room.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JoinRequest {
@@ -139,6 +150,14 @@ pub trait Client: Send + Sync {
     fn member_by_nick(&self, room: &RemoteChatId, nick: &str) -> Result<RemoteUserId> {
         let _ = (room, nick);
         Err(BridgeError::unsupported("naming someone by nick alone"))
+    }
+    /// The software of the member `nick` of `room` (XEP-0092 on an occupant), asked on the
+    /// network; [`ErrorKind::RemoteTimeout`](crate::ErrorKind) when no answer comes.
+    async fn member_version(&self, room: RemoteChatId, nick: String) -> Result<SoftwareVersion> {
+        let _ = (room, nick);
+        Err(BridgeError::unsupported(
+            "asking someone's software version",
+        ))
     }
     /// Lists rooms the network offers.
     async fn list_rooms(&self) -> Result<Vec<RoomInfo>> {

@@ -24,7 +24,8 @@ use crate::settings::{self, is_true};
 use async_trait::async_trait;
 use estuary_bridge_api::{
     BridgeError, ChatKey, Client, ErrorKind, EventSink, FormValues, JoinRequest, MessageKind,
-    Outgoing, RemoteChatId, RemoteEvent, RemoteUserId, Result, RoomInfo, Sent, User,
+    Outgoing, RemoteChatId, RemoteEvent, RemoteUserId, Result, RoomInfo, Sent, SoftwareVersion,
+    User,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -39,6 +40,8 @@ const NICK_TIMEOUT: Duration = Duration::from_secs(10);
 const VERDICT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `list_rooms` waits for the server's LIST.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a CTCP VERSION reply is waited for.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a server's LIST is reused (a client pages through it in several requests).
 const LIST_CACHE: Duration = Duration::from_secs(60);
 
@@ -337,6 +340,43 @@ fn mode_command(body: &str) -> Result<Option<&str>> {
         ));
     }
     Ok(Some(args.trim()))
+}
+
+/// A CTCP VERSION reply's text as XEP-0092 fields. The reply is free text; the usual
+/// shapes are `name:version:environment` (the old CTCP spec) and `name version - os` or
+/// `name version` (most clients): the first word is the name, the next one the version,
+/// what follows a ` - ` (or the rest) the system.
+fn parse_version(text: &str) -> SoftwareVersion {
+    let text = sanitize(text);
+    let text = text.trim();
+    let parts: Vec<&str> = text.splitn(3, ':').collect();
+    if let [name, version, os] = parts[..]
+        && !name.contains(' ')
+        && !name.is_empty()
+    {
+        let os = os.trim();
+        return SoftwareVersion {
+            name: name.trim().to_owned(),
+            version: version.trim().to_owned(),
+            os: (!os.is_empty()).then(|| os.to_owned()),
+        };
+    }
+    let (head, os) = match text.split_once(" - ") {
+        Some((head, os)) => (head.trim(), Some(os.trim())),
+        None => (text, None),
+    };
+    let (name, rest) = head.split_once(char::is_whitespace).unwrap_or((head, ""));
+    let rest = rest.trim();
+    let (version, more) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let os = os
+        .or_else(|| Some(more.trim()))
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned);
+    SoftwareVersion {
+        name: name.to_owned(),
+        version: version.to_owned(),
+        os,
+    }
 }
 
 /// The raw lines of a message to the server JID, one command a line (a leading `/` is
@@ -686,6 +726,40 @@ impl Client for IrcClient {
         Ok(address::user_id(nick, server, address::ID_FOLDING))
     }
 
+    async fn member_version(&self, room: RemoteChatId, nick: String) -> Result<SoftwareVersion> {
+        let (_, server) = address::parse_room_id(&room)?;
+        if let Some(why) = address::check_nick(&nick) {
+            return Err(BridgeError::bad_request(why));
+        }
+        let Some(handle) = self.existing(server) else {
+            return Err(BridgeError::not_acceptable(format!(
+                "You are not connected to {server}: join the room first."
+            )));
+        };
+        let (tx, rx) = oneshot::channel();
+        Self::send_op(
+            &handle,
+            Op::Version {
+                nick: nick.clone(),
+                answer: tx,
+            },
+        )?;
+        match tokio::time::timeout(VERSION_TIMEOUT, rx).await {
+            Ok(Ok(text)) => Ok(parse_version(&text)),
+            Ok(Err(_)) => Err(BridgeError::new(
+                ErrorKind::RemoteUnreachable,
+                format!("The connection to {server} was lost before {nick} answered; try again."),
+            )),
+            Err(_) => Err(BridgeError::new(
+                ErrorKind::RemoteTimeout,
+                format!(
+                    "{nick} did not answer the CTCP VERSION within {} s (their client may not answer it).",
+                    VERSION_TIMEOUT.as_secs()
+                ),
+            )),
+        }
+    }
+
     async fn list_rooms(&self) -> Result<Vec<RoomInfo>> {
         let mut servers: Vec<String> = match &self.common.config.fixed_server {
             Some(server) => vec![server.clone()],
@@ -967,5 +1041,33 @@ mod tests {
         assert_eq!(mode_command("/modé").unwrap(), None);
         let e = mode_command("/mode +k SECRET\nhello").unwrap_err();
         assert!(e.text.contains("alone"), "{}", e.text);
+    }
+
+    #[test]
+    fn version_replies_become_name_version_and_os() {
+        let v = |t: &str| {
+            let v = parse_version(t);
+            (v.name, v.version, v.os)
+        };
+        let s = |x: &str| x.to_owned();
+        assert_eq!(
+            v("irssi v1.4.5 - running on Linux x86_64"),
+            (s("irssi"), s("v1.4.5"), Some(s("running on Linux x86_64")))
+        );
+        assert_eq!(
+            v("HexChat:2.16.1:Linux 6.1"),
+            (s("HexChat"), s("2.16.1"), Some(s("Linux 6.1")))
+        );
+        assert_eq!(v("Estuary 0.1.0"), (s("Estuary"), s("0.1.0"), None));
+        assert_eq!(
+            v("WeeChat 4.0.0 (Jul 2023) on Debian"),
+            (s("WeeChat"), s("4.0.0"), Some(s("(Jul 2023) on Debian")))
+        );
+        assert_eq!(v("Estuary"), (s("Estuary"), s(""), None));
+        assert_eq!(v(""), (s(""), s(""), None));
+        assert_eq!(
+            v("my client: see https://x"),
+            (s("my"), s("client:"), Some(s("see https://x")))
+        );
     }
 }

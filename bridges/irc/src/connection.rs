@@ -177,6 +177,14 @@ pub enum Op {
         /// Who.
         nick: String,
     },
+    /// Ask `nick`'s client its version (CTCP VERSION); the answer gets the text of the
+    /// reply, and is dropped when the connection is lost.
+    Version {
+        /// Who.
+        nick: String,
+        /// The reply's text.
+        answer: oneshot::Sender<String>,
+    },
     /// List channels.
     List(oneshot::Sender<Vec<RoomInfo>>),
     /// Use these settings from the next (re)connection on (the user configured the
