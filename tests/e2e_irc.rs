@@ -6,6 +6,7 @@ mod common;
 mod ircd;
 
 use base64::Engine;
+use common::tap::ComponentTap;
 use common::{Prosody, TestClient, XmppServer};
 use estuary::app::{self, App};
 use estuary::config::Settings;
@@ -60,13 +61,23 @@ async fn start_toml(
     outbound: &str,
     irc: &str,
 ) -> App {
+    start_at(server.component_addr(), dir, outbound, irc).await
+}
+
+/// [`start_toml`] with the gateway's component link to `component` (a [`ComponentTap`] in
+/// front of the server, say).
+async fn start_at(
+    component: std::net::SocketAddr,
+    dir: &std::path::Path,
+    outbound: &str,
+    irc: &str,
+) -> App {
     let offline = if irc.contains("offline") {
         ""
     } else {
         "offline = \"leave\""
     };
     let key = base64::engine::general_purpose::STANDARD.encode([3u8; 32]);
-    let component = server.component_addr();
     let toml = format!(
         r#"
 [xmpp]
@@ -2389,4 +2400,407 @@ async fn a_gateway_restart_rejoins_the_channels_and_keeps_what_was_said() {
         .expect_message_body(&format!("{room}/bob"), "and live again")
         .await;
     app.shutdown().await;
+}
+
+/// A raw `QUIT` to the server JID (Biboumi's `quit` scenario) leaves every room: each
+/// joined resource gets its unavailable self-presence (110), the server sees the user's
+/// reason, and the connection is not opened again.
+#[tokio::test]
+async fn a_raw_quit_leaves_the_rooms_without_reconnecting() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #quit").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut phone = w.alice("phone").await;
+    let mut laptop = w.alice("laptop").await;
+    let quit = room("quit");
+    join(&mut phone, &quit, "alice").await;
+    join(&mut laptop, &quit, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+
+    phone
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='chat' to='{SERVER_JID}'><body>QUIT :bye bye</body></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("QUIT") && l.contains("bye bye"))
+        .await;
+    let me = format!("{quit}/alice");
+    for client in [&mut phone, &mut laptop] {
+        client
+            .expect("the unavailable self-presence", |s| {
+                presence_from(s, &me)
+                    && s.attr("type") == Some("unavailable")
+                    && codes(s).contains(&110)
+            })
+            .await;
+    }
+    phone
+        .expect_none("a reconnection notice", Duration::from_millis(2500), |s| {
+            body(s).is_some_and(|b| b.contains("Reconnecting"))
+        })
+        .await;
+    let lines = bob.collect_for(Duration::from_millis(500)).await;
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with(":alice") && l.contains("JOIN")),
+        "alice came back: {lines:?}"
+    );
+    w.app.shutdown().await;
+}
+
+/// A XEP-0045 mediated invitation (a message without a type to the room, Biboumi's
+/// `invite_other` scenario) to a bare nick sends an IRC INVITE; one to an XMPP address
+/// elsewhere is passed on from the room.
+#[tokio::test]
+async fn a_mediated_invitation_names_a_nick_or_an_xmpp_address() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    let mut alice = w.alice("inv").await;
+    let secret = room("inv2");
+    join(&mut alice, &secret, "alice").await;
+
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' to='{secret}' id='i1'><x xmlns='{MUC_USER}'><invite to='bob'/></x></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("INVITE bob") && l.contains("#inv2"))
+        .await;
+
+    let me = alice.jid().to_string();
+    let bare = alice.bare();
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' to='{secret}' id='i2'><x xmlns='{MUC_USER}'><invite to='{bare}'><reason>come</reason></invite></x></message>"
+        )))
+        .await;
+    let passed = alice
+        .expect("the invitation passed on from the room", |s| {
+            s.name() == "message"
+                && s.attr("from") == Some(secret.as_str())
+                && s.get_child("x", MUC_USER)
+                    .and_then(|x| x.get_child("invite", MUC_USER))
+                    .is_some()
+        })
+        .await;
+    let invite = passed
+        .get_child("x", MUC_USER)
+        .and_then(|x| x.get_child("invite", MUC_USER))
+        .expect("the invite");
+    assert_eq!(invite.attr("from"), Some(me.as_str()));
+    assert_eq!(
+        invite.get_child("reason", MUC_USER).map(|r| r.text()),
+        Some("come".to_owned())
+    );
+    alice
+        .expect_none("an error", Duration::from_millis(300), |s| {
+            s.attr("type") == Some("error")
+        })
+        .await;
+    w.app.shutdown().await;
+}
+
+/// XEP-0359 on the reflection of the user's room message (Biboumi's `stable_id`
+/// scenario): the origin id comes back, the room's own stanza id replaces the ones that
+/// claim to be the room's or name nobody, and another entity's stanza id is kept.
+#[tokio::test]
+async fn the_reflection_keeps_other_entities_stanza_ids() {
+    let w = World::start(Ircd::start()).await;
+    let mut alice = w.alice("sid").await;
+    let sid = room("sid");
+    join(&mut alice, &sid, "alice").await;
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{sid}' id='first_id'>\
+             <origin-id xmlns='urn:xmpp:sid:0' id='client-origin-id'/>\
+             <stanza-id xmlns='urn:xmpp:sid:0' id='client-stanza-id'/>\
+             <stanza-id xmlns='urn:xmpp:sid:0' id='claims-the-room' by='{sid}'/>\
+             <stanza-id xmlns='urn:xmpp:sid:0' id='theirs' by='archive@elsewhere.example'/>\
+             <body>coucou</body></message>"
+        )))
+        .await;
+    let m = alice
+        .expect("the reflection", |s| body(s).as_deref() == Some("coucou"))
+        .await;
+    let sids: Vec<(String, String)> = m
+        .children()
+        .filter(|c| c.is("stanza-id", "urn:xmpp:sid:0"))
+        .map(|c| {
+            (
+                c.attr("id").unwrap_or_default().to_string(),
+                c.attr("by").unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        m.get_child("origin-id", "urn:xmpp:sid:0")
+            .and_then(|o| o.attr("id")),
+        Some("client-origin-id")
+    );
+    assert!(
+        sids.contains(&(
+            "theirs".to_string(),
+            "archive@elsewhere.example".to_string()
+        )),
+        "another entity's stanza id is kept: {sids:?}"
+    );
+    let ours: Vec<&(String, String)> = sids.iter().filter(|(_, by)| *by == sid).collect();
+    assert_eq!(ours.len(), 1, "one stanza id by the room: {sids:?}");
+    assert!(
+        !sids
+            .iter()
+            .any(|(id, _)| id == "client-stanza-id" || id == "claims-the-room"),
+        "the client's ids claiming the room or nobody are gone: {sids:?}"
+    );
+    w.app.shutdown().await;
+}
+
+/// The gateway's answers to subscription requests carry the request's id (Biboumi's
+/// `basic_subscribe_unsubscribe` scenario), from the gateway and from a contact. Prosody
+/// turns a `subscribed` into a roster push, so the answers are read on the component link.
+#[tokio::test]
+async fn subscription_answers_keep_the_request_id() {
+    common::init_tracing();
+    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
+    server.register("alice", "alicepw").await;
+    let ircd = Ircd::start();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let tap = ComponentTap::start(server.component_addr()).await;
+    let app = start_at(
+        tap.addr(),
+        dir.path(),
+        ALLOW_LOOPBACK,
+        &servers_table(&ircd),
+    )
+    .await;
+    let mut alice = TestClient::connect(&server, "alice", "alicepw", "sub").await;
+    let bob_jid = format!("bob%127.0.0.1@{DOMAIN}");
+    let limit = Duration::from_secs(10);
+    for (to, type_, id, answer) in [
+        (DOMAIN, "subscribe", "subid1", "subscribed"),
+        (bob_jid.as_str(), "subscribe", "subid2", "subscribed"),
+        (bob_jid.as_str(), "unsubscribe", "unsubid1", "unsubscribed"),
+    ] {
+        alice
+            .send(el(&format!(
+                "<presence xmlns='jabber:client' to='{to}' type='{type_}' id='{id}'/>"
+            )))
+            .await;
+        tap.expect_tag(
+            "presence",
+            &[("from", to), ("type", answer), ("id", id)],
+            limit,
+        )
+        .await;
+    }
+    app.shutdown().await;
+}
+
+/// A kick (Biboumi's `simple_kick` scenario): the occupant's unavailable presence has 307,
+/// the kicker as `<actor nick='…'/>` in the item and the kicker's reason as it was given;
+/// the kicked user's own presence likewise, with 110.
+#[tokio::test]
+async fn a_kick_names_the_kicker_as_actor() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #kick").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut carol = Raw::connect(w.ircd.port, "carol").await;
+    carol.send("JOIN #kick").await;
+    carol.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("kick").await;
+    let kick = room("kick");
+    join(&mut alice, &kick, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+
+    for (nick, reason, own) in [("carol", "behave", false), ("alice", "enough", true)] {
+        bob.send(&format!("KICK #kick {nick} :{reason}")).await;
+        let occupant = format!("{kick}/{nick}");
+        let k = alice
+            .expect(&format!("{nick} kicked"), |s| {
+                presence_from(s, &occupant) && s.attr("type") == Some("unavailable")
+            })
+            .await;
+        let xml = String::from(&k);
+        assert!(codes(&k).contains(&307), "{xml}");
+        assert_eq!(codes(&k).contains(&110), own, "{xml}");
+        assert_eq!(item_reason(&k).as_deref(), Some(reason), "{xml}");
+        let actor = k
+            .get_child("x", MUC_USER)
+            .and_then(|x| x.get_child("item", MUC_USER))
+            .and_then(|i| i.get_child("actor", MUC_USER))
+            .and_then(|a| a.attr("nick"));
+        assert_eq!(actor, Some("bob"), "{xml}");
+    }
+    w.app.shutdown().await;
+}
+
+/// `/mode …` typed in a room (as in Biboumi) runs `MODE` on the channel and is never
+/// posted: a `+k` key must not reach the channel as text, nor come back as a message.
+#[tokio::test]
+async fn a_mode_command_in_a_room_is_run_not_posted() {
+    let w = World::start(Ircd::start()).await;
+    let mut alice = w.alice("mode").await;
+    let modek = room("modek");
+    join(&mut alice, &modek, "alice").await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #modek").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{modek}' id='k1'><body>/mode +k SECRET</body></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("MODE #modek +k"))
+        .await;
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{modek}' id='k2'><body>after the key</body></message>"
+        )))
+        .await;
+    let lines = bob.collect_for(Duration::from_millis(800)).await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("PRIVMSG #modek :after the key")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("PRIVMSG") && l.contains("SECRET")),
+        "the key was posted: {lines:?}"
+    );
+    alice
+        .expect("the next message's reflection", |s| {
+            body(s).as_deref() == Some("after the key")
+        })
+        .await;
+    alice
+        .expect_none(
+            "the command as a message",
+            Duration::from_millis(300),
+            |s| body(s).is_some_and(|b| b.contains("SECRET")),
+        )
+        .await;
+    w.app.shutdown().await;
+}
+
+/// A resource that bounces a room message (Biboumi's `client_error` scenario) is taken out
+/// of the room: it alone gets its unavailable self-presence and no more of the room's
+/// messages; the other resource stays and the channel is not parted.
+#[tokio::test]
+async fn a_resource_that_bounces_a_room_message_leaves_the_room() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #bounce").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut phone = w.alice("phone").await;
+    let mut laptop = w.alice("laptop").await;
+    let bounce = room("bounce");
+    join(&mut phone, &bounce, "alice").await;
+    join(&mut laptop, &bounce, "alice").await;
+    let me = format!("{bounce}/alice");
+
+    phone
+        .send(el(&format!(
+            "<message xmlns='jabber:client' to='{me}' type='error'><error type='cancel'><recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+        )))
+        .await;
+    phone
+        .expect("the bouncing resource's unavailable self-presence", |s| {
+            presence_from(s, &me)
+                && s.attr("type") == Some("unavailable")
+                && codes(s).contains(&110)
+        })
+        .await;
+    bob.send("PRIVMSG #bounce :still there?").await;
+    laptop
+        .expect_message_body(&format!("{bounce}/bob"), "still there?")
+        .await;
+    laptop
+        .expect_none(
+            "an unavailable self-presence on the other resource",
+            Duration::from_millis(200),
+            |s| presence_from(s, &me) && s.attr("type") == Some("unavailable"),
+        )
+        .await;
+    phone
+        .expect_none(
+            "room messages after the bounce",
+            Duration::from_millis(300),
+            |s| body(s).as_deref() == Some("still there?"),
+        )
+        .await;
+    let lines = bob.collect_for(Duration::from_millis(300)).await;
+    assert!(
+        !lines.iter().any(|l| l.contains("PART")),
+        "the channel was parted: {lines:?}"
+    );
+    w.app.shutdown().await;
+}
+
+/// XEP-0092 on an occupant (as Biboumi): the gateway sends the nick a CTCP VERSION and
+/// turns the NOTICE reply into the answer; a nick that never replies gets
+/// `remote-server-timeout` after about 10 s.
+#[tokio::test]
+async fn an_occupants_version_is_asked_with_ctcp() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #ver").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut carol = Raw::connect(w.ircd.port, "carol").await;
+    carol.send("JOIN #ver").await;
+    carol.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("ver").await;
+    let ver = room("ver");
+    join(&mut alice, &ver, "alice").await;
+
+    alice
+        .send(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{ver}/bob' id='v1'><query xmlns='jabber:iq:version'/></iq>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("PRIVMSG bob :\u{1}VERSION\u{1}"))
+        .await;
+    bob.send("NOTICE alice :\u{1}VERSION rawclient 2.0 - TestOS 1\u{1}")
+        .await;
+    let answer = alice
+        .expect("the version answer", |s| {
+            s.name() == "iq" && s.attr("id") == Some("v1")
+        })
+        .await;
+    let xml = String::from(&answer);
+    assert_eq!(answer.attr("type"), Some("result"), "{xml}");
+    let q = answer
+        .get_child("query", "jabber:iq:version")
+        .expect("a version query");
+    let field = |name: &str| q.get_child(name, "jabber:iq:version").map(|c| c.text());
+    assert_eq!(field("name").as_deref(), Some("rawclient"), "{xml}");
+    assert_eq!(field("version").as_deref(), Some("2.0"), "{xml}");
+    assert_eq!(field("os").as_deref(), Some("TestOS 1"), "{xml}");
+
+    alice
+        .send(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{ver}/carol' id='v2'><query xmlns='jabber:iq:version'/></iq>"
+        )))
+        .await;
+    carol
+        .expect(|l| l.contains("PRIVMSG carol :\u{1}VERSION\u{1}"))
+        .await;
+    let answer = alice
+        .expect_within("the timeout", Duration::from_secs(15), |s| {
+            s.name() == "iq" && s.attr("id") == Some("v2")
+        })
+        .await;
+    assert_eq!(answer.attr("type"), Some("error"));
+    let (condition, text) = error_of(&answer).expect("an error");
+    assert_eq!(condition, "remote-server-timeout", "{text}");
+    assert!(text.contains("carol"), "{text}");
+    w.app.shutdown().await;
 }

@@ -50,6 +50,8 @@ enum Pending {
     ServiceRooms(Arc<Session>, String),
     /// A muc#admin change in a room (a kick).
     Admin(RemoteChatId),
+    /// XEP-0092 on an occupant: the member's software, asked on the network.
+    Version(Arc<Session>, RemoteChatId, String),
 }
 
 impl Gateway {
@@ -163,6 +165,14 @@ impl Gateway {
                 self.room_items(q, req, rooms)
             }
             Pending::Admin(room) => self.handle_muc_admin(req, &room).await,
+            Pending::Version(session, room, nick) => {
+                let v = session
+                    .client
+                    .member_version(room, nick)
+                    .await
+                    .map_err(|e| errors::from_bridge(&e))?;
+                Ok(Some(version_query(&v.name, &v.version, v.os.as_deref())))
+            }
         }
     }
 
@@ -274,6 +284,16 @@ impl Gateway {
             (Target::Chat(ChatKey::Room(_)), ns::MAM, "query", false) => Ok(Some(mam_form())),
             (Target::Chat(ChatKey::Room(room)), ns::MUC_ADMIN, "query", true) => {
                 return Ok(Routed::Later(Pending::Admin(room.clone())));
+            }
+            (Target::Occupant(room, nick), ns::VERSION, "query", false) => {
+                let session = self.session(req.user().as_str()).ok_or_else(|| {
+                    errors::not_acceptable("you are not in this room: join it first")
+                })?;
+                return Ok(Routed::Later(Pending::Version(
+                    session,
+                    room.clone(),
+                    nick.clone(),
+                )));
             }
             (Target::Occupant(_, _), ns::DISCO_INFO, "query", false) => Err(
                 errors::service_unavailable("occupants do not answer service discovery"),
@@ -478,18 +498,17 @@ fn room_item_name(room: &estuary_bridge_api::RoomInfo) -> String {
 
 /// XEP-0092 answer.
 fn version() -> Element {
-    Element::builder("query", ns::VERSION)
-        .append(
-            Element::builder("name", ns::VERSION)
-                .append("Estuary")
-                .build(),
-        )
-        .append(
-            Element::builder("version", ns::VERSION)
-                .append(env!("CARGO_PKG_VERSION"))
-                .build(),
-        )
-        .build()
+    version_query("Estuary", env!("CARGO_PKG_VERSION"), None)
+}
+
+/// A XEP-0092 answer.
+fn version_query(name: &str, version: &str, os: Option<&str>) -> Element {
+    tokio_xmpp::parsers::version::VersionResult {
+        name: name.to_owned(),
+        version: version.to_owned(),
+        os: os.map(str::to_owned),
+    }
+    .into()
 }
 
 /// The XEP-0313 query form (fields a room archive can filter on).

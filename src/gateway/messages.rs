@@ -11,8 +11,9 @@ use std::time::SystemTime;
 use tokio_xmpp::jid::Jid;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::message::{Id, Message, MessageType};
+use tokio_xmpp::parsers::muc::user::{Invite, MucUser};
 use tokio_xmpp::parsers::stanza_error::StanzaError;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 impl Gateway {
     pub(super) async fn handle_message(self: &Arc<Self>, el: Element) {
@@ -39,7 +40,7 @@ impl Gateway {
             return;
         };
         if message.type_ == MessageType::Error {
-            debug!("a client bounced one of our messages; ignored");
+            self.bounced(&from, &to).await;
             return;
         }
         let user = from.to_bare();
@@ -99,8 +100,12 @@ impl Gateway {
                 return;
             }
         };
-        if let Some((room, invitee)) = self.invitation(&message, &chat) {
-            if let Err(e) = session.client.invite(room, invitee).await {
+        if let Some(invitation) = self.invitation(&session, &from, &message, &chat) {
+            let done = match invitation {
+                Ok(invitation) => self.invite(&session, invitation).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done {
                 self.bounce(to, from, id, errors::from_bridge(&e)).await;
             }
             return;
@@ -139,6 +144,34 @@ impl Gateway {
         }
     }
 
+    /// A user's resource bounced a message the gateway sent it. From a room (or one of its
+    /// occupants) the resource is in, it is taken for gone and removed from the room, as
+    /// Biboumi does: the room stops sending to a client that cannot take its messages.
+    async fn bounced(self: &Arc<Self>, from: &Jid, to: &Jid) {
+        let room = match self.target(to) {
+            Ok(Target::Chat(ChatKey::Room(room)) | Target::Occupant(room, _)) => room,
+            _ => {
+                debug!(bridge = %self.bridge, "a client bounced one of our messages; ignored");
+                return;
+            }
+        };
+        let user = from.to_bare();
+        let resource = from.to_string();
+        let nick = self.session(user.as_str()).and_then(|s| {
+            s.rooms()
+                .get(&room)
+                .filter(|r| r.resources.contains(&resource))
+                .map(|r| r.nick.clone())
+        });
+        let Some(nick) = nick else {
+            debug!(bridge = %self.bridge, room = %room, "a client not in the room bounced a message from it; ignored");
+            return;
+        };
+        info!(bridge = %self.bridge, user = %user, resource = %resource, room = %room, "a resource bounced a room message: removed from the room");
+        self.leave_room(user.as_str(), &resource, &room, &nick)
+            .await;
+    }
+
     /// Sends again what a previous run handed to the bridge without an answer, oldest first.
     pub(super) async fn replay_pending_sends(self: Arc<Self>) {
         let pending = match self.db.list_sends(&self.bridge).await {
@@ -164,21 +197,20 @@ impl Gateway {
         }
     }
 
-    /// An invitation the user sends: XEP-0045 mediated (`<invite to='contact'/>` in a
-    /// message to the room) or XEP-0249 direct (`<x jabber:x:conference jid='room'/>` in a
-    /// message to the contact); both must name a room and a contact on this gateway.
+    /// An invitation the user sends: XEP-0045 mediated (`<invite to='…'/>` in a message to
+    /// the room, whatever its type) or XEP-0249 direct (`<x jabber:x:conference jid='room'/>`
+    /// in a message to the contact). `None` when the message carries no invitation.
+    ///
+    /// A mediated invitation may name a contact on this gateway, a bare nick on the room's
+    /// network (as Biboumi takes it), or an XMPP address elsewhere, which gets the
+    /// invitation from the room as XEP-0045 §7.8.2 says.
     fn invitation(
         &self,
+        session: &Session,
+        from: &Jid,
         message: &Message,
         chat: &ChatKey,
-    ) -> Option<(
-        estuary_bridge_api::RemoteChatId,
-        estuary_bridge_api::RemoteUserId,
-    )> {
-        let on_gateway = |jid: &str| match Jid::new(jid).ok().map(|j| self.target(&j)) {
-            Some(Ok(Target::Chat(key))) => Some(key),
-            _ => None,
-        };
+    ) -> Option<Result<Invitation, BridgeError>> {
         match chat {
             ChatKey::Room(room) => {
                 let invite = message
@@ -186,22 +218,93 @@ impl Gateway {
                     .iter()
                     .find(|p| p.is("x", ns::MUC_USER))?
                     .get_child("invite", ns::MUC_USER)?;
-                match on_gateway(invite.attr("to")?)? {
-                    ChatKey::Direct(user) => Some((room.clone(), user)),
-                    _ => None,
+                let Some(to) = invite.attr("to").filter(|t| !t.is_empty()) else {
+                    return Some(Err(BridgeError::bad_request(
+                        "the invitation names nobody: put the invitee's address in <invite to='…'/>",
+                    )));
+                };
+                if !to.contains('@') && !to.contains('/') {
+                    return Some(
+                        session
+                            .client
+                            .member_by_nick(room, to)
+                            .map(|user| Invitation::Network(room.clone(), user)),
+                    );
                 }
+                let Ok(jid) = Jid::new(to) else {
+                    return Some(Err(BridgeError::bad_request(format!(
+                        "“{to}” is not an address to invite"
+                    ))));
+                };
+                if jid.domain().as_str() != self.domain {
+                    let reason = invite
+                        .get_child("reason", ns::MUC_USER)
+                        .map(|r| r.text())
+                        .filter(|r| !r.is_empty());
+                    return Some(Ok(Invitation::Forward {
+                        room: room.clone(),
+                        to: jid,
+                        from: from.clone(),
+                        reason,
+                    }));
+                }
+                Some(match self.target(&jid) {
+                    Ok(Target::Chat(ChatKey::Direct(user))) => {
+                        Ok(Invitation::Network(room.clone(), user))
+                    }
+                    Ok(_) => Err(BridgeError::bad_request(format!(
+                        "{to} is not a contact: invite a contact of this gateway (nick%server@{})",
+                        self.domain
+                    ))),
+                    Err(e) => Err(e),
+                })
             }
             ChatKey::Direct(user) => {
                 let x = message
                     .payloads
                     .iter()
                     .find(|p| p.is("x", ns::CONFERENCE))?;
-                match on_gateway(x.attr("jid")?)? {
-                    ChatKey::Room(room) => Some((room, user.clone())),
+                let room = Jid::new(x.attr("jid")?)
+                    .ok()
+                    .filter(|j| j.domain().as_str() == self.domain)
+                    .map(|j| self.target(&j));
+                match room {
+                    Some(Ok(Target::Chat(ChatKey::Room(room)))) => {
+                        Some(Ok(Invitation::Network(room, user.clone())))
+                    }
                     _ => None,
                 }
             }
             ChatKey::Service(_) => None,
+        }
+    }
+
+    /// Carries out an invitation: an invite on the network, or a XEP-0045 invitation from
+    /// the room to an XMPP address elsewhere.
+    async fn invite(&self, session: &Session, invitation: Invitation) -> Result<(), BridgeError> {
+        match invitation {
+            Invitation::Network(room, user) => session.client.invite(room, user).await,
+            Invitation::Forward {
+                room,
+                to,
+                from,
+                reason,
+            } => {
+                let Some(room_jid) = self.chat_jid(&ChatKey::Room(room)) else {
+                    return Err(BridgeError::internal("the room has no JID"));
+                };
+                let mut x = MucUser::new();
+                x.invite = Some(Invite {
+                    from: Some(from),
+                    to: None,
+                    reason,
+                });
+                let mut m = Message::new(Some(to));
+                m.from = Some(Jid::from(room_jid));
+                m.payloads.push(x.into());
+                self.send(m).await;
+                Ok(())
+            }
         }
     }
 
@@ -328,6 +431,14 @@ impl Gateway {
                     ),
                 ));
             }
+            if let (ChatKey::Room(room), Some(key)) = (chat, inbound.key()) {
+                let kept = msg::foreign_stanza_ids(&inbound.stanza_ids, &self.domain);
+                if !kept.is_empty()
+                    && let Some(r) = session.rooms().get_mut(room)
+                {
+                    r.keep_ids(key, kept);
+                }
+            }
             let sent = if let Some(target) = &inbound.replace {
                 if !caps.edits {
                     return Err(BridgeError::unsupported("correcting a message"));
@@ -353,6 +464,15 @@ impl Gateway {
                     })
                     .await?
             };
+            if sent.ran_as_command {
+                debug!(bridge = %self.bridge, "the message was run as a command; nothing to reflect");
+                if let (ChatKey::Room(room), Some(key)) = (chat, inbound.key())
+                    && let Some(r) = session.rooms().get_mut(room)
+                {
+                    r.take_ids(key);
+                }
+                return Ok(());
+            }
             super::bump(&self.stats.messages_out);
             if let (Some(key), Some(remote)) = (inbound.key(), &sent.id) {
                 self.remember(user, chat, key, remote).await;
@@ -451,6 +571,22 @@ impl Gateway {
 }
 
 /// The message-map key of a chat.
+/// An invitation the user sends (see [`Gateway::invitation`]).
+enum Invitation {
+    /// Invite someone on the network into a room.
+    Network(
+        estuary_bridge_api::RemoteChatId,
+        estuary_bridge_api::RemoteUserId,
+    ),
+    /// Pass a mediated invitation on to an XMPP address elsewhere, from the room.
+    Forward {
+        room: estuary_bridge_api::RemoteChatId,
+        to: Jid,
+        from: Jid,
+        reason: Option<String>,
+    },
+}
+
 pub(super) fn chat_key(chat: &ChatKey) -> String {
     match chat {
         ChatKey::Direct(u) => format!("u:{u}"),

@@ -139,21 +139,23 @@ impl Gateway {
             }
             PresenceType::Subscribe => {
                 let to = Jid::from(user.clone());
-                self.send(
+                self.send(answer(
                     Presence::subscribed()
                         .with_from(self.jid())
                         .with_to(to.clone()),
-                )
+                    presence,
+                ))
                 .await;
                 let state = self.session(user.as_str()).map(|s| s.state());
                 self.send(self.gateway_presence(to, state.as_ref())).await;
             }
             PresenceType::Unsubscribe => {
-                self.send(
+                self.send(answer(
                     Presence::new(PresenceType::Unsubscribed)
                         .with_from(self.jid())
                         .with_to(Jid::from(user)),
-                )
+                    presence,
+                ))
                 .await;
             }
             _ => {}
@@ -165,11 +167,12 @@ impl Gateway {
         let contact = Jid::from(to.to_bare());
         match presence.type_ {
             PresenceType::Subscribe => {
-                self.send(
+                self.send(answer(
                     Presence::subscribed()
                         .with_from(contact.clone())
                         .with_to(Jid::from(user.clone())),
-                )
+                    presence,
+                ))
                 .await;
                 if let ChatKey::Direct(id) = &chat
                     && let Err(e) = self
@@ -181,11 +184,12 @@ impl Gateway {
                 }
             }
             PresenceType::Unsubscribe => {
-                self.send(
+                self.send(answer(
                     Presence::new(PresenceType::Unsubscribed)
                         .with_from(contact)
                         .with_to(Jid::from(user)),
-                )
+                    presence,
+                ))
                 .await;
             }
             PresenceType::Probe => {
@@ -324,7 +328,9 @@ impl Gateway {
         }
     }
 
-    async fn leave_room(
+    /// `resource` leaves `room` (as `nick`): its unavailable self-presence, and the channel
+    /// is parted (or kept, under grace and persistent) when it was the last resource.
+    pub(super) async fn leave_room(
         self: &Arc<Self>,
         user: &str,
         resource: &str,
@@ -612,4 +618,11 @@ pub(super) fn confirm_join(
             (res, asked != own_nick, intent.max_stanzas, intent.since)
         })
         .collect()
+}
+
+/// A presence answering `request` (a subscription request): it carries the request's id,
+/// as RFC 6121 expects of a reply and clients use to match it.
+fn answer(mut p: Presence, request: &Presence) -> Presence {
+    p.id.clone_from(&request.id);
+    p
 }

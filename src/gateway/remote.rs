@@ -481,6 +481,14 @@ impl Gateway {
             Some(r) => self.xmpp_id(&session.user, &m.chat, r).await,
             None => None,
         };
+        let kept = match &m.echo_of {
+            Some(origin) => session
+                .rooms()
+                .get_mut(room)
+                .map(|r| r.take_ids(origin))
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
         for res in resources {
             let Ok(to) = Jid::new(&res) else { continue };
             let mut out = Message::new_with_type(MessageType::Groupchat, Some(to));
@@ -491,6 +499,9 @@ impl Gateway {
                 .push(msg::stanza_id(&stanza_id, room_jid.as_str()));
             if let Some(origin) = &m.echo_of {
                 out.payloads.push(msg::origin_id(origin));
+            }
+            for (id, by) in &kept {
+                out.payloads.push(msg::stanza_id(id, by));
             }
             if let Some(delay) = msg::delay_if_late(m.at, now, room_jid.as_str()) {
                 out.payloads.push(delay);
@@ -750,11 +761,6 @@ impl Gateway {
                 } else {
                     vec![muc::KICKED]
                 };
-                let reason = match (&by, &reason) {
-                    (Some(b), Some(r)) => Some(format!("{r} (by {b})")),
-                    (Some(b), None) => Some(format!("by {b}")),
-                    (None, r) => r.clone(),
-                };
                 for to in targets {
                     self.send(muc::occupant_presence(&Occupant {
                         from: Some(from.clone()),
@@ -762,6 +768,7 @@ impl Gateway {
                         codes: &codes,
                         unavailable: true,
                         reason: reason.as_deref(),
+                        actor: by.as_deref(),
                         ..Default::default()
                     }))
                     .await;

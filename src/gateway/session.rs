@@ -27,6 +27,31 @@ pub struct Room {
     pub subject: String,
     /// Who set the topic.
     pub subject_by: Option<String>,
+    /// The stanza ids of other entities that the user's messages carried (XEP-0359), by
+    /// the message's origin id, to put back on their reflection; the oldest go first past
+    /// [`MAX_KEPT_IDS`].
+    pub kept_ids: Vec<(String, Vec<(String, String)>)>,
+}
+
+/// Messages per room whose stanza ids wait for their reflection.
+pub const MAX_KEPT_IDS: usize = 16;
+
+impl Room {
+    /// Keeps `ids` for the reflection of the message `key`.
+    pub fn keep_ids(&mut self, key: &str, ids: Vec<(String, String)>) {
+        if self.kept_ids.len() >= MAX_KEPT_IDS {
+            self.kept_ids.remove(0);
+        }
+        self.kept_ids.push((key.to_string(), ids));
+    }
+
+    /// The ids kept for the reflection of `key`, once.
+    pub fn take_ids(&mut self, key: &str) -> Vec<(String, String)> {
+        match self.kept_ids.iter().position(|(k, _)| k == key) {
+            Some(at) => self.kept_ids.remove(at).1,
+            None => Vec::new(),
+        }
+    }
 }
 
 /// A user's session: one login's client plus XMPP-side state.

@@ -16,6 +16,7 @@ pub fn from_bridge(err: &BridgeError) -> StanzaError {
         ErrorKind::ResourceConstraint => (ErrorType::Wait, DefinedCondition::ResourceConstraint),
         ErrorKind::PolicyViolation => (ErrorType::Modify, DefinedCondition::PolicyViolation),
         ErrorKind::RemoteUnreachable => (ErrorType::Wait, DefinedCondition::RemoteServerNotFound),
+        ErrorKind::RemoteTimeout => (ErrorType::Wait, DefinedCondition::RemoteServerTimeout),
         ErrorKind::ServiceUnavailable => (ErrorType::Wait, DefinedCondition::ServiceUnavailable),
         ErrorKind::Internal => (ErrorType::Wait, DefinedCondition::InternalServerError),
     };

@@ -41,6 +41,9 @@ pub struct Inbound {
     pub wants_receipt: bool,
     /// XEP-0333: displayed up to this id.
     pub displayed: Option<String>,
+    /// XEP-0359 stanza ids the client's message carries, as `(id, by)`; those without a
+    /// `by` are left out (they claim nobody, so nobody keeps them).
+    pub stanza_ids: Vec<(String, String)>,
 }
 
 impl Inbound {
@@ -61,6 +64,11 @@ pub fn read(msg: &Message) -> Inbound {
     for p in &msg.payloads {
         match (p.ns().as_str(), p.name()) {
             (ns::SID, "origin-id") => out.origin_id = p.attr("id").map(String::from),
+            (ns::SID, "stanza-id") => {
+                if let (Some(id), Some(by)) = (p.attr("id"), p.attr("by")) {
+                    out.stanza_ids.push((id.to_string(), by.to_string()));
+                }
+            }
             (ns::RECEIPTS, "request") => out.wants_receipt = true,
             (ns::CORRECT, "replace") => out.replace = p.attr("id").map(String::from),
             (ns::RETRACT, "retract") => out.retract = p.attr("id").map(String::from),
@@ -160,6 +168,21 @@ pub fn stanza_id(id: &str, by: &str) -> Element {
         .attr(a("id"), id)
         .attr(a("by"), by)
         .build()
+}
+
+/// The stanza ids of a user's message that the gateway passes on (XEP-0359 §4: an entity
+/// removes only the ids that claim to be its own): those whose `by` is not on `domain`, the
+/// gateway's (the gateway, its rooms and contacts), at most 8 of them; a `by` that is not a
+/// JID is dropped.
+pub fn foreign_stanza_ids(ids: &[(String, String)], domain: &str) -> Vec<(String, String)> {
+    ids.iter()
+        .filter(|(_, by)| {
+            tokio_xmpp::jid::Jid::new(by)
+                .is_ok_and(|by| !by.domain().as_str().eq_ignore_ascii_case(domain))
+        })
+        .take(8)
+        .cloned()
+        .collect()
 }
 
 /// XEP-0184 `<received/>`.
@@ -405,6 +428,30 @@ mod tests {
     fn parse(xml: &str) -> Message {
         let el: Element = xml.parse().expect("fixture is XML");
         Message::try_from(el).expect("fixture is a message")
+    }
+
+    #[test]
+    fn only_stanza_ids_of_others_are_kept() {
+        let m = parse(
+            "<message xmlns='jabber:component:accept' type='groupchat' id='m1'><body>hi</body>\
+            <stanza-id xmlns='urn:xmpp:sid:0' id='s1' by='someone@else.example'/>\
+            <stanza-id xmlns='urn:xmpp:sid:0' id='s2' by='#a%irc.example.net@irc.gw'/>\
+            <stanza-id xmlns='urn:xmpp:sid:0' id='s3' by='irc.gw'/>\
+            <stanza-id xmlns='urn:xmpp:sid:0' id='s4'/>\
+            <stanza-id xmlns='urn:xmpp:sid:0' id='s5' by='irc.gw.example/x@y'/>\
+            <stanza-id xmlns='urn:xmpp:sid:0' id='s6' by='a@irc.gw/x@y'/>\
+            <stanza-id xmlns='urn:xmpp:sid:0' id='s7' by='@@'/></message>",
+        );
+        let i = read(&m);
+        assert_eq!(i.stanza_ids.len(), 6, "the one without `by` is not read");
+        let kept = foreign_stanza_ids(&i.stanza_ids, "irc.gw");
+        assert_eq!(
+            kept,
+            [
+                ("s1".to_string(), "someone@else.example".to_string()),
+                ("s5".to_string(), "irc.gw.example/x@y".to_string())
+            ]
+        );
     }
 
     #[test]

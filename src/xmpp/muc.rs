@@ -66,6 +66,8 @@ pub struct Occupant<'a> {
     pub unavailable: bool,
     /// A reason (kick, part).
     pub reason: Option<&'a str>,
+    /// Who did it (a kick): `<actor nick='…'/>` in the item.
+    pub actor: Option<&'a str>,
 }
 
 /// An occupant's presence in a room.
@@ -82,6 +84,13 @@ pub fn occupant_presence(o: &Occupant<'_>) -> Presence {
     }
     if let Some(n) = o.new_nick {
         set(&mut item, "nick", n);
+    }
+    if let Some(nick) = o.actor {
+        item.append_child(
+            Element::builder("actor", ns::MUC_USER)
+                .attr(a("nick"), nick)
+                .build(),
+        );
     }
     if let Some(r) = o.reason {
         item.append_child(Element::builder("reason", ns::MUC_USER).append(r).build());
@@ -204,12 +213,16 @@ mod tests {
             unavailable: true,
             codes: &codes,
             reason: Some("spam"),
+            actor: Some("op"),
             ..Default::default()
         });
         let xml = String::from(&Element::from(p));
         assert!(xml.contains("type='unavailable'"), "{xml}");
         assert!(xml.contains("role='none'"), "{xml}");
-        assert!(xml.contains("<reason>spam</reason>"), "{xml}");
+        assert!(
+            xml.contains("<actor nick='op'/><reason>spam</reason></item>"),
+            "{xml}"
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod ejabberd;
 pub mod ports;
 pub mod process;
 pub mod prosody;
+pub mod tap;
 
 pub use client::TestClient;
 pub use ejabberd::Ejabberd;

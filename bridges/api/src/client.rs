@@ -30,6 +30,20 @@ pub struct Sent {
     /// with `is_from_me` (IRCv3 echo-message, Matrix sync); the core then reflects the echo
     /// in rooms instead of reflecting at once.
     pub will_echo: bool,
+    /// The text was a command the bridge ran (an IRC `/mode` typed in a room), not posted:
+    /// the core reflects nothing and keeps no id for it.
+    pub ran_as_command: bool,
+}
+
+/// What someone's software says it is (XEP-0092), as far as the network tells.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SoftwareVersion {
+    /// The software's name.
+    pub name: String,
+    /// Its version (empty when not told).
+    pub version: String,
+    /// The operating system, where told.
+    pub os: Option<String>,
 }
 
 /// A request to join a room.
@@ -129,6 +143,21 @@ pub trait Client: Send + Sync {
     async fn invite(&self, room: RemoteChatId, user: RemoteUserId) -> Result<()> {
         let _ = (room, user);
         Err(BridgeError::unsupported("invitations"))
+    }
+    /// The contact that `nick`, typed in `room` without an address (a mediated invitation
+    /// to a bare nick, as Biboumi takes it), names: on networks where a nick is unique on
+    /// the room's server, like IRC.
+    fn member_by_nick(&self, room: &RemoteChatId, nick: &str) -> Result<RemoteUserId> {
+        let _ = (room, nick);
+        Err(BridgeError::unsupported("naming someone by nick alone"))
+    }
+    /// The software of the member `nick` of `room` (XEP-0092 on an occupant), asked on the
+    /// network; [`ErrorKind::RemoteTimeout`](crate::ErrorKind) when no answer comes.
+    async fn member_version(&self, room: RemoteChatId, nick: String) -> Result<SoftwareVersion> {
+        let _ = (room, nick);
+        Err(BridgeError::unsupported(
+            "asking someone's software version",
+        ))
     }
     /// Lists rooms the network offers.
     async fn list_rooms(&self) -> Result<Vec<RoomInfo>> {

@@ -25,6 +25,8 @@ pub enum ErrorKind {
     PolicyViolation,
     /// The foreign server cannot be reached right now (`remote-server-not-found`).
     RemoteUnreachable,
+    /// The network did not answer in time (`remote-server-timeout`).
+    RemoteTimeout,
     /// The foreign service is unavailable (`service-unavailable`).
     ServiceUnavailable,
     /// A bug or an unexpected failure inside the bridge (`internal-server-error`).

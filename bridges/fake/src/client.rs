@@ -190,6 +190,7 @@ impl Client for FakeClient {
         Ok(Sent {
             id: Some(id),
             will_echo: matches!(msg.chat, ChatKey::Room(_)),
+            ran_as_command: false,
         })
     }
 
@@ -211,6 +212,7 @@ impl Client for FakeClient {
         Ok(Sent {
             id: Some(self.mint()),
             will_echo: false,
+            ran_as_command: false,
         })
     }
 

@@ -24,7 +24,8 @@ use crate::settings::{self, is_true};
 use async_trait::async_trait;
 use estuary_bridge_api::{
     BridgeError, ChatKey, Client, ErrorKind, EventSink, FormValues, JoinRequest, MessageKind,
-    Outgoing, RemoteChatId, RemoteEvent, RemoteUserId, Result, RoomInfo, Sent, User,
+    Outgoing, RemoteChatId, RemoteEvent, RemoteUserId, Result, RoomInfo, Sent, SoftwareVersion,
+    User,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -39,6 +40,8 @@ const NICK_TIMEOUT: Duration = Duration::from_secs(10);
 const VERDICT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `list_rooms` waits for the server's LIST.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a CTCP VERSION reply is waited for.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a server's LIST is reused (a client pages through it in several requests).
 const LIST_CACHE: Duration = Duration::from_secs(60);
 
@@ -319,6 +322,82 @@ impl IrcClient {
     }
 }
 
+/// A `/mode …` typed in a room (as in Biboumi): the arguments, to run as `MODE #channel
+/// …` on the room's channel; `None` for any other text. A `/mode` with more lines after it
+/// is refused rather than posted, since it may hold a channel key.
+fn mode_command(body: &str) -> Result<Option<&str>> {
+    let body = body.trim();
+    let Some(head) = body.get(..5).filter(|h| h.eq_ignore_ascii_case("/mode")) else {
+        return Ok(None);
+    };
+    let args = &body[head.len()..];
+    if !args.is_empty() && !args.starts_with([' ', '\t']) {
+        return Ok(None);
+    }
+    if args.contains(['\n', '\r']) {
+        return Err(BridgeError::not_acceptable(
+            "Send /mode alone in its message, on one line (e.g. /mode +k key); nothing was sent.",
+        ));
+    }
+    Ok(Some(args.trim()))
+}
+
+/// A CTCP VERSION reply's text as XEP-0092 fields. The reply is free text; the usual
+/// shapes are `name:version:environment` (the old CTCP spec) and `name version - os` or
+/// `name version` (most clients): the first word is the name, the next one the version,
+/// what follows a ` - ` (or the rest) the system.
+fn parse_version(text: &str) -> SoftwareVersion {
+    let text = sanitize(text);
+    let text = text.trim();
+    let parts: Vec<&str> = text.splitn(3, ':').collect();
+    if let [name, version, os] = parts[..]
+        && !name.contains(' ')
+        && !name.is_empty()
+    {
+        let os = os.trim();
+        return SoftwareVersion {
+            name: name.trim().to_owned(),
+            version: version.trim().to_owned(),
+            os: (!os.is_empty()).then(|| os.to_owned()),
+        };
+    }
+    let (head, os) = match text.split_once(" - ") {
+        Some((head, os)) => (head.trim(), Some(os.trim())),
+        None => (text, None),
+    };
+    let (name, rest) = head.split_once(char::is_whitespace).unwrap_or((head, ""));
+    let rest = rest.trim();
+    let (version, more) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let os = os
+        .or_else(|| Some(more.trim()))
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned);
+    SoftwareVersion {
+        name: name.to_owned(),
+        version: version.to_owned(),
+        os,
+    }
+}
+
+/// The raw lines of a message to the server JID, one command a line (a leading `/` is
+/// dropped), and whether one of them is `QUIT` (with its reason, if any): the lines after a
+/// `QUIT` are left out, since the connection ends there.
+fn raw_lines(body: &str) -> (Vec<String>, Option<Option<String>>) {
+    let mut lines = Vec::new();
+    for line in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let line = line.strip_prefix('/').unwrap_or(line);
+        let (command, rest) = line.split_once(' ').unwrap_or((line, ""));
+        if command.eq_ignore_ascii_case("QUIT") {
+            let rest = rest.trim();
+            let reason = rest.strip_prefix(':').unwrap_or(rest);
+            let reason = (!reason.is_empty()).then(|| reason.to_owned());
+            return (lines, Some(reason));
+        }
+        lines.push(line.to_owned());
+    }
+    (lines, None)
+}
+
 /// The channels a server's LIST answers (empty if it does not answer in [`LIST_TIMEOUT`]);
 /// a connection still registering sends the LIST once registered.
 async fn list_channels(handle: &ConnectionHandle) -> Result<Vec<RoomInfo>> {
@@ -459,21 +538,40 @@ impl Client for IrcClient {
             ChatKey::Direct(id) => address::parse_user_id(id)?,
             ChatKey::Service(server) => {
                 // Raw IRC commands to the server, one per line, as Biboumi does.
-                let lines: Vec<String> = sanitize(&msg.body)
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(|l| l.strip_prefix('/').unwrap_or(l).to_owned())
-                    .collect();
+                let (lines, quit) = raw_lines(&sanitize(&msg.body));
                 let handle = self.connection(&server.to_ascii_lowercase(), None)?;
                 let count = lines.len();
                 limits.check_queue(handle.shared.queued.load(Ordering::Relaxed), count)?;
-                Self::send_op(&handle, Op::Raw(lines))?;
-                handle.shared.queued.fetch_add(count, Ordering::Relaxed);
+                if count > 0 {
+                    Self::send_op(&handle, Op::Raw(lines))?;
+                    handle.shared.queued.fetch_add(count, Ordering::Relaxed);
+                }
+                if let Some(reason) = quit {
+                    info!(user = %self.user.jid, %server, "the user quit the server");
+                    Self::send_op(&handle, Op::UserQuit(reason))?;
+                }
                 return Ok(Sent::default());
             }
         };
         let handle = self.connection(server, None)?;
+        if matches!(msg.chat, ChatKey::Room(_))
+            && let Some(args) = mode_command(&msg.body)?
+        {
+            // Run, never posted: `/mode +k key` must not show the key to the channel.
+            let line = if args.is_empty() {
+                format!("MODE {target}")
+            } else {
+                format!("MODE {target} {}", sanitize(args))
+            };
+            limits.check_queue(handle.shared.queued.load(Ordering::Relaxed), 1)?;
+            Self::send_op(&handle, Op::Raw(vec![line]))?;
+            handle.shared.queued.fetch_add(1, Ordering::Relaxed);
+            return Ok(Sent {
+                id: None,
+                will_echo: false,
+                ran_as_command: true,
+            });
+        }
         let (kind, body) = parse_me(&msg.body, msg.kind);
         let nick_len = handle.shared.nick.lock().map(|n| n.len()).unwrap_or(30);
         let prefix = CONSERVATIVE_PREFIX_BYTES.max(nick_len + 2 + 10 + 1 + 64);
@@ -508,6 +606,7 @@ impl Client for IrcClient {
         Ok(Sent {
             id: None,
             will_echo,
+            ran_as_command: false,
         })
     }
 
@@ -617,6 +716,48 @@ impl Client for IrcClient {
                 nick: nick.to_owned(),
             },
         )
+    }
+
+    fn member_by_nick(&self, room: &RemoteChatId, nick: &str) -> Result<RemoteUserId> {
+        let (_, server) = address::parse_room_id(room)?;
+        if let Some(why) = address::check_nick(nick) {
+            return Err(BridgeError::bad_request(why));
+        }
+        Ok(address::user_id(nick, server, address::ID_FOLDING))
+    }
+
+    async fn member_version(&self, room: RemoteChatId, nick: String) -> Result<SoftwareVersion> {
+        let (_, server) = address::parse_room_id(&room)?;
+        if let Some(why) = address::check_nick(&nick) {
+            return Err(BridgeError::bad_request(why));
+        }
+        let Some(handle) = self.existing(server) else {
+            return Err(BridgeError::not_acceptable(format!(
+                "You are not connected to {server}: join the room first."
+            )));
+        };
+        let (tx, rx) = oneshot::channel();
+        Self::send_op(
+            &handle,
+            Op::Version {
+                nick: nick.clone(),
+                answer: tx,
+            },
+        )?;
+        match tokio::time::timeout(VERSION_TIMEOUT, rx).await {
+            Ok(Ok(text)) => Ok(parse_version(&text)),
+            Ok(Err(_)) => Err(BridgeError::new(
+                ErrorKind::RemoteUnreachable,
+                format!("The connection to {server} was lost before {nick} answered; try again."),
+            )),
+            Err(_) => Err(BridgeError::new(
+                ErrorKind::RemoteTimeout,
+                format!(
+                    "{nick} did not answer the CTCP VERSION within {} s (their client may not answer it).",
+                    VERSION_TIMEOUT.as_secs()
+                ),
+            )),
+        }
     }
 
     async fn list_rooms(&self) -> Result<Vec<RoomInfo>> {
@@ -873,5 +1014,60 @@ mod tests {
         );
         assert!(more.contains("2 line(s) are still waiting"), "{more}");
         alice.disconnect().await;
+    }
+
+    #[test]
+    fn a_raw_quit_ends_the_lines() {
+        let (lines, quit) = raw_lines("/WHOIS bob\nQUIT :bye bye\nPRIVMSG bob :late");
+        assert_eq!(lines, ["WHOIS bob"]);
+        assert_eq!(quit, Some(Some("bye bye".to_owned())));
+        let (lines, quit) = raw_lines("quit");
+        assert!(lines.is_empty());
+        assert_eq!(quit, Some(None));
+        let (lines, quit) = raw_lines("QUITTER x\n  \nPRIVMSG bob :QUIT");
+        assert_eq!(lines, ["QUITTER x", "PRIVMSG bob :QUIT"]);
+        assert_eq!(quit, None);
+    }
+
+    #[test]
+    fn a_mode_command_is_read_from_one_line_only() {
+        assert_eq!(mode_command("/mode +k SECRET").unwrap(), Some("+k SECRET"));
+        assert_eq!(mode_command("  /MODE  +o bob ").unwrap(), Some("+o bob"));
+        assert_eq!(mode_command("/mode").unwrap(), Some(""));
+        assert_eq!(mode_command("/modes are fun").unwrap(), None);
+        assert_eq!(mode_command("set /mode +k x").unwrap(), None);
+        assert_eq!(mode_command("/me waves").unwrap(), None);
+        assert_eq!(mode_command("/mod").unwrap(), None);
+        assert_eq!(mode_command("/modé").unwrap(), None);
+        let e = mode_command("/mode +k SECRET\nhello").unwrap_err();
+        assert!(e.text.contains("alone"), "{}", e.text);
+    }
+
+    #[test]
+    fn version_replies_become_name_version_and_os() {
+        let v = |t: &str| {
+            let v = parse_version(t);
+            (v.name, v.version, v.os)
+        };
+        let s = |x: &str| x.to_owned();
+        assert_eq!(
+            v("irssi v1.4.5 - running on Linux x86_64"),
+            (s("irssi"), s("v1.4.5"), Some(s("running on Linux x86_64")))
+        );
+        assert_eq!(
+            v("HexChat:2.16.1:Linux 6.1"),
+            (s("HexChat"), s("2.16.1"), Some(s("Linux 6.1")))
+        );
+        assert_eq!(v("Estuary 0.1.0"), (s("Estuary"), s("0.1.0"), None));
+        assert_eq!(
+            v("WeeChat 4.0.0 (Jul 2023) on Debian"),
+            (s("WeeChat"), s("4.0.0"), Some(s("(Jul 2023) on Debian")))
+        );
+        assert_eq!(v("Estuary"), (s("Estuary"), s(""), None));
+        assert_eq!(v(""), (s(""), s(""), None));
+        assert_eq!(
+            v("my client: see https://x"),
+            (s("my"), s("client:"), Some(s("see https://x")))
+        );
     }
 }

@@ -177,6 +177,14 @@ pub enum Op {
         /// Who.
         nick: String,
     },
+    /// Ask `nick`'s client its version (CTCP VERSION); the answer gets the text of the
+    /// reply, and is dropped when the connection is lost.
+    Version {
+        /// Who.
+        nick: String,
+        /// The reply's text.
+        answer: oneshot::Sender<String>,
+    },
     /// List channels.
     List(oneshot::Sender<Vec<RoomInfo>>),
     /// Use these settings from the next (re)connection on (the user configured the
@@ -184,6 +192,10 @@ pub enum Op {
     Settings(Box<ServerSettings>),
     /// Quit and stop.
     Quit(Option<String>),
+    /// The user quit on purpose (a raw `QUIT` to the server JID): leave every room (the
+    /// user is told, as for a part), quit with the user's reason and stop; nothing is
+    /// rejoined.
+    UserQuit(Option<String>),
 }
 
 /// State shared between the connection task and the client.
@@ -491,6 +503,12 @@ async fn reconnect_wait(
                 None => return false,
                 Some(op) => match *op {
                     Op::Quit(_) => return false,
+                    Op::UserQuit(_) => {
+                        for event in session.leave_all(None) {
+                            let _ = events.send(event).await;
+                        }
+                        return false;
+                    }
                     op => session.queue_op(op),
                 },
             },

@@ -300,6 +300,12 @@ impl<'a> Live<'a> {
             Poll::Ready(None) => Poll::Ready(Err(End::Quit(None))),
             Poll::Ready(Some(op)) => match *op {
                 Op::Quit(reason) => Poll::Ready(Err(End::Quit(reason))),
+                Op::UserQuit(reason) => {
+                    // The rooms' events are handed over by `close`, after the QUIT.
+                    let left = self.session.leave_all(reason.clone());
+                    self.pending.extend(left);
+                    Poll::Ready(Err(End::Quit(reason)))
+                }
                 op => {
                     // Any use keeps the connection (private chats have no channel).
                     self.idle_since = None;

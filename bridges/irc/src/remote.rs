@@ -140,6 +140,9 @@ pub struct Session {
     rare: Option<Box<Rare>>,
 }
 
+/// CTCP VERSION requests waiting per connection before the oldest is given up.
+const MAX_VERSION_REQUESTS: usize = 16;
+
 /// The parts of a session that are empty nearly all the time (during registration, a
 /// listing, an answer awaited), in a box that exists only while one of them is not: every
 /// user has a session per server, and these headers alone were a fifth of it.
@@ -163,6 +166,8 @@ struct Rare {
     pending_nicks: VecDeque<(String, oneshot::Sender<Result<(), BridgeError>>)>,
     /// Topic changes and kicks sent and not yet answered, oldest first.
     pending_ops: VecDeque<PendingOp>,
+    /// CTCP VERSION requests sent and not yet answered: (folded nick, who waits).
+    versions: Vec<(String, oneshot::Sender<String>)>,
 }
 
 impl Rare {
@@ -176,6 +181,7 @@ impl Rare {
             && self.listing_dropped == 0
             && self.pending_nicks.is_empty()
             && self.pending_ops.is_empty()
+            && self.versions.is_empty()
     }
 }
 
@@ -331,6 +337,7 @@ impl Session {
         if let Some(rare) = self.rare_if_any() {
             rare.parting.clear();
             rare.pending_nicks.clear();
+            rare.versions.clear();
             // Dropping the answers tells the waiting client that the connection was lost.
             rare.pending_ops.clear();
             for tx in rare.lists.drain(..) {
@@ -345,6 +352,22 @@ impl Session {
             )
         });
         self.publish_counts();
+    }
+
+    /// The user quit the server: every channel is forgotten and each of its rooms is left
+    /// (with `reason`), so that nothing is rejoined; returns the events to hand over.
+    pub fn leave_all(&mut self, reason: Option<String>) -> Vec<RemoteEvent> {
+        let mut events = std::mem::take(&mut self.events);
+        for chan in std::mem::take(&mut self.channels).into_values() {
+            for room in chan.rooms {
+                events.push(RemoteEvent::RoomLeft {
+                    room,
+                    reason: reason.clone(),
+                });
+            }
+        }
+        self.publish_counts();
+        events
     }
 
     /// The server could not be reached at all, or the outbound policy refused it: every
@@ -591,13 +614,23 @@ impl Session {
                 self.push(Command::NICK(nick));
             }
             Op::Invite { channel, nick } => self.push(Command::INVITE(nick, channel)),
+            Op::Version { nick, answer } => {
+                let folded = self.fold(&nick);
+                let versions = &mut self.rare().versions;
+                // Answers that never came are given up past a handful.
+                if versions.len() >= MAX_VERSION_REQUESTS {
+                    versions.remove(0);
+                }
+                versions.push((folded, answer));
+                self.push(Command::PRIVMSG(nick, "\u{1}VERSION\u{1}".to_owned()));
+            }
             Op::List(tx) => {
                 // Before registration the LIST waits in the queue like any line.
                 self.rare().lists.push_back(tx);
                 self.push(Command::LIST(None, None));
             }
             Op::Settings(settings) => self.settings = *settings,
-            Op::Quit(_) => {}
+            Op::Quit(_) | Op::UserQuit(_) => {}
         }
     }
 
@@ -1270,6 +1303,18 @@ impl Session {
         self.events.extend(events);
     }
 
+    /// A CTCP VERSION reply from `nick`: to whoever asked, oldest first.
+    fn version_reply(&mut self, nick: &str, text: &str) {
+        let folded = self.fold(nick);
+        let Some(rare) = self.rare_if_any() else {
+            return;
+        };
+        if let Some(at) = rare.versions.iter().position(|(n, _)| *n == folded) {
+            let (_, answer) = rare.versions.remove(at);
+            let _ = answer.send(text.to_owned());
+        }
+    }
+
     fn on_kick(&mut self, chan: &str, nick: &str, by: Option<String>, reason: Option<String>) {
         let folded = self.fold(chan);
         let rooms = self.rooms_of(chan);
@@ -1428,6 +1473,9 @@ impl Session {
                 kind = MessageKind::Action;
                 body = ctcp.args;
             } else {
+                if notice && ctcp.command.eq_ignore_ascii_case("VERSION") {
+                    self.version_reply(&nick, ctcp.args);
+                }
                 if !notice && !self.is_me(&nick) {
                     let now = SystemTime::now()
                         .duration_since(UNIX_EPOCH)

@@ -141,6 +141,7 @@ impl Client for WebhookClient {
         Ok(Sent {
             id: None,
             will_echo: false,
+            ran_as_command: false,
         })
     }
 }

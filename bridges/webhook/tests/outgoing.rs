@@ -130,7 +130,8 @@ async fn signed_json_reaches_the_receiver() {
         sent,
         Sent {
             id: None,
-            will_echo: false
+            will_echo: false,
+            ran_as_command: false
         }
     );
     let seen = r.seen.lock().unwrap();
