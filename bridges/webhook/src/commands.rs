@@ -339,10 +339,10 @@ pub fn metadata_for(hooks: &[Arc<Hook>]) -> Value {
         .iter()
         .map(|h| {
             let mut table = h.config.to_json();
-            if let Some(t) = table.as_object_mut() {
-                if let Some(token) = t.remove("token") {
-                    tokens.insert(h.config.name.clone(), token);
-                }
+            if let Some(t) = table.as_object_mut()
+                && let Some(token) = t.remove("token")
+            {
+                tokens.insert(h.config.name.clone(), token);
             }
             table
         })
@@ -371,12 +371,10 @@ pub fn hooks_from_metadata(metadata: &Value) -> (Vec<HookConfig>, Vec<String>) {
         let name = entry.get("name").and_then(Value::as_str).map(str::to_owned);
         if let (Some(table), Some(name), Some(tokens)) =
             (entry.as_object_mut(), name, sealed_tokens)
+            && !table.contains_key("token")
+            && let Some(token) = tokens.get(&name)
         {
-            if !table.contains_key("token") {
-                if let Some(token) = tokens.get(&name) {
-                    table.insert("token".into(), token.clone());
-                }
-            }
+            table.insert("token".into(), token.clone());
         }
         match HookConfig::from_json(&entry, &format!("hooks[{i}]")) {
             Ok(h) => hooks.push(h),
