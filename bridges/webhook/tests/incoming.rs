@@ -238,9 +238,11 @@ async fn malformed_json_is_400_with_the_parse_error() {
         .unwrap();
     let (status, err) = status_and_json(resp).await;
     assert_eq!(status, 400);
+    // The parse error, then what was received (so a sender sees what went wrong).
     assert_eq!(
         err["error"],
-        "malformed JSON: EOF while parsing a string at line 1 column 22"
+        "malformed JSON: EOF while parsing a string at line 1 column 22 \
+         (received Content-Type: application/json, 22 bytes: {\\\"text\\\": \\\"unterminated)"
     );
     let unknown_shape = h
         .http
