@@ -17,6 +17,12 @@ use tracing::{debug, info, warn};
 
 impl Gateway {
     pub(super) async fn handle_message(self: &Arc<Self>, el: Element) {
+        self.handle_message_as(el, Delivery::Live).await
+    }
+
+    /// [`Gateway::handle_message`], for a message received now or one kept by an earlier
+    /// run (see [`Delivery`]).
+    async fn handle_message_as(self: &Arc<Self>, el: Element, delivery: Delivery) {
         let message = match Message::try_from(el.clone()) {
             Ok(m) => m,
             Err(e) => {
@@ -132,7 +138,15 @@ impl Gateway {
             None
         };
         if let Err(e) = self
-            .forward_message(&session, &from, &to, &chat, message.type_, inbound)
+            .forward_message(
+                &session,
+                &from,
+                &to,
+                &chat,
+                message.type_,
+                inbound,
+                delivery,
+            )
             .await
         {
             self.bounce(to, from, id, errors::from_bridge(&e)).await;
@@ -186,7 +200,7 @@ impl Gateway {
         }
         for send in pending {
             match send.payload.parse::<Element>() {
-                Ok(el) => Box::pin(self.handle_message(el)).await,
+                Ok(el) => Box::pin(self.handle_message_as(el, Delivery::Kept)).await,
                 Err(e) => {
                     warn!(bridge = %self.bridge, user = %send.user, "dropping an unreadable unfinished send: {e}")
                 }
@@ -357,6 +371,7 @@ impl Gateway {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn forward_message(
         self: &Arc<Self>,
         session: &Arc<Session>,
@@ -365,6 +380,7 @@ impl Gateway {
         chat: &ChatKey,
         type_: MessageType,
         inbound: Inbound,
+        delivery: Delivery,
     ) -> Result<(), BridgeError> {
         let user = session.user.as_str();
         let caps = &self.caps;
@@ -376,10 +392,12 @@ impl Gateway {
             ));
         }
         if let ChatKey::Room(room) = chat {
-            let joined = session
-                .rooms()
-                .get(room)
-                .is_some_and(|r| r.joined && r.resources.contains(&from.to_string()));
+            // A message kept from a stop is sent to a room the user is still in on the
+            // network (joined again at the start), though its client has not come back yet.
+            let joined = session.rooms().get(room).is_some_and(|r| match delivery {
+                Delivery::Live => r.joined && r.resources.contains(&from.to_string()),
+                Delivery::Kept => true,
+            });
             if !joined {
                 return Err(BridgeError::new(
                     ErrorKind::NotAcceptable,
@@ -593,4 +611,14 @@ pub(super) fn chat_key(chat: &ChatKey) -> String {
         ChatKey::Room(r) => format!("r:{r}"),
         ChatKey::Service(s) => format!("s:{s}"),
     }
+}
+
+/// Whether a message from XMPP is handled as it arrives or was kept by an earlier run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Delivery {
+    /// Received now.
+    Live,
+    /// Kept in the table of sends in progress by a stop or a crash, sent by this start: its
+    /// room may be joined on the network without the client being back in it yet.
+    Kept,
 }
