@@ -411,23 +411,11 @@ impl Gateway {
             tokio::time::sleep(wait).await;
         }
         // Leave unless a resource came back meanwhile.
-        let gone = {
-            let mut rooms = session.rooms();
-            let unused = rooms
-                .get(&room)
-                .is_some_and(|r| r.resources.is_empty() && r.pending.is_empty());
-            if unused {
-                rooms.remove(&room);
-            }
-            unused
-        };
-        if gone {
-            self.part_room(&session, &room).await;
-        }
+        self.leave_if_unused(&session, &room).await;
     }
 
     /// Leaves a room on the network and forgets it.
-    async fn part_room(&self, session: &Session, room: &RemoteChatId) {
+    pub(super) async fn part_room(&self, session: &Session, room: &RemoteChatId) {
         let user = session.user.as_str();
         info!(bridge = %self.bridge, user, room = %room, "leaving");
         if let Err(e) = session.client.leave_room(room.clone(), None).await {

@@ -64,8 +64,9 @@ impl Gateway {
         }
     }
 
-    /// Leaves `room` unless a client of the user is in it (or joining it) by now.
-    async fn leave_if_unused(&self, session: &Session, room: &RemoteChatId) {
+    /// Leaves `room` unless a client of the user is in it (or joining it) by now (the end
+    /// of a grace period, after a client went offline or after a restart).
+    pub(super) async fn leave_if_unused(&self, session: &Session, room: &RemoteChatId) {
         let unused = {
             let mut rooms = session.rooms();
             let unused = rooms
@@ -78,16 +79,7 @@ impl Gateway {
         };
         if unused {
             info!(bridge = %self.bridge, user = %session.user, room = %room, "no client came back to the room within the grace period; leaving");
-            if let Err(e) = session.client.leave_room(room.clone(), None).await {
-                warn!(bridge = %self.bridge, user = %session.user, room = %room, "leaving failed: {}", e.text);
-            }
-            if let Err(e) = self
-                .db
-                .delete_room(&self.bridge, &session.user, room.as_str())
-                .await
-            {
-                warn!(bridge = %self.bridge, "cannot forget the room: {e}");
-            }
+            self.part_room(session, room).await;
         }
     }
 }
