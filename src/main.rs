@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use estuary::config::Settings;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Rust's allocations go to jemalloc: one arena (thousands of small, long-lived per-user
 /// objects pack densely instead of spreading over per-thread arenas) and pages freed after
@@ -121,40 +121,95 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn run(settings: Settings) -> anyhow::Result<()> {
+    // Listening for SIGINT/SIGTERM from the first moment: a stop asked during start-up (a
+    // slow handshake, many logins to restore) is honoured once the start is done, instead
+    // of killing the process half-way or being ignored until the start ends.
+    let mut stop = StopSignals::install();
     estuary::memory::start_trimming();
-    let app = estuary::app::start(&settings)
-        .await
-        .context("cannot start")?;
+    info!("starting {} gateway(s)", settings.enabled_bridges().count());
+    let starting = estuary::app::start(&settings);
+    tokio::pin!(starting);
+    let app = tokio::select! {
+        app = &mut starting => app.context("cannot start")?,
+        () = stop.next() => {
+            info!("stop asked during start-up; finishing the start first (at most {START_GRACE:?})");
+            match tokio::time::timeout(START_GRACE, starting).await {
+                Ok(app) => {
+                    let app = app.context("cannot start")?;
+                    info!("stopping: keeping undelivered stanzas for the next start");
+                    app.shutdown().await;
+                }
+                Err(_) => warn!("the start did not finish within {START_GRACE:?}; stopping without it"),
+            }
+            return Ok(());
+        }
+    };
     info!(
         "Estuary {} running {} gateway(s); Ctrl-C to stop",
         env!("CARGO_PKG_VERSION"),
         app.gateways.len()
     );
-    shutdown_signal().await;
+    stop.next().await;
     info!("stopping: keeping undelivered stanzas for the next start");
     app.shutdown().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// How long a stop asked during start-up waits for the start to finish.
+const START_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// SIGINT (Ctrl-C) and SIGTERM, listened for from the moment this is made.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Registers the handlers now (a signal that comes before [`StopSignals::next`] is
+    /// awaited is not lost).
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let interrupt = signal(SignalKind::interrupt())
+                .inspect_err(|e| warn!("cannot listen for SIGINT: {e}"))
+                .ok();
+            let terminate = signal(SignalKind::terminate())
+                .inspect_err(|e| warn!("cannot listen for SIGTERM: {e}"))
+                .ok();
+            Self {
+                interrupt,
+                terminate,
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Waits for the next stop signal.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            }
+            tokio::select! {
+                () = one(&mut self.interrupt) => {}
+                () = one(&mut self.terminate) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 #[cfg(test)]

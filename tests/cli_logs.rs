@@ -62,3 +62,95 @@ fn logs_go_to_stderr_without_colours_when_it_is_not_a_terminal() {
         "no ANSI escape codes: stderr {stderr:?}, stdout {stdout:?}"
     );
 }
+
+/// SIGINT while the gateway is still starting (here: an XMPP server that accepts the
+/// component connection and never answers the handshake) stops it cleanly: the process
+/// exits with success and says it stopped, instead of being killed by the signal half-way
+/// (the handlers were installed only after the start).
+#[test]
+fn a_stop_asked_during_start_up_is_honoured() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let port = silent.local_addr().expect("an address").port();
+    // Accepts and keeps the connections open without a word (bounded: the test's life).
+    let keeper = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        silent
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if let Ok((conn, _)) = silent.accept() {
+                held.push(conn);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let config = dir.path().join("estuary.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[xmpp]\nhost = \"127.0.0.1\"\nport = {port}\n\n\
+             [database]\nurl = \"sqlite://{db}\"\nseal_key_file = \"{key}\"\n\n\
+             [bridges.fake]\ndomain = \"fake.localhost\"\nsecret = \"s\"\n",
+            db = dir.path().join("estuary.db").display(),
+            key = dir.path().join("estuary.key").display(),
+        ),
+    )
+    .expect("the config is written");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_estuary"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    // Wait for the line that says the start began (the handlers are in place by then).
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.push_str(&String::from_utf8_lossy(&buf[..n]));
+            let _ = tx.send(all.clone());
+        }
+        all
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(text) if text.contains("starting") => break,
+            _ if Instant::now() > deadline => panic!("the gateway never said it was starting"),
+            _ => {}
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: a plain signal to the child this test started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let end = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the child's status") {
+            break status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("the gateway did not stop within 15 s of SIGINT during start-up");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = reader.join().expect("the reader");
+    drop(keeper);
+    assert!(
+        status.success(),
+        "a clean stop, not a death by signal: {status:?}\n{log}"
+    );
+    assert!(log.contains("stop asked during start-up"), "{log}");
+}
