@@ -1444,6 +1444,27 @@ async fn a_fixed_server_drops_the_server_part() {
         .await;
     bob.expect(|l| l.starts_with(":alice") && l.contains("PRIVMSG bob :psst back"))
         .await;
+
+    // The domain stands for the fixed server (docs/bridges/irc.md): a raw command written
+    // to it runs on IRC (not the help text), and the server's answers come from it.
+    alice.drain();
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='chat' to='{DOMAIN}'><body>WHOIS bob</body></message>"
+        )))
+        .await;
+    let whois = alice
+        .expect("the WHOIS answer from the domain", |s| {
+            s.name() == "message"
+                && s.attr("from") == Some(DOMAIN)
+                && body(s).is_some_and(|b| b.contains("bob"))
+        })
+        .await;
+    assert!(
+        !body(&whois).unwrap_or_default().contains("This is the"),
+        "not the help text: {}",
+        String::from(&whois)
+    );
     w.app.shutdown().await;
 }
 

@@ -64,6 +64,11 @@ impl Gateway {
             }
         };
         let chat = match target {
+            // With a fixed server, what is written to the domain goes to that server (raw
+            // commands, as to `server@gw`).
+            Target::Domain if inbound.body.is_some() && self.caps.domain_service.is_some() => {
+                ChatKey::Service(self.caps.domain_service.clone().unwrap_or_default())
+            }
             Target::Domain => {
                 if inbound.body.is_some() {
                     let mut reply = Message::new_with_type(MessageType::Chat, Some(from.clone()));

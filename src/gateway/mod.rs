@@ -393,6 +393,16 @@ impl Gateway {
         let local = match chat {
             ChatKey::Direct(u) => self.connector.contact_local_part(u),
             ChatKey::Room(r) => self.connector.room_local_part(r),
+            // With a fixed server, the domain itself speaks for it.
+            ChatKey::Service(s)
+                if self
+                    .caps
+                    .domain_service
+                    .as_deref()
+                    .is_some_and(|d| d.eq_ignore_ascii_case(s)) =>
+            {
+                return Some(self.domain_jid.clone());
+            }
             ChatKey::Service(s) => s.clone(),
         };
         match BareJid::new(&format!("{}@{}", escape_local(&local), self.domain)) {

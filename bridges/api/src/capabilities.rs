@@ -49,6 +49,10 @@ pub struct Capabilities {
     pub max_body_bytes: Option<usize>,
     /// What happens to the user's rooms on the network when the user goes offline.
     pub offline: OfflinePolicy,
+    /// The service (`ChatKey::Service`) the gateway's own domain stands for, where the
+    /// network has one only (IRC with a fixed server): messages to the domain go to it, and
+    /// what it says comes from the domain.
+    pub domain_service: Option<String>,
 }
 
 /// What the core does with a user's rooms on the network when the user's last resource

@@ -96,6 +96,7 @@ impl Connector for IrcConnector {
             room_list: true,
             max_body_bytes: None,
             offline: self.common.config.offline_policy(),
+            domain_service: self.common.config.fixed_server.clone(),
             ..Capabilities::default()
         }
     }
