@@ -556,6 +556,17 @@ async fn ad_hoc_commands_for_users_and_admins() {
         "{}",
         String::from(&users)
     );
+    // The statistics in the note too, for clients that show only the note (Profanity).
+    let stats = admin.iq(iq("set", DOMAIN, exec("admin-stats"))).await;
+    let note = stats
+        .get_child("command", "http://jabber.org/protocol/commands")
+        .and_then(|c| c.get_child("note", "http://jabber.org/protocol/commands"))
+        .map(|n| n.text())
+        .unwrap_or_default();
+    assert!(
+        note.contains("clients: ") && note.contains("component link: Up"),
+        "{note}"
+    );
     let announce = admin.iq(iq("set", DOMAIN, exec("admin-announce"))).await;
     let session = announce
         .get_child("command", "http://jabber.org/protocol/commands")

@@ -182,6 +182,12 @@ impl Gateway {
         Ok(Some(match step {
             Step::Form(form) => command_el(&node, &session_id, "executing", Some(form), None),
             Step::Done(note, form) => {
+                // The table's rows in the note too: some clients (Profanity) show only the
+                // note of a completed command.
+                let note = match form.as_ref().and_then(forms::table_text) {
+                    Some(text) => format!("{note}\n{text}"),
+                    None => note,
+                };
                 command_el(&node, &session_id, "completed", form, Some(&note))
             }
         }))

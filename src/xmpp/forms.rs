@@ -94,6 +94,31 @@ fn field(f: &FormField, current: Option<&FormValues>) -> Element {
     el
 }
 
+/// The rows of a result table ([`result_table`]) as plain text, one line a row (its
+/// values joined by ": " for two columns, " | " for more), for clients that show an ad-hoc
+/// command's note but not its table (Profanity); `None` when the form has no rows.
+pub fn table_text(form: &Element) -> Option<String> {
+    let lines: Vec<String> = form
+        .children()
+        .filter(|c| c.is("item", ns::DATA_FORMS))
+        .map(|item| {
+            let values: Vec<String> = item
+                .children()
+                .filter(|f| f.is("field", ns::DATA_FORMS))
+                .map(|f| {
+                    f.children()
+                        .filter(|v| v.is("value", ns::DATA_FORMS))
+                        .map(|v| v.text())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .collect();
+            values.join(if values.len() == 2 { ": " } else { " | " })
+        })
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
 /// A hidden FORM_TYPE-less `<x type='result'>` holding a table of rows, for ad-hoc results.
 pub fn result_table(title: &str, columns: &[(&str, &str)], rows: &[Vec<String>]) -> Element {
     let mut x = Element::builder("x", ns::DATA_FORMS)
@@ -218,6 +243,21 @@ pub fn value_of(x: &Element, var: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_result_table_reads_as_text() {
+        let rows = vec![
+            vec!["clients".to_string(), "3".to_string()],
+            vec!["component link".to_string(), "Up".to_string()],
+        ];
+        let table = result_table("Statistics", &[("name", "Name"), ("value", "Value")], &rows);
+        assert_eq!(
+            table_text(&table).as_deref(),
+            Some("clients: 3\ncomponent link: Up")
+        );
+        let empty = result_table("Nothing", &[("name", "Name")], &[]);
+        assert_eq!(table_text(&empty), None);
+    }
+
     use super::*;
 
     fn fields() -> Vec<FormField> {
