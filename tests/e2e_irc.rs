@@ -2825,3 +2825,44 @@ async fn an_occupants_version_is_asked_with_ctcp() {
     assert!(text.contains("carol"), "{text}");
     w.app.shutdown().await;
 }
+
+/// A join to a server that cannot be reached fails with `remote-server-not-found` and the
+/// reason, and nothing else changes: the gateway's presence does not say "reconnecting"
+/// (nothing is), and the channel on the working server goes on.
+#[tokio::test]
+async fn an_unreachable_server_does_not_leave_the_gateway_reconnecting() {
+    let closed = common::ports::free_port();
+    let w = World::start_extra(
+        Ircd::start(),
+        &format!("[bridges.irc.servers.\"localhost\"]\nport = {closed}\ntls = false\n"),
+    )
+    .await;
+    let mut alice = w.alice("unreach").await;
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{DOMAIN}' type='subscribe'/>"
+        )))
+        .await;
+    let ok_room = room("ok");
+    join(&mut alice, &ok_room, "alice").await;
+    let (condition, text) = refused(
+        &mut alice,
+        &format!("#gone%localhost@{DOMAIN}/alice"),
+        Some(""),
+        "the join to the unreachable server",
+    )
+    .await;
+    assert_eq!(condition, "remote-server-not-found", "{text}");
+    alice
+        .expect_none(
+            "a gateway presence saying reconnecting",
+            Duration::from_secs(2),
+            |s| {
+                s.name() == "presence"
+                    && s.attr("from") == Some(DOMAIN)
+                    && status(s).is_some_and(|t| t.contains("reconnecting"))
+            },
+        )
+        .await;
+    w.app.shutdown().await;
+}

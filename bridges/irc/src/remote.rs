@@ -386,9 +386,10 @@ impl Session {
         let unsent = self.queue.len();
         self.queue.clear();
         self.publish_counts();
-        events.push(RemoteEvent::LoginState(LoginState::TransientDisconnect(
-            why.to_owned(),
-        )));
+        // Nothing is reconnecting: this server is given up (the user was told why, above
+        // and below), and the login stays usable for every other server. "Reconnecting"
+        // here left the gateway's presence and status saying so for good.
+        events.push(RemoteEvent::LoginState(LoginState::Connected));
         events.push(RemoteEvent::ServiceMessage {
             service: Some(self.settings.server().to_owned()),
             body: if unsent > 0 {
