@@ -322,10 +322,11 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
         let (c, off) = time.split_at(pos);
         let sign = if off.starts_with('-') { -1 } else { 1 };
         let (oh, om) = off[1..].split_once(':')?;
-        (
-            c,
-            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60),
-        )
+        let (oh, om) = (oh.parse::<i64>().ok()?, om.parse::<i64>().ok()?);
+        if !(0..=23).contains(&oh) || !(0..=59).contains(&om) {
+            return None;
+        }
+        (c, sign * (oh * 3600 + om * 60))
     } else {
         (time, 0)
     };
@@ -333,7 +334,10 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let h: i64 = cp.next()?.parse().ok()?;
     let mi: i64 = cp.next()?.parse().ok()?;
     let sec_f: f64 = cp.next()?.parse().ok()?;
-    if !(1..=12).contains(&m)
+    // RFC 3339 years have four digits: a stamp from year 3352163685140732912 (seen by the
+    // fuzzer) overflowed the day count.
+    if !(0..=9999).contains(&y)
+        || !(1..=12).contains(&m)
         || !(1..=31).contains(&d)
         || h > 23
         || mi > 59
@@ -520,6 +524,24 @@ mod tests {
             <fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reply:0'><body start='9' end='2'/></fallback></message>",
         );
         assert_eq!(read(&m).body.as_deref(), Some("ab"));
+    }
+
+    /// Found by the `stanza` fuzz target: years and offsets out of RFC 3339's range are
+    /// refused, not multiplied past `i64`.
+    #[test]
+    fn stamps_out_of_range_are_refused_without_overflow() {
+        assert_eq!(
+            parse_rfc3339(
+                "0000000000000000000000000003352163685140732912-02-29T23:59:60.123+01:00"
+            ),
+            None
+        );
+        assert_eq!(
+            parse_rfc3339("2026-12-07T10:00:00+9223372036854775807:00"),
+            None
+        );
+        assert_eq!(parse_rfc3339("10000-01-01T00:00:00Z"), None);
+        assert!(parse_rfc3339("9999-12-31T23:59:59Z").is_some());
     }
 
     #[test]
