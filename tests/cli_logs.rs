@@ -13,18 +13,7 @@ fn logs_go_to_stderr_without_colours_when_it_is_not_a_terminal() {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let config = dir.path().join("estuary.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[xmpp]\nhost = \"127.0.0.1\"\nport = {closed}\nreconnect_max_secs = 1\n\n\
-             [database]\nurl = \"sqlite://{db}\"\nseal_key_file = \"{key}\"\n\n\
-             [bridges.fake]\ndomain = \"fake.localhost\"\nsecret = \"s\"\n",
-            db = dir.path().join("estuary.db").display(),
-            key = dir.path().join("estuary.key").display(),
-        ),
-    )
-    .expect("the config is written");
+    let config = write_config(dir.path(), closed, "reconnect_max_secs = 1\n");
     let mut child = Command::new(env!("CARGO_BIN_EXE_estuary"))
         .arg("--config")
         .arg(&config)
@@ -86,18 +75,7 @@ fn a_stop_asked_during_start_up_is_honoured() {
             std::thread::sleep(Duration::from_millis(20));
         }
     });
-    let config = dir.path().join("estuary.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[xmpp]\nhost = \"127.0.0.1\"\nport = {port}\n\n\
-             [database]\nurl = \"sqlite://{db}\"\nseal_key_file = \"{key}\"\n\n\
-             [bridges.fake]\ndomain = \"fake.localhost\"\nsecret = \"s\"\n",
-            db = dir.path().join("estuary.db").display(),
-            key = dir.path().join("estuary.key").display(),
-        ),
-    )
-    .expect("the config is written");
+    let config = write_config(dir.path(), port, "");
     let mut child = Command::new(env!("CARGO_BIN_EXE_estuary"))
         .arg("--config")
         .arg(&config)
@@ -153,4 +131,22 @@ fn a_stop_asked_during_start_up_is_honoured() {
         "a clean stop, not a death by signal: {status:?}\n{log}"
     );
     assert!(log.contains("stop asked during start-up"), "{log}");
+}
+
+/// Writes a config for the fake bridge in `dir`: the component at 127.0.0.1:`port`, SQLite
+/// and the seal key in `dir`, `xmpp` appended to the `[xmpp]` table.
+fn write_config(dir: &std::path::Path, port: u16, xmpp: &str) -> std::path::PathBuf {
+    let config = dir.join("estuary.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[xmpp]\nhost = \"127.0.0.1\"\nport = {port}\n{xmpp}\n\
+             [database]\nurl = \"sqlite://{db}\"\nseal_key_file = \"{key}\"\n\n\
+             [bridges.fake]\ndomain = \"fake.localhost\"\nsecret = \"s\"\n",
+            db = dir.join("estuary.db").display(),
+            key = dir.join("estuary.key").display(),
+        ),
+    )
+    .expect("the config is written");
+    config
 }

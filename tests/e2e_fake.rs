@@ -791,20 +791,7 @@ async fn prosody_restart_loses_nothing() {
         gw.network
             .inject(
                 "alice@localhost",
-                RemoteEvent::Message(RemoteMessage {
-                    chat: ChatKey::Direct(RemoteUserId::new("bob")),
-                    sender: Sender {
-                        user: RemoteUserId::new("bob"),
-                        nick: None,
-                        is_from_me: false,
-                    },
-                    id: Some(RemoteMessageId::new(format!("while-down-{i}"))),
-                    body: format!("while down {i}"),
-                    kind: MessageKind::Normal,
-                    at: None,
-                    reply_to: None,
-                    echo_of: None,
-                }),
+                from_bob(&format!("while-down-{i}"), &format!("while down {i}")),
             )
             .await
             .expect("the fake network delivers");
@@ -939,20 +926,7 @@ async fn stanzas_queued_at_a_gateway_stop_are_sent_by_the_next_start() {
         gw.network
             .inject(
                 "alice@localhost",
-                RemoteEvent::Message(RemoteMessage {
-                    chat: ChatKey::Direct(RemoteUserId::new("bob")),
-                    sender: Sender {
-                        user: RemoteUserId::new("bob"),
-                        nick: None,
-                        is_from_me: false,
-                    },
-                    id: Some(RemoteMessageId::new(format!("kept-{i}"))),
-                    body: format!("kept {i}"),
-                    kind: MessageKind::Normal,
-                    at: None,
-                    reply_to: None,
-                    echo_of: None,
-                }),
+                from_bob(&format!("kept-{i}"), &format!("kept {i}")),
             )
             .await
             .expect("the fake network delivers");
