@@ -959,6 +959,80 @@ async fn stanzas_queued_at_a_gateway_stop_are_sent_by_the_next_start() {
 }
 
 /// A message from bob on the fake network, as the bridge would hand it over.
+/// A join that arrives while the gateway is still bringing the stored logins back (right
+/// after the handshake) waits for the start to finish: it gets its room, and the restored
+/// session is neither replaced by a second one nor disconnected (issue 13's start-up race).
+#[tokio::test]
+async fn a_join_during_start_up_waits_for_the_restored_login() {
+    let (server, gw, mut alice) = setup().await;
+    assert_eq!(
+        register(&mut alice, "pw").await.attr("type"),
+        Some("result")
+    );
+    gw.app.shutdown().await;
+    let Gateway { _dir: dir, .. } = gw;
+
+    // Start again with a network whose logins take a while to load.
+    let settings = settings(server.component_addr(), dir.path());
+    let connector = FakeConnector::new();
+    let network = connector.network();
+    network.delay_logins(std::time::Duration::from_millis(1500));
+    let starting = tokio::spawn(async move {
+        let db = app::open_database(&settings)
+            .await
+            .expect("the database opens");
+        let mut connectors: HashMap<String, Arc<dyn Connector>> = HashMap::new();
+        connectors.insert("fake".into(), Arc::new(connector));
+        app::start_with(&settings, db, connectors)
+            .await
+            .expect("the gateway starts")
+    });
+    // The link is up before the logins are restored: once the restore has begun, join.
+    let mut restoring = false;
+    for _ in 0..250 {
+        restoring = network.recorded().iter().any(|r| r.command == "load");
+        if restoring {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(restoring, "the restore began");
+    let room = "#lobby@fake.localhost";
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{room}/al'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )))
+        .await;
+    alice
+        .expect("the self-presence of the join", |s| {
+            s.attr("from") == Some("#lobby@fake.localhost/al")
+                && String::from(s).contains("code='110'")
+        })
+        .await;
+    let app = starting.await.expect("the start finished");
+    let mine: Vec<String> = network
+        .recorded()
+        .into_iter()
+        .filter(|r| r.user == "alice@localhost")
+        .map(|r| r.command)
+        .collect();
+    assert_eq!(
+        mine.iter().filter(|c| *c == "connect").count(),
+        1,
+        "one session, connected once: {mine:?}"
+    );
+    assert!(
+        !mine.iter().any(|c| c == "disconnect"),
+        "the restored session stays: {mine:?}"
+    );
+    assert!(
+        mine.iter().any(|c| c.starts_with("join #lobby")),
+        "the join reached the network: {mine:?}"
+    );
+    app.shutdown().await;
+    drop(dir);
+}
+
 fn from_bob(id: &str, body: &str) -> RemoteEvent {
     RemoteEvent::Message(RemoteMessage {
         chat: ChatKey::Direct(RemoteUserId::new("bob")),

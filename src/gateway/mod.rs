@@ -114,6 +114,15 @@ fn bump(counter: &AtomicU64) {
 type IqWaiter =
     tokio::sync::oneshot::Sender<Result<(), tokio_xmpp::parsers::stanza_error::DefinedCondition>>;
 
+/// What [`Gateway::open_session`] does with a session the user already has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Existing {
+    /// Disconnect it and put the new one in its place (a new registration).
+    Replace,
+    /// Keep it and open nothing (restoring logins, a first stanza).
+    Keep,
+}
+
 /// The core's service for one bridge.
 pub struct Gateway {
     /// The bridge's config name and database key (`irc`).
@@ -214,7 +223,6 @@ pub async fn start(
         stopping: std::sync::atomic::AtomicBool::new(false),
         stanzas_handled: AtomicU64::new(0),
     });
-    tokio::spawn(Arc::clone(&gateway).dispatch_inbound(inbound_rx));
     tokio::spawn(Arc::clone(&gateway).dispatch_events(events_rx));
     registry.add(&gateway);
     // Logins first: a bridge that serves requests (webhooks) knows every stored hook by the
@@ -229,6 +237,10 @@ pub async fn start(
             bridge: name.into(),
             message: e.text,
         })?;
+    // Stanzas are handled only now, once the stored logins are back and the bridge runs:
+    // a join that arrived right after the handshake waits in the inbound queue instead of
+    // opening a session that the restore would then replace (and disconnect).
+    tokio::spawn(Arc::clone(&gateway).dispatch_inbound(inbound_rx));
     tokio::spawn(Arc::clone(&gateway).replay_pending_sends());
     info!(bridge = %name, domain = %gateway.domain, "gateway started");
     Ok(gateway)
@@ -252,6 +264,7 @@ impl Gateway {
                     login.fields,
                     login.metadata,
                     login.services,
+                    Existing::Keep,
                 )
                 .await
             {
@@ -263,7 +276,8 @@ impl Gateway {
         }
     }
 
-    /// Creates (or replaces) a user's session from login data and connects it.
+    /// Creates a user's session from login data and connects it. A session the user
+    /// already has is replaced (and disconnected) or kept, as `existing` says.
     async fn open_session(
         self: &Arc<Self>,
         user: &str,
@@ -271,7 +285,13 @@ impl Gateway {
         fields: FormValues,
         metadata: serde_json::Value,
         services: BTreeMap<String, FormValues>,
+        existing: Existing,
     ) -> Result<Arc<Session>, BridgeError> {
+        if existing == Existing::Keep
+            && let Some(live) = self.session(user)
+        {
+            return Ok(live);
+        }
         let stored = StoredLogin {
             id: login.clone(),
             user: User {
@@ -284,7 +304,15 @@ impl Gateway {
         let sink = EventSink::new(user, login.clone(), self.events_tx.clone());
         let client = self.connector.load_login(&stored, sink).await?;
         let session = Arc::new(Session::new(user.to_string(), login, client));
-        let old = lock(&self.sessions).insert(user.to_string(), Arc::clone(&session));
+        let old = {
+            let mut sessions = lock(&self.sessions);
+            match sessions.get(user) {
+                // Made while the login loaded: the live session stays, the new client
+                // (never connected) is dropped.
+                Some(live) if existing == Existing::Keep => return Ok(Arc::clone(live)),
+                _ => sessions.insert(user.to_string(), Arc::clone(&session)),
+            }
+        };
         if let Some(old) = old {
             old.client.disconnect().await;
         }
@@ -319,7 +347,14 @@ impl Gateway {
         match self.db.get_login(&self.bridge, user).await {
             Ok(Some(l)) => {
                 return self
-                    .open_session(user, l.login_id.into(), l.fields, l.metadata, l.services)
+                    .open_session(
+                        user,
+                        l.login_id.into(),
+                        l.fields,
+                        l.metadata,
+                        l.services,
+                        Existing::Keep,
+                    )
                     .await
                     .map_err(|e| errors::from_bridge(&e));
             }
@@ -336,7 +371,7 @@ impl Gateway {
         {
             warn!(bridge = %self.bridge, user, "cannot store the automatic login: {e}");
         }
-        self.open_session(user, login, empty, meta, BTreeMap::new())
+        self.open_session(user, login, empty, meta, BTreeMap::new(), Existing::Keep)
             .await
             .map_err(|e| errors::from_bridge(&e))
     }

@@ -143,6 +143,7 @@ impl Gateway {
             values,
             registered.metadata,
             existing.map(|l| l.services.clone()).unwrap_or_default(),
+            super::Existing::Replace,
         )
         .await
         .map_err(|e| errors::from_bridge(&e))?;

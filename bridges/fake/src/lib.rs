@@ -47,6 +47,7 @@ struct NetworkState {
     sinks: HashMap<String, EventSink>,
     recorded: Vec<Recorded>,
     router: Option<EventRouter>,
+    login_delay: Option<std::time::Duration>,
 }
 
 impl FakeNetwork {
@@ -63,6 +64,16 @@ impl FakeNetwork {
 
     pub(crate) fn register_sink(&self, user: &str, sink: EventSink) {
         self.lock().sinks.insert(user.into(), sink);
+    }
+
+    /// Makes every later login load take `delay` (a slow network at start-up); each load
+    /// is then recorded as `load` when it begins.
+    pub fn delay_logins(&self, delay: std::time::Duration) {
+        self.lock().login_delay = Some(delay);
+    }
+
+    fn login_delay(&self) -> Option<std::time::Duration> {
+        self.lock().login_delay
     }
 
     /// Every command the gateway sent so far.
@@ -180,6 +191,10 @@ impl Connector for FakeConnector {
     }
 
     async fn load_login(&self, login: &StoredLogin, events: EventSink) -> Result<Box<dyn Client>> {
+        if let Some(delay) = self.network.login_delay() {
+            self.network.record(&login.user.jid, "load".into());
+            tokio::time::sleep(delay).await;
+        }
         self.network.register_sink(&login.user.jid, events.clone());
         Ok(Box::new(FakeClient::new(
             login,
