@@ -366,19 +366,23 @@ async fn one_to_one_chat_with_receipt_correction_and_reaction() {
 
     alice.send(el("<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='m2'><body>hello, bob</body>\
         <replace xmlns='urn:xmpp:message-correct:0' id='o1'/></message>")).await;
+    // bob corrects his own answer (XEP-0308: only a message's sender may correct it).
     let fixed = alice
-        .expect("the correction mirrored", |s| {
+        .expect("bob's answer corrected", |s| {
             s.get_child("replace", "urn:xmpp:message-correct:0")
                 .is_some()
         })
         .await;
+    assert!(from_is(&fixed, "bob@fake.localhost"));
     assert_eq!(
         fixed
             .get_child("replace", "urn:xmpp:message-correct:0")
             .and_then(|r| r.attr("id")),
-        Some("o1")
+        echo.attr("id"),
+        "the correction names bob's answer, not alice's message: {}",
+        String::from(&fixed)
     );
-    assert_eq!(body(&fixed).as_deref(), Some("hello, bob"));
+    assert_eq!(body(&fixed).as_deref(), Some("bob: hello, bob"));
 
     alice.send(el("<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='m3'>\
         <reactions xmlns='urn:xmpp:reactions:0' id='o1'><reaction>👍</reaction></reactions></message>")).await;

@@ -21,6 +21,9 @@ pub struct FakeClient {
     next_id: AtomicU64,
     /// Rooms joined, with the user's nick in each.
     rooms: Mutex<HashMap<RemoteChatId, String>>,
+    /// The id of the peer's echo of each message the user sent, so that the peer mirrors
+    /// a correction by correcting its own echo (XEP-0308: only the sender corrects).
+    echoes: Mutex<HashMap<RemoteMessageId, RemoteMessageId>>,
 }
 
 impl FakeClient {
@@ -37,6 +40,7 @@ impl FakeClient {
             network,
             next_id: AtomicU64::new(1),
             rooms: Mutex::new(HashMap::new()),
+            echoes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -53,6 +57,18 @@ impl FakeClient {
 
     fn record(&self, command: String) {
         self.network.record(&self.user, command);
+    }
+
+    fn echoes(&self) -> std::sync::MutexGuard<'_, HashMap<RemoteMessageId, RemoteMessageId>> {
+        self.echoes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The text the peer answers `body` with: `bot heard: …` in rooms, `bob: …` in a chat.
+    fn echo_text(chat: &ChatKey, peer: &Sender, body: &str) -> String {
+        match chat {
+            ChatKey::Room(_) => format!("bot heard: {body}"),
+            _ => format!("{}: {body}", peer.user),
+        }
     }
 
     fn peer(&self, chat: &ChatKey) -> Sender {
@@ -139,6 +155,9 @@ impl Client for FakeClient {
             ));
         }
         let id = self.mint();
+        let echo_id = self.mint();
+        self.echoes().insert(id.clone(), echo_id.clone());
+        let echo_body = Self::echo_text(&msg.chat, &self.peer(&msg.chat), &msg.body);
         let mut events = Vec::new();
         let peer = self.peer(&msg.chat);
         match &msg.chat {
@@ -161,8 +180,8 @@ impl Client for FakeClient {
                 events.push(RemoteEvent::Message(RemoteMessage {
                     chat: msg.chat.clone(),
                     sender: peer,
-                    id: Some(self.mint()),
-                    body: format!("bot heard: {}", msg.body),
+                    id: Some(echo_id),
+                    body: echo_body,
                     kind: MessageKind::Normal,
                     at: None,
                     reply_to: None,
@@ -177,8 +196,8 @@ impl Client for FakeClient {
                 events.push(RemoteEvent::Message(RemoteMessage {
                     chat: msg.chat.clone(),
                     sender: peer.clone(),
-                    id: Some(self.mint()),
-                    body: format!("{}: {}", peer.user, msg.body),
+                    id: Some(echo_id),
+                    body: echo_body,
                     kind: msg.kind,
                     at: None,
                     reply_to: Some(id.clone()),
@@ -202,13 +221,18 @@ impl Client for FakeClient {
     ) -> Result<Sent> {
         self.check_chat(&chat)?;
         self.record(format!("edit {} {} {}", chat_name(&chat), target, body));
-        let sender = self.peer(&chat);
-        self.emit(vec![RemoteEvent::Edit {
-            chat,
-            sender,
-            target,
-            body,
-        }]);
+        // The peer corrects its own echo of the corrected message, if it answered it.
+        let echo = self.echoes().get(&target).cloned();
+        if let Some(echo) = echo {
+            let sender = self.peer(&chat);
+            let body = Self::echo_text(&chat, &sender, &body);
+            self.emit(vec![RemoteEvent::Edit {
+                chat,
+                sender,
+                target: echo,
+                body,
+            }]);
+        }
         Ok(Sent {
             id: Some(self.mint()),
             will_echo: false,

@@ -3,8 +3,10 @@
 //! The fake network behaves like a small, friendly chat service:
 //!
 //! * Every contact (`alice@fake.gw`, any local part without `#`) echoes what you send it,
-//!   as `alice: <your text>`, then confirms delivery. Corrections, reactions, retractions,
-//!   typing notifications and read markers are echoed back the same way.
+//!   as `alice: <your text>`, then confirms delivery. When you correct a message, the
+//!   contact (or `bot` in a room) corrects its own answer to it (only a message's sender may
+//!   correct it); reactions, retractions, typing notifications and read markers are echoed
+//!   back as they are.
 //! * Every room (`#lobby@fake.gw`, local parts starting with `#`) has two members besides you:
 //!   `bot` (moderator) and `carol`. Your messages are echoed as yours, and `bot` answers
 //!   `bot heard: <text>`. `#locked` needs the password `letmein`; `#forbidden` refuses
