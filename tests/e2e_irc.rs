@@ -791,13 +791,38 @@ async fn private_messages_and_the_server_jid() {
         .await;
     bob.expect(|l| l.starts_with(":alice") && l.ends_with("PRIVMSG bob :raw hello"))
         .await;
-    alice
+    // InspIRCd answers with seven numerics or more: they come as one message, in words.
+    let whois = alice
         .expect("the WHOIS answer from the server JID", |s| {
             s.name() == "message"
                 && s.attr("from") == Some(SERVER_JID)
                 && body(s).is_some_and(|b| b.contains("bob") && b.contains("127.0.0.1"))
         })
         .await;
+    let text = body(&whois).unwrap_or_default();
+    assert!(
+        text.starts_with("bob is ")
+            && text.contains("\nbob is connected to ")
+            && text.contains("\nbob has been idle "),
+        "one message for the whole WHOIS: {text:?}"
+    );
+    assert!(!text.contains("End of /WHOIS"), "{text:?}");
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='chat' to='{SERVER_JID}'><body>LUSERS</body></message>"
+        )))
+        .await;
+    let lusers = alice
+        .expect("the LUSERS answer", |s| {
+            s.attr("from") == Some(SERVER_JID)
+                && body(s).is_some_and(|b| b.contains("There are "))
+        })
+        .await;
+    let text = body(&lusers).unwrap_or_default();
+    assert!(
+        text.lines().count() >= 3 && text.contains("I have "),
+        "one message for the whole LUSERS answer: {text:?}"
+    );
 
     // An IRC INVITE is a XEP-0249 direct invitation from the inviter.
     bob.send("JOIN #secret").await;

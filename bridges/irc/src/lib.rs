@@ -24,6 +24,7 @@ pub mod live;
 pub mod prefixes;
 pub mod profile;
 pub mod remote;
+pub mod replies;
 pub mod settings;
 pub mod throttle;
 pub mod transport;

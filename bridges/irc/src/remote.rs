@@ -8,6 +8,7 @@ use crate::address::{CaseMapping, ID_FOLDING, is_channel_name, room_id, user_id}
 use crate::connection::{Op, ServerSettings, Shared};
 use crate::format::{ctcp_action, ctcp_reply, irc_to_styled, parse_ctcp, sanitize};
 use crate::prefixes::Prefixes;
+use crate::replies::{self, Gathering, Kind};
 use estuary_bridge_api::{
     Affiliation, BridgeError, ChatKey, ErrorKind, LoginState, Member, MemberChange, MessageKind,
     RemoteChatId, RemoteEvent, RemoteMessage, RemoteMessageId, RemoteUserId, Role, RoomInfo,
@@ -168,6 +169,8 @@ struct Rare {
     pending_ops: VecDeque<PendingOp>,
     /// CTCP VERSION requests sent and not yet answered: (folded nick, who waits).
     versions: Vec<(String, oneshot::Sender<String>)>,
+    /// A WHOIS or LUSERS answer being gathered into one message.
+    gathering: Option<Gathering>,
 }
 
 impl Rare {
@@ -182,6 +185,7 @@ impl Rare {
             && self.pending_nicks.is_empty()
             && self.pending_ops.is_empty()
             && self.versions.is_empty()
+            && self.gathering.is_none()
     }
 }
 
@@ -264,8 +268,16 @@ impl Session {
         self.emit(RemoteEvent::ServiceMessage { service, body });
     }
 
-    /// Events to hand to the core, in order.
+    /// Events to hand to the core, in order. A LUSERS answer is complete with what the
+    /// server sent in one go (not every server ends it with 266).
     pub fn take_events(&mut self) -> Vec<RemoteEvent> {
+        if self.rare_if_any().is_some_and(|r| {
+            r.gathering
+                .as_ref()
+                .is_some_and(|g| g.kind() == Kind::Lusers)
+        }) {
+            self.flush_gathering();
+        }
         std::mem::take(&mut self.events)
     }
 
@@ -710,6 +722,9 @@ impl Session {
     }
 
     fn handle(&mut self, msg: Message) -> Flow {
+        if self.gather(&msg.command) {
+            return Flow::Continue;
+        }
         let source = msg.source_nickname().map(str::to_owned);
         let from_server = matches!(msg.prefix, None | Some(Prefix::ServerName(_)));
         let at = tag(&msg, "time").and_then(parse_server_time);
@@ -795,6 +810,53 @@ impl Session {
             _ => {}
         }
         Flow::Continue
+    }
+
+    /// Gathers the numerics of a WHOIS or LUSERS answer into one message for the server's
+    /// JID ([`replies`]); true if `command` was one of them.
+    fn gather(&mut self, command: &Command) -> bool {
+        let numeric = match command {
+            Command::Response(resp, args) => Some((*resp as u16, args)),
+            Command::Raw(code, args) if code.len() == 3 => {
+                code.parse::<u16>().ok().map(|code| (code, args))
+            }
+            _ => None,
+        };
+        let open = self
+            .rare_if_any()
+            .and_then(|r| r.gathering.as_ref().map(Gathering::kind));
+        let kind = numeric.and_then(|(code, _)| replies::kind_of(code));
+        // A LUSERS answer ends at the first line that is not part of it.
+        if open == Some(Kind::Lusers) && kind != Some(Kind::Lusers) {
+            self.flush_gathering();
+        }
+        let (Some((code, args)), Some(kind)) = (numeric, kind) else {
+            return false;
+        };
+        // 301 also answers a message to someone away: part of a WHOIS only during one.
+        if code == 301 && open != Some(Kind::Whois) {
+            return false;
+        }
+        if open.is_some_and(|o| o != kind) {
+            self.flush_gathering();
+        }
+        let done = self
+            .rare()
+            .gathering
+            .get_or_insert_with(|| Gathering::new(kind))
+            .add(code, args);
+        if done {
+            self.flush_gathering();
+        }
+        true
+    }
+
+    /// Sends the answer gathered so far, if any, to the server's JID.
+    fn flush_gathering(&mut self) {
+        let gathered = self.rare_if_any().and_then(|r| r.gathering.take());
+        if let Some(text) = gathered.and_then(Gathering::into_text) {
+            self.service(irc_to_styled(&text));
+        }
     }
 
     fn handle_cap(&mut self, p: &[String]) {
@@ -1056,6 +1118,10 @@ impl Session {
                 self.cap_end();
             }
             Response::RPL_LOGGEDIN | Response::RPL_LOGGEDOUT => self.service(text),
+            Response::RPL_AWAY => {
+                let away = replies::line(301, &args).unwrap_or_default();
+                self.service(irc_to_styled(&away));
+            }
             Response::ERR_CHANNELISFULL
             | Response::ERR_INVITEONLYCHAN
             | Response::ERR_BANNEDFROMCHAN
@@ -2150,6 +2216,67 @@ mod tests {
         assert_eq!(m.echo_of.as_deref(), Some("o1"));
         assert_eq!(m.id.as_ref().map(|i| i.as_str()), Some("b"));
         assert!(m.sender.is_from_me);
+    }
+
+    #[test]
+    fn whois_and_lusers_answers_arrive_as_one_message_each() {
+        let mut s = session();
+        registered(&mut s);
+        s.take_events();
+        // A WHOIS, with someone talking in the middle and numerics irc-proto does not know.
+        let mut events = feed(
+            &mut s,
+            &[
+                ":irc.test 311 alice bob ~bob 127.0.0.1 * :Bob Example",
+                ":irc.test 319 alice bob :#test",
+                ":carol!c@h PRIVMSG alice :hi",
+            ],
+        );
+        events.extend(feed(
+            &mut s,
+            &[
+                ":irc.test 330 alice bob bobacc :is logged in as",
+                ":irc.test 301 alice bob :lunch",
+                ":irc.test 318 alice bob :End of /WHOIS list.",
+            ],
+        ));
+        let services: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                RemoteEvent::ServiceMessage { body, .. } => Some(body.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            services,
+            [
+                "bob is ~bob@127.0.0.1 (Bob Example)\nbob is in #test\nbob is logged in as bobacc\nbob is away: lunch"
+            ]
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, RemoteEvent::Message(m) if m.body == "hi"))
+        );
+        // LUSERS without 266 ends with what came in one read; an away reply to a message is
+        // not part of any answer.
+        let events = feed(
+            &mut s,
+            &[
+                ":irc.test 251 alice :There are 2 users and 0 invisible on 1 servers",
+                ":irc.test 254 alice 1 :channels formed",
+                ":irc.test 255 alice :I have 2 clients and 0 servers",
+            ],
+        );
+        assert!(
+            matches!(&events[..], [RemoteEvent::ServiceMessage { body, .. }] if body == "There are 2 users and 0 invisible on 1 servers\n1 channels formed\nI have 2 clients and 0 servers"),
+            "{events:?}"
+        );
+        let events = feed(&mut s, &[":irc.test 301 alice bob :lunch"]);
+        assert!(
+            matches!(&events[..], [RemoteEvent::ServiceMessage { body, .. }] if body == "bob is away: lunch"),
+            "{events:?}"
+        );
     }
 
     #[test]
