@@ -814,8 +814,7 @@ async fn private_messages_and_the_server_jid() {
         .await;
     let lusers = alice
         .expect("the LUSERS answer", |s| {
-            s.attr("from") == Some(SERVER_JID)
-                && body(s).is_some_and(|b| b.contains("There are "))
+            s.attr("from") == Some(SERVER_JID) && body(s).is_some_and(|b| b.contains("There are "))
         })
         .await;
     let text = body(&lusers).unwrap_or_default();
