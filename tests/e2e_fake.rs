@@ -1037,6 +1037,99 @@ async fn a_join_during_start_up_waits_for_the_restored_login() {
     drop(dir);
 }
 
+/// A user whose network events cannot be handled for a while (the database is locked by
+/// another process, so the first message waits on its write): what fits the user's queue is
+/// delivered once the lock goes, the rest is dropped (so that one user never holds the
+/// others up), and the user is told how many as soon as the queue takes events again. Every
+/// message is either delivered or counted in that notice.
+#[tokio::test]
+async fn events_dropped_for_a_stuck_user_are_told_to_the_user() {
+    use sqlx::Connection as _;
+    let (_server, gw, mut alice) = setup().await;
+    assert_eq!(
+        register(&mut alice, "pw").await.attr("type"),
+        Some("result")
+    );
+    let db_path = gw._dir.path().join("estuary.db");
+    let mut locker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db_path.display()))
+        .await
+        .expect("a second connection to the database");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .expect("the database is locked");
+    const SENT: usize = 1300;
+    for i in 0..SENT {
+        gw.network
+            .inject(
+                "alice@localhost",
+                from_bob(&format!("flood-{i}"), &format!("flood {i}")),
+            )
+            .await
+            .expect("the fake network delivers");
+    }
+    let gateway = &gw.app.gateways[0];
+    let dropped = || {
+        gateway
+            .stats()
+            .events_dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    for _ in 0..250 {
+        if dropped() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        dropped() > 0,
+        "the user's queue overflowed while the database was locked"
+    );
+    sqlx::query("COMMIT")
+        .execute(&mut locker)
+        .await
+        .expect("the lock is released");
+    let mut received = 0usize;
+    let mut told = None;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    while told.is_none() || (received as u64) + told.unwrap_or(0) < SENT as u64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "received {received}, told {told:?}, dropped {}",
+            dropped()
+        );
+        // Patient: a loaded machine handles the burst slowly.
+        let m = alice
+            .expect_within(
+                "a message from bob or the gateway",
+                std::time::Duration::from_secs(30),
+                |s| s.name() == "message" && body(s).is_some(),
+            )
+            .await;
+        let text = body(&m).unwrap_or_default();
+        if m.attr("from") == Some(DOMAIN) && text.contains("were dropped") {
+            let n: u64 = text
+                .split_whitespace()
+                .find_map(|w| w.parse().ok())
+                .expect("the notice gives the number");
+            told = Some(n);
+        } else if from_is(&m, "bob@fake.localhost") {
+            received += 1;
+        }
+    }
+    assert_eq!(
+        told,
+        Some(dropped()),
+        "the notice counts every dropped event"
+    );
+    assert_eq!(
+        received as u64 + dropped(),
+        SENT as u64,
+        "every message was delivered or counted as dropped"
+    );
+    gw.app.shutdown().await;
+}
+
 fn from_bob(id: &str, body: &str) -> RemoteEvent {
     RemoteEvent::Message(RemoteMessage {
         chat: ChatKey::Direct(RemoteUserId::new("bob")),

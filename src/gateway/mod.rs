@@ -104,6 +104,15 @@ pub const EVENTS_CAPACITY: usize = 512;
 /// How long a stop waits for the events already received to be handled.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// What a user is told after `dropped` of their network events were dropped.
+fn dropped_events_notice(network: &str, dropped: u64) -> String {
+    format!(
+        "Estuary could not keep up with {network} for you: {dropped} event(s) from it were dropped \
+         while {EVENT_QUEUE} were waiting (messages among them are lost; a room's member list \
+         may be out of date until you join it again). Tell the gateway's admin if this repeats."
+    )
+}
+
 /// Adds one to a counter.
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
@@ -150,6 +159,8 @@ pub struct Gateway {
     /// Answers awaited to IQs the gateway sent, by id: `None` for a result, the error
     /// condition for an error.
     iq_waiters: Mutex<HashMap<String, IqWaiter>>,
+    /// Network events dropped per user and not yet told to them ([`Gateway::dispatch_events`]).
+    events_untold: Mutex<HashMap<String, u64>>,
     /// Set when the stop begins: stanzas from then on are kept or refused
     /// ([`stopping`]), never handed to a network connection about to close.
     stopping: std::sync::atomic::AtomicBool,
@@ -220,6 +231,7 @@ pub async fn start(
         stats: Stats::default(),
         started: Instant::now(),
         iq_waiters: Mutex::new(HashMap::new()),
+        events_untold: Mutex::new(HashMap::new()),
         stopping: std::sync::atomic::AtomicBool::new(false),
         stanzas_handled: AtomicU64::new(0),
     });
@@ -594,25 +606,10 @@ impl Gateway {
     ) {
         while let Some((user, login, event)) = rx.recv().await {
             bump(&self.stats.events_in);
-            let gateway = Arc::clone(&self);
-            let handed = self
-                .event_workers
-                .hand(&user, (login, event), EVENT_QUEUE, || {
-                    let (g, user) = (Arc::clone(&gateway), user.clone());
-                    tokio::spawn(async move {
-                        let g2 = Arc::clone(&g);
-                        g.event_workers
-                            .run(&user, |(login, event): (LoginId, RemoteEvent)| {
-                                let span = info_span!("remote_event", bridge = %g2.bridge, user = %user, login = %login);
-                                let (g3, user) = (Arc::clone(&g2), user.clone());
-                                async move { g3.handle_remote(&user, &login, event).instrument(span).await }
-                            })
-                            .await
-                    });
-                })
-                .await;
+            let handed = self.hand_event(&user, login.clone(), event).await;
             // Events cannot be refused: one beyond the user's large bound is counted and
-            // logged, so that a stuck user never holds the others' events up.
+            // logged, so that a stuck user never holds the others' events up; the user is
+            // told how many were lost as soon as their queue takes one again.
             if let Err((login, event)) = handed {
                 bump(&self.stats.events_dropped);
                 warn!(
@@ -622,8 +619,64 @@ impl Gateway {
                     event = event_kind(&event),
                     "dropped a network event: its user has {EVENT_QUEUE} waiting"
                 );
+                let first = {
+                    let mut untold = lock(&self.events_untold);
+                    let count = untold.entry(user.clone()).or_default();
+                    *count += 1;
+                    *count == 1
+                };
+                if first {
+                    tokio::spawn(Arc::clone(&self).tell_dropped(user, login));
+                }
             }
         }
+    }
+
+    /// Tells `user` how many of their network events were dropped, as soon as their queue
+    /// takes one again (the notice goes in order, after what was kept).
+    async fn tell_dropped(self: Arc<Self>, user: String, login: LoginId) {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let Some(dropped) = lock(&self.events_untold).remove(&user) else {
+                return;
+            };
+            let notice = RemoteEvent::ServiceMessage {
+                service: None,
+                body: dropped_events_notice(&self.info.name, dropped),
+            };
+            if self.hand_event(&user, login.clone(), notice).await.is_ok() {
+                info!(bridge = %self.bridge, user, dropped, "told the user of dropped network events");
+                return;
+            }
+            // Still full: count these with any dropped meanwhile, and try again.
+            *lock(&self.events_untold).entry(user.clone()).or_default() += dropped;
+        }
+    }
+
+    /// Hands one network event to its user's worker (started if idle); `Err` gives it back
+    /// when the user has [`EVENT_QUEUE`] waiting.
+    async fn hand_event(
+        self: &Arc<Self>,
+        user: &str,
+        login: LoginId,
+        event: RemoteEvent,
+    ) -> Result<(), (LoginId, RemoteEvent)> {
+        let gateway = Arc::clone(self);
+        self.event_workers
+            .hand(user, (login, event), EVENT_QUEUE, || {
+                let (g, user) = (Arc::clone(&gateway), user.to_owned());
+                tokio::spawn(async move {
+                    let g2 = Arc::clone(&g);
+                    g.event_workers
+                        .run(&user, |(login, event): (LoginId, RemoteEvent)| {
+                            let span = info_span!("remote_event", bridge = %g2.bridge, user = %user, login = %login);
+                            let (g3, user) = (Arc::clone(&g2), user.clone());
+                            async move { g3.handle_remote(&user, &login, event).instrument(span).await }
+                        })
+                        .await
+                });
+            })
+            .await
     }
 
     /// Stops the bridge's clients and the link; queued stanzas are kept in the database.
