@@ -130,6 +130,37 @@ impl Gateway {
                 )
                 .await;
             }
+            RemoteEvent::NotSent {
+                chat,
+                origin_id,
+                error,
+            } => {
+                let Some(from) = self.chat_jid(&chat) else {
+                    return;
+                };
+                info!(bridge = %self.bridge, user, kind = ?error.kind, "a message accepted earlier was not sent; the sender is told");
+                // In a room, each joined resource (the one that sent it is among them);
+                // elsewhere, or with none left, the bare JID.
+                let mut to: Vec<Jid> = match (&chat, &session) {
+                    (ChatKey::Room(room), Some(s)) => s
+                        .rooms()
+                        .get(room)
+                        .map(|r| r.resources.clone())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|res| Jid::new(&res).ok())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                if to.is_empty() {
+                    to.push(Jid::from(user_jid.to_bare()));
+                }
+                for to in to {
+                    let error = errors::from_bridge(&error);
+                    self.bounce(Jid::from(from.clone()), to, Some(origin_id.clone()), error)
+                        .await;
+                }
+            }
             RemoteEvent::Delivered { chat, id } => {
                 if let Some(s) = &session {
                     let _ =

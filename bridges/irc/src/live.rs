@@ -130,6 +130,11 @@ impl<'a> Live<'a> {
                 push_line(&mut text, &msg);
             }
         }
+        // Without echo-message, a mark after the user's lines makes the server confirm
+        // them (crate::inflight); one at a time.
+        if let Some(mark) = self.session.take_mark() {
+            push_line(&mut text, &mark);
+        }
         if self.out.is_empty() {
             self.out = text.into_bytes();
         } else {
@@ -225,8 +230,9 @@ impl<'a> Live<'a> {
                 self.quiet_since + wait
             }),
             write: self.write_since.map(|t| t + WRITE_TIMEOUT),
+            confirm: self.session.confirm_deadline(),
         };
-        let earliest = [d.idle, d.token, d.ping, d.write]
+        let earliest = [d.idle, d.token, d.ping, d.write, d.confirm]
             .into_iter()
             .flatten()
             .min();
@@ -244,6 +250,9 @@ impl<'a> Live<'a> {
         let now = Instant::now();
         if d.token.is_some_and(|at| at <= now) {
             self.wants_token = false;
+        }
+        if d.confirm.is_some_and(|at| at <= now) {
+            self.session.expire_unconfirmed(now);
         }
         if d.write.is_some_and(|at| at <= now) {
             return Err(End::Lost(format!(
@@ -353,6 +362,8 @@ struct Deadlines {
     token: Option<Instant>,
     ping: Option<Instant>,
     write: Option<Instant>,
+    /// The unconfirmed lines are full and the oldest's wait for a proof runs out.
+    confirm: Option<Instant>,
 }
 
 impl Future for Live<'_> {
