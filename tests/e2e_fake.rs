@@ -8,7 +8,7 @@ use common::{Prosody, TestClient, XmppServer};
 use estuary::app::{self, App};
 use estuary::config::Settings;
 use estuary_bridge_api::{
-    ChatKey, Connector, MessageKind, RemoteEvent, RemoteMessage, RemoteMessageId, RemoteUserId,
+    BridgeError, ChatKey, Connector, ErrorKind, MessageKind, RemoteEvent, RemoteMessage, RemoteMessageId, RemoteUserId,
     Sender,
 };
 use estuary_bridge_fake::{FakeConnector, FakeNetwork};
@@ -955,6 +955,43 @@ async fn stanzas_queued_at_a_gateway_stop_are_sent_by_the_next_start() {
             })
             .await;
     }
+    gw.app.shutdown().await;
+}
+
+/// A message the bridge had accepted and could not deliver after all (an IRC line lost
+/// with its connection, refused by the server) comes back to the sender as an error
+/// with the message's id and the bridge's text, from the chat it was sent to.
+#[tokio::test]
+async fn a_message_not_sent_after_all_is_told_to_its_sender() {
+    let (_server, gw, mut alice) = setup().await;
+    register(&mut alice, "pw").await;
+    gw.network
+        .inject(
+            "alice@localhost",
+            RemoteEvent::NotSent {
+                chat: ChatKey::Direct(RemoteUserId::new("bob")),
+                origin_id: "lost-1".into(),
+                error: BridgeError::new(
+                    ErrorKind::RemoteUnreachable,
+                    "The connection dropped twice while this message was being sent.",
+                ),
+            },
+        )
+        .await
+        .expect("the fake network delivers");
+    let err = alice
+        .expect("the error for lost-1", |s| {
+            s.attr("type") == Some("error") && s.attr("id") == Some("lost-1")
+        })
+        .await;
+    let text = String::from(&err);
+    assert!(
+        err.attr("from")
+            .is_some_and(|f| f.starts_with("bob@fake.localhost")),
+        "{text}"
+    );
+    assert!(text.contains("remote-server-not-found"), "{text}");
+    assert!(text.contains("dropped twice"), "{text}");
     gw.app.shutdown().await;
 }
 
