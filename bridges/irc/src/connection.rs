@@ -699,7 +699,9 @@ mod tests {
             );
         }
         assert_ne!(
-            (0..8).map(|_| backoff_after(0, jitter())).collect::<Vec<_>>(),
+            (0..8)
+                .map(|_| backoff_after(0, jitter()))
+                .collect::<Vec<_>>(),
             vec![backoff_after(0, jitter()); 8],
             "the first wait is spread"
         );

@@ -297,7 +297,11 @@ mod tests {
         assert_eq!(f.on_echo("#a"), 1);
         let (again, given_up) = f.lost();
         assert_eq!(texts(&again), ["5"], "first writing: once more");
-        assert_eq!(texts(&given_up), ["3", "4"], "written twice: the sender is told");
+        assert_eq!(
+            texts(&given_up),
+            ["3", "4"],
+            "written twice: the sender is told"
+        );
     }
 
     #[test]
@@ -307,12 +311,20 @@ mod tests {
         for n in 0..MAX_UNCONFIRMED {
             assert!(!f.is_full());
             assert_eq!(f.deadline(), None, "no deadline while there is room");
-            f.written(line("#a", &n.to_string(), start + Duration::from_millis(n as u64)));
+            f.written(line(
+                "#a",
+                &n.to_string(),
+                start + Duration::from_millis(n as u64),
+            ));
         }
         assert!(f.is_full());
         assert_eq!(f.deadline(), Some(start + CONFIRM_TIMEOUT));
         assert_eq!(f.expire(start + CONFIRM_TIMEOUT / 2), 0, "too early");
-        assert_eq!(f.expire(start + CONFIRM_TIMEOUT), 1, "the oldest makes room");
+        assert_eq!(
+            f.expire(start + CONFIRM_TIMEOUT),
+            1,
+            "the oldest makes room"
+        );
         assert!(!f.is_full());
         assert_eq!(f.len(), MAX_UNCONFIRMED - 1);
         assert_eq!(f.expire(start + CONFIRM_TIMEOUT * 2), 0, "only while full");
@@ -324,7 +336,13 @@ mod tests {
         let mut f = InFlight::default();
         f.written(line("#a", "1", now));
         assert_eq!(f.take_mark().as_deref(), Some("estuary-mark-1"));
-        for token in ["estuary-mark-", "estuary-mark-01x", "estuary-mark-1 ", "ESTUARY-MARK-1", ""] {
+        for token in [
+            "estuary-mark-",
+            "estuary-mark-01x",
+            "estuary-mark-1 ",
+            "ESTUARY-MARK-1",
+            "",
+        ] {
             assert_eq!(f.on_pong(token), 0, "{token:?}");
         }
         assert_eq!(f.len(), 1);

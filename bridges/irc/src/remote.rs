@@ -466,7 +466,12 @@ impl Session {
             };
             if line.resent && is_channel_name(&target) && !self.channels.contains_key(&target) {
                 let why = "You left the channel before this message could be sent again after the connection to the IRC server dropped.";
-                self.not_sent(&target, line.origin, ErrorKind::NotAcceptable, why.to_owned());
+                self.not_sent(
+                    &target,
+                    line.origin,
+                    ErrorKind::NotAcceptable,
+                    why.to_owned(),
+                );
                 continue;
             }
             self.rare().in_flight.written(Written {
@@ -583,7 +588,12 @@ impl Session {
         }
         rare.told = Some(origin_id.clone());
         let chat = if is_channel_name(target) {
-            ChatKey::Room(self.rooms_of(target).into_iter().next().unwrap_or_else(|| self.room_for(target)))
+            ChatKey::Room(
+                self.rooms_of(target)
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| self.room_for(target)),
+            )
         } else {
             ChatKey::Direct(self.user_for(target))
         };
@@ -967,7 +977,10 @@ impl Session {
             }
             Command::PONG(ref first, ref second) => {
                 if let Some(rare) = self.rare_if_any() {
-                    for token in [Some(first.as_str()), second.as_deref()].into_iter().flatten() {
+                    for token in [Some(first.as_str()), second.as_deref()]
+                        .into_iter()
+                        .flatten()
+                    {
                         rare.in_flight.on_pong(token);
                     }
                 }
@@ -1275,8 +1288,7 @@ impl Session {
             Response::ERR_USERNOTINCHANNEL
                 if self.refuse_pending(&arg(2), Some(&arg(1)), &text) => {}
             Response::ERR_NOSUCHNICK if self.refuse_kick_of(&arg(1), &text) => {}
-            Response::ERR_NOSUCHNICK
-                if self.refuse_line(&arg(1), ErrorKind::NotFound, &text) => {}
+            Response::ERR_NOSUCHNICK if self.refuse_line(&arg(1), ErrorKind::NotFound, &text) => {}
             Response::ERR_CANNOTSENDTOCHAN
                 if self.refuse_line(&arg(1), ErrorKind::Forbidden, &text) => {}
             _ => {
@@ -2400,13 +2412,20 @@ mod tests {
         let mut s = session();
         registered(&mut s);
         ask_join(&mut s, "#test");
-        feed(&mut s, &[":alice!a@h JOIN #test", ":irc.test 366 alice #test :End"]);
+        feed(
+            &mut s,
+            &[":alice!a@h JOIN #test", ":irc.test 366 alice #test :End"],
+        );
         wire(&mut s);
         s.take_events();
         say_as(&mut s, "o1", &["one", "two", "three"]);
         assert_eq!(
             user_lines(&mut s),
-            ["PRIVMSG #test one", "PRIVMSG #test two", "PRIVMSG #test three"],
+            [
+                "PRIVMSG #test one",
+                "PRIVMSG #test two",
+                "PRIVMSG #test three"
+            ],
             "no mark with echo-message"
         );
         assert!(feed(&mut s, &[":alice!a@h PRIVMSG #test one"]).is_empty());
@@ -2439,7 +2458,10 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(echoes, [(Some("o1"), "one\ntwo\nthree"), (Some("o2"), "four")]);
+        assert_eq!(
+            echoes,
+            [(Some("o1"), "one\ntwo\nthree"), (Some("o2"), "four")]
+        );
         // All confirmed: the next drop writes nothing again.
         reconnect(&mut s, true);
         assert_eq!(user_lines(&mut s), ["JOIN #test"]);
@@ -2452,13 +2474,19 @@ mod tests {
         let mut s = session();
         registered_without_echo(&mut s);
         ask_join(&mut s, "#test");
-        feed(&mut s, &[":alice!a@h JOIN #test", ":irc.test 366 alice #test :End"]);
+        feed(
+            &mut s,
+            &[":alice!a@h JOIN #test", ":irc.test 366 alice #test :End"],
+        );
         wire(&mut s);
         say_as(&mut s, "o1", &["a", "b"]);
         // The connection writes a mark after each batch (Live::fill).
         let mut out = user_lines(&mut s);
         out.extend(s.take_mark().map(|m| m.to_string().trim_end().to_owned()));
-        assert_eq!(out, ["PRIVMSG #test a", "PRIVMSG #test b", "PING estuary-mark-1"]);
+        assert_eq!(
+            out,
+            ["PRIVMSG #test a", "PRIVMSG #test b", "PING estuary-mark-1"]
+        );
         say_as(&mut s, "o2", &["c"]);
         assert_eq!(user_lines(&mut s), ["PRIVMSG #test c"]);
         assert_eq!(s.take_mark(), None, "one mark out at a time");
@@ -2508,7 +2536,10 @@ mod tests {
         let mut s = session();
         registered(&mut s);
         ask_join(&mut s, "#test");
-        feed(&mut s, &[":alice!a@h JOIN #test", ":irc.test 366 alice #test :End"]);
+        feed(
+            &mut s,
+            &[":alice!a@h JOIN #test", ":irc.test 366 alice #test :End"],
+        );
         wire(&mut s);
         say_as(&mut s, "o1", &["a"]);
         wire(&mut s);
@@ -2554,8 +2585,14 @@ mod tests {
             "the refused message's echo is no longer awaited: {events:?}"
         );
         // Nothing of ours left: a refusal now is the server's notice again.
-        let events = feed(&mut s, &[":irc.test 404 alice #test :Cannot send to channel"]);
-        assert!(matches!(&events[..], [RemoteEvent::ServiceMessage { .. }]), "{events:?}");
+        let events = feed(
+            &mut s,
+            &[":irc.test 404 alice #test :Cannot send to channel"],
+        );
+        assert!(
+            matches!(&events[..], [RemoteEvent::ServiceMessage { .. }]),
+            "{events:?}"
+        );
     }
 
     #[test]
