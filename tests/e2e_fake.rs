@@ -8,8 +8,8 @@ use common::{Prosody, TestClient, XmppServer};
 use estuary::app::{self, App};
 use estuary::config::Settings;
 use estuary_bridge_api::{
-    ChatKey, Connector, MessageKind, RemoteEvent, RemoteMessage, RemoteMessageId, RemoteUserId,
-    Sender,
+    BridgeError, ChatKey, Connector, ErrorKind, MessageKind, RemoteChatId, RemoteEvent,
+    RemoteMessage, RemoteMessageId, RemoteUserId, Sender,
 };
 use estuary_bridge_fake::{FakeConnector, FakeNetwork};
 use std::collections::HashMap;
@@ -959,6 +959,47 @@ async fn stanzas_queued_at_a_gateway_stop_are_sent_by_the_next_start() {
             })
             .await;
     }
+    gw.app.shutdown().await;
+}
+
+/// A message the bridge had accepted and could not deliver after all (an IRC line lost
+/// with two connections in a row, refused by the server) comes back to the sender as an
+/// error with the message's id and the bridge's text, from the room it was sent to.
+#[tokio::test]
+async fn a_message_not_sent_after_all_is_told_to_its_sender() {
+    let (_server, gw, mut alice) = setup().await;
+    register(&mut alice, "pw").await;
+    let room = "#lobby@fake.localhost";
+    alice.send(el(&format!("<presence xmlns='jabber:client' to='{room}/al'><x xmlns='http://jabber.org/protocol/muc'/></presence>"))).await;
+    alice
+        .expect("self-presence", |s| {
+            s.attr("from") == Some("#lobby@fake.localhost/al")
+                && String::from(s).contains("code='110'")
+        })
+        .await;
+    gw.network
+        .inject(
+            "alice@localhost",
+            RemoteEvent::NotSent {
+                chat: ChatKey::Room(RemoteChatId::new("#lobby")),
+                origin_id: "lost-1".into(),
+                error: BridgeError::new(
+                    ErrorKind::RemoteUnreachable,
+                    "The connection dropped twice while this message was being sent.",
+                ),
+            },
+        )
+        .await
+        .expect("the fake network delivers");
+    let err = alice
+        .expect("the error for lost-1", |s| {
+            s.attr("type") == Some("error") && s.attr("id") == Some("lost-1")
+        })
+        .await;
+    let text = String::from(&err);
+    assert_eq!(err.attr("from"), Some(room), "{text}");
+    assert!(text.contains("remote-server-not-found"), "{text}");
+    assert!(text.contains("dropped twice"), "{text}");
     gw.app.shutdown().await;
 }
 

@@ -863,6 +863,7 @@ fn event_kind(event: &RemoteEvent) -> &'static str {
         RemoteEvent::ChatState { .. } => "chat state",
         RemoteEvent::ReadUpTo { .. } => "read marker",
         RemoteEvent::Delivered { .. } => "delivery receipt",
+        RemoteEvent::NotSent { .. } => "message not sent",
         RemoteEvent::Presence { .. } => "presence",
         RemoteEvent::ContactAdded { .. } => "contact added",
         RemoteEvent::UserInfoChanged { .. } => "user info",

@@ -130,6 +130,52 @@ impl Gateway {
                 )
                 .await;
             }
+            RemoteEvent::NotSent {
+                chat,
+                origin_id,
+                error,
+            } => {
+                let Some(from) = self.chat_jid(&chat) else {
+                    return;
+                };
+                info!(bridge = %self.bridge, user, kind = ?error.kind, "a message accepted earlier was not sent; the sender is told");
+                // To full JIDs (a server drops an error message sent to a bare JID): in a
+                // room each joined resource (the sender's is among them), elsewhere each
+                // resource available to the gateway.
+                let full: Vec<String> = match (&chat, &session) {
+                    (ChatKey::Room(room), Some(s)) => s
+                        .rooms()
+                        .get(room)
+                        .map(|r| r.resources.iter().map(|res| res.to_string()).collect())
+                        .unwrap_or_default(),
+                    (_, Some(s)) => s.resources().iter().cloned().collect(),
+                    (_, None) => Vec::new(),
+                };
+                let to: Vec<Jid> = full.iter().filter_map(|res| Jid::new(res).ok()).collect();
+                debug!(bridge = %self.bridge, user, ?to, "message-not-sent errors");
+                if to.is_empty() {
+                    // No resource known: a chat message from the gateway says it instead.
+                    let mut m = Message::new_with_type(
+                        MessageType::Chat,
+                        Some(Jid::from(user_jid.to_bare())),
+                    );
+                    m.from = Some(self.jid());
+                    m.bodies.insert(
+                        Default::default(),
+                        format!(
+                            "Your message {origin_id} to {from} was not sent: {}",
+                            error.text
+                        ),
+                    );
+                    self.send(m).await;
+                    return;
+                }
+                for to in to {
+                    let error = errors::from_bridge(&error);
+                    self.bounce(Jid::from(from.clone()), to, Some(origin_id.clone()), error)
+                        .await;
+                }
+            }
             RemoteEvent::Delivered { chat, id } => {
                 if let Some(s) = &session {
                     let _ =

@@ -186,6 +186,19 @@ pub enum RemoteEvent {
         /// The topic (empty string: none set).
         subject: String,
     },
+    /// A message the user sent, whose send had been accepted, did not reach the network
+    /// after all (the connection dropped with it in flight and it could not be sent again,
+    /// or the network refused it): the core answers the XMPP sender with an error carrying
+    /// the message's id, as it would have for a refused send.
+    NotSent {
+        /// Where it was to go.
+        chat: ChatKey,
+        /// The XMPP id of the message, as given in
+        /// [`Outgoing::origin_id`](crate::Outgoing::origin_id).
+        origin_id: String,
+        /// Why.
+        error: BridgeError,
+    },
     /// A join failed.
     RoomJoinFailed {
         /// The room.

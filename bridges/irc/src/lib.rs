@@ -20,6 +20,7 @@ pub mod config;
 pub mod connection;
 pub mod connector;
 pub mod format;
+pub mod inflight;
 pub mod live;
 pub mod prefixes;
 pub mod profile;

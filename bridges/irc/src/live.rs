@@ -33,6 +33,10 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(30);
 /// (it still writes: what the user sends keeps going out).
 pub const MAX_PENDING_EVENTS: usize = 256;
 
+/// The most chunks read after a failed write (what the server said before it went away);
+/// a bound, so that a server still sending cannot hold the connection's end.
+const READS_AFTER_A_FAILED_WRITE: usize = 256;
+
 /// A wait for room in the core's queue, boxed: only a connection whose core is behind
 /// holds one.
 type SlotWait<'a> = Pin<Box<dyn Future<Output = Result<EventSlot<'a>, SinkClosed>> + Send + 'a>>;
@@ -130,6 +134,11 @@ impl<'a> Live<'a> {
                 push_line(&mut text, &msg);
             }
         }
+        // Without echo-message, a mark after the user's lines makes the server confirm
+        // them (crate::inflight); one at a time.
+        if let Some(mark) = self.session.take_mark() {
+            push_line(&mut text, &mark);
+        }
         if self.out.is_empty() {
             self.out = text.into_bytes();
         } else {
@@ -225,8 +234,9 @@ impl<'a> Live<'a> {
                 self.quiet_since + wait
             }),
             write: self.write_since.map(|t| t + WRITE_TIMEOUT),
+            confirm: self.session.confirm_deadline(),
         };
-        let earliest = [d.idle, d.token, d.ping, d.write]
+        let earliest = [d.idle, d.token, d.ping, d.write, d.confirm]
             .into_iter()
             .flatten()
             .min();
@@ -244,6 +254,9 @@ impl<'a> Live<'a> {
         let now = Instant::now();
         if d.token.is_some_and(|at| at <= now) {
             self.wants_token = false;
+        }
+        if d.confirm.is_some_and(|at| at <= now) {
+            self.session.expire_unconfirmed(now);
         }
         if d.write.is_some_and(|at| at <= now) {
             return Err(End::Lost(format!(
@@ -294,6 +307,19 @@ impl<'a> Live<'a> {
         }
     }
 
+    /// A write failed (the server closed the connection, or reset it): what it had said
+    /// before may still wait in our socket, unread; it is read now, as far as it goes
+    /// without waiting (at most [`READS_AFTER_A_FAILED_WRITE`] chunks), so that its
+    /// messages are delivered and its echoes and PONGs confirm our lines (else those are
+    /// written again after the reconnect, twice on the channel).
+    fn read_what_is_left(&mut self, cx: &mut Context<'_>) {
+        for _ in 0..READS_AFTER_A_FAILED_WRITE {
+            if !matches!(self.poll_server(cx), Poll::Ready(Ok(()))) {
+                break;
+            }
+        }
+    }
+
     /// An operation from the client: queued (or the end, for a quit).
     fn poll_client(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), End>> {
         match self.rx.poll_next_unpin(cx) {
@@ -320,8 +346,13 @@ impl<'a> Live<'a> {
     /// One round: out, events, then whatever woke us. `Ready(Ok)` to go round again.
     fn round(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), End>> {
         self.fill();
-        if self.poll_write(cx)?.is_ready() {
-            self.session.release_idle_buffers();
+        match self.poll_write(cx) {
+            Poll::Ready(Ok(())) => self.session.release_idle_buffers(),
+            Poll::Ready(Err(end)) => {
+                self.read_what_is_left(cx);
+                return Poll::Ready(Err(end));
+            }
+            Poll::Pending => {}
         }
         self.deliver(cx)?;
         let reading = self.pending.len() < MAX_PENDING_EVENTS;
@@ -353,6 +384,8 @@ struct Deadlines {
     token: Option<Instant>,
     ping: Option<Instant>,
     write: Option<Instant>,
+    /// The unconfirmed lines are full and the oldest's wait for a proof runs out.
+    confirm: Option<Instant>,
 }
 
 impl Future for Live<'_> {

@@ -7,6 +7,7 @@
 use crate::address::{CaseMapping, ID_FOLDING, is_channel_name, room_id, user_id};
 use crate::connection::{Op, ServerSettings, Shared};
 use crate::format::{ctcp_action, ctcp_reply, irc_to_styled, parse_ctcp, sanitize};
+use crate::inflight::{InFlight, Written};
 use crate::prefixes::Prefixes;
 use crate::replies::{self, Gathering, Kind};
 use estuary_bridge_api::{
@@ -20,7 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
-use tracing::{debug, warn};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
 /// Whether the session goes on.
 pub enum Flow {
@@ -85,6 +87,23 @@ struct Chan {
 struct Line {
     msg: Message,
     echo: Option<PendingEcho>,
+    /// The XMPP id of the user's message this line is part of (every line of it), to tell
+    /// the sender if it is lost.
+    origin: Option<String>,
+    /// Whether it was written once already and is queued again after a drop.
+    resent: bool,
+}
+
+impl Line {
+    /// A line that is not part of a user's message.
+    fn plain(msg: Message) -> Self {
+        Self {
+            msg,
+            echo: None,
+            origin: None,
+            resent: false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -128,7 +147,9 @@ pub struct Session {
     events: Vec<RemoteEvent>,
     echoes: VecDeque<PendingEcho>,
     registered: bool,
-    ever_registered: bool,
+    /// When registration completed on the current connection, in [`clock_secs`]; 0 while
+    /// it has not (four bytes, not an `Instant`: every user keeps a session per server).
+    registered_at: u32,
     cap_done: bool,
     sasl_pending: bool,
     /// Prefix modes, highest first: (mode, prefix char).
@@ -171,6 +192,11 @@ struct Rare {
     versions: Vec<(String, oneshot::Sender<String>)>,
     /// A WHOIS or LUSERS answer being gathered into one message.
     gathering: Option<Gathering>,
+    /// The lines written and not yet confirmed by the server (see [`crate::inflight`]).
+    in_flight: InFlight,
+    /// The XMPP id of the last message whose sender was told it was not sent: one error
+    /// per message, not one per line.
+    told: Option<String>,
 }
 
 impl Rare {
@@ -186,6 +212,7 @@ impl Rare {
             && self.pending_ops.is_empty()
             && self.versions.is_empty()
             && self.gathering.is_none()
+            && self.in_flight.is_empty()
     }
 }
 
@@ -201,7 +228,7 @@ impl Session {
             events: Vec::new(),
             echoes: VecDeque::new(),
             registered: false,
-            ever_registered: false,
+            registered_at: 0,
             cap_done: false,
             sasl_pending: false,
             prefixes: Prefixes::default(),
@@ -307,9 +334,17 @@ impl Session {
         lines
     }
 
+    /// Whether the current connection registered and stayed registered at least `stable`
+    /// (to the second): only then does the reconnection backoff start again from its
+    /// shortest wait.
+    pub fn was_stable(&self, stable: Duration) -> bool {
+        let up = clock_secs().saturating_sub(self.registered_at);
+        self.registered_at != 0 && u64::from(up) >= stable.as_secs()
+    }
+
     /// Whether registration ever completed on the current connection.
     pub fn was_registered(&self) -> bool {
-        self.ever_registered
+        self.registered_at != 0
     }
 
     /// Whether no channel is joined or wanted (the idle timer runs).
@@ -320,7 +355,7 @@ impl Session {
     /// A new connection starts: forget the per-connection state, keep channels to rejoin.
     pub fn start_session(&mut self) {
         self.registered = false;
-        self.ever_registered = false;
+        self.registered_at = 0;
         if let Some(rare) = self.rare_if_any() {
             rare.cap_ls.clear();
             rare.motd.clear();
@@ -345,7 +380,10 @@ impl Session {
             chan.state = ChanState::Joining;
             chan.members.clear();
         }
-        self.echoes.clear();
+        // Echoes still awaited stay: the lines they count are written again below or are
+        // still queued, and each echoes once on the next connection (cleared at its
+        // registration if it has no echo-message).
+        self.requeue_unconfirmed();
         if let Some(rare) = self.rare_if_any() {
             rare.parting.clear();
             rare.pending_nicks.clear();
@@ -413,23 +451,169 @@ impl Session {
         events
     }
 
-    /// Whether a throttled line may go now.
+    /// Whether a throttled line may go now: registered, something queued, and room among
+    /// the unconfirmed lines ([`crate::inflight::MAX_UNCONFIRMED`]).
     pub fn can_flush(&self) -> bool {
-        self.registered && !self.queue.is_empty()
+        self.registered
+            && !self.queue.is_empty()
+            && !self.rare.as_ref().is_some_and(|r| r.in_flight.is_full())
     }
 
-    /// The next throttled line.
+    /// The next throttled line. A user's line goes among the unconfirmed ones; a line
+    /// written again after a drop to a channel the user has left meanwhile is not written
+    /// (its sender is told) and the next one is taken.
     pub fn pop_line(&mut self) -> Option<Message> {
-        let line = self.queue.pop_front()?;
-        self.shared
-            .queued
-            .store(self.queue.len(), Ordering::Relaxed);
-        if let Some(echo) = line.echo
-            && self.shared.echo.load(Ordering::SeqCst)
-        {
-            self.echoes.push_back(echo);
+        loop {
+            let line = self.queue.pop_front()?;
+            self.shared
+                .queued
+                .store(self.queue.len(), Ordering::Relaxed);
+            if let Some(echo) = line.echo
+                && self.shared.echo.load(Ordering::SeqCst)
+            {
+                self.echoes.push_back(echo);
+            }
+            let Some(target) = text_target(&line.msg).map(|t| self.fold(t)) else {
+                return Some(line.msg);
+            };
+            if line.resent && is_channel_name(&target) && !self.channels.contains_key(&target) {
+                let why = "You left the channel before this message could be sent again after the connection to the IRC server dropped.";
+                self.not_sent(
+                    &target,
+                    line.origin,
+                    ErrorKind::NotAcceptable,
+                    why.to_owned(),
+                );
+                continue;
+            }
+            self.rare().in_flight.written(Written {
+                msg: line.msg.clone(),
+                target,
+                origin: line.origin,
+                resent: line.resent,
+                at: Instant::now(),
+            });
+            return Some(line.msg);
         }
-        Some(line.msg)
+    }
+
+    /// A PING that makes the server confirm the user's lines written so far, when some
+    /// are unconfirmed, no mark is out, and the connection has no `echo-message` (whose
+    /// echoes confirm lines without it). Written right after them.
+    pub fn take_mark(&mut self) -> Option<Message> {
+        if !self.registered || self.shared.echo.load(Ordering::SeqCst) {
+            return None;
+        }
+        let token = self.rare_if_any()?.in_flight.take_mark()?;
+        Some(Message::from(Command::PING(token, None)))
+    }
+
+    /// When the unconfirmed lines, full, may stop waiting for the server's proof.
+    pub fn confirm_deadline(&self) -> Option<Instant> {
+        self.rare.as_ref()?.in_flight.deadline()
+    }
+
+    /// The unconfirmed lines waited [`crate::inflight::CONFIRM_TIMEOUT`] with no proof
+    /// while full: the oldest count as delivered, so that writing goes on.
+    pub fn expire_unconfirmed(&mut self, now: Instant) {
+        let server = self.settings.server().to_owned();
+        if let Some(rare) = self.rare_if_any() {
+            let gone = rare.in_flight.expire(now);
+            if gone > 0 {
+                warn!(%server, lines = gone, "the server confirmed none of our lines in time; counting the oldest as delivered");
+            }
+        }
+    }
+
+    /// The connection dropped: the lines the server never confirmed go first once
+    /// reconnected (after the rejoins, which are put before them at registration), in
+    /// order; those already written twice are given up and their senders told.
+    fn requeue_unconfirmed(&mut self) {
+        let Some(rare) = self.rare_if_any() else {
+            return;
+        };
+        let (again, given_up) = rare.in_flight.lost();
+        if !again.is_empty() || !given_up.is_empty() {
+            info!(
+                again = again.len(),
+                given_up = given_up.len(),
+                "lines the server had not confirmed when the connection dropped"
+            );
+        }
+        for line in given_up {
+            let why = format!(
+                "The connection to {} dropped twice while this message was being sent; it may not have arrived.",
+                self.settings.server()
+            );
+            self.not_sent(&line.target, line.origin, ErrorKind::RemoteUnreachable, why);
+        }
+        for line in again.into_iter().rev() {
+            self.queue.push_front(Line {
+                msg: line.msg,
+                echo: None,
+                origin: line.origin,
+                resent: true,
+            });
+        }
+    }
+
+    /// The server refused a line to `target` (404, 401, 403): if one of the user's lines
+    /// to it is unconfirmed, the oldest is the one refused, and its sender is told; true
+    /// when so (no other notice needed).
+    fn refuse_line(&mut self, target: &str, kind: ErrorKind, text: &str) -> bool {
+        let folded = self.fold(target);
+        let Some(line) = self
+            .rare_if_any()
+            .and_then(|r| r.in_flight.refused(&folded))
+        else {
+            return false;
+        };
+        if line.origin.is_none() {
+            return false;
+        }
+        let why = refusal(kind, target, text).text;
+        self.not_sent(&folded, line.origin, kind, why);
+        true
+    }
+
+    /// One line of the user's message to `target` (folded) was not sent: the echo it
+    /// would have given is no longer awaited, and its sender gets an error (once per
+    /// message).
+    fn not_sent(&mut self, target: &str, origin: Option<String>, kind: ErrorKind, why: String) {
+        if let Some(pos) = self
+            .echoes
+            .iter()
+            .position(|e| e.target == target && e.origin_id == origin)
+            && let Some(echo) = self.echoes.get_mut(pos)
+        {
+            echo.remaining = echo.remaining.saturating_sub(1);
+            if echo.remaining == 0 {
+                self.echoes.remove(pos);
+            }
+        }
+        let Some(origin_id) = origin else {
+            return;
+        };
+        let rare = self.rare();
+        if rare.told.as_deref() == Some(origin_id.as_str()) {
+            return;
+        }
+        rare.told = Some(origin_id.clone());
+        let chat = if is_channel_name(target) {
+            ChatKey::Room(
+                self.rooms_of(target)
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| self.room_for(target)),
+            )
+        } else {
+            ChatKey::Direct(self.user_for(target))
+        };
+        self.emit(RemoteEvent::NotSent {
+            chat,
+            origin_id,
+            error: BridgeError::new(kind, why),
+        });
     }
 
     /// The next line that bypasses flood control (registration, SASL).
@@ -438,10 +622,7 @@ impl Session {
     }
 
     fn push(&mut self, command: Command) {
-        self.queue.push_back(Line {
-            msg: Message::from(command),
-            echo: None,
-        });
+        self.queue.push_back(Line::plain(Message::from(command)));
     }
 
     /// Wants `channel` joined, as the room of that spelling.
@@ -564,6 +745,7 @@ impl Session {
             }
             Op::Say(say) => {
                 let count = say.lines.len();
+                let origin = say.origin_id.clone();
                 let mut echo = Some(PendingEcho {
                     target: self.fold(&say.target),
                     remaining: count,
@@ -584,13 +766,15 @@ impl Session {
                     self.queue.push_back(Line {
                         msg: Message::from(command),
                         echo: echo.take(),
+                        origin: origin.clone(),
+                        resent: false,
                     });
                 }
             }
             Op::Raw(lines) => {
                 for line in lines {
                     match line.parse::<Message>() {
-                        Ok(msg) => self.queue.push_back(Line { msg, echo: None }),
+                        Ok(msg) => self.queue.push_back(Line::plain(msg)),
                         Err(e) => self.service(format!("Could not send “{line}”: {e}")),
                     }
                 }
@@ -806,6 +990,16 @@ impl Session {
                 let pong = Command::PONG(token.clone(), None);
                 self.urgent.push_back(Message::from(pong));
             }
+            Command::PONG(ref first, ref second) => {
+                if let Some(rare) = self.rare_if_any() {
+                    for token in [Some(first.as_str()), second.as_deref()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        rare.in_flight.on_pong(token);
+                    }
+                }
+            }
             Command::ERROR(ref text) => return Flow::Stop(text.clone()),
             _ => {}
         }
@@ -953,7 +1147,7 @@ impl Session {
         match resp {
             Response::RPL_WELCOME => {
                 self.registered = true;
-                self.ever_registered = true;
+                self.registered_at = clock_secs();
                 self.cap_done = true;
                 if let (Some(nick), Ok(mut n)) = (args.first(), self.shared.nick.lock()) {
                     n.clone_from(nick);
@@ -973,10 +1167,12 @@ impl Session {
                     .map(|c| join_command(&c.name, c.key.as_deref()))
                     .collect();
                 for cmd in joins.into_iter().rev() {
-                    self.queue.push_front(Line {
-                        msg: Message::from(cmd),
-                        echo: None,
-                    });
+                    self.queue.push_front(Line::plain(Message::from(cmd)));
+                }
+                if !self.shared.echo.load(Ordering::SeqCst) {
+                    // No echo-message on this connection: echoes awaited from the last
+                    // one will not come.
+                    self.echoes.clear();
                 }
             }
             Response::RPL_ISUPPORT => {
@@ -1146,7 +1342,8 @@ impl Session {
                         });
                     }
                 } else if !(resp == Response::ERR_NOSUCHCHANNEL
-                    && self.refuse_pending(&chan, None, &text))
+                    && (self.refuse_pending(&chan, None, &text)
+                        || self.refuse_line(&chan, ErrorKind::NotFound, &text)))
                 {
                     self.service(format!("{chan}: {text}"));
                 }
@@ -1157,6 +1354,9 @@ impl Session {
             Response::ERR_USERNOTINCHANNEL
                 if self.refuse_pending(&arg(2), Some(&arg(1)), &text) => {}
             Response::ERR_NOSUCHNICK if self.refuse_kick_of(&arg(1), &text) => {}
+            Response::ERR_NOSUCHNICK if self.refuse_line(&arg(1), ErrorKind::NotFound, &text) => {}
+            Response::ERR_CANNOTSENDTOCHAN
+                if self.refuse_line(&arg(1), ErrorKind::Forbidden, &text) => {}
             _ => {
                 // Anything else with text goes to the server's JID, as Biboumi does.
                 let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
@@ -1529,6 +1729,13 @@ impl Session {
             self.service(irc_to_styled(text));
             return;
         };
+        if self.is_me(&nick) {
+            // Our own line, echoed: it and every line before it reached the server.
+            let folded = self.fold(target);
+            if let Some(rare) = self.rare_if_any() {
+                rare.in_flight.on_echo(&folded);
+            }
+        }
         let mut kind = if notice {
             MessageKind::Notice
         } else {
@@ -1660,6 +1867,25 @@ fn refusal(kind: ErrorKind, about: &str, text: &str) -> BridgeError {
         text
     };
     BridgeError::new(kind, format!("{about}: {text}"))
+}
+
+/// Whole seconds since the first call in this process, plus one (so that 0 can mean
+/// "never"): a clock that fits four bytes.
+fn clock_secs() -> u32 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    u32::try_from(start.elapsed().as_secs())
+        .unwrap_or(u32::MAX - 1)
+        .saturating_add(1)
+}
+
+/// The target of a line that carries text (PRIVMSG, NOTICE): the lines kept until the
+/// server confirms them.
+fn text_target(msg: &Message) -> Option<&str> {
+    match &msg.command {
+        Command::PRIVMSG(target, _) | Command::NOTICE(target, _) => Some(target),
+        _ => None,
+    }
 }
 
 fn join_error_kind(resp: Response) -> ErrorKind {
@@ -2186,6 +2412,253 @@ mod tests {
             "{events:?}"
         );
         assert!(s.lines_at_quit(10).is_empty(), "nothing left");
+    }
+
+    /// Registration on a server that offers no echo-message.
+    fn registered_without_echo(s: &mut Session) {
+        feed(
+            s,
+            &[
+                ":irc.test CAP * LS :server-time",
+                ":irc.test CAP * ACK :server-time",
+                ":irc.test 001 alice :Welcome",
+            ],
+        );
+    }
+
+    /// The connection drops and a new one registers (with or without echo-message).
+    fn reconnect(s: &mut Session, echo: bool) {
+        s.connection_lost();
+        s.shared.echo.store(false, Ordering::SeqCst);
+        s.start_session();
+        if echo {
+            registered(s);
+        } else {
+            registered_without_echo(s);
+        }
+    }
+
+    /// A message of several lines to #test, with an XMPP id.
+    fn say_as(s: &mut Session, origin: &str, lines: &[&str]) {
+        s.queue_op(Op::Say(crate::connection::Say {
+            target: "#test".into(),
+            kind: MessageKind::Normal,
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+            body: lines.join("\n"),
+            origin_id: Some(origin.into()),
+            report_echo: true,
+        }));
+    }
+
+    /// The user's lines only (PRIVMSG, JOIN), without registration's.
+    fn user_lines(s: &mut Session) -> Vec<String> {
+        wire(s)
+            .into_iter()
+            .filter(|l| l.starts_with("PRIVMSG") || l.starts_with("JOIN") || l.starts_with("PING"))
+            .collect()
+    }
+
+    fn not_sent(events: &[RemoteEvent]) -> Vec<(String, ErrorKind)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                RemoteEvent::NotSent {
+                    origin_id, error, ..
+                } => Some((origin_id.clone(), error.kind)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// With echo-message, the lines whose echo had not come when the connection dropped
+    /// are written again after the rejoin, before newer ones; their echoes then report the
+    /// message once, as if nothing had happened.
+    #[test]
+    fn lines_not_echoed_at_a_drop_go_again_after_the_rejoin() {
+        let mut s = session();
+        registered(&mut s);
+        ask_join(&mut s, "#test");
+        feed(
+            &mut s,
+            &[":alice!a@h JOIN #test", ":irc.test 366 alice #test :End"],
+        );
+        wire(&mut s);
+        s.take_events();
+        say_as(&mut s, "o1", &["one", "two", "three"]);
+        assert_eq!(
+            user_lines(&mut s),
+            [
+                "PRIVMSG #test one",
+                "PRIVMSG #test two",
+                "PRIVMSG #test three"
+            ],
+            "no mark with echo-message"
+        );
+        assert!(feed(&mut s, &[":alice!a@h PRIVMSG #test one"]).is_empty());
+        reconnect(&mut s, true);
+        say_as(&mut s, "o2", &["four"]);
+        assert_eq!(
+            user_lines(&mut s),
+            [
+                "JOIN #test",
+                "PRIVMSG #test two",
+                "PRIVMSG #test three",
+                "PRIVMSG #test four"
+            ]
+        );
+        s.take_events();
+        let events = feed(
+            &mut s,
+            &[
+                ":alice!a@h JOIN #test",
+                ":irc.test 366 alice #test :End",
+                ":alice!a@h PRIVMSG #test two",
+                ":alice!a@h PRIVMSG #test three",
+                ":alice!a@h PRIVMSG #test four",
+            ],
+        );
+        let echoes: Vec<(Option<&str>, &str)> = events
+            .iter()
+            .filter_map(|e| match e {
+                RemoteEvent::Message(m) => Some((m.echo_of.as_deref(), m.body.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            echoes,
+            [(Some("o1"), "one\ntwo\nthree"), (Some("o2"), "four")]
+        );
+        // All confirmed: the next drop writes nothing again.
+        reconnect(&mut s, true);
+        assert_eq!(user_lines(&mut s), ["JOIN #test"]);
+    }
+
+    /// Without echo-message, a PING mark after the lines makes the server confirm them;
+    /// what its PONG covered is not written again after a drop, what came after it is.
+    #[test]
+    fn without_echo_a_mark_confirms_the_lines_before_it() {
+        let mut s = session();
+        registered_without_echo(&mut s);
+        ask_join(&mut s, "#test");
+        feed(
+            &mut s,
+            &[":alice!a@h JOIN #test", ":irc.test 366 alice #test :End"],
+        );
+        wire(&mut s);
+        say_as(&mut s, "o1", &["a", "b"]);
+        // The connection writes a mark after each batch (Live::fill).
+        let mut out = user_lines(&mut s);
+        out.extend(s.take_mark().map(|m| m.to_string().trim_end().to_owned()));
+        assert_eq!(
+            out,
+            ["PRIVMSG #test a", "PRIVMSG #test b", "PING estuary-mark-1"]
+        );
+        say_as(&mut s, "o2", &["c"]);
+        assert_eq!(user_lines(&mut s), ["PRIVMSG #test c"]);
+        assert_eq!(s.take_mark(), None, "one mark out at a time");
+        feed(&mut s, &[":irc.test PONG irc.test :estuary-mark-1"]);
+        reconnect(&mut s, false);
+        assert_eq!(user_lines(&mut s), ["JOIN #test", "PRIVMSG #test c"]);
+        assert!(not_sent(&s.take_events()).is_empty());
+    }
+
+    /// A line is written again once at most: still unconfirmed at a second drop, its
+    /// sender is told (once per message, not once per line).
+    #[test]
+    fn a_line_unconfirmed_at_two_drops_is_told_to_its_sender() {
+        let mut s = session();
+        registered_without_echo(&mut s);
+        ask_join(&mut s, "#test");
+        wire(&mut s);
+        say_as(&mut s, "o1", &["a", "b"]);
+        wire(&mut s);
+        reconnect(&mut s, false);
+        assert_eq!(
+            user_lines(&mut s),
+            ["JOIN #test", "PRIVMSG #test a", "PRIVMSG #test b"]
+        );
+        s.connection_lost();
+        assert_eq!(
+            not_sent(&s.take_events()),
+            [("o1".to_owned(), ErrorKind::RemoteUnreachable)]
+        );
+        s.start_session();
+        registered_without_echo(&mut s);
+        assert_eq!(user_lines(&mut s), ["JOIN #test"], "not a third time");
+        s.queue_op(Op::Part {
+            channel: "#test".into(),
+            reason: None,
+        });
+        feed(&mut s, &[":alice!a@h PART #test"]);
+        wire(&mut s);
+        s.release_idle_buffers();
+        assert!(s.rare.is_none(), "nothing kept once all is settled");
+    }
+
+    /// A line to be written again to a channel the user left meanwhile is not written;
+    /// its sender is told.
+    #[test]
+    fn a_line_for_a_channel_left_during_the_outage_is_told_not_written() {
+        let mut s = session();
+        registered(&mut s);
+        ask_join(&mut s, "#test");
+        feed(
+            &mut s,
+            &[":alice!a@h JOIN #test", ":irc.test 366 alice #test :End"],
+        );
+        wire(&mut s);
+        say_as(&mut s, "o1", &["a"]);
+        wire(&mut s);
+        s.connection_lost();
+        s.queue_op(Op::Part {
+            channel: "#test".into(),
+            reason: None,
+        });
+        s.shared.echo.store(false, Ordering::SeqCst);
+        s.start_session();
+        registered(&mut s);
+        s.take_events();
+        assert!(user_lines(&mut s).is_empty());
+        assert_eq!(
+            not_sent(&s.take_events()),
+            [("o1".to_owned(), ErrorKind::NotAcceptable)]
+        );
+    }
+
+    /// The server refuses a line (404 after a failed rejoin, 401 for a nick gone): its
+    /// sender gets the error instead of a notice from the server's JID.
+    #[test]
+    fn a_refused_line_is_told_to_its_sender() {
+        let mut s = session();
+        registered(&mut s);
+        wire(&mut s);
+        s.take_events();
+        say_as(&mut s, "o1", &["a", "b"]);
+        say_as(&mut s, "o2", &["c"]);
+        wire(&mut s);
+        let events = feed(
+            &mut s,
+            &[
+                ":irc.test 404 alice #test :Cannot send to channel",
+                ":irc.test 404 alice #test :Cannot send to channel",
+            ],
+        );
+        assert_eq!(not_sent(&events), [("o1".to_owned(), ErrorKind::Forbidden)]);
+        assert_eq!(events.len(), 1, "no notice besides: {events:?}");
+        let events = feed(&mut s, &[":alice!a@h PRIVMSG #test c"]);
+        assert!(
+            matches!(&events[..], [RemoteEvent::Message(m)] if m.echo_of.as_deref() == Some("o2")),
+            "the refused message's echo is no longer awaited: {events:?}"
+        );
+        // Nothing of ours left: a refusal now is the server's notice again.
+        let events = feed(
+            &mut s,
+            &[":irc.test 404 alice #test :Cannot send to channel"],
+        );
+        assert!(
+            matches!(&events[..], [RemoteEvent::ServiceMessage { .. }]),
+            "{events:?}"
+        );
     }
 
     #[test]

@@ -339,6 +339,103 @@ async fn server_restart_reconnects_and_rejoins() {
     assert_eq!(trailing(&l), "thanks");
 }
 
+/// A line written to the server just before it went away, never read by it (the server
+/// is frozen, then killed), is written again after the reconnect and the rejoin: with
+/// echo-message (InspIRCd), its echo then comes back and is reported as the message's
+/// reflection, once. Before, it vanished with the socket and the sender never knew.
+#[tokio::test]
+async fn a_line_in_flight_when_the_server_dies_is_sent_again_after_the_reconnect() {
+    let mut ircd = Ircd::start();
+    let (mut alice, bob) = setup(&ircd).await;
+    drop(bob);
+    ircd.freeze();
+    alice
+        .client
+        .send_message(Outgoing {
+            origin_id: Some("x-in-flight".into()),
+            ..say(ChatKey::Room(room()), "in flight")
+        })
+        .await
+        .expect("accepted");
+    // Written to the socket; the frozen server never reads it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ircd.restart();
+    alice
+        .expect("TransientDisconnect", |e| {
+            matches!(
+                e,
+                RemoteEvent::LoginState(LoginState::TransientDisconnect(_))
+            )
+        })
+        .await;
+    alice
+        .expect(
+            "rejoined",
+            |e| matches!(e, RemoteEvent::RoomJoined { room: r, .. } if *r == room()),
+        )
+        .await;
+    let m = next_message(&mut alice, "the echo of the line in flight").await;
+    assert_eq!(m.body, "in flight");
+    assert!(m.sender.is_from_me);
+    assert_eq!(m.echo_of.as_deref(), Some("x-in-flight"));
+    // Reported once: nothing else of ours comes back.
+    let mut bob = Raw::connect(ircd.port, "bob").await;
+    bob.send("JOIN #test").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    bob.send("PRIVMSG #test :after").await;
+    let m = next_message(&mut alice, "bob after the restart").await;
+    assert_eq!((m.body.as_str(), m.sender.is_from_me), ("after", false));
+}
+
+/// The same without echo-message (ngIRCd offers none): a PING mark after the line is
+/// what confirms it, and as the server died before answering it, the line is written
+/// again after the reconnect; bob, back in the channel first, receives it.
+#[tokio::test]
+async fn without_echo_a_line_in_flight_when_the_server_dies_is_sent_again() {
+    let mut ircd = Ircd::start_ngircd();
+    let mut alice = Bridge::new(&ircd, "alice@localhost").await;
+    alice
+        .client
+        .join_room(JoinRequest {
+            room: room(),
+            nick: "alice".into(),
+            password: None,
+        })
+        .await
+        .expect("join accepted");
+    alice
+        .expect("RoomJoined", |e| {
+            matches!(e, RemoteEvent::RoomJoined { .. })
+        })
+        .await;
+    ircd.freeze();
+    alice
+        .client
+        .send_message(say(ChatKey::Room(room()), "in flight"))
+        .await
+        .expect("accepted");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ircd.stop();
+    alice
+        .expect("TransientDisconnect", |e| {
+            matches!(
+                e,
+                RemoteEvent::LoginState(LoginState::TransientDisconnect(_))
+            )
+        })
+        .await;
+    // The gateway now waits 1 s between attempts: bob is in the channel before it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ircd.start_again();
+    let mut bob = Raw::connect(ircd.port, "bob").await;
+    bob.send("JOIN #test").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let l = bob
+        .expect(|l| l.contains("PRIVMSG #test") && l.starts_with(":alice!"))
+        .await;
+    assert_eq!(trailing(&l), "in flight");
+}
+
 #[tokio::test]
 async fn unreachable_server_fails_the_join() {
     let ircd = Ircd::start();

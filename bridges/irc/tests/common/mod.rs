@@ -302,6 +302,27 @@ saslserv {{ nick = "SaslServ"; user = "SaslServ"; host = "services.localhost"; r
         }
     }
 
+    /// Freezes the server (SIGSTOP): it keeps its sockets open and reads nothing, so that
+    /// what is written to it stays unread until it is stopped (SIGKILL works on a frozen
+    /// process): a line "in flight" when the server goes away.
+    pub fn freeze(&self) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .arg("-STOP")
+                .arg(child.id().to_string())
+                .status()
+                .expect("kill runs");
+            assert!(status.success(), "SIGSTOP to the IRC server");
+        }
+    }
+
+    /// Starts the server again after [`Ircd::stop`], on the same port.
+    pub fn start_again(&mut self) {
+        let _ = std::fs::remove_file(self.path("inspircd.pid"));
+        let _ = std::fs::remove_file(self.path("ngircd.pid"));
+        self.spawn();
+    }
+
     /// Stops and starts the server again on the same port.
     pub fn restart(&mut self) {
         self.stop();
