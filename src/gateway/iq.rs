@@ -4,7 +4,7 @@ use super::session::Session;
 use super::{Gateway, Target};
 use crate::xmpp::el::a;
 use crate::xmpp::{disco, errors, ns};
-use estuary_bridge_api::{ChatKey, RemoteChatId};
+use estuary_bridge_api::{ChatKey, CommandTarget, RemoteChatId};
 use std::sync::Arc;
 use tokio_xmpp::jid::{BareJid, Jid};
 use tokio_xmpp::minidom::Element;
@@ -227,7 +227,8 @@ impl Gateway {
                 from: Some(req.to.clone()),
                 to: Some(req.from.clone()),
                 id: req.id.clone(),
-                payload: None,
+                // XEP-0050: a command's error names the command (and its session).
+                payload: super::adhoc::command_echo(&req.payload),
                 error,
             },
         };
@@ -248,22 +249,35 @@ impl Gateway {
             (Target::Domain, ns::VERSION, "query", false) => Ok(Some(version())),
             (Target::Domain, ns::REGISTER, "query", _) => self.handle_register(req).await,
             (Target::Domain, ns::GATEWAY, "query", _) => self.handle_gateway_iq(req).await,
-            (Target::Domain, ns::COMMANDS, "command", true) => self.handle_command(req).await,
+            (Target::Domain, ns::COMMANDS, "command", true) => {
+                self.handle_command(req, &CommandTarget::Gateway).await
+            }
             (Target::Chat(ChatKey::Service(s)), ns::REGISTER, "query", _) => {
                 self.handle_service_register(req, s).await
             }
             (Target::Chat(ChatKey::Service(s)), ns::COMMANDS, "command", true) => {
-                self.handle_service_command(req, s).await
+                self.handle_command(req, &CommandTarget::Service(s.clone()))
+                    .await
+            }
+            (Target::Chat(ChatKey::Room(r)), ns::COMMANDS, "command", true) => {
+                self.handle_command(req, &CommandTarget::Room(r.clone()))
+                    .await
+            }
+            (Target::Chat(ChatKey::Room(r)), ns::MUC_OWNER, "query", _) => {
+                self.handle_room_owner(req, &CommandTarget::Room(r.clone()))
+                    .await
             }
             (Target::Chat(chat), ns::DISCO_INFO, "query", false) => {
-                self.disco_info_chat(chat, p.attr("node"))
+                self.disco_info_chat(chat, p.attr("node"), &req.user())
             }
             (Target::Chat(ChatKey::Service(s)), ns::DISCO_ITEMS, "query", false) => {
                 let mut q = Element::builder("query", ns::DISCO_ITEMS).build();
                 match p.attr("node") {
                     Some(ns::COMMANDS) => {
                         crate::xmpp::el::set(&mut q, "node", ns::COMMANDS);
-                        for item in self.service_command_items(&req.to.to_bare().to_string(), s) {
+                        let on = CommandTarget::Service(s.clone());
+                        let jid = req.to.to_bare().to_string();
+                        for item in self.command_items(&on, &jid, &req.user()) {
                             q.append_child(item);
                         }
                     }
@@ -272,6 +286,19 @@ impl Gateway {
                     }
                     // No node: the service's rooms.
                     None => return self.disco_items_service(req, s).await,
+                }
+                Ok(Some(q))
+            }
+            (Target::Chat(ChatKey::Room(r)), ns::DISCO_ITEMS, "query", false)
+                if p.attr("node") == Some(ns::COMMANDS) =>
+            {
+                let mut q = Element::builder("query", ns::DISCO_ITEMS)
+                    .attr(a("node"), ns::COMMANDS)
+                    .build();
+                let on = CommandTarget::Room(r.clone());
+                let jid = req.to.to_bare().to_string();
+                for item in self.command_items(&on, &jid, &req.user()) {
+                    q.append_child(item);
                 }
                 Ok(Some(q))
             }
@@ -344,7 +371,7 @@ impl Gateway {
                 }
                 .to_element(Some(node)),
             )),
-            Some(node) => match self.command(node, &req.user()) {
+            Some(node) => match self.command(&CommandTarget::Gateway, node, &req.user()) {
                 Some(cmd) => Ok(Some(
                     disco::DiscoInfo {
                         identity: ("automation".into(), "command-node".into(), cmd.name),
@@ -364,14 +391,8 @@ impl Gateway {
         let node = req.payload.attr("node");
         if node == Some(ns::COMMANDS) {
             crate::xmpp::el::set(&mut q, "node", ns::COMMANDS);
-            for cmd in self.commands_for(&req.user()) {
-                q.append_child(
-                    Element::builder("item", ns::DISCO_ITEMS)
-                        .attr(a("jid"), self.domain.clone())
-                        .attr(a("node"), cmd.node)
-                        .attr(a("name"), cmd.name)
-                        .build(),
-                );
+            for item in self.command_items(&CommandTarget::Gateway, &self.domain, &req.user()) {
+                q.append_child(item);
             }
             return Ok(Routed::Now(Some(q)));
         }
@@ -440,7 +461,26 @@ impl Gateway {
         &self,
         chat: &ChatKey,
         node: Option<&str>,
+        user: &BareJid,
     ) -> Result<Option<Element>, StanzaError> {
+        let on = match chat {
+            ChatKey::Room(r) => Some(CommandTarget::Room(r.clone())),
+            ChatKey::Service(s) => Some(CommandTarget::Service(s.clone())),
+            ChatKey::Direct(_) => None,
+        };
+        // A command's node on a room or a service.
+        if let (Some(on), Some(node)) = (&on, node)
+            && node != ns::COMMANDS
+            && let Some(cmd) = self.command(on, node, user)
+        {
+            return Ok(Some(
+                disco::DiscoInfo {
+                    identity: ("automation".into(), "command-node".into(), cmd.name),
+                    features: vec![ns::COMMANDS.into(), ns::DATA_FORMS.into()],
+                }
+                .to_element(Some(node)),
+            ));
+        }
         Ok(Some(match chat {
             ChatKey::Room(r) => disco::room(&self.info, &self.caps, r.as_str()).to_element(node),
             ChatKey::Direct(u) => {
@@ -448,31 +488,15 @@ impl Gateway {
             }
             ChatKey::Service(s) => {
                 let configurable = !self.service_fields(s).is_empty();
-                match node {
-                    Some(n) if n == super::service::CONFIGURE_NODE && configurable => {
-                        disco::DiscoInfo {
-                            identity: (
-                                "automation".into(),
-                                "command-node".into(),
-                                "Configure".into(),
-                            ),
-                            features: vec![ns::COMMANDS.into(), ns::DATA_FORMS.into()],
-                        }
-                        .to_element(node)
-                    }
-                    _ => {
-                        let mut features = vec![ns::DISCO_INFO.into()];
-                        if configurable {
-                            features.push(ns::COMMANDS.into());
-                            features.push(ns::REGISTER.into());
-                        }
-                        disco::DiscoInfo {
-                            identity: ("gateway".into(), self.info.disco_type.clone(), s.clone()),
-                            features,
-                        }
-                        .to_element(node)
-                    }
+                let mut features = vec![ns::DISCO_INFO.into(), ns::COMMANDS.into()];
+                if configurable {
+                    features.push(ns::REGISTER.into());
                 }
+                disco::DiscoInfo {
+                    identity: ("gateway".into(), self.info.disco_type.clone(), s.clone()),
+                    features,
+                }
+                .to_element(node)
             }
         }))
     }

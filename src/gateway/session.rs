@@ -1,10 +1,12 @@
 //! One user's live state on one gateway: the client, its login state, and the rooms joined.
 
-use estuary_bridge_api::{Client, LoginId, LoginState, RemoteChatId, RemoteMessageId, SmallMap};
+use estuary_bridge_api::{
+    Client, FormValues, LoginId, LoginState, RemoteChatId, RemoteMessageId, SmallMap,
+};
 
 /// Receipts waited for per user before the oldest are forgotten.
 const MAX_PENDING_RECEIPTS: usize = 10_000;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::compact::{Members, StringSet};
@@ -74,6 +76,9 @@ pub struct Session {
     /// session, and most clients never ask.
     #[allow(clippy::box_collection)]
     receipts: Mutex<Option<Box<HashMap<RemoteMessageId, String>>>>,
+    /// The user's stored settings per entity (by `CommandTarget::settings_key`), for the
+    /// room policy; kept in step with the database by the settings commands.
+    settings: Mutex<BTreeMap<String, FormValues>>,
 }
 
 impl Session {
@@ -88,7 +93,22 @@ impl Session {
             resources: Mutex::new(BTreeSet::new()),
             send_lock: tokio::sync::Mutex::new(()),
             receipts: Mutex::new(None),
+            settings: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The user's stored settings, per entity.
+    pub fn settings(&self) -> BTreeMap<String, FormValues> {
+        lock(&self.settings).clone()
+    }
+
+    /// Replaces (`Some`) or forgets (`None`) the settings stored under `key`.
+    pub fn set_settings(&self, key: &str, values: Option<FormValues>) {
+        let mut settings = lock(&self.settings);
+        match values {
+            Some(v) => settings.insert(key.to_owned(), v),
+            None => settings.remove(key),
+        };
     }
 
     /// Remembers that the user wants a receipt for a message the network will confirm.

@@ -39,6 +39,8 @@ fn field(f: &FormField, current: Option<&FormValues>) -> Element {
         FieldKind::Boolean => "boolean",
         FieldKind::Choice(_) => "list-single",
         FieldKind::Multiline => "text-multi",
+        FieldKind::Integer { .. } => "text-single",
+        FieldKind::MultiChoice(_) => "list-multi",
     };
     let mut el = Element::builder("field", ns::DATA_FORMS)
         .attr(a("var"), f.var.clone())
@@ -55,7 +57,7 @@ fn field(f: &FormField, current: Option<&FormValues>) -> Element {
     if f.required {
         el.append_child(Element::builder("required", ns::DATA_FORMS).build());
     }
-    if let FieldKind::Choice(options) = &f.kind {
+    if let FieldKind::Choice(options) | FieldKind::MultiChoice(options) = &f.kind {
         for (value, label) in options {
             el.append_child(
                 Element::builder("option", ns::DATA_FORMS)
@@ -77,9 +79,22 @@ fn field(f: &FormField, current: Option<&FormValues>) -> Element {
             .map(str::to_string)
             .or_else(|| f.default.clone())
     };
+    // Booleans are shown as XEP-0004 spells them in examples (and Biboumi sends them).
+    let value = match (&f.kind, value) {
+        (FieldKind::Boolean, Some(v)) => Some(
+            if v == "1" || v.eq_ignore_ascii_case("true") {
+                "true"
+            } else {
+                "false"
+            }
+            .to_string(),
+        ),
+        (_, v) => v,
+    };
     if let Some(v) = value {
-        let lines: Vec<&str> = if f.kind == FieldKind::Multiline {
-            v.split('\n').collect()
+        let lines: Vec<&str> = if matches!(f.kind, FieldKind::Multiline | FieldKind::MultiChoice(_))
+        {
+            v.split('\n').filter(|l| !l.is_empty()).collect()
         } else {
             vec![v.as_str()]
         };
@@ -175,6 +190,18 @@ pub enum FormError {
         /// The value.
         value: String,
     },
+    /// A whole number was expected.
+    #[error("'{value}' is not a valid value for '{var}': enter a whole number from {min} to {max}")]
+    NotANumber {
+        /// The field.
+        var: String,
+        /// The value.
+        value: String,
+        /// The smallest value taken.
+        min: i64,
+        /// The largest value taken.
+        max: i64,
+    },
 }
 
 /// Reads a submitted `<x type='submit'>` against the fields it answers.
@@ -220,6 +247,31 @@ pub fn check(mut values: FormValues, fields: &[FormField]) -> Result<FormValues,
                     var: f.var.clone(),
                     value: v,
                 });
+            }
+            (FieldKind::MultiChoice(options), Some(v)) => {
+                if let Some(bad) = v
+                    .split('\n')
+                    .find(|one| !one.is_empty() && !options.iter().any(|(o, _)| o == one))
+                {
+                    return Err(FormError::BadValue {
+                        var: f.var.clone(),
+                        value: bad.to_string(),
+                    });
+                }
+            }
+            (FieldKind::Integer { min, max }, Some(v)) => {
+                let trimmed = v.trim();
+                match trimmed.parse::<i64>() {
+                    Ok(n) if (*min..=*max).contains(&n) => values.set(f.var.clone(), n.to_string()),
+                    _ => {
+                        return Err(FormError::NotANumber {
+                            var: f.var.clone(),
+                            value: v,
+                            min: *min,
+                            max: *max,
+                        });
+                    }
+                }
             }
             _ => {}
         }
