@@ -223,14 +223,22 @@ impl Gateway {
                 id: req.id.clone(),
                 payload,
             },
-            Err(error) => Iq::Error {
-                from: Some(req.to.clone()),
-                to: Some(req.from.clone()),
-                id: req.id.clone(),
+            Err(error) => {
+                let mut el: Element = Iq::Error {
+                    from: Some(req.to.clone()),
+                    to: Some(req.from.clone()),
+                    id: req.id.clone(),
+                    payload: None,
+                    error,
+                }
+                .into();
                 // XEP-0050: a command's error names the command (and its session).
-                payload: super::adhoc::command_echo(&req.payload),
-                error,
-            },
+                if let Some(command) = super::adhoc::command_echo(&req.payload) {
+                    el.append_child(command);
+                }
+                self.send(el).await;
+                return;
+            }
         };
         self.send(iq).await;
     }
