@@ -576,10 +576,26 @@ struct Page {
     set: Option<Element>,
 }
 
+/// The most items a list gives when the request has no `<set/>` (Biboumi's default
+/// channel-list limit).
+const DEFAULT_PAGE: usize = 100;
+
 /// Cuts `items` by the request's `<set/>` (`max`, `after`, `before`, `index`); without one,
-/// everything. An `after`/`before` key that is not in the list is `item-not-found`.
+/// everything up to [`DEFAULT_PAGE`], else that first page with a `<set/>`. An `after`/`before` key that is not in the list is `item-not-found`.
 fn rsm_page(items: &[(String, String)], set: Option<&Element>) -> Result<Page, StanzaError> {
     let Some(set) = set else {
+        if items.len() > DEFAULT_PAGE {
+            // A long list without a <set/> is cut to its first page, with a <set/> that
+            // says how many there are and where to go on (as Biboumi does).
+            let first = Element::builder("set", ns::RSM)
+                .append(
+                    Element::builder("max", ns::RSM)
+                        .append(DEFAULT_PAGE.to_string())
+                        .build(),
+                )
+                .build();
+            return rsm_page(items, Some(&first));
+        }
         return Ok(Page {
             range: 0..items.len(),
             set: None,
@@ -683,6 +699,19 @@ mod tests {
         let p = rsm_page(&items(5), None).unwrap();
         assert_eq!(p.range, 0..5);
         assert!(p.set.is_none());
+        let p = rsm_page(&items(DEFAULT_PAGE), None).unwrap();
+        assert_eq!(p.range, 0..DEFAULT_PAGE);
+        assert!(p.set.is_none());
+    }
+
+    #[test]
+    fn without_a_set_a_long_list_gives_its_first_page() {
+        let all = items(150);
+        let p = rsm_page(&all, None).unwrap();
+        assert_eq!(p.range, 0..100);
+        let set = String::from(&p.set.expect("a <set/> saying there is more"));
+        assert!(set.contains(">150</count>"), "{set}");
+        assert!(set.contains(&format!(">{}</last>", all[99].0)), "{set}");
     }
 
     #[test]

@@ -374,4 +374,85 @@ mod tests {
             FormError::NotSubmit("form".into())
         );
     }
+
+    fn numbers_and_lists() -> Vec<FormField> {
+        vec![
+            FormField::integer("limit", "Limit", 1, 100),
+            FormField {
+                kind: FieldKind::MultiChoice(vec![
+                    ("a".into(), "A".into()),
+                    ("b".into(), "B".into()),
+                ]),
+                ..FormField::text("servers", "Servers")
+            },
+            FormField::boolean("on", "On").default_value("1"),
+        ]
+    }
+
+    #[test]
+    fn whole_numbers_and_several_choices_are_checked_naming_the_field() {
+        let submit = |inner: &str| -> Element {
+            format!("<x xmlns='jabber:x:data' type='submit'>{inner}</x>")
+                .parse()
+                .unwrap()
+        };
+        let ok = read_submitted(
+            &submit("<field var='limit'><value> 42 </value></field><field var='servers'><value>a</value><value>b</value></field>"),
+            &numbers_and_lists(),
+        )
+        .unwrap();
+        assert_eq!(ok.get("limit"), Some("42"));
+        assert_eq!(ok.get("servers"), Some("a\nb"));
+        for bad in ["bleh", "0", "101", "1.5"] {
+            let e = read_submitted(
+                &submit(&format!("<field var='limit'><value>{bad}</value></field>")),
+                &numbers_and_lists(),
+            )
+            .unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.contains("'limit'") && text.contains("1 to 100"),
+                "{text}"
+            );
+        }
+        let e = read_submitted(
+            &submit("<field var='servers'><value>a</value><value>c</value></field>"),
+            &numbers_and_lists(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            FormError::BadValue {
+                var: "servers".into(),
+                value: "c".into()
+            }
+        );
+    }
+
+    #[test]
+    fn booleans_show_as_true_and_false_and_lists_as_options() {
+        let mut current = FormValues::default();
+        current.set("servers", "a\nb");
+        let x = form("t", "i", &numbers_and_lists(), Some(&current));
+        let xml = String::from(&x);
+        assert!(
+            xml.contains("type='list-multi'") || xml.contains("type=\"list-multi\""),
+            "{xml}"
+        );
+        let on = x.children().find(|f| f.attr("var") == Some("on")).unwrap();
+        assert_eq!(
+            on.get_child("value", ns::DATA_FORMS).unwrap().text(),
+            "true"
+        );
+        let servers = x
+            .children()
+            .find(|f| f.attr("var") == Some("servers"))
+            .unwrap();
+        let values: Vec<String> = servers
+            .children()
+            .filter(|c| c.is("value", ns::DATA_FORMS))
+            .map(|v| v.text())
+            .collect();
+        assert_eq!(values, ["a", "b"]);
+    }
 }
