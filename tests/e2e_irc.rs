@@ -3016,7 +3016,7 @@ async fn biboumi_server_configure_takes_effect() {
         )
     );
     let form = run_command(&mut alice, SERVER_JID, "configure", None).await;
-    assert_eq!(form_values(&form, "ports"), [port.clone()]);
+    assert_eq!(form_values(&form, "ports"), [port]);
     assert_eq!(
         form_values(&form, "after_connect_commands"),
         ["PRIVMSG bob :after one", "PRIVMSG bob :after two"]

@@ -302,7 +302,7 @@ impl Gateway {
 
     /// How `room` behaves for the session's user, from their stored settings.
     pub(super) fn room_policy(&self, session: &Session, room: &RemoteChatId) -> RoomPolicy {
-        self.connector.room_policy(room, &session.settings())
+        session.with_settings(|settings| self.connector.room_policy(room, settings))
     }
 
     /// The user's session, if any.

@@ -77,8 +77,10 @@ pub struct Session {
     #[allow(clippy::box_collection)]
     receipts: Mutex<Option<Box<HashMap<RemoteMessageId, String>>>>,
     /// The user's stored settings per entity (by `CommandTarget::settings_key`), for the
-    /// room policy; kept in step with the database by the settings commands.
-    settings: Mutex<BTreeMap<String, FormValues>>,
+    /// room policy; kept in step with the database by the settings commands. Boxed and
+    /// only when there are some: most users never configure anything.
+    #[allow(clippy::box_collection)]
+    settings: Mutex<Option<Box<BTreeMap<String, FormValues>>>>,
 }
 
 impl Session {
@@ -93,22 +95,36 @@ impl Session {
             resources: Mutex::new(BTreeSet::new()),
             send_lock: tokio::sync::Mutex::new(()),
             receipts: Mutex::new(None),
-            settings: Mutex::new(BTreeMap::new()),
+            settings: Mutex::new(None),
         }
     }
 
-    /// The user's stored settings, per entity.
-    pub fn settings(&self) -> BTreeMap<String, FormValues> {
-        lock(&self.settings).clone()
+    /// Reads the user's stored settings, per entity, without copying them (every room
+    /// message asks for its room's policy).
+    pub fn with_settings<R>(&self, read: impl FnOnce(&BTreeMap<String, FormValues>) -> R) -> R {
+        static NONE: BTreeMap<String, FormValues> = BTreeMap::new();
+        let settings = lock(&self.settings);
+        read(settings.as_deref().unwrap_or(&NONE))
     }
 
     /// Replaces (`Some`) or forgets (`None`) the settings stored under `key`.
     pub fn set_settings(&self, key: &str, values: Option<FormValues>) {
         let mut settings = lock(&self.settings);
         match values {
-            Some(v) => settings.insert(key.to_owned(), v),
-            None => settings.remove(key),
-        };
+            Some(v) => {
+                settings
+                    .get_or_insert_with(Box::default)
+                    .insert(key.to_owned(), v);
+            }
+            None => {
+                if let Some(map) = settings.as_mut() {
+                    map.remove(key);
+                    if map.is_empty() {
+                        *settings = None;
+                    }
+                }
+            }
+        }
     }
 
     /// Remembers that the user wants a receipt for a message the network will confirm.
