@@ -580,7 +580,7 @@ impl Gateway {
             )));
         };
         let v = forms::read_submitted(x, &fields)
-            .map_err(|e| errors::not_acceptable(format!("{e}; nobody was disconnected")))?;
+            .map_err(|e| e.to_stanza_error("nobody was disconnected"))?;
         let message = v
             .get("quit-message")
             .unwrap_or(DISCONNECT_USER_MESSAGE)
@@ -675,7 +675,7 @@ impl Gateway {
             }
             None => FormValues::default(),
             Some(x) => forms::read_submitted(x, &fields)
-                .map_err(|e| errors::not_acceptable(format!("{e}; fill in the form again")))?,
+                .map_err(|e| e.to_stanza_error("fill in the form again"))?,
         };
         let ctx = CommandContext {
             user: User {

@@ -254,7 +254,7 @@ impl Gateway {
                 forms::check(v, &fields)
             }
         }
-        .map_err(|e| errors::not_acceptable(format!("{e}; fill in the form again")))?;
+        .map_err(|e| e.to_stanza_error("fill in the form again"))?;
         self.store_settings(&user, &target, values).await?;
         Ok(None)
     }
@@ -293,7 +293,7 @@ impl Gateway {
         x: &Element,
     ) -> Result<FormValues, StanzaError> {
         forms::read_submitted(x, &self.settings_fields(target))
-            .map_err(|e| errors::not_acceptable(format!("{e}; nothing was changed")))
+            .map_err(|e| e.to_stanza_error("nothing was changed"))
     }
 
     /// XEP-0045 §10 owner configuration of a room: get is the room's settings form, a

@@ -204,6 +204,21 @@ pub enum FormError {
     },
 }
 
+impl FormError {
+    /// The stanza error it becomes, with `then` after the reason: a form that is not a
+    /// submission or lacks a required field is a `bad-request`, a value that is not
+    /// acceptable is `not-acceptable` (both name the field).
+    pub fn to_stanza_error(&self, then: &str) -> tokio_xmpp::parsers::stanza_error::StanzaError {
+        let text = format!("{self}; {then}");
+        match self {
+            Self::NotSubmit(_) | Self::Missing(_) => crate::xmpp::errors::bad_request(text),
+            Self::BadValue { .. } | Self::NotANumber { .. } => {
+                crate::xmpp::errors::not_acceptable(text)
+            }
+        }
+    }
+}
+
 /// Reads a submitted `<x type='submit'>` against the fields it answers.
 /// Unknown fields are ignored (FORM_TYPE and client extras); required fields are checked.
 pub fn read_submitted(x: &Element, fields: &[FormField]) -> Result<FormValues, FormError> {
