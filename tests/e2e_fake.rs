@@ -466,9 +466,10 @@ async fn ad_hoc_commands_for_users_and_admins() {
         ))
         .await;
     let count = |e: &Element| String::from(e).matches("<item ").count();
-    // The core's 4 (+4 for admins) and the bridge's own "say".
-    assert_eq!(count(&user_items), 5, "{}", String::from(&user_items));
-    assert_eq!(count(&admin_items), 9, "{}", String::from(&admin_items));
+    // The core's 4 and Biboumi's ping and hello (+4 and Biboumi's disconnect-user for
+    // admins), and the bridge's own "say".
+    assert_eq!(count(&user_items), 7, "{}", String::from(&user_items));
+    assert_eq!(count(&admin_items), 12, "{}", String::from(&admin_items));
 
     let exec = |node: &str| {
         el(&format!(

@@ -1884,7 +1884,7 @@ async fn configure_the_server_and_identify_to_nickserv() {
     let refused = configure(
         &mut alice,
         SERVER_JID,
-        Some(&[("nick", "alice"), ("port", "99999")]),
+        Some(&[("nick", "alice"), ("ports", "99999")]),
     )
     .await;
     let (condition, text) = error_of(&refused).expect("an error");
@@ -1919,7 +1919,7 @@ async fn configure_the_server_and_identify_to_nickserv() {
     let form = configure(&mut alice, SERVER_JID, None).await;
     assert_eq!(form_values(&form, "nick"), ["alice"]);
     assert!(form_values(&form, "nickserv_password").is_empty());
-    assert_eq!(form_values(&form, "tls"), ["auto"]);
+    assert_eq!(form_values(&form, "verify_cert"), ["true"]);
     let reg = alice
         .iq(el(&format!(
             "<iq xmlns='jabber:client' type='get' to='{SERVER_JID}'><query xmlns='jabber:iq:register'/></iq>"
@@ -2042,12 +2042,7 @@ async fn tls_with_a_self_signed_certificate() {
     .await;
     assert_eq!(condition, "remote-server-not-found", "{text}");
 
-    let done = configure(
-        &mut alice,
-        SERVER_JID,
-        Some(&[("verify_certificate", "false")]),
-    )
-    .await;
+    let done = configure(&mut alice, SERVER_JID, Some(&[("verify_cert", "false")])).await;
     assert_eq!(
         done.get_child("command", COMMANDS)
             .and_then(|c| c.attr("status")),
@@ -2888,5 +2883,483 @@ async fn an_unreachable_server_does_not_leave_the_gateway_reconnecting() {
             },
         )
         .await;
+    w.app.shutdown().await;
+}
+
+// Biboumi's ad-hoc commands and forms, under Biboumi's nodes and field names.
+
+/// Runs `node` on `jid`: executes it, then (with `form`) submits that `<x/>` in the same
+/// session. Returns the last answer.
+async fn run_command(
+    client: &mut TestClient,
+    jid: &str,
+    node: &str,
+    form: Option<&str>,
+) -> Element {
+    let first = client
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='set' to='{jid}'><command xmlns='{COMMANDS}' node='{node}' action='execute'/></iq>"
+        )))
+        .await;
+    let Some(form) = form else { return first };
+    let session = first
+        .get_child("command", COMMANDS)
+        .and_then(|c| c.attr("sessionid"))
+        .unwrap_or_else(|| panic!("a command session: {}", String::from(&first)))
+        .to_string();
+    client
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='set' to='{jid}'><command xmlns='{COMMANDS}' node='{node}' sessionid='{session}' action='complete'>{form}</command></iq>"
+        )))
+        .await
+}
+
+/// A command answer's status and note.
+fn command_result(answer: &Element) -> (String, String) {
+    let c = answer
+        .get_child("command", COMMANDS)
+        .unwrap_or_else(|| panic!("a command: {}", String::from(answer)));
+    let note = c
+        .get_child("note", COMMANDS)
+        .map(|n| n.text())
+        .unwrap_or_default();
+    (c.attr("status").unwrap_or_default().to_string(), note)
+}
+
+/// The nodes of the commands `jid` lists to `client`.
+async fn command_nodes(client: &mut TestClient, jid: &str) -> Vec<String> {
+    let items = client
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{jid}'><query xmlns='http://jabber.org/protocol/disco#items' node='{COMMANDS}'/></iq>"
+        )))
+        .await;
+    items
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .map(|q| {
+            q.children()
+                .filter(|i| i.attr("jid") == Some(jid))
+                .filter_map(|i| i.attr("node").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A server's `configure` with Biboumi's fields: the form has Biboumi's title and fields,
+/// a bad value is refused naming the field (nothing stored), the values come back, and
+/// the next connection uses them: the nick, username, realname and the after-connect
+/// commands are what the IRC server sees.
+#[tokio::test]
+async fn biboumi_server_configure_takes_effect() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    let mut alice = w.alice("bcfg").await;
+    assert!(
+        command_nodes(&mut alice, SERVER_JID)
+            .await
+            .iter()
+            .any(|n| n == "get-irc-connection-info"),
+        "the server lists Biboumi's command"
+    );
+
+    let form = run_command(&mut alice, SERVER_JID, "configure", None).await;
+    let text = String::from(&form);
+    assert!(
+        text.contains("Configure the IRC server 127.0.0.1")
+            && text
+                .contains("Edit the form, to configure the settings of the IRC server 127.0.0.1"),
+        "{text}"
+    );
+    for var in [
+        "ports",
+        "tls_ports",
+        "verify_cert",
+        "pass",
+        "after_connect_commands",
+        "nick",
+        "username",
+        "realname",
+        "throttle_limit",
+        "max_history_length",
+        "encoding_in",
+        "encoding_out",
+        "sasl_password",
+    ] {
+        assert!(
+            text.contains(&format!("var='{var}'")) || text.contains(&format!("var=\"{var}\"")),
+            "{var} in {text}"
+        );
+    }
+    assert_eq!(form_values(&form, "verify_cert"), ["true"]);
+
+    // Biboumi's configure_bad_value: refused here, naming the field; nothing stored.
+    let refused = configure(
+        &mut alice,
+        SERVER_JID,
+        Some(&[("nick", "confnick"), ("throttle_limit", "bleh")]),
+    )
+    .await;
+    let (condition, why) = error_of(&refused).expect("an error");
+    assert_eq!(condition, "not-acceptable", "{why}");
+    assert!(
+        why.contains("throttle_limit") && why.contains("bleh"),
+        "{why}"
+    );
+    let refused = configure(&mut alice, SERVER_JID, Some(&[("encoding_out", "latin-1")])).await;
+    let (condition, why) = error_of(&refused).expect("an error");
+    assert_eq!(condition, "not-acceptable");
+    assert!(why.contains("encoding_out"), "{why}");
+    assert!(
+        form_values(
+            &run_command(&mut alice, SERVER_JID, "configure", None).await,
+            "nick"
+        )
+        .is_empty()
+    );
+
+    let port = w.ircd.port.to_string();
+    let submitted = format!(
+        "<x xmlns='jabber:x:data' type='submit'>\
+         <field var='ports'><value>{port}</value></field>\
+         <field var='tls_ports'/>\
+         <field var='nick'><value>confnick</value></field>\
+         <field var='username'><value>confuser</value></field>\
+         <field var='realname'><value>Conf Real</value></field>\
+         <field var='after_connect_commands'><value>PRIVMSG bob :after one</value><value>PRIVMSG bob :after two</value></field>\
+         <field var='throttle_limit'><value>42</value></field>\
+         <field var='max_history_length'><value>69</value></field>\
+         <field var='encoding_in'><value>latin-1</value></field>\
+         <field var='encoding_out'><value>UTF-8</value></field>\
+         </x>"
+    );
+    let done = run_command(&mut alice, SERVER_JID, "configure", Some(&submitted)).await;
+    assert_eq!(
+        command_result(&done),
+        (
+            "completed".into(),
+            "Configuration successfully applied.".into()
+        )
+    );
+    let form = run_command(&mut alice, SERVER_JID, "configure", None).await;
+    assert_eq!(form_values(&form, "ports"), [port]);
+    assert_eq!(
+        form_values(&form, "after_connect_commands"),
+        ["PRIVMSG bob :after one", "PRIVMSG bob :after two"]
+    );
+    assert_eq!(form_values(&form, "throttle_limit"), ["42"]);
+    assert_eq!(form_values(&form, "max_history_length"), ["69"]);
+    assert_eq!(form_values(&form, "encoding_in"), ["latin-1"]);
+    // Cancelling a started configure is answered as XEP-0050 says.
+    let session = form
+        .get_child("command", COMMANDS)
+        .and_then(|c| c.attr("sessionid"))
+        .expect("a session")
+        .to_string();
+    let cancelled = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='set' to='{SERVER_JID}'><command xmlns='{COMMANDS}' node='configure' sessionid='{session}' action='cancel'/></iq>"
+        )))
+        .await;
+    assert_eq!(command_result(&cancelled).0, "canceled");
+
+    // The join uses them.
+    join(&mut alice, &room("bcfg"), "someone").await;
+    bob.expect(|l| l.starts_with(":confnick!") && l.contains("PRIVMSG bob :after one"))
+        .await;
+    bob.expect(|l| l.starts_with(":confnick!") && l.contains("PRIVMSG bob :after two"))
+        .await;
+    let whois = whois_until(&mut bob, "confnick", |l| l.contains(" 311 ")).await;
+    assert!(
+        whois.contains("confuser") && whois.ends_with(":Conf Real"),
+        "the username and realname: {whois}"
+    );
+    w.app.shutdown().await;
+}
+
+/// A channel made persistent through `muc#owner` (and seen in its `configure` command)
+/// stays joined on IRC when the user leaves the room; without it the channel is parted.
+#[tokio::test]
+async fn biboumi_persistent_channel_stays_joined() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #pers").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("pers").await;
+    let chan = room("pers");
+    join(&mut alice, &chan, "alice").await;
+    bob.expect(|l| l.starts_with(":alice!") && l.contains("JOIN"))
+        .await;
+
+    assert!(
+        command_nodes(&mut alice, &chan)
+            .await
+            .iter()
+            .any(|n| n == "configure")
+    );
+    let owner = |kind: &str, inner: &str| {
+        el(&format!(
+            "<iq xmlns='jabber:client' type='{kind}' to='{chan}'><query xmlns='http://jabber.org/protocol/muc#owner'>{inner}</query></iq>"
+        ))
+    };
+    let form = alice.iq(owner("get", "")).await;
+    assert_eq!(
+        form_values(&form, "persistent"),
+        ["false"],
+        "{}",
+        String::from(&form)
+    );
+    assert_eq!(form_values(&form, "record_history"), ["unset"]);
+    let bad = alice
+        .iq(owner("set", &submit_form(&[("persistent", "maybe")])))
+        .await;
+    let (condition, why) = error_of(&bad).expect("an error");
+    assert_eq!(condition, "not-acceptable");
+    assert!(why.contains("persistent"), "{why}");
+    let set = alice
+        .iq(owner("set", &submit_form(&[("persistent", "true")])))
+        .await;
+    assert_eq!(set.attr("type"), Some("result"), "{}", String::from(&set));
+    let cancelled = alice
+        .iq(owner("set", "<x xmlns='jabber:x:data' type='cancel'/>"))
+        .await;
+    assert_eq!(cancelled.attr("type"), Some("result"));
+    let form = run_command(&mut alice, &chan, "configure", None).await;
+    assert_eq!(form_values(&form, "persistent"), ["true"]);
+    assert!(String::from(&form).contains("Configure the IRC channel #pers on server 127.0.0.1"));
+
+    // Leaving: the user is out of the room, the gateway stays in the channel.
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{chan}/alice' type='unavailable'/>"
+        )))
+        .await;
+    alice
+        .expect("the unavailable self-presence", |s| {
+            s.name() == "presence"
+                && s.attr("type") == Some("unavailable")
+                && codes(s).contains(&110)
+        })
+        .await;
+    let lines = bob.collect_for(Duration::from_secs(2)).await;
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("PART") || l.contains("QUIT")),
+        "the persistent channel is kept: {lines:?}"
+    );
+    bob.send("PRIVMSG #pers :while you were away").await;
+    // Back in the room: the channel was never left, and what was said is history.
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{chan}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )))
+        .await;
+    alice
+        .expect("what was said while away", |s| {
+            body(s).as_deref() == Some("while you were away")
+        })
+        .await;
+
+    // Not persistent any more: leaving parts the channel.
+    let set = alice
+        .iq(owner("set", &submit_form(&[("persistent", "false")])))
+        .await;
+    assert_eq!(set.attr("type"), Some("result"));
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{chan}/alice' type='unavailable'/>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice!") && l.contains("PART"))
+        .await;
+    w.app.shutdown().await;
+}
+
+/// `get-irc-connection-info` on the server JID, and `disconnect-from-irc-server` on the
+/// domain (a form of the servers the user is on, then the quit with its message).
+#[tokio::test]
+async fn biboumi_connection_info_and_disconnect_from_server() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #info").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("info").await;
+    let info = run_command(&mut alice, SERVER_JID, "get-irc-connection-info", None).await;
+    assert_eq!(
+        command_result(&info),
+        (
+            "completed".into(),
+            "You are not connected to the IRC server 127.0.0.1".into()
+        )
+    );
+    let chan = room("info");
+    join(&mut alice, &chan, "alice").await;
+    let info = run_command(&mut alice, SERVER_JID, "get-irc-connection-info", None).await;
+    let (_, note) = command_result(&info);
+    let first = format!(
+        "Connected to IRC server 127.0.0.1 on port {} since ",
+        w.ircd.port
+    );
+    assert!(note.starts_with(&first), "{note}");
+    assert!(
+        note.contains(" seconds ago).\n#info from 1 resource: info"),
+        "{note}"
+    );
+
+    let nothing = run_command(&mut alice, DOMAIN, "disconnect-from-irc-server", None).await;
+    let text = String::from(&nothing);
+    assert_eq!(command_result(&nothing).0, "executing", "{text}");
+    assert!(
+        text.contains("irc-servers") && text.contains("127.0.0.1"),
+        "{text}"
+    );
+    let done = run_command(
+        &mut alice,
+        DOMAIN,
+        "disconnect-from-irc-server",
+        Some(&submit_form(&[
+            ("irc-servers", "127.0.0.1"),
+            ("quit-message", "Disconnected by e2e"),
+        ])),
+    )
+    .await;
+    // The second step's answer; the first step started the session.
+    assert_eq!(
+        command_result(&done),
+        (
+            "completed".into(),
+            "alice@localhost was disconnected from 1 IRC server.".into()
+        ),
+        "{}",
+        String::from(&done)
+    );
+    let gone = alice
+        .expect("the room is left", |s| {
+            s.name() == "presence"
+                && s.attr("type") == Some("unavailable")
+                && s.attr("from") == Some(&format!("{chan}/alice"))
+        })
+        .await;
+    assert_eq!(status(&gone).as_deref(), Some("Disconnected by e2e"));
+    bob.expect(|l| {
+        l.starts_with(":alice!") && l.contains("QUIT") && l.contains("Disconnected by e2e")
+    })
+    .await;
+    let info = run_command(&mut alice, SERVER_JID, "get-irc-connection-info", None).await;
+    assert_eq!(
+        command_result(&info).1,
+        "You are not connected to the IRC server 127.0.0.1"
+    );
+    w.app.shutdown().await;
+}
+
+/// The domain's commands: Biboumi's `ping`, `hello` and the global `configure` for
+/// everyone; `disconnect-user` listed for admins only, refused to others with `forbidden`
+/// and a text, and run by an admin (the user leaves their rooms, with the message).
+#[tokio::test]
+async fn biboumi_domain_commands_and_admin_only_ones() {
+    let w = World::start_extra(Ircd::start(), "admins = [\"boss@localhost\"]").await;
+    w.server.register("boss", "bosspw").await;
+    let mut alice = w.alice("dom").await;
+    let mut boss = TestClient::connect(&w.server, "boss", "bosspw", "dom").await;
+
+    let nodes = command_nodes(&mut alice, DOMAIN).await;
+    for node in ["configure", "ping", "hello", "disconnect-from-irc-server"] {
+        assert!(nodes.iter().any(|n| n == node), "{node} in {nodes:?}");
+    }
+    assert!(!nodes.iter().any(|n| n == "disconnect-user"), "{nodes:?}");
+    assert!(
+        command_nodes(&mut boss, DOMAIN)
+            .await
+            .iter()
+            .any(|n| n == "disconnect-user")
+    );
+
+    let refused = run_command(&mut alice, DOMAIN, "disconnect-user", None).await;
+    let (condition, why) = error_of(&refused).expect("an error");
+    assert_eq!(condition, "forbidden");
+    assert!(why.contains("admins"), "{why}");
+
+    let pong = run_command(&mut alice, DOMAIN, "ping", None).await;
+    assert_eq!(command_result(&pong), ("completed".into(), "Pong".into()));
+    let hello = run_command(
+        &mut alice,
+        DOMAIN,
+        "hello",
+        Some(&submit_form(&[("name", "COUCOU")])),
+    )
+    .await;
+    assert_eq!(command_result(&hello).1, "Hello COUCOU!");
+    let incomplete = run_command(
+        &mut alice,
+        DOMAIN,
+        "hello",
+        Some("<x xmlns='jabber:x:data' type='submit'/>"),
+    )
+    .await;
+    assert_eq!(incomplete.attr("type"), Some("error"));
+
+    // The global settings (Biboumi's global configure).
+    let form = run_command(&mut alice, DOMAIN, "configure", None).await;
+    assert!(String::from(&form).contains("Configure some global default settings."));
+    assert_eq!(form_values(&form, "max_history_length"), ["20"]);
+    assert_eq!(form_values(&form, "record_history"), ["true"]);
+    assert_eq!(form_values(&form, "persistent"), ["false"]);
+    let done = run_command(
+        &mut alice,
+        DOMAIN,
+        "configure",
+        Some(&submit_form(&[
+            ("record_history", "0"),
+            ("max_history_length", "42"),
+        ])),
+    )
+    .await;
+    assert_eq!(
+        command_result(&done).1,
+        "Configuration successfully applied."
+    );
+    let form = run_command(&mut alice, DOMAIN, "configure", None).await;
+    assert_eq!(form_values(&form, "max_history_length"), ["42"]);
+    assert_eq!(form_values(&form, "record_history"), ["false"]);
+
+    // The admin disconnects alice.
+    let chan = room("dom");
+    join(&mut alice, &chan, "alice").await;
+    let form = run_command(&mut boss, DOMAIN, "disconnect-user", None).await;
+    assert!(
+        String::from(&form).contains("alice@localhost"),
+        "{}",
+        String::from(&form)
+    );
+    let done = run_command(
+        &mut boss,
+        DOMAIN,
+        "disconnect-user",
+        Some(&submit_form(&[
+            ("jids", "alice@localhost"),
+            ("quit-message", "Bye from admin"),
+        ])),
+    )
+    .await;
+    assert_eq!(command_result(&done).1, "1 user has been disconnected.");
+    let gone = alice
+        .expect("alice's room is left", |s| {
+            s.name() == "presence"
+                && s.attr("type") == Some("unavailable")
+                && s.attr("from") == Some(&format!("{chan}/alice"))
+        })
+        .await;
+    assert_eq!(status(&gone).as_deref(), Some("Bye from admin"));
+    let bad = run_command(
+        &mut boss,
+        DOMAIN,
+        "disconnect-user",
+        Some(&submit_form(&[("jids", "nobody@localhost")])),
+    )
+    .await;
+    assert_eq!(
+        error_of(&bad).map(|e| e.0).as_deref(),
+        Some("not-acceptable")
+    );
     w.app.shutdown().await;
 }

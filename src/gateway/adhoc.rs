@@ -1,17 +1,27 @@
-//! XEP-0050 ad-hoc commands: the user's own login, and the admins' view of the gateway.
+//! XEP-0050 ad-hoc commands on every entity of the gateway: the domain (the user's own
+//! login, Biboumi's `ping`, `hello` and `disconnect-user`, the admins' view of the
+//! gateway), services and rooms (their "Configure" settings), and whatever the bridge
+//! declares for each kind of entity.
 //!
-//! Every command is one or two steps: executing returns a form (or the result at once),
-//! submitting the form completes it.
+//! A command is one step or more: executing returns a form (or the result at once), each
+//! submitted form is checked against that step's fields, and a bridge may answer with a
+//! further form. The values of earlier steps are kept, per session id, until the command
+//! completes or is cancelled (at most [`MAX_SESSIONS`], each for [`SESSION_LIFETIME`]).
 
 use super::Gateway;
 use super::iq::Request;
-use super::service::CONFIGURE_NODE;
-use super::session::{describe, lock};
+use super::session::{Session, describe, lock};
+use super::settings::{CONFIGURE_NAME, CONFIGURE_NODE};
 use crate::xmpp::el::a;
 use crate::xmpp::forms;
+use crate::xmpp::muc::{self, Occupant};
 use crate::xmpp::{errors, ns};
-use estuary_bridge_api::{CommandAccess, CommandContext, CommandSpec, FormField, FormValues, User};
+use estuary_bridge_api::{
+    CommandAccess, CommandContext, CommandScope, CommandSpec, CommandTarget, FieldKind, FormField,
+    FormValues, User,
+};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio_xmpp::jid::{BareJid, Jid};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::message::{Message, MessageType};
@@ -25,7 +35,13 @@ struct CoreCommand {
     admin: bool,
 }
 
-/// A command the gateway offers: the core's own, or one the bridge declared.
+/// How long a multi-step command waits for its next step.
+pub(super) const SESSION_LIFETIME: Duration = Duration::from_secs(600);
+/// The most multi-step commands in progress on one gateway; past it the oldest goes.
+pub(super) const MAX_SESSIONS: usize = 1000;
+
+/// A command the gateway offers on an entity: the core's own, a settings form, or one the
+/// bridge declared.
 #[derive(Clone, Debug)]
 pub(super) struct Command {
     /// Its node.
@@ -34,11 +50,33 @@ pub(super) struct Command {
     pub name: String,
     /// Only for admins.
     pub admin: bool,
-    /// The bridge's declaration, for a bridge command.
-    bridge: Option<CommandSpec>,
+    kind: Kind,
 }
 
-const COMMANDS: [CoreCommand; 8] = [
+/// What runs a command.
+#[derive(Clone, Debug)]
+enum Kind {
+    /// The core (the domain's own commands).
+    Core,
+    /// The settings of this entity.
+    Settings(CommandTarget),
+    /// The bridge, on this entity.
+    Bridge(CommandSpec, CommandTarget),
+}
+
+/// A multi-step command between two steps.
+#[derive(Debug)]
+pub(super) struct CommandSession {
+    user: BareJid,
+    node: String,
+    /// The fields of the form the next submission answers.
+    fields: Vec<FormField>,
+    /// The values of the earlier steps.
+    state: FormValues,
+    started: Instant,
+}
+
+const COMMANDS: [CoreCommand; 11] = [
     CoreCommand {
         node: "login",
         name: "Show or change my login",
@@ -79,7 +117,26 @@ const COMMANDS: [CoreCommand; 8] = [
         name: "Admin: gateway statistics",
         admin: true,
     },
+    // Biboumi's, under its nodes.
+    CoreCommand {
+        node: "ping",
+        name: "Do a ping",
+        admin: false,
+    },
+    CoreCommand {
+        node: "hello",
+        name: "Receive a custom greeting",
+        admin: false,
+    },
+    CoreCommand {
+        node: "disconnect-user",
+        name: "Disconnect selected users from the gateway",
+        admin: true,
+    },
 ];
+
+/// The quit message `disconnect-user` offers (Biboumi's).
+const DISCONNECT_USER_MESSAGE: &str = "Disconnected by admin";
 
 /// What a command step produced.
 enum Step {
@@ -90,58 +147,119 @@ enum Step {
 }
 
 impl Gateway {
-    /// The commands this user may see.
-    pub(super) fn commands_for(&self, user: &BareJid) -> Vec<Command> {
+    /// The commands this user may see on an entity.
+    pub(super) fn commands_for(&self, on: &CommandTarget, user: &BareJid) -> Vec<Command> {
         let admin = self.is_admin(user);
-        self.all_commands()
+        self.all_commands(on)
             .into_iter()
             .filter(|c| admin || !c.admin)
             .collect()
     }
 
-    /// Every command, the core's first; a bridge command may not reuse a core node.
-    fn all_commands(&self) -> Vec<Command> {
-        let core = COMMANDS.iter().map(|c| Command {
-            node: c.node.into(),
-            name: c.name.into(),
-            admin: c.admin,
-            bridge: None,
-        });
-        let bridge = self
-            .connector
-            .commands()
-            .into_iter()
-            .filter(|spec| !COMMANDS.iter().any(|c| c.node == spec.node))
-            .map(|spec| Command {
-                node: spec.node.clone(),
-                name: spec.name.clone(),
-                admin: spec.access == CommandAccess::Admin,
-                bridge: Some(spec),
-            });
-        // The domain's own service (IRC's fixed server) is configured on the domain.
-        let service = self
-            .connector
-            .domain_service()
-            .filter(|s| !self.service_fields(s).is_empty())
-            .map(|s| Command {
-                node: CONFIGURE_NODE.into(),
-                name: format!("Configure {s}"),
+    /// Every command on an entity: on the domain the core's first, then the settings, then
+    /// the bridge's (a bridge command may not reuse a node already taken).
+    fn all_commands(&self, on: &CommandTarget) -> Vec<Command> {
+        let mut out: Vec<Command> = Vec::new();
+        let settings = |node: &str, target: CommandTarget| {
+            let fields = self.settings_fields(&target);
+            (!fields.is_empty()).then(|| Command {
+                node: node.into(),
+                name: match &target {
+                    CommandTarget::Gateway => "Configure some global default settings".into(),
+                    CommandTarget::Service(s) => format!("{CONFIGURE_NAME} {s}"),
+                    CommandTarget::Room(r) => format!("{CONFIGURE_NAME} {r}"),
+                },
                 admin: false,
-                bridge: None,
-            });
-        core.chain(service)
-            .chain(bridge.filter(|c| c.node != CONFIGURE_NODE))
+                kind: Kind::Settings(target),
+            })
+        };
+        let bridge = |scope: CommandScope, target: CommandTarget| {
+            self.connector
+                .commands()
+                .into_iter()
+                .filter(move |spec| spec.scope == scope)
+                .map(move |spec| Command {
+                    node: spec.node.clone(),
+                    name: spec.name.clone(),
+                    admin: spec.access == CommandAccess::Admin,
+                    kind: Kind::Bridge(spec, target.clone()),
+                })
+        };
+        match on {
+            CommandTarget::Gateway => {
+                out.extend(COMMANDS.iter().map(|c| Command {
+                    node: c.node.into(),
+                    name: c.name.into(),
+                    admin: c.admin,
+                    kind: Kind::Core,
+                }));
+                // The domain's own service (IRC's fixed server) is configured on the
+                // domain; the gateway-wide settings then have a node of their own.
+                match self.connector.domain_service() {
+                    Some(s) => {
+                        let service = CommandTarget::Service(s);
+                        out.extend(settings(CONFIGURE_NODE, service.clone()));
+                        out.extend(settings("server-configure", service.clone()));
+                        out.extend(settings("global-configure", CommandTarget::Gateway));
+                        out.extend(bridge(CommandScope::Gateway, CommandTarget::Gateway));
+                        out.extend(bridge(CommandScope::Service, service));
+                    }
+                    None => {
+                        out.extend(settings(CONFIGURE_NODE, CommandTarget::Gateway));
+                        out.extend(bridge(CommandScope::Gateway, CommandTarget::Gateway));
+                    }
+                }
+            }
+            CommandTarget::Service(_) => {
+                out.extend(settings(CONFIGURE_NODE, on.clone()));
+                out.extend(bridge(CommandScope::Service, on.clone()));
+            }
+            CommandTarget::Room(_) => {
+                out.extend(settings(CONFIGURE_NODE, on.clone()));
+                out.extend(bridge(CommandScope::Room, on.clone()));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|c| seen.insert(c.node.clone()));
+        out
+    }
+
+    /// A command by node on an entity, if this user may run it.
+    pub(super) fn command(
+        &self,
+        on: &CommandTarget,
+        node: &str,
+        user: &BareJid,
+    ) -> Option<Command> {
+        self.commands_for(on, user)
+            .into_iter()
+            .find(|c| c.node == node)
+    }
+
+    /// The `<item/>`s of an entity's command list (disco#items on the commands node).
+    pub(super) fn command_items(
+        &self,
+        on: &CommandTarget,
+        jid: &str,
+        user: &BareJid,
+    ) -> Vec<Element> {
+        self.commands_for(on, user)
+            .into_iter()
+            .map(|cmd| {
+                Element::builder("item", ns::DISCO_ITEMS)
+                    .attr(a("jid"), jid)
+                    .attr(a("node"), cmd.node)
+                    .attr(a("name"), cmd.name)
+                    .build()
+            })
             .collect()
     }
 
-    /// A command by node, if this user may run it.
-    pub(super) fn command(&self, node: &str, user: &BareJid) -> Option<Command> {
-        self.commands_for(user).into_iter().find(|c| c.node == node)
-    }
-
+    /// An ad-hoc command sent to an entity.
     pub(super) async fn handle_command(
         self: &Arc<Self>,
         req: &Request,
+        on: &CommandTarget,
     ) -> Result<Option<Element>, StanzaError> {
         let user = req.user();
         let node = req
@@ -149,24 +267,19 @@ impl Gateway {
             .attr("node")
             .ok_or_else(|| errors::bad_request("the command has no node"))?
             .to_string();
-        let Some(cmd) = self.command(&node, &user) else {
-            if self.all_commands().iter().any(|c| c.node == node) {
+        let Some(cmd) = self.command(on, &node, &user) else {
+            if self.all_commands(on).iter().any(|c| c.node == node) {
                 return Err(errors::forbidden(format!(
                     "{node} is for the gateway's admins only"
                 )));
             }
             return Err(errors::item_not_found(format!(
-                "there is no command {node}; ask the gateway for its command list"
+                "there is no command {node} here; ask for the command list"
             )));
         };
-        if cmd.node == CONFIGURE_NODE
-            && cmd.bridge.is_none()
-            && let Some(service) = self.connector.domain_service()
-        {
-            return self.handle_service_command(req, &service).await;
-        }
         let (session_id, action) = session_and_action(&req.payload);
         if action == "cancel" {
+            self.end_session(&session_id, &user);
             return Ok(Some(command_el(&node, &session_id, "canceled", None, None)));
         }
         if !matches!(action, "execute" | "complete" | "next") {
@@ -178,7 +291,19 @@ impl Gateway {
             return Err(self.not_allowed_error());
         }
         let submitted = req.payload.get_child("x", ns::DATA_FORMS);
-        let step = self.run_command(cmd, &user, submitted).await?;
+        let step = match &cmd.kind {
+            Kind::Settings(target) => {
+                return self
+                    .settings_command(&user, target, &node, &session_id, submitted)
+                    .await
+                    .map(Some);
+            }
+            Kind::Bridge(spec, target) => {
+                self.bridge_command(spec, target, &user, &session_id, submitted)
+                    .await?
+            }
+            Kind::Core => self.run_command(cmd, &user, submitted).await?,
+        };
         Ok(Some(match step {
             Step::Form(form) => command_el(&node, &session_id, "executing", Some(form), None),
             Step::Done(note, form) => {
@@ -193,16 +318,68 @@ impl Gateway {
         }))
     }
 
+    /// Keeps a multi-step command's state until its next step; the oldest sessions go
+    /// when there are too many.
+    fn keep_session(&self, id: &str, session: CommandSession) {
+        let mut sessions = lock(&self.command_sessions);
+        sessions.retain(|_, s| s.started.elapsed() < SESSION_LIFETIME);
+        while sessions.len() >= MAX_SESSIONS {
+            let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.started)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            sessions.remove(&oldest);
+        }
+        sessions.insert(id.to_owned(), session);
+    }
+
+    /// Takes a command's state at its next step, if it is this user's and this command's.
+    fn take_session(&self, id: &str, user: &BareJid, node: &str) -> Option<CommandSession> {
+        let mut sessions = lock(&self.command_sessions);
+        let ours = sessions
+            .get(id)
+            .is_some_and(|s| s.user == *user && s.node == node);
+        ours.then(|| sessions.remove(id))
+            .flatten()
+            .filter(|s| s.started.elapsed() < SESSION_LIFETIME)
+    }
+
+    fn end_session(&self, id: &str, user: &BareJid) {
+        let mut sessions = lock(&self.command_sessions);
+        if sessions.get(id).is_some_and(|s| s.user == *user) {
+            sessions.remove(id);
+        }
+    }
+
     async fn run_command(
         self: &Arc<Self>,
         cmd: Command,
         user: &BareJid,
         submitted: Option<&Element>,
     ) -> Result<Step, StanzaError> {
-        if let Some(spec) = &cmd.bridge {
-            return self.bridge_command(spec, user, submitted).await;
-        }
         match cmd.node.as_str() {
+            "ping" => Ok(Step::Done("Pong".into(), None)),
+            "hello" => {
+                let fields = vec![FormField::text("name", "Your name").required()];
+                let Some(x) = submitted else {
+                    return Ok(Step::Form(forms::form(
+                        "Configure your name.",
+                        "Please provide your name.",
+                        &fields,
+                        None,
+                    )));
+                };
+                let v = forms::read_submitted(x, &fields)
+                    .map_err(|e| errors::bad_request(e.to_string()))?;
+                Ok(Step::Done(
+                    format!("Hello {}!", v.get("name").unwrap_or_default()),
+                    None,
+                ))
+            }
+            "disconnect-user" => self.cmd_disconnect_users(submitted).await,
             "login" => self.cmd_login(user, submitted).await,
             "status" => {
                 let Some(s) = self.session(user.as_str()) else {
@@ -376,37 +553,178 @@ impl Gateway {
         }
     }
 
-    /// Runs a command the bridge declared: its form first, then the bridge's answer.
+    /// Biboumi's `disconnect-user`: the admin picks users with a client and a quit
+    /// message; each leaves their rooms (unavailable self-presences with the message) and
+    /// their client quits. Their logins are kept.
+    async fn cmd_disconnect_users(
+        self: &Arc<Self>,
+        submitted: Option<&Element>,
+    ) -> Result<Step, StanzaError> {
+        let mut users: Vec<String> = lock(&self.sessions).keys().cloned().collect();
+        users.sort();
+        let fields = vec![
+            FormField {
+                kind: FieldKind::MultiChoice(
+                    users.iter().map(|u| (u.clone(), u.clone())).collect(),
+                ),
+                ..FormField::text("jids", "The JIDs to disconnect").required()
+            },
+            FormField::text("quit-message", "Quit message").default_value(DISCONNECT_USER_MESSAGE),
+        ];
+        let Some(x) = submitted else {
+            return Ok(Step::Form(forms::form(
+                "Disconnect a user from the gateway",
+                "Choose a user JID and a quit message",
+                &fields,
+                None,
+            )));
+        };
+        let v = forms::read_submitted(x, &fields)
+            .map_err(|e| e.to_stanza_error("nobody was disconnected"))?;
+        let message = v
+            .get("quit-message")
+            .unwrap_or(DISCONNECT_USER_MESSAGE)
+            .to_string();
+        let mut done = 0;
+        for jid in v.get("jids").unwrap_or_default().split('\n') {
+            let Some(session) = lock(&self.sessions).remove(jid) else {
+                continue;
+            };
+            self.leave_every_room(&session, &message).await;
+            session.client.quit(&message).await;
+            done += 1;
+        }
+        Ok(Step::Done(
+            match done {
+                0 => "No user were disconnected.".into(),
+                1 => "1 user has been disconnected.".into(),
+                n => format!("{n} users have been disconnected."),
+            },
+            None,
+        ))
+    }
+
+    /// Every resource of a session still in a room gets its unavailable self-presence, with
+    /// `reason` as status.
+    async fn leave_every_room(&self, session: &Session, reason: &str) {
+        let rooms: Vec<_> = {
+            let mut rooms = session.rooms();
+            let taken: Vec<_> = rooms
+                .iter()
+                .map(|(id, r)| (id.clone(), r.nick.clone(), r.resources.clone()))
+                .collect();
+            rooms.clear();
+            taken
+        };
+        let codes = [muc::SELF_PRESENCE];
+        for (room, nick, resources) in rooms {
+            for res in resources.iter() {
+                if let (Some(from), Ok(to)) = (self.occupant_jid(&room, &nick), Jid::new(res)) {
+                    let mut p = muc::occupant_presence(&Occupant {
+                        from: Some(from),
+                        to: Some(to),
+                        codes: &codes,
+                        unavailable: true,
+                        reason: Some(reason),
+                        ..Default::default()
+                    });
+                    p.set_status("en", reason.to_owned());
+                    self.send(p).await;
+                }
+            }
+            let _ = self
+                .db
+                .delete_room(&self.bridge, &session.user, room.as_str())
+                .await;
+        }
+    }
+
+    /// Runs a command the bridge declared, step by step: its form first (if it declares
+    /// one), then the bridge's answer, which may be a further form.
     async fn bridge_command(
         self: &Arc<Self>,
         spec: &CommandSpec,
+        target: &CommandTarget,
         user: &BareJid,
+        session_id: &str,
         submitted: Option<&Element>,
     ) -> Result<Step, StanzaError> {
+        let earlier = self.take_session(session_id, user, &spec.node);
+        let (fields, state) = match earlier {
+            Some(s) => (s.fields, s.state),
+            None => (spec.fields.clone(), FormValues::default()),
+        };
         let values = match submitted {
-            None if !spec.fields.is_empty() => {
+            None if !fields.is_empty() => {
+                self.keep_session(
+                    session_id,
+                    CommandSession {
+                        user: user.clone(),
+                        node: spec.node.clone(),
+                        fields: fields.clone(),
+                        state,
+                        started: Instant::now(),
+                    },
+                );
                 return Ok(Step::Form(forms::form(
                     &spec.name,
                     &spec.instructions,
-                    &spec.fields,
+                    &fields,
                     None,
                 )));
             }
             None => FormValues::default(),
-            Some(x) => forms::read_submitted(x, &spec.fields)
-                .map_err(|e| errors::bad_request(e.to_string()))?,
+            Some(x) => forms::read_submitted(x, &fields)
+                .map_err(|e| e.to_stanza_error("fill in the form again"))?,
         };
         let ctx = CommandContext {
             user: User {
                 jid: user.to_string(),
             },
             is_admin: self.is_admin(user),
+            target: target.clone(),
+            state: state.clone(),
+            rooms: Vec::new(),
         };
+        let session = self.session(user.as_str());
+        let mut ctx = ctx;
+        if let Some(s) = &session {
+            ctx.rooms = s
+                .rooms()
+                .iter()
+                .filter(|(_, r)| r.joined)
+                .map(|(id, r)| (id.clone(), r.resources.iter().cloned().collect()))
+                .collect();
+        }
+        let client = session.as_ref().map(|s| s.client.as_ref());
         let out = self
             .connector
-            .run_command(&ctx, &spec.node, &values)
+            .run_command(&ctx, &spec.node, &values, client)
             .await
             .map_err(|e| errors::from_bridge(&e))?;
+        if let Some(next) = out.next {
+            let mut state = state;
+            for (k, v) in values.0 {
+                state.set(k, v);
+            }
+            let form = forms::form(
+                &next.title,
+                &next.instructions,
+                &next.fields,
+                Some(&next.values),
+            );
+            self.keep_session(
+                session_id,
+                CommandSession {
+                    user: user.clone(),
+                    node: spec.node.clone(),
+                    fields: next.fields,
+                    state,
+                    started: Instant::now(),
+                },
+            );
+            return Ok(Step::Form(form));
+        }
         let table = (!out.columns.is_empty()).then(|| {
             let columns: Vec<(&str, &str)> = out
                 .columns
@@ -504,6 +822,21 @@ pub(super) fn command_el(
         el.append_child(f);
     }
     el
+}
+
+/// The `<command/>` an error answer carries (XEP-0050 §4.6): the request's node and
+/// session id, when the request was a command.
+pub(super) fn command_echo(payload: &Element) -> Option<Element> {
+    if !payload.is("command", ns::COMMANDS) {
+        return None;
+    }
+    let mut el = Element::builder("command", ns::COMMANDS).build();
+    for attr in ["node", "sessionid"] {
+        if let Some(v) = payload.attr(attr) {
+            crate::xmpp::el::set(&mut el, attr, v);
+        }
+    }
+    Some(el)
 }
 
 /// A command request's session id (a new one when the client starts a session) and its

@@ -4,7 +4,7 @@ use super::session::Session;
 use super::{Gateway, Target};
 use crate::xmpp::el::a;
 use crate::xmpp::{disco, errors, ns};
-use estuary_bridge_api::{ChatKey, RemoteChatId};
+use estuary_bridge_api::{ChatKey, CommandTarget, RemoteChatId};
 use std::sync::Arc;
 use tokio_xmpp::jid::{BareJid, Jid};
 use tokio_xmpp::minidom::Element;
@@ -223,13 +223,22 @@ impl Gateway {
                 id: req.id.clone(),
                 payload,
             },
-            Err(error) => Iq::Error {
-                from: Some(req.to.clone()),
-                to: Some(req.from.clone()),
-                id: req.id.clone(),
-                payload: None,
-                error,
-            },
+            Err(error) => {
+                let mut el: Element = Iq::Error {
+                    from: Some(req.to.clone()),
+                    to: Some(req.from.clone()),
+                    id: req.id.clone(),
+                    payload: None,
+                    error,
+                }
+                .into();
+                // XEP-0050: a command's error names the command (and its session).
+                if let Some(command) = super::adhoc::command_echo(&req.payload) {
+                    el.append_child(command);
+                }
+                self.send(el).await;
+                return;
+            }
         };
         self.send(iq).await;
     }
@@ -248,22 +257,35 @@ impl Gateway {
             (Target::Domain, ns::VERSION, "query", false) => Ok(Some(version())),
             (Target::Domain, ns::REGISTER, "query", _) => self.handle_register(req).await,
             (Target::Domain, ns::GATEWAY, "query", _) => self.handle_gateway_iq(req).await,
-            (Target::Domain, ns::COMMANDS, "command", true) => self.handle_command(req).await,
+            (Target::Domain, ns::COMMANDS, "command", true) => {
+                self.handle_command(req, &CommandTarget::Gateway).await
+            }
             (Target::Chat(ChatKey::Service(s)), ns::REGISTER, "query", _) => {
                 self.handle_service_register(req, s).await
             }
             (Target::Chat(ChatKey::Service(s)), ns::COMMANDS, "command", true) => {
-                self.handle_service_command(req, s).await
+                self.handle_command(req, &CommandTarget::Service(s.clone()))
+                    .await
+            }
+            (Target::Chat(ChatKey::Room(r)), ns::COMMANDS, "command", true) => {
+                self.handle_command(req, &CommandTarget::Room(r.clone()))
+                    .await
+            }
+            (Target::Chat(ChatKey::Room(r)), ns::MUC_OWNER, "query", _) => {
+                self.handle_room_owner(req, &CommandTarget::Room(r.clone()))
+                    .await
             }
             (Target::Chat(chat), ns::DISCO_INFO, "query", false) => {
-                self.disco_info_chat(chat, p.attr("node"))
+                self.disco_info_chat(chat, p.attr("node"), &req.user())
             }
             (Target::Chat(ChatKey::Service(s)), ns::DISCO_ITEMS, "query", false) => {
                 let mut q = Element::builder("query", ns::DISCO_ITEMS).build();
                 match p.attr("node") {
                     Some(ns::COMMANDS) => {
                         crate::xmpp::el::set(&mut q, "node", ns::COMMANDS);
-                        for item in self.service_command_items(&req.to.to_bare().to_string(), s) {
+                        let on = CommandTarget::Service(s.clone());
+                        let jid = req.to.to_bare().to_string();
+                        for item in self.command_items(&on, &jid, &req.user()) {
                             q.append_child(item);
                         }
                     }
@@ -272,6 +294,19 @@ impl Gateway {
                     }
                     // No node: the service's rooms.
                     None => return self.disco_items_service(req, s).await,
+                }
+                Ok(Some(q))
+            }
+            (Target::Chat(ChatKey::Room(r)), ns::DISCO_ITEMS, "query", false)
+                if p.attr("node") == Some(ns::COMMANDS) =>
+            {
+                let mut q = Element::builder("query", ns::DISCO_ITEMS)
+                    .attr(a("node"), ns::COMMANDS)
+                    .build();
+                let on = CommandTarget::Room(r.clone());
+                let jid = req.to.to_bare().to_string();
+                for item in self.command_items(&on, &jid, &req.user()) {
+                    q.append_child(item);
                 }
                 Ok(Some(q))
             }
@@ -344,7 +379,7 @@ impl Gateway {
                 }
                 .to_element(Some(node)),
             )),
-            Some(node) => match self.command(node, &req.user()) {
+            Some(node) => match self.command(&CommandTarget::Gateway, node, &req.user()) {
                 Some(cmd) => Ok(Some(
                     disco::DiscoInfo {
                         identity: ("automation".into(), "command-node".into(), cmd.name),
@@ -364,14 +399,8 @@ impl Gateway {
         let node = req.payload.attr("node");
         if node == Some(ns::COMMANDS) {
             crate::xmpp::el::set(&mut q, "node", ns::COMMANDS);
-            for cmd in self.commands_for(&req.user()) {
-                q.append_child(
-                    Element::builder("item", ns::DISCO_ITEMS)
-                        .attr(a("jid"), self.domain.clone())
-                        .attr(a("node"), cmd.node)
-                        .attr(a("name"), cmd.name)
-                        .build(),
-                );
+            for item in self.command_items(&CommandTarget::Gateway, &self.domain, &req.user()) {
+                q.append_child(item);
             }
             return Ok(Routed::Now(Some(q)));
         }
@@ -440,7 +469,26 @@ impl Gateway {
         &self,
         chat: &ChatKey,
         node: Option<&str>,
+        user: &BareJid,
     ) -> Result<Option<Element>, StanzaError> {
+        let on = match chat {
+            ChatKey::Room(r) => Some(CommandTarget::Room(r.clone())),
+            ChatKey::Service(s) => Some(CommandTarget::Service(s.clone())),
+            ChatKey::Direct(_) => None,
+        };
+        // A command's node on a room or a service.
+        if let (Some(on), Some(node)) = (&on, node)
+            && node != ns::COMMANDS
+            && let Some(cmd) = self.command(on, node, user)
+        {
+            return Ok(Some(
+                disco::DiscoInfo {
+                    identity: ("automation".into(), "command-node".into(), cmd.name),
+                    features: vec![ns::COMMANDS.into(), ns::DATA_FORMS.into()],
+                }
+                .to_element(Some(node)),
+            ));
+        }
         Ok(Some(match chat {
             ChatKey::Room(r) => disco::room(&self.info, &self.caps, r.as_str()).to_element(node),
             ChatKey::Direct(u) => {
@@ -448,31 +496,15 @@ impl Gateway {
             }
             ChatKey::Service(s) => {
                 let configurable = !self.service_fields(s).is_empty();
-                match node {
-                    Some(n) if n == super::service::CONFIGURE_NODE && configurable => {
-                        disco::DiscoInfo {
-                            identity: (
-                                "automation".into(),
-                                "command-node".into(),
-                                "Configure".into(),
-                            ),
-                            features: vec![ns::COMMANDS.into(), ns::DATA_FORMS.into()],
-                        }
-                        .to_element(node)
-                    }
-                    _ => {
-                        let mut features = vec![ns::DISCO_INFO.into()];
-                        if configurable {
-                            features.push(ns::COMMANDS.into());
-                            features.push(ns::REGISTER.into());
-                        }
-                        disco::DiscoInfo {
-                            identity: ("gateway".into(), self.info.disco_type.clone(), s.clone()),
-                            features,
-                        }
-                        .to_element(node)
-                    }
+                let mut features = vec![ns::DISCO_INFO.into(), ns::COMMANDS.into()];
+                if configurable {
+                    features.push(ns::REGISTER.into());
                 }
+                disco::DiscoInfo {
+                    identity: ("gateway".into(), self.info.disco_type.clone(), s.clone()),
+                    features,
+                }
+                .to_element(node)
             }
         }))
     }
@@ -544,10 +576,26 @@ struct Page {
     set: Option<Element>,
 }
 
+/// The most items a list gives when the request has no `<set/>` (Biboumi's default
+/// channel-list limit).
+const DEFAULT_PAGE: usize = 100;
+
 /// Cuts `items` by the request's `<set/>` (`max`, `after`, `before`, `index`); without one,
-/// everything. An `after`/`before` key that is not in the list is `item-not-found`.
+/// everything up to [`DEFAULT_PAGE`], else that first page with a `<set/>`. An `after`/`before` key that is not in the list is `item-not-found`.
 fn rsm_page(items: &[(String, String)], set: Option<&Element>) -> Result<Page, StanzaError> {
     let Some(set) = set else {
+        if items.len() > DEFAULT_PAGE {
+            // A long list without a <set/> is cut to its first page, with a <set/> that
+            // says how many there are and where to go on (as Biboumi does).
+            let first = Element::builder("set", ns::RSM)
+                .append(
+                    Element::builder("max", ns::RSM)
+                        .append(DEFAULT_PAGE.to_string())
+                        .build(),
+                )
+                .build();
+            return rsm_page(items, Some(&first));
+        }
         return Ok(Page {
             range: 0..items.len(),
             set: None,
@@ -651,6 +699,19 @@ mod tests {
         let p = rsm_page(&items(5), None).unwrap();
         assert_eq!(p.range, 0..5);
         assert!(p.set.is_none());
+        let p = rsm_page(&items(DEFAULT_PAGE), None).unwrap();
+        assert_eq!(p.range, 0..DEFAULT_PAGE);
+        assert!(p.set.is_none());
+    }
+
+    #[test]
+    fn without_a_set_a_long_list_gives_its_first_page() {
+        let all = items(150);
+        let p = rsm_page(&all, None).unwrap();
+        assert_eq!(p.range, 0..100);
+        let set = String::from(&p.set.expect("a <set/> saying there is more"));
+        assert!(set.contains(">150</count>"), "{set}");
+        assert!(set.contains(&format!(">{}</last>", all[99].0)), "{set}");
     }
 
     #[test]

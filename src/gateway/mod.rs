@@ -14,8 +14,8 @@ mod presence;
 mod register;
 mod rejoin;
 mod remote;
-mod service;
 pub mod session;
+mod settings;
 mod stopping;
 mod workers;
 
@@ -28,7 +28,7 @@ use crate::xmpp::link::{self, LinkConfig, LinkError, LinkHandle};
 use crate::xmpp::{errors, jid as jidutil, muc};
 use estuary_bridge_api::{
     BridgeError, BridgeInfo, Capabilities, ChatKey, Connector, EventRouter, EventSink, FormValues,
-    LoginId, RemoteChatId, RemoteEvent, StoredLogin, User,
+    LoginId, RemoteChatId, RemoteEvent, RoomPolicy, StoredLogin, User,
 };
 use session::{Session, lock};
 use std::collections::{BTreeMap, HashMap};
@@ -167,6 +167,8 @@ pub struct Gateway {
     /// Stanzas from the server whose handling has ended (with what the link handed over,
     /// how a stop knows every stanza received is handled).
     stanzas_handled: AtomicU64,
+    /// Multi-step ad-hoc commands between two steps, by session id.
+    command_sessions: Mutex<HashMap<String, adhoc::CommandSession>>,
 }
 
 /// Starts the gateway for bridge `name`: connects the component (a refusal is returned),
@@ -232,6 +234,7 @@ pub async fn start(
         started: Instant::now(),
         iq_waiters: Mutex::new(HashMap::new()),
         events_untold: Mutex::new(HashMap::new()),
+        command_sessions: Mutex::new(HashMap::new()),
         stopping: std::sync::atomic::AtomicBool::new(false),
         stanzas_handled: AtomicU64::new(0),
     });
@@ -316,6 +319,9 @@ impl Gateway {
         let sink = EventSink::new(user, login.clone(), self.events_tx.clone());
         let client = self.connector.load_login(&stored, sink).await?;
         let session = Arc::new(Session::new(user.to_string(), login, client));
+        for (key, values) in stored.services {
+            session.set_settings(&key, Some(values));
+        }
         let old = {
             let mut sessions = lock(&self.sessions);
             match sessions.get(user) {
@@ -332,6 +338,11 @@ impl Gateway {
         let span = info_span!("connect", bridge = %self.bridge, user = %user, login = %s.login);
         tokio::spawn(async move { s.client.connect().await }.instrument(span));
         Ok(session)
+    }
+
+    /// How `room` behaves for the session's user, from their stored settings.
+    pub(super) fn room_policy(&self, session: &Session, room: &RemoteChatId) -> RoomPolicy {
+        session.with_settings(|settings| self.connector.room_policy(room, settings))
     }
 
     /// The user's session, if any.

@@ -341,6 +341,9 @@ impl Gateway {
             return;
         };
         let stays_possible = self.caps.offline != OfflinePolicy::Leave;
+        // A persistent room (the user's setting) stays joined on the network when its
+        // last resource leaves, whether the user left or went offline.
+        let persistent = self.room_policy(&session, room).persistent;
         let (last, keep, own_nick) = {
             let mut rooms = session.rooms();
             let Some(r) = rooms.get_mut(room) else { return };
@@ -349,7 +352,7 @@ impl Gateway {
             let last = r.resources.is_empty() && r.pending.is_empty();
             // Under a grace or persistent policy a joined room stays (with no resource)
             // until it is known whether the user left it or went offline.
-            let keep = last && stays_possible && r.joined;
+            let keep = last && (stays_possible || persistent) && r.joined;
             let own = r.nick.clone();
             if last && !keep {
                 rooms.remove(room);
@@ -372,7 +375,9 @@ impl Gateway {
             }))
             .await;
         }
-        if keep {
+        if keep && persistent {
+            info!(bridge = %self.bridge, user, room = %room, "last resource left a persistent room; staying in it");
+        } else if keep {
             // The answer to the ping arrives on this user's stanza worker: wait elsewhere.
             let gateway = Arc::clone(self);
             let (room, resource) = (room.clone(), resource.to_owned());
@@ -499,7 +504,8 @@ impl Gateway {
         }
     }
 
-    /// Sends the join's history from the archive (default: the last 20 messages).
+    /// Sends the join's history from the archive (by default as many of the last messages
+    /// as the user's room policy says, 20 unless set).
     async fn send_history(
         &self,
         session: &Arc<Session>,
@@ -508,7 +514,8 @@ impl Gateway {
         max: Option<usize>,
         since: Option<&str>,
     ) {
-        let limit = max.unwrap_or(20).min(100);
+        let default = self.room_policy(session, room).history_length;
+        let limit = max.unwrap_or(default).min(100);
         if limit == 0 {
             return;
         }

@@ -506,8 +506,9 @@ impl Gateway {
         let now = SystemTime::now();
         let at = m.at.unwrap_or(now);
         let body = msg::body_text(&m.body, m.kind);
-        let stanza_id = self
-            .archive(
+        // A room the user chose not to record gets ids but no archive rows.
+        let stanza_id = if self.room_policy(session, room).record_history {
+            self.archive(
                 &session.user,
                 room.as_str(),
                 &nick,
@@ -515,7 +516,10 @@ impl Gateway {
                 at,
                 m.id.as_ref(),
             )
-            .await;
+            .await
+        } else {
+            uuid::Uuid::new_v4().to_string()
+        };
         if let Some(remote) = &m.id {
             self.remember(&session.user, &m.chat, &stanza_id, remote)
                 .await;

@@ -1,10 +1,12 @@
 //! One user's live state on one gateway: the client, its login state, and the rooms joined.
 
-use estuary_bridge_api::{Client, LoginId, LoginState, RemoteChatId, RemoteMessageId, SmallMap};
+use estuary_bridge_api::{
+    Client, FormValues, LoginId, LoginState, RemoteChatId, RemoteMessageId, SmallMap,
+};
 
 /// Receipts waited for per user before the oldest are forgotten.
 const MAX_PENDING_RECEIPTS: usize = 10_000;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::compact::{Members, StringSet};
@@ -74,6 +76,11 @@ pub struct Session {
     /// session, and most clients never ask.
     #[allow(clippy::box_collection)]
     receipts: Mutex<Option<Box<HashMap<RemoteMessageId, String>>>>,
+    /// The user's stored settings per entity (by `CommandTarget::settings_key`), for the
+    /// room policy; kept in step with the database by the settings commands. Boxed and
+    /// only when there are some: most users never configure anything.
+    #[allow(clippy::box_collection)]
+    settings: Mutex<Option<Box<BTreeMap<String, FormValues>>>>,
 }
 
 impl Session {
@@ -88,6 +95,35 @@ impl Session {
             resources: Mutex::new(BTreeSet::new()),
             send_lock: tokio::sync::Mutex::new(()),
             receipts: Mutex::new(None),
+            settings: Mutex::new(None),
+        }
+    }
+
+    /// Reads the user's stored settings, per entity, without copying them (every room
+    /// message asks for its room's policy).
+    pub fn with_settings<R>(&self, read: impl FnOnce(&BTreeMap<String, FormValues>) -> R) -> R {
+        static NONE: BTreeMap<String, FormValues> = BTreeMap::new();
+        let settings = lock(&self.settings);
+        read(settings.as_deref().unwrap_or(&NONE))
+    }
+
+    /// Replaces (`Some`) or forgets (`None`) the settings stored under `key`.
+    pub fn set_settings(&self, key: &str, values: Option<FormValues>) {
+        let mut settings = lock(&self.settings);
+        match values {
+            Some(v) => {
+                settings
+                    .get_or_insert_with(Box::default)
+                    .insert(key.to_owned(), v);
+            }
+            None => {
+                if let Some(map) = settings.as_mut() {
+                    map.remove(key);
+                    if map.is_empty() {
+                        *settings = None;
+                    }
+                }
+            }
         }
     }
 

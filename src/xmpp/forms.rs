@@ -39,6 +39,8 @@ fn field(f: &FormField, current: Option<&FormValues>) -> Element {
         FieldKind::Boolean => "boolean",
         FieldKind::Choice(_) => "list-single",
         FieldKind::Multiline => "text-multi",
+        FieldKind::Integer { .. } => "text-single",
+        FieldKind::MultiChoice(_) => "list-multi",
     };
     let mut el = Element::builder("field", ns::DATA_FORMS)
         .attr(a("var"), f.var.clone())
@@ -55,7 +57,7 @@ fn field(f: &FormField, current: Option<&FormValues>) -> Element {
     if f.required {
         el.append_child(Element::builder("required", ns::DATA_FORMS).build());
     }
-    if let FieldKind::Choice(options) = &f.kind {
+    if let FieldKind::Choice(options) | FieldKind::MultiChoice(options) = &f.kind {
         for (value, label) in options {
             el.append_child(
                 Element::builder("option", ns::DATA_FORMS)
@@ -77,9 +79,22 @@ fn field(f: &FormField, current: Option<&FormValues>) -> Element {
             .map(str::to_string)
             .or_else(|| f.default.clone())
     };
+    // Booleans are shown as XEP-0004 spells them in examples (and Biboumi sends them).
+    let value = match (&f.kind, value) {
+        (FieldKind::Boolean, Some(v)) => Some(
+            if v == "1" || v.eq_ignore_ascii_case("true") {
+                "true"
+            } else {
+                "false"
+            }
+            .to_string(),
+        ),
+        (_, v) => v,
+    };
     if let Some(v) = value {
-        let lines: Vec<&str> = if f.kind == FieldKind::Multiline {
-            v.split('\n').collect()
+        let lines: Vec<&str> = if matches!(f.kind, FieldKind::Multiline | FieldKind::MultiChoice(_))
+        {
+            v.split('\n').filter(|l| !l.is_empty()).collect()
         } else {
             vec![v.as_str()]
         };
@@ -175,6 +190,33 @@ pub enum FormError {
         /// The value.
         value: String,
     },
+    /// A whole number was expected.
+    #[error("'{value}' is not a valid value for '{var}': enter a whole number from {min} to {max}")]
+    NotANumber {
+        /// The field.
+        var: String,
+        /// The value.
+        value: String,
+        /// The smallest value taken.
+        min: i64,
+        /// The largest value taken.
+        max: i64,
+    },
+}
+
+impl FormError {
+    /// The stanza error it becomes, with `then` after the reason: a form that is not a
+    /// submission or lacks a required field is a `bad-request`, a value that is not
+    /// acceptable is `not-acceptable` (both name the field).
+    pub fn to_stanza_error(&self, then: &str) -> tokio_xmpp::parsers::stanza_error::StanzaError {
+        let text = format!("{self}; {then}");
+        match self {
+            Self::NotSubmit(_) | Self::Missing(_) => crate::xmpp::errors::bad_request(text),
+            Self::BadValue { .. } | Self::NotANumber { .. } => {
+                crate::xmpp::errors::not_acceptable(text)
+            }
+        }
+    }
 }
 
 /// Reads a submitted `<x type='submit'>` against the fields it answers.
@@ -220,6 +262,31 @@ pub fn check(mut values: FormValues, fields: &[FormField]) -> Result<FormValues,
                     var: f.var.clone(),
                     value: v,
                 });
+            }
+            (FieldKind::MultiChoice(options), Some(v)) => {
+                if let Some(bad) = v
+                    .split('\n')
+                    .find(|one| !one.is_empty() && !options.iter().any(|(o, _)| o == one))
+                {
+                    return Err(FormError::BadValue {
+                        var: f.var.clone(),
+                        value: bad.to_string(),
+                    });
+                }
+            }
+            (FieldKind::Integer { min, max }, Some(v)) => {
+                let trimmed = v.trim();
+                match trimmed.parse::<i64>() {
+                    Ok(n) if (*min..=*max).contains(&n) => values.set(f.var.clone(), n.to_string()),
+                    _ => {
+                        return Err(FormError::NotANumber {
+                            var: f.var.clone(),
+                            value: v,
+                            min: *min,
+                            max: *max,
+                        });
+                    }
+                }
             }
             _ => {}
         }
@@ -321,5 +388,86 @@ mod tests {
             read_submitted(&x, &fields()).unwrap_err(),
             FormError::NotSubmit("form".into())
         );
+    }
+
+    fn numbers_and_lists() -> Vec<FormField> {
+        vec![
+            FormField::integer("limit", "Limit", 1, 100),
+            FormField {
+                kind: FieldKind::MultiChoice(vec![
+                    ("a".into(), "A".into()),
+                    ("b".into(), "B".into()),
+                ]),
+                ..FormField::text("servers", "Servers")
+            },
+            FormField::boolean("on", "On").default_value("1"),
+        ]
+    }
+
+    #[test]
+    fn whole_numbers_and_several_choices_are_checked_naming_the_field() {
+        let submit = |inner: &str| -> Element {
+            format!("<x xmlns='jabber:x:data' type='submit'>{inner}</x>")
+                .parse()
+                .unwrap()
+        };
+        let ok = read_submitted(
+            &submit("<field var='limit'><value> 42 </value></field><field var='servers'><value>a</value><value>b</value></field>"),
+            &numbers_and_lists(),
+        )
+        .unwrap();
+        assert_eq!(ok.get("limit"), Some("42"));
+        assert_eq!(ok.get("servers"), Some("a\nb"));
+        for bad in ["bleh", "0", "101", "1.5"] {
+            let e = read_submitted(
+                &submit(&format!("<field var='limit'><value>{bad}</value></field>")),
+                &numbers_and_lists(),
+            )
+            .unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.contains("'limit'") && text.contains("1 to 100"),
+                "{text}"
+            );
+        }
+        let e = read_submitted(
+            &submit("<field var='servers'><value>a</value><value>c</value></field>"),
+            &numbers_and_lists(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            FormError::BadValue {
+                var: "servers".into(),
+                value: "c".into()
+            }
+        );
+    }
+
+    #[test]
+    fn booleans_show_as_true_and_false_and_lists_as_options() {
+        let mut current = FormValues::default();
+        current.set("servers", "a\nb");
+        let x = form("t", "i", &numbers_and_lists(), Some(&current));
+        let xml = String::from(&x);
+        assert!(
+            xml.contains("type='list-multi'") || xml.contains("type=\"list-multi\""),
+            "{xml}"
+        );
+        let on = x.children().find(|f| f.attr("var") == Some("on")).unwrap();
+        assert_eq!(
+            on.get_child("value", ns::DATA_FORMS).unwrap().text(),
+            "true"
+        );
+        let servers = x
+            .children()
+            .find(|f| f.attr("var") == Some("servers"))
+            .unwrap();
+        let values: Vec<String> = servers
+            .children()
+            .filter(|c| c.is("value", ns::DATA_FORMS))
+            .map(|v| v.text())
+            .collect();
+        assert_eq!(values, ["a", "b"]);
     }
 }

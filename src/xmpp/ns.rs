@@ -26,6 +26,8 @@ pub const MUC: &str = "http://jabber.org/protocol/muc";
 pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 /// XEP-0045 MUC admin.
 pub const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
+/// XEP-0045 room owner (configuration).
+pub const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 /// XEP-0249 direct MUC invitations.
 pub const CONFERENCE: &str = "jabber:x:conference";
 /// XEP-0313 MAM.

@@ -1,8 +1,8 @@
 //! Core → foreign side: the commands a client takes.
 
 use crate::{
-    BridgeError, ChatKey, ChatState, FormValues, MessageKind, RemoteChatId, RemoteMessageId,
-    RemoteUserId, Result, RoomInfo,
+    BridgeError, ChatKey, ChatState, CommandContext, CommandOutput, CommandTarget, FormValues,
+    MessageKind, RemoteChatId, RemoteMessageId, RemoteUserId, Result, RoomInfo,
 };
 use async_trait::async_trait;
 
@@ -71,6 +71,36 @@ pub trait Client: Send + Sync {
     async fn resolve_identifier(&self, typed: &str) -> Result<RemoteUserId>;
     /// Sends a message.
     async fn send_message(&self, msg: Outgoing) -> Result<Sent>;
+
+    /// The user changed (`Some`) or removed (`None`) their settings for an entity (see
+    /// [`Connector::settings_fields`](crate::Connector::settings_fields)). The default sends
+    /// a service's to [`service_settings_changed`](Self::service_settings_changed) and
+    /// ignores others.
+    async fn settings_changed(&self, target: &CommandTarget, settings: Option<FormValues>) {
+        if let CommandTarget::Service(s) = target {
+            self.service_settings_changed(s, settings).await;
+        }
+    }
+
+    /// Runs a bridge command that needs the live connection (see
+    /// [`Connector::run_command`](crate::Connector::run_command), which is free to hand
+    /// commands on to this). The default knows none.
+    async fn run_command(
+        &self,
+        ctx: &CommandContext,
+        node: &str,
+        form: &FormValues,
+    ) -> Result<CommandOutput> {
+        let _ = (ctx, form);
+        Err(BridgeError::not_found(format!("no command {node}")))
+    }
+
+    /// Disconnects, telling the network `reason` where it can (an IRC QUIT message). The
+    /// default is [`disconnect`](Self::disconnect).
+    async fn quit(&self, reason: &str) {
+        let _ = reason;
+        self.disconnect().await;
+    }
 
     /// The user changed (`Some`) or removed (`None`) their settings for `service` (see
     /// [`Connector::service_fields`](crate::Connector::service_fields)); they apply from

@@ -2,8 +2,8 @@
 
 use crate::{
     BridgeError, BridgeInfo, Capabilities, ChatKey, Client, CommandContext, CommandOutput,
-    CommandSpec, EventRouter, EventSink, FormField, FormValues, LoginId, RemoteChatId,
-    RemoteUserId, Result,
+    CommandSpec, CommandTarget, EventRouter, EventSink, FormField, FormValues, LoginId,
+    RemoteChatId, RemoteUserId, Result, RoomPolicy,
 };
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -104,19 +104,67 @@ pub trait Connector: Send + Sync + 'static {
         Ok(values)
     }
 
-    /// Ad-hoc commands this bridge offers on its domain, besides the core's.
+    /// The per-user settings an entity takes: the gateway (defaults for everything), a
+    /// service ([`service_fields`](Self::service_fields)) or a room. Non-empty: the core
+    /// offers them as the entity's "Configure" command (node `configure`; on a room also
+    /// as XEP-0045 `muc#owner` configuration), stores them per user under
+    /// [`CommandTarget::settings_key`] in [`StoredLogin::services`] (secret fields sealed),
+    /// and tells the live client with [`Client::settings_changed`].
+    fn settings_fields(&self, target: &CommandTarget) -> Vec<FormField> {
+        match target {
+            CommandTarget::Service(s) => self.service_fields(s),
+            _ => Vec::new(),
+        }
+    }
+    /// The title and instructions of an entity's settings form; `None`: the core's own.
+    fn settings_text(&self, target: &CommandTarget) -> Option<(String, String)> {
+        let _ = target;
+        None
+    }
+    /// Checks and normalizes settings submitted for an entity (see
+    /// [`check_service_settings`](Self::check_service_settings)). The default sends a
+    /// service's to `check_service_settings` and takes others as they are.
+    async fn check_settings(
+        &self,
+        user: &User,
+        target: &CommandTarget,
+        values: FormValues,
+    ) -> Result<FormValues> {
+        match target {
+            CommandTarget::Service(s) => self.check_service_settings(user, s, values).await,
+            _ => Ok(values),
+        }
+    }
+    /// How `room` behaves for a user whose stored settings (all entities, by
+    /// [`CommandTarget::settings_key`]) are `settings`: whether it stays joined when they
+    /// leave, whether it is archived, how much history a join replays. The default is
+    /// [`RoomPolicy::default`].
+    fn room_policy(
+        &self,
+        room: &RemoteChatId,
+        settings: &BTreeMap<String, FormValues>,
+    ) -> RoomPolicy {
+        let _ = (room, settings);
+        RoomPolicy::default()
+    }
+
+    /// Ad-hoc commands this bridge offers, besides the core's, each on the entities of its
+    /// [`scope`](CommandSpec::scope).
     fn commands(&self) -> Vec<CommandSpec> {
         Vec::new()
     }
     /// Runs one of [`commands`](Self::commands) with the submitted form (checked against
-    /// its fields by the core). The core has checked the access.
+    /// its fields, or those of the step's [`CommandForm`](crate::CommandForm), by the
+    /// core). The core has checked the access. `client` is the user's live client, if
+    /// there is one. Answering with [`CommandOutput::next`] asks for another step.
     async fn run_command(
         &self,
         ctx: &CommandContext,
         node: &str,
         form: &FormValues,
+        client: Option<&dyn Client>,
     ) -> Result<CommandOutput> {
-        let _ = (ctx, form);
+        let _ = (ctx, form, client);
         Err(BridgeError::not_found(format!("no command {node}")))
     }
 }

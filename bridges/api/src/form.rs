@@ -16,6 +16,16 @@ pub enum FieldKind {
     Choice(Vec<(String, String)>),
     /// Several lines of text (values joined with `\n`).
     Multiline,
+    /// A whole number from `min` to `max` (inclusive), shown as one line of text; the core
+    /// refuses anything else, naming the field.
+    Integer {
+        /// The smallest value taken.
+        min: i64,
+        /// The largest value taken.
+        max: i64,
+    },
+    /// Any number of a fixed set of values (`list-multi`), joined with `\n`: `(value, label)`.
+    MultiChoice(Vec<(String, String)>),
 }
 
 /// A field of a registration or configuration form.
@@ -58,6 +68,20 @@ impl FormField {
     pub fn boolean(var: &str, label: &str) -> Self {
         Self {
             kind: FieldKind::Boolean,
+            ..Self::text(var, label)
+        }
+    }
+    /// A whole-number field taking `min..=max`.
+    pub fn integer(var: &str, label: &str, min: i64, max: i64) -> Self {
+        Self {
+            kind: FieldKind::Integer { min, max },
+            ..Self::text(var, label)
+        }
+    }
+    /// A several-lines field.
+    pub fn multiline(var: &str, label: &str) -> Self {
+        Self {
+            kind: FieldKind::Multiline,
             ..Self::text(var, label)
         }
     }

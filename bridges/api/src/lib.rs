@@ -29,7 +29,10 @@ pub mod small_map;
 pub use capabilities::{BridgeInfo, Capabilities, OfflinePolicy};
 pub use chat::{Affiliation, ChatKey, ChatState, Member, MessageKind, Role, RoomInfo, Show};
 pub use client::{Client, JoinRequest, Outgoing, Sent, SoftwareVersion};
-pub use command::{CommandAccess, CommandContext, CommandOutput, CommandSpec, StatusSource};
+pub use command::{
+    CommandAccess, CommandContext, CommandForm, CommandOutput, CommandScope, CommandSpec,
+    CommandTarget, RoomPolicy, StatusSource,
+};
 pub use connector::{Connector, Registered, StoredLogin, User};
 pub use error::{BridgeError, ErrorKind, Result};
 pub use event::{

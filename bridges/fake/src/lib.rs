@@ -20,9 +20,9 @@ mod client;
 use async_trait::async_trait;
 use estuary_bridge_api::{
     BridgeError, BridgeInfo, Capabilities, ChatKey, Client, CommandAccess, CommandContext,
-    CommandOutput, CommandSpec, Connector, ErrorKind, EventRouter, EventSink, FormField,
-    FormValues, LoginId, MessageKind, Registered, RemoteChatId, RemoteEvent, RemoteMessage,
-    RemoteUserId, Result, Sender, StoredLogin, User,
+    CommandOutput, CommandScope, CommandSpec, Connector, ErrorKind, EventRouter, EventSink,
+    FormField, FormValues, LoginId, MessageKind, Registered, RemoteChatId, RemoteEvent,
+    RemoteMessage, RemoteUserId, Result, Sender, StoredLogin, User,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -231,6 +231,7 @@ impl Connector for FakeConnector {
             node: "say".into(),
             name: "Make a contact say something".into(),
             access: CommandAccess::User,
+            scope: CommandScope::Gateway,
             instructions: "The contact sends you the text, as if from the network.".into(),
             fields: vec![
                 FormField::text("contact", "Contact").required(),
@@ -244,6 +245,7 @@ impl Connector for FakeConnector {
         ctx: &CommandContext,
         node: &str,
         form: &FormValues,
+        _client: Option<&dyn Client>,
     ) -> Result<CommandOutput> {
         if node != "say" {
             return Err(BridgeError::not_found(format!("no command {node}")));

@@ -13,7 +13,7 @@
 //! registration (see [`settings`](crate::settings)) win over both.
 
 use crate::address;
-use crate::config::endpoints;
+use crate::config::{Endpoint, endpoints};
 use crate::connection::{Account, ConnectionHandle, Op, Say, ServerSettings};
 use crate::connector::Common;
 use crate::format::{
@@ -23,9 +23,9 @@ use crate::profile::ServerProfile;
 use crate::settings::{self, is_true};
 use async_trait::async_trait;
 use estuary_bridge_api::{
-    BridgeError, ChatKey, Client, ErrorKind, EventSink, FormValues, JoinRequest, MessageKind,
-    Outgoing, RemoteChatId, RemoteEvent, RemoteUserId, Result, RoomInfo, Sent, SoftwareVersion,
-    User,
+    BridgeError, ChatKey, Client, CommandContext, CommandOutput, ErrorKind, EventSink, FormValues,
+    JoinRequest, MessageKind, Outgoing, RemoteChatId, RemoteEvent, RemoteUserId, Result, RoomInfo,
+    Sent, SoftwareVersion, User,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -170,12 +170,46 @@ impl IrcClient {
                         .collect()
                 })
                 .unwrap_or_default(),
+            server_password: self.setting(server, "pass"),
+            after_connect: self
+                .setting(server, "after_connect_commands")
+                .map(|l| {
+                    l.split('\n')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        // Biboumi's port lists win over a single port: TLS ports first, then plain ones.
+        let list = |var: &str| -> Vec<u16> {
+            self.setting(server, var)
+                .map(|l| {
+                    l.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (tls_ports, plain_ports) = (list("tls_ports"), list("ports"));
+        let endpoints = if tls_ports.is_empty() && plain_ports.is_empty() {
+            endpoints(port, tls, config.default_ports())
+        } else {
+            let tls = tls_ports
+                .into_iter()
+                .map(|port| Endpoint { port, tls: true });
+            let plain = plain_ports
+                .into_iter()
+                .map(|port| Endpoint { port, tls: false });
+            tls.chain(plain).collect()
         };
         let profile = ServerProfile {
             server: server.to_owned(),
-            endpoints: endpoints(port, tls, config.default_ports()),
+            endpoints,
             verify_certificate: self
-                .setting(server, "verify_certificate")
+                .setting(server, "verify_cert")
+                .or_else(|| self.setting(server, "verify_certificate"))
                 .filter(|v| v != "default")
                 .map(|v| is_true(&v))
                 .or(overrides.verify_certificate)
@@ -183,7 +217,9 @@ impl IrcClient {
             throttle: {
                 let base = overrides.throttle.unwrap_or_default();
                 settings::throttle(
-                    self.setting(server, "throttle_lines_per_second").as_deref(),
+                    self.setting(server, "throttle_limit")
+                        .or_else(|| self.setting(server, "throttle_lines_per_second"))
+                        .as_deref(),
                     self.setting(server, "throttle_burst").as_deref(),
                     base,
                     config.limits.user_throttle_cap(base),
@@ -214,6 +250,53 @@ impl IrcClient {
             nick,
             account: account.boxed(),
         }
+    }
+
+    /// The servers the user has a live connection to, sorted.
+    pub fn connected_servers(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .connections
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, h)| !h.is_closed())
+                    .map(|(s, _)| s.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    /// Quits `server` on the user's behalf with `reason`: its rooms are left (each joined
+    /// resource is told, with the reason) and nothing is rejoined. False when there was no
+    /// live connection to it.
+    pub fn quit_server(&self, server: &str, reason: &str) -> bool {
+        let handle = self
+            .connections
+            .lock()
+            .ok()
+            .and_then(|mut m| {
+                let at = m.iter().position(|(s, _)| s == server)?;
+                Some(m.remove(at).1)
+            })
+            .filter(|h| !h.is_closed());
+        match handle {
+            Some(h) => h.send(Op::UserQuit(Some(reason.to_owned()))),
+            None => false,
+        }
+    }
+
+    /// When and how the connection to `server` was opened, if it is registered.
+    pub fn connected_since(
+        &self,
+        server: &str,
+    ) -> Option<(std::time::SystemTime, crate::config::Endpoint)> {
+        let handle = self.existing(server)?;
+        if !handle.shared.registered.load(Ordering::SeqCst) {
+            return None;
+        }
+        handle.shared.connected.lock().ok().and_then(|c| *c)
     }
 
     /// The connection to `server`, opened if there is none (or the old one ended) and the
@@ -493,6 +576,21 @@ impl Client for IrcClient {
         for h in handles {
             h.send(Op::Quit(Some("Disconnected by the user".into())));
         }
+    }
+
+    async fn quit(&self, reason: &str) {
+        for server in self.connected_servers() {
+            self.quit_server(&server, reason);
+        }
+    }
+
+    async fn run_command(
+        &self,
+        ctx: &CommandContext,
+        node: &str,
+        form: &FormValues,
+    ) -> Result<CommandOutput> {
+        crate::commands::run_on_client(self, ctx, node, form)
     }
 
     async fn service_settings_changed(&self, service: &str, settings: Option<FormValues>) {

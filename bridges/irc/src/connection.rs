@@ -75,6 +75,10 @@ pub struct Account {
     pub nickserv_password: Option<String>,
     /// Channels to join on every connect.
     pub autojoin: Vec<String>,
+    /// The server password, sent as `PASS` before registering.
+    pub server_password: Option<String>,
+    /// Raw IRC lines sent after the server welcomes the user (001), in order.
+    pub after_connect: Vec<String>,
 }
 
 impl Account {
@@ -88,6 +92,18 @@ impl ServerSettings {
     /// The server's host name.
     pub fn server(&self) -> &str {
         &self.profile.server
+    }
+
+    /// The server password (`PASS`), if any.
+    pub fn server_password(&self) -> Option<&str> {
+        self.account.as_ref()?.server_password.as_deref()
+    }
+
+    /// The raw lines sent after 001.
+    pub fn after_connect(&self) -> &[String] {
+        self.account
+            .as_ref()
+            .map_or(&[][..], |a| a.after_connect.as_slice())
     }
 
     /// The SASL PLAIN password, if any.
@@ -226,6 +242,9 @@ pub struct Shared {
     pub channels: AtomicUsize,
     /// Lines waiting for flood control (for the per-connection limit), likewise.
     pub queued: AtomicUsize,
+    /// When the current connection opened, and through which endpoint (for
+    /// `get-irc-connection-info`); `None` while not connected.
+    pub connected: Mutex<Option<(std::time::SystemTime, crate::config::Endpoint)>>,
 }
 
 /// The client's handle on a connection task.
@@ -281,7 +300,7 @@ pub enum End {
 /// Connects to the first endpoint that answers. [`End::Refused`] when the outbound policy
 /// refused every endpoint (no connection was attempted), else [`End::Lost`] with the last
 /// failure.
-async fn connect(settings: &ServerSettings) -> Result<Transport, End> {
+async fn connect(settings: &ServerSettings) -> Result<(Transport, crate::config::Endpoint), End> {
     let mut why = String::from("no endpoint to try");
     let mut all_refused = true;
     let profile = &settings.profile;
@@ -296,7 +315,7 @@ async fn connect(settings: &ServerSettings) -> Result<Transport, End> {
             &profile.outbound,
         );
         match timeout(CONNECT_TIMEOUT, attempt).await {
-            Ok(Ok(transport)) => return Ok(transport),
+            Ok(Ok(transport)) => return Ok((transport, *endpoint)),
             Ok(Err(TransportError::Outbound(e @ OutboundError::NotAllowed { .. }))) => {
                 why = e.to_string();
             }
@@ -377,7 +396,12 @@ fn run(
         loop {
             let end = 'attempt: {
                 let mut transport = match Box::pin(connect(kept.session.settings())).await {
-                    Ok(transport) => transport,
+                    Ok((transport, endpoint)) => {
+                        if let Ok(mut c) = shared.connected.lock() {
+                            *c = Some((std::time::SystemTime::now(), endpoint));
+                        }
+                        transport
+                    }
                     Err(end) => break 'attempt end,
                 };
                 let hello = registration_lines(kept.session.settings());
@@ -399,6 +423,9 @@ fn run(
             };
             shared.registered.store(false, Ordering::SeqCst);
             shared.echo.store(false, Ordering::SeqCst);
+            if let Ok(mut c) = shared.connected.lock() {
+                *c = None;
+            }
             match end {
                 End::Quit(_) | End::Idle => {
                     info!("connection closed");
@@ -558,6 +585,14 @@ async fn reconnect_wait(
 /// The lines that open a registration: CAP LS first, so that the server waits for CAP END,
 /// then NICK and USER.
 fn registration_lines(settings: &ServerSettings) -> String {
+    let mut out = String::new();
+    // The server password (PASS) comes before anything else.
+    if let Some(pass) = settings.server_password() {
+        push_line(
+            &mut out,
+            &Message::from(Command::PASS(crate::remote::one_line(pass))),
+        );
+    }
     let hello = [
         Command::CAP(None, CapSubCommand::LS, Some("302".into()), None),
         Command::NICK(settings.nick.clone()),
@@ -567,7 +602,6 @@ fn registration_lines(settings: &ServerSettings) -> String {
             settings.realname.clone(),
         ),
     ];
-    let mut out = String::new();
     for cmd in hello {
         push_line(&mut out, &Message::from(cmd));
     }

@@ -7,10 +7,11 @@ use crate::config::{ConfigError, IrcConfig};
 use crate::profile::{OPENING_WAIT, Opening, Profiles};
 use async_trait::async_trait;
 use estuary_bridge_api::{
-    BridgeError, BridgeInfo, Capabilities, ChatKey, Client, Connector, EventSink, FormField,
-    FormValues, LoginId, OutboundPolicy, Registered, RemoteChatId, RemoteUserId, Result,
-    StoredLogin, User,
+    BridgeError, BridgeInfo, Capabilities, ChatKey, Client, CommandContext, CommandOutput,
+    CommandSpec, CommandTarget, Connector, EventSink, FormField, FormValues, LoginId,
+    OutboundPolicy, Registered, RemoteChatId, RemoteUserId, Result, RoomPolicy, StoredLogin, User,
 };
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The IRC bridge.
@@ -156,8 +157,89 @@ impl Connector for IrcConnector {
 
     fn service_fields(&self, service: &str) -> Vec<FormField> {
         // Every server JID takes them; the gateway's domain does too with a fixed server.
-        let _ = service;
-        crate::settings::fields()
+        let verify = self
+            .common
+            .config
+            .server(&service.to_ascii_lowercase())
+            .verify_certificate
+            .unwrap_or(true);
+        crate::settings::fields_for(verify)
+    }
+
+    fn settings_fields(&self, target: &CommandTarget) -> Vec<FormField> {
+        match target {
+            CommandTarget::Gateway => crate::settings::global_fields(
+                self.common.config.offline == crate::config::Offline::Persistent,
+            ),
+            CommandTarget::Service(s) => self.service_fields(s),
+            CommandTarget::Room(_) => crate::settings::channel_fields(),
+        }
+    }
+
+    fn settings_text(&self, target: &CommandTarget) -> Option<(String, String)> {
+        // Biboumi's words.
+        Some(match target {
+            CommandTarget::Gateway => (
+                "Configure some global default settings.".into(),
+                "Edit the form, to configure your global settings for the component.".into(),
+            ),
+            CommandTarget::Service(s) => (
+                format!("Configure the IRC server {s}"),
+                format!("Edit the form, to configure the settings of the IRC server {s}"),
+            ),
+            CommandTarget::Room(r) => {
+                let (channel, server) = address::parse_room_id(r).ok()?;
+                (
+                    format!("Configure the IRC channel {channel} on server {server}"),
+                    format!(
+                        "Edit the form, to configure the settings of the IRC channel {channel}"
+                    ),
+                )
+            }
+        })
+    }
+
+    async fn check_settings(
+        &self,
+        user: &User,
+        target: &CommandTarget,
+        values: FormValues,
+    ) -> Result<FormValues> {
+        match target {
+            CommandTarget::Service(s) => self.check_service_settings(user, s, values).await,
+            CommandTarget::Room(_) => Ok(crate::settings::check_channel(&values)?),
+            CommandTarget::Gateway => Ok(values),
+        }
+    }
+
+    fn room_policy(
+        &self,
+        room: &RemoteChatId,
+        settings: &BTreeMap<String, FormValues>,
+    ) -> RoomPolicy {
+        let server = address::parse_room_id(room).map(|(_, s)| s.to_owned()).ok();
+        crate::settings::room_policy(
+            settings.get(&CommandTarget::Gateway.settings_key()),
+            server.and_then(|s| settings.get(&s)),
+            settings.get(&CommandTarget::Room(room.clone()).settings_key()),
+        )
+    }
+
+    fn commands(&self) -> Vec<CommandSpec> {
+        crate::commands::specs()
+    }
+
+    async fn run_command(
+        &self,
+        ctx: &CommandContext,
+        node: &str,
+        form: &FormValues,
+        client: Option<&dyn Client>,
+    ) -> Result<CommandOutput> {
+        match client {
+            Some(client) => client.run_command(ctx, node, form).await,
+            None => crate::commands::run_without_client(ctx, node),
+        }
     }
 
     fn domain_service(&self) -> Option<String> {

@@ -16,6 +16,7 @@
 
 pub mod address;
 pub mod client;
+pub mod commands;
 pub mod config;
 pub mod connection;
 pub mod connector;

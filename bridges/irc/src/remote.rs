@@ -1160,6 +1160,17 @@ impl Session {
                         format!("IDENTIFY {}", one_line(&pw)),
                     )));
                 }
+                // The user's after-connect commands (Biboumi's), as raw lines, in order;
+                // one that does not parse as IRC is skipped with a word to the user.
+                for raw in self.settings.after_connect().to_vec() {
+                    match one_line(&raw).trim().parse::<Message>() {
+                        Ok(msg) => self.urgent.push_back(msg),
+                        Err(e) => self.emit(RemoteEvent::ServiceMessage {
+                            service: Some(self.settings.server().to_owned()),
+                            body: format!("The after-connect command “{raw}” is not an IRC line ({e}); it was not sent."),
+                        }),
+                    }
+                }
                 // (Re)join every channel, JOINs first in the queue.
                 let joins: Vec<Command> = self
                     .channels
@@ -1904,7 +1915,7 @@ fn join_command(channel: &str, key: Option<&str>) -> Command {
 }
 
 /// Text made safe for one IRC argument: sanitized, line breaks as spaces.
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     sanitize(text).replace('\n', " ")
 }
 

@@ -11,10 +11,20 @@
 //! | `verify_certificate` | `default`, `true`, `false` | absent for `default` |
 //! | `autojoin` | channels, one per line (spaces and commas also separate) | one per line |
 //! | `throttle_lines_per_second`, `throttle_burst` | flood control | text |
+//! | `ports`, `tls_ports` (Biboumi's) | ports to try, TLS ones first | one per line |
+//! | `verify_cert` (Biboumi's) | check the certificate | `true`/`false` |
+//! | `pass` (Biboumi's) | the server password, sent as `PASS` | sealed |
+//! | `after_connect_commands` (Biboumi's) | raw lines sent after 001 | one per line |
+//! | `throttle_limit` (Biboumi's) | lines per second | text |
+//! | `max_history_length` (Biboumi's) | join history of this server's channels | text |
+//! | `encoding_in`, `encoding_out` (Biboumi's) | UTF-8 (in: or Latin-1) only | text |
+//!
+//! Stored settings of earlier versions (`port`, `tls`, `verify_certificate`,
+//! `throttle_lines_per_second`) are still read.
 
 use crate::address;
 use crate::config::Throttle;
-use estuary_bridge_api::{BridgeError, FieldKind, FormField, FormValues};
+use estuary_bridge_api::{BridgeError, FieldKind, FormField, FormValues, RoomPolicy};
 
 /// Why submitted settings were refused; each says what to fix.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -51,6 +61,22 @@ pub enum SettingsError {
     /// A value has a line break or control character where one line is expected.
     #[error("The {0} must be one line of text.")]
     NotOneLine(&'static str),
+    /// An encoding Estuary does not speak.
+    #[error("'{value}' is not a valid value for '{var}': Estuary sends UTF-8 and reads UTF-8 (Latin-1 for lines that are not UTF-8); leave it empty or give UTF-8{}.", if *var == "encoding_in" { " or Latin-1" } else { "" })]
+    BadEncoding {
+        /// The field.
+        var: &'static str,
+        /// What was given.
+        value: String,
+    },
+    /// A whole number was expected.
+    #[error("'{value}' is not a valid value for '{var}': enter a whole number.")]
+    NotANumber {
+        /// The field.
+        var: &'static str,
+        /// What was given.
+        value: String,
+    },
 }
 
 impl From<SettingsError> for BridgeError {
@@ -59,47 +85,172 @@ impl From<SettingsError> for BridgeError {
     }
 }
 
-/// The form of a server's "Configure" command and of registration on its JID.
-pub fn fields() -> Vec<FormField> {
+/// The form of a server's "Configure" command and of registration on its JID: Biboumi's
+/// fields under Biboumi's names, then Estuary's own. `verify_default` is what the gateway
+/// does for this server unless the user says otherwise.
+pub fn fields_for(verify_default: bool) -> Vec<FormField> {
     vec![
-        FormField::text("nick", "Nick").describe("Empty: the nick you join rooms with."),
-        FormField::text("username", "Username (ident)"),
-        FormField::text("realname", "Real name"),
-        FormField::secret("sasl_password", "SASL password (account = nick)"),
+        FormField::multiline("ports", "Ports")
+            .describe("Ports to try without TLS, one per line. Empty: 6667 after the TLS ports."),
+        FormField::multiline("tls_ports", "TLS ports")
+            .describe("Ports to try with TLS, one per line, before the plain ones. Empty: 6697."),
+        FormField::boolean("verify_cert", "Verify certificate")
+            .describe("Whether to abort the connection if the server's TLS certificate is invalid.")
+            .default_value(if verify_default { "true" } else { "false" }),
+        FormField::secret("sasl_password", "SASL Password")
+            .describe("Use it to authenticate with your nick."),
+        FormField::text("nick", "Nickname")
+            .describe("If set, overrides the nickname given when joining the first channel."),
+        FormField::secret("pass", "Server password")
+            .describe("Used in a PASS command when connecting."),
+        FormField::multiline("after_connect_commands", "After-connection IRC commands")
+            .describe("Raw IRC commands sent after the connection is established, one per line."),
+        FormField::text("username", "Username"),
+        FormField::text("realname", "Realname"),
+        FormField::integer("throttle_limit", "Throttle limit", 1, 1000).describe(
+            "Lines sent per second at most (flood control). Empty: the gateway's setting.",
+        ),
+        FormField::integer("max_history_length", "Max history length", 0, 100)
+            .describe("Messages of history sent when joining one of this server's channels."),
+        FormField::text("encoding_out", "Out encoding")
+            .describe("Estuary sends UTF-8: empty or UTF-8."),
+        FormField::text("encoding_in", "In encoding").describe(
+            "Estuary reads UTF-8, and Latin-1 lines as Latin-1: empty, UTF-8 or Latin-1.",
+        ),
         FormField::secret("nickserv_password", "NickServ password")
             .describe("Sent as IDENTIFY to NickServ after connecting."),
-        FormField {
-            kind: FieldKind::Choice(vec![
-                (
-                    "auto".into(),
-                    "Automatic: TLS on 6697, then plain on 6667".into(),
-                ),
-                ("true".into(), "TLS".into()),
-                ("false".into(), "Plain (no TLS)".into()),
-            ]),
-            ..FormField::text("tls", "TLS")
-        }
-        .default_value("auto"),
-        FormField::text("port", "Port").describe("Empty: 6697 with TLS, 6667 without."),
-        FormField {
-            kind: FieldKind::Choice(vec![
-                ("default".into(), "As the gateway is configured".into()),
-                ("true".into(), "Check the certificate".into()),
-                ("false".into(), "Accept any certificate (unsafe)".into()),
-            ]),
-            ..FormField::text("verify_certificate", "TLS certificate")
-        }
-        .default_value("default"),
-        FormField {
-            kind: FieldKind::Multiline,
-            ..FormField::text("autojoin", "Channels to join on connect")
-        }
-        .describe("One channel per line, e.g. #rust"),
-        FormField::text("throttle_lines_per_second", "Lines per second sent at most")
-            .describe("Flood control; empty: the gateway's setting (2 by default)."),
-        FormField::text("throttle_burst", "Lines sent at once after a pause")
-            .describe("Empty: the gateway's setting (5 by default)."),
+        FormField::multiline("autojoin", "Channels to join on connect")
+            .describe("One channel per line, e.g. #rust"),
+        FormField::integer(
+            "throttle_burst",
+            "Lines sent at once after a pause",
+            1,
+            1000,
+        )
+        .describe("Empty: the gateway's setting (5 by default)."),
     ]
+}
+
+/// [`fields_for`] a server whose certificate is checked.
+pub fn fields() -> Vec<FormField> {
+    fields_for(true)
+}
+
+/// The form of a channel's "Configure" command and `muc#owner` configuration (Biboumi's).
+pub fn channel_fields() -> Vec<FormField> {
+    vec![
+        FormField {
+            kind: FieldKind::Choice(vec![
+                ("unset".into(), "unset".into()),
+                ("true".into(), "true".into()),
+                ("false".into(), "false".into()),
+            ]),
+            ..FormField::text("record_history", "Record history for this channel")
+        }
+        .describe("If unset, the value is the one configured globally")
+        .default_value("unset"),
+        FormField::text("encoding_out", "Out encoding")
+            .describe("Estuary sends UTF-8: empty or UTF-8."),
+        FormField::text("encoding_in", "In encoding")
+            .describe("Estuary reads UTF-8, and Latin-1 lines as Latin-1: empty, UTF-8 or Latin-1."),
+        FormField::boolean("persistent", "Persistent")
+            .describe("If true, when all your XMPP clients have left this channel, the gateway stays in it, without sending a PART command.")
+            .default_value("false"),
+        FormField::integer("max_history_length", "Max history length", 0, 100)
+            .describe("Messages of history sent when joining. Empty: the server's or the global setting."),
+    ]
+}
+
+/// The form of the gateway's own "Configure" command: the user's defaults (Biboumi's).
+pub fn global_fields(persistent_default: bool) -> Vec<FormField> {
+    vec![
+        FormField::integer("max_history_length", "Max history length", 0, 100)
+            .describe("The most messages of history sent when joining a channel.")
+            .default_value("20"),
+        FormField::boolean("record_history", "Record history")
+            .describe("Whether to save the messages into the database, or not")
+            .default_value("true"),
+        FormField::boolean("persistent", "Make all channels persistent")
+            .describe("If true, all channels will be persistent")
+            .default_value(if persistent_default { "true" } else { "false" }),
+    ]
+}
+
+/// Checks the encodings a form names: Estuary writes UTF-8 and reads UTF-8, falling back
+/// to Latin-1 for a line that is not UTF-8, so only those are taken.
+pub fn check_encodings(values: &FormValues, out: &mut FormValues) -> Result<(), SettingsError> {
+    let norm = |v: &str| v.trim().to_ascii_lowercase().replace(['-', '_'], "");
+    if let Some(v) = values
+        .get("encoding_out")
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        if norm(v) != "utf8" {
+            return Err(SettingsError::BadEncoding {
+                var: "encoding_out",
+                value: v.into(),
+            });
+        }
+        out.set("encoding_out", v);
+    }
+    if let Some(v) = values
+        .get("encoding_in")
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        if !matches!(norm(v).as_str(), "utf8" | "latin1" | "iso88591") {
+            return Err(SettingsError::BadEncoding {
+                var: "encoding_in",
+                value: v.into(),
+            });
+        }
+        out.set("encoding_in", v);
+    }
+    Ok(())
+}
+
+/// How a channel behaves for a user, from their global, server and channel settings (the
+/// most specific set wins): persistent if the channel or the global setting says so,
+/// recorded unless the channel (or, unset there, the global setting) says not, and the
+/// join history of the channel's, the server's or the global length.
+pub fn room_policy(
+    global: Option<&FormValues>,
+    server: Option<&FormValues>,
+    channel: Option<&FormValues>,
+) -> RoomPolicy {
+    let flag = |v: Option<&FormValues>, var: &str| v.and_then(|v| v.get(var)).map(is_true);
+    let number = |v: Option<&FormValues>| {
+        v.and_then(|v| v.get("max_history_length"))
+            .and_then(|n| n.parse::<usize>().ok())
+    };
+    let default = RoomPolicy::default();
+    let record_here = channel
+        .and_then(|c| c.get("record_history"))
+        .filter(|v| *v != "unset")
+        .map(is_true);
+    RoomPolicy {
+        persistent: flag(channel, "persistent").unwrap_or(false)
+            || flag(global, "persistent").unwrap_or(false),
+        record_history: record_here
+            .or(flag(global, "record_history"))
+            .unwrap_or(default.record_history),
+        history_length: number(channel)
+            .or(number(server))
+            .or(number(global))
+            .unwrap_or(default.history_length),
+    }
+}
+
+/// Checks a channel's settings: the encodings; the rest the core checked.
+pub fn check_channel(values: &FormValues) -> Result<FormValues, SettingsError> {
+    let mut out = FormValues::default();
+    for var in ["record_history", "persistent", "max_history_length"] {
+        if let Some(v) = values.get(var) {
+            out.set(var, v.trim());
+        }
+    }
+    check_encodings(values, &mut out)?;
+    Ok(out)
 }
 
 fn one_line(value: &str, what: &'static str) -> Result<(), SettingsError> {
@@ -196,6 +347,58 @@ pub fn check(values: &FormValues) -> Result<FormValues, SettingsError> {
             out.set("throttle_burst", burst);
         }
     }
+    // Biboumi's fields.
+    for var in ["ports", "tls_ports"] {
+        if let Some(list) = get(var) {
+            let mut ports = Vec::new();
+            for port in list.split_whitespace() {
+                match port.parse::<u16>() {
+                    Ok(p) if p > 0 => ports.push(p.to_string()),
+                    _ => return Err(SettingsError::BadPort(port.into())),
+                }
+            }
+            if !ports.is_empty() {
+                out.set(var, ports.join("\n"));
+            }
+        }
+    }
+    if let Some(v) = get("verify_cert") {
+        out.set("verify_cert", if is_true(v) { "true" } else { "false" });
+    }
+    if let Some(pw) = values.get("pass") {
+        one_line(pw, "server password")?;
+        out.set("pass", pw);
+    }
+    if let Some(list) = get("after_connect_commands") {
+        let lines: Vec<&str> = list
+            .split('\n')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        for line in &lines {
+            one_line(line, "after-connect command")?;
+        }
+        if !lines.is_empty() {
+            out.set("after_connect_commands", lines.join("\n"));
+        }
+    }
+    for var in ["throttle_limit", "max_history_length"] {
+        if let Some(v) = get(var) {
+            let n: u32 = v.parse().map_err(|_| SettingsError::NotANumber {
+                var: if var == "throttle_limit" {
+                    "throttle_limit"
+                } else {
+                    "max_history_length"
+                },
+                value: v.into(),
+            })?;
+            if var == "throttle_limit" && n == 0 {
+                return Err(SettingsError::BadThrottle(v.into()));
+            }
+            out.set(var, n.to_string());
+        }
+    }
+    check_encodings(values, &mut out)?;
     Ok(out)
 }
 
@@ -343,17 +546,23 @@ mod tests {
     #[test]
     fn the_form_has_every_setting() {
         let vars: Vec<String> = fields().into_iter().map(|f| f.var).collect();
+        // Biboumi's, then Estuary's own.
         for v in [
+            "ports",
+            "tls_ports",
+            "verify_cert",
+            "sasl_password",
             "nick",
+            "pass",
+            "after_connect_commands",
             "username",
             "realname",
-            "sasl_password",
+            "throttle_limit",
+            "max_history_length",
+            "encoding_out",
+            "encoding_in",
             "nickserv_password",
-            "tls",
-            "port",
-            "verify_certificate",
             "autojoin",
-            "throttle_lines_per_second",
             "throttle_burst",
         ] {
             assert!(vars.iter().any(|x| x == v), "{v}");
@@ -361,8 +570,85 @@ mod tests {
         assert!(
             fields()
                 .iter()
-                .filter(|f| f.var.ends_with("password"))
+                .filter(|f| f.var.ends_with("password") || f.var == "pass")
                 .all(FormField::is_secret)
         );
+    }
+
+    #[test]
+    fn biboumis_fields_are_checked_and_kept() {
+        let out = check(&form(&[
+            ("ports", "6667\n 7000 "),
+            ("tls_ports", "6697\n6698"),
+            ("verify_cert", "1"),
+            ("pass", "se cret"),
+            (
+                "after_connect_commands",
+                "MODE alice +x\n\n PRIVMSG bob :hi ",
+            ),
+            ("throttle_limit", "42"),
+            ("max_history_length", "69"),
+            ("encoding_in", "latin-1"),
+            ("encoding_out", "UTF-8"),
+        ]))
+        .unwrap();
+        assert_eq!(out.get("ports"), Some("6667\n7000"));
+        assert_eq!(out.get("tls_ports"), Some("6697\n6698"));
+        assert_eq!(out.get("verify_cert"), Some("true"));
+        assert_eq!(out.get("pass"), Some("se cret"));
+        assert_eq!(
+            out.get("after_connect_commands"),
+            Some("MODE alice +x\nPRIVMSG bob :hi")
+        );
+        assert_eq!(out.get("throttle_limit"), Some("42"));
+        assert_eq!(out.get("max_history_length"), Some("69"));
+        assert_eq!(out.get("encoding_in"), Some("latin-1"));
+        assert_eq!(out.get("encoding_out"), Some("UTF-8"));
+    }
+
+    #[test]
+    fn bad_biboumi_values_name_the_field() {
+        let e = check(&form(&[("throttle_limit", "bleh")])).unwrap_err();
+        assert!(e.to_string().contains("throttle_limit"), "{e}");
+        let e = check(&form(&[("max_history_length", "-1")])).unwrap_err();
+        assert!(e.to_string().contains("max_history_length"), "{e}");
+        assert!(matches!(
+            check(&form(&[("tls_ports", "6697 x")])),
+            Err(SettingsError::BadPort(p)) if p == "x"
+        ));
+        let e = check(&form(&[("encoding_out", "latin-1")])).unwrap_err();
+        assert!(e.to_string().contains("encoding_out"), "{e}");
+        let e = check(&form(&[("encoding_in", "koi8-r")])).unwrap_err();
+        assert!(e.to_string().contains("encoding_in"), "{e}");
+        assert!(matches!(
+            check(&form(&[("after_connect_commands", "ok\nbad\u{0}line")])),
+            Err(SettingsError::NotOneLine(_))
+        ));
+        assert!(matches!(
+            check(&form(&[("pass", "a\rQUIT")])),
+            Err(SettingsError::NotOneLine(_))
+        ));
+    }
+
+    #[test]
+    fn the_room_policy_takes_the_most_specific_setting() {
+        let d = RoomPolicy::default();
+        assert_eq!(room_policy(None, None, None), d);
+        let global = form(&[("record_history", "0"), ("max_history_length", "5")]);
+        let server = form(&[("max_history_length", "7")]);
+        let chan = form(&[("record_history", "unset"), ("persistent", "1")]);
+        let p = room_policy(Some(&global), Some(&server), Some(&chan));
+        assert!(p.persistent);
+        assert!(!p.record_history, "unset falls back to the global setting");
+        assert_eq!(
+            p.history_length, 7,
+            "the server's length over the global one"
+        );
+        let chan = form(&[("record_history", "true"), ("max_history_length", "0")]);
+        let p = room_policy(Some(&global), Some(&server), Some(&chan));
+        assert!(p.record_history && !p.persistent);
+        assert_eq!(p.history_length, 0);
+        let all = form(&[("persistent", "true")]);
+        assert!(room_policy(Some(&all), None, None).persistent);
     }
 }

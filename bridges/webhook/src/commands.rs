@@ -30,9 +30,9 @@
 use crate::config::{HookConfig, MessageType, PayloadFormat, WebhookConfig};
 use crate::hooks::{Hook, HookOrigin, HookSet};
 use estuary_bridge_api::{
-    BridgeError, CommandAccess, CommandContext, CommandOutput, CommandSpec, ErrorKind, EventRouter,
-    EventSink, FieldKind, FormField, FormValues, LoginId, OutboundPolicy, RemoteEvent,
-    SEALED_METADATA_KEY, StoredLogin,
+    BridgeError, CommandAccess, CommandContext, CommandOutput, CommandScope, CommandSpec,
+    ErrorKind, EventRouter, EventSink, FieldKind, FormField, FormValues, LoginId, OutboundPolicy,
+    RemoteEvent, SEALED_METADATA_KEY, StoredLogin,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -171,6 +171,7 @@ pub fn specs(config: &WebhookConfig) -> Vec<CommandSpec> {
                 node: ADD.into(),
                 name: "Add a webhook for me".into(),
                 access: CommandAccess::User,
+                scope: CommandScope::Gateway,
                 instructions: format!(
                     "The hook sends you what is POSTed to {}/<name>, as the contact \
                      <name>@{}. You may have {} hooks.",
@@ -184,6 +185,7 @@ pub fn specs(config: &WebhookConfig) -> Vec<CommandSpec> {
                 node: REMOVE.into(),
                 name: "Remove one of my webhooks".into(),
                 access: CommandAccess::User,
+                scope: CommandScope::Gateway,
                 instructions: "The hook stops at once; its URL answers 404.".into(),
                 fields: vec![FormField::text("name", "Name").required()],
             },
@@ -191,6 +193,7 @@ pub fn specs(config: &WebhookConfig) -> Vec<CommandSpec> {
                 node: LIST.into(),
                 name: "My webhooks".into(),
                 access: CommandAccess::User,
+                scope: CommandScope::Gateway,
                 instructions: String::new(),
                 fields: Vec::new(),
             },
@@ -201,6 +204,7 @@ pub fn specs(config: &WebhookConfig) -> Vec<CommandSpec> {
             node: ADMIN_ADD.into(),
             name: "Admin: add a webhook".into(),
             access: CommandAccess::Admin,
+            scope: CommandScope::Gateway,
             instructions: "A hook needs recipients, rooms or an outgoing URL. Hooks from the \
                            configuration file cannot be replaced."
                 .into(),
@@ -222,6 +226,7 @@ pub fn specs(config: &WebhookConfig) -> Vec<CommandSpec> {
             node: ADMIN_REMOVE.into(),
             name: "Admin: remove a webhook".into(),
             access: CommandAccess::Admin,
+            scope: CommandScope::Gateway,
             instructions: "Any hook added by command; hooks from the configuration file are \
                            removed there."
                 .into(),
@@ -231,6 +236,7 @@ pub fn specs(config: &WebhookConfig) -> Vec<CommandSpec> {
             node: ADMIN_LIST.into(),
             name: "Admin: list webhooks".into(),
             access: CommandAccess::Admin,
+            scope: CommandScope::Gateway,
             instructions: String::new(),
             fields: Vec::new(),
         },
@@ -689,6 +695,7 @@ impl HookCommands {
             note,
             columns: columns(),
             rows: rows(&hooks, &self.config.path_prefix),
+            next: None,
         }
     }
 
@@ -780,7 +787,7 @@ async fn send_metadata(hooks: &HookSet, owner: &str, sink: &EventSink) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use estuary_bridge_api::User;
+    use estuary_bridge_api::{CommandTarget, User};
     use tokio::sync::mpsc;
 
     type Queue = mpsc::Receiver<(String, LoginId, RemoteEvent)>;
@@ -808,6 +815,9 @@ mod tests {
         CommandContext {
             user: User { jid: jid.into() },
             is_admin,
+            target: CommandTarget::Gateway,
+            state: FormValues::default(),
+            rooms: Vec::new(),
         }
     }
 

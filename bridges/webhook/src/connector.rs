@@ -212,6 +212,7 @@ impl Connector for WebhookConnector {
         ctx: &CommandContext,
         node: &str,
         form: &FormValues,
+        _client: Option<&dyn Client>,
     ) -> Result<CommandOutput> {
         self.commands.run(ctx, node, form).await
     }
