@@ -2866,3 +2866,45 @@ async fn an_unreachable_server_does_not_leave_the_gateway_reconnecting() {
         .await;
     w.app.shutdown().await;
 }
+
+/// Occupant JIDs as Biboumi gives them: someone who joins while the user is in the room is
+/// `nick%server@gw/user@host` (from the JOIN's prefix), and so is the user in their own
+/// self-presence; members listed by NAMES, which gives no address, are the bare contact JID.
+#[tokio::test]
+async fn occupant_jids_carry_user_and_host_as_biboumi_shows_them() {
+    let w = World::start(Ircd::start_ngircd()).await;
+    let mut carol = Raw::connect(w.ircd.port, "carol").await;
+    carol.send("JOIN #who").await;
+    carol.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("who").await;
+    let who = room("who");
+    let me = join(&mut alice, &who, "alice").await;
+    let own = item_attr(&me, "jid").unwrap_or_default();
+    let own_resource = own
+        .strip_prefix(&format!("alice%127.0.0.1@{DOMAIN}/"))
+        .unwrap_or_default();
+    assert!(
+        own_resource.ends_with("@127.0.0.1"),
+        "the self-presence shows the user's IRC identity, user@host: {}",
+        String::from(&me)
+    );
+
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #who").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let occupant = format!("{who}/bob");
+    let p = alice
+        .expect("bob's join", |s| {
+            presence_from(s, &occupant) && s.attr("type").is_none()
+        })
+        .await;
+    let jid = item_attr(&p, "jid").unwrap_or_default();
+    let (bare, resource) = jid.split_once('/').unwrap_or((&jid, ""));
+    assert_eq!(bare, format!("bob%127.0.0.1@{DOMAIN}"), "{}", String::from(&p));
+    assert!(
+        resource.trim_start_matches('~') == "bob@127.0.0.1",
+        "the resource is bob's user@host: {}",
+        String::from(&p)
+    );
+    w.app.shutdown().await;
+}

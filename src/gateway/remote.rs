@@ -602,11 +602,7 @@ impl Gateway {
                 let Some(from) = self.occupant_jid(&room, nick) else {
                     continue;
                 };
-                let real = member
-                    .as_ref()
-                    .and_then(|m| m.user.as_ref())
-                    .and_then(|u| self.chat_jid(&ChatKey::Direct(u.clone())))
-                    .map(|j| j.to_string());
+                let real = member.as_ref().and_then(|m| self.member_jid(m));
                 for to in &targets {
                     self.send(muc::occupant_presence(&Occupant {
                         from: Some(from.clone()),
@@ -646,11 +642,7 @@ impl Gateway {
                 let Some(from) = self.occupant_jid(room, &m.nick) else {
                     return;
                 };
-                let real = m
-                    .user
-                    .as_ref()
-                    .and_then(|u| self.chat_jid(&ChatKey::Direct(u.clone())))
-                    .map(|j| j.to_string());
+                let real = self.member_jid(&m);
                 let self_codes = [muc::SELF_PRESENCE];
                 for to in targets {
                     let is_self = m.nick == own;
@@ -659,7 +651,7 @@ impl Gateway {
                         to: Some(to.clone()),
                         role: Some(m.role),
                         affiliation: Some(m.affiliation),
-                        jid: if is_self {
+                        jid: if is_self && m.address.is_none() {
                             Some(to.to_string())
                         } else {
                             real.clone()

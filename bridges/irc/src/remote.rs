@@ -138,6 +138,8 @@ pub struct Session {
     forced_joins: u16,
     /// What is needed now and then only; `None` while all of it is empty.
     rare: Option<Box<Rare>>,
+    /// Our own `user@host` as the server shows it (from our JOINs' prefix).
+    own_address: Option<Box<str>>,
 }
 
 /// CTCP VERSION requests waiting per connection before the oldest is given up.
@@ -204,6 +206,7 @@ impl Session {
             nick_tries: 0,
             forced_joins: 0,
             rare: None,
+            own_address: None,
         };
         for channel in session.settings.autojoin().to_vec() {
             session.want_channel(&channel, None);
@@ -466,7 +469,13 @@ impl Session {
             members: folded
                 .into_iter()
                 .filter_map(|f| chan.members.get(f))
-                .map(|(nick, modes)| self.member(nick, modes, chan.moderated))
+                .map(|(nick, modes)| {
+                    let mut m = self.member(nick, modes, chan.moderated);
+                    if self.is_me(nick) {
+                        m.address = self.own_address.as_deref().map(str::to_owned);
+                    }
+                    m
+                })
                 .collect(),
             subject: chan.topic.clone(),
         }
@@ -482,6 +491,7 @@ impl Session {
             user: Some(self.user_for(nick)),
             role,
             affiliation,
+            address: None,
         }
     }
 
@@ -723,7 +733,7 @@ impl Session {
             Command::AUTHENTICATE(ref data) if data == "+" => self.send_sasl_credentials(),
             Command::JOIN(ref chan, _, _) => {
                 if let Some(nick) = source {
-                    self.on_join(chan, &nick);
+                    self.on_join(chan, &nick, address_of(msg.prefix.as_ref()));
                 }
             }
             Command::PART(ref chan, ref reason) => {
@@ -1177,9 +1187,12 @@ impl Session {
         true
     }
 
-    fn on_join(&mut self, chan: &str, nick: &str) {
+    fn on_join(&mut self, chan: &str, nick: &str, address: Option<String>) {
         let folded = self.fold(chan);
         if self.is_me(nick) {
+            if address.is_some() {
+                self.own_address = address.map(String::into_boxed_str);
+            }
             // Also covers joins the server forced on us (shown as the server spells them),
             // up to a cap: past it, the channel is parted at once.
             if !self.channels.contains_key(&folded) {
@@ -1215,7 +1228,8 @@ impl Session {
             .insert(nick_folded, (nick.to_owned(), String::new()));
         if c.state == ChanState::Joined {
             let moderated = c.moderated;
-            let member = self.member(nick, "", moderated);
+            let mut member = self.member(nick, "", moderated);
+            member.address = address;
             for room in self.rooms_of(chan) {
                 self.emit(RemoteEvent::MemberChanged {
                     room,
@@ -1627,6 +1641,16 @@ fn cap_line(rest: &str) -> Message {
 }
 
 /// Splits a serialized command into its parameters (the last may follow `:`).
+/// `user@host` from a `nick!user@host` prefix, when the server gave either part.
+fn address_of(prefix: Option<&Prefix>) -> Option<String> {
+    match prefix {
+        Some(Prefix::Nickname(_, user, host)) if !user.is_empty() || !host.is_empty() => {
+            Some(format!("{user}@{host}"))
+        }
+        _ => None,
+    }
+}
+
 fn params(line: &str) -> Vec<String> {
     let line = line.trim_end_matches(['\r', '\n']);
     let (head, trailing) = match line.split_once(" :") {
