@@ -78,6 +78,9 @@ struct Chan {
     /// the room JID the user joined is the one they see). Sorted, each once; a vector, as
     /// there is nearly always one.
     rooms: Vec<RemoteChatId>,
+    /// When the channel was first wanted on this session (a counter), so that channels
+    /// asked for before the server welcomed us are joined, and answered, in that order.
+    asked: u32,
 }
 
 /// A line to send; the first line of a user's message carries its echo expectation.
@@ -140,6 +143,8 @@ pub struct Session {
     rare: Option<Box<Rare>>,
     /// Our own `user@host` as the server shows it (from our JOINs' prefix).
     own_address: Option<Box<str>>,
+    /// The counter behind [`Chan::asked`].
+    channels_asked: u32,
 }
 
 /// CTCP VERSION requests waiting per connection before the oldest is given up.
@@ -207,6 +212,7 @@ impl Session {
             forced_joins: 0,
             rare: None,
             own_address: None,
+            channels_asked: 0,
         };
         for channel in session.settings.autojoin().to_vec() {
             session.want_channel(&channel, None);
@@ -439,10 +445,13 @@ impl Session {
     fn want_channel(&mut self, channel: &str, key: Option<String>) {
         let folded = self.fold(channel);
         let room = self.room_for(channel);
+        let asked = self.channels_asked;
+        self.channels_asked = self.channels_asked.wrapping_add(1);
         let rooms = &mut self
             .channels
             .get_or_insert_with(folded, || {
                 Box::new(Chan {
+                    asked,
                     name: channel.to_owned(),
                     key,
                     state: ChanState::Joining,
@@ -915,9 +924,11 @@ impl Session {
                     )));
                 }
                 // (Re)join every channel, JOINs first in the queue.
-                let joins: Vec<Command> = self
-                    .channels
-                    .values()
+                // In the order the user asked for them (Biboumi answers joins in that order).
+                let mut chans: Vec<&Chan> = self.channels.values().map(|c| &**c).collect();
+                chans.sort_by_key(|c| c.asked);
+                let joins: Vec<Command> = chans
+                    .into_iter()
                     .map(|c| join_command(&c.name, c.key.as_deref()))
                     .collect();
                 for cmd in joins.into_iter().rev() {
@@ -1840,6 +1851,72 @@ mod tests {
                 ":irc.test 001 alice :Welcome",
                 ":irc.test 005 alice CASEMAPPING=ascii PREFIX=(qaohv)~&@%+ :are supported",
             ],
+        );
+    }
+
+    /// Channels asked for before the welcome are joined in the order asked, not in the
+    /// order of their names (Biboumi's clients get the join answers in that order).
+    #[test]
+    fn joins_asked_before_the_welcome_go_out_in_the_order_asked() {
+        let mut s = session();
+        for chan in ["#foo", "#bar", "#baz"] {
+            ask_join(&mut s, chan);
+        }
+        registered(&mut s);
+        let joins: Vec<String> = wire(&mut s)
+            .into_iter()
+            .filter(|l| l.starts_with("JOIN"))
+            .collect();
+        assert_eq!(joins, ["JOIN #foo", "JOIN #bar", "JOIN #baz"]);
+    }
+
+    /// A member who joins carries the JOIN prefix's `user@host`; so does the user in the
+    /// room's member list once the server showed our own JOIN; NAMES gives no address.
+    #[test]
+    fn members_carry_the_address_from_the_join_prefix() {
+        let mut s = session();
+        ask_join(&mut s, "#a");
+        registered(&mut s);
+        let _ = wire(&mut s);
+        let events = feed(
+            &mut s,
+            &[
+                ":alice!~al@host.example JOIN #a",
+                ":irc.test 353 alice = #a :alice @carol",
+                ":irc.test 366 alice #a :End of /NAMES list.",
+                ":bob!bob@127.0.0.1 JOIN #a",
+                ":dave JOIN #a",
+            ],
+        );
+        let joined = events.iter().find_map(|e| match e {
+            RemoteEvent::RoomJoined { members, .. } => Some(members.clone()),
+            _ => None,
+        });
+        let members = joined.expect("the room is joined");
+        let address = |nick: &str| {
+            members
+                .iter()
+                .find(|m| m.nick == nick)
+                .and_then(|m| m.address.clone())
+        };
+        assert_eq!(address("alice").as_deref(), Some("~al@host.example"));
+        assert_eq!(address("carol"), None);
+        let arrivals: Vec<(String, Option<String>)> = events
+            .iter()
+            .filter_map(|e| match e {
+                RemoteEvent::MemberChanged {
+                    change: MemberChange::Joined(m),
+                    ..
+                } => Some((m.nick.clone(), m.address.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            arrivals,
+            [
+                ("bob".to_owned(), Some("bob@127.0.0.1".to_owned())),
+                ("dave".to_owned(), None)
+            ]
         );
     }
 
