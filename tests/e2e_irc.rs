@@ -2908,3 +2908,28 @@ async fn occupant_jids_carry_user_and_host_as_biboumi_shows_them() {
     );
     w.app.shutdown().await;
 }
+
+/// A channel mode change is told in the room from the room's JID, as Biboumi tells it:
+/// `Mode #chan [+k SECRET] by bob`.
+#[tokio::test]
+async fn a_mode_change_is_told_in_the_room() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #modes").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("modes").await;
+    let modes = room("modes");
+    join(&mut alice, &modes, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+    bob.send("MODE #modes +v alice").await;
+    let m = alice
+        .expect("the mode change, told by the room", |s| {
+            s.name() == "message" && body(s).is_some_and(|b| b.starts_with("Mode #modes"))
+        })
+        .await;
+    assert_eq!(m.attr("from"), Some(modes.as_str()), "{}", String::from(&m));
+    assert_eq!(m.attr("type"), Some("groupchat"));
+    assert_eq!(body(&m).as_deref(), Some("Mode #modes [+v alice] by bob"));
+    w.app.shutdown().await;
+}

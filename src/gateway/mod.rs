@@ -795,6 +795,7 @@ fn event_kind(event: &RemoteEvent) -> &'static str {
         RemoteEvent::RoomJoinFailed { .. } => "room join failed",
         RemoteEvent::MemberChanged { .. } => "member changed",
         RemoteEvent::SubjectChanged { .. } => "subject",
+        RemoteEvent::RoomNotice { .. } => "room notice",
         RemoteEvent::RoomLeft { .. } => "room left",
         RemoteEvent::Invited { .. } => "invitation",
         RemoteEvent::ServiceMessage { .. } => "service message",

@@ -241,6 +241,23 @@ impl Gateway {
                     }
                 }
             }
+            RemoteEvent::RoomNotice { room, body } => {
+                let Some(s) = session else { return };
+                let resources = match s.rooms().get(&room) {
+                    Some(r) if r.joined => r.resources.clone(),
+                    _ => return,
+                };
+                let Some(from) = self.chat_jid(&ChatKey::Room(room.clone())) else {
+                    return;
+                };
+                for res in resources {
+                    let Ok(to) = Jid::new(&res) else { continue };
+                    let mut m = Message::new_with_type(MessageType::Groupchat, Some(to));
+                    m.from = Some(Jid::from(from.clone()));
+                    m.bodies.insert(Default::default(), body.clone());
+                    self.send(m).await;
+                }
+            }
             RemoteEvent::RoomLeft { room, reason } => {
                 let Some(s) = session else { return };
                 let Some(r) = s.rooms().remove(&room) else {

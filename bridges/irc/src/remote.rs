@@ -734,7 +734,13 @@ impl Session {
         let at = tag(&msg, "time").and_then(parse_server_time);
         let msgid = tag(&msg, "msgid").map(str::to_owned);
         match msg.command {
-            Command::Response(resp, args) => self.handle_numeric(resp, args),
+            Command::Response(resp, args) => {
+                let origin = match &msg.prefix {
+                    Some(Prefix::ServerName(name)) => Some(name.as_str()),
+                    _ => None,
+                };
+                self.handle_numeric(resp, args, origin)
+            }
             Command::CAP(..) => {
                 let line = String::from(&msg.command);
                 self.handle_cap(&params(&line));
@@ -767,7 +773,10 @@ impl Session {
                 }
                 self.on_kick(chan, nick, source, reason.as_deref().map(irc_to_styled));
             }
-            Command::ChannelMODE(ref chan, ref modes) => self.on_mode(chan, modes),
+            Command::ChannelMODE(ref chan, ref modes) => {
+                let by = source.as_deref().unwrap_or(self.settings.server()).to_owned();
+                self.on_mode(chan, modes, Some(&by))
+            }
             Command::TOPIC(ref chan, Some(ref topic)) => {
                 if source.as_deref().is_some_and(|s| self.is_me(s)) {
                     self.answer_pending(chan, |a| *a == Awaited::Topic, Ok(()));
@@ -904,7 +913,9 @@ impl Session {
         }
     }
 
-    fn handle_numeric(&mut self, resp: Response, args: Vec<String>) {
+    /// `origin` is the server that sent it (the prefix), named before the text of a reply
+    /// shown as is (`irc.example.net: …`, as Biboumi shows them).
+    fn handle_numeric(&mut self, resp: Response, args: Vec<String>, origin: Option<&str>) {
         let text = args.last().cloned().unwrap_or_default();
         let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
         match resp {
@@ -990,7 +1001,7 @@ impl Session {
                     Mode::Minus(ChannelMode::Moderated, None)
                 }];
                 if self.channels.contains_key(&self.fold(&chan)) {
-                    self.on_mode(&chan, &modes);
+                    self.on_mode(&chan, &modes, None);
                 } else {
                     let rest: Vec<&str> = args.iter().skip(2).map(String::as_str).collect();
                     self.service(format!("{chan}: {}", rest.join(" ")));
@@ -1113,10 +1124,15 @@ impl Session {
                 if self.refuse_pending(&arg(2), Some(&arg(1)), &text) => {}
             Response::ERR_NOSUCHNICK if self.refuse_kick_of(&arg(1), &text) => {}
             _ => {
-                // Anything else with text goes to the server's JID, as Biboumi does.
+                // Anything else with text goes to the server's JID, as Biboumi does: after
+                // the name of the server that answered.
                 let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
                 if !rest.is_empty() {
-                    self.service(irc_to_styled(&rest.join(" ")));
+                    let text = irc_to_styled(&rest.join(" "));
+                    self.service(match origin {
+                        Some(server) => format!("{server}: {text}"),
+                        None => text,
+                    });
                 }
             }
         }
@@ -1410,13 +1426,27 @@ impl Session {
         }
     }
 
-    fn on_mode(&mut self, chan: &str, modes: &[Mode<ChannelMode>]) {
+    /// A channel's modes changed (`by` someone: told in the room) or were read (`None`).
+    fn on_mode(&mut self, chan: &str, modes: &[Mode<ChannelMode>], by: Option<&str>) {
         let folded = self.fold(chan);
         let cm = self.casemapping();
         let mut changed = Vec::new();
         let Some(c) = self.channels.get_mut(&folded) else {
             return;
         };
+        // Every change is told in the room, as Biboumi does: "Mode #chan [+v bob] by alice".
+        if let Some(by) = by
+            && c.state == ChanState::Joined
+            && !modes.is_empty()
+        {
+            let body = format!("Mode {chan} [{}] by {by}", mode_text(modes));
+            for room in c.rooms.clone() {
+                self.events.push(RemoteEvent::RoomNotice {
+                    room,
+                    body: irc_to_styled(&body),
+                });
+            }
+        }
         for mode in modes {
             let (plus, m, arg) = match mode {
                 Mode::Plus(m, arg) => (true, m, arg),
@@ -1652,6 +1682,32 @@ fn cap_line(rest: &str) -> Message {
 }
 
 /// Splits a serialized command into its parameters (the last may follow `:`).
+/// Channel mode changes as the server wrote them: `+o-v alice bob`.
+fn mode_text(modes: &[Mode<ChannelMode>]) -> String {
+    let mut letters = String::new();
+    let mut args = Vec::new();
+    let mut sign = None;
+    for mode in modes {
+        let (plus, m, arg) = match mode {
+            Mode::Plus(m, arg) => (Some(true), m, arg),
+            Mode::Minus(m, arg) => (Some(false), m, arg),
+            Mode::NoPrefix(m) => (None, m, &None),
+        };
+        if plus.is_some() && plus != sign {
+            letters.push(if plus == Some(true) { '+' } else { '-' });
+            sign = plus;
+        }
+        letters.push_str(&m.to_string());
+        if let Some(a) = arg {
+            args.push(a.as_str());
+        }
+    }
+    std::iter::once(letters.as_str())
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `user@host` from a `nick!user@host` prefix, when the server gave either part.
 fn address_of(prefix: Option<&Prefix>) -> Option<String> {
     match prefix {
@@ -1851,6 +1907,45 @@ mod tests {
                 ":irc.test 001 alice :Welcome",
                 ":irc.test 005 alice CASEMAPPING=ascii PREFIX=(qaohv)~&@%+ :are supported",
             ],
+        );
+    }
+
+    /// Channel mode changes are told in the room as Biboumi tells them, by whoever made
+    /// them; replies the server sends with no special handling name the server first.
+    #[test]
+    fn mode_changes_and_plain_replies_read_as_in_biboumi() {
+        let mut s = session();
+        ask_join(&mut s, "#a");
+        registered(&mut s);
+        let _ = wire(&mut s);
+        feed(
+            &mut s,
+            &[
+                ":alice!al@h JOIN #a",
+                ":irc.test 353 alice = #a :alice bob carol",
+                ":irc.test 366 alice #a :End of /NAMES list.",
+            ],
+        );
+        let notices = |events: &[RemoteEvent]| -> Vec<String> {
+            events
+                .iter()
+                .filter_map(|e| match e {
+                    RemoteEvent::RoomNotice { body, .. } => Some(body.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let events = feed(&mut s, &[":alice!al@h MODE #a +k SECRET"]);
+        assert_eq!(notices(&events), ["Mode #a [+k SECRET] by alice"]);
+        let events = feed(&mut s, &[":bob!b@h MODE #a +o-v carol alice"]);
+        assert_eq!(notices(&events), ["Mode #a [+o-v carol alice] by bob"]);
+        let events = feed(&mut s, &[":irc.test MODE #a +m"]);
+        assert_eq!(notices(&events), ["Mode #a [+m] by irc.test"]);
+
+        let events = feed(&mut s, &[":irc.test 311 alice bob ~bob localhost * :Bob B"]);
+        assert!(
+            matches!(&events[..], [RemoteEvent::ServiceMessage { body, .. }] if body == "irc.test: bob ~bob localhost * Bob B"),
+            "{events:?}"
         );
     }
 
