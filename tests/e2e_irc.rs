@@ -717,14 +717,26 @@ async fn formatting_actions_notices_and_long_messages() {
         .expect_message_body(&format!("{room}/alice"), "/me dances")
         .await;
 
-    // NOTICEs: in the room, and in private.
+    // NOTICEs: in the room (marked, as Biboumi marks them), and in private; a private one
+    // that starts with "[#fmt]" (as ChanServ greets) is shown in that room.
     bob.send("NOTICE #fmt :a channel notice").await;
     alice
-        .expect_message_body(&bob_jid, "a channel notice")
+        .expect_message_body(&bob_jid, "[notice] a channel notice")
         .await;
     bob.send("NOTICE alice :a private notice").await;
     alice
         .expect_message_body("bob%127.0.0.1@irc.localhost", "a private notice")
+        .await;
+    bob.send("NOTICE alice :[#fmt] welcome to the channel").await;
+    alice
+        .expect_message_body(&bob_jid, "[notice] [#fmt] welcome to the channel")
+        .await;
+    bob.send("NOTICE alice :[#elsewhere] not a room of ours").await;
+    alice
+        .expect_message_body(
+            "bob%127.0.0.1@irc.localhost",
+            "[#elsewhere] not a room of ours",
+        )
         .await;
 
     // 1,000 bytes in one XMPP message: several PRIVMSGs that join back exactly.

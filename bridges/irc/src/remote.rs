@@ -1546,8 +1546,15 @@ impl Session {
             }
         }
         let is_from_me = self.is_me(&nick);
+        // A private notice that starts with "[#chan]" (ChanServ's greetings, say) is shown
+        // in that channel's room when we are in it, as Biboumi does.
+        let bracketed = (notice && !is_channel_name(target))
+            .then(|| bracketed_channel(body))
+            .flatten()
+            .filter(|c| self.channels.contains_key(&self.fold(c)));
+        let target = bracketed.unwrap_or(target);
         let channel = is_channel_name(target);
-        if is_from_me && self.take_echo(target, msgid.clone()) {
+        if is_from_me && bracketed.is_none() && self.take_echo(target, msgid.clone()) {
             return;
         }
         let chats: Vec<ChatKey> = if channel {
@@ -1570,7 +1577,12 @@ impl Session {
             nick: channel.then(|| nick.clone()),
             is_from_me,
         };
-        let body = irc_to_styled(body);
+        let body = if notice && channel {
+            // Marked in the room, where it would otherwise look like any message.
+            format!("[notice] {}", irc_to_styled(body))
+        } else {
+            irc_to_styled(body)
+        };
         for chat in chats {
             self.emit(RemoteEvent::Message(RemoteMessage {
                 chat,
@@ -1682,6 +1694,13 @@ fn cap_line(rest: &str) -> Message {
 }
 
 /// Splits a serialized command into its parameters (the last may follow `:`).
+/// The channel a text starts with in brackets (`[#chan] welcome`), if any.
+fn bracketed_channel(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix('[')?;
+    let (name, _) = inner.split_once(']')?;
+    (is_channel_name(name) && !name.contains(' ')).then_some(name)
+}
+
 /// Channel mode changes as the server wrote them: `+o-v alice bob`.
 fn mode_text(modes: &[Mode<ChannelMode>]) -> String {
     let mut letters = String::new();
