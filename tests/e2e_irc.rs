@@ -2502,6 +2502,10 @@ async fn a_mediated_invitation_names_a_nick_or_an_xmpp_address() {
         .await;
     bob.expect(|l| l.starts_with(":alice") && l.contains("INVITE bob") && l.contains("#inv2"))
         .await;
+    // The server's confirmation, as Biboumi words it.
+    alice
+        .expect_message_body(SERVER_JID, "bob has been invited to #inv2")
+        .await;
 
     let me = alice.jid().to_string();
     let bare = alice.bare();

@@ -1117,6 +1117,10 @@ impl Session {
                     self.service(format!("{chan}: {text}"));
                 }
             }
+            // Our INVITE went through (`341 me nick #chan`).
+            Response::RPL_INVITING if args.len() >= 3 => {
+                self.service(format!("{} has been invited to {}", arg(1), arg(2)));
+            }
             Response::ERR_NICKNAMEINUSE | Response::ERR_ERRONEOUSNICKNAME => self.nick_in_use(),
             Response::ERR_CHANOPRIVSNEEDED | Response::ERR_NOTONCHANNEL
                 if self.refuse_pending(&arg(1), None, &text) => {}
@@ -1964,6 +1968,11 @@ mod tests {
         let events = feed(&mut s, &[":irc.test 311 alice bob ~bob localhost * :Bob B"]);
         assert!(
             matches!(&events[..], [RemoteEvent::ServiceMessage { body, .. }] if body == "irc.test: bob ~bob localhost * Bob B"),
+            "{events:?}"
+        );
+        let events = feed(&mut s, &[":irc.test 341 alice Bob #a"]);
+        assert!(
+            matches!(&events[..], [RemoteEvent::ServiceMessage { body, .. }] if body == "Bob has been invited to #a"),
             "{events:?}"
         );
     }
