@@ -727,11 +727,13 @@ async fn formatting_actions_notices_and_long_messages() {
     alice
         .expect_message_body("bob%127.0.0.1@irc.localhost", "a private notice")
         .await;
-    bob.send("NOTICE alice :[#fmt] welcome to the channel").await;
+    bob.send("NOTICE alice :[#fmt] welcome to the channel")
+        .await;
     alice
         .expect_message_body(&bob_jid, "[notice] [#fmt] welcome to the channel")
         .await;
-    bob.send("NOTICE alice :[#elsewhere] not a room of ours").await;
+    bob.send("NOTICE alice :[#elsewhere] not a room of ours")
+        .await;
     alice
         .expect_message_body(
             "bob%127.0.0.1@irc.localhost",
@@ -2916,7 +2918,12 @@ async fn occupant_jids_carry_user_and_host_as_biboumi_shows_them() {
         .await;
     let jid = item_attr(&p, "jid").unwrap_or_default();
     let (bare, resource) = jid.split_once('/').unwrap_or((&jid, ""));
-    assert_eq!(bare, format!("bob%127.0.0.1@{DOMAIN}"), "{}", String::from(&p));
+    assert_eq!(
+        bare,
+        format!("bob%127.0.0.1@{DOMAIN}"),
+        "{}",
+        String::from(&p)
+    );
     assert!(
         resource.trim_start_matches('~') == "bob@127.0.0.1",
         "the resource is bob's user@host: {}",

@@ -774,7 +774,10 @@ impl Session {
                 self.on_kick(chan, nick, source, reason.as_deref().map(irc_to_styled));
             }
             Command::ChannelMODE(ref chan, ref modes) => {
-                let by = source.as_deref().unwrap_or(self.settings.server()).to_owned();
+                let by = source
+                    .as_deref()
+                    .unwrap_or(self.settings.server())
+                    .to_owned();
                 self.on_mode(chan, modes, Some(&by))
             }
             Command::TOPIC(ref chan, Some(ref topic)) => {
