@@ -16,7 +16,7 @@ use estuary_bridge_api::{
 use irc_proto::{ChannelMode, Command, Message, Mode, Prefix, Response};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
@@ -81,6 +81,9 @@ struct Chan {
     /// When the channel was first wanted on this session (a counter), so that channels
     /// asked for before the server welcomed us are joined, and answered, in that order.
     asked: u32,
+    /// Our own `user@host` as our JOIN to this channel showed it (kept here rather than in
+    /// the session, which every user has per server: see `a_connection_task_stays_small`).
+    own_address: Option<Box<str>>,
 }
 
 /// A line to send; the first line of a user's message carries its echo expectation.
@@ -141,11 +144,11 @@ pub struct Session {
     forced_joins: u16,
     /// What is needed now and then only; `None` while all of it is empty.
     rare: Option<Box<Rare>>,
-    /// Our own `user@host` as the server shows it (from our JOINs' prefix).
-    own_address: Option<Box<str>>,
-    /// The counter behind [`Chan::asked`].
-    channels_asked: u32,
 }
+
+/// The counter behind [`Chan::asked`]: process-wide, so that sessions carry no field for it
+/// (only the order within one session matters).
+static CHANNELS_ASKED: AtomicU32 = AtomicU32::new(0);
 
 /// CTCP VERSION requests waiting per connection before the oldest is given up.
 const MAX_VERSION_REQUESTS: usize = 16;
@@ -211,8 +214,6 @@ impl Session {
             nick_tries: 0,
             forced_joins: 0,
             rare: None,
-            own_address: None,
-            channels_asked: 0,
         };
         for channel in session.settings.autojoin().to_vec() {
             session.want_channel(&channel, None);
@@ -445,13 +446,13 @@ impl Session {
     fn want_channel(&mut self, channel: &str, key: Option<String>) {
         let folded = self.fold(channel);
         let room = self.room_for(channel);
-        let asked = self.channels_asked;
-        self.channels_asked = self.channels_asked.wrapping_add(1);
+        let asked = CHANNELS_ASKED.fetch_add(1, Ordering::Relaxed);
         let rooms = &mut self
             .channels
             .get_or_insert_with(folded, || {
                 Box::new(Chan {
                     asked,
+                    own_address: None,
                     name: channel.to_owned(),
                     key,
                     state: ChanState::Joining,
@@ -481,7 +482,7 @@ impl Session {
                 .map(|(nick, modes)| {
                     let mut m = self.member(nick, modes, chan.moderated);
                     if self.is_me(nick) {
-                        m.address = self.own_address.as_deref().map(str::to_owned);
+                        m.address = chan.own_address.as_deref().map(str::to_owned);
                     }
                     m
                 })
@@ -1224,9 +1225,6 @@ impl Session {
     fn on_join(&mut self, chan: &str, nick: &str, address: Option<String>) {
         let folded = self.fold(chan);
         if self.is_me(nick) {
-            if address.is_some() {
-                self.own_address = address.map(String::into_boxed_str);
-            }
             // Also covers joins the server forced on us (shown as the server spells them),
             // up to a cap: past it, the channel is parted at once.
             if !self.channels.contains_key(&folded) {
@@ -1246,6 +1244,7 @@ impl Session {
             }
             if let Some(c) = self.channels.get_mut(&folded) {
                 c.name = chan.to_owned();
+                c.own_address = address.map(String::into_boxed_str);
             }
             // The channel's modes (324) say whether it is moderated.
             self.push(Command::Raw("MODE".into(), vec![chan.to_owned()]));
