@@ -425,10 +425,10 @@ impl Gateway {
     /// (`nick%server@gw/~user@host`, as Biboumi shows IRC users).
     fn member_jid(&self, m: &Member) -> Option<String> {
         let bare = self.chat_jid(&ChatKey::Direct(m.user.clone()?))?;
-        if let Some(address) = &m.address {
-            if let Ok(full) = Jid::new(&format!("{bare}/{address}")) {
-                return Some(full.to_string());
-            }
+        if let Some(address) = &m.address
+            && let Ok(full) = Jid::new(&format!("{bare}/{address}"))
+        {
+            return Some(full.to_string());
         }
         Some(bare.to_string())
     }
