@@ -717,14 +717,28 @@ async fn formatting_actions_notices_and_long_messages() {
         .expect_message_body(&format!("{room}/alice"), "/me dances")
         .await;
 
-    // NOTICEs: in the room, and in private.
+    // NOTICEs: in the room (marked, as Biboumi marks them), and in private; a private one
+    // that starts with "[#fmt]" (as ChanServ greets) is shown in that room.
     bob.send("NOTICE #fmt :a channel notice").await;
     alice
-        .expect_message_body(&bob_jid, "a channel notice")
+        .expect_message_body(&bob_jid, "[notice] a channel notice")
         .await;
     bob.send("NOTICE alice :a private notice").await;
     alice
         .expect_message_body("bob%127.0.0.1@irc.localhost", "a private notice")
+        .await;
+    bob.send("NOTICE alice :[#fmt] welcome to the channel")
+        .await;
+    alice
+        .expect_message_body(&bob_jid, "[notice] [#fmt] welcome to the channel")
+        .await;
+    bob.send("NOTICE alice :[#elsewhere] not a room of ours")
+        .await;
+    alice
+        .expect_message_body(
+            "bob%127.0.0.1@irc.localhost",
+            "[#elsewhere] not a room of ours",
+        )
         .await;
 
     // 1,000 bytes in one XMPP message: several PRIVMSGs that join back exactly.
@@ -2509,6 +2523,10 @@ async fn a_mediated_invitation_names_a_nick_or_an_xmpp_address() {
         .await;
     bob.expect(|l| l.starts_with(":alice") && l.contains("INVITE bob") && l.contains("#inv2"))
         .await;
+    // The server's confirmation, as Biboumi words it.
+    alice
+        .expect_message_body(SERVER_JID, "bob has been invited to #inv2")
+        .await;
 
     let me = alice.jid().to_string();
     let bare = alice.bare();
@@ -2721,11 +2739,17 @@ async fn a_mode_command_in_a_room_is_run_not_posted() {
             body(s).as_deref() == Some("after the key")
         })
         .await;
+    // The room tells the mode change, from its own JID (as IRC shows it to everyone in the
+    // channel); the command itself is never a message from alice.
+    let alice_occupant = format!("{modek}/alice");
     alice
         .expect_none(
             "the command as a message",
             Duration::from_millis(300),
-            |s| body(s).is_some_and(|b| b.contains("SECRET")),
+            |s| {
+                s.attr("from") == Some(alice_occupant.as_str())
+                    && body(s).is_some_and(|b| b.contains("SECRET"))
+            },
         )
         .await;
     w.app.shutdown().await;
@@ -3361,5 +3385,77 @@ async fn biboumi_domain_commands_and_admin_only_ones() {
         error_of(&bad).map(|e| e.0).as_deref(),
         Some("not-acceptable")
     );
+    w.app.shutdown().await;
+}
+
+/// Occupant JIDs as Biboumi gives them: someone who joins while the user is in the room is
+/// `nick%server@gw/user@host` (from the JOIN's prefix), and so is the user in their own
+/// self-presence; members listed by NAMES, which gives no address, are the bare contact JID.
+#[tokio::test]
+async fn occupant_jids_carry_user_and_host_as_biboumi_shows_them() {
+    let w = World::start(Ircd::start_ngircd()).await;
+    let mut carol = Raw::connect(w.ircd.port, "carol").await;
+    carol.send("JOIN #who").await;
+    carol.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("who").await;
+    let who = room("who");
+    let me = join(&mut alice, &who, "alice").await;
+    let own = item_attr(&me, "jid").unwrap_or_default();
+    let own_resource = own
+        .strip_prefix(&format!("alice%127.0.0.1@{DOMAIN}/"))
+        .unwrap_or_default();
+    assert!(
+        own_resource.ends_with("@127.0.0.1"),
+        "the self-presence shows the user's IRC identity, user@host: {}",
+        String::from(&me)
+    );
+
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #who").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let occupant = format!("{who}/bob");
+    let p = alice
+        .expect("bob's join", |s| {
+            presence_from(s, &occupant) && s.attr("type").is_none()
+        })
+        .await;
+    let jid = item_attr(&p, "jid").unwrap_or_default();
+    let (bare, resource) = jid.split_once('/').unwrap_or((&jid, ""));
+    assert_eq!(
+        bare,
+        format!("bob%127.0.0.1@{DOMAIN}"),
+        "{}",
+        String::from(&p)
+    );
+    assert!(
+        resource.trim_start_matches('~') == "bob@127.0.0.1",
+        "the resource is bob's user@host: {}",
+        String::from(&p)
+    );
+    w.app.shutdown().await;
+}
+
+/// A channel mode change is told in the room from the room's JID, as Biboumi tells it:
+/// `Mode #chan [+k SECRET] by bob`.
+#[tokio::test]
+async fn a_mode_change_is_told_in_the_room() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #modes").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("modes").await;
+    let modes = room("modes");
+    join(&mut alice, &modes, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+    bob.send("MODE #modes +v alice").await;
+    let m = alice
+        .expect("the mode change, told by the room", |s| {
+            s.name() == "message" && body(s).is_some_and(|b| b.starts_with("Mode #modes"))
+        })
+        .await;
+    assert_eq!(m.attr("from"), Some(modes.as_str()), "{}", String::from(&m));
+    assert_eq!(m.attr("type"), Some("groupchat"));
+    assert_eq!(body(&m).as_deref(), Some("Mode #modes [+v alice] by bob"));
     w.app.shutdown().await;
 }

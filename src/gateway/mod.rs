@@ -28,7 +28,7 @@ use crate::xmpp::link::{self, LinkConfig, LinkError, LinkHandle};
 use crate::xmpp::{errors, jid as jidutil, muc};
 use estuary_bridge_api::{
     BridgeError, BridgeInfo, Capabilities, ChatKey, Connector, EventRouter, EventSink, FormValues,
-    LoginId, RemoteChatId, RemoteEvent, RoomPolicy, StoredLogin, User,
+    LoginId, Member, RemoteChatId, RemoteEvent, RoomPolicy, StoredLogin, User,
 };
 use session::{Session, lock};
 use std::collections::{BTreeMap, HashMap};
@@ -478,6 +478,19 @@ impl Gateway {
         Jid::new(&format!("{bare}/{nick}")).ok()
     }
 
+    /// A room member's real JID, as a non-anonymous room shows it: the member's contact
+    /// JID, with where they connect from as the resource when the network says
+    /// (`nick%server@gw/~user@host`, as Biboumi shows IRC users).
+    fn member_jid(&self, m: &Member) -> Option<String> {
+        let bare = self.chat_jid(&ChatKey::Direct(m.user.clone()?))?;
+        if let Some(address) = &m.address
+            && let Ok(full) = Jid::new(&format!("{bare}/{address}"))
+        {
+            return Some(full.to_string());
+        }
+        Some(bare.to_string())
+    }
+
     /// The gateway's own JID.
     fn jid(&self) -> Jid {
         Jid::from(self.domain_jid.clone())
@@ -882,6 +895,7 @@ fn event_kind(event: &RemoteEvent) -> &'static str {
         RemoteEvent::RoomJoinFailed { .. } => "room join failed",
         RemoteEvent::MemberChanged { .. } => "member changed",
         RemoteEvent::SubjectChanged { .. } => "subject",
+        RemoteEvent::RoomNotice { .. } => "room notice",
         RemoteEvent::RoomLeft { .. } => "room left",
         RemoteEvent::Invited { .. } => "invitation",
         RemoteEvent::ServiceMessage { .. } => "service message",

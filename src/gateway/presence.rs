@@ -456,11 +456,7 @@ impl Gateway {
             let Some(from) = self.occupant_jid(room, &m.nick) else {
                 continue;
             };
-            let real = m
-                .user
-                .as_ref()
-                .and_then(|u| self.chat_jid(&ChatKey::Direct(u.clone())))
-                .map(|j| j.to_string());
+            let real = self.member_jid(m);
             self.send(muc::occupant_presence(&Occupant {
                 from: Some(from),
                 to: Some(to.clone()),
@@ -472,6 +468,11 @@ impl Gateway {
             .await;
         }
         let me = members.iter().find(|m| m.nick == own_nick);
+        // The user's own IRC identity when the network gave it (as the others see them),
+        // else the user's own JID.
+        let own_jid = me
+            .filter(|m| m.address.is_some())
+            .and_then(|m| self.member_jid(m));
         if let Some(from) = self.occupant_jid(room, &own_nick) {
             let mut codes = vec![muc::NON_ANONYMOUS, muc::SELF_PRESENCE];
             if nick_assigned {
@@ -488,7 +489,7 @@ impl Gateway {
                     me.map(|m| m.affiliation)
                         .unwrap_or(estuary_bridge_api::Affiliation::None),
                 ),
-                jid: Some(resource),
+                jid: Some(own_jid.as_deref().unwrap_or(resource)),
                 codes: &codes,
                 ..Default::default()
             }))

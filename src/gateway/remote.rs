@@ -287,6 +287,23 @@ impl Gateway {
                     }
                 }
             }
+            RemoteEvent::RoomNotice { room, body } => {
+                let Some(s) = session else { return };
+                let resources = match s.rooms().get(&room) {
+                    Some(r) if r.joined => r.resources.clone(),
+                    _ => return,
+                };
+                let Some(from) = self.chat_jid(&ChatKey::Room(room.clone())) else {
+                    return;
+                };
+                for res in resources {
+                    let Ok(to) = Jid::new(&res) else { continue };
+                    let mut m = Message::new_with_type(MessageType::Groupchat, Some(to));
+                    m.from = Some(Jid::from(from.clone()));
+                    m.bodies.insert(Default::default(), body.clone());
+                    self.send(m).await;
+                }
+            }
             RemoteEvent::RoomLeft { room, reason } => {
                 let Some(s) = session else { return };
                 let Some(r) = s.rooms().remove(&room) else {
@@ -652,11 +669,7 @@ impl Gateway {
                 let Some(from) = self.occupant_jid(&room, nick) else {
                     continue;
                 };
-                let real = member
-                    .as_ref()
-                    .and_then(|m| m.user.as_ref())
-                    .and_then(|u| self.chat_jid(&ChatKey::Direct(u.clone())))
-                    .map(|j| j.to_string());
+                let real = member.as_ref().and_then(|m| self.member_jid(m));
                 for to in &targets {
                     self.send(muc::occupant_presence(&Occupant {
                         from: Some(from.clone()),
@@ -696,11 +709,7 @@ impl Gateway {
                 let Some(from) = self.occupant_jid(room, &m.nick) else {
                     return;
                 };
-                let real = m
-                    .user
-                    .as_ref()
-                    .and_then(|u| self.chat_jid(&ChatKey::Direct(u.clone())))
-                    .map(|j| j.to_string());
+                let real = self.member_jid(&m);
                 let self_codes = [muc::SELF_PRESENCE];
                 for to in targets {
                     let is_self = m.nick == own;
@@ -709,7 +718,7 @@ impl Gateway {
                         to: Some(to.clone()),
                         role: Some(m.role),
                         affiliation: Some(m.affiliation),
-                        jid: if is_self {
+                        jid: if is_self && m.address.is_none() {
                             Some(to.to_string())
                         } else {
                             real.clone()

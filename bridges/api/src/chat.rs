@@ -90,6 +90,9 @@ pub struct Member {
     pub role: Role,
     /// The member's affiliation.
     pub affiliation: Affiliation,
+    /// Where the member is connected from, when the network says (IRC: `user@host` from
+    /// a JOIN's prefix). Shown as the resource of the member's real JID, as Biboumi does.
+    pub address: Option<String>,
 }
 
 impl Member {
@@ -100,6 +103,7 @@ impl Member {
             user: None,
             role: Role::Participant,
             affiliation: Affiliation::None,
+            address: None,
         }
     }
 }

@@ -222,6 +222,14 @@ pub enum RemoteEvent {
         /// Who set it.
         by: Option<String>,
     },
+    /// A line about the room from the room itself (IRC: a mode change), shown to every
+    /// joined resource as a groupchat message from the room's JID; not archived.
+    RoomNotice {
+        /// The room.
+        room: RemoteChatId,
+        /// The text.
+        body: String,
+    },
     /// The user is no longer in the room (kicked, parted from elsewhere, network gone).
     RoomLeft {
         /// The room.

@@ -18,7 +18,7 @@ use estuary_bridge_api::{
 use irc_proto::{ChannelMode, Command, Message, Mode, Prefix, Response};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -81,6 +81,12 @@ struct Chan {
     /// the room JID the user joined is the one they see). Sorted, each once; a vector, as
     /// there is nearly always one.
     rooms: Vec<RemoteChatId>,
+    /// When the channel was first wanted on this session (a counter), so that channels
+    /// asked for before the server welcomed us are joined, and answered, in that order.
+    asked: u32,
+    /// Our own `user@host` as our JOIN to this channel showed it (kept here rather than in
+    /// the session, which every user has per server: see `a_connection_task_stays_small`).
+    own_address: Option<Box<str>>,
 }
 
 /// A line to send; the first line of a user's message carries its echo expectation.
@@ -161,6 +167,10 @@ pub struct Session {
     /// What is needed now and then only; `None` while all of it is empty.
     rare: Option<Box<Rare>>,
 }
+
+/// The counter behind [`Chan::asked`]: process-wide, so that sessions carry no field for it
+/// (only the order within one session matters).
+static CHANNELS_ASKED: AtomicU32 = AtomicU32::new(0);
 
 /// CTCP VERSION requests waiting per connection before the oldest is given up.
 const MAX_VERSION_REQUESTS: usize = 16;
@@ -629,10 +639,13 @@ impl Session {
     fn want_channel(&mut self, channel: &str, key: Option<String>) {
         let folded = self.fold(channel);
         let room = self.room_for(channel);
+        let asked = CHANNELS_ASKED.fetch_add(1, Ordering::Relaxed);
         let rooms = &mut self
             .channels
             .get_or_insert_with(folded, || {
                 Box::new(Chan {
+                    asked,
+                    own_address: None,
                     name: channel.to_owned(),
                     key,
                     state: ChanState::Joining,
@@ -659,7 +672,13 @@ impl Session {
             members: folded
                 .into_iter()
                 .filter_map(|f| chan.members.get(f))
-                .map(|(nick, modes)| self.member(nick, modes, chan.moderated))
+                .map(|(nick, modes)| {
+                    let mut m = self.member(nick, modes, chan.moderated);
+                    if self.is_me(nick) {
+                        m.address = chan.own_address.as_deref().map(str::to_owned);
+                    }
+                    m
+                })
                 .collect(),
             subject: chan.topic.clone(),
         }
@@ -675,6 +694,7 @@ impl Session {
             user: Some(self.user_for(nick)),
             role,
             affiliation,
+            address: None,
         }
     }
 
@@ -914,7 +934,13 @@ impl Session {
         let at = tag(&msg, "time").and_then(parse_server_time);
         let msgid = tag(&msg, "msgid").map(str::to_owned);
         match msg.command {
-            Command::Response(resp, args) => self.handle_numeric(resp, args),
+            Command::Response(resp, args) => {
+                let origin = match &msg.prefix {
+                    Some(Prefix::ServerName(name)) => Some(name.as_str()),
+                    _ => None,
+                };
+                self.handle_numeric(resp, args, origin)
+            }
             Command::CAP(..) => {
                 let line = String::from(&msg.command);
                 self.handle_cap(&params(&line));
@@ -922,7 +948,7 @@ impl Session {
             Command::AUTHENTICATE(ref data) if data == "+" => self.send_sasl_credentials(),
             Command::JOIN(ref chan, _, _) => {
                 if let Some(nick) = source {
-                    self.on_join(chan, &nick);
+                    self.on_join(chan, &nick, address_of(msg.prefix.as_ref()));
                 }
             }
             Command::PART(ref chan, ref reason) => {
@@ -947,7 +973,13 @@ impl Session {
                 }
                 self.on_kick(chan, nick, source, reason.as_deref().map(irc_to_styled));
             }
-            Command::ChannelMODE(ref chan, ref modes) => self.on_mode(chan, modes),
+            Command::ChannelMODE(ref chan, ref modes) => {
+                let by = source
+                    .as_deref()
+                    .unwrap_or(self.settings.server())
+                    .to_owned();
+                self.on_mode(chan, modes, Some(&by))
+            }
             Command::TOPIC(ref chan, Some(ref topic)) => {
                 if source.as_deref().is_some_and(|s| self.is_me(s)) {
                     self.answer_pending(chan, |a| *a == Awaited::Topic, Ok(()));
@@ -1141,7 +1173,9 @@ impl Session {
         }
     }
 
-    fn handle_numeric(&mut self, resp: Response, args: Vec<String>) {
+    /// `origin` is the server that sent it (the prefix), named before the text of a reply
+    /// shown as is (`irc.example.net: …`, as Biboumi shows them).
+    fn handle_numeric(&mut self, resp: Response, args: Vec<String>, origin: Option<&str>) {
         let text = args.last().cloned().unwrap_or_default();
         let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
         match resp {
@@ -1172,9 +1206,11 @@ impl Session {
                     }
                 }
                 // (Re)join every channel, JOINs first in the queue.
-                let joins: Vec<Command> = self
-                    .channels
-                    .values()
+                // In the order the user asked for them (Biboumi answers joins in that order).
+                let mut chans: Vec<&Chan> = self.channels.values().map(|c| &**c).collect();
+                chans.sort_by_key(|c| c.asked);
+                let joins: Vec<Command> = chans
+                    .into_iter()
                     .map(|c| join_command(&c.name, c.key.as_deref()))
                     .collect();
                 for cmd in joins.into_iter().rev() {
@@ -1238,7 +1274,7 @@ impl Session {
                     Mode::Minus(ChannelMode::Moderated, None)
                 }];
                 if self.channels.contains_key(&self.fold(&chan)) {
-                    self.on_mode(&chan, &modes);
+                    self.on_mode(&chan, &modes, None);
                 } else {
                     let rest: Vec<&str> = args.iter().skip(2).map(String::as_str).collect();
                     self.service(format!("{chan}: {}", rest.join(" ")));
@@ -1359,6 +1395,10 @@ impl Session {
                     self.service(format!("{chan}: {text}"));
                 }
             }
+            // Our INVITE went through (`341 me nick #chan`).
+            Response::RPL_INVITING if args.len() >= 3 => {
+                self.service(format!("{} has been invited to {}", arg(1), arg(2)));
+            }
             Response::ERR_NICKNAMEINUSE | Response::ERR_ERRONEOUSNICKNAME => self.nick_in_use(),
             Response::ERR_CHANOPRIVSNEEDED | Response::ERR_NOTONCHANNEL
                 if self.refuse_pending(&arg(1), None, &text) => {}
@@ -1369,10 +1409,15 @@ impl Session {
             Response::ERR_CANNOTSENDTOCHAN
                 if self.refuse_line(&arg(1), ErrorKind::Forbidden, &text) => {}
             _ => {
-                // Anything else with text goes to the server's JID, as Biboumi does.
+                // Anything else with text goes to the server's JID, as Biboumi does: after
+                // the name of the server that answered.
                 let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
                 if !rest.is_empty() {
-                    self.service(irc_to_styled(&rest.join(" ")));
+                    let text = irc_to_styled(&rest.join(" "));
+                    self.service(match origin {
+                        Some(server) => format!("{server}: {text}"),
+                        None => text,
+                    });
                 }
             }
         }
@@ -1454,7 +1499,7 @@ impl Session {
         true
     }
 
-    fn on_join(&mut self, chan: &str, nick: &str) {
+    fn on_join(&mut self, chan: &str, nick: &str, address: Option<String>) {
         let folded = self.fold(chan);
         if self.is_me(nick) {
             // Also covers joins the server forced on us (shown as the server spells them),
@@ -1476,6 +1521,7 @@ impl Session {
             }
             if let Some(c) = self.channels.get_mut(&folded) {
                 c.name = chan.to_owned();
+                c.own_address = address.map(String::into_boxed_str);
             }
             // The channel's modes (324) say whether it is moderated.
             self.push(Command::Raw("MODE".into(), vec![chan.to_owned()]));
@@ -1492,7 +1538,8 @@ impl Session {
             .insert(nick_folded, (nick.to_owned(), String::new()));
         if c.state == ChanState::Joined {
             let moderated = c.moderated;
-            let member = self.member(nick, "", moderated);
+            let mut member = self.member(nick, "", moderated);
+            member.address = address;
             for room in self.rooms_of(chan) {
                 self.emit(RemoteEvent::MemberChanged {
                     room,
@@ -1662,13 +1709,27 @@ impl Session {
         }
     }
 
-    fn on_mode(&mut self, chan: &str, modes: &[Mode<ChannelMode>]) {
+    /// A channel's modes changed (`by` someone: told in the room) or were read (`None`).
+    fn on_mode(&mut self, chan: &str, modes: &[Mode<ChannelMode>], by: Option<&str>) {
         let folded = self.fold(chan);
         let cm = self.casemapping();
         let mut changed = Vec::new();
         let Some(c) = self.channels.get_mut(&folded) else {
             return;
         };
+        // Every change is told in the room, as Biboumi does: "Mode #chan [+v bob] by alice".
+        if let Some(by) = by
+            && c.state == ChanState::Joined
+            && !modes.is_empty()
+        {
+            let body = format!("Mode {chan} [{}] by {by}", mode_text(modes));
+            for room in c.rooms.clone() {
+                self.events.push(RemoteEvent::RoomNotice {
+                    room,
+                    body: irc_to_styled(&body),
+                });
+            }
+        }
         for mode in modes {
             let (plus, m, arg) = match mode {
                 Mode::Plus(m, arg) => (true, m, arg),
@@ -1775,8 +1836,15 @@ impl Session {
             }
         }
         let is_from_me = self.is_me(&nick);
+        // A private notice that starts with "[#chan]" (ChanServ's greetings, say) is shown
+        // in that channel's room when we are in it, as Biboumi does.
+        let bracketed = (notice && !is_channel_name(target))
+            .then(|| bracketed_channel(body))
+            .flatten()
+            .filter(|c| self.channels.contains_key(&self.fold(c)));
+        let target = bracketed.unwrap_or(target);
         let channel = is_channel_name(target);
-        if is_from_me && self.take_echo(target, msgid.clone()) {
+        if is_from_me && bracketed.is_none() && self.take_echo(target, msgid.clone()) {
             return;
         }
         let chats: Vec<ChatKey> = if channel {
@@ -1799,7 +1867,12 @@ impl Session {
             nick: channel.then(|| nick.clone()),
             is_from_me,
         };
-        let body = irc_to_styled(body);
+        let body = if notice && channel {
+            // Marked in the room, where it would otherwise look like any message.
+            format!("[notice] {}", irc_to_styled(body))
+        } else {
+            irc_to_styled(body)
+        };
         for chat in chats {
             self.emit(RemoteEvent::Message(RemoteMessage {
                 chat,
@@ -1930,6 +2003,49 @@ fn cap_line(rest: &str) -> Message {
 }
 
 /// Splits a serialized command into its parameters (the last may follow `:`).
+/// The channel a text starts with in brackets (`[#chan] welcome`), if any.
+fn bracketed_channel(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix('[')?;
+    let (name, _) = inner.split_once(']')?;
+    (is_channel_name(name) && !name.contains(' ')).then_some(name)
+}
+
+/// Channel mode changes as the server wrote them: `+o-v alice bob`.
+fn mode_text(modes: &[Mode<ChannelMode>]) -> String {
+    let mut letters = String::new();
+    let mut args = Vec::new();
+    let mut sign = None;
+    for mode in modes {
+        let (plus, m, arg) = match mode {
+            Mode::Plus(m, arg) => (Some(true), m, arg),
+            Mode::Minus(m, arg) => (Some(false), m, arg),
+            Mode::NoPrefix(m) => (None, m, &None),
+        };
+        if plus.is_some() && plus != sign {
+            letters.push(if plus == Some(true) { '+' } else { '-' });
+            sign = plus;
+        }
+        letters.push_str(&m.to_string());
+        if let Some(a) = arg {
+            args.push(a.as_str());
+        }
+    }
+    std::iter::once(letters.as_str())
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `user@host` from a `nick!user@host` prefix, when the server gave either part.
+fn address_of(prefix: Option<&Prefix>) -> Option<String> {
+    match prefix {
+        Some(Prefix::Nickname(_, user, host)) if !user.is_empty() || !host.is_empty() => {
+            Some(format!("{user}@{host}"))
+        }
+        _ => None,
+    }
+}
+
 fn params(line: &str) -> Vec<String> {
     let line = line.trim_end_matches(['\r', '\n']);
     let (head, trailing) = match line.split_once(" :") {
@@ -2119,6 +2235,117 @@ mod tests {
                 ":irc.test 001 alice :Welcome",
                 ":irc.test 005 alice CASEMAPPING=ascii PREFIX=(qaohv)~&@%+ :are supported",
             ],
+        );
+    }
+
+    /// Channel mode changes are told in the room as Biboumi tells them, by whoever made
+    /// them; replies the server sends with no special handling name the server first.
+    #[test]
+    fn mode_changes_and_plain_replies_read_as_in_biboumi() {
+        let mut s = session();
+        ask_join(&mut s, "#a");
+        registered(&mut s);
+        let _ = wire(&mut s);
+        feed(
+            &mut s,
+            &[
+                ":alice!al@h JOIN #a",
+                ":irc.test 353 alice = #a :alice bob carol",
+                ":irc.test 366 alice #a :End of /NAMES list.",
+            ],
+        );
+        let notices = |events: &[RemoteEvent]| -> Vec<String> {
+            events
+                .iter()
+                .filter_map(|e| match e {
+                    RemoteEvent::RoomNotice { body, .. } => Some(body.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let events = feed(&mut s, &[":alice!al@h MODE #a +k SECRET"]);
+        assert_eq!(notices(&events), ["Mode #a [+k SECRET] by alice"]);
+        let events = feed(&mut s, &[":bob!b@h MODE #a +o-v carol alice"]);
+        assert_eq!(notices(&events), ["Mode #a [+o-v carol alice] by bob"]);
+        let events = feed(&mut s, &[":irc.test MODE #a +m"]);
+        assert_eq!(notices(&events), ["Mode #a [+m] by irc.test"]);
+
+        // (WHOIS and LUSERS answers are gathered into one message instead: see replies.rs.)
+        let events = feed(&mut s, &[":irc.test 371 alice :InspIRCd is free software"]);
+        assert!(
+            matches!(&events[..], [RemoteEvent::ServiceMessage { body, .. }] if body == "irc.test: InspIRCd is free software"),
+            "{events:?}"
+        );
+        let events = feed(&mut s, &[":irc.test 341 alice Bob #a"]);
+        assert!(
+            matches!(&events[..], [RemoteEvent::ServiceMessage { body, .. }] if body == "Bob has been invited to #a"),
+            "{events:?}"
+        );
+    }
+
+    /// Channels asked for before the welcome are joined in the order asked, not in the
+    /// order of their names (Biboumi's clients get the join answers in that order).
+    #[test]
+    fn joins_asked_before_the_welcome_go_out_in_the_order_asked() {
+        let mut s = session();
+        for chan in ["#foo", "#bar", "#baz"] {
+            ask_join(&mut s, chan);
+        }
+        registered(&mut s);
+        let joins: Vec<String> = wire(&mut s)
+            .into_iter()
+            .filter(|l| l.starts_with("JOIN"))
+            .collect();
+        assert_eq!(joins, ["JOIN #foo", "JOIN #bar", "JOIN #baz"]);
+    }
+
+    /// A member who joins carries the JOIN prefix's `user@host`; so does the user in the
+    /// room's member list once the server showed our own JOIN; NAMES gives no address.
+    #[test]
+    fn members_carry_the_address_from_the_join_prefix() {
+        let mut s = session();
+        ask_join(&mut s, "#a");
+        registered(&mut s);
+        let _ = wire(&mut s);
+        let events = feed(
+            &mut s,
+            &[
+                ":alice!~al@host.example JOIN #a",
+                ":irc.test 353 alice = #a :alice @carol",
+                ":irc.test 366 alice #a :End of /NAMES list.",
+                ":bob!bob@127.0.0.1 JOIN #a",
+                ":dave JOIN #a",
+            ],
+        );
+        let joined = events.iter().find_map(|e| match e {
+            RemoteEvent::RoomJoined { members, .. } => Some(members.clone()),
+            _ => None,
+        });
+        let members = joined.expect("the room is joined");
+        let address = |nick: &str| {
+            members
+                .iter()
+                .find(|m| m.nick == nick)
+                .and_then(|m| m.address.clone())
+        };
+        assert_eq!(address("alice").as_deref(), Some("~al@host.example"));
+        assert_eq!(address("carol"), None);
+        let arrivals: Vec<(String, Option<String>)> = events
+            .iter()
+            .filter_map(|e| match e {
+                RemoteEvent::MemberChanged {
+                    change: MemberChange::Joined(m),
+                    ..
+                } => Some((m.nick.clone(), m.address.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            arrivals,
+            [
+                ("bob".to_owned(), Some("bob@127.0.0.1".to_owned())),
+                ("dave".to_owned(), None)
+            ]
         );
     }
 
