@@ -10,7 +10,7 @@
 mod common;
 
 use common::process::ServerProcess;
-use common::{Prosody, TestClient, XmppServer};
+use common::{Prosody, TestClient};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -22,9 +22,14 @@ const SECRET: &str = "crash-secret";
 const ROOM: &str = "#lobby@fake.localhost";
 /// Messages the client sends to the room; each comes back twice (reflected, and the fake
 /// network's bot answering it), each copy with an archive row and message-map rows.
-const MESSAGES: usize = 400;
-/// The kill comes once the client has received this many bot answers, traffic still going.
-const KILL_AFTER: usize = 150;
+const MESSAGES: usize = 140;
+/// The first messages go at a steady pace (40 a second), the rest in one burst: the
+/// write-behind falls behind during a burst, and the kill comes in the middle of it.
+const PACED: usize = 80;
+/// The pace of the first messages.
+const PACE: Duration = Duration::from_millis(25);
+/// The kill comes once the client has received this many bot answers (in the burst).
+const KILL_AFTER: usize = 95;
 
 fn el(xml: &str) -> Element {
     xml.parse().expect("the test's XML is well-formed")
@@ -51,13 +56,17 @@ fn write_config(dir: &Path, server: &Prosody) -> std::path::PathBuf {
     config
 }
 
-/// Starts the binary on `config`, its log appended to `dir/estuary.log`.
+/// Starts the binary on `config`, its log appended to `dir/estuary.log` (at `info`, or
+/// what `ESTUARY_LOG` says).
 fn spawn_gateway(dir: &Path, config: &Path) -> ServerProcess {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_estuary"));
     command
         .arg("--config")
         .arg(config)
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("ESTUARY_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .env("NO_COLOR", "1");
     ServerProcess::spawn("estuary", command, &dir.join("estuary.log"))
 }
@@ -95,6 +104,14 @@ fn stanza_id(m: &Element) -> Option<String> {
         .find(|c| c.is("stanza-id", "urn:xmpp:sid:0") && c.attr("by") == Some(ROOM))
         .and_then(|c| c.attr("id"))
         .map(str::to_string)
+}
+
+/// A live room message: its stanza-id and body.
+fn room_message(m: &Element) -> Option<(String, String)> {
+    if m.name() != "message" || m.attr("type") != Some("groupchat") {
+        return None;
+    }
+    Some((stanza_id(m)?, body(m)?))
 }
 
 /// Reads the whole archive of the room with MAM: stanza-id → body.
@@ -180,47 +197,51 @@ async fn a_sigkill_loses_no_archive_row_of_a_delivered_message() {
         .await;
     alice.drain();
 
-    // The traffic: a burst of messages to the room, and the kill in the middle of what
-    // comes back.
-    for i in 0..MESSAGES {
-        alice
-            .send(el(&format!(
-                "<message xmlns='jabber:client' type='groupchat' to='{ROOM}' id='m-{i}'>\
-                 <body>m {i}</body></message>"
-            )))
-            .await;
-    }
+    // The traffic: messages to the room at a steady pace, and the kill in the middle of
+    // what comes back, as soon as the client has seen enough of it.
     let mut live: BTreeMap<String, String> = BTreeMap::new();
     let mut answers = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut sent = 0;
+    let mut next_send = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
     while answers < KILL_AFTER {
         assert!(
             Instant::now() < deadline,
-            "only {answers} answers within 30 s"
+            "only {answers} answers within 60 s"
         );
-        let m = alice
-            .expect("a room message", |s| {
-                s.name() == "message" && s.attr("type") == Some("groupchat")
-            })
-            .await;
-        if let (Some(id), Some(text)) = (stanza_id(&m), body(&m)) {
-            if text.starts_with("bot heard: ") {
-                answers += 1;
+        if sent < MESSAGES && (sent >= PACED || Instant::now() >= next_send) {
+            alice
+                .send(el(&format!(
+                    "<message xmlns='jabber:client' type='groupchat' to='{ROOM}' id='m-{sent}'>\
+                     <body>m {sent}</body></message>"
+                )))
+                .await;
+            sent += 1;
+            next_send += PACE;
+        }
+        let until = if sent < PACED {
+            next_send
+        } else if sent < MESSAGES {
+            // In the burst, only what has arrived already.
+            Instant::now()
+        } else {
+            Instant::now() + Duration::from_millis(100)
+        };
+        for m in alice.receive_until(until).await {
+            if let Some((id, text)) = room_message(&m) {
+                answers += usize::from(text.starts_with("bot heard: "));
+                live.insert(id, text);
             }
-            live.insert(id, text);
         }
     }
     gateway.kill_now();
     // What the server had already taken from the gateway still arrives: read for a second.
-    alice
-        .expect_none("nothing (only reading)", Duration::from_secs(1), |_| false)
-        .await;
-    for m in alice.drain() {
-        if m.name() == "message"
-            && m.attr("type") == Some("groupchat")
-            && let (Some(id), Some(text)) = (stanza_id(&m), body(&m))
-        {
-            live.insert(id, text);
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        for m in alice.receive_until(until).await {
+            if let Some((id, text)) = room_message(&m) {
+                live.insert(id, text);
+            }
         }
     }
 
@@ -236,10 +257,11 @@ async fn a_sigkill_loses_no_archive_row_of_a_delivered_message() {
     assert!(
         missing.is_empty(),
         "{} of the {} room messages received live are not in the archive after the SIGKILL \
-         ({} archived): {missing:?}",
+         ({} archived): {missing:?}\n{}",
         missing.len(),
         live.len(),
-        archived.len()
+        archived.len(),
+        common::tail_of_files(&[dir.path().join("estuary.log")], 60)
     );
     assert!(live.len() >= 2 * KILL_AFTER - 1, "{}", live.len());
 }
