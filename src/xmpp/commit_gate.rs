@@ -12,10 +12,11 @@
 //! committing, the stanzas follow it at its pace (under a burst the wait grows with the
 //! write-behind's batches; its bounded queue holds the producers back). Once it has
 //! committed nothing for [`COMMIT_WAIT`] while a stanza waited (counted from the later of
-//! the stanza's arrival and the last commit seen), the stanza is written anyway, its rows
-//! stay queued (the write-behind tries them again), and until the watermark has caught up
-//! with that stanza's ticket the link writes without waiting: one pause at the start of an
-//! outage, not one per message. In that window a crash can again lose the rows of
+//! the stanza's arrival and the last commit seen), or the stanza has waited [`MAX_WAIT`]
+//! in all, it is written anyway, its rows stay queued (the write-behind tries them again),
+//! and until the watermark has caught up with every stanza written so (the backlog the
+//! database has to work off) the link writes without waiting: one pause at the start of
+//! an outage, not one per message, and none behind the backlog after it. In that window a crash can again lose the rows of
 //! messages already shown: the trade-off chosen over stalling every conversation on the
 //! database.
 
@@ -28,6 +29,9 @@ use tracing::{info, warn};
 /// How long a stanza waits for its rows while the database commits nothing, before it is
 /// written anyway.
 pub const COMMIT_WAIT: Duration = Duration::from_secs(1);
+/// The longest a stanza waits for its rows, even while the database commits (a database
+/// that writes slower than the traffic comes).
+pub const MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// A stanza waiting in the link's queue, with the ticket its rows must reach.
 #[derive(Debug)]
@@ -102,10 +106,16 @@ impl CommitGate {
             info!("the database has caught up: stanzas wait for their rows again");
             self.behind = None;
         }
-        if self.ready(next.after, committed) {
+        if next.after <= committed || self.gone {
             return Verdict::Go;
         }
-        let deadline = next.since.max(moved_at) + COMMIT_WAIT;
+        if let Some(b) = &mut self.behind {
+            // Waiting again only once the database has caught up with everything written
+            // meanwhile: not behind a backlog of seconds.
+            *b = (*b).max(next.after);
+            return Verdict::Go;
+        }
+        let deadline = (next.since.max(moved_at) + COMMIT_WAIT).min(next.since + MAX_WAIT);
         if now < deadline {
             return Verdict::WaitUntil(deadline);
         }
@@ -181,6 +191,25 @@ mod tests {
     }
 
     #[test]
+    fn a_stanza_waits_at_most_max_wait_behind_a_slow_database() {
+        let t0 = Instant::now();
+        let mut gate = CommitGate::default();
+        let next = gated(1000, t0);
+        let mut now = t0;
+        let mut committed = 0;
+        // A batch every 0.8 s: progress, but never enough.
+        while now < t0 + MAX_WAIT {
+            assert!(matches!(
+                gate.check(&next, Ticket(committed), now),
+                Verdict::WaitUntil(d) if d <= t0 + MAX_WAIT
+            ));
+            now += Duration::from_millis(800);
+            committed += 10;
+        }
+        assert_eq!(gate.check(&next, Ticket(committed), now), Verdict::Go);
+    }
+
+    #[test]
     fn past_the_limit_stanzas_go_until_the_database_catches_up() {
         let t0 = Instant::now();
         let mut gate = CommitGate::default();
@@ -194,13 +223,16 @@ mod tests {
         // … and those after it go at once, though their own wait has not run out.
         assert_eq!(gate.check(&gated(6, late), Ticket(3), late), Verdict::Go);
         assert!(gate.ready(Ticket(7), Ticket(4)));
-        // Once the watermark has passed the stanza that ran out, they wait again.
+        // The database works off its backlog: past the stanza that ran out, but not yet
+        // past every stanza written without waiting; the next ones still go.
+        assert_eq!(gate.check(&gated(7, late), Ticket(5), late), Verdict::Go);
+        // Once the watermark has passed all of them, they wait again.
         let t1 = late + Duration::from_millis(10);
         assert_eq!(
-            gate.check(&gated(8, t1), Ticket(5), t1),
+            gate.check(&gated(9, t1), Ticket(7), t1),
             Verdict::WaitUntil(t1 + COMMIT_WAIT)
         );
-        assert!(!gate.ready(Ticket(8), Ticket(5)));
+        assert!(!gate.ready(Ticket(9), Ticket(7)));
     }
 
     #[test]
