@@ -324,6 +324,14 @@ pub(crate) async fn write_batch(pool: &AnyPool, writes: &[Write]) -> Result<(), 
         next_seq.push((bridge, last - n + 1));
     }
     let now = now_ms();
+    // Archive and message-map rows, the bulk of every batch, go in a few multi-row
+    // statements (one statement per row made the writer slower than the traffic on
+    // PostgreSQL, a round trip each); the other rows one by one, in their order. The two
+    // tables are independent of each other and of the others, so only the order within
+    // each counts: archive rows keep theirs, and of two map rows for one XMPP id the later
+    // wins, as it would row by row.
+    let mut archive: Vec<ArchiveRow<'_>> = Vec::new();
+    let mut maps: Vec<&Write> = Vec::new();
     for w in writes {
         match w {
             Write::Archive {
@@ -340,46 +348,17 @@ pub(crate) async fn write_batch(pool: &AnyPool, writes: &[Write]) -> Result<(), 
                         *s - 1
                     })
                     .unwrap_or_default();
-                sqlx::query(
-                    "INSERT INTO archive \
-                       (bridge, user_jid, room, seq, stanza_id, from_nick, body, at_ms, remote_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (bridge, user_jid, room, stanza_id) DO NOTHING",
-                )
-                .bind(bridge.as_str())
-                .bind(user.as_str())
-                .bind(room.as_str())
-                .bind(seq)
-                .bind(msg.stanza_id.as_str())
-                .bind(msg.from_nick.as_str())
-                .bind(msg.body.as_str())
-                .bind(msg.at_ms)
-                .bind(msg.remote_id.as_deref())
-                .execute(&mut *tx)
-                .await?;
+                archive.push((bridge, user, room, seq, msg));
             }
-            Write::Map {
-                bridge,
-                user,
-                chat,
-                xmpp_id,
-                remote_id,
-            } => {
-                sqlx::query(
-                    "INSERT INTO message_map (bridge, user_jid, chat, xmpp_id, remote_id, at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (bridge, user_jid, chat, xmpp_id) DO UPDATE SET \
-                       remote_id = excluded.remote_id, at_ms = excluded.at_ms",
-                )
-                .bind(bridge.as_str())
-                .bind(user.as_str())
-                .bind(chat.as_str())
-                .bind(xmpp_id.as_str())
-                .bind(remote_id.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
+            Write::Map { .. } => maps.push(w),
+            _ => {}
+        }
+    }
+    insert_archive(&mut tx, &archive).await?;
+    insert_maps(&mut tx, &latest_maps(&maps), now).await?;
+    for w in writes {
+        match w {
+            Write::Archive { .. } | Write::Map { .. } => {}
             Write::Room {
                 bridge,
                 user,
@@ -435,6 +414,123 @@ pub(crate) async fn write_batch(pool: &AnyPool, writes: &[Write]) -> Result<(), 
     Ok(())
 }
 
+/// An archive row ready to insert: bridge, user, room, sequence number, message.
+type ArchiveRow<'a> = (&'a str, &'a str, &'a str, i64, &'a ArchivedMessage);
+
+/// Rows per multi-row statement: far below SQLite's and PostgreSQL's limits on bound
+/// values (9 per archive row).
+const ROWS_PER_STATEMENT: usize = 128;
+
+/// `($1, $2, …), ($n+1, …), …`: `rows` groups of `columns` placeholders.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("${}", r * columns + c + 1));
+        }
+        out.push(')');
+    }
+    out
+}
+
+async fn insert_archive(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[ArchiveRow<'_>],
+) -> Result<(), DbError> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO archive \
+               (bridge, user_jid, room, seq, stanza_id, from_nick, body, at_ms, remote_id) \
+             VALUES {} ON CONFLICT (bridge, user_jid, room, stanza_id) DO NOTHING",
+            placeholders(chunk.len(), 9)
+        );
+        // Built from placeholders only; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (bridge, user, room, seq, msg) in chunk {
+            q = q
+                .bind(*bridge)
+                .bind(*user)
+                .bind(*room)
+                .bind(*seq)
+                .bind(msg.stanza_id.as_str())
+                .bind(msg.from_nick.as_str())
+                .bind(msg.body.as_str())
+                .bind(msg.at_ms)
+                .bind(msg.remote_id.as_deref());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The map rows to write: of several for one key (bridge, user, chat, XMPP id), the last
+/// (an upsert row by row leaves the last; one statement may not touch a row twice).
+fn latest_maps<'a>(maps: &[&'a Write]) -> Vec<&'a Write> {
+    let key = |w: &Write| match w {
+        Write::Map {
+            bridge,
+            user,
+            chat,
+            xmpp_id,
+            ..
+        } => Some((bridge.clone(), user.clone(), chat.clone(), xmpp_id.clone())),
+        _ => None,
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<&Write> = maps
+        .iter()
+        .rev()
+        .filter(|w| seen.insert(key(w)))
+        .copied()
+        .collect();
+    out.reverse();
+    out
+}
+
+async fn insert_maps(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    maps: &[&Write],
+    now: i64,
+) -> Result<(), DbError> {
+    for chunk in maps.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO message_map (bridge, user_jid, chat, xmpp_id, remote_id, at_ms) \
+             VALUES {} ON CONFLICT (bridge, user_jid, chat, xmpp_id) DO UPDATE SET \
+               remote_id = excluded.remote_id, at_ms = excluded.at_ms",
+            placeholders(chunk.len(), 6)
+        );
+        // Built from placeholders only; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for w in chunk {
+            if let Write::Map {
+                bridge,
+                user,
+                chat,
+                xmpp_id,
+                remote_id,
+            } = w
+            {
+                q = q
+                    .bind(bridge.as_str())
+                    .bind(user.as_str())
+                    .bind(chat.as_str())
+                    .bind(xmpp_id.as_str())
+                    .bind(remote_id.as_str())
+                    .bind(now);
+            }
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,6 +567,81 @@ mod tests {
         assert_eq!(w.finish(4), 2);
         assert_eq!(w.finish(3), 4);
         assert!(w.above.is_empty());
+    }
+
+    #[test]
+    fn placeholders_number_every_value() {
+        assert_eq!(placeholders(1, 2), "($1, $2)");
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+    }
+
+    fn map(xmpp_id: &str, remote_id: &str) -> Write {
+        Write::Map {
+            bridge: "b".into(),
+            user: "u@x".into(),
+            chat: "r:c".into(),
+            xmpp_id: xmpp_id.into(),
+            remote_id: remote_id.into(),
+        }
+    }
+
+    #[test]
+    fn of_two_map_rows_for_one_id_the_later_is_kept_in_place() {
+        let (a1, b, a2) = (map("a", "1"), map("b", "2"), map("a", "3"));
+        let kept = latest_maps(&[&a1, &b, &a2]);
+        assert_eq!(kept, vec![&b, &a2]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_many_rows_writes_each_once_in_order() {
+        sqlx::any::install_default_drivers();
+        let db = crate::db::Database::connect("sqlite::memory:", crate::db::SealKey::generate())
+            .await
+            .expect("an in-memory database");
+        let mut writes = Vec::new();
+        for i in 0..300 {
+            writes.push(Write::Archive {
+                bridge: "b".into(),
+                user: "u@x".into(),
+                room: "#r".into(),
+                msg: ArchivedMessage {
+                    stanza_id: format!("s{i}"),
+                    from_nick: "n".into(),
+                    body: format!("m {i}"),
+                    at_ms: i,
+                    remote_id: None,
+                },
+            });
+            writes.push(map(&format!("x{i}"), &format!("r{i}")));
+            // The same id mapped again later in the batch (an echo): the later wins.
+            writes.push(map(&format!("x{}", i / 2), &format!("again{i}")));
+        }
+        write_batch(db.pool(), &writes).await.expect("written");
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT body, seq FROM archive ORDER BY seq")
+            .fetch_all(db.pool())
+            .await
+            .expect("read");
+        assert_eq!(rows.len(), 300);
+        assert!(
+            rows.iter()
+                .enumerate()
+                .all(|(i, (body, _))| *body == format!("m {i}"))
+        );
+        assert!(
+            rows.windows(2).all(|w| w[1].1 == w[0].1 + 1),
+            "consecutive seq"
+        );
+        let (remote,): (String,) =
+            sqlx::query_as("SELECT remote_id FROM message_map WHERE xmpp_id = 'x10'")
+                .fetch_one(db.pool())
+                .await
+                .expect("read");
+        assert_eq!(remote, "again21", "the last of x10's rows");
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM message_map")
+            .fetch_one(db.pool())
+            .await
+            .expect("read");
+        assert_eq!(count, 300);
     }
 
     #[tokio::test]
