@@ -197,8 +197,8 @@ async fn a_sigkill_loses_no_archive_row_of_a_delivered_message() {
         .await;
     alice.drain();
 
-    // The traffic: messages to the room at a steady pace, and the kill in the middle of
-    // what comes back, as soon as the client has seen enough of it.
+    // The traffic: messages to the room at a steady pace, then a burst, and the kill in
+    // the middle of what comes back of the burst, as soon as the client has seen it.
     let mut live: BTreeMap<String, String> = BTreeMap::new();
     let mut answers = 0;
     let mut sent = 0;
