@@ -190,7 +190,8 @@ impl Database {
             user: user.to_owned(),
             login_id: login_id.to_owned(),
         })
-        .await
+        .await?;
+        Ok(())
     }
 
     /// The login of `user` on `bridge`, if any, with its secrets unsealed.

@@ -28,7 +28,7 @@ pub use logins::LoginRow;
 pub use pending_sends::PendingSend;
 pub use rooms::RoomRow;
 pub use seal::{SealError, SealKey};
-pub use write_behind::Write;
+pub use write_behind::{Ticket, Write};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
@@ -170,9 +170,18 @@ impl Database {
 
     /// Queues a row for the archive or the message map, written with others in one
     /// transaction shortly after; readers of those tables wait for it. Waits only while
-    /// the queue is full.
-    pub async fn write_later(&self, write: Write) -> Result<(), DbError> {
+    /// the queue is full. The [`Ticket`] says when the row is written: once
+    /// [`Database::committed`] has reached it. A stanza that shows the row's message to
+    /// someone is handed to the link with it (`LinkHandle::send_after`), so that nothing is
+    /// shown whose row a crash could still lose.
+    pub async fn write_later(&self, write: Write) -> Result<Ticket, DbError> {
         self.behind.push(write).await
+    }
+
+    /// The write-behind's watermark: every row queued with [`Database::write_later`] whose
+    /// ticket is at most this one is written (or was refused, and that was logged).
+    pub fn committed(&self) -> tokio::sync::watch::Receiver<Ticket> {
+        self.behind.committed()
     }
 
     /// Waits until every row queued with [`Database::write_later`] before this call is

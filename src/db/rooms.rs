@@ -31,7 +31,8 @@ impl Database {
             room: room_id.to_owned(),
             nick: nick.to_owned(),
         })
-        .await
+        .await?;
+        Ok(())
     }
 
     /// Forgets that `user` is in `room_id` on `bridge` (nothing if it was not recorded).
@@ -47,7 +48,8 @@ impl Database {
             user: user.to_owned(),
             room: room_id.to_owned(),
         })
-        .await
+        .await?;
+        Ok(())
     }
 
     /// The rooms `user` is in on `bridge`, in id order.

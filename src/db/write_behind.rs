@@ -9,14 +9,27 @@
 //! handed in (archive sequence numbers follow it), and every reader of these tables first
 //! waits until what was queued before it is written ([`WriteBehind::settle`]), so a MAM
 //! query or a reply lookup always sees every earlier message. A graceful stop writes what
-//! is queued ([`Database::close`](super::Database::close)); a crash can lose the archive
-//! copy of the last few milliseconds of traffic, never the traffic itself.
+//! is queued ([`Database::close`](super::Database::close)).
+//!
+//! **Group commit.** Every queued row gets a [`Ticket`], numbered in the order rows are
+//! queued, and the writer publishes the *watermark*: the highest ticket such that every row
+//! up to it is finished (committed, or refused and logged). A stanza that shows a row's
+//! message to someone is handed to the component link with that row's ticket, and the link
+//! writes it only once the watermark has reached it (`src/xmpp/link.rs`). The producer does
+//! not wait, and the link keeps taking later stanzas in order behind it, so this costs the
+//! latency of one batch commit, not throughput; and a crash (SIGKILL) can only lose the
+//! rows of messages nobody was shown yet. Tickets are taken before the row enters the
+//! queue, so two producers can hand their rows in out of ticket order: the watermark
+//! ([`Watermark`]) moves only over a contiguous run of finished tickets.
 
 use super::archive::ArchivedMessage;
 use super::{DbError, now_ms};
 use sqlx::{AnyPool, Row as _};
-use tokio::sync::{mpsc, oneshot};
-use tracing::warn;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, warn};
 
 /// How many jobs may wait; a full queue makes producers wait (nothing is dropped).
 const QUEUE: usize = 8192;
@@ -82,8 +95,48 @@ pub enum Write {
     },
 }
 
+/// The number of a queued row: once [`Database::committed`](super::Database::committed)
+/// has reached it, the row is written (or was refused, and that was logged). The default
+/// ticket, [`Ticket::NONE`], is reached from the start: nothing to wait for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ticket(pub u64);
+
+impl Ticket {
+    /// No row to wait for.
+    pub const NONE: Ticket = Ticket(0);
+}
+
+/// The highest ticket such that every ticket up to it is finished, from tickets finished
+/// in any order.
+#[derive(Debug, Default)]
+pub(crate) struct Watermark {
+    /// Every ticket up to this one is finished.
+    low: u64,
+    /// Finished tickets above `low + 1` (a gap below them).
+    above: BTreeSet<u64>,
+}
+
+impl Watermark {
+    /// Marks `ticket` finished; returns the watermark.
+    pub(crate) fn finish(&mut self, ticket: u64) -> u64 {
+        if ticket > self.low {
+            self.above.insert(ticket);
+        }
+        while self.above.first() == Some(&(self.low + 1)) {
+            self.above.pop_first();
+            self.low += 1;
+        }
+        self.low
+    }
+
+    /// Every ticket up to this one is finished.
+    pub(crate) fn low(&self) -> u64 {
+        self.low
+    }
+}
+
 enum Job {
-    Write(Write),
+    Write(u64, Write),
     Settle(oneshot::Sender<()>),
 }
 
@@ -91,12 +144,16 @@ enum Job {
 #[derive(Debug)]
 pub(crate) struct WriteBehind {
     tx: mpsc::Sender<Job>,
+    /// The last ticket given.
+    issued: Arc<AtomicU64>,
+    /// The watermark, published by the writer.
+    committed: watch::Receiver<Ticket>,
 }
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Job::Write(w) => w.fmt(f),
+            Job::Write(n, w) => write!(f, "#{n} {w:?}"),
             Job::Settle(_) => f.write_str("Settle"),
         }
     }
@@ -106,16 +163,28 @@ impl WriteBehind {
     /// Starts the writer task on `pool`.
     pub(crate) fn start(pool: AnyPool) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool, rx));
-        Self { tx }
+        let (committed_tx, committed) = watch::channel(Ticket::NONE);
+        tokio::spawn(run(pool, rx, committed_tx));
+        Self {
+            tx,
+            issued: Arc::new(AtomicU64::new(0)),
+            committed,
+        }
     }
 
-    /// Queues a row; waits only while the queue is full.
-    pub(crate) async fn push(&self, write: Write) -> Result<(), DbError> {
+    /// Queues a row and returns its ticket; waits only while the queue is full.
+    pub(crate) async fn push(&self, write: Write) -> Result<Ticket, DbError> {
+        let ticket = self.issued.fetch_add(1, Ordering::Relaxed) + 1;
         self.tx
-            .send(Job::Write(write))
+            .send(Job::Write(ticket, write))
             .await
-            .map_err(|_| DbError::Closed)
+            .map_err(|_| DbError::Closed)?;
+        Ok(Ticket(ticket))
+    }
+
+    /// The watermark: every row whose ticket is at most this is written (or refused).
+    pub(crate) fn committed(&self) -> watch::Receiver<Ticket> {
+        self.committed.clone()
     }
 
     /// Waits until every row queued before this call is written (or failed and logged).
@@ -127,14 +196,19 @@ impl WriteBehind {
     }
 }
 
-async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
+async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, committed: watch::Sender<Ticket>) {
     let mut writes = Vec::with_capacity(MAX_BATCH);
+    let mut tickets = Vec::with_capacity(MAX_BATCH);
     let mut settled = Vec::new();
+    let mut watermark = Watermark::default();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
-                Job::Write(w) => writes.push(w),
+                Job::Write(n, w) => {
+                    tickets.push(n);
+                    writes.push(w);
+                }
                 Job::Settle(done) => settled.push(done),
             }
             if writes.len() < MAX_BATCH {
@@ -142,8 +216,21 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
             }
         }
         if !writes.is_empty() {
+            let started = std::time::Instant::now();
             write_all(&pool, &writes).await;
+            debug!(
+                rows = writes.len(),
+                took_us = started.elapsed().as_micros() as u64,
+                "rows written behind"
+            );
             writes.clear();
+            let before = watermark.low();
+            for n in tickets.drain(..) {
+                watermark.finish(n);
+            }
+            if watermark.low() != before {
+                committed.send_replace(Ticket(watermark.low()));
+            }
         }
         for done in settled.drain(..) {
             let _ = done.send(());
@@ -237,6 +324,14 @@ pub(crate) async fn write_batch(pool: &AnyPool, writes: &[Write]) -> Result<(), 
         next_seq.push((bridge, last - n + 1));
     }
     let now = now_ms();
+    // Archive and message-map rows, the bulk of every batch, go in a few multi-row
+    // statements (one statement per row made the writer slower than the traffic on
+    // PostgreSQL, a round trip each); the other rows one by one, in their order. The two
+    // tables are independent of each other and of the others, so only the order within
+    // each counts: archive rows keep theirs, and of two map rows for one XMPP id the later
+    // wins, as it would row by row.
+    let mut archive: Vec<ArchiveRow<'_>> = Vec::new();
+    let mut maps: Vec<&Write> = Vec::new();
     for w in writes {
         match w {
             Write::Archive {
@@ -253,46 +348,17 @@ pub(crate) async fn write_batch(pool: &AnyPool, writes: &[Write]) -> Result<(), 
                         *s - 1
                     })
                     .unwrap_or_default();
-                sqlx::query(
-                    "INSERT INTO archive \
-                       (bridge, user_jid, room, seq, stanza_id, from_nick, body, at_ms, remote_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (bridge, user_jid, room, stanza_id) DO NOTHING",
-                )
-                .bind(bridge.as_str())
-                .bind(user.as_str())
-                .bind(room.as_str())
-                .bind(seq)
-                .bind(msg.stanza_id.as_str())
-                .bind(msg.from_nick.as_str())
-                .bind(msg.body.as_str())
-                .bind(msg.at_ms)
-                .bind(msg.remote_id.as_deref())
-                .execute(&mut *tx)
-                .await?;
+                archive.push((bridge, user, room, seq, msg));
             }
-            Write::Map {
-                bridge,
-                user,
-                chat,
-                xmpp_id,
-                remote_id,
-            } => {
-                sqlx::query(
-                    "INSERT INTO message_map (bridge, user_jid, chat, xmpp_id, remote_id, at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (bridge, user_jid, chat, xmpp_id) DO UPDATE SET \
-                       remote_id = excluded.remote_id, at_ms = excluded.at_ms",
-                )
-                .bind(bridge.as_str())
-                .bind(user.as_str())
-                .bind(chat.as_str())
-                .bind(xmpp_id.as_str())
-                .bind(remote_id.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
+            Write::Map { .. } => maps.push(w),
+            _ => {}
+        }
+    }
+    insert_archive(&mut tx, &archive).await?;
+    insert_maps(&mut tx, &latest_maps(&maps), now).await?;
+    for w in writes {
+        match w {
+            Write::Archive { .. } | Write::Map { .. } => {}
             Write::Room {
                 bridge,
                 user,
@@ -346,4 +412,273 @@ pub(crate) async fn write_batch(pool: &AnyPool, writes: &[Write]) -> Result<(), 
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// An archive row ready to insert: bridge, user, room, sequence number, message.
+type ArchiveRow<'a> = (&'a str, &'a str, &'a str, i64, &'a ArchivedMessage);
+
+/// Rows per multi-row statement: far below SQLite's and PostgreSQL's limits on bound
+/// values (9 per archive row).
+const ROWS_PER_STATEMENT: usize = 128;
+
+/// `($1, $2, …), ($n+1, …), …`: `rows` groups of `columns` placeholders.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("${}", r * columns + c + 1));
+        }
+        out.push(')');
+    }
+    out
+}
+
+async fn insert_archive(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[ArchiveRow<'_>],
+) -> Result<(), DbError> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO archive \
+               (bridge, user_jid, room, seq, stanza_id, from_nick, body, at_ms, remote_id) \
+             VALUES {} ON CONFLICT (bridge, user_jid, room, stanza_id) DO NOTHING",
+            placeholders(chunk.len(), 9)
+        );
+        // Built from placeholders only; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (bridge, user, room, seq, msg) in chunk {
+            q = q
+                .bind(*bridge)
+                .bind(*user)
+                .bind(*room)
+                .bind(*seq)
+                .bind(msg.stanza_id.as_str())
+                .bind(msg.from_nick.as_str())
+                .bind(msg.body.as_str())
+                .bind(msg.at_ms)
+                .bind(msg.remote_id.as_deref());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The map rows to write: of several for one key (bridge, user, chat, XMPP id), the last
+/// (an upsert row by row leaves the last; one statement may not touch a row twice).
+fn latest_maps<'a>(maps: &[&'a Write]) -> Vec<&'a Write> {
+    let key = |w: &Write| match w {
+        Write::Map {
+            bridge,
+            user,
+            chat,
+            xmpp_id,
+            ..
+        } => Some((bridge.clone(), user.clone(), chat.clone(), xmpp_id.clone())),
+        _ => None,
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<&Write> = maps
+        .iter()
+        .rev()
+        .filter(|w| seen.insert(key(w)))
+        .copied()
+        .collect();
+    out.reverse();
+    out
+}
+
+async fn insert_maps(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    maps: &[&Write],
+    now: i64,
+) -> Result<(), DbError> {
+    for chunk in maps.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO message_map (bridge, user_jid, chat, xmpp_id, remote_id, at_ms) \
+             VALUES {} ON CONFLICT (bridge, user_jid, chat, xmpp_id) DO UPDATE SET \
+               remote_id = excluded.remote_id, at_ms = excluded.at_ms",
+            placeholders(chunk.len(), 6)
+        );
+        // Built from placeholders only; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for w in chunk {
+            if let Write::Map {
+                bridge,
+                user,
+                chat,
+                xmpp_id,
+                remote_id,
+            } = w
+            {
+                q = q
+                    .bind(bridge.as_str())
+                    .bind(user.as_str())
+                    .bind(chat.as_str())
+                    .bind(xmpp_id.as_str())
+                    .bind(remote_id.as_str())
+                    .bind(now);
+            }
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watermark_follows_tickets_finished_in_order() {
+        let mut w = Watermark::default();
+        assert_eq!(w.low(), 0);
+        assert_eq!(w.finish(1), 1);
+        assert_eq!(w.finish(2), 2);
+        assert_eq!(w.finish(3), 3);
+    }
+
+    #[test]
+    fn the_watermark_waits_for_a_ticket_handed_in_late() {
+        // Tickets 2 and 3 reached the writer before 1 (two producers racing): 3 committed
+        // does not mean 1 is.
+        let mut w = Watermark::default();
+        assert_eq!(w.finish(2), 0);
+        assert_eq!(w.finish(3), 0);
+        assert_eq!(w.finish(5), 0);
+        assert_eq!(w.finish(1), 3, "1, 2, 3 finished; 4 not yet");
+        assert_eq!(w.finish(4), 5);
+        assert!(w.above.is_empty());
+    }
+
+    #[test]
+    fn a_ticket_finished_twice_or_below_the_watermark_changes_nothing() {
+        let mut w = Watermark::default();
+        w.finish(1);
+        w.finish(2);
+        assert_eq!(w.finish(1), 2);
+        assert_eq!(w.finish(4), 2);
+        assert_eq!(w.finish(4), 2);
+        assert_eq!(w.finish(3), 4);
+        assert!(w.above.is_empty());
+    }
+
+    #[test]
+    fn placeholders_number_every_value() {
+        assert_eq!(placeholders(1, 2), "($1, $2)");
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+    }
+
+    fn map(xmpp_id: &str, remote_id: &str) -> Write {
+        Write::Map {
+            bridge: "b".into(),
+            user: "u@x".into(),
+            chat: "r:c".into(),
+            xmpp_id: xmpp_id.into(),
+            remote_id: remote_id.into(),
+        }
+    }
+
+    #[test]
+    fn of_two_map_rows_for_one_id_the_later_is_kept_in_place() {
+        let (a1, b, a2) = (map("a", "1"), map("b", "2"), map("a", "3"));
+        let kept = latest_maps(&[&a1, &b, &a2]);
+        assert_eq!(kept, vec![&b, &a2]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_many_rows_writes_each_once_in_order() {
+        sqlx::any::install_default_drivers();
+        let db = crate::db::Database::connect("sqlite::memory:", crate::db::SealKey::generate())
+            .await
+            .expect("an in-memory database");
+        let mut writes = Vec::new();
+        for i in 0..300 {
+            writes.push(Write::Archive {
+                bridge: "b".into(),
+                user: "u@x".into(),
+                room: "#r".into(),
+                msg: ArchivedMessage {
+                    stanza_id: format!("s{i}"),
+                    from_nick: "n".into(),
+                    body: format!("m {i}"),
+                    at_ms: i,
+                    remote_id: None,
+                },
+            });
+            writes.push(map(&format!("x{i}"), &format!("r{i}")));
+            // The same id mapped again later in the batch (an echo): the later wins.
+            writes.push(map(&format!("x{}", i / 2), &format!("again{i}")));
+        }
+        write_batch(db.pool(), &writes).await.expect("written");
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT body, seq FROM archive ORDER BY seq")
+            .fetch_all(db.pool())
+            .await
+            .expect("read");
+        assert_eq!(rows.len(), 300);
+        assert!(
+            rows.iter()
+                .enumerate()
+                .all(|(i, (body, _))| *body == format!("m {i}"))
+        );
+        assert!(
+            rows.windows(2).all(|w| w[1].1 == w[0].1 + 1),
+            "consecutive seq"
+        );
+        let (remote,): (String,) =
+            sqlx::query_as("SELECT remote_id FROM message_map WHERE xmpp_id = 'x10'")
+                .fetch_one(db.pool())
+                .await
+                .expect("read");
+        assert_eq!(remote, "again21", "the last of x10's rows");
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM message_map")
+            .fetch_one(db.pool())
+            .await
+            .expect("read");
+        assert_eq!(count, 300);
+    }
+
+    #[tokio::test]
+    async fn tickets_are_committed_in_order_and_the_watermark_is_published() {
+        sqlx::any::install_default_drivers();
+        let db = crate::db::Database::connect("sqlite::memory:", crate::db::SealKey::generate())
+            .await
+            .expect("an in-memory database");
+        let mut committed = db.committed();
+        let mut last = Ticket::NONE;
+        for i in 0..100 {
+            let t = db
+                .write_later(Write::Map {
+                    bridge: "b".into(),
+                    user: "u@x".into(),
+                    chat: "r:c".into(),
+                    xmpp_id: format!("x{i}"),
+                    remote_id: format!("r{i}"),
+                })
+                .await
+                .expect("queued");
+            assert!(t > last, "tickets grow: {t:?} after {last:?}");
+            last = t;
+        }
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            committed.wait_for(|c| *c >= last),
+        )
+        .await
+        .expect("the watermark reaches the last ticket")
+        .expect("the writer runs");
+        // Reached means written: the row is there without waiting for anything else.
+        let row: (String,) =
+            sqlx::query_as("SELECT remote_id FROM message_map WHERE xmpp_id = 'x99'")
+                .fetch_one(db.pool())
+                .await
+                .expect("the last row is written");
+        assert_eq!(row.0, "r99");
+    }
 }

@@ -2,7 +2,7 @@
 
 use super::session::Session;
 use super::{Gateway, Target};
-use crate::db::{ArchivedMessage, Write};
+use crate::db::{ArchivedMessage, Ticket, Write};
 use crate::xmpp::message::{self as msg, Inbound};
 use crate::xmpp::{errors, ns};
 use estuary_bridge_api::{BridgeError, ChatKey, ErrorKind, Outgoing, RemoteMessageId};
@@ -356,14 +356,15 @@ impl Gateway {
         }
     }
 
-    /// Maps an XMPP message id to the network's id (written behind, with others).
+    /// Maps an XMPP message id to the network's id (written behind, with others); the
+    /// row's ticket is what a stanza showing the message waits for.
     pub(super) async fn remember(
         &self,
         user: &str,
         chat: &ChatKey,
         xmpp_id: &str,
         remote: &RemoteMessageId,
-    ) {
+    ) -> Ticket {
         let write = Write::Map {
             bridge: self.bridge.clone(),
             user: user.to_string(),
@@ -371,8 +372,12 @@ impl Gateway {
             xmpp_id: xmpp_id.to_string(),
             remote_id: remote.to_string(),
         };
-        if let Err(e) = self.db.write_later(write).await {
-            warn!(bridge = %self.bridge, "cannot store the message map: {e}");
+        match self.db.write_later(write).await {
+            Ok(ticket) => ticket,
+            Err(e) => {
+                warn!(bridge = %self.bridge, "cannot store the message map: {e}");
+                Ticket::NONE
+            }
         }
     }
 
@@ -497,8 +502,9 @@ impl Gateway {
                 return Ok(());
             }
             super::bump(&self.stats.messages_out);
+            let mut mapped = Ticket::NONE;
             if let (Some(key), Some(remote)) = (inbound.key(), &sent.id) {
-                self.remember(user, chat, key, remote).await;
+                mapped = self.remember(user, chat, key, remote).await;
             }
             if inbound.wants_receipt
                 && !is_room
@@ -513,7 +519,7 @@ impl Gateway {
                     let mut m = Message::new_with_type(MessageType::Chat, Some(from.clone()));
                     m.from = Some(Jid::from(to.to_bare()));
                     m.payloads.push(msg::receipt(id));
-                    self.send(m).await;
+                    self.send_after(m, mapped).await;
                 }
             }
             if let ChatKey::Room(room) = chat
@@ -558,7 +564,8 @@ impl Gateway {
         Ok(())
     }
 
-    /// Appends a room message to the archive and returns its stanza id.
+    /// Appends a room message to the archive (written behind) and returns its stanza id
+    /// and the row's ticket.
     pub(super) async fn archive(
         &self,
         user: &str,
@@ -567,7 +574,7 @@ impl Gateway {
         body: &str,
         at: SystemTime,
         remote: Option<&RemoteMessageId>,
-    ) -> String {
+    ) -> (String, Ticket) {
         let stanza_id = uuid::Uuid::new_v4().to_string();
         let at_ms = at
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -586,10 +593,13 @@ impl Gateway {
             room: room_key.to_string(),
             msg: row,
         };
-        if let Err(e) = self.db.write_later(write).await {
-            warn!(bridge = %self.bridge, "cannot archive a room message: {e}");
+        match self.db.write_later(write).await {
+            Ok(ticket) => (stanza_id, ticket),
+            Err(e) => {
+                warn!(bridge = %self.bridge, "cannot archive a room message: {e}");
+                (stanza_id, Ticket::NONE)
+            }
         }
-        stanza_id
     }
 }
 

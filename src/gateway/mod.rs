@@ -20,7 +20,7 @@ mod stopping;
 mod workers;
 
 use crate::config::{BridgeSettings, Settings};
-use crate::db::Database;
+use crate::db::{Database, Ticket};
 use crate::metrics::Registry;
 use crate::xmpp::disco::{self, DiscoInfo};
 use crate::xmpp::escape::{escape_local, unescape_local};
@@ -429,6 +429,14 @@ impl Gateway {
     async fn send(&self, stanza: impl Into<Element>) {
         bump(&self.stats.stanzas_out);
         self.link.send(stanza).await;
+    }
+
+    /// Queues a stanza that shows a message whose rows (archive, message map) were queued
+    /// with `after`: the link writes it once they are committed, so that a crash never
+    /// loses the rows of a message someone was shown (see `xmpp::commit_gate`).
+    async fn send_after(&self, stanza: impl Into<Element>, after: Ticket) {
+        bump(&self.stats.stanzas_out);
+        self.link.send_after(stanza, after).await;
     }
 
     /// What a JID on our domain names.

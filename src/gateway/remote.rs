@@ -5,6 +5,7 @@ use super::compact::Members;
 use super::messages::chat_key;
 use super::presence::confirm_join;
 use super::session::Session;
+use crate::db::Ticket;
 use crate::xmpp::message as msg;
 use crate::xmpp::muc::{self, Occupant};
 use crate::xmpp::{errors, ns};
@@ -492,10 +493,11 @@ impl Gateway {
         {
             out.payloads.push(msg::reply(&x));
         }
+        let mut rows = Ticket::NONE;
         if let Some(remote) = &m.id {
-            self.remember(user, &m.chat, &id, remote).await;
+            rows = self.remember(user, &m.chat, &id, remote).await;
         }
-        self.send(out).await;
+        self.send_after(out, rows).await;
     }
 
     /// A room message (or the user's own, reflected) to every joined resource, archived.
@@ -524,7 +526,7 @@ impl Gateway {
         let at = m.at.unwrap_or(now);
         let body = msg::body_text(&m.body, m.kind);
         // A room the user chose not to record gets ids but no archive rows.
-        let stanza_id = if self.room_policy(session, room).record_history {
+        let (stanza_id, mut rows) = if self.room_policy(session, room).record_history {
             self.archive(
                 &session.user,
                 room.as_str(),
@@ -535,13 +537,15 @@ impl Gateway {
             )
             .await
         } else {
-            uuid::Uuid::new_v4().to_string()
+            (uuid::Uuid::new_v4().to_string(), Ticket::NONE)
         };
         if let Some(remote) = &m.id {
-            self.remember(&session.user, &m.chat, &stanza_id, remote)
-                .await;
+            rows = rows.max(
+                self.remember(&session.user, &m.chat, &stanza_id, remote)
+                    .await,
+            );
             if let Some(origin) = &m.echo_of {
-                self.remember(&session.user, &m.chat, origin, remote).await;
+                rows = rows.max(self.remember(&session.user, &m.chat, origin, remote).await);
             }
         }
         let reply = match &m.reply_to {
@@ -576,7 +580,7 @@ impl Gateway {
             if let Some(x) = &reply {
                 out.payloads.push(msg::reply(x));
             }
-            self.send(out).await;
+            self.send_after(out, rows).await;
         }
     }
 

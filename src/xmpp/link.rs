@@ -15,8 +15,13 @@
 //! under steady traffic the server answers one ping per batch, not one per message. A
 //! ping also goes out when the link is idle, and a ping left unanswered for
 //! `ping_timeout` marks the link dead.
+//!
+//! A stanza that shows a message whose database rows are written behind (archive, message
+//! map) is handed in with the rows' ticket ([`LinkHandle::send_after`]) and written only
+//! once they are committed, or after [`COMMIT_WAIT`] at the latest ([`commit_gate`](crate::xmpp::commit_gate)).
 
-use crate::db::Database;
+use crate::db::{Database, Ticket};
+use crate::xmpp::commit_gate::{COMMIT_WAIT, CommitGate, Gated, Verdict};
 use crate::xmpp::el::a;
 use crate::xmpp::ns;
 use crate::xmpp::unconfirmed::Unconfirmed;
@@ -122,7 +127,7 @@ pub struct LinkConfig {
 }
 
 enum Command {
-    Send(Element),
+    Send(Gated),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -146,6 +151,14 @@ impl LinkHandle {
     /// Every text and attribute value is made XML-safe first ([`xml_safe`]): whatever a
     /// bridge put in it, the stanza can be written.
     pub async fn send(&self, stanza: impl Into<Element>) {
+        self.send_after(stanza, Ticket::NONE).await;
+    }
+
+    /// Queues a stanza that shows a message whose rows were queued with
+    /// [`Database::write_later`]: the link writes it once the watermark has reached
+    /// `after` (at most [`COMMIT_WAIT`] later), and the stanzas sent after it behind it.
+    /// Does not wait for the commit itself.
+    pub async fn send_after(&self, stanza: impl Into<Element>, after: Ticket) {
         let mut stanza = stanza.into();
         let cleaned = xml_safe::clean_element(&mut stanza);
         if cleaned > 0 {
@@ -155,11 +168,13 @@ impl LinkHandle {
                 stanza.name()
             );
         }
-        if let Err(mpsc::error::SendError(Command::Send(stanza))) =
-            self.tx.send(Command::Send(stanza)).await
+        if let Err(mpsc::error::SendError(Command::Send(stanza))) = self
+            .tx
+            .send(Command::Send(Gated::after(stanza, after)))
+            .await
         {
             // The link has stopped (the gateway is stopping): the next start sends it.
-            self.keep_for_next_start(&stanza).await;
+            self.keep_for_next_start(&stanza.el).await;
         }
     }
 
@@ -341,6 +356,7 @@ pub async fn start(
     let unwritable = Arc::new(AtomicU64::new(0));
     let connections = Arc::new(AtomicU64::new(0));
     let delivered = Arc::new(AtomicU64::new(0));
+    let committed = db.committed();
     let link = Link {
         cfg,
         db,
@@ -362,6 +378,9 @@ pub async fn start(
         taken: 0,
         from_db: VecDeque::new(),
         loaded_upto: i64::MIN,
+        committed,
+        gate: CommitGate::default(),
+        queued_after: Ticket::NONE,
     };
     let (handle_db, bridge) = (link.db.clone(), link.cfg.bridge.clone());
     tokio::spawn(link.run(first));
@@ -418,6 +437,13 @@ struct Link {
     from_db: VecDeque<FromDb>,
     /// The last `pending_outbound` row loaded into memory.
     loaded_upto: i64,
+    /// The write-behind's watermark ([`Database::committed`]).
+    committed: watch::Receiver<Ticket>,
+    /// Whether stanzas wait for their rows (see [`commit_gate`](crate::xmpp::commit_gate)).
+    gate: CommitGate,
+    /// The highest ticket of the stanzas put in `queue` (which keeps elements only): the
+    /// queue's stanzas wait for it when they are taken out.
+    queued_after: Ticket,
 }
 
 /// A batch of stanzas loaded from the database: the positions (in [`Link::taken`]'s count)
@@ -492,7 +518,10 @@ impl Link {
                         }
                     }
                     cmd = self.rx.recv() => match cmd {
-                        Some(Command::Send(el)) => self.enqueue(el).await,
+                        Some(Command::Send(g)) => {
+                            self.queued_after = self.queued_after.max(g.after);
+                            self.enqueue(g.el).await
+                        }
                         Some(Command::Shutdown(done)) => {
                             self.persist_all().await;
                             let _ = self.state.send(LinkState::Closed);
@@ -705,6 +734,61 @@ impl Link {
         info!(domain = %self.cfg.domain, "{kept} undelivered stanzas kept in the database for the next start");
     }
 
+    /// Takes the queue's stanzas out to be written; they wait for the highest ticket any
+    /// of them came with.
+    fn take_queue(&mut self) -> Vec<Gated> {
+        let after = self.queued_after;
+        self.queue
+            .drain(..)
+            .map(|el| Gated::after(el, after))
+            .collect()
+    }
+
+    /// Puts stanzas not yet written back in front of the queue's, in order.
+    fn requeue(&mut self, backlog: &mut VecDeque<Gated>) {
+        for g in backlog.drain(..).rev() {
+            self.queued_after = self.queued_after.max(g.after);
+            self.queue.push_front(g.el);
+        }
+    }
+
+    /// At a stop: writes the stanzas at the head of `backlog` whose rows are committed,
+    /// waiting up to [`COMMIT_WAIT`] for the write-behind to reach the last of them (it
+    /// keeps running until the database closes, after the links). What is left is kept
+    /// for the next start by the caller.
+    async fn write_committed_at_stop(
+        &mut self,
+        stream: &mut Stream,
+        backlog: &mut VecDeque<Gated>,
+        committed: &mut watch::Receiver<Ticket>,
+    ) {
+        let Some(last) = backlog.iter().map(|g| g.after).max() else {
+            return;
+        };
+        if !self.gate.ready(last, *committed.borrow()) {
+            let _ = tokio::time::timeout(COMMIT_WAIT, committed.wait_for(|c| *c >= last)).await;
+        }
+        let watermark = *committed.borrow();
+        while let Some(next) = backlog.front()
+            && self.gate.ready(next.after, watermark)
+        {
+            let Some(Gated { el, .. }) = backlog.pop_front() else {
+                break;
+            };
+            let Some(xml) = self.serialise(&el) else {
+                self.taken += 1;
+                continue;
+            };
+            if stream.feed(&el).await.is_err() {
+                backlog.push_front(Gated::now(el));
+                return;
+            }
+            self.taken += 1;
+            self.unacked.push(&xml);
+        }
+        let _ = SinkExt::<&Element>::flush(stream).await;
+    }
+
     fn ping(&mut self) -> (String, Element) {
         debug!(
             unacked = self.unacked.len(),
@@ -724,16 +808,28 @@ impl Link {
         (id, el)
     }
 
-    async fn serve(&mut self, mut stream: Stream) -> Ended {
+    async fn serve(&mut self, stream: Stream) -> Ended {
         // Send what was written but not confirmed before the drop, then the queue.
         self.taken -= self.unacked.len() as u64;
-        let mut backlog: VecDeque<Element> = self
+        let mut backlog: VecDeque<Gated> = self
             .unacked
             .take_all()
             .iter()
             .filter_map(|xml| revive(xml))
+            .map(Gated::now)
             .collect();
-        backlog.extend(self.queue.drain(..));
+        backlog.extend(self.take_queue());
+        let ended = self.serve_backlog(stream, &mut backlog).await;
+        if matches!(ended, Ended::Lost(_)) {
+            // Not yet written: first after the reconnection.
+            self.requeue(&mut backlog);
+        }
+        ended
+    }
+
+    /// [`Link::serve`] with its queue of stanzas to write, `backlog` (what is left in it
+    /// when the link is lost was not written).
+    async fn serve_backlog(&mut self, mut stream: Stream, backlog: &mut VecDeque<Gated>) -> Ended {
         let mut in_flight: Option<(String, usize, Instant)> = None;
         let mut last_traffic = Instant::now();
         // When the unconfirmed stanzas are due a confirming ping.
@@ -741,8 +837,10 @@ impl Link {
         // A handle of our own on the gateway's queue, for waiting on room in it while the
         // other branches of the loop's `select!` use `self`.
         let inbound = self.inbound.clone();
+        // Ours too, for waiting on the watermark.
+        let mut committed = self.committed.clone();
         loop {
-            backlog.extend(self.replies.drain(..));
+            backlog.extend(self.replies.drain(..).map(Gated::now));
             if !self.from_db.is_empty() {
                 self.forget_confirmed().await;
             }
@@ -750,9 +848,22 @@ impl Link {
             // Flush backlog (and spilled rows) first, in order.
             if backlog.is_empty() && self.spilled {
                 self.reload().await;
-                backlog.extend(self.queue.drain(..));
+                backlog.extend(self.take_queue());
             }
-            if let Some(el) = backlog.pop_front() {
+            // The head waits for its rows' commit, and everything behind it.
+            let wait = match backlog.front() {
+                Some(next) => {
+                    let watermark = *committed.borrow_and_update();
+                    match self.gate.check(next, watermark, Instant::now()) {
+                        Verdict::Go => None,
+                        Verdict::WaitUntil(deadline) => Some(deadline),
+                    }
+                }
+                None => None,
+            };
+            if wait.is_none()
+                && let Some(Gated { el, .. }) = backlog.pop_front()
+            {
                 // Written out first, so a stanza the writer would refuse is dropped here
                 // and never leaves the stream half-written.
                 let Some(xml) = self.serialise(&el) else {
@@ -760,24 +871,28 @@ impl Link {
                     continue;
                 };
                 if let Err(e) = stream.feed(&el).await {
-                    backlog.push_front(el);
-                    self.queue.extend(backlog.drain(..));
+                    backlog.push_front(Gated::now(el));
+                    self.requeue(backlog);
                     return Ended::Lost(e.to_string());
                 }
                 self.taken += 1;
                 self.unacked.push(&xml);
                 drop(el);
-                if (backlog.is_empty() || self.unacked.len().is_multiple_of(64))
+                // Written out before a wait for the database, too.
+                let next_waits = backlog
+                    .front()
+                    .is_some_and(|next| !self.gate.ready(next.after, *committed.borrow()));
+                if (backlog.is_empty() || next_waits || self.unacked.len().is_multiple_of(64))
                     && let Err(e) = SinkExt::<&Element>::flush(&mut stream).await
                 {
-                    self.queue.extend(backlog.drain(..));
+                    self.requeue(backlog);
                     return Ended::Lost(e.to_string());
                 }
                 ack_due.get_or_insert_with(|| Instant::now() + ACK_DELAY);
                 if in_flight.is_none() && self.unacked.len() >= ACK_EVERY {
                     let (id, ping) = self.ping();
                     if let Err(e) = stream.send(&ping).await {
-                        self.queue.extend(backlog.drain(..));
+                        self.requeue(backlog);
                         return Ended::Lost(e.to_string());
                     }
                     in_flight = Some((id, self.unacked.len(), Instant::now()));
@@ -788,7 +903,7 @@ impl Link {
                     if let Ok(item) = tokio::time::timeout(Duration::ZERO, stream.next()).await
                         && let Some(why) = self.on_read(item, &mut in_flight).await
                     {
-                        self.queue.extend(backlog.drain(..));
+                        self.requeue(backlog);
                         return Ended::Lost(why);
                     }
                     continue;
@@ -846,10 +961,12 @@ impl Link {
                     Err(_) => return Ended::Lost("the gateway stopped".into()),
                 },
                 cmd = self.rx.recv() => match cmd {
-                    Some(Command::Send(el)) => { last_traffic = Instant::now(); backlog.push_back(el) }
+                    Some(Command::Send(g)) => { last_traffic = Instant::now(); backlog.push_back(g) }
                     Some(Command::Shutdown(done)) => {
-                        // Not yet written: kept with the rest (`persist_all`).
-                        self.queue.extend(backlog.drain(..));
+                        // What waits for the database is written once its rows are
+                        // (bounded); the rest is kept with the rest (`persist_all`).
+                        self.write_committed_at_stop(&mut stream, backlog, &mut committed).await;
+                        self.requeue(backlog);
                         self.confirm_before_stop(&mut stream, &mut in_flight).await;
                         self.read_until_closed(&mut stream).await;
                         let _ = SinkExt::<&Element>::close(&mut stream).await;
@@ -857,6 +974,12 @@ impl Link {
                     }
                     None => return Ended::Lost("the gateway stopped".into()),
                 },
+                changed = committed.changed(), if wait.is_some() => {
+                    if changed.is_err() {
+                        self.gate.writer_gone();
+                    }
+                }
+                _ = tokio::time::sleep_until(wait.unwrap_or(ping_due)), if wait.is_some() => {}
                 _ = tokio::time::sleep_until(ping_due), if self.held.is_none() => {
                     if let Some((id, _, _)) = &in_flight {
                         return Ended::Lost(format!("no answer to ping {id} within {:?}", self.cfg.ping_timeout));

@@ -253,6 +253,16 @@ impl TestClient {
         }
     }
 
+    /// Reads what arrives until `deadline` or the first stanza, whichever comes first, and
+    /// returns every buffered stanza (taken out of the buffer). Never panics on a timeout:
+    /// for tests that watch a stream of traffic while doing something else.
+    pub async fn receive_until(&mut self, deadline: Instant) -> Vec<Element> {
+        if self.buffer.is_empty() {
+            self.pump(deadline).await;
+        }
+        self.drain()
+    }
+
     /// Removes and returns everything buffered so far.
     pub fn drain(&mut self) -> Vec<Element> {
         self.buffer.drain(..).collect()

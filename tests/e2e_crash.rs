@@ -1,0 +1,267 @@
+//! End-to-end: the gateway killed with SIGKILL in the middle of a conversation. A real
+//! Prosody, the `estuary` binary as a process of its own (so that it can be killed the hard
+//! way) with the fake bridge and a SQLite database, and a real XMPP client.
+//!
+//! Issue 12's goal under SIGKILL: losses only of what was never acknowledged to anyone. A
+//! room message the client received live must therefore be in the room's archive (MAM)
+//! after the kill, whatever the write-behind still had queued (defect 3 of
+//! docs/reliability.md).
+
+mod common;
+
+use common::process::ServerProcess;
+use common::{Prosody, TestClient};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_xmpp::minidom::Element;
+
+const DOMAIN: &str = "fake.localhost";
+const SECRET: &str = "crash-secret";
+const ROOM: &str = "#lobby@fake.localhost";
+/// Messages the client sends to the room; each comes back twice (reflected, and the fake
+/// network's bot answering it), each copy with an archive row and message-map rows.
+const MESSAGES: usize = 140;
+/// The first messages go at a steady pace (40 a second), the rest in one burst: the
+/// write-behind falls behind during a burst, and the kill comes in the middle of it.
+const PACED: usize = 80;
+/// The pace of the first messages.
+const PACE: Duration = Duration::from_millis(25);
+/// The kill comes once the client has received this many bot answers (in the burst).
+const KILL_AFTER: usize = 95;
+
+fn el(xml: &str) -> Element {
+    xml.parse().expect("the test's XML is well-formed")
+}
+
+/// The config of the binary: the fake bridge, SQLite and the seal key in `dir`.
+fn write_config(dir: &Path, server: &Prosody) -> std::path::PathBuf {
+    let config = dir.join("estuary.toml");
+    let component = server.component_addr();
+    std::fs::write(
+        &config,
+        format!(
+            "[xmpp]\nhost = \"{host}\"\nport = {port}\nserver_domain = \"localhost\"\n\
+             reconnect_max_secs = 1\n\n\
+             [database]\nurl = \"sqlite://{db}\"\nseal_key_file = \"{key}\"\n\n\
+             [bridges.fake]\ndomain = \"{DOMAIN}\"\nsecret = \"{SECRET}\"\n",
+            host = component.ip(),
+            port = component.port(),
+            db = dir.join("estuary.db").display(),
+            key = dir.join("estuary.key").display(),
+        ),
+    )
+    .expect("the config is written");
+    config
+}
+
+/// Starts the binary on `config`, its log appended to `dir/estuary.log` (at `info`, or
+/// what `ESTUARY_LOG` says).
+fn spawn_gateway(dir: &Path, config: &Path) -> ServerProcess {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_estuary"));
+    command
+        .arg("--config")
+        .arg(config)
+        .env(
+            "RUST_LOG",
+            std::env::var("ESTUARY_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .env("NO_COLOR", "1");
+    ServerProcess::spawn("estuary", command, &dir.join("estuary.log"))
+}
+
+/// Waits until the gateway answers a disco#info on its domain (its component is up).
+async fn wait_for_gateway(client: &mut TestClient, dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = client
+            .iq(el(&format!(
+                "<iq xmlns='jabber:client' type='get' to='{DOMAIN}'>\
+                 <query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+            )))
+            .await;
+        if answer.attr("type") == Some("result") {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "the gateway did not come up within 20 s:\n{}",
+                common::tail_of_files(&[dir.join("estuary.log")], 40)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn body(m: &Element) -> Option<String> {
+    m.get_child("body", "jabber:client").map(|b| b.text())
+}
+
+/// The stanza-id (XEP-0359) the room gave a live message.
+fn stanza_id(m: &Element) -> Option<String> {
+    m.children()
+        .find(|c| c.is("stanza-id", "urn:xmpp:sid:0") && c.attr("by") == Some(ROOM))
+        .and_then(|c| c.attr("id"))
+        .map(str::to_string)
+}
+
+/// A live room message: its stanza-id and body.
+fn room_message(m: &Element) -> Option<(String, String)> {
+    if m.name() != "message" || m.attr("type") != Some("groupchat") {
+        return None;
+    }
+    Some((stanza_id(m)?, body(m)?))
+}
+
+/// Reads the whole archive of the room with MAM: stanza-id → body.
+async fn archive(alice: &mut TestClient) -> BTreeMap<String, String> {
+    let mut all = BTreeMap::new();
+    let mut after = String::new();
+    for page in 0..20 {
+        let qid = format!("q{page}");
+        let rsm = if after.is_empty() {
+            "<max>250</max>".to_string()
+        } else {
+            format!("<max>250</max><after>{after}</after>")
+        };
+        let fin = alice
+            .iq(el(&format!(
+                "<iq xmlns='jabber:client' type='set' to='{ROOM}'>\
+                 <query xmlns='urn:xmpp:mam:2' queryid='{qid}'>\
+                 <set xmlns='http://jabber.org/protocol/rsm'>{rsm}</set></query></iq>"
+            )))
+            .await;
+        assert_eq!(fin.attr("type"), Some("result"), "{}", String::from(&fin));
+        for m in alice.drain() {
+            let Some(result) = m.get_child("result", "urn:xmpp:mam:2") else {
+                continue;
+            };
+            if result.attr("queryid") != Some(qid.as_str()) {
+                continue;
+            }
+            let id = result.attr("id").unwrap_or_default().to_string();
+            let text = result
+                .get_child("forwarded", "urn:xmpp:forward:0")
+                .and_then(|f| f.get_child("message", "jabber:client"))
+                .and_then(body)
+                .unwrap_or_default();
+            all.insert(id, text);
+        }
+        let xml = String::from(&fin);
+        if xml.contains("complete='true'") || xml.contains("complete=\"true\"") {
+            return all;
+        }
+        after = fin
+            .get_child("fin", "urn:xmpp:mam:2")
+            .and_then(|f| f.get_child("set", "http://jabber.org/protocol/rsm"))
+            .and_then(|s| s.get_child("last", "http://jabber.org/protocol/rsm"))
+            .map(|l| l.text())
+            .expect("an incomplete page names its last message");
+    }
+    panic!("the archive did not end within 20 pages");
+}
+
+/// Every room message the client received live before and around a SIGKILL of the
+/// gateway is in the room's archive afterwards: a delivered message's archive row was
+/// committed before it was delivered.
+#[tokio::test]
+async fn a_sigkill_loses_no_archive_row_of_a_delivered_message() {
+    common::init_tracing();
+    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
+    server.register("alice", "alicepw").await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = write_config(dir.path(), &server);
+    let mut gateway = spawn_gateway(dir.path(), &config);
+    let mut alice = TestClient::connect(&server, "alice", "alicepw", "crash").await;
+    wait_for_gateway(&mut alice, dir.path()).await;
+    let registered = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='set' to='{DOMAIN}'>\
+             <query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>\
+             <field var='username'><value>alice1</value></field>\
+             <field var='password'><value>pw</value></field></x></query></iq>"
+        )))
+        .await;
+    assert_eq!(registered.attr("type"), Some("result"));
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/al'>\
+             <x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )))
+        .await;
+    alice
+        .expect("the self-presence", |s| {
+            s.attr("from") == Some(&format!("{ROOM}/al")) && String::from(s).contains("code='110'")
+        })
+        .await;
+    alice.drain();
+
+    // The traffic: messages to the room at a steady pace, then a burst, and the kill in
+    // the middle of what comes back of the burst, as soon as the client has seen it.
+    let mut live: BTreeMap<String, String> = BTreeMap::new();
+    let mut answers = 0;
+    let mut sent = 0;
+    let mut next_send = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answers < KILL_AFTER {
+        assert!(
+            Instant::now() < deadline,
+            "only {answers} answers within 60 s"
+        );
+        if sent < MESSAGES && (sent >= PACED || Instant::now() >= next_send) {
+            alice
+                .send(el(&format!(
+                    "<message xmlns='jabber:client' type='groupchat' to='{ROOM}' id='m-{sent}'>\
+                     <body>m {sent}</body></message>"
+                )))
+                .await;
+            sent += 1;
+            next_send += PACE;
+        }
+        let until = if sent < PACED {
+            next_send
+        } else if sent < MESSAGES {
+            // In the burst, only what has arrived already.
+            Instant::now()
+        } else {
+            Instant::now() + Duration::from_millis(100)
+        };
+        for m in alice.receive_until(until).await {
+            if let Some((id, text)) = room_message(&m) {
+                answers += usize::from(text.starts_with("bot heard: "));
+                live.insert(id, text);
+            }
+        }
+    }
+    gateway.kill_now();
+    // What the server had already taken from the gateway still arrives: read for a second.
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        for m in alice.receive_until(until).await {
+            if let Some((id, text)) = room_message(&m) {
+                live.insert(id, text);
+            }
+        }
+    }
+
+    // A new process on the same database; the archive is read with MAM.
+    let _gateway = spawn_gateway(dir.path(), &config);
+    wait_for_gateway(&mut alice, dir.path()).await;
+    let archived = archive(&mut alice).await;
+    let missing: Vec<&String> = live
+        .iter()
+        .filter(|(id, _)| !archived.contains_key(*id))
+        .map(|(_, text)| text)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of the {} room messages received live are not in the archive after the SIGKILL \
+         ({} archived): {missing:?}\n{}",
+        missing.len(),
+        live.len(),
+        archived.len(),
+        common::tail_of_files(&[dir.path().join("estuary.log")], 60)
+    );
+    assert!(live.len() >= 2 * KILL_AFTER - 1, "{}", live.len());
+}
