@@ -859,20 +859,10 @@ impl Client for IrcClient {
     }
 
     async fn list_rooms(&self) -> Result<Vec<RoomInfo>> {
-        let mut servers: Vec<String> = match &self.common.config.fixed_server {
+        let servers: Vec<String> = match &self.common.config.fixed_server {
             Some(server) => vec![server.clone()],
-            None => self
-                .connections
-                .lock()
-                .map(|m| {
-                    m.iter()
-                        .filter(|(_, h)| !h.is_closed())
-                        .map(|(s, _)| s.clone())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            None => self.connected_servers(),
         };
-        servers.sort();
         let mut rooms = Vec::new();
         for server in servers {
             rooms.extend(self.channels_of(&server).await?);
