@@ -59,16 +59,7 @@ impl Gateway {
         if req.payload.get_child("remove", ns::REGISTER).is_some() {
             return self.unregister(req).await;
         }
-        let values = match req.payload.get_child("x", ns::DATA_FORMS) {
-            Some(x) => forms::read_submitted(x, &fields),
-            None => {
-                let mut v = FormValues::default();
-                for child in req.payload.children().filter(|c| c.ns() == ns::REGISTER) {
-                    v.set(child.name(), child.text());
-                }
-                forms::check(v, &fields)
-            }
-        };
+        let values = forms::read_register_query(&req.payload, &fields);
         let values = values.map_err(|e: FormError| {
             errors::bad_request(format!("{e}; fill in the registration form again"))
         })?;

@@ -244,17 +244,8 @@ impl Gateway {
             self.forget_service_settings(&user, service).await?;
             return Ok(None);
         }
-        let values = match req.payload.get_child("x", ns::DATA_FORMS) {
-            Some(x) => forms::read_submitted(x, &fields),
-            None => {
-                let mut v = FormValues::default();
-                for child in req.payload.children().filter(|c| c.ns() == ns::REGISTER) {
-                    v.set(child.name(), child.text());
-                }
-                forms::check(v, &fields)
-            }
-        }
-        .map_err(|e| e.to_stanza_error("fill in the form again"))?;
+        let values = forms::read_register_query(&req.payload, &fields)
+            .map_err(|e| e.to_stanza_error("fill in the form again"))?;
         self.store_settings(&user, &target, values).await?;
         Ok(None)
     }

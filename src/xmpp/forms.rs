@@ -219,6 +219,21 @@ impl FormError {
     }
 }
 
+/// The values of an XEP-0077 `<query xmlns='jabber:iq:register'/>` set: its data form
+/// when it has one, else its legacy fields (`<username>…`), checked against `fields`.
+pub fn read_register_query(query: &Element, fields: &[FormField]) -> Result<FormValues, FormError> {
+    match query.get_child("x", ns::DATA_FORMS) {
+        Some(x) => read_submitted(x, fields),
+        None => {
+            let mut values = FormValues::default();
+            for child in query.children().filter(|c| c.ns() == ns::REGISTER) {
+                values.set(child.name(), child.text());
+            }
+            check(values, fields)
+        }
+    }
+}
+
 /// Reads a submitted `<x type='submit'>` against the fields it answers.
 /// Unknown fields are ignored (FORM_TYPE and client extras); required fields are checked.
 pub fn read_submitted(x: &Element, fields: &[FormField]) -> Result<FormValues, FormError> {
