@@ -11,6 +11,8 @@ pub mod bridges;
 pub mod config;
 pub mod db;
 pub mod gateway;
+#[cfg(feature = "irc")]
+pub mod import;
 pub mod memory;
 pub mod metrics;
 pub mod secret;

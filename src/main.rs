@@ -45,6 +45,21 @@ enum Command {
     Run,
     /// Check the configuration and say what is wrong, with the line of each key.
     CheckConfig,
+    /// Bring a Biboumi user base over, once, when Estuary replaces Biboumi: the settings
+    /// (global, per server, per channel) and the room archive, from Biboumi's SQLite
+    /// database into the database of this configuration, for its IRC gateway. Prints what
+    /// would be imported; writes only with --apply. Stop the gateway first.
+    #[cfg(feature = "irc")]
+    ImportBiboumi {
+        /// Biboumi's database (its `db_name` file).
+        biboumi_db: PathBuf,
+        /// Write into Estuary's database (without it, a dry run).
+        #[arg(long)]
+        apply: bool,
+        /// The bridge table of the IRC gateway in the configuration.
+        #[arg(long, default_value = "irc")]
+        bridge: String,
+    },
 }
 
 /// `RUST_LOG` (default `info`), with tokio-xmpp held at `debug` whatever it says: at
@@ -96,6 +111,33 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        #[cfg(feature = "irc")]
+        Command::ImportBiboumi {
+            biboumi_db,
+            apply,
+            bridge,
+        } => {
+            let settings = match Settings::load(&cli.config) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!(
+                        "{}: the configuration has problems:\n{e}",
+                        cli.config.display()
+                    );
+                    return ExitCode::from(2);
+                }
+            };
+            match import_biboumi(&settings, &biboumi_db, &bridge, apply) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("import-biboumi: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run => {
             let settings = match Settings::load(&cli.config) {
                 Ok(s) => s,
@@ -117,6 +159,38 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `import-biboumi`: opens the configured database and the IRC bridge named `bridge`, and
+/// imports.
+#[cfg(feature = "irc")]
+#[tokio::main]
+async fn import_biboumi(
+    settings: &Settings,
+    source: &std::path::Path,
+    bridge: &str,
+    apply: bool,
+) -> anyhow::Result<estuary::import::Report> {
+    let Some(table) = settings.bridge_tables.get(bridge) else {
+        anyhow::bail!(
+            "the configuration has no [bridges.{bridge}] table: add the IRC gateway's table (domain, secret) first"
+        );
+    };
+    let outbound = settings.outbound.policy()?;
+    let connector = estuary::bridges::build(bridge, table, &outbound)
+        .map_err(|e| anyhow::anyhow!("bridge {bridge}: {e}"))?;
+    if connector.info().id != "irc" {
+        anyhow::bail!("[bridges.{bridge}] is not an IRC bridge");
+    }
+    // Biboumi's file first: a wrong path must not create an empty Estuary database.
+    let bib = estuary::import::biboumi::BiboumiDb::open(source).await?;
+    estuary::import::in_use::refuse_if_in_use(&settings.database.url)?;
+    let db = estuary::app::open_database(settings).await?;
+    let report =
+        estuary::import::import_biboumi(&bib, &db, connector.as_ref(), bridge, apply).await;
+    bib.close().await;
+    db.close().await;
+    Ok(report?)
 }
 
 #[tokio::main]

@@ -6,9 +6,13 @@
 //! Paging follows XEP-0059 (RSM): `after_id` pages forward, `before_id` or `last_page`
 //! backward; a page is always returned oldest first.
 
-use super::{Database, DbError, next_counter};
+use super::{Database, DbError, Write, next_counter};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
+use std::collections::HashSet;
+
+/// How many stanza-ids [`Database::archive_known_ids`] asks about in one statement.
+const KNOWN_IDS_CHUNK: usize = 500;
 
 /// The largest page [`Database::archive_query`] returns, whatever limit is asked.
 pub const MAX_ARCHIVE_PAGE: i64 = 1000;
@@ -175,6 +179,70 @@ impl Database {
             messages.reverse();
         }
         Ok(ArchivePage { messages, complete })
+    }
+
+    /// The stanza-ids among `ids` that the archive of `room` of `user` on `bridge`
+    /// already holds.
+    #[tracing::instrument(name = "db.archive.known_ids", skip_all, err)]
+    pub async fn archive_known_ids(
+        &self,
+        bridge: &str,
+        user: &str,
+        room: &str,
+        ids: &[String],
+    ) -> Result<HashSet<String>, DbError> {
+        self.settle().await;
+        let mut known = HashSet::new();
+        for chunk in ids.chunks(KNOWN_IDS_CHUNK) {
+            let marks: Vec<String> = (4..4 + chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT stanza_id FROM archive \
+                 WHERE bridge = $1 AND user_jid = $2 AND room = $3 AND stanza_id IN ({})",
+                marks.join(", ")
+            );
+            // Audited: the text is built only from the literals above; every value is bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(bridge)
+                .bind(user)
+                .bind(room);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                known.insert(row.try_get::<String, _>(0)?);
+            }
+        }
+        Ok(known)
+    }
+
+    /// Appends messages brought from another gateway's archive to the archive of `room` of
+    /// `user` on `bridge`, in the order given (they page in that order), leaving out those
+    /// whose stanza-id the room's archive already holds, so that importing twice adds
+    /// nothing. Returns how many were added.
+    #[tracing::instrument(name = "db.archive.import", skip_all, err)]
+    pub async fn archive_import(
+        &self,
+        bridge: &str,
+        user: &str,
+        room: &str,
+        msgs: &[ArchivedMessage],
+    ) -> Result<u64, DbError> {
+        let ids: Vec<String> = msgs.iter().map(|m| m.stanza_id.clone()).collect();
+        let mut known = self.archive_known_ids(bridge, user, room, &ids).await?;
+        let writes: Vec<Write> = msgs
+            .iter()
+            .filter(|m| known.insert(m.stanza_id.clone()))
+            .map(|m| Write::Archive {
+                bridge: bridge.to_owned(),
+                user: user.to_owned(),
+                room: room.to_owned(),
+                msg: m.clone(),
+            })
+            .collect();
+        if !writes.is_empty() {
+            super::write_behind::write_batch(&self.pool, &writes).await?;
+        }
+        Ok(writes.len() as u64)
     }
 
     /// Deletes every archived message older than `before_ms` (unix milliseconds), on

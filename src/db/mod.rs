@@ -197,11 +197,9 @@ impl Database {
     }
 }
 
-/// Adds `mode=rwc` to a SQLite URL that names no mode, so the file is created on first
-/// start.
 /// The file of a SQLite URL (`sqlite://PATH`, `sqlite:PATH`, with or without `?options`);
 /// `None` for an in-memory database.
-fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     if url.contains(":memory:") || url.contains("mode=memory") {
         return None;
     }
@@ -246,6 +244,8 @@ fn private_file(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
+/// Adds `mode=rwc` to a SQLite URL that names no mode, so the file is created on first
+/// start.
 fn sqlite_url_with_create(url: &str) -> String {
     if url.contains(":memory:") || url.contains("mode=") {
         return url.to_owned();
