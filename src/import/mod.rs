@@ -68,13 +68,19 @@ pub struct TableReport {
     pub imported: u64,
     /// Rows already in Estuary's database, left as they are.
     pub present: u64,
-    /// Rows (or values) not imported, counted by reason.
+    /// Rows not imported, counted by reason.
     pub skipped: BTreeMap<String, u64>,
+    /// Values left out of rows that were imported, counted by reason.
+    pub left_out: BTreeMap<String, u64>,
 }
 
 impl TableReport {
     fn skip(&mut self, reason: impl fmt::Display) {
         *self.skipped.entry(reason.to_string()).or_default() += 1;
+    }
+
+    fn leave_out(&mut self, reason: impl fmt::Display) {
+        *self.left_out.entry(reason.to_string()).or_default() += 1;
     }
 }
 
@@ -111,6 +117,9 @@ impl fmt::Display for Report {
             )?;
             for (reason, n) in &t.skipped {
                 writeln!(f, "  skipped {n}: {reason}")?;
+            }
+            for (reason, n) in &t.left_out {
+                writeln!(f, "  value left out {n}: {reason}")?;
             }
         }
         if !self.applied {
@@ -252,9 +261,7 @@ impl Run<'_> {
                 return Ok(());
             }
         };
-        for skip in &row.dropped {
-            self.report.table(table).skip(format!("value {skip}"));
-        }
+        let mut left_out: Vec<String> = row.dropped.iter().map(Skip::to_string).collect();
         let fields = self.connector.settings_fields(&row.target);
         let user = User {
             jid: row.owner.clone(),
@@ -265,7 +272,7 @@ impl Run<'_> {
             one.set(var.clone(), value.clone());
             match self.check(&user, &row, one, &fields).await {
                 Ok(_) => values.set(var.clone(), value.clone()),
-                Err(why) => self.report.table(table).skip(format!("value {why}")),
+                Err(why) => left_out.push(why.to_string()),
             }
         }
         let values = match self.check(&user, &row, values, &fields).await {
@@ -280,6 +287,10 @@ impl Run<'_> {
                 .table(table)
                 .skip("the row has no value Estuary can take");
             return Ok(());
+        }
+        // The values left out are reported only for rows that are imported.
+        for why in left_out {
+            self.report.table(table).leave_out(why);
         }
         let key = row.target.settings_key();
         if let Some(stored) = self.stored(&row.owner).await?
