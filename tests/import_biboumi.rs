@@ -2,7 +2,10 @@
 //! tables Biboumi 9 creates (as `/usr/bin/biboumi` made them here) and rows good and odd,
 //! imported into a fresh Estuary SQLite database, then read back through Estuary's own
 //! database API: settings (secrets sealed), the archive in date order, nothing imported
-//! twice, and the refusals (not a Biboumi file, a database open elsewhere).
+//! twice, and the refusals (not a Biboumi file, a database open elsewhere). The import
+//! runs into SQLite and into PostgreSQL (a fresh database on the server named by
+//! `ESTUARY_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/postgres`; the
+//! test fails if it cannot be reached).
 
 use estuary::db::{ArchiveQuery, Database, SealKey};
 use sqlx::Connection as _;
@@ -54,11 +57,18 @@ struct Setup {
     _dir: tempfile::TempDir,
     config: PathBuf,
     biboumi: PathBuf,
+    /// The SQLite file of Estuary's database (unused with PostgreSQL).
     estuary: PathBuf,
+    db_url: String,
     key: PathBuf,
 }
 
 async fn setup() -> Setup {
+    setup_with(None).await
+}
+
+/// A Biboumi file and a configuration whose database is `db_url`, or a SQLite file.
+async fn setup_with(db_url: Option<String>) -> Setup {
     let dir = tempfile::tempdir().expect("a temp dir");
     let biboumi = dir.path().join("biboumi.sqlite");
     let url = format!("sqlite://{}?mode=rwc", biboumi.display());
@@ -75,14 +85,14 @@ async fn setup() -> Setup {
         .expect("Biboumi's rows");
     conn.close().await.expect("closed");
     let estuary = dir.path().join("estuary.db");
+    let db_url = db_url.unwrap_or_else(|| format!("sqlite://{}", estuary.display()));
     let key = dir.path().join("estuary.key");
     let config = dir.path().join("estuary.toml");
     std::fs::write(
         &config,
         format!(
-            "[database]\nurl = \"sqlite://{}\"\nseal_key_file = \"{}\"\n\
+            "[database]\nurl = \"{db_url}\"\nseal_key_file = \"{}\"\n\
              [bridges.irc]\ndomain = \"irc.example.org\"\nsecret = \"s\"\n",
-            estuary.display(),
             key.display()
         ),
     )
@@ -92,6 +102,7 @@ async fn setup() -> Setup {
         config,
         biboumi,
         estuary,
+        db_url,
         key,
     }
 }
@@ -123,17 +134,51 @@ fn line<'a>(stdout: &'a str, table: &str) -> &'a str {
 
 async fn open(s: &Setup) -> Database {
     let key = SealKey::load_or_create(&s.key).expect("the key the import made");
-    Database::connect(&format!("sqlite://{}", s.estuary.display()), key)
+    Database::connect(&s.db_url, key)
         .await
         .expect("Estuary's database")
 }
 
 #[tokio::test]
 async fn a_biboumi_database_is_imported_once_and_reads_back() {
-    let s = setup().await;
+    import_and_read_back(&setup().await).await;
+}
 
+#[tokio::test]
+async fn a_biboumi_database_is_imported_into_postgresql() {
+    sqlx::any::install_default_drivers();
+    let admin_url = std::env::var("ESTUARY_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let name = format!("estuary_import_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::AnyConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {admin_url}: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("a fresh database");
+    let (server, _) = admin_url.rsplit_once('/').expect("a URL with a database");
+    let url = format!("{server}/{name}");
+    // In its own task, so that the database is dropped even if a check fails.
+    let outcome = tokio::spawn(async move {
+        import_and_read_back(&setup_with(Some(url)).await).await;
+    })
+    .await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("dropped");
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Dry run, import, reading back, second import.
+async fn import_and_read_back(s: &Setup) {
     // A dry run says what would be imported and writes nothing.
-    let out = import(&s, &s.biboumi, false);
+    let out = import(s, &s.biboumi, false);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert_eq!(
@@ -153,7 +198,7 @@ async fn a_biboumi_database_is_imported_once_and_reads_back() {
     assert!(stdout.contains("date_ is empty"), "{stdout}");
     assert!(stdout.contains("Dry run"), "{stdout}");
     {
-        let db = open(&s).await;
+        let db = open(s).await;
         assert_eq!(
             db.get_login("irc", "alice@example.org").await.unwrap(),
             None
@@ -161,7 +206,7 @@ async fn a_biboumi_database_is_imported_once_and_reads_back() {
         db.close().await;
     }
 
-    let out = import(&s, &s.biboumi, true);
+    let out = import(s, &s.biboumi, true);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert_eq!(
@@ -190,7 +235,7 @@ async fn a_biboumi_database_is_imported_once_and_reads_back() {
         "roster: 1 read, 0 imported, 0 already in Estuary, 1 skipped"
     );
 
-    let db = open(&s).await;
+    let db = open(s).await;
     let alice = db
         .get_login("irc", "alice@example.org")
         .await
@@ -295,7 +340,7 @@ async fn a_biboumi_database_is_imported_once_and_reads_back() {
     db.close().await;
 
     // A second run imports nothing twice.
-    let out = import(&s, &s.biboumi, true);
+    let out = import(s, &s.biboumi, true);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert_eq!(
@@ -306,7 +351,7 @@ async fn a_biboumi_database_is_imported_once_and_reads_back() {
         line(&stdout, "globaloptions_"),
         "globaloptions_: 3 read, 0 imported, 2 already in Estuary, 1 skipped"
     );
-    let db = open(&s).await;
+    let db = open(s).await;
     let page = db
         .archive_query("irc", "alice@example.org", "#rust%irc.example.net", &q)
         .await
