@@ -11,7 +11,7 @@ use super::ImportError;
 use super::mapping::{Cell, ChannelRow, GlobalRow, LogRow, ServerRow};
 use futures::{StreamExt as _, TryStreamExt as _, stream::BoxStream};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
-use sqlx::{AssertSqlSafe, Row as _};
+use sqlx::{AssertSqlSafe, ConnectOptions as _, Row as _};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -52,7 +52,12 @@ impl BiboumiDb {
         if !path.is_file() {
             return Err(ImportError::NoSource(shown));
         }
-        let options = SqliteConnectOptions::new().filename(path).read_only(true);
+        // The archive is read as one statement streamed for the whole import: not a slow
+        // statement to warn about.
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options)
