@@ -25,7 +25,7 @@ pub use archive::{ArchivePage, ArchiveQuery, ArchivedMessage, MAX_ARCHIVE_PAGE};
 pub use contacts::ContactRow;
 pub use error::{DbError, redact_url};
 pub use logins::LoginRow;
-pub use pending_sends::{PendingSend, RoomSend};
+pub use pending_sends::PendingSend;
 pub use rooms::RoomRow;
 pub use seal::{SealError, SealKey};
 pub use write_behind::{Ticket, Write};

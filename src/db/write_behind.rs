@@ -83,12 +83,6 @@ pub enum Write {
         /// The room's key.
         room: String,
     },
-    /// Forget a send the network answered (a `pending_sends` row): a room message's echo
-    /// came back.
-    SendDone {
-        /// The row's id.
-        id: String,
-    },
     /// Record the login a user gets by just using a bridge that needs no registration (no
     /// fields, no metadata), unless the user has a login there already.
     AutoLogin {
@@ -298,7 +292,6 @@ fn what(w: &Write) -> &'static str {
         Write::Room { .. } => "a joined room",
         Write::RoomLeft { .. } => "a left room",
         Write::AutoLogin { .. } => "an automatic login",
-        Write::SendDone { .. } => "a finished send",
     }
 }
 
@@ -339,7 +332,6 @@ pub(crate) async fn write_batch(pool: &AnyPool, writes: &[Write]) -> Result<(), 
     // wins, as it would row by row.
     let mut archive: Vec<ArchiveRow<'_>> = Vec::new();
     let mut maps: Vec<&Write> = Vec::new();
-    let mut done: Vec<&str> = Vec::new();
     for w in writes {
         match w {
             Write::Archive {
@@ -359,16 +351,14 @@ pub(crate) async fn write_batch(pool: &AnyPool, writes: &[Write]) -> Result<(), 
                 archive.push((bridge, user, room, seq, msg));
             }
             Write::Map { .. } => maps.push(w),
-            Write::SendDone { id } => done.push(id),
             _ => {}
         }
     }
     insert_archive(&mut tx, &archive).await?;
     insert_maps(&mut tx, &latest_maps(&maps), now).await?;
-    delete_sends(&mut tx, &done).await?;
     for w in writes {
         match w {
-            Write::Archive { .. } | Write::Map { .. } | Write::SendDone { .. } => {}
+            Write::Archive { .. } | Write::Map { .. } => {}
             Write::Room {
                 bridge,
                 user,
@@ -474,24 +464,6 @@ async fn insert_archive(
                 .bind(msg.body.as_str())
                 .bind(msg.at_ms)
                 .bind(msg.remote_id.as_deref());
-        }
-        q.execute(&mut **tx).await?;
-    }
-    Ok(())
-}
-
-/// Deletes finished `pending_sends` rows, many per statement.
-async fn delete_sends(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    ids: &[&str],
-) -> Result<(), DbError> {
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("DELETE FROM pending_sends WHERE id IN ({})", list.join(", "));
-        // Built from placeholders only; every value is bound.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for id in chunk {
-            q = q.bind(*id);
         }
         q.execute(&mut **tx).await?;
     }
