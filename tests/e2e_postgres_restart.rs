@@ -235,7 +235,10 @@ async fn a_postgres_restart_pauses_the_room_traffic_once_and_loses_nothing() {
         if answer.attr("type") == Some("result") {
             break;
         }
-        assert!(Instant::now() < up, "the gateway did not answer within 20 s");
+        assert!(
+            Instant::now() < up,
+            "the gateway did not answer within 20 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let registered = alice

@@ -14,7 +14,11 @@ use std::time::Duration;
 
 /// Runs a command to completion, its output appended to `log`; `Err` with what to read when it
 /// fails.
-pub async fn run_cmd(what: &str, cmd: &mut tokio::process::Command, log: &Path) -> Result<(), String> {
+pub async fn run_cmd(
+    what: &str,
+    cmd: &mut tokio::process::Command,
+    log: &Path,
+) -> Result<(), String> {
     let out = std::fs::File::options()
         .create(true)
         .append(true)

@@ -193,7 +193,9 @@ enum Db {
 impl Db {
     async fn create(sc: Scenario, a: &Args, dir: &Path) -> Result<Db, String> {
         if sc == Scenario::PostgresRestart {
-            return Ok(Db::Cluster(PgCluster::start(&dir.join("pg"), free_port()).await?));
+            return Ok(Db::Cluster(
+                PgCluster::start(&dir.join("pg"), free_port()).await?,
+            ));
         }
         match a.backend {
             Backend::Sqlite => Ok(Db::Sqlite(dir.join("estuary").join("estuary.db"))),
