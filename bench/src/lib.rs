@@ -12,6 +12,7 @@
 //! `docs/performance.md` for how to run them and what they measured.
 
 pub mod irc;
+pub mod pg_cluster;
 pub mod procs;
 pub mod servers;
 pub mod stats;

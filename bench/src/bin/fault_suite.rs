@@ -21,6 +21,7 @@
 //! free loopback port), which it restarts.
 
 use estuary_bench::irc::Irc;
+use estuary_bench::pg_cluster::{PgCluster, run_cmd};
 use estuary_bench::procs::{Proc, free_port, raise_nofile};
 use estuary_bench::servers::{self, ESTUARY_HOOKS, ESTUARY_IRC, Ircd, Prosody};
 use estuary_bench::stats::table;
@@ -181,164 +182,6 @@ fn args() -> Result<Args, String> {
     Ok(a)
 }
 
-/// Runs a command to completion, its output appended to `log`; `Err` with what to read when it
-/// fails.
-async fn run_cmd(what: &str, cmd: &mut tokio::process::Command, log: &Path) -> Result<(), String> {
-    let out = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| format!("{what}: cannot open {}: {e}", log.display()))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
-    let status = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .status()
-        .await
-        .map_err(|e| format!("{what}: cannot run it: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what} failed ({status}); see {}", log.display()))
-    }
-}
-
-/// A throwaway PostgreSQL cluster of our own on a free loopback port, run as the `postgres`
-/// user, that a scenario may restart. Stopped (immediately) on drop.
-struct PgCluster {
-    bin: PathBuf,
-    data: PathBuf,
-    log: PathBuf,
-    port: u16,
-}
-
-impl PgCluster {
-    /// The newest `/usr/lib/postgresql/*/bin`.
-    fn bin_dir() -> Result<PathBuf, String> {
-        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-            .map_err(|e| format!("no PostgreSQL in /usr/lib/postgresql ({e}); install it"))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let v = e.file_name().to_str()?.parse().ok()?;
-                Some((v, e.path().join("bin")))
-            })
-            .collect();
-        versions.sort();
-        versions
-            .pop()
-            .map(|(_, p)| p)
-            .ok_or_else(|| "no version in /usr/lib/postgresql".into())
-    }
-
-    fn as_postgres(&self, tool: &str) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new("runuser");
-        cmd.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
-        cmd
-    }
-
-    /// initdb in `dir/data` (trust, user `postgres`), start, and create database `estuary`.
-    async fn start(dir: &Path) -> Result<PgCluster, String> {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let pg = PgCluster {
-            bin: Self::bin_dir()?,
-            data: dir.join("data"),
-            log: dir.join("postgres.log"),
-            port: free_port(),
-        };
-        std::fs::create_dir_all(&pg.data).map_err(|e| e.to_string())?;
-        std::fs::set_permissions(&pg.data, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| e.to_string())?;
-        run_cmd(
-            "chown of the PostgreSQL directory",
-            tokio::process::Command::new("chown")
-                .args(["-R", "postgres:"])
-                .arg(dir),
-            &pg.log,
-        )
-        .await?;
-        run_cmd(
-            "initdb",
-            pg.as_postgres("initdb")
-                .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
-                .arg(&pg.data),
-            &pg.log,
-        )
-        .await?;
-        pg.pg_start().await?;
-        run_cmd(
-            "createdb",
-            tokio::process::Command::new("psql").args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &pg.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                "CREATE DATABASE estuary",
-            ]),
-            &pg.log,
-        )
-        .await?;
-        Ok(pg)
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/estuary", self.port)
-    }
-
-    async fn pg_start(&self) -> Result<(), String> {
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1",
-            self.port,
-            self.data.display()
-        );
-        run_cmd(
-            "pg_ctl start",
-            self.as_postgres("pg_ctl")
-                .args(["-w", "-t", "30", "-o", &opts, "-l"])
-                .arg(self.data.join("server.log"))
-                .arg("-D")
-                .arg(&self.data)
-                .arg("start"),
-            &self.log,
-        )
-        .await
-    }
-
-    /// A fast shutdown (connections closed, clean checkpoint), `down` of nothing, a start.
-    async fn restart(&self, down: Duration) -> Result<(), String> {
-        run_cmd(
-            "pg_ctl stop",
-            self.as_postgres("pg_ctl")
-                .args(["-w", "-t", "30", "-m", "fast", "-D"])
-                .arg(&self.data)
-                .arg("stop"),
-            &self.log,
-        )
-        .await?;
-        tokio::time::sleep(down).await;
-        self.pg_start().await
-    }
-}
-
-impl Drop for PgCluster {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .args(["-m", "immediate", "-D"])
-            .arg(&self.data)
-            .arg("stop")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
-
 /// The gateway's database.
 enum Db {
     Sqlite(PathBuf),
@@ -350,7 +193,9 @@ enum Db {
 impl Db {
     async fn create(sc: Scenario, a: &Args, dir: &Path) -> Result<Db, String> {
         if sc == Scenario::PostgresRestart {
-            return Ok(Db::Cluster(PgCluster::start(&dir.join("pg")).await?));
+            return Ok(Db::Cluster(
+                PgCluster::start(&dir.join("pg"), free_port()).await?,
+            ));
         }
         match a.backend {
             Backend::Sqlite => Ok(Db::Sqlite(dir.join("estuary").join("estuary.db"))),
