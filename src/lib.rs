@@ -11,6 +11,7 @@ pub mod bridges;
 pub mod config;
 pub mod db;
 pub mod gateway;
+pub mod http;
 pub mod memory;
 pub mod metrics;
 pub mod secret;

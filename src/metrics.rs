@@ -1,13 +1,14 @@
-//! The process's gateways as Prometheus metrics, for bridges that serve `/metrics`.
+//! The process's gateways as Prometheus metrics, served on the core's `/metrics`
+//! ([`crate::http`]) before each bridge's own
+//! ([`Connector::prometheus`](estuary_bridge_api::Connector::prometheus)).
 
 use crate::gateway::Gateway;
 use crate::xmpp::link::LinkState;
-use estuary_bridge_api::StatusSource;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
-/// Every gateway of the process, for [`StatusSource::prometheus`].
+/// Every gateway of the process, for [`Registry::render`].
 #[derive(Default)]
 pub struct Registry {
     gateways: Mutex<Vec<Weak<Gateway>>>,
@@ -46,8 +47,10 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
     }
 }
 
-impl StatusSource for Registry {
-    fn prometheus(&self) -> String {
+impl Registry {
+    /// Every gateway's metrics in the Prometheus text format; a family without a gateway
+    /// still has its `# HELP` and `# TYPE` lines.
+    pub fn render(&self) -> String {
         let gateways = self.live();
         let per = |f: &dyn Fn(&Gateway) -> u64| -> Vec<(String, u64)> {
             gateways.iter().map(|g| (g.bridge.clone(), f(g))).collect()
@@ -157,7 +160,7 @@ mod tests {
 
     #[test]
     fn an_empty_registry_still_describes_its_metrics() {
-        let text = Registry::new().prometheus();
+        let text = Registry::new().render();
         assert!(
             text.contains("# TYPE estuary_component_link_up gauge"),
             "{text}"

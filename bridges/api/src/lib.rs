@@ -31,7 +31,7 @@ pub use chat::{Affiliation, ChatKey, ChatState, Member, MessageKind, Role, RoomI
 pub use client::{Client, JoinRequest, Outgoing, Sent, SoftwareVersion};
 pub use command::{
     CommandAccess, CommandContext, CommandForm, CommandOutput, CommandScope, CommandSpec,
-    CommandTarget, RoomPolicy, StatusSource,
+    CommandTarget, RoomPolicy,
 };
 pub use connector::{Connector, Registered, StoredLogin, User};
 pub use error::{BridgeError, ErrorKind, Result};
