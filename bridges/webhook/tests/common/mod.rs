@@ -30,8 +30,13 @@ pub async fn start(table: Value) -> Harness {
         WebhookConnector::from_config(&table, OutboundPolicy::default()).expect("config");
     let (tx, rx) = mpsc::channel(64);
     let events = EventRouter::new(tx);
-    connector.start(events.clone()).await.expect("bridge starts");
-    let routes = connector.http_routes(events).expect("the bridge serves routes");
+    connector
+        .start(events.clone())
+        .await
+        .expect("bridge starts");
+    let routes = connector
+        .http_routes(events)
+        .expect("the bridge serves routes");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
