@@ -950,4 +950,124 @@ queued_linez = 3
             .to_string();
         assert!(msg.contains("database.url"), "{msg}");
     }
+
+    #[test]
+    fn without_http_there_is_no_server() {
+        let s = Settings::from_toml(GOOD, "test", false).expect("valid config");
+        assert!(s.http.is_none());
+        assert!(s.http_server().is_none());
+        assert!(s.notices().is_empty());
+    }
+
+    #[test]
+    fn http_takes_one_address_or_several_and_has_defaults() {
+        let one = format!("{GOOD}\n[http]\nlisten = \"127.0.0.1:9000\"\n");
+        let s = Settings::from_toml(&one, "test", false).expect("valid config");
+        let http = s.http_server().expect("[http] given");
+        assert_eq!(http.listen, ["127.0.0.1:9000"]);
+        assert_eq!(http.max_body_bytes, 1024 * 1024);
+        assert_eq!(http.header_timeout_secs, 10);
+        assert_eq!(http.max_connections, 256);
+        let many = format!("{GOOD}\n[http]\nlisten = [\"127.0.0.1:9000\", \"[::1]:9000\"]\n");
+        let s = Settings::from_toml(&many, "test", false).expect("valid config");
+        assert_eq!(s.http.unwrap().listen, ["127.0.0.1:9000", "[::1]:9000"]);
+        let empty = format!("{GOOD}\n[http]\n");
+        let s = Settings::from_toml(&empty, "test", false).expect("valid config");
+        assert_eq!(s.http.unwrap().listen, ["127.0.0.1:8080"]);
+    }
+
+    #[test]
+    fn bad_http_values_are_all_reported_with_their_lines() {
+        let text = format!(
+            "{GOOD}\n[http]\nlisten = \"localhost:80\"\ntls_cert = \"c.pem\"\npublic_url = \"gateway.example.org\"\nmax_connections = 0\nlisten_backlog = 5\n"
+        );
+        let problems = problems_of(&text);
+        let keys: Vec<&str> = problems.iter().map(|(_, k, _)| k.as_str()).collect();
+        assert!(keys.contains(&"http.listen_backlog"), "{problems:?}");
+        // An unknown key stops the section from being read: the rest is checked once it is gone.
+        let text = text.replace("listen_backlog = 5\n", "");
+        let problems = problems_of(&text);
+        for key in [
+            "http.listen",
+            "http.tls_key",
+            "http.public_url",
+            "http.max_connections",
+        ] {
+            let found = problems.iter().find(|(_, k, _)| k == key);
+            let (line, _, _) = found.unwrap_or_else(|| panic!("{key} in {problems:?}"));
+            assert!(line.is_some(), "{key} has a line: {problems:?}");
+        }
+        let listen = problems
+            .iter()
+            .find(|(_, k, _)| k == "http.listen")
+            .unwrap();
+        assert!(listen.2.contains("\"localhost:80\""), "{listen:?}");
+    }
+
+    #[cfg(feature = "webhook")]
+    const OLD_WEBHOOK: &str = r#"
+[bridges.webhook]
+domain = "hooks.localhost"
+secret = "s3cret"
+listen = "127.0.0.1:8181"
+max_connections = 7
+max_body_bytes = 4096
+"#;
+
+    #[cfg(feature = "webhook")]
+    #[test]
+    fn an_older_webhook_table_still_describes_the_server_and_gets_a_notice() {
+        let s = Settings::from_toml(OLD_WEBHOOK, "test", false).expect("an older config loads");
+        let http = s.http_server().expect("the webhook's listener");
+        assert_eq!(http.listen, ["127.0.0.1:8181"]);
+        assert_eq!(http.max_connections, 7);
+        assert_eq!(http.max_body_bytes, 4096);
+        let notices = s.notices();
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(
+            notices[0].contains("`bridges.webhook.listen`")
+                && notices[0].contains("`bridges.webhook.max_connections`")
+                && notices[0].contains("[http]"),
+            "{notices:?}"
+        );
+        // A webhook table without `listen` served on the old default address, and still does.
+        let bare = "[bridges.webhook]\ndomain = \"hooks.localhost\"\nsecret = \"s3cret\"\n";
+        let s = Settings::from_toml(bare, "test", false).expect("valid config");
+        assert_eq!(s.http_server().unwrap().listen, ["127.0.0.1:8080"]);
+        assert!(
+            s.notices()[0].contains("listen = \"127.0.0.1:8080\""),
+            "{:?}",
+            s.notices()
+        );
+        // Disabled, it serves nothing.
+        let off = format!(
+            "{bare}enabled = false\n[bridges.fake]\ndomain = \"f.localhost\"\nsecret = \"x\"\n"
+        );
+        let s = Settings::from_toml(&off, "test", false).expect("valid config");
+        assert!(s.http_server().is_none());
+    }
+
+    #[cfg(feature = "webhook")]
+    #[test]
+    fn with_http_the_webhook_listener_keys_are_problems_that_say_where_they_go() {
+        let text = format!("[http]\nlisten = \"127.0.0.1:9000\"\n{OLD_WEBHOOK}");
+        let problems = problems_of(&text);
+        let keys: Vec<&str> = problems.iter().map(|(_, k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["bridges.webhook.listen", "bridges.webhook.max_connections"],
+            "{problems:?}"
+        );
+        for (line, _, message) in &problems {
+            assert!(line.is_some());
+            assert!(message.contains("in [http]"), "{message}");
+        }
+        // Without them the same config is fine, and the server is [http]'s.
+        let fixed = text
+            .replace("listen = \"127.0.0.1:8181\"\n", "")
+            .replace("max_connections = 7\n", "");
+        let s = Settings::from_toml(&fixed, "test", false).expect("valid once moved");
+        assert_eq!(s.http_server().unwrap().listen, ["127.0.0.1:9000"]);
+        assert!(s.notices().is_empty());
+    }
 }
