@@ -2,6 +2,8 @@
 //! link through a real Prosody's stop and restart, `/metrics` is served with no webhook
 //! bridge, unknown paths get a JSON 404. The gateway runs in-process with the fake bridge.
 
+// The harness's client is not used here.
+#[allow(unused_imports)]
 mod common;
 
 use base64::Engine;

@@ -21,7 +21,7 @@
 //! See `docs/testing.md`.
 
 // Each test binary compiles this module and uses only part of it.
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code)]
 
 pub mod c2s;
 pub mod client;
