@@ -24,6 +24,7 @@ mod event;
 mod form;
 mod ids;
 pub mod outbound;
+pub mod prometheus;
 pub mod small_map;
 
 pub use capabilities::{BridgeInfo, Capabilities, OfflinePolicy};
