@@ -3,6 +3,7 @@
 use crate::config::Settings;
 use crate::db::{Database, SealKey};
 use crate::gateway::{self, Gateway, StartError};
+use crate::http::HttpServer;
 use crate::metrics::Registry;
 use estuary_bridge_api::Connector;
 use std::collections::HashMap;
@@ -31,6 +32,9 @@ pub enum AppError {
     /// A gateway could not start.
     #[error(transparent)]
     Gateway(#[from] StartError),
+    /// The HTTP server could not start.
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
 }
 
 /// A running process.
@@ -39,6 +43,8 @@ pub struct App {
     pub gateways: Vec<Arc<Gateway>>,
     /// The database.
     pub db: Database,
+    /// The HTTP server, when one runs (`[http]`, or an older webhook table's listener).
+    http: std::sync::Mutex<Option<HttpServer>>,
 }
 
 /// Opens the database named in the settings, with its seal key.
@@ -99,13 +105,53 @@ pub async fn start_with(
             }
         }
     }
-    Ok(App { gateways, db })
+    let http = match settings.http_server() {
+        None => None,
+        Some(http) => {
+            let mounts = gateways
+                .iter()
+                .filter_map(|g| g.http_routes().map(|r| (g.bridge.clone(), r)))
+                .collect();
+            match crate::http::start(&http, &gateways, registry, mounts).await {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    for g in &gateways {
+                        g.shutdown().await;
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+    };
+    for notice in settings.notices() {
+        tracing::warn!("{notice}");
+    }
+    Ok(App {
+        gateways,
+        db,
+        http: std::sync::Mutex::new(http),
+    })
 }
 
 impl App {
+    /// The HTTP server's bound addresses (empty when it does not run).
+    pub fn http_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.http
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|h| h.local_addrs().to_vec())
+            .unwrap_or_default()
+    }
+
     /// Stops every gateway; queued stanzas are kept in the database, and archive rows
     /// still queued are written.
     pub async fn shutdown(&self) {
+        // No new requests first: a hook accepted now could not be delivered.
+        let http = self.http.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(http) = http {
+            http.stop().await;
+        }
         for g in &self.gateways {
             g.shutdown().await;
         }

@@ -98,3 +98,72 @@ pub fn check(
         Err(message) => vec![(format!("bridges.{name}"), message)],
     }
 }
+
+/// Keys of the webhook table that described its own HTTP listener before the core had one
+/// (`[http]`), with their names in `[http]`.
+#[cfg(feature = "webhook")]
+const WEBHOOK_LISTENER_KEYS: [(&str, &str); 5] = [
+    ("listen", "listen"),
+    ("tls_cert", "tls_cert"),
+    ("tls_key", "tls_key"),
+    ("header_timeout_secs", "header_timeout_secs"),
+    ("max_connections", "max_connections"),
+];
+
+/// The keys of a bridge table that belong in `[http]` now, each as (full dotted key, what to
+/// do); `check-config` reports them as problems when `[http]` is also given (two places
+/// for one listener would leave the admin guessing which one is used).
+pub fn listener_keys_moved(name: &str, table: &serde_json::Value) -> Vec<(String, String)> {
+    match name {
+        #[cfg(feature = "webhook")]
+        "webhook" => WEBHOOK_LISTENER_KEYS
+            .iter()
+            .filter(|(key, _)| table.get(key).is_some())
+            .map(|(key, http_key)| {
+                (
+                    format!("bridges.webhook.{key}"),
+                    format!(
+                        "the webhook bridge has no listener of its own any more: remove `{key}` here and set `{http_key}` in [http] (the hooks keep their paths, `path_prefix/<hook>`, on the [http] server)"
+                    ),
+                )
+            })
+            .collect(),
+        _ => {
+            let _ = table;
+            Vec::new()
+        }
+    }
+}
+
+/// The HTTP server an older bridge table describes, for a config without `[http]`: the
+/// webhook bridge's `listen` (default `127.0.0.1:8080`), `tls_cert`/`tls_key`,
+/// `header_timeout_secs`, `body_timeout_secs`, `max_connections` and `max_body_bytes`, as
+/// its own listener used them. `None` for other bridges and for a table that does not read.
+pub fn legacy_http(name: &str, table: &serde_json::Value) -> Option<crate::config::HttpSettings> {
+    match name {
+        #[cfg(feature = "webhook")]
+        "webhook" => {
+            let mut own = table.clone();
+            if let Some(map) = own.as_object_mut() {
+                for key in CORE_KEYS {
+                    map.remove(key);
+                }
+            }
+            let c = estuary_bridge_webhook::WebhookConfig::from_json(&own).ok()?;
+            Some(crate::config::HttpSettings {
+                listen: vec![c.listen.to_string()],
+                tls_cert: c.tls.as_ref().map(|t| t.cert.clone()),
+                tls_key: c.tls.as_ref().map(|t| t.key.clone()),
+                public_url: None,
+                max_body_bytes: c.max_body_bytes,
+                header_timeout_secs: c.limits.header_timeout.as_secs().max(1),
+                body_timeout_secs: c.limits.body_timeout.as_secs().max(1),
+                max_connections: c.limits.max_connections,
+            })
+        }
+        _ => {
+            let _ = table;
+            None
+        }
+    }
+}

@@ -55,6 +55,10 @@ pub struct Settings {
     /// Where bridges may connect beyond public addresses.
     #[serde(default)]
     pub outbound: OutboundSettings,
+    /// The gateway's HTTP server; `None` (no `[http]`): off, unless an older webhook
+    /// table still names its own listener ([`Settings::http_server`]).
+    #[serde(default)]
+    pub http: Option<HttpSettings>,
     /// One table per enabled bridge.
     #[serde(default)]
     pub bridges: BTreeMap<String, BridgeSettings>,
@@ -70,6 +74,7 @@ impl std::fmt::Debug for Settings {
             .field("xmpp", &self.xmpp)
             .field("database", &self.database)
             .field("outbound", &self.outbound)
+            .field("http", &self.http)
             .field("bridges", &self.bridges)
             .field(
                 "bridge_tables",
@@ -214,6 +219,114 @@ impl OutboundSettings {
     }
 }
 
+/// `[http]`: the gateway's one HTTP server (`/healthz`, `/metrics`, and the bridges'
+/// routes, e.g. the webhook bridge's hooks). See `docs/admin.md`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Addresses to listen on, each `IP:port` (`"127.0.0.1:8080"` or a list of them).
+    #[serde(deserialize_with = "one_or_many")]
+    pub listen: Vec<String>,
+    /// A PEM certificate chain: serve HTTPS (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// The URL under which clients reach this server from outside (behind a proxy), for
+    /// links the gateway hands out (media, later); default: none.
+    pub public_url: Option<String>,
+    /// The largest request body on any route, in bytes (default 1 MiB); a route may be
+    /// stricter (the webhook bridge's `max_body_bytes`).
+    pub max_body_bytes: usize,
+    /// Seconds a client may take to send a request's headers, or stay idle between
+    /// requests, before its connection is closed (default 10).
+    pub header_timeout_secs: u64,
+    /// The longest pause, in seconds, while a request body is being read (default 10).
+    pub body_timeout_secs: u64,
+    /// Connections open at once (default 256); more are answered 503 (plain HTTP) or
+    /// closed (TLS).
+    pub max_connections: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: vec!["127.0.0.1:8080".into()],
+            tls_cert: None,
+            tls_key: None,
+            public_url: None,
+            max_body_bytes: 1024 * 1024,
+            header_timeout_secs: 10,
+            body_timeout_secs: 10,
+            max_connections: 256,
+        }
+    }
+}
+
+/// A string or a list of strings, as a list (`listen = "…"` and `listen = ["…", "…"]`; the
+/// environment gives a string, comma-separated for several).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .collect(),
+        OneOrMany::Many(v) => v,
+    })
+}
+
+impl HttpSettings {
+    fn validate(&self, problems: &mut Vec<Problem>) {
+        if self.listen.is_empty() {
+            problems.push(problem(
+                "http.listen",
+                "must name at least one address, e.g. \"127.0.0.1:8080\"",
+            ));
+        }
+        for addr in &self.listen {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                problems.push(problem(
+                    "http.listen",
+                    &format!("{addr:?} is not an IP address and port, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\""),
+                ));
+            }
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                problems.push(problem("http.tls_key", "is required when tls_cert is set"))
+            }
+            (None, Some(_)) => {
+                problems.push(problem("http.tls_cert", "is required when tls_key is set"))
+            }
+            _ => {}
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            problems.push(problem(
+                "http.public_url",
+                "must be an http:// or https:// URL, e.g. \"https://gateway.example.org\"",
+            ));
+        }
+        for (key, value) in [
+            ("http.max_body_bytes", self.max_body_bytes as u64),
+            ("http.header_timeout_secs", self.header_timeout_secs),
+            ("http.body_timeout_secs", self.body_timeout_secs),
+            ("http.max_connections", self.max_connections as u64),
+        ] {
+            if value == 0 {
+                problems.push(problem(key, "must be at least 1"));
+            }
+        }
+    }
+}
+
 /// The keys of `[bridges.<name>]` the core reads; the bridge checks the rest.
 const BRIDGE_CORE_KEYS: [&str; 5] = ["domain", "secret", "enabled", "admins", "allowed_domains"];
 
@@ -339,6 +452,9 @@ impl Settings {
         self.xmpp.validate(&mut problems);
         self.database.validate(&mut problems);
         self.outbound.validate(&mut problems);
+        if let Some(http) = &self.http {
+            http.validate(&mut problems);
+        }
         // A bad entry is reported above; the bridges are checked with the rest.
         let policy = self.outbound.policy().unwrap_or_default();
         let known = known_bridges();
@@ -365,6 +481,11 @@ impl Settings {
                 for (key, message) in crate::bridges::check(name, table, &policy) {
                     problems.push(problem(&key, &message));
                 }
+                if self.http.is_some() && bridge.enabled {
+                    for (key, message) in crate::bridges::listener_keys_moved(name, table) {
+                        problems.push(problem(&key, &message));
+                    }
+                }
             }
             if let Some(other) = domains.insert(bridge.domain.clone(), name.clone())
                 && !bridge.domain.is_empty()
@@ -376,6 +497,48 @@ impl Settings {
             }
         }
         problems
+    }
+
+    /// The HTTP server to run: `[http]` when given; without it, the listener an older
+    /// `[bridges.webhook]` table describes (its `listen`, default `127.0.0.1:8080`, its
+    /// TLS and limits), so that a config written before `[http]` existed keeps serving
+    /// its hooks where it did ([`Settings::notices`] says how to move); otherwise none.
+    pub fn http_server(&self) -> Option<HttpSettings> {
+        if let Some(http) = &self.http {
+            return Some(http.clone());
+        }
+        self.enabled_bridges()
+            .find_map(|(name, _)| crate::bridges::legacy_http(name, self.bridge_tables.get(name)?))
+    }
+
+    /// Advice that is not an error: settings that still work but have a better place now.
+    /// `check-config` prints them and the gateway logs them at start.
+    pub fn notices(&self) -> Vec<String> {
+        if self.http.is_some() {
+            return Vec::new();
+        }
+        self.enabled_bridges()
+            .filter_map(|(name, _)| {
+                let table = self.bridge_tables.get(name)?;
+                crate::bridges::legacy_http(name, table)?;
+                let moved = crate::bridges::listener_keys_moved(name, table);
+                let how = if moved.is_empty() {
+                    "add an [http] section (`listen = \"127.0.0.1:8080\"` keeps the same address)".to_string()
+                } else {
+                    let keys: Vec<String> = moved
+                        .iter()
+                        .map(|(key, _)| format!("`{key}`"))
+                        .collect();
+                    format!(
+                        "add an [http] section and move {} into it (same names, without the `bridges.{name}.` prefix)",
+                        keys.join(", ")
+                    )
+                };
+                Some(format!(
+                    "bridges.{name}: there is no [http] section, so the gateway's HTTP server listens where this bridge's table says, as before; {how} (see docs/admin.md, \"HTTP server\")"
+                ))
+            })
+            .collect()
     }
 
     /// The enabled bridges, by name.
@@ -415,7 +578,7 @@ fn bridge_key_problems(raw: &config::Config) -> Vec<Problem> {
 }
 
 /// The sections of the file.
-const SECTIONS: [&str; 4] = ["xmpp", "database", "outbound", "bridges"];
+const SECTIONS: [&str; 5] = ["xmpp", "database", "outbound", "http", "bridges"];
 
 /// Unknown keys and values of the wrong type in the core's part of the file: the sections,
 /// their keys, and the keys every bridge table has (the bridges check their own keys).
@@ -427,6 +590,7 @@ fn key_problems(file: &toml::Table) -> Vec<Problem> {
             "xmpp" => check_keys::<XmppSettings>("xmpp", value, None, &mut problems),
             "database" => check_keys::<DatabaseSettings>("database", value, None, &mut problems),
             "outbound" => check_keys::<OutboundSettings>("outbound", value, None, &mut problems),
+            "http" => check_keys::<HttpSettings>("http", value, None, &mut problems),
             "bridges" => match value.as_table() {
                 Some(bridges) => {
                     for (name, table) in bridges {
@@ -785,5 +949,125 @@ queued_linez = 3
             .unwrap_err()
             .to_string();
         assert!(msg.contains("database.url"), "{msg}");
+    }
+
+    #[test]
+    fn without_http_there_is_no_server() {
+        let s = Settings::from_toml(GOOD, "test", false).expect("valid config");
+        assert!(s.http.is_none());
+        assert!(s.http_server().is_none());
+        assert!(s.notices().is_empty());
+    }
+
+    #[test]
+    fn http_takes_one_address_or_several_and_has_defaults() {
+        let one = format!("{GOOD}\n[http]\nlisten = \"127.0.0.1:9000\"\n");
+        let s = Settings::from_toml(&one, "test", false).expect("valid config");
+        let http = s.http_server().expect("[http] given");
+        assert_eq!(http.listen, ["127.0.0.1:9000"]);
+        assert_eq!(http.max_body_bytes, 1024 * 1024);
+        assert_eq!(http.header_timeout_secs, 10);
+        assert_eq!(http.max_connections, 256);
+        let many = format!("{GOOD}\n[http]\nlisten = [\"127.0.0.1:9000\", \"[::1]:9000\"]\n");
+        let s = Settings::from_toml(&many, "test", false).expect("valid config");
+        assert_eq!(s.http.unwrap().listen, ["127.0.0.1:9000", "[::1]:9000"]);
+        let empty = format!("{GOOD}\n[http]\n");
+        let s = Settings::from_toml(&empty, "test", false).expect("valid config");
+        assert_eq!(s.http.unwrap().listen, ["127.0.0.1:8080"]);
+    }
+
+    #[test]
+    fn bad_http_values_are_all_reported_with_their_lines() {
+        let text = format!(
+            "{GOOD}\n[http]\nlisten = \"localhost:80\"\ntls_cert = \"c.pem\"\npublic_url = \"gateway.example.org\"\nmax_connections = 0\nlisten_backlog = 5\n"
+        );
+        let problems = problems_of(&text);
+        let keys: Vec<&str> = problems.iter().map(|(_, k, _)| k.as_str()).collect();
+        assert!(keys.contains(&"http.listen_backlog"), "{problems:?}");
+        // An unknown key stops the section from being read: the rest is checked once it is gone.
+        let text = text.replace("listen_backlog = 5\n", "");
+        let problems = problems_of(&text);
+        for key in [
+            "http.listen",
+            "http.tls_key",
+            "http.public_url",
+            "http.max_connections",
+        ] {
+            let found = problems.iter().find(|(_, k, _)| k == key);
+            let (line, _, _) = found.unwrap_or_else(|| panic!("{key} in {problems:?}"));
+            assert!(line.is_some(), "{key} has a line: {problems:?}");
+        }
+        let listen = problems
+            .iter()
+            .find(|(_, k, _)| k == "http.listen")
+            .unwrap();
+        assert!(listen.2.contains("\"localhost:80\""), "{listen:?}");
+    }
+
+    #[cfg(feature = "webhook")]
+    const OLD_WEBHOOK: &str = r#"
+[bridges.webhook]
+domain = "hooks.localhost"
+secret = "s3cret"
+listen = "127.0.0.1:8181"
+max_connections = 7
+max_body_bytes = 4096
+"#;
+
+    #[cfg(feature = "webhook")]
+    #[test]
+    fn an_older_webhook_table_still_describes_the_server_and_gets_a_notice() {
+        let s = Settings::from_toml(OLD_WEBHOOK, "test", false).expect("an older config loads");
+        let http = s.http_server().expect("the webhook's listener");
+        assert_eq!(http.listen, ["127.0.0.1:8181"]);
+        assert_eq!(http.max_connections, 7);
+        assert_eq!(http.max_body_bytes, 4096);
+        let notices = s.notices();
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(
+            notices[0].contains("`bridges.webhook.listen`")
+                && notices[0].contains("`bridges.webhook.max_connections`")
+                && notices[0].contains("[http]"),
+            "{notices:?}"
+        );
+        // A webhook table without `listen` served on the old default address, and still does.
+        let bare = "[bridges.webhook]\ndomain = \"hooks.localhost\"\nsecret = \"s3cret\"\n";
+        let s = Settings::from_toml(bare, "test", false).expect("valid config");
+        assert_eq!(s.http_server().unwrap().listen, ["127.0.0.1:8080"]);
+        assert!(
+            s.notices()[0].contains("listen = \"127.0.0.1:8080\""),
+            "{:?}",
+            s.notices()
+        );
+        // Disabled, it serves nothing.
+        let off = format!(
+            "{bare}enabled = false\n[bridges.fake]\ndomain = \"f.localhost\"\nsecret = \"x\"\n"
+        );
+        let s = Settings::from_toml(&off, "test", false).expect("valid config");
+        assert!(s.http_server().is_none());
+    }
+
+    #[cfg(feature = "webhook")]
+    #[test]
+    fn with_http_the_webhook_listener_keys_are_problems_that_say_where_they_go() {
+        let text = format!("[http]\nlisten = \"127.0.0.1:9000\"\n{OLD_WEBHOOK}");
+        let problems = problems_of(&text);
+        let keys: Vec<&str> = problems.iter().map(|(_, k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["bridges.webhook.listen", "bridges.webhook.max_connections"],
+            "{problems:?}"
+        );
+        for (line, _, message) in &problems {
+            assert!(line.is_some());
+            assert!(message.contains("in [http]"), "{message}");
+        }
+        // Without them the same config is fine, and the server is [http]'s.
+        let fixed = text
+            .replace("listen = \"127.0.0.1:8181\"\n", "")
+            .replace("max_connections = 7\n", "");
+        let s = Settings::from_toml(&fixed, "test", false).expect("valid once moved");
+        assert_eq!(s.http_server().unwrap().listen, ["127.0.0.1:9000"]);
+        assert!(s.notices().is_empty());
     }
 }

@@ -13,6 +13,7 @@ pub mod db;
 pub mod gateway;
 #[cfg(feature = "irc")]
 pub mod import;
+pub mod http;
 pub mod memory;
 pub mod metrics;
 pub mod secret;

@@ -100,7 +100,18 @@ fn main() -> ExitCode {
                     .enabled_bridges()
                     .map(|(n, b)| format!("{n} on {}", b.domain))
                     .collect();
-                println!("{}: OK ({})", cli.config.display(), bridges.join(", "));
+                let http = match s.http_server() {
+                    Some(h) => format!("; HTTP on {}", h.listen.join(", ")),
+                    None => "; no HTTP server".to_string(),
+                };
+                println!(
+                    "{}: OK ({}{http})",
+                    cli.config.display(),
+                    bridges.join(", ")
+                );
+                for notice in s.notices() {
+                    println!("note: {notice}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -1,13 +1,14 @@
-//! The process's gateways as Prometheus metrics, for bridges that serve `/metrics`.
+//! The process's gateways as Prometheus metrics, served on the core's `/metrics`
+//! ([`crate::http`]) before each bridge's own
+//! ([`Connector::prometheus`](estuary_bridge_api::Connector::prometheus)).
 
 use crate::gateway::Gateway;
 use crate::xmpp::link::LinkState;
-use estuary_bridge_api::StatusSource;
-use std::fmt::Write;
+use estuary_bridge_api::prometheus::{Kind, write_family};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
-/// Every gateway of the process, for [`StatusSource::prometheus`].
+/// Every gateway of the process, for [`Registry::render`].
 #[derive(Default)]
 pub struct Registry {
     gateways: Mutex<Vec<Weak<Gateway>>>,
@@ -38,16 +39,22 @@ impl Registry {
 }
 
 /// One metric family: its help, type and one sample per gateway.
-fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (bridge, value) in samples {
-        let _ = writeln!(out, "{name}{{bridge=\"{bridge}\"}} {value}");
-    }
+fn family(out: &mut String, name: &str, kind: Kind, help: &str, samples: &[(String, u64)]) {
+    write_family(
+        out,
+        name,
+        kind,
+        help,
+        samples
+            .iter()
+            .map(|(bridge, value)| (vec![("bridge", bridge.clone())], *value)),
+    );
 }
 
-impl StatusSource for Registry {
-    fn prometheus(&self) -> String {
+impl Registry {
+    /// Every gateway's metrics in the Prometheus text format; a family without a gateway
+    /// still has its `# HELP` and `# TYPE` lines.
+    pub fn render(&self) -> String {
         let gateways = self.live();
         let per = |f: &dyn Fn(&Gateway) -> u64| -> Vec<(String, u64)> {
             gateways.iter().map(|g| (g.bridge.clone(), f(g))).collect()
@@ -57,77 +64,77 @@ impl StatusSource for Registry {
         family(
             &mut out,
             "estuary_stanzas_in_total",
-            "counter",
+            Kind::Counter,
             "Stanzas received from the XMPP server.",
             &per(&|g| load(&g.stats().stanzas_in)),
         );
         family(
             &mut out,
             "estuary_stanzas_refused_total",
-            "counter",
+            Kind::Counter,
             "Stanzas answered with resource-constraint: their user had too many waiting.",
             &per(&|g| load(&g.stats().refused)),
         );
         family(
             &mut out,
             "estuary_stanzas_out_total",
-            "counter",
+            Kind::Counter,
             "Stanzas sent (or queued) to the XMPP server.",
             &per(&|g| load(&g.stats().stanzas_out)),
         );
         family(
             &mut out,
             "estuary_messages_out_total",
-            "counter",
+            Kind::Counter,
             "Messages sent to the foreign network.",
             &per(&|g| load(&g.stats().messages_out)),
         );
         family(
             &mut out,
             "estuary_events_in_total",
-            "counter",
+            Kind::Counter,
             "Events received from the foreign network.",
             &per(&|g| load(&g.stats().events_in)),
         );
         family(
             &mut out,
             "estuary_events_dropped_total",
-            "counter",
+            Kind::Counter,
             "Events from the foreign network dropped: their user had too many waiting.",
             &per(&|g| load(&g.stats().events_dropped)),
         );
         family(
             &mut out,
             "estuary_outbound_queue",
-            "gauge",
+            Kind::Gauge,
             "Stanzas waiting for the XMPP server (memory, database, unconfirmed).",
             &per(&|g| g.queued()),
         );
         family(
             &mut out,
             "estuary_component_link_up",
-            "gauge",
+            Kind::Gauge,
             "1 when the component link to the XMPP server is up.",
             &per(&|g| u64::from(g.link_state() == LinkState::Up)),
         );
         family(
             &mut out,
             "estuary_component_link_connections_total",
-            "counter",
+            Kind::Counter,
             "Times the component link came up (a rising count means it keeps dropping).",
             &per(&|g| g.link_connections()),
         );
         family(
             &mut out,
             "estuary_unwritable_stanzas_total",
-            "counter",
+            Kind::Counter,
             "Stanzas dropped because they could not be written as XML (a bug if not 0).",
             &per(&|g| g.unwritable_stanzas()),
         );
         family(
             &mut out,
             "estuary_clients",
-            "gauge",
+            Kind::Gauge,
             "Live clients (one per login).",
             &per(&|g| g.client_count() as u64),
         );
@@ -145,7 +152,7 @@ mod tests {
         family(
             &mut out,
             "estuary_x_total",
-            "counter",
+            Kind::Counter,
             "X.",
             &[("irc".into(), 3)],
         );
@@ -157,7 +164,7 @@ mod tests {
 
     #[test]
     fn an_empty_registry_still_describes_its_metrics() {
-        let text = Registry::new().prometheus();
+        let text = Registry::new().render();
         assert!(
             text.contains("# TYPE estuary_component_link_up gauge"),
             "{text}"

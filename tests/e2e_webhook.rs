@@ -106,7 +106,8 @@ nick = "hookbot"
     let app = app::start_with(&settings, db, connectors)
         .await
         .expect("the gateway starts");
-    let http = connector.local_addr().expect("the HTTP listener is bound");
+    // No [http] section: the gateway's server listens where the (older) webhook table says.
+    let http = *app.http_addrs().first().expect("the HTTP server is bound");
     Hooks { app, http, dir }
 }
 
@@ -496,7 +497,7 @@ async fn hooks_added_by_command_work_and_survive_a_restart() {
     let xml = String::from(&list);
     assert!(xml.contains("bobs") && !xml.contains(&token), "{xml}");
 
-    // The whole gateway's metrics are on the webhook listener.
+    // The whole gateway's metrics are on the gateway's HTTP server.
     let metrics = reqwest::get(format!("http://{}/metrics", hooks.http))
         .await
         .expect("the listener answers")

@@ -243,10 +243,9 @@ pub async fn start(
     // Logins first: a bridge that serves requests (webhooks) knows every stored hook by the
     // time it listens.
     gateway.restore_logins().await;
-    let status: Arc<dyn estuary_bridge_api::StatusSource> = registry.clone();
     gateway
         .connector
-        .start(EventRouter::new(events_tx).with_status(status))
+        .start(EventRouter::new(events_tx))
         .await
         .map_err(|e| StartError::Bridge {
             bridge: name.into(),
@@ -810,6 +809,18 @@ impl Gateway {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         warn!(bridge = %self.bridge, "stopping with events still being handled");
+    }
+
+    /// The bridge's HTTP routes, fed into this gateway's event queue, for the core's HTTP
+    /// server ([`crate::http`]); `None` when the bridge serves none.
+    pub fn http_routes(&self) -> Option<axum::Router> {
+        self.connector
+            .http_routes(EventRouter::new(self.events_tx.clone()))
+    }
+
+    /// The bridge's own metrics, Prometheus text ([`Connector::prometheus`]).
+    pub fn bridge_metrics(&self) -> String {
+        self.connector.prometheus()
     }
 
     /// The link's state, for tests and health checks.

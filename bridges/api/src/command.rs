@@ -158,9 +158,3 @@ impl Default for RoomPolicy {
         }
     }
 }
-
-/// The gateway's own state, for bridges that expose it (a `/metrics` page).
-pub trait StatusSource: Send + Sync {
-    /// Every gateway's metrics in the Prometheus text format.
-    fn prometheus(&self) -> String;
-}

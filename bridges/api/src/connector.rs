@@ -75,6 +75,25 @@ pub trait Connector: Send + Sync + 'static {
     /// Stops process-wide work at shutdown. The default does nothing.
     async fn stop(&self) {}
 
+    /// The HTTP routes this bridge serves (webhook receivers, provider callbacks), with
+    /// their full paths, called once after [`start`](Self::start) with the same kind of
+    /// `events`. The core mounts them on its one HTTP server (the `[http]` section), next to
+    /// its own `/healthz` and `/metrics`, which a bridge must not use; the server applies
+    /// the listener-level limits (connections, header and body timeouts, largest body,
+    /// TLS), the bridge its per-request checks. A router must not set a fallback (the core
+    /// answers unknown paths). The default serves nothing.
+    fn http_routes(&self, events: EventRouter) -> Option<axum::Router> {
+        let _ = events;
+        None
+    }
+
+    /// The bridge's own metrics in the Prometheus text format (complete families, each
+    /// with `# HELP` and `# TYPE`, names starting `estuary_<bridge>_`), served on the
+    /// core's `/metrics` after the core's. The default has none.
+    fn prometheus(&self) -> String {
+        String::new()
+    }
+
     /// The per-user settings a service (a [`ChatKey::Service`], e.g. an IRC server) takes.
     /// Non-empty: the core offers them on the service's JID as a "Configure" ad-hoc
     /// command and as XEP-0077 registration, stores them per user and per service (secret

@@ -383,38 +383,15 @@ pub enum TrySend {
 
 /// Makes [`EventSink`]s for any user: for bridges whose events are not tied to a login the
 /// user registered (a webhook that notifies configured JIDs).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct EventRouter {
     tx: mpsc::Sender<(String, LoginId, RemoteEvent)>,
-    status: Option<std::sync::Arc<dyn crate::StatusSource>>,
-}
-
-impl std::fmt::Debug for EventRouter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventRouter")
-            .field("status", &self.status.is_some())
-            .finish()
-    }
 }
 
 impl EventRouter {
     /// A router feeding the core's queue.
     pub fn new(tx: mpsc::Sender<(String, LoginId, RemoteEvent)>) -> Self {
-        Self { tx, status: None }
-    }
-
-    /// Attaches the gateway's status, for bridges that publish it.
-    pub fn with_status(mut self, status: std::sync::Arc<dyn crate::StatusSource>) -> Self {
-        self.status = Some(status);
-        self
-    }
-
-    /// Every gateway's metrics in the Prometheus text format (empty without a status source).
-    pub fn core_metrics(&self) -> String {
-        self.status
-            .as_ref()
-            .map(|s| s.prometheus())
-            .unwrap_or_default()
+        Self { tx }
     }
 
     /// A sink whose events are addressed to `user` (a bare JID) under `login`.

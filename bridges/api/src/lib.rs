@@ -24,6 +24,7 @@ mod event;
 mod form;
 mod ids;
 pub mod outbound;
+pub mod prometheus;
 pub mod small_map;
 
 pub use capabilities::{BridgeInfo, Capabilities, OfflinePolicy};
@@ -31,7 +32,7 @@ pub use chat::{Affiliation, ChatKey, ChatState, Member, MessageKind, Role, RoomI
 pub use client::{Client, JoinRequest, Outgoing, Sent, SoftwareVersion};
 pub use command::{
     CommandAccess, CommandContext, CommandForm, CommandOutput, CommandScope, CommandSpec,
-    CommandTarget, RoomPolicy, StatusSource,
+    CommandTarget, RoomPolicy,
 };
 pub use connector::{Connector, Registered, StoredLogin, User};
 pub use error::{BridgeError, ErrorKind, Result};

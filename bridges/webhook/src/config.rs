@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Hook names that would hide the listener's own endpoints when `path_prefix` is empty.
+/// Hook names that would hide the gateway server's own endpoints when `path_prefix` is empty.
 const RESERVED: &[&str] = &["healthz", "metrics"];
 
 /// The prefix of every key this module reports.
@@ -319,13 +319,16 @@ pub const DEFAULT_USER_HOOK_LIMIT: u32 = 10;
 pub struct WebhookConfig {
     /// `domain`: the component domain (only used to fill the outgoing `to` field).
     pub domain: Option<String>,
-    /// `listen`: the HTTP listener's address (default `127.0.0.1:8080`).
+    /// `listen`: where this bridge's own listener was, before the gateway had one HTTP
+    /// server (default `127.0.0.1:8080`). The bridge does not listen: the core reads it
+    /// (with `tls`, `header_timeout_secs` and `max_connections`) for a config without
+    /// `[http]`, and tells the admin to move it.
     pub listen: SocketAddr,
     /// `path_prefix`: where hooks live (default `/hooks`; `""` puts them at the root).
     pub path_prefix: String,
     /// `max_body_bytes`: the largest accepted request body (default 1 MiB).
     pub max_body_bytes: usize,
-    /// `tls_cert` + `tls_key`: serve HTTPS instead of HTTP.
+    /// `tls_cert` + `tls_key`: HTTPS, as for `listen` (read by the core without `[http]`).
     pub tls: Option<TlsConfig>,
     /// `outgoing_*`: outgoing delivery settings.
     pub outgoing: OutgoingConfig,
@@ -338,7 +341,9 @@ pub struct WebhookConfig {
     /// `hooks`: the hooks.
     pub hooks: Vec<HookConfig>,
     /// `header_timeout_secs`, `body_timeout_secs`, `max_connections`,
-    /// `auth_failures_per_minute`: the listener's limits against abuse.
+    /// `auth_failures_per_minute`: limits against abuse. The bridge applies the body
+    /// timeout and the failed-authentication limit; the header timeout and the connection
+    /// limit are the core's server's (read from here only without `[http]`).
     pub limits: ListenerLimits,
 }
 

@@ -21,7 +21,7 @@
 //! Module map: [`config`] (the `[bridges.webhook]` table), [`hooks`] (the live set of hooks),
 //! [`commands`] (adding, removing and listing hooks at run time, and storing them),
 //! [`auth`] (tokens and signatures), [`format`](mod@format) (payload → text, one module per sender),
-//! [`ratelimit`], [`metrics`], [`deliver`] (events for the core), [`server`] (the axum listener), [`outgoing`] (the HTTP
+//! [`ratelimit`], [`metrics`], [`deliver`] (events for the core), [`server`] (the hook routes, mounted on the core's HTTP server), [`outgoing`] (the HTTP
 //! client with retries), [`connector`] and [`client`] (the bridge API implementations).
 
 #![warn(missing_docs)]

@@ -1,4 +1,5 @@
-//! Counters for `/metrics`, in the Prometheus text exposition format.
+//! Counters for the gateway's `/metrics`, written with the bridge API's one renderer
+//! ([`estuary_bridge_api::prometheus`]).
 //!
 //! * `estuary_webhook_requests_total{hook,status}`: incoming requests by HTTP status
 //!   (requests for unknown hooks count under `hook="_unknown"`, so that random paths
@@ -8,8 +9,8 @@
 //!   (`ok`, `rejected`, `failed`);
 //! * `estuary_webhook_outgoing_retries_total{hook}`: outgoing attempts that were retried.
 
+use estuary_bridge_api::prometheus::{Kind, Sample, write_family};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Mutex;
 
 /// The label value used for requests to hooks that do not exist.
@@ -55,28 +56,28 @@ impl Metrics {
             "estuary_webhook_requests_total",
             "Incoming webhook requests by hook and HTTP status.",
             &snapshot(&self.requests),
-            |(h, s)| format!("hook=\"{}\",status=\"{}\"", esc(h), esc(s)),
+            |(h, s)| vec![("hook", h.clone()), ("status", s.clone())],
         );
         family(
             &mut out,
             "estuary_webhook_messages_delivered_total",
             "Messages and room posts handed to the gateway core, by hook.",
             &snapshot(&self.delivered),
-            |h| format!("hook=\"{}\"", esc(h)),
+            |h| vec![("hook", h.clone())],
         );
         family(
             &mut out,
             "estuary_webhook_outgoing_total",
             "Outgoing deliveries to hook URLs by hook and result.",
             &snapshot(&self.outgoing),
-            |(h, r)| format!("hook=\"{}\",result=\"{}\"", esc(h), esc(r)),
+            |(h, r)| vec![("hook", h.clone()), ("result", r.clone())],
         );
         family(
             &mut out,
             "estuary_webhook_outgoing_retries_total",
             "Outgoing delivery attempts that were retried, by hook.",
             &snapshot(&self.retries),
-            |h| format!("hook=\"{}\"", esc(h)),
+            |h| vec![("hook", h.clone())],
         );
         out
     }
@@ -96,19 +97,15 @@ fn family<K>(
     name: &str,
     help: &str,
     values: &BTreeMap<K, u64>,
-    labels: impl Fn(&K) -> String,
+    labels: impl Fn(&K) -> Vec<(&'static str, String)>,
 ) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
-    for (k, v) in values {
-        let _ = writeln!(out, "{name}{{{}}} {v}", labels(k));
-    }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    write_family(
+        out,
+        name,
+        Kind::Counter,
+        help,
+        values.iter().map(|(k, v)| -> Sample { (labels(k), *v) }),
+    );
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The HTTP side: `POST {path_prefix}/<hook>`, `GET /healthz`, `GET /metrics`.
+//! The HTTP side: `POST {path_prefix}/<hook>`, mounted on the core's HTTP server.
 //!
 //! A hook request goes through these steps, each with its own answer on failure:
 //!
@@ -17,10 +17,10 @@
 //! Errors are `{"error": "…"}`. Every rejection is logged with the hook, the reason and the
 //! remote address, never with a credential.
 //!
-//! Below the handlers, the listener ([`ConnectionLimit`], [`configure_http`]) keeps the connections: at most `max_connections` at once
-//! (more are answered 503, or closed under TLS, by [`ConnectionLimit`]), and a connection
-//! that takes longer than `header_timeout_secs` to send a request's headers, or stays idle
-//! that long between requests, is closed.
+//! The listener-level limits (connections at once, header timeout, the largest body and
+//! the longest pause in one, TLS) are the core's HTTP server's (`[http]`); `/healthz` and
+//! `/metrics` are the core's too (this bridge's counters reach `/metrics` through
+//! [`Connector::prometheus`](estuary_bridge_api::Connector::prometheus)).
 
 use crate::auth::{HeaderCheck, authenticate, authenticate_headers};
 use crate::config::ListenerLimits;
@@ -34,19 +34,12 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use estuary_bridge_api::EventRouter;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use std::future::Future;
-use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long a request may wait for the core's queue before the answer is 503.
 pub const DELIVER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -92,26 +85,11 @@ impl ServerState {
 }
 
 /// The axum router: hooks under `prefix` (normalised: empty or `/x` without a trailing
-/// slash), plus `/healthz` and `/metrics`.
+/// slash). No fallback: the core's server answers unknown paths.
 pub fn router(prefix: &str, state: ServerState) -> Router {
     Router::new()
         .route(&format!("{prefix}/{{name}}"), post(post_hook))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics))
-        .fallback(|| async { reject(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
-}
-
-/// The bridge's own counters, then every gateway's metrics from the core.
-async fn metrics(State(st): State<ServerState>) -> Response {
-    let mut text = st.metrics.render();
-    text.push_str(&st.events.core_metrics());
-    let mut resp = text.into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    resp
 }
 
 async fn post_hook(
@@ -316,7 +294,9 @@ async fn read_body(
         })?;
     match collected {
         Ok(collected) => Ok(collected.to_bytes().to_vec()),
-        Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
+        // This limit, or the server's own (`[http] max_body_bytes`), wrapped in the body's
+        // error by the layers between.
+        Err(e) if caused_by::<LengthLimitError>(e.as_ref()) => Err(too_large()),
         Err(e) => Err(Rejection::new(
             StatusCode::BAD_REQUEST,
             format!("could not read the body: {e}"),
@@ -324,165 +304,25 @@ async fn read_body(
     }
 }
 
+/// Whether `e` or any error in its source chain is an `E`.
+fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if err.is::<E>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
 fn reject(status: StatusCode, reason: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "error": reason }))).into_response()
-}
-
-/// The answer to a connection over `max_connections` (plain HTTP only; the request is not
-/// read).
-const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\n\
-content-length: 73\r\n\r\n\
-{\"error\":\"too many connections to the webhook listener; try again later\"}";
-
-/// How long writing [`BUSY_RESPONSE`] may take.
-const BUSY_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// An acceptor that lets at most `max_connections` connections in at once. A connection
-/// over the limit is answered 503 (plain HTTP) or closed (under TLS, where plain text
-/// would be noise), without being read.
-#[derive(Clone, Debug)]
-pub struct ConnectionLimit {
-    permits: Arc<Semaphore>,
-    answer_busy: bool,
-}
-
-impl ConnectionLimit {
-    /// A limit of `max` connections; `answer_busy` writes the 503 to refused connections.
-    pub fn new(max: usize, answer_busy: bool) -> Self {
-        Self {
-            permits: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
-            answer_busy,
-        }
-    }
-}
-
-impl<S: Send + 'static> axum_server::accept::Accept<TcpStream, S> for ConnectionLimit {
-    type Stream = Counted;
-    type Service = S;
-    type Future = Pin<Box<dyn Future<Output = io::Result<(Counted, S)>> + Send>>;
-
-    fn accept(&self, mut stream: TcpStream, service: S) -> Self::Future {
-        let permit = self.permits.clone().try_acquire_owned();
-        let answer_busy = self.answer_busy;
-        Box::pin(async move {
-            match permit {
-                Ok(permit) => Ok((
-                    Counted {
-                        stream,
-                        _permit: permit,
-                    },
-                    service,
-                )),
-                Err(_) => {
-                    let peer = stream.peer_addr().ok();
-                    tracing::warn!(remote = ?peer, "webhook listener: too many connections; refused");
-                    if answer_busy {
-                        let _ = tokio::time::timeout(BUSY_WRITE_TIMEOUT, async {
-                            stream.write_all(BUSY_RESPONSE).await?;
-                            stream.shutdown().await
-                        })
-                        .await;
-                    }
-                    Err(io::Error::other("too many connections"))
-                }
-            }
-        })
-    }
-}
-
-/// A connection counted against [`ConnectionLimit`]: its place is given back when it is
-/// dropped.
-#[derive(Debug)]
-pub struct Counted {
-    stream: TcpStream,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl AsyncRead for Counted {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Counted {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-}
-
-/// Sets up a server's HTTP side: HTTP/1 only (the server then reads no protocol preface,
-/// which would wait for a silent client without a time limit), and headers (and idle
-/// keep-alive connections) time out after `limits.header_timeout`.
-pub fn configure_http<A, Acc>(
-    server: axum_server::Server<A, Acc>,
-    limits: &ListenerLimits,
-) -> axum_server::Server<A, Acc>
-where
-    A: axum_server::Address,
-{
-    let mut server = server.http1_only();
-    server
-        .http_builder()
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .keep_alive(true);
-    server
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_busy_answer_is_well_formed() {
-        let text = std::str::from_utf8(BUSY_RESPONSE).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(length, body.len());
-        assert!(head.starts_with("HTTP/1.1 503 "));
-        let json: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert!(
-            json["error"]
-                .as_str()
-                .unwrap()
-                .contains("too many connections")
-        );
-    }
 
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {

@@ -1,11 +1,13 @@
-//! Shared test harness: a started connector on 127.0.0.1:0 with a real mpsc queue standing
-//! in for the core.
+//! Shared test harness: a started connector whose routes are served on 127.0.0.1:0 (by plain
+//! `axum::serve`: the listener-level limits are the core's, tested in the root crate's
+//! `tests/http_server.rs`) with a real mpsc queue standing in for the core.
 
 #![allow(dead_code)]
 
 use estuary_bridge_api::{Connector, EventRouter, LoginId, OutboundPolicy, RemoteEvent};
 use estuary_bridge_webhook::WebhookConnector;
 use serde_json::Value;
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -17,27 +19,39 @@ pub struct Harness {
     pub connector: WebhookConnector,
     pub rx: mpsc::Receiver<Event>,
     pub base: String,
+    pub addr: SocketAddr,
     pub http: reqwest::Client,
 }
 
-/// Starts a connector for this table; `listen` is forced to 127.0.0.1:0 unless given.
-pub async fn start(mut table: Value) -> Harness {
-    if table.get("listen").is_none() {
-        table["listen"] = Value::from("127.0.0.1:0");
-    }
+/// Starts a connector for this table and serves its routes on 127.0.0.1 (a free port).
+pub async fn start(table: Value) -> Harness {
     // Receives only: nothing goes out, so the default (strict) outbound policy.
     let connector =
         WebhookConnector::from_config(&table, OutboundPolicy::default()).expect("config");
     let (tx, rx) = mpsc::channel(64);
+    let events = EventRouter::new(tx);
     connector
-        .start(EventRouter::new(tx))
+        .start(events.clone())
         .await
-        .expect("listener starts");
-    let addr = connector.local_addr().expect("bound");
+        .expect("bridge starts");
+    let routes = connector
+        .http_routes(events)
+        .expect("the bridge serves routes");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            routes.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
     Harness {
         connector,
         rx,
         base: format!("http://{addr}"),
+        addr,
         http: reqwest::Client::new(),
     }
 }
