@@ -240,7 +240,7 @@ impl Database {
             })
             .collect();
         if !writes.is_empty() {
-            super::write_behind::write_batch(&self.pool, &writes).await?;
+            super::write_behind::write_batch(&self.pool, self.backend, &writes).await?;
         }
         Ok(writes.len() as u64)
     }

@@ -146,7 +146,7 @@ impl Database {
         MIGRATOR.run(&pool).await?;
         tracing::info!(url = %redacted, ?backend, "database ready");
         Ok(Database {
-            behind: Arc::new(write_behind::WriteBehind::start(pool.clone())),
+            behind: Arc::new(write_behind::WriteBehind::start(pool.clone(), backend)),
             pool,
             key: Arc::new(key),
             backend,

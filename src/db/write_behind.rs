@@ -23,7 +23,7 @@
 //! ([`Watermark`]) moves only over a contiguous run of finished tickets.
 
 use super::archive::ArchivedMessage;
-use super::{DbError, now_ms};
+use super::{Backend, DbError, now_ms};
 use sqlx::{AnyPool, Row as _};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -161,10 +161,10 @@ impl std::fmt::Debug for Job {
 
 impl WriteBehind {
     /// Starts the writer task on `pool`.
-    pub(crate) fn start(pool: AnyPool) -> Self {
+    pub(crate) fn start(pool: AnyPool, backend: Backend) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (committed_tx, committed) = watch::channel(Ticket::NONE);
-        tokio::spawn(run(pool, rx, committed_tx));
+        tokio::spawn(run(pool, backend, rx, committed_tx));
         Self {
             tx,
             issued: Arc::new(AtomicU64::new(0)),
@@ -196,7 +196,12 @@ impl WriteBehind {
     }
 }
 
-async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, committed: watch::Sender<Ticket>) {
+async fn run(
+    pool: AnyPool,
+    backend: Backend,
+    mut rx: mpsc::Receiver<Job>,
+    committed: watch::Sender<Ticket>,
+) {
     let mut writes = Vec::with_capacity(MAX_BATCH);
     let mut tickets = Vec::with_capacity(MAX_BATCH);
     let mut settled = Vec::new();
@@ -217,7 +222,7 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, committed: watch::Sende
         }
         if !writes.is_empty() {
             let started = std::time::Instant::now();
-            write_all(&pool, &writes).await;
+            write_all(&pool, backend, &writes).await;
             debug!(
                 rows = writes.len(),
                 took_us = started.elapsed().as_micros() as u64,
@@ -245,10 +250,10 @@ const BATCH_TRIES: u32 = 3;
 /// Writes a batch in one transaction. When the database fails as a whole, the batch is
 /// tried again a little later; when a row is refused, the rows are written one by one, so
 /// that one bad row costs only itself.
-async fn write_all(pool: &AnyPool, writes: &[Write]) {
+async fn write_all(pool: &AnyPool, backend: Backend, writes: &[Write]) {
     let mut tries = 0;
     let batch_error = loop {
-        match write_batch(pool, writes).await {
+        match write_batch(pool, backend, writes).await {
             Ok(()) => return,
             Err(e) if is_row_error(&e) => break e,
             Err(e) => {
@@ -273,7 +278,7 @@ async fn write_all(pool: &AnyPool, writes: &[Write]) {
         return;
     }
     for w in writes {
-        if let Err(e) = write_batch(pool, std::slice::from_ref(w)).await {
+        if let Err(e) = write_batch(pool, backend, std::slice::from_ref(w)).await {
             warn!("cannot write {}: {e}", what(w));
         }
     }
@@ -296,7 +301,11 @@ fn what(w: &Write) -> &'static str {
 }
 
 /// Writes `writes` in one transaction, archive sequence numbers in order.
-pub(crate) async fn write_batch(pool: &AnyPool, writes: &[Write]) -> Result<(), DbError> {
+pub(crate) async fn write_batch(
+    pool: &AnyPool,
+    backend: Backend,
+    writes: &[Write],
+) -> Result<(), DbError> {
     let mut tx = pool.begin().await?;
     // Take the sequence numbers first (and with them SQLite's write lock): per bridge, one
     // counter update for the whole batch.
@@ -354,8 +363,8 @@ pub(crate) async fn write_batch(pool: &AnyPool, writes: &[Write]) -> Result<(), 
             _ => {}
         }
     }
-    insert_archive(&mut tx, &archive).await?;
-    insert_maps(&mut tx, &latest_maps(&maps), now).await?;
+    insert_archive(&mut tx, backend, &archive).await?;
+    insert_maps(&mut tx, backend, &latest_maps(&maps), now).await?;
     for w in writes {
         match w {
             Write::Archive { .. } | Write::Map { .. } => {}
@@ -421,8 +430,15 @@ type ArchiveRow<'a> = (&'a str, &'a str, &'a str, i64, &'a ArchivedMessage);
 /// values (9 per archive row).
 const ROWS_PER_STATEMENT: usize = 128;
 
-/// `($1, $2, …), ($n+1, …), …`: `rows` groups of `columns` placeholders.
-fn placeholders(rows: usize, columns: usize) -> String {
+/// `rows` groups of `columns` placeholders: `($1, $2, …), ($n+1, …), …` for PostgreSQL,
+/// `(?, ?, …), …` for SQLite.
+///
+/// SQLite gets anonymous `?`s because binding a numbered parameter makes sqlx ask SQLite
+/// for its name, a linear search of the statement's parameter list: over a batch of 128
+/// archive rows (1,152 values) that search was the gateway's largest single CPU cost per
+/// relayed message (`perf`, `irc_vs_biboumi`, docs/performance.md). Anonymous parameters
+/// have no name to look up and are numbered in the order written, which is the order bound.
+fn placeholders(backend: Backend, rows: usize, columns: usize) -> String {
     let mut out = String::with_capacity(rows * columns * 5);
     for r in 0..rows {
         if r > 0 {
@@ -433,7 +449,10 @@ fn placeholders(rows: usize, columns: usize) -> String {
             if c > 0 {
                 out.push_str(", ");
             }
-            out.push_str(&format!("${}", r * columns + c + 1));
+            match backend {
+                Backend::Sqlite => out.push('?'),
+                Backend::Postgres => out.push_str(&format!("${}", r * columns + c + 1)),
+            }
         }
         out.push(')');
     }
@@ -442,6 +461,7 @@ fn placeholders(rows: usize, columns: usize) -> String {
 
 async fn insert_archive(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
     rows: &[ArchiveRow<'_>],
 ) -> Result<(), DbError> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
@@ -449,7 +469,7 @@ async fn insert_archive(
             "INSERT INTO archive \
                (bridge, user_jid, room, seq, stanza_id, from_nick, body, at_ms, remote_id) \
              VALUES {} ON CONFLICT (bridge, user_jid, room, stanza_id) DO NOTHING",
-            placeholders(chunk.len(), 9)
+            placeholders(backend, chunk.len(), 9)
         );
         // Built from placeholders only; every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -496,6 +516,7 @@ fn latest_maps<'a>(maps: &[&'a Write]) -> Vec<&'a Write> {
 
 async fn insert_maps(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
     maps: &[&Write],
     now: i64,
 ) -> Result<(), DbError> {
@@ -504,7 +525,7 @@ async fn insert_maps(
             "INSERT INTO message_map (bridge, user_jid, chat, xmpp_id, remote_id, at_ms) \
              VALUES {} ON CONFLICT (bridge, user_jid, chat, xmpp_id) DO UPDATE SET \
                remote_id = excluded.remote_id, at_ms = excluded.at_ms",
-            placeholders(chunk.len(), 6)
+            placeholders(backend, chunk.len(), 6)
         );
         // Built from placeholders only; every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -571,8 +592,12 @@ mod tests {
 
     #[test]
     fn placeholders_number_every_value() {
-        assert_eq!(placeholders(1, 2), "($1, $2)");
-        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholders(Backend::Postgres, 1, 2), "($1, $2)");
+        assert_eq!(
+            placeholders(Backend::Postgres, 2, 3),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+        assert_eq!(placeholders(Backend::Sqlite, 2, 3), "(?, ?, ?), (?, ?, ?)");
     }
 
     fn map(xmpp_id: &str, remote_id: &str) -> Write {
@@ -616,7 +641,9 @@ mod tests {
             // The same id mapped again later in the batch (an echo): the later wins.
             writes.push(map(&format!("x{}", i / 2), &format!("again{i}")));
         }
-        write_batch(db.pool(), &writes).await.expect("written");
+        write_batch(db.pool(), db.backend(), &writes)
+            .await
+            .expect("written");
         let rows: Vec<(String, i64)> = sqlx::query_as("SELECT body, seq FROM archive ORDER BY seq")
             .fetch_all(db.pool())
             .await
