@@ -112,7 +112,7 @@ mod tests {
     }
 
     /// What Conversations sends for an image.
-    const CONVERSATIONS: &str = "<message xmlns='jabber:client' to='alice%fake@fake.gw' type='chat' id='m1'>\
+    const CONVERSATIONS: &str = "<message xmlns='jabber:component:accept' to='alice%fake@fake.gw' type='chat' id='m1'>\
         <body>https://upload.example/abc/cat.jpg</body>\
         <x xmlns='jabber:x:oob'><url>https://upload.example/abc/cat.jpg</url></x>\
         </message>";
@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn stateless_file_sharing_carries_metadata_and_deduplicates_oob() {
         let m = message(
-            "<message xmlns='jabber:client' to='c@fake.gw' type='chat'>\
+            "<message xmlns='jabber:component:accept' to='c@fake.gw' type='chat'>\
              <body>https://u.example/x/summit.jpg</body>\
              <file-sharing xmlns='urn:xmpp:sfs:0' disposition='inline'>\
                <file xmlns='urn:xmpp:file:metadata:0'>\
@@ -181,7 +181,7 @@ mod tests {
         // A file-sharing with no URL source, an OOB with a non-web URL, an OOB whose URL
         // hides a line break, and an OOB without a url element.
         let m = message(
-            "<message xmlns='jabber:client' to='c@fake.gw' type='chat'>\
+            "<message xmlns='jabber:component:accept' to='c@fake.gw' type='chat'>\
              <body>hi</body>\
              <file-sharing xmlns='urn:xmpp:sfs:0'><sources>\
                <jinglepub xmlns='urn:xmpp:jinglepub:1' id='x'/>\
@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn a_size_that_is_not_a_number_is_unknown() {
         let m = message(
-            "<message xmlns='jabber:client' to='c@fake.gw'>\
+            "<message xmlns='jabber:component:accept' to='c@fake.gw'>\
              <file-sharing xmlns='urn:xmpp:sfs:0'>\
                <file xmlns='urn:xmpp:file:metadata:0'><size>-5</size></file>\
                <sources><url-data xmlns='http://jabber.org/protocol/url-data' target='http://u.example/f'/></sources>\
