@@ -1384,3 +1384,180 @@ async fn a_deeply_nested_stanza_is_refused_and_nothing_else_stops() {
     assert_eq!(gw.app.gateways[0].link_connections(), 1);
     gw.app.shutdown().await;
 }
+
+/// Serves `bytes` at `/files/cat.jpg` on a loopback port, to every request, until the test
+/// ends; returns the URL.
+async fn serve_file(bytes: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let bytes = bytes.clone();
+            tokio::spawn(async move {
+                let mut req = [0u8; 4096];
+                let _ = sock.read(&mut req).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    bytes.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&bytes).await;
+            });
+        }
+    });
+    format!("http://{addr}/files/cat.jpg")
+}
+
+fn oob_url(m: &Element) -> Option<String> {
+    m.get_child("x", "jabber:x:oob")
+        .and_then(|x| x.get_child("url", "jabber:x:oob"))
+        .map(|u| u.text())
+}
+
+#[tokio::test]
+async fn attachments_both_ways_with_oob_and_limits() {
+    use estuary_bridge_api::{Attachment, DownloadLimits, OutboundPolicy};
+    use tokio::io::AsyncReadExt;
+    let (_server, gw, mut alice) = setup().await;
+    assert_eq!(
+        register(&mut alice, "pw").await.attr("type"),
+        Some("result")
+    );
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let url = serve_file(bytes.clone()).await;
+
+    // What Conversations sends: body = the URL, and the same URL as OOB.
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='f1'>\
+             <body>{url}</body><x xmlns='jabber:x:oob'><url>{url}</url></x></message>"
+        )))
+        .await;
+    let echoed = alice
+        .expect("bob sends the file back with OOB", |s| {
+            from_is(s, "bob@fake.localhost") && oob_url(s).is_some()
+        })
+        .await;
+    assert_eq!(oob_url(&echoed).as_deref(), Some(url.as_str()));
+    assert_eq!(body(&echoed).as_deref(), Some(url.as_str()), "body = URL");
+    let recorded: Vec<String> = gw
+        .network
+        .recorded()
+        .into_iter()
+        .map(|r| r.command)
+        .collect();
+    assert!(
+        recorded.contains(&"send bob ".to_string()),
+        "the URL is not sent as a caption: {recorded:?}"
+    );
+    let attach = format!("attach bob cat.jpg - - {url}");
+    assert!(recorded.contains(&attach), "{recorded:?}");
+
+    // A bridge that must re-upload fetches the bytes with the core's bounded download.
+    let policy = OutboundPolicy::new(&["127.0.0.1"]).expect("a valid allow entry");
+    let limits = DownloadLimits {
+        max_bytes: estuary_bridge_fake::MAX_ATTACHMENT_BYTES,
+        timeout: std::time::Duration::from_secs(10),
+    };
+    let got = estuary_bridge_api::download(&policy, &url, limits)
+        .await
+        .expect("the download starts");
+    let mut fetched = Vec::new();
+    got.content
+        .take()
+        .expect("the stream")
+        .read_to_end(&mut fetched)
+        .await
+        .expect("the bytes arrive");
+    assert_eq!(fetched, bytes, "the bytes match");
+    // Without the admin's allow entry, loopback is refused.
+    assert!(
+        estuary_bridge_api::download(&OutboundPolicy::default(), &url, limits)
+            .await
+            .is_err()
+    );
+
+    // Five files: the fake network takes four per message.
+    let five: String = (0..5)
+        .map(|i| format!("<x xmlns='jabber:x:oob'><url>{url}?{i}</url></x>"))
+        .collect();
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='f2'>\
+             <body>many</body>{five}</message>"
+        )))
+        .await;
+    let err = alice
+        .expect("too many is refused", |s| {
+            s.attr("type") == Some("error") && s.attr("id") == Some("f2")
+        })
+        .await;
+    let text = String::from(&err);
+    assert!(text.contains("not-acceptable"), "{text}");
+    assert!(text.contains("at most 4 per message"), "{text}");
+
+    // A file declared larger than the network takes (XEP-0447 gives the size).
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='f3'>\
+             <body>{url}</body>\
+             <file-sharing xmlns='urn:xmpp:sfs:0'><file xmlns='urn:xmpp:file:metadata:0'>\
+             <name>huge.iso</name><size>2000000</size></file>\
+             <sources><url-data xmlns='http://jabber.org/protocol/url-data' target='{url}'/></sources>\
+             </file-sharing></message>"
+        )))
+        .await;
+    let err = alice
+        .expect("too large is refused", |s| {
+            s.attr("type") == Some("error") && s.attr("id") == Some("f3")
+        })
+        .await;
+    let text = String::from(&err);
+    assert!(text.contains("not-acceptable"), "{text}");
+    assert!(
+        text.contains(
+            "huge.iso is 2000000 bytes; this network takes attachments of at most 1048576 bytes"
+        ),
+        "{text}"
+    );
+
+    // The network sends a caption and a file at a URL.
+    gw.network
+        .inject(
+            "alice@localhost",
+            RemoteEvent::Message(RemoteMessage {
+                chat: ChatKey::Direct(RemoteUserId::new("dave")),
+                sender: Sender {
+                    user: RemoteUserId::new("dave"),
+                    nick: None,
+                    is_from_me: false,
+                },
+                id: Some(RemoteMessageId::new("d-file")),
+                body: "a picture".into(),
+                attachments: vec![Attachment::from_url(url.clone())],
+                kind: MessageKind::Normal,
+                at: None,
+                reply_to: None,
+                echo_of: None,
+            }),
+        )
+        .await
+        .expect("the fake network delivers");
+    let caption = alice
+        .expect("dave's caption", |s| {
+            body(s).as_deref() == Some("a picture")
+        })
+        .await;
+    assert!(oob_url(&caption).is_none());
+    let file = alice
+        .expect("dave's file", |s| {
+            from_is(s, "dave@") && oob_url(s).is_some()
+        })
+        .await;
+    assert_eq!(body(&file).as_deref(), Some(url.as_str()));
+    assert_eq!(oob_url(&file).as_deref(), Some(url.as_str()));
+    gw.app.shutdown().await;
+}
