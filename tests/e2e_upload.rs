@@ -9,6 +9,8 @@
 //! URL returns them; the service appears in disco#items of the server domain; a request
 //! over `http_file_share_size_limit` is refused `not-acceptable` with `file-too-large`.
 
+// This test uses the harness's Prosody only, not its client.
+#[allow(unused_imports)]
 mod common;
 
 use common::Prosody;
