@@ -1561,3 +1561,64 @@ async fn attachments_both_ways_with_oob_and_limits() {
     assert_eq!(oob_url(&file).as_deref(), Some(url.as_str()));
     gw.app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_file_in_a_room_is_reflected_with_oob_and_archived_as_its_url() {
+    let (_server, _gw, mut alice) = setup().await;
+    assert_eq!(
+        register(&mut alice, "pw").await.attr("type"),
+        Some("result")
+    );
+    let room = "#lobby@fake.localhost";
+    alice.send(el(&format!("<presence xmlns='jabber:client' to='{room}/al'><x xmlns='http://jabber.org/protocol/muc'/></presence>"))).await;
+    alice
+        .expect("the subject after the join", |s| {
+            s.get_child("subject", "jabber:client").is_some()
+        })
+        .await;
+    let url = "https://files.example.org/p/sunset.jpg";
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{room}' id='gf'>\
+             <body>{url}</body><x xmlns='jabber:x:oob'><url>{url}</url></x></message>"
+        )))
+        .await;
+    let mine = alice
+        .expect("my file reflected", |s| {
+            s.attr("from") == Some("#lobby@fake.localhost/al") && oob_url(s).is_some()
+        })
+        .await;
+    assert_eq!(mine.attr("id"), Some("gf"), "{}", String::from(&mine));
+    assert_eq!(body(&mine).as_deref(), Some(url));
+    assert_eq!(oob_url(&mine).as_deref(), Some(url));
+    alice
+        .expect("bot sends it back", |s| {
+            s.attr("from") == Some("#lobby@fake.localhost/bot")
+                && oob_url(s).as_deref() == Some(url)
+        })
+        .await;
+
+    let fin = alice
+        .iq(iq(
+            "set",
+            room,
+            el("<query xmlns='urn:xmpp:mam:2' queryid='qf'/>"),
+        ))
+        .await;
+    assert!(
+        String::from(&fin).contains("complete='true'"),
+        "{}",
+        String::from(&fin)
+    );
+    let archived = alice
+        .expect("the archived file", |s| {
+            let xml = String::from(s);
+            xml.contains("queryid='qf'") && xml.contains("#lobby@fake.localhost/al")
+        })
+        .await;
+    let xml = String::from(&archived);
+    assert!(
+        xml.contains(&format!("<body>{url}</body>")),
+        "the archive keeps the URL: {xml}"
+    );
+}
