@@ -660,8 +660,12 @@ fn attachments_for(
     let Some(limits) = &caps.attachments else {
         let mut lines: Vec<&str> = inbound.body.iter().map(String::as_str).collect();
         lines.retain(|l| !l.is_empty());
+        let caption = inbound.body.clone().unwrap_or_default();
         for a in &inbound.attachments {
-            if let Source::Url(url) = &a.source {
+            // A URL the caption already holds ("see https://…") is not said twice.
+            if let Source::Url(url) = &a.source
+                && !caption.contains(url.as_str())
+            {
                 lines.push(url);
             }
         }
@@ -703,6 +707,12 @@ mod tests {
             body.as_deref(),
             Some("look\nhttps://u.example/a.png\nhttps://u.example/b.png")
         );
+        let (body, _) = attachments_for(
+            &caps,
+            &oob_message("see https://u.example/a.png", &["https://u.example/a.png"]),
+        )
+        .unwrap();
+        assert_eq!(body.as_deref(), Some("see https://u.example/a.png"));
     }
 
     #[test]
