@@ -14,6 +14,7 @@ use estuary_bridge_api::{
 use estuary_bridge_fake::{FakeConnector, FakeNetwork};
 use std::collections::HashMap;
 use std::sync::Arc;
+use tokio::io::AsyncReadExt as _;
 use tokio_xmpp::minidom::Element;
 
 const DOMAIN: &str = "fake.localhost";
@@ -1621,4 +1622,97 @@ async fn a_file_in_a_room_is_reflected_with_oob_and_archived_as_its_url() {
         xml.contains(&format!("<body>{url}</body>")),
         "the archive keeps the URL: {xml}"
     );
+}
+
+#[tokio::test]
+async fn network_content_is_uploaded_to_prosody_and_arrives_as_a_url() {
+    use estuary_bridge_api::{Attachment, Content, Source};
+    common::init_tracing();
+    let server = Prosody::start_with_upload(&[(DOMAIN, SECRET)]).await;
+    server.register("alice", "alicepw").await;
+    let gw = start_gateway(&server).await;
+    let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
+    assert_eq!(
+        register(&mut alice, "pw").await.attr("type"),
+        Some("result")
+    );
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 256) as u8).collect();
+    let from_dave = |attachments: Vec<Attachment>, id: &str| {
+        RemoteEvent::Message(RemoteMessage {
+            chat: ChatKey::Direct(RemoteUserId::new("dave")),
+            sender: Sender {
+                user: RemoteUserId::new("dave"),
+                nick: None,
+                is_from_me: false,
+            },
+            id: Some(RemoteMessageId::new(id)),
+            body: String::new(),
+            attachments,
+            kind: MessageKind::Normal,
+            at: None,
+            reply_to: None,
+            echo_of: None,
+        })
+    };
+    let file = Attachment {
+        name: "report/2026.bin".into(),
+        media_type: Some("application/octet-stream".into()),
+        size: None,
+        source: Source::Content(Content::from_bytes(bytes.clone())),
+    };
+    gw.network
+        .inject("alice@localhost", from_dave(vec![file], "c1"))
+        .await
+        .expect("the fake network delivers");
+    let got = alice
+        .expect("dave's uploaded file", |s| {
+            from_is(s, "dave@") && oob_url(s).is_some()
+        })
+        .await;
+    let url = oob_url(&got).expect("an OOB URL");
+    assert_eq!(body(&got).as_deref(), Some(url.as_str()), "body = URL");
+    assert!(
+        url.starts_with(&format!(
+            "http://{}/",
+            server.upload_http().expect("an upload port")
+        )),
+        "{url}"
+    );
+    let fetched = reqwest::get(&url)
+        .await
+        .expect("the GET reaches Prosody")
+        .bytes()
+        .await
+        .expect("the bytes");
+    assert_eq!(
+        fetched.as_ref(),
+        bytes.as_slice(),
+        "GET returns what the network sent"
+    );
+
+    // Larger than the service takes (1 MiB here): not uploaded, said as a line of text.
+    let big = Attachment {
+        name: "big.iso".into(),
+        media_type: None,
+        size: None,
+        source: Source::Content(Content::new(
+            tokio::io::repeat(0).take(2 << 20),
+            Some(2 << 20),
+        )),
+    };
+    gw.network
+        .inject("alice@localhost", from_dave(vec![big], "c2"))
+        .await
+        .expect("the fake network delivers");
+    let said = alice
+        .expect("the file that could not be uploaded", |s| {
+            body(s).is_some_and(|b| b.contains("big.iso"))
+        })
+        .await;
+    assert!(oob_url(&said).is_none());
+    assert_eq!(
+        body(&said).as_deref(),
+        Some("[file big.iso, 2097152 bytes not shown: the gateway could not upload it]")
+    );
+    gw.app.shutdown().await;
 }

@@ -36,6 +36,7 @@ impl Gateway {
         let session = self.session(user);
         match event {
             RemoteEvent::Message(m) => {
+                let m = self.upload_contents(m).await;
                 for m in one_file_each(m) {
                     match (&m.chat, &session) {
                         (ChatKey::Room(_), Some(s)) => self.room_message(s, m).await,
@@ -929,8 +930,8 @@ impl Gateway {
 /// XEP-0066 OOB for it, the only form clients show inline. The network's id goes with the
 /// first, so corrections and replies find the caption (or the only file).
 ///
-/// Content handed over as bytes needs an upload service (XEP-0363) that the gateway does
-/// not request slots from yet: such a file is shown as a line of text saying so, with its
+/// Content still handed over as bytes here could not be uploaded (see
+/// [`Gateway::upload_contents`]): such a file is shown as a line of text saying so, with its
 /// name and size, rather than silently dropped.
 pub(super) fn one_file_each(m: RemoteMessage) -> Vec<RemoteMessage> {
     if m.attachments.is_empty() {
@@ -964,10 +965,9 @@ pub(super) fn one_file_each(m: RemoteMessage) -> Vec<RemoteMessage> {
                     .map(|s| format!(", {s} bytes"))
                     .unwrap_or_default();
                 let text = format!(
-                    "[file {}{size} not shown: the gateway cannot upload files yet]",
+                    "[file {}{size} not shown: the gateway could not upload it]",
                     a.name
                 );
-                warn!(name = %a.name, "a file handed over as content cannot be shown yet; sent as text");
                 next(text, Vec::new(), &mut out)
             }
         }
