@@ -1716,3 +1716,60 @@ async fn network_content_is_uploaded_to_prosody_and_arrives_as_a_url() {
     );
     gw.app.shutdown().await;
 }
+
+#[tokio::test]
+async fn network_content_without_an_upload_service_is_said_as_text() {
+    use estuary_bridge_api::{Attachment, Content, Source};
+    let (_server, gw, mut alice) = setup().await;
+    assert_eq!(
+        register(&mut alice, "pw").await.attr("type"),
+        Some("result")
+    );
+    let started = std::time::Instant::now();
+    gw.network
+        .inject(
+            "alice@localhost",
+            RemoteEvent::Message(RemoteMessage {
+                chat: ChatKey::Direct(RemoteUserId::new("dave")),
+                sender: Sender {
+                    user: RemoteUserId::new("dave"),
+                    nick: None,
+                    is_from_me: false,
+                },
+                id: Some(RemoteMessageId::new("c1")),
+                body: "minutes attached".into(),
+                attachments: vec![Attachment {
+                    name: "minutes.txt".into(),
+                    media_type: Some("text/plain".into()),
+                    size: None,
+                    source: Source::Content(Content::from_bytes(b"one two".to_vec())),
+                }],
+                kind: MessageKind::Normal,
+                at: None,
+                reply_to: None,
+                echo_of: None,
+            }),
+        )
+        .await
+        .expect("the fake network delivers");
+    alice
+        .expect("the caption", |s| {
+            body(s).as_deref() == Some("minutes attached")
+        })
+        .await;
+    let said = alice
+        .expect("the file named", |s| {
+            body(s).is_some_and(|b| b.contains("minutes.txt"))
+        })
+        .await;
+    assert_eq!(
+        body(&said).as_deref(),
+        Some("[file minutes.txt, 7 bytes not shown: the gateway could not upload it]")
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "looking for a service that is not there does not stall: {:?}",
+        started.elapsed()
+    );
+    gw.app.shutdown().await;
+}
