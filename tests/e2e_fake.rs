@@ -14,6 +14,7 @@ use estuary_bridge_api::{
 use estuary_bridge_fake::{FakeConnector, FakeNetwork};
 use std::collections::HashMap;
 use std::sync::Arc;
+use tokio::io::AsyncReadExt as _;
 use tokio_xmpp::minidom::Element;
 
 const DOMAIN: &str = "fake.localhost";
@@ -416,6 +417,7 @@ async fn one_to_one_chat_with_receipt_correction_and_reaction() {
                 },
                 id: Some(RemoteMessageId::new("d1")),
                 body: "waves".into(),
+                attachments: Vec::new(),
                 kind: MessageKind::Action,
                 at: None,
                 reply_to: None,
@@ -1182,6 +1184,7 @@ fn from_bob(id: &str, body: &str) -> RemoteEvent {
         },
         id: Some(RemoteMessageId::new(id)),
         body: body.into(),
+        attachments: Vec::new(),
         kind: MessageKind::Normal,
         at: None,
         reply_to: None,
@@ -1380,5 +1383,393 @@ async fn a_deeply_nested_stanza_is_refused_and_nothing_else_stops() {
         })
         .await;
     assert_eq!(gw.app.gateways[0].link_connections(), 1);
+    gw.app.shutdown().await;
+}
+
+/// Serves `bytes` at `/files/cat.jpg` on a loopback port, to every request, until the test
+/// ends; returns the URL.
+async fn serve_file(bytes: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let bytes = bytes.clone();
+            tokio::spawn(async move {
+                let mut req = [0u8; 4096];
+                let _ = sock.read(&mut req).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    bytes.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&bytes).await;
+            });
+        }
+    });
+    format!("http://{addr}/files/cat.jpg")
+}
+
+fn oob_url(m: &Element) -> Option<String> {
+    m.get_child("x", "jabber:x:oob")
+        .and_then(|x| x.get_child("url", "jabber:x:oob"))
+        .map(|u| u.text())
+}
+
+#[tokio::test]
+async fn attachments_both_ways_with_oob_and_limits() {
+    use estuary_bridge_api::{Attachment, DownloadLimits, OutboundPolicy};
+    use tokio::io::AsyncReadExt;
+    let (_server, gw, mut alice) = setup().await;
+    assert_eq!(
+        register(&mut alice, "pw").await.attr("type"),
+        Some("result")
+    );
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let url = serve_file(bytes.clone()).await;
+
+    // What Conversations sends: body = the URL, and the same URL as OOB.
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='f1'>\
+             <body>{url}</body><x xmlns='jabber:x:oob'><url>{url}</url></x></message>"
+        )))
+        .await;
+    let echoed = alice
+        .expect("bob sends the file back with OOB", |s| {
+            from_is(s, "bob@fake.localhost") && oob_url(s).is_some()
+        })
+        .await;
+    assert_eq!(oob_url(&echoed).as_deref(), Some(url.as_str()));
+    assert_eq!(body(&echoed).as_deref(), Some(url.as_str()), "body = URL");
+    let recorded: Vec<String> = gw
+        .network
+        .recorded()
+        .into_iter()
+        .map(|r| r.command)
+        .collect();
+    assert!(
+        recorded.contains(&"send bob ".to_string()),
+        "the URL is not sent as a caption: {recorded:?}"
+    );
+    let attach = format!("attach bob cat.jpg - - {url}");
+    assert!(recorded.contains(&attach), "{recorded:?}");
+
+    // A bridge that must re-upload fetches the bytes with the core's bounded download.
+    let policy = OutboundPolicy::new(&["127.0.0.1"]).expect("a valid allow entry");
+    let limits = DownloadLimits {
+        max_bytes: estuary_bridge_fake::MAX_ATTACHMENT_BYTES,
+        timeout: std::time::Duration::from_secs(10),
+    };
+    let got = estuary_bridge_api::download(&policy, &url, limits)
+        .await
+        .expect("the download starts");
+    let mut fetched = Vec::new();
+    got.content
+        .take()
+        .expect("the stream")
+        .read_to_end(&mut fetched)
+        .await
+        .expect("the bytes arrive");
+    assert_eq!(fetched, bytes, "the bytes match");
+    // Without the admin's allow entry, loopback is refused.
+    assert!(
+        estuary_bridge_api::download(&OutboundPolicy::default(), &url, limits)
+            .await
+            .is_err()
+    );
+
+    // Five files: the fake network takes four per message.
+    let five: String = (0..5)
+        .map(|i| format!("<x xmlns='jabber:x:oob'><url>{url}?{i}</url></x>"))
+        .collect();
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='f2'>\
+             <body>many</body>{five}</message>"
+        )))
+        .await;
+    let err = alice
+        .expect("too many is refused", |s| {
+            s.attr("type") == Some("error") && s.attr("id") == Some("f2")
+        })
+        .await;
+    let text = String::from(&err);
+    assert!(text.contains("not-acceptable"), "{text}");
+    assert!(text.contains("at most 4 per message"), "{text}");
+
+    // A file declared larger than the network takes (XEP-0447 gives the size).
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='chat' to='bob@fake.localhost' id='f3'>\
+             <body>{url}</body>\
+             <file-sharing xmlns='urn:xmpp:sfs:0'><file xmlns='urn:xmpp:file:metadata:0'>\
+             <name>huge.iso</name><size>2000000</size></file>\
+             <sources><url-data xmlns='http://jabber.org/protocol/url-data' target='{url}'/></sources>\
+             </file-sharing></message>"
+        )))
+        .await;
+    let err = alice
+        .expect("too large is refused", |s| {
+            s.attr("type") == Some("error") && s.attr("id") == Some("f3")
+        })
+        .await;
+    let text = String::from(&err);
+    assert!(text.contains("not-acceptable"), "{text}");
+    assert!(
+        text.contains(
+            "huge.iso is 2000000 bytes; this network takes attachments of at most 1048576 bytes"
+        ),
+        "{text}"
+    );
+
+    // The network sends a caption and a file at a URL.
+    gw.network
+        .inject(
+            "alice@localhost",
+            RemoteEvent::Message(RemoteMessage {
+                chat: ChatKey::Direct(RemoteUserId::new("dave")),
+                sender: Sender {
+                    user: RemoteUserId::new("dave"),
+                    nick: None,
+                    is_from_me: false,
+                },
+                id: Some(RemoteMessageId::new("d-file")),
+                body: "a picture".into(),
+                attachments: vec![Attachment::from_url(url.clone())],
+                kind: MessageKind::Normal,
+                at: None,
+                reply_to: None,
+                echo_of: None,
+            }),
+        )
+        .await
+        .expect("the fake network delivers");
+    let caption = alice
+        .expect("dave's caption", |s| {
+            body(s).as_deref() == Some("a picture")
+        })
+        .await;
+    assert!(oob_url(&caption).is_none());
+    let file = alice
+        .expect("dave's file", |s| {
+            from_is(s, "dave@") && oob_url(s).is_some()
+        })
+        .await;
+    assert_eq!(body(&file).as_deref(), Some(url.as_str()));
+    assert_eq!(oob_url(&file).as_deref(), Some(url.as_str()));
+    gw.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_file_in_a_room_is_reflected_with_oob_and_archived_as_its_url() {
+    let (_server, _gw, mut alice) = setup().await;
+    assert_eq!(
+        register(&mut alice, "pw").await.attr("type"),
+        Some("result")
+    );
+    let room = "#lobby@fake.localhost";
+    alice.send(el(&format!("<presence xmlns='jabber:client' to='{room}/al'><x xmlns='http://jabber.org/protocol/muc'/></presence>"))).await;
+    alice
+        .expect("the subject after the join", |s| {
+            s.get_child("subject", "jabber:client").is_some()
+        })
+        .await;
+    let url = "https://files.example.org/p/sunset.jpg";
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' type='groupchat' to='{room}' id='gf'>\
+             <body>{url}</body><x xmlns='jabber:x:oob'><url>{url}</url></x></message>"
+        )))
+        .await;
+    let mine = alice
+        .expect("my file reflected", |s| {
+            s.attr("from") == Some("#lobby@fake.localhost/al") && oob_url(s).is_some()
+        })
+        .await;
+    assert_eq!(mine.attr("id"), Some("gf"), "{}", String::from(&mine));
+    assert_eq!(body(&mine).as_deref(), Some(url));
+    assert_eq!(oob_url(&mine).as_deref(), Some(url));
+    alice
+        .expect("bot sends it back", |s| {
+            s.attr("from") == Some("#lobby@fake.localhost/bot")
+                && oob_url(s).as_deref() == Some(url)
+        })
+        .await;
+
+    let fin = alice
+        .iq(iq(
+            "set",
+            room,
+            el("<query xmlns='urn:xmpp:mam:2' queryid='qf'/>"),
+        ))
+        .await;
+    assert!(
+        String::from(&fin).contains("complete='true'"),
+        "{}",
+        String::from(&fin)
+    );
+    let archived = alice
+        .expect("the archived file", |s| {
+            let xml = String::from(s);
+            xml.contains("queryid='qf'") && xml.contains("#lobby@fake.localhost/al")
+        })
+        .await;
+    let xml = String::from(&archived);
+    assert!(
+        xml.contains(&format!("<body>{url}</body>")),
+        "the archive keeps the URL: {xml}"
+    );
+}
+
+#[tokio::test]
+async fn network_content_is_uploaded_to_prosody_and_arrives_as_a_url() {
+    use estuary_bridge_api::{Attachment, Content, Source};
+    common::init_tracing();
+    let server = Prosody::start_with_upload(&[(DOMAIN, SECRET)]).await;
+    server.register("alice", "alicepw").await;
+    let gw = start_gateway(&server).await;
+    let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e").await;
+    assert_eq!(
+        register(&mut alice, "pw").await.attr("type"),
+        Some("result")
+    );
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 256) as u8).collect();
+    let from_dave = |attachments: Vec<Attachment>, id: &str| {
+        RemoteEvent::Message(RemoteMessage {
+            chat: ChatKey::Direct(RemoteUserId::new("dave")),
+            sender: Sender {
+                user: RemoteUserId::new("dave"),
+                nick: None,
+                is_from_me: false,
+            },
+            id: Some(RemoteMessageId::new(id)),
+            body: String::new(),
+            attachments,
+            kind: MessageKind::Normal,
+            at: None,
+            reply_to: None,
+            echo_of: None,
+        })
+    };
+    let file = Attachment {
+        name: "report/2026.bin".into(),
+        media_type: Some("application/octet-stream".into()),
+        size: None,
+        source: Source::Content(Content::from_bytes(bytes.clone())),
+    };
+    gw.network
+        .inject("alice@localhost", from_dave(vec![file], "c1"))
+        .await
+        .expect("the fake network delivers");
+    let got = alice
+        .expect("dave's uploaded file", |s| {
+            from_is(s, "dave@") && oob_url(s).is_some()
+        })
+        .await;
+    let url = oob_url(&got).expect("an OOB URL");
+    assert_eq!(body(&got).as_deref(), Some(url.as_str()), "body = URL");
+    assert!(
+        url.starts_with(&format!(
+            "http://{}/",
+            server.upload_http().expect("an upload port")
+        )),
+        "{url}"
+    );
+    let fetched = reqwest::get(&url)
+        .await
+        .expect("the GET reaches Prosody")
+        .bytes()
+        .await
+        .expect("the bytes");
+    assert_eq!(
+        fetched.as_ref(),
+        bytes.as_slice(),
+        "GET returns what the network sent"
+    );
+
+    // Larger than the service takes (1 MiB here): not uploaded, said as a line of text.
+    let big = Attachment {
+        name: "big.iso".into(),
+        media_type: None,
+        size: None,
+        source: Source::Content(Content::new(
+            tokio::io::repeat(0).take(2 << 20),
+            Some(2 << 20),
+        )),
+    };
+    gw.network
+        .inject("alice@localhost", from_dave(vec![big], "c2"))
+        .await
+        .expect("the fake network delivers");
+    let said = alice
+        .expect("the file that could not be uploaded", |s| {
+            body(s).is_some_and(|b| b.contains("big.iso"))
+        })
+        .await;
+    assert!(oob_url(&said).is_none());
+    assert_eq!(
+        body(&said).as_deref(),
+        Some("[file big.iso, 2097152 bytes not shown: the gateway could not upload it]")
+    );
+    gw.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn network_content_without_an_upload_service_is_said_as_text() {
+    use estuary_bridge_api::{Attachment, Content, Source};
+    let (_server, gw, mut alice) = setup().await;
+    assert_eq!(
+        register(&mut alice, "pw").await.attr("type"),
+        Some("result")
+    );
+    let started = std::time::Instant::now();
+    gw.network
+        .inject(
+            "alice@localhost",
+            RemoteEvent::Message(RemoteMessage {
+                chat: ChatKey::Direct(RemoteUserId::new("dave")),
+                sender: Sender {
+                    user: RemoteUserId::new("dave"),
+                    nick: None,
+                    is_from_me: false,
+                },
+                id: Some(RemoteMessageId::new("c1")),
+                body: "minutes attached".into(),
+                attachments: vec![Attachment {
+                    name: "minutes.txt".into(),
+                    media_type: Some("text/plain".into()),
+                    size: None,
+                    source: Source::Content(Content::from_bytes(b"one two".to_vec())),
+                }],
+                kind: MessageKind::Normal,
+                at: None,
+                reply_to: None,
+                echo_of: None,
+            }),
+        )
+        .await
+        .expect("the fake network delivers");
+    alice
+        .expect("the caption", |s| {
+            body(s).as_deref() == Some("minutes attached")
+        })
+        .await;
+    let said = alice
+        .expect("the file named", |s| {
+            body(s).is_some_and(|b| b.contains("minutes.txt"))
+        })
+        .await;
+    assert_eq!(
+        body(&said).as_deref(),
+        Some("[file minutes.txt, 7 bytes not shown: the gateway could not upload it]")
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "looking for a service that is not there does not stall: {:?}",
+        started.elapsed()
+    );
     gw.app.shutdown().await;
 }

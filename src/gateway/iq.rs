@@ -93,8 +93,8 @@ impl Gateway {
                 payload,
             } => (from, to, id, true, payload),
             // Answers to our own requests.
-            Iq::Result { id, .. } => {
-                self.iq_answered(&id, Ok(()));
+            Iq::Result { id, payload, .. } => {
+                self.iq_answered(&id, Ok(payload));
                 return;
             }
             Iq::Error { id, error, .. } => {
@@ -177,7 +177,7 @@ impl Gateway {
     }
 
     /// Hands the answer to an IQ the gateway sent to whoever waits for it.
-    fn iq_answered(&self, id: &str, answer: Result<(), DefinedCondition>) {
+    fn iq_answered(&self, id: &str, answer: Result<Option<Element>, DefinedCondition>) {
         let waiter = super::session::lock(&self.iq_waiters).remove(id);
         if let Some(tx) = waiter {
             let _ = tx.send(answer);
@@ -203,7 +203,7 @@ impl Gateway {
         let answer = tokio::time::timeout(wait, rx).await;
         super::session::lock(&self.iq_waiters).remove(&id);
         match answer {
-            Ok(Ok(Ok(()))) => true,
+            Ok(Ok(Ok(_))) => true,
             Ok(Ok(Err(condition))) => !matches!(
                 condition,
                 DefinedCondition::ServiceUnavailable

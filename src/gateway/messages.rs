@@ -5,7 +5,10 @@ use super::{Gateway, Target};
 use crate::db::{ArchivedMessage, Ticket, Write};
 use crate::xmpp::message::{self as msg, Inbound};
 use crate::xmpp::{errors, ns};
-use estuary_bridge_api::{BridgeError, ChatKey, ErrorKind, Outgoing, RemoteMessageId};
+use estuary_bridge_api::{
+    Attachment, AttachmentLimits, BridgeError, Capabilities, ChatKey, ErrorKind, Outgoing,
+    RemoteMessageId, Source,
+};
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio_xmpp::jid::Jid;
@@ -443,8 +446,9 @@ impl Gateway {
                 .send_reaction(chat.clone(), remote, reactions.clone())
                 .await;
         }
-        if let Some(body) = &inbound.body {
-            if body.trim().is_empty() {
+        let (body, attachments) = attachments_for(caps, &inbound)?;
+        if let Some(body) = &body {
+            if body.trim().is_empty() && attachments.is_empty() {
                 return Ok(());
             }
             if let Some(max) = caps.max_body_bytes
@@ -486,6 +490,7 @@ impl Gateway {
                     .send_message(Outgoing {
                         chat: chat.clone(),
                         body: body.clone(),
+                        attachments: attachments.clone(),
                         kind: inbound.kind,
                         origin_id: inbound.key().map(str::to_string),
                         reply_to,
@@ -539,12 +544,15 @@ impl Gateway {
                     },
                     id: sent.id.clone(),
                     body: body.clone(),
+                    attachments,
                     kind: inbound.kind,
                     at: None,
                     reply_to: None,
                     echo_of: inbound.key().map(str::to_string),
                 };
-                self.room_message(session, echo).await;
+                for m in super::remote::one_file_each(echo) {
+                    self.room_message(session, m).await;
+                }
             }
             return Ok(());
         }
@@ -636,4 +644,101 @@ enum Delivery {
     /// Kept in the table of sends in progress by a stop or a crash, sent by this start: its
     /// room may be joined on the network without the client being back in it yet.
     Kept,
+}
+
+/// The body and attachments to send for a user's message. A network that takes no
+/// attachments gets their URLs as text, after the caption (what it had before attachments
+/// were understood); one that takes them gets them within its limits, or the message is
+/// refused with `not-acceptable` and a text naming the limit.
+fn attachments_for(
+    caps: &Capabilities,
+    inbound: &Inbound,
+) -> Result<(Option<String>, Vec<Attachment>), BridgeError> {
+    if inbound.attachments.is_empty() {
+        return Ok((inbound.body.clone(), Vec::new()));
+    }
+    let Some(limits) = &caps.attachments else {
+        let mut lines: Vec<&str> = inbound.body.iter().map(String::as_str).collect();
+        lines.retain(|l| !l.is_empty());
+        let caption = inbound.body.clone().unwrap_or_default();
+        for a in &inbound.attachments {
+            // A URL the caption already holds ("see https://…") is not said twice.
+            if let Source::Url(url) = &a.source
+                && !caption.contains(url.as_str())
+            {
+                lines.push(url);
+            }
+        }
+        return Ok((Some(lines.join("\n")), Vec::new()));
+    };
+    AttachmentLimits::check(Some(limits), &inbound.attachments)
+        .map_err(|e| BridgeError::not_acceptable(e.to_string()))?;
+    Ok((inbound.body.clone(), inbound.attachments.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oob_message(body: &str, urls: &[&str]) -> Inbound {
+        Inbound {
+            body: Some(body.to_string()),
+            attachments: urls.iter().map(|u| Attachment::from_url(*u)).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_network_without_attachments_gets_the_urls_as_text() {
+        let caps = Capabilities::default();
+        let (body, atts) =
+            attachments_for(&caps, &oob_message("", &["https://u.example/a.png"])).unwrap();
+        assert_eq!(body.as_deref(), Some("https://u.example/a.png"));
+        assert!(atts.is_empty());
+        let (body, _) = attachments_for(
+            &caps,
+            &oob_message(
+                "look",
+                &["https://u.example/a.png", "https://u.example/b.png"],
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            body.as_deref(),
+            Some("look\nhttps://u.example/a.png\nhttps://u.example/b.png")
+        );
+        let (body, _) = attachments_for(
+            &caps,
+            &oob_message("see https://u.example/a.png", &["https://u.example/a.png"]),
+        )
+        .unwrap();
+        assert_eq!(body.as_deref(), Some("see https://u.example/a.png"));
+    }
+
+    #[test]
+    fn too_many_or_too_large_is_not_acceptable_with_the_limit() {
+        let caps = Capabilities {
+            attachments: Some(AttachmentLimits {
+                max_per_message: 1,
+                max_bytes: Some(100),
+            }),
+            ..Default::default()
+        };
+        let e = attachments_for(
+            &caps,
+            &oob_message("", &["https://u.example/a", "https://u.example/b"]),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotAcceptable);
+        assert!(e.text.contains("at most 1 per message"), "{}", e.text);
+        let mut big = oob_message("", &["https://u.example/a"]);
+        big.attachments[0].size = Some(101);
+        let e = attachments_for(&caps, &big).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotAcceptable);
+        assert!(e.text.contains("at most 100 bytes"), "{}", e.text);
+        let (body, atts) =
+            attachments_for(&caps, &oob_message("", &["https://u.example/a"])).unwrap();
+        assert_eq!(body.as_deref(), Some(""));
+        assert_eq!(atts.len(), 1);
+    }
 }

@@ -17,6 +17,7 @@ mod remote;
 pub mod session;
 mod settings;
 mod stopping;
+mod upload;
 mod workers;
 
 use crate::config::{BridgeSettings, Settings};
@@ -120,8 +121,9 @@ fn bump(counter: &AtomicU64) {
 
 /// Where the answer to an IQ the gateway sent goes: `Ok` for a result, the error's
 /// condition for an error.
-type IqWaiter =
-    tokio::sync::oneshot::Sender<Result<(), tokio_xmpp::parsers::stanza_error::DefinedCondition>>;
+type IqWaiter = tokio::sync::oneshot::Sender<
+    Result<Option<Element>, tokio_xmpp::parsers::stanza_error::DefinedCondition>,
+>;
 
 /// What [`Gateway::open_session`] does with a session the user already has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +161,10 @@ pub struct Gateway {
     /// Answers awaited to IQs the gateway sent, by id: `None` for a result, the error
     /// condition for an error.
     iq_waiters: Mutex<HashMap<String, IqWaiter>>,
+    /// The XMPP server's domain (disco#items on it finds the upload service).
+    server_domain: String,
+    /// The XEP-0363 upload service, once found.
+    upload_service: tokio::sync::Mutex<Option<Jid>>,
     /// Network events dropped per user and not yet told to them ([`Gateway::dispatch_events`]).
     events_untold: Mutex<HashMap<String, u64>>,
     /// Set when the stop begins: stanzas from then on are kept or refused
@@ -213,6 +219,11 @@ pub async fn start(
     let info = connector.info();
     let caps = connector.capabilities();
     let disco = disco::gateway(&info, &caps);
+    let server_domain = settings
+        .xmpp
+        .server_domain
+        .clone()
+        .unwrap_or_else(|| jidutil::parent_domain(&bridge.domain));
     let gateway = Arc::new(Gateway {
         bridge: name.to_string(),
         domain: bridge.domain.clone(),
@@ -233,6 +244,8 @@ pub async fn start(
         stats: Stats::default(),
         started: Instant::now(),
         iq_waiters: Mutex::new(HashMap::new()),
+        server_domain,
+        upload_service: tokio::sync::Mutex::new(None),
         events_untold: Mutex::new(HashMap::new()),
         command_sessions: Mutex::new(HashMap::new()),
         stopping: std::sync::atomic::AtomicBool::new(false),

@@ -6,12 +6,13 @@ use super::messages::chat_key;
 use super::presence::confirm_join;
 use super::session::Session;
 use crate::db::Ticket;
+use crate::xmpp::attachment;
 use crate::xmpp::message as msg;
 use crate::xmpp::muc::{self, Occupant};
 use crate::xmpp::{errors, ns};
 use estuary_bridge_api::{
-    ChatKey, LoginId, LoginState, Member, MemberChange, MessageKind, RemoteChatId, RemoteEvent,
-    RemoteMessage, RemoteMessageId, RemoteUserId, Sender, Show,
+    Attachment, ChatKey, LoginId, LoginState, Member, MemberChange, MessageKind, RemoteChatId,
+    RemoteEvent, RemoteMessage, RemoteMessageId, RemoteUserId, Sender, Show, Source,
 };
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -34,13 +35,18 @@ impl Gateway {
         };
         let session = self.session(user);
         match event {
-            RemoteEvent::Message(m) => match (&m.chat, &session) {
-                (ChatKey::Room(_), Some(s)) => self.room_message(s, m).await,
-                (ChatKey::Room(room), None) => {
-                    debug!(room = %room, "room message for a user without a session dropped")
+            RemoteEvent::Message(m) => {
+                let m = self.upload_contents(m).await;
+                for m in one_file_each(m) {
+                    match (&m.chat, &session) {
+                        (ChatKey::Room(_), Some(s)) => self.room_message(s, m).await,
+                        (ChatKey::Room(room), None) => {
+                            debug!(room = %room, "room message for a user without a session dropped")
+                        }
+                        _ => self.direct_message(user, &user_jid, m).await,
+                    }
                 }
-                _ => self.direct_message(user, &user_jid, m).await,
-            },
+            }
             RemoteEvent::Edit {
                 chat,
                 sender,
@@ -482,6 +488,7 @@ impl Gateway {
         out.id = Some(Id(id.clone()));
         out.bodies
             .insert(Default::default(), msg::body_text(&m.body, m.kind));
+        out.payloads.extend(oob_of(&m));
         out.payloads.push(msg::origin_id(&id));
         out.payloads.push(msg::markable());
         // Live messages carry no delay, only history and late ones.
@@ -566,6 +573,7 @@ impl Gateway {
             out.from = Some(from.clone());
             out.id = Some(Id(m.echo_of.clone().unwrap_or_else(|| stanza_id.clone())));
             out.bodies.insert(Default::default(), body.clone());
+            out.payloads.extend(oob_of(&m));
             out.payloads
                 .push(msg::stanza_id(&stanza_id, room_jid.as_str()));
             if let Some(origin) = &m.echo_of {
@@ -917,6 +925,67 @@ impl Gateway {
 /// What changed among a room's occupants between two full lists (the user's own nick left
 /// out): `(nick, None)` for someone gone, `(nick, Some(member))` for someone new or whose
 /// role or affiliation changed.
+/// A network message as the XMPP messages that show it: the caption (when there is one)
+/// and then one message per attachment, whose body is the file's URL and which carries
+/// XEP-0066 OOB for it, the only form clients show inline. The network's id goes with the
+/// first, so corrections and replies find the caption (or the only file).
+///
+/// Content still handed over as bytes here could not be uploaded (see
+/// [`Gateway::upload_contents`]): such a file is shown as a line of text saying so, with its
+/// name and size, rather than silently dropped.
+pub(super) fn one_file_each(m: RemoteMessage) -> Vec<RemoteMessage> {
+    if m.attachments.is_empty() {
+        return vec![m];
+    }
+    let mut out = Vec::new();
+    let files = m.attachments.clone();
+    let mut first = true;
+    let mut next = |body: String, attachments: Vec<Attachment>, out: &mut Vec<RemoteMessage>| {
+        let mut one = RemoteMessage {
+            body,
+            attachments,
+            ..m.clone()
+        };
+        if !std::mem::take(&mut first) {
+            one.id = None;
+            one.echo_of = None;
+            one.reply_to = None;
+        }
+        out.push(one);
+    };
+    if !m.body.trim().is_empty() {
+        next(m.body.clone(), Vec::new(), &mut out);
+    }
+    for a in files {
+        match &a.source {
+            Source::Url(url) => next(url.clone(), vec![a], &mut out),
+            Source::Content(_) => {
+                let size = a
+                    .known_size()
+                    .map(|s| format!(", {s} bytes"))
+                    .unwrap_or_default();
+                let text = format!(
+                    "[file {}{size} not shown: the gateway could not upload it]",
+                    a.name
+                );
+                next(text, Vec::new(), &mut out)
+            }
+        }
+    }
+    out
+}
+
+/// The XEP-0066 element of a message made by [`one_file_each`] for one file.
+fn oob_of(m: &RemoteMessage) -> Option<Element> {
+    match m.attachments.as_slice() {
+        [a] => match &a.source {
+            Source::Url(url) if *url == m.body => Some(attachment::oob(url)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn occupant_changes(old: &Members, new: &Members, own_nick: &str) -> Vec<(String, Option<Member>)> {
     let gone = old
         .iter()
@@ -936,7 +1005,70 @@ fn occupant_changes(old: &Members, new: &Members, own_nick: &str) -> Vec<(String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use estuary_bridge_api::{Affiliation, Role};
+    use estuary_bridge_api::{Affiliation, Content, Role};
+
+    fn said(body: &str, attachments: Vec<Attachment>) -> RemoteMessage {
+        RemoteMessage {
+            chat: ChatKey::Direct(RemoteUserId::new("alice")),
+            sender: Sender {
+                user: RemoteUserId::new("alice"),
+                nick: None,
+                is_from_me: false,
+            },
+            id: Some(RemoteMessageId::new("r1")),
+            body: body.into(),
+            attachments,
+            kind: MessageKind::Normal,
+            at: None,
+            reply_to: None,
+            echo_of: None,
+        }
+    }
+
+    #[test]
+    fn a_caption_and_two_files_are_three_messages_with_oob_on_the_files() {
+        let a = Attachment::from_url("https://u.example/a.png");
+        let b = Attachment::from_url("https://u.example/b.png");
+        let out = one_file_each(said("look", vec![a, b]));
+        let bodies: Vec<_> = out.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(
+            bodies,
+            ["look", "https://u.example/a.png", "https://u.example/b.png"]
+        );
+        assert_eq!(out[0].id, Some(RemoteMessageId::new("r1")));
+        assert_eq!(out[1].id, None, "the network's id goes with the first only");
+        assert!(oob_of(&out[0]).is_none());
+        let x = oob_of(&out[2]).expect("a file message carries OOB");
+        assert_eq!(
+            x.get_child("url", attachment::OOB).unwrap().text(),
+            "https://u.example/b.png"
+        );
+    }
+
+    #[test]
+    fn content_without_an_upload_service_is_said_not_dropped() {
+        let c = Attachment {
+            name: "report.pdf".into(),
+            media_type: Some("application/pdf".into()),
+            size: None,
+            source: Source::Content(Content::from_bytes(vec![0u8; 12])),
+        };
+        let out = one_file_each(said("", vec![c]));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].id, Some(RemoteMessageId::new("r1")));
+        assert!(
+            out[0].body.contains("report.pdf, 12 bytes"),
+            "{}",
+            out[0].body
+        );
+        assert!(oob_of(&out[0]).is_none());
+    }
+
+    #[test]
+    fn a_message_without_files_is_unchanged() {
+        let m = said("hi", vec![]);
+        assert_eq!(one_file_each(m.clone()), vec![m]);
+    }
 
     fn member(nick: &str, role: Role) -> Member {
         let mut m = Member::participant(nick);

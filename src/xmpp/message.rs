@@ -21,8 +21,12 @@ pub struct Inbound {
     pub id: Option<String>,
     /// XEP-0359 origin id.
     pub origin_id: Option<String>,
-    /// The text, with a reply's fallback quote removed and `/me ` taken off actions.
+    /// The text, with a reply's fallback quote removed and `/me ` taken off actions; with
+    /// attachments, their caption (the lines that only repeat a URL taken out; empty when
+    /// nothing else was said).
     pub body: Option<String>,
+    /// XEP-0066 and XEP-0447 attachments.
+    pub attachments: Vec<estuary_bridge_api::Attachment>,
     /// Normal or action.
     pub kind: MessageKind,
     /// A new room subject.
@@ -108,6 +112,11 @@ pub fn read(msg: &Message) -> Inbound {
             body = rest.to_string();
         }
         out.body = Some(body);
+    }
+    out.attachments = crate::xmpp::attachment::read(msg);
+    if !out.attachments.is_empty() {
+        let body = out.body.take().unwrap_or_default();
+        out.body = Some(crate::xmpp::attachment::caption(&body, &out.attachments));
     }
     out
 }

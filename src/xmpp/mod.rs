@@ -1,6 +1,7 @@
 //! Everything XMPP: the component link and the pure translations between stanzas and the
 //! neutral bridge vocabulary.
 
+pub mod attachment;
 pub mod commit_gate;
 pub mod disco;
 pub mod el;

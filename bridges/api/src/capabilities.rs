@@ -45,6 +45,9 @@ pub struct Capabilities {
     pub kicks: bool,
     /// Rooms can be listed (disco#items on the domain).
     pub room_list: bool,
+    /// Whether the network takes attachments (`None`: it takes none), how many per message
+    /// and how large; the core refuses what exceeds them with `not-acceptable`.
+    pub attachments: Option<crate::AttachmentLimits>,
     /// The longest body the network takes in one message, in bytes; longer ones are split.
     pub max_body_bytes: Option<usize>,
     /// What happens to the user's rooms on the network when the user goes offline.

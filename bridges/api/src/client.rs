@@ -11,8 +11,12 @@ use async_trait::async_trait;
 pub struct Outgoing {
     /// Where to.
     pub chat: ChatKey,
-    /// The text (may hold several lines; the bridge splits as its network needs).
+    /// The text (may hold several lines; the bridge splits as its network needs); with
+    /// attachments, their caption (empty: none).
     pub body: String,
+    /// Files sent with it (XEP-0066 OOB, XEP-0447), within
+    /// [`Capabilities::attachments`](crate::Capabilities::attachments).
+    pub attachments: Vec<crate::Attachment>,
     /// Normal or action (`/me`).
     pub kind: MessageKind,
     /// The XEP-0359 origin id (or message id) the client gave it.

@@ -27,8 +27,12 @@ pub struct RemoteMessage {
     pub sender: Sender,
     /// The network's id for it, where it has one.
     pub id: Option<RemoteMessageId>,
-    /// Plain text, with XEP-0393 styling where the network had formatting.
+    /// Plain text, with XEP-0393 styling where the network had formatting; with
+    /// attachments, their caption (empty: none).
     pub body: String,
+    /// Files sent with it; the core shows each as body = URL + XEP-0066 OOB, uploading
+    /// [`Content`](crate::Content) to the XMPP server's XEP-0363 service first.
+    pub attachments: Vec<crate::Attachment>,
     /// Normal, action or notice.
     pub kind: MessageKind,
     /// When it was sent, where the network says (history, server-time).

@@ -14,11 +14,13 @@
 //! Nothing here knows XMPP: no XML, no JIDs beyond the user's bare JID as an opaque string.
 //! Everything XMPP-specific is written once, in the core.
 
+pub mod attachment;
 mod capabilities;
 mod chat;
 mod client;
 mod command;
 mod connector;
+pub mod download;
 mod error;
 mod event;
 mod form;
@@ -27,6 +29,7 @@ pub mod outbound;
 pub mod prometheus;
 pub mod small_map;
 
+pub use attachment::{Attachment, AttachmentLimits, Content, LimitError, Source};
 pub use capabilities::{BridgeInfo, Capabilities, OfflinePolicy};
 pub use chat::{Affiliation, ChatKey, ChatState, Member, MessageKind, Role, RoomInfo, Show};
 pub use client::{Client, JoinRequest, Outgoing, Sent, SoftwareVersion};
@@ -35,6 +38,7 @@ pub use command::{
     CommandTarget, RoomPolicy,
 };
 pub use connector::{Connector, Registered, StoredLogin, User};
+pub use download::{DownloadError, DownloadLimits, Downloaded, download};
 pub use error::{BridgeError, ErrorKind, Result};
 pub use event::{
     EventRouter, EventSink, EventSlot, LoginState, MemberChange, RemoteEvent, RemoteMessage,

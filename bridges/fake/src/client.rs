@@ -3,10 +3,10 @@
 use crate::FakeNetwork;
 use async_trait::async_trait;
 use estuary_bridge_api::{
-    Affiliation, BridgeError, ChatKey, ChatState, Client, ErrorKind, EventSink, JoinRequest,
-    LoginState, Member, MemberChange, MessageKind, Outgoing, RemoteChatId, RemoteEvent,
-    RemoteMessage, RemoteMessageId, RemoteUserId, Result, Role, RoomInfo, Sender, Sent,
-    StoredLogin,
+    Affiliation, Attachment, BridgeError, ChatKey, ChatState, Client, ErrorKind, EventSink,
+    JoinRequest, LoginState, Member, MemberChange, MessageKind, Outgoing, RemoteChatId,
+    RemoteEvent, RemoteMessage, RemoteMessageId, RemoteUserId, Result, Role, RoomInfo, Sender,
+    Sent, Source, StoredLogin,
 };
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -148,6 +148,9 @@ impl Client for FakeClient {
     async fn send_message(&self, msg: Outgoing) -> Result<Sent> {
         self.check_chat(&msg.chat)?;
         self.record(format!("send {} {}", chat_name(&msg.chat), msg.body));
+        for a in &msg.attachments {
+            self.record(attachment_record(&msg.chat, a));
+        }
         if msg.body.len() > 4096 {
             return Err(BridgeError::new(
                 ErrorKind::NotAcceptable,
@@ -172,6 +175,7 @@ impl Client for FakeClient {
                     },
                     id: Some(id.clone()),
                     body: msg.body.clone(),
+                    attachments: msg.attachments.clone(),
                     kind: msg.kind,
                     at: None,
                     reply_to: msg.reply_to.clone(),
@@ -182,6 +186,7 @@ impl Client for FakeClient {
                     sender: peer,
                     id: Some(echo_id),
                     body: echo_body,
+                    attachments: msg.attachments.clone(),
                     kind: MessageKind::Normal,
                     at: None,
                     reply_to: None,
@@ -198,6 +203,7 @@ impl Client for FakeClient {
                     sender: peer.clone(),
                     id: Some(echo_id),
                     body: echo_body,
+                    attachments: msg.attachments.clone(),
                     kind: msg.kind,
                     at: None,
                     reply_to: Some(id.clone()),
@@ -411,4 +417,21 @@ fn chat_name(chat: &ChatKey) -> String {
         ChatKey::Room(r) => r.to_string(),
         ChatKey::Service(s) => s.clone(),
     }
+}
+
+/// How a sent attachment is recorded: `attach <chat> <name> <media type> <size> <url>`, with
+/// `-` for what is unknown (content handed over is `<content>`).
+fn attachment_record(chat: &ChatKey, a: &Attachment) -> String {
+    let url = match &a.source {
+        Source::Url(u) => u.as_str(),
+        Source::Content(_) => "<content>",
+    };
+    format!(
+        "attach {} {} {} {} {}",
+        chat_name(chat),
+        a.name,
+        a.media_type.as_deref().unwrap_or("-"),
+        a.size.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+        url
+    )
 }

@@ -11,6 +11,9 @@
 //!   `bot` (moderator) and `carol`. Your messages are echoed as yours, and `bot` answers
 //!   `bot heard: <text>`. `#locked` needs the password `letmein`; `#forbidden` refuses
 //!   everyone.
+//! * Messages may carry up to [`MAX_ATTACHMENTS`] attachments of at most
+//!   [`MAX_ATTACHMENT_BYTES`] each; each is recorded as `attach <chat> <name> <type> <size>
+//!   <url>` after the `send` line, and the echoes carry the same attachments back.
 //! * Registration asks for a username and a password; the password `wrong` is refused.
 //! * Tests drive the network through [`FakeNetwork`]: inject any event for any user and read
 //!   back every command the gateway sent.
@@ -19,15 +22,20 @@ mod client;
 
 use async_trait::async_trait;
 use estuary_bridge_api::{
-    BridgeError, BridgeInfo, Capabilities, ChatKey, Client, CommandAccess, CommandContext,
-    CommandOutput, CommandScope, CommandSpec, Connector, ErrorKind, EventRouter, EventSink,
-    FormField, FormValues, LoginId, MessageKind, Registered, RemoteChatId, RemoteEvent,
+    AttachmentLimits, BridgeError, BridgeInfo, Capabilities, ChatKey, Client, CommandAccess,
+    CommandContext, CommandOutput, CommandScope, CommandSpec, Connector, ErrorKind, EventRouter,
+    EventSink, FormField, FormValues, LoginId, MessageKind, Registered, RemoteChatId, RemoteEvent,
     RemoteMessage, RemoteUserId, Result, Sender, StoredLogin, User,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use client::FakeClient;
+
+/// How many attachments the fake network takes in one message.
+pub const MAX_ATTACHMENTS: usize = 4;
+/// The largest attachment the fake network takes, in bytes (1 MiB).
+pub const MAX_ATTACHMENT_BYTES: u64 = 1 << 20;
 
 /// What a fake client was asked to do, recorded for tests.
 #[derive(Clone, Debug, PartialEq)]
@@ -153,6 +161,10 @@ impl Connector for FakeConnector {
             kicks: true,
             room_list: true,
             max_body_bytes: Some(4096),
+            attachments: Some(AttachmentLimits {
+                max_per_message: MAX_ATTACHMENTS,
+                max_bytes: Some(MAX_ATTACHMENT_BYTES),
+            }),
             ..Capabilities::default()
         }
     }
@@ -270,6 +282,7 @@ impl Connector for FakeConnector {
                     },
                     id: None,
                     body: text,
+                    attachments: Vec::new(),
                     kind: MessageKind::Normal,
                     at: None,
                     reply_to: None,

@@ -1054,6 +1054,7 @@ mod tests {
         let say = |chat: ChatKey, body: &str| Outgoing {
             chat,
             body: body.into(),
+            attachments: Vec::new(),
             kind: MessageKind::Normal,
             origin_id: None,
             reply_to: None,

@@ -20,6 +20,7 @@ fn say(chat: ChatKey, body: &str) -> Outgoing {
     Outgoing {
         chat,
         body: body.into(),
+        attachments: Vec::new(),
         kind: MessageKind::Normal,
         origin_id: Some(format!("origin-{}", body.len())),
         reply_to: None,

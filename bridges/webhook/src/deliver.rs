@@ -46,6 +46,7 @@ pub fn events_for(
             },
             id: id.map(RemoteMessageId::from),
             body: body.to_owned(),
+            attachments: Vec::new(),
             kind,
             at: Some(at),
             reply_to: None,

@@ -110,6 +110,7 @@ fn to_ci(body: &str) -> Outgoing {
     Outgoing {
         chat: ChatKey::Direct(RemoteUserId::new("ci")),
         body: body.into(),
+        attachments: Vec::new(),
         kind: MessageKind::Normal,
         origin_id: Some("origin-1".into()),
         reply_to: None,

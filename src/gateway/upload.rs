@@ -1,0 +1,311 @@
+//! XEP-0363: a file the network hands over as bytes ([`Source::Content`]) is put on the XMPP
+//! server's upload service, so that it reaches the user as a URL (body = URL + XEP-0066).
+//!
+//! The service is found once by disco#items on the server's domain and disco#info on each
+//! item (and the domain itself), for the feature `urn:xmpp:http:upload:0`. The gateway asks
+//! for slots as its own domain: Prosody's `http_file_share` grants them to a component's
+//! domain when `http_file_share_access` is unset (tests/e2e_upload.rs). The bytes are PUT as
+//! a stream with the slot's headers; the whole file is never in memory. A slot needs the
+//! size in advance, so content of unknown length is not uploaded.
+
+use super::Gateway;
+use super::session::lock;
+use crate::xmpp::ns;
+use estuary_bridge_api::{Attachment, RemoteMessage, Source};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio_xmpp::jid::Jid;
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::iq::Iq;
+use tokio_xmpp::parsers::stanza_error::DefinedCondition;
+use tracing::{info, warn};
+
+/// XEP-0363 HTTP File Upload.
+const UPLOAD: &str = "urn:xmpp:http:upload:0";
+/// How long an answer to a disco or slot request may take.
+const IQ_WAIT: Duration = Duration::from_secs(10);
+/// How long one PUT may take.
+const PUT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Why a file could not be uploaded.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum UploadError {
+    /// No upload service was found.
+    #[error("the XMPP server has no upload service (XEP-0363)")]
+    NoService,
+    /// A slot needs the size in advance.
+    #[error("its size is not known in advance, which an upload slot needs")]
+    UnknownSize,
+    /// The stream was taken already.
+    #[error("its content was already read")]
+    AlreadyRead,
+    /// The service (or the server) answered with an error.
+    #[error("the upload service refused: {0:?}")]
+    Refused(DefinedCondition),
+    /// No answer in time.
+    #[error("the upload service did not answer")]
+    NoAnswer,
+    /// The answer is not a usable slot.
+    #[error("the upload service's answer is not a slot: {0}")]
+    BadSlot(&'static str),
+    /// The PUT failed.
+    #[error("the upload failed: {0}")]
+    Put(String),
+}
+
+/// A granted slot.
+struct Slot {
+    put: String,
+    headers: Vec<(String, String)>,
+    get: String,
+}
+
+impl Gateway {
+    /// Uploads every attachment of `m` given as content and makes it a URL; one that cannot
+    /// be uploaded stays content (and is then shown as a line naming it).
+    pub(super) async fn upload_contents(&self, mut m: RemoteMessage) -> RemoteMessage {
+        for a in &mut m.attachments {
+            if !matches!(a.source, Source::Content(_)) {
+                continue;
+            }
+            match self.upload(a).await {
+                Ok(url) => {
+                    info!(bridge = %self.bridge, name = %a.name, "uploaded a file from the network");
+                    a.source = Source::Url(url);
+                }
+                Err(e) => {
+                    warn!(bridge = %self.bridge, name = %a.name, "cannot upload a file from the network: {e}")
+                }
+            }
+        }
+        m
+    }
+
+    /// Puts one content attachment on the upload service; returns its GET URL.
+    async fn upload(&self, a: &Attachment) -> Result<String, UploadError> {
+        let Source::Content(content) = &a.source else {
+            return Err(UploadError::AlreadyRead);
+        };
+        let size = a.known_size().ok_or(UploadError::UnknownSize)?;
+        let service = self.upload_service().await?;
+        let media_type = a
+            .media_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".into());
+        let request = Element::builder("request", UPLOAD)
+            .attr(
+                tokio_xmpp::minidom::rxml::xml_ncname!("filename").to_owned(),
+                slot_file_name(&a.name),
+            )
+            .attr(
+                tokio_xmpp::minidom::rxml::xml_ncname!("size").to_owned(),
+                size.to_string(),
+            )
+            .attr(
+                tokio_xmpp::minidom::rxml::xml_ncname!("content-type").to_owned(),
+                media_type.clone(),
+            )
+            .build();
+        let answer = self
+            .ask(service, request)
+            .await?
+            .ok_or(UploadError::BadSlot("empty"))?;
+        let slot = read_slot(&answer)?;
+        let reader = content.take().ok_or(UploadError::AlreadyRead)?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(reader.take(size)));
+        let client = reqwest::Client::builder()
+            .timeout(PUT_TIMEOUT)
+            .no_proxy()
+            .build()
+            .map_err(|e| UploadError::Put(e.to_string()))?;
+        let mut put = client
+            .put(&slot.put)
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .header(reqwest::header::CONTENT_TYPE, media_type)
+            .body(body);
+        for (name, value) in &slot.headers {
+            put = put.header(name.as_str(), value.as_str());
+        }
+        let answer = put
+            .send()
+            .await
+            .map_err(|e| UploadError::Put(e.to_string()))?;
+        if !answer.status().is_success() {
+            return Err(UploadError::Put(format!("HTTP {}", answer.status())));
+        }
+        Ok(slot.get)
+    }
+
+    /// The upload service: found once, then remembered.
+    async fn upload_service(&self) -> Result<Jid, UploadError> {
+        let mut found = self.upload_service.lock().await;
+        if let Some(jid) = &*found {
+            return Ok(jid.clone());
+        }
+        let server = Jid::new(&self.server_domain).map_err(|_| UploadError::NoService)?;
+        let items = self
+            .ask(
+                server.clone(),
+                Element::builder("query", ns::DISCO_ITEMS).build(),
+            )
+            .await
+            .ok()
+            .flatten();
+        let mut candidates: Vec<Jid> = items
+            .iter()
+            .flat_map(|q| q.children())
+            .filter(|c| c.is("item", ns::DISCO_ITEMS))
+            .filter_map(|c| c.attr("jid"))
+            .filter_map(|j| Jid::new(j).ok())
+            .collect();
+        candidates.push(server);
+        for jid in candidates {
+            let info = self
+                .ask(
+                    jid.clone(),
+                    Element::builder("query", ns::DISCO_INFO).build(),
+                )
+                .await;
+            if let Ok(Some(q)) = info
+                && q.children()
+                    .any(|f| f.is("feature", ns::DISCO_INFO) && f.attr("var") == Some(UPLOAD))
+            {
+                info!(bridge = %self.bridge, service = %jid, "found the upload service");
+                *found = Some(jid.clone());
+                return Ok(jid);
+            }
+        }
+        Err(UploadError::NoService)
+    }
+
+    /// Sends an IQ get from the gateway's domain and waits for its answer's payload.
+    async fn ask(&self, to: Jid, payload: Element) -> Result<Option<Element>, UploadError> {
+        let id = format!("estuary-iq-{}", uuid::Uuid::new_v4());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        lock(&self.iq_waiters).insert(id.clone(), tx);
+        self.send(Iq::Get {
+            from: Some(self.jid()),
+            to: Some(to),
+            id: id.clone(),
+            payload,
+        })
+        .await;
+        let answer = tokio::time::timeout(IQ_WAIT, rx).await;
+        lock(&self.iq_waiters).remove(&id);
+        match answer {
+            Ok(Ok(Ok(payload))) => Ok(payload),
+            Ok(Ok(Err(condition))) => Err(UploadError::Refused(condition)),
+            Ok(Err(_)) | Err(_) => Err(UploadError::NoAnswer),
+        }
+    }
+}
+
+/// A file name the service takes: no `/` or `\`, no control characters, not empty.
+fn slot_file_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if clean.trim().is_empty() {
+        "file".into()
+    } else {
+        clean
+    }
+}
+
+/// Reads a XEP-0363 `<slot/>`: the PUT URL with its allowed headers, and the GET URL.
+fn read_slot(el: &Element) -> Result<Slot, UploadError> {
+    if !el.is("slot", UPLOAD) {
+        return Err(UploadError::BadSlot("not a slot element"));
+    }
+    let put_el = el
+        .get_child("put", UPLOAD)
+        .ok_or(UploadError::BadSlot("no put"))?;
+    let put = put_el
+        .attr("url")
+        .ok_or(UploadError::BadSlot("no put URL"))?;
+    let get = el
+        .get_child("get", UPLOAD)
+        .and_then(|g| g.attr("url"))
+        .ok_or(UploadError::BadSlot("no get URL"))?;
+    // XEP-0363 allows only these three headers; others are ignored, and line breaks
+    // (header injection) make the slot unusable.
+    let mut headers = Vec::new();
+    for h in put_el.children().filter(|c| c.is("header", UPLOAD)) {
+        let (Some(name), value) = (h.attr("name"), h.text()) else {
+            continue;
+        };
+        if !["Authorization", "Cookie", "Expires"].contains(&name) {
+            continue;
+        }
+        if value.contains(['\r', '\n']) {
+            return Err(UploadError::BadSlot("a header with a line break"));
+        }
+        headers.push((name.to_string(), value));
+    }
+    if !(put.starts_with("https://") || put.starts_with("http://"))
+        || !(get.starts_with("https://") || get.starts_with("http://"))
+    {
+        return Err(UploadError::BadSlot("not an HTTP URL"));
+    }
+    Ok(Slot {
+        put: put.to_string(),
+        headers,
+        get: get.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn el(xml: &str) -> Element {
+        xml.parse().expect("the fixture parses")
+    }
+
+    #[test]
+    fn a_prosody_slot_is_read_with_its_headers() {
+        let slot = read_slot(&el("<slot xmlns='urn:xmpp:http:upload:0'>\
+            <put url='http://127.0.0.1:5280/file_share/abc/cat.jpg'>\
+              <header name='Authorization'>Bearer xyz</header>\
+              <header name='X-Evil'>1</header>\
+            </put>\
+            <get url='http://127.0.0.1:5280/file_share/abc/cat.jpg'/></slot>"))
+        .expect("a slot");
+        assert_eq!(slot.put, "http://127.0.0.1:5280/file_share/abc/cat.jpg");
+        assert_eq!(slot.get, slot.put);
+        assert_eq!(
+            slot.headers,
+            vec![("Authorization".to_string(), "Bearer xyz".to_string())],
+            "headers XEP-0363 does not allow are dropped"
+        );
+    }
+
+    #[test]
+    fn bad_slots_are_refused() {
+        let cases = [
+            "<slot xmlns='urn:xmpp:http:upload:0'><get url='https://a/x'/></slot>",
+            "<slot xmlns='urn:xmpp:http:upload:0'><put url='https://a/x'/></slot>",
+            "<slot xmlns='urn:xmpp:http:upload:0'><put url='file:///x'/><get url='https://a/x'/></slot>",
+            "<slot xmlns='urn:xmpp:http:upload:0'><put url='https://a/x'><header name='Cookie'>a&#10;Host: evil</header></put><get url='https://a/x'/></slot>",
+            "<other xmlns='urn:xmpp:http:upload:0'/>",
+        ];
+        for xml in cases {
+            assert!(read_slot(&el(xml)).is_err(), "{xml}");
+        }
+    }
+
+    #[test]
+    fn file_names_are_made_safe_for_the_service() {
+        assert_eq!(slot_file_name("../../etc/passwd"), ".._.._etc_passwd");
+        assert_eq!(slot_file_name("a\nb.txt"), "a_b.txt");
+        assert_eq!(slot_file_name("  "), "file");
+        assert_eq!(slot_file_name("Résumé.pdf"), "Résumé.pdf");
+    }
+}
