@@ -11,9 +11,9 @@ pub mod bridges;
 pub mod config;
 pub mod db;
 pub mod gateway;
+pub mod http;
 #[cfg(feature = "irc")]
 pub mod import;
-pub mod http;
 pub mod memory;
 pub mod metrics;
 pub mod secret;
