@@ -409,19 +409,8 @@ async fn one_to_one_chat_with_receipt_correction_and_reaction() {
         .inject(
             "alice@localhost",
             RemoteEvent::Message(RemoteMessage {
-                chat: ChatKey::Direct(RemoteUserId::new("dave")),
-                sender: Sender {
-                    user: RemoteUserId::new("dave"),
-                    nick: None,
-                    is_from_me: false,
-                },
-                id: Some(RemoteMessageId::new("d1")),
-                body: "waves".into(),
-                attachments: Vec::new(),
                 kind: MessageKind::Action,
-                at: None,
-                reply_to: None,
-                echo_of: None,
+                ..direct("dave", "d1", "waves")
             }),
         )
         .await
@@ -1175,10 +1164,16 @@ async fn events_dropped_for_a_stuck_user_are_told_to_the_user() {
 }
 
 fn from_bob(id: &str, body: &str) -> RemoteEvent {
-    RemoteEvent::Message(RemoteMessage {
-        chat: ChatKey::Direct(RemoteUserId::new("bob")),
+    RemoteEvent::Message(direct("bob", id, body))
+}
+
+/// A plain 1:1 message from the fake contact `from`, with the network's id `id`; tests
+/// change what they need with `..direct(…)`.
+fn direct(from: &str, id: &str, body: &str) -> RemoteMessage {
+    RemoteMessage {
+        chat: ChatKey::Direct(RemoteUserId::new(from)),
         sender: Sender {
-            user: RemoteUserId::new("bob"),
+            user: RemoteUserId::new(from),
             nick: None,
             is_from_me: false,
         },
@@ -1189,7 +1184,7 @@ fn from_bob(id: &str, body: &str) -> RemoteEvent {
         at: None,
         reply_to: None,
         echo_of: None,
-    })
+    }
 }
 
 /// Text XML forbids, from any bridge, once stopped every stanza of that bridge for good:
@@ -1530,19 +1525,8 @@ async fn attachments_both_ways_with_oob_and_limits() {
         .inject(
             "alice@localhost",
             RemoteEvent::Message(RemoteMessage {
-                chat: ChatKey::Direct(RemoteUserId::new("dave")),
-                sender: Sender {
-                    user: RemoteUserId::new("dave"),
-                    nick: None,
-                    is_from_me: false,
-                },
-                id: Some(RemoteMessageId::new("d-file")),
-                body: "a picture".into(),
                 attachments: vec![Attachment::from_url(url.clone())],
-                kind: MessageKind::Normal,
-                at: None,
-                reply_to: None,
-                echo_of: None,
+                ..direct("dave", "d-file", "a picture")
             }),
         )
         .await
@@ -1639,19 +1623,8 @@ async fn network_content_is_uploaded_to_prosody_and_arrives_as_a_url() {
     let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 256) as u8).collect();
     let from_dave = |attachments: Vec<Attachment>, id: &str| {
         RemoteEvent::Message(RemoteMessage {
-            chat: ChatKey::Direct(RemoteUserId::new("dave")),
-            sender: Sender {
-                user: RemoteUserId::new("dave"),
-                nick: None,
-                is_from_me: false,
-            },
-            id: Some(RemoteMessageId::new(id)),
-            body: String::new(),
             attachments,
-            kind: MessageKind::Normal,
-            at: None,
-            reply_to: None,
-            echo_of: None,
+            ..direct("dave", id, "")
         })
     };
     let file = Attachment {
@@ -1730,24 +1703,13 @@ async fn network_content_without_an_upload_service_is_said_as_text() {
         .inject(
             "alice@localhost",
             RemoteEvent::Message(RemoteMessage {
-                chat: ChatKey::Direct(RemoteUserId::new("dave")),
-                sender: Sender {
-                    user: RemoteUserId::new("dave"),
-                    nick: None,
-                    is_from_me: false,
-                },
-                id: Some(RemoteMessageId::new("c1")),
-                body: "minutes attached".into(),
                 attachments: vec![Attachment {
                     name: "minutes.txt".into(),
                     media_type: Some("text/plain".into()),
                     size: None,
                     source: Source::Content(Content::from_bytes(b"one two".to_vec())),
                 }],
-                kind: MessageKind::Normal,
-                at: None,
-                reply_to: None,
-                echo_of: None,
+                ..direct("dave", "c1", "minutes attached")
             }),
         )
         .await

@@ -153,50 +153,13 @@ impl Seen {
 
 /// Reads the whole archive of the room with MAM: the bodies, in order.
 async fn archive(alice: &mut TestClient) -> Vec<String> {
-    let mut all = Vec::new();
-    let mut after = String::new();
-    for page in 0..20 {
-        let qid = format!("q{page}");
-        let rsm = if after.is_empty() {
-            "<max>250</max>".to_string()
-        } else {
-            format!("<max>250</max><after>{after}</after>")
-        };
-        let fin = alice
-            .iq(el(&format!(
-                "<iq xmlns='jabber:client' type='set' to='{ROOM}'>\
-                 <query xmlns='urn:xmpp:mam:2' queryid='{qid}'>\
-                 <set xmlns='http://jabber.org/protocol/rsm'>{rsm}</set></query></iq>"
-            )))
-            .await;
-        assert_eq!(fin.attr("type"), Some("result"), "{}", String::from(&fin));
-        for m in alice.drain() {
-            let Some(result) = m.get_child("result", "urn:xmpp:mam:2") else {
-                continue;
-            };
-            if result.attr("queryid") != Some(qid.as_str()) {
-                continue;
-            }
-            if let Some(text) = result
-                .get_child("forwarded", "urn:xmpp:forward:0")
-                .and_then(|f| f.get_child("message", "jabber:client"))
-                .and_then(body)
-            {
-                all.push(text);
-            }
-        }
-        let xml = String::from(&fin);
-        if xml.contains("complete='true'") || xml.contains("complete=\"true\"") {
-            return all;
-        }
-        after = fin
-            .get_child("fin", "urn:xmpp:mam:2")
-            .and_then(|f| f.get_child("set", "http://jabber.org/protocol/rsm"))
-            .and_then(|s| s.get_child("last", "http://jabber.org/protocol/rsm"))
-            .map(|l| l.text())
-            .expect("an incomplete page names its last message");
-    }
-    panic!("the archive did not end within 20 pages");
+    alice
+        .mam_archive(ROOM)
+        .await
+        .into_iter()
+        .filter(|(_, body)| !body.is_empty())
+        .map(|(_, body)| body)
+        .collect()
 }
 
 #[tokio::test]

@@ -268,6 +268,60 @@ impl TestClient {
         self.buffer.drain(..).collect()
     }
 
+    /// Reads the whole MAM archive of `archive` (a room JID, or the user's own archive with
+    /// the bare JID), page by page of 250: (stanza-id, body) of each message, oldest first.
+    /// Panics when an answer is not a result or the archive does not end within 20 pages.
+    pub async fn mam_archive(&mut self, archive: &str) -> Vec<(String, String)> {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        for page in 0..20 {
+            let qid = format!("mam{page}");
+            let rsm = if after.is_empty() {
+                "<max>250</max>".to_string()
+            } else {
+                format!("<max>250</max><after>{after}</after>")
+            };
+            let query: Element = format!(
+                "<iq xmlns='jabber:client' type='set' to='{archive}'>\
+                 <query xmlns='urn:xmpp:mam:2' queryid='{qid}'>\
+                 <set xmlns='http://jabber.org/protocol/rsm'>{rsm}</set></query></iq>"
+            )
+            .parse()
+            .expect("a well-formed MAM query");
+            let fin = self.iq(query).await;
+            assert_eq!(fin.attr("type"), Some("result"), "{}", String::from(&fin));
+            for m in self.drain() {
+                let Some(result) = m.get_child("result", "urn:xmpp:mam:2") else {
+                    continue;
+                };
+                if result.attr("queryid") != Some(qid.as_str()) {
+                    continue;
+                }
+                let body = result
+                    .get_child("forwarded", "urn:xmpp:forward:0")
+                    .and_then(|f| f.get_child("message", "jabber:client"))
+                    .and_then(|m| m.get_child("body", "jabber:client"))
+                    .map(|b| b.text())
+                    .unwrap_or_default();
+                all.push((result.attr("id").unwrap_or_default().to_string(), body));
+            }
+            let xml = String::from(&fin);
+            if xml.contains("complete='true'") || xml.contains("complete=\"true\"") {
+                return all;
+            }
+            after = fin
+                .get_child("fin", "urn:xmpp:mam:2")
+                .and_then(|f| f.get_child("set", "http://jabber.org/protocol/rsm"))
+                .and_then(|s| s.get_child("last", "http://jabber.org/protocol/rsm"))
+                .map(|l| l.text())
+                .expect("an incomplete page names its last message");
+        }
+        panic!(
+            "{}: the archive of {archive} did not end within 20 pages",
+            self.label
+        );
+    }
+
     /// Waits (at most `limit`) until tokio-xmpp has reconnected after a lost link, then sends
     /// initial presence again and waits until the server has processed it.
     pub async fn wait_reconnected(&mut self, limit: Duration) {
