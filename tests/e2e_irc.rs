@@ -1893,6 +1893,21 @@ async fn configure_the_server_and_identify_to_nickserv() {
         info.contains(COMMANDS) && info.contains("jabber:iq:register"),
         "the server JID advertises commands and registration: {info}"
     );
+    // A room is named as Biboumi names it, channel on server.
+    let room_info = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        )))
+        .await;
+    let identity = room_info
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .and_then(|q| q.get_child("identity", "http://jabber.org/protocol/disco#info"));
+    assert_eq!(
+        identity.and_then(|i| i.attr("name")),
+        Some("#test on 127.0.0.1"),
+        "{}",
+        String::from(&room_info)
+    );
 
     // Bad input: a typed error that says what to fix, and nothing stored.
     let refused = configure(

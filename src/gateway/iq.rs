@@ -490,7 +490,10 @@ impl Gateway {
             ));
         }
         Ok(Some(match chat {
-            ChatKey::Room(r) => disco::room(&self.info, &self.caps, r.as_str()).to_element(node),
+            ChatKey::Room(r) => {
+                disco::room(&self.info, &self.caps, &self.connector.room_display_name(r))
+                    .to_element(node)
+            }
             ChatKey::Direct(u) => {
                 disco::contact(&self.info, &self.caps, u.as_str()).to_element(node)
             }

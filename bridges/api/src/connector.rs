@@ -65,6 +65,11 @@ pub trait Connector: Send + Sync + 'static {
     /// Reads an unescaped local part back into what it names; `NotAcceptable` for an
     /// address this bridge cannot parse, with a text that shows the right syntax.
     fn parse_local_part(&self, local: &str) -> Result<ChatKey>;
+    /// A room's name for people (the name in its disco#info identity), where the network
+    /// knows no better one. The default is the room's id.
+    fn room_display_name(&self, id: &RemoteChatId) -> String {
+        id.as_str().to_owned()
+    }
 
     /// Starts process-wide work (an HTTP listener, a poller) once the gateway is up.
     /// `events` reaches any user. The default does nothing.

@@ -392,10 +392,37 @@ pub fn local_part_for_id(id: &str, fixed_server: Option<&str>) -> String {
     }
 }
 
+/// A channel's name for people, as Biboumi gives it in the room's disco#info:
+/// `#rust on irc.libera.chat` for the id `#rust%irc.libera.chat`; an id without a server
+/// as it is.
+pub fn room_display_name(id: &str) -> String {
+    match id.rsplit_once('%') {
+        Some((channel, server)) if !channel.is_empty() && !server.is_empty() => {
+            format!("{channel} on {server}")
+        }
+        _ => id.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use estuary_bridge_api::ErrorKind;
+
+    #[test]
+    fn a_room_is_named_channel_on_server() {
+        assert_eq!(
+            room_display_name("#rust%irc.libera.chat"),
+            "#rust on irc.libera.chat"
+        );
+        // A channel name may itself hold a `%`; the server is after the last one.
+        assert_eq!(
+            room_display_name("#50%off%irc.example"),
+            "#50%off on irc.example"
+        );
+        assert_eq!(room_display_name("#lonely"), "#lonely");
+        assert_eq!(room_display_name("%irc.example"), "%irc.example");
+    }
 
     fn parse(local: &str) -> Result<Address> {
         parse_local_part(local, None)

@@ -269,4 +269,8 @@ impl Connector for IrcConnector {
     fn parse_local_part(&self, local: &str) -> Result<ChatKey> {
         Ok(address::parse_local_part(local, self.fixed())?.chat_key(address::ID_FOLDING))
     }
+
+    fn room_display_name(&self, id: &RemoteChatId) -> String {
+        address::room_display_name(id.as_str())
+    }
 }
