@@ -163,8 +163,8 @@ pub struct Gateway {
     iq_waiters: Mutex<HashMap<String, IqWaiter>>,
     /// The XMPP server's domain (disco#items on it finds the upload service).
     server_domain: String,
-    /// The XEP-0363 upload service, once found.
-    upload_service: tokio::sync::Mutex<Option<Jid>>,
+    /// What is known of the XEP-0363 upload service (found, or missing since when).
+    upload_service: tokio::sync::Mutex<upload::UploadService>,
     /// Network events dropped per user and not yet told to them ([`Gateway::dispatch_events`]).
     events_untold: Mutex<HashMap<String, u64>>,
     /// Set when the stop begins: stanzas from then on are kept or refused
@@ -245,7 +245,7 @@ pub async fn start(
         started: Instant::now(),
         iq_waiters: Mutex::new(HashMap::new()),
         server_domain,
-        upload_service: tokio::sync::Mutex::new(None),
+        upload_service: tokio::sync::Mutex::new(upload::UploadService::default()),
         events_untold: Mutex::new(HashMap::new()),
         command_sessions: Mutex::new(HashMap::new()),
         stopping: std::sync::atomic::AtomicBool::new(false),

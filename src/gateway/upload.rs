@@ -12,7 +12,7 @@ use super::Gateway;
 use super::session::lock;
 use crate::xmpp::ns;
 use estuary_bridge_api::{Attachment, RemoteMessage, Source};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio_xmpp::jid::Jid;
 use tokio_xmpp::minidom::Element;
@@ -26,6 +26,43 @@ const UPLOAD: &str = "urn:xmpp:http:upload:0";
 const IQ_WAIT: Duration = Duration::from_secs(10);
 /// How long one PUT may take.
 const PUT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a lookup that found no upload service is believed: files in that time are said
+/// as text at once, without asking the server again (a burst of files would otherwise ask
+/// once per file, each waiting up to [`IQ_WAIT`] per address on a server that is slow).
+const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(300);
+
+/// What the gateway knows of the XMPP server's upload service.
+#[derive(Debug, Default)]
+pub(super) enum UploadService {
+    /// Not looked for yet.
+    #[default]
+    Unknown,
+    /// Found at this address (kept for the gateway's life).
+    Found(Jid),
+    /// Looked for at this instant and not found.
+    Missing(Instant),
+}
+
+impl UploadService {
+    /// What to do at `now`: use the service, look for it, or give up without asking.
+    fn lookup(&self, now: Instant) -> Lookup {
+        match self {
+            UploadService::Found(jid) => Lookup::Use(jid.clone()),
+            UploadService::Missing(at) if now.duration_since(*at) < LOOK_AGAIN_AFTER => {
+                Lookup::Missing
+            }
+            UploadService::Unknown | UploadService::Missing(_) => Lookup::Ask,
+        }
+    }
+}
+
+/// The answer of [`UploadService::lookup`].
+#[derive(Debug, PartialEq)]
+enum Lookup {
+    Use(Jid),
+    Ask,
+    Missing,
+}
 
 /// Why a file could not be uploaded.
 #[derive(Debug, thiserror::Error)]
@@ -136,11 +173,14 @@ impl Gateway {
         Ok(slot.get)
     }
 
-    /// The upload service: found once, then remembered.
+    /// The upload service: found once, then remembered; its absence is remembered for
+    /// [`LOOK_AGAIN_AFTER`].
     async fn upload_service(&self) -> Result<Jid, UploadError> {
-        let mut found = self.upload_service.lock().await;
-        if let Some(jid) = &*found {
-            return Ok(jid.clone());
+        let mut known = self.upload_service.lock().await;
+        match known.lookup(Instant::now()) {
+            Lookup::Use(jid) => return Ok(jid),
+            Lookup::Missing => return Err(UploadError::NoService),
+            Lookup::Ask => {}
         }
         let server = Jid::new(&self.server_domain).map_err(|_| UploadError::NoService)?;
         let items = self
@@ -171,10 +211,18 @@ impl Gateway {
                     .any(|f| f.is("feature", ns::DISCO_INFO) && f.attr("var") == Some(UPLOAD))
             {
                 info!(bridge = %self.bridge, service = %jid, "found the upload service");
-                *found = Some(jid.clone());
+                *known = UploadService::Found(jid.clone());
                 return Ok(jid);
             }
         }
+        warn!(
+            bridge = %self.bridge,
+            server = %self.server_domain,
+            "the XMPP server offers no upload service (XEP-0363): files from the network are \
+             said as text; asking again in {} s",
+            LOOK_AGAIN_AFTER.as_secs()
+        );
+        *known = UploadService::Missing(Instant::now());
         Err(UploadError::NoService)
     }
 
@@ -284,6 +332,20 @@ mod tests {
             slot.headers,
             vec![("Authorization".to_string(), "Bearer xyz".to_string())],
             "headers XEP-0363 does not allow are dropped"
+        );
+    }
+
+    #[test]
+    fn a_missing_service_is_not_asked_for_again_for_a_while() {
+        let t0 = Instant::now();
+        assert_eq!(UploadService::Unknown.lookup(t0), Lookup::Ask);
+        let missing = UploadService::Missing(t0);
+        assert_eq!(missing.lookup(t0 + Duration::from_secs(1)), Lookup::Missing);
+        assert_eq!(missing.lookup(t0 + LOOK_AGAIN_AFTER), Lookup::Ask);
+        let jid = Jid::new("upload.localhost").expect("a JID");
+        assert_eq!(
+            UploadService::Found(jid.clone()).lookup(t0 + LOOK_AGAIN_AFTER * 10),
+            Lookup::Use(jid)
         );
     }
 
