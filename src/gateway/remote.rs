@@ -248,9 +248,11 @@ impl Gateway {
                 own_nick,
                 members,
                 subject,
+                subject_by,
             } => {
                 let Some(s) = session else { return };
-                self.room_joined(&s, room, own_nick, members, subject).await;
+                self.room_joined(&s, room, own_nick, members, subject, subject_by)
+                    .await;
             }
             RemoteEvent::RoomJoinFailed { room, error } => {
                 let Some(s) = session else { return };
@@ -653,6 +655,7 @@ impl Gateway {
         own_nick: String,
         members: Vec<Member>,
         subject: String,
+        subject_by: Option<String>,
     ) {
         let (greet, changes, resources) = {
             let mut rooms = s.rooms();
@@ -667,6 +670,7 @@ impl Gateway {
             };
             r.members = fresh;
             r.subject = subject;
+            r.subject_by = subject_by;
             let resources = r.resources.clone();
             (confirm_join(r, &own_nick), changes, resources)
         };

@@ -189,6 +189,9 @@ pub enum RemoteEvent {
         members: Vec<Member>,
         /// The topic (empty string: none set).
         subject: String,
+        /// The nick of who set the topic, where the network says (the subject is then shown
+        /// as said by that occupant, as MUC services do).
+        subject_by: Option<String>,
     },
     /// A message the user sent, whose send had been accepted, did not reach the network
     /// after all (the connection dropped with it in flight and it could not be sent again,

@@ -342,6 +342,7 @@ impl Client for FakeClient {
                         },
                     ],
                     subject: format!("Welcome to {}", join.room),
+                    subject_by: None,
                 }
             }
         };

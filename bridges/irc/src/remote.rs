@@ -74,6 +74,8 @@ struct Chan {
     /// Members by folded nick: (nick as shown, prefix modes).
     members: SmallMap<String, (String, String)>,
     topic: String,
+    /// The nick of who set the topic (`TOPIC`'s source, or `RPL_TOPICWHOTIME` at a join).
+    topic_by: Option<Box<str>>,
     /// `+m`: members without voice or better are visitors.
     moderated: bool,
     /// The rooms the user joined this channel as: one per spelling (`#a[x]` and `#A{x}` are
@@ -651,6 +653,7 @@ impl Session {
                     state: ChanState::Joining,
                     members: SmallMap::new(),
                     topic: String::new(),
+                    topic_by: None,
                     moderated: false,
                     rooms: Vec::new(),
                 })
@@ -681,6 +684,7 @@ impl Session {
                 })
                 .collect(),
             subject: chan.topic.clone(),
+            subject_by: chan.topic_by.as_deref().map(str::to_owned),
         }
     }
 
@@ -988,6 +992,7 @@ impl Session {
                 let subject = irc_to_styled(topic);
                 if let Some(c) = self.channels.get_mut(&folded) {
                     c.topic.clone_from(&subject);
+                    c.topic_by = source.as_deref().map(Box::from);
                     for room in self.rooms_of(chan) {
                         self.emit(RemoteEvent::SubjectChanged {
                             room,
@@ -1237,7 +1242,6 @@ impl Session {
             Response::RPL_YOURHOST
             | Response::RPL_CREATED
             | Response::RPL_MYINFO
-            | Response::RPL_TOPICWHOTIME
             | Response::RPL_NOTOPIC
             | Response::RPL_LISTSTART => {}
             Response::RPL_MOTDSTART | Response::RPL_MOTD => {
@@ -1284,6 +1288,17 @@ impl Session {
                 let folded = self.fold(&arg(1));
                 if let Some(c) = self.channels.get_mut(&folded) {
                     c.topic = irc_to_styled(&text);
+                }
+            }
+            Response::RPL_TOPICWHOTIME => {
+                // `<me> <channel> <nick>[!user@host] <time>`
+                let folded = self.fold(&arg(1));
+                let setter = arg(2);
+                let nick = setter.split('!').next().unwrap_or_default();
+                if let Some(c) = self.channels.get_mut(&folded)
+                    && !nick.is_empty()
+                {
+                    c.topic_by = Some(Box::from(nick));
                 }
             }
             Response::RPL_NAMREPLY => {
@@ -2563,6 +2578,7 @@ mod tests {
             &[
                 ":alice!a@h JOIN #test",
                 ":irc.test 332 alice #test :the \x02topic",
+                ":irc.test 333 alice #test op!o@h 1700000000",
                 ":irc.test 353 alice = #test :~owner &admin @op %half +voice alice plain!u@h",
                 ":irc.test 366 alice #test :End of /NAMES list.",
             ],
@@ -2573,6 +2589,7 @@ mod tests {
                 own_nick,
                 members,
                 subject,
+                subject_by,
             },
         ] = &events[..]
         else {
@@ -2581,6 +2598,7 @@ mod tests {
         assert_eq!(room, &RemoteChatId::new("#test%irc.test"));
         assert_eq!(own_nick, "alice");
         assert_eq!(subject, "the *topic*");
+        assert_eq!(subject_by.as_deref(), Some("op"));
         let role = |n: &str| {
             let m = members.iter().find(|m| m.nick == n).unwrap();
             (m.role, m.affiliation)

@@ -55,6 +55,7 @@ async fn setup(ircd: &Ircd) -> (Bridge, Raw) {
         own_nick,
         members,
         subject,
+        subject_by,
     } = joined
     else {
         unreachable!()
@@ -62,6 +63,8 @@ async fn setup(ircd: &Ircd) -> (Bridge, Raw) {
     assert_eq!(r, room());
     assert_eq!(own_nick, "alice");
     assert_eq!(subject, "the *topic*");
+    // From RPL_TOPICWHOTIME: the subject is shown as said by its setter.
+    assert_eq!(subject_by.as_deref(), Some("bob"));
     let bob_member = members
         .iter()
         .find(|m| m.nick == "bob")
