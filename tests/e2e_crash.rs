@@ -54,28 +54,32 @@ fn el(xml: &str) -> Element {
 
 /// The config of the binary: the fake bridge, SQLite and the seal key in `dir`.
 fn write_config(dir: &Path, server: &Prosody) -> std::path::PathBuf {
-    let config = dir.join("estuary.toml");
-    let component = server.component_addr();
-    std::fs::write(
-        &config,
-        format!(
-            "[xmpp]\nhost = \"{host}\"\nport = {port}\nserver_domain = \"localhost\"\n\
-             reconnect_max_secs = 1\n\n\
-             [database]\nurl = \"sqlite://{db}\"\nseal_key_file = \"{key}\"\n\n\
-             [bridges.fake]\ndomain = \"{DOMAIN}\"\nsecret = \"{SECRET}\"\n",
-            host = component.ip(),
-            port = component.port(),
-            db = dir.join("estuary.db").display(),
-            key = dir.join("estuary.key").display(),
-        ),
+    write_config_with(
+        dir,
+        server,
+        &format!("[bridges.fake]\ndomain = \"{DOMAIN}\"\nsecret = \"{SECRET}\"\n"),
     )
-    .expect("the config is written");
-    config
 }
 
 /// The config of the binary for the IRC bridge on `ircd`: SQLite and the seal key in `dir`,
 /// loose flood control (so that many lines are in flight at once).
 fn write_irc_config(dir: &Path, server: &Prosody, ircd: &ircd::Ircd) -> std::path::PathBuf {
+    write_config_with(
+        dir,
+        server,
+        &format!(
+            "[outbound]\nallow = [\"127.0.0.1\"]\n\n\
+             [bridges.irc]\ndomain = \"{IRC_DOMAIN}\"\nsecret = \"{SECRET}\"\n\n\
+             [bridges.irc.servers.\"127.0.0.1\"]\nport = {irc_port}\ntls = false\n\
+             throttle = {{ lines_per_second = 1000.0, burst = 1000 }}\n",
+            irc_port = ircd.port,
+        ),
+    )
+}
+
+/// Writes `dir/estuary.toml`: the component link to `server`, SQLite and the seal key in
+/// `dir`, then `rest` (the bridges and anything else).
+fn write_config_with(dir: &Path, server: &Prosody, rest: &str) -> std::path::PathBuf {
     let config = dir.join("estuary.toml");
     let component = server.component_addr();
     std::fs::write(
@@ -83,16 +87,11 @@ fn write_irc_config(dir: &Path, server: &Prosody, ircd: &ircd::Ircd) -> std::pat
         format!(
             "[xmpp]\nhost = \"{host}\"\nport = {port}\nserver_domain = \"localhost\"\n\
              reconnect_max_secs = 1\n\n\
-             [database]\nurl = \"sqlite://{db}\"\nseal_key_file = \"{key}\"\n\n\
-             [outbound]\nallow = [\"127.0.0.1\"]\n\n\
-             [bridges.irc]\ndomain = \"{IRC_DOMAIN}\"\nsecret = \"{SECRET}\"\n\n\
-             [bridges.irc.servers.\"127.0.0.1\"]\nport = {irc_port}\ntls = false\n\
-             throttle = {{ lines_per_second = 1000.0, burst = 1000 }}\n",
+             [database]\nurl = \"sqlite://{db}\"\nseal_key_file = \"{key}\"\n\n{rest}",
             host = component.ip(),
             port = component.port(),
             db = dir.join("estuary.db").display(),
             key = dir.join("estuary.key").display(),
-            irc_port = ircd.port,
         ),
     )
     .expect("the config is written");
@@ -185,26 +184,9 @@ async fn a_sigkill_loses_no_archive_row_of_a_delivered_message() {
     let mut gateway = spawn_gateway(dir.path(), &config);
     let mut alice = TestClient::connect(&server, "alice", "alicepw", "crash").await;
     wait_for_gateway(&mut alice, dir.path()).await;
-    let registered = alice
-        .iq(el(&format!(
-            "<iq xmlns='jabber:client' type='set' to='{DOMAIN}'>\
-             <query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>\
-             <field var='username'><value>alice1</value></field>\
-             <field var='password'><value>pw</value></field></x></query></iq>"
-        )))
-        .await;
+    let registered = alice.register_with_gateway(DOMAIN, "alice1", "pw").await;
     assert_eq!(registered.attr("type"), Some("result"));
-    alice
-        .send(el(&format!(
-            "<presence xmlns='jabber:client' to='{ROOM}/al'>\
-             <x xmlns='http://jabber.org/protocol/muc'/></presence>"
-        )))
-        .await;
-    alice
-        .expect("the self-presence", |s| {
-            s.attr("from") == Some(&format!("{ROOM}/al")) && String::from(s).contains("code='110'")
-        })
-        .await;
+    alice.join_muc(&format!("{ROOM}/al")).await;
     alice.drain();
 
     // The traffic: messages to the room at a steady pace, then a burst, and the kill in

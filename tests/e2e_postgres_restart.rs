@@ -204,26 +204,9 @@ async fn a_postgres_restart_pauses_the_room_traffic_once_and_loses_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let registered = alice
-        .iq(el(&format!(
-            "<iq xmlns='jabber:client' type='set' to='{DOMAIN}'>\
-             <query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>\
-             <field var='username'><value>alice1</value></field>\
-             <field var='password'><value>pw</value></field></x></query></iq>"
-        )))
-        .await;
+    let registered = alice.register_with_gateway(DOMAIN, "alice1", "pw").await;
     assert_eq!(registered.attr("type"), Some("result"));
-    alice
-        .send(el(&format!(
-            "<presence xmlns='jabber:client' to='{ROOM}/al'>\
-             <x xmlns='http://jabber.org/protocol/muc'/></presence>"
-        )))
-        .await;
-    alice
-        .expect("the self-presence", |s| {
-            s.attr("from") == Some(&format!("{ROOM}/al")) && String::from(s).contains("code='110'")
-        })
-        .await;
+    alice.join_muc(&format!("{ROOM}/al")).await;
     alice.drain();
 
     // The traffic, and the restart in the middle of it.

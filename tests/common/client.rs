@@ -268,6 +268,41 @@ impl TestClient {
         self.buffer.drain(..).collect()
     }
 
+    /// Registers with the gateway at `domain` in-band (XEP-0077, a submitted data form with
+    /// `username` and `password`, as the fake bridge asks) and returns the answer.
+    pub async fn register_with_gateway(
+        &mut self,
+        domain: &str,
+        username: &str,
+        password: &str,
+    ) -> Element {
+        let query: Element = format!(
+            "<iq xmlns='jabber:client' type='set' to='{domain}'>\
+             <query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>\
+             <field var='username'><value>{username}</value></field>\
+             <field var='password'><value>{password}</value></field></x></query></iq>"
+        )
+        .parse()
+        .expect("a well-formed registration");
+        self.iq(query).await
+    }
+
+    /// Joins the MUC room as `occupant` (`room@domain/nick`) and waits for the
+    /// self-presence (status 110), which it returns.
+    pub async fn join_muc(&mut self, occupant: &str) -> Element {
+        let join: Element = format!(
+            "<presence xmlns='jabber:client' to='{occupant}'>\
+             <x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )
+        .parse()
+        .expect("a well-formed join");
+        self.send(join).await;
+        self.expect("the self-presence", |s| {
+            s.attr("from") == Some(occupant) && String::from(s).contains("code='110'")
+        })
+        .await
+    }
+
     /// Reads the whole MAM archive of `archive` (a room JID, or the user's own archive with
     /// the bare JID), page by page of 250: (stanza-id, body) of each message, oldest first.
     /// Panics when an answer is not a result or the archive does not end within 20 pages.
