@@ -45,6 +45,8 @@ pub struct App {
     pub db: Database,
     /// The HTTP server, when one runs (`[http]`, or an older webhook table's listener).
     http: std::sync::Mutex<Option<HttpServer>>,
+    /// The files the gateway keeps (`[media]`); its sweeper stops when this is dropped.
+    _media: Arc<crate::media::MediaStore>,
 }
 
 /// Opens the database named in the settings, with its seal key.
@@ -90,12 +92,25 @@ pub async fn start_with(
 ) -> Result<App, AppError> {
     let mut gateways = Vec::new();
     let registry = Registry::new();
+    let http_settings = settings.http_server();
+    let media = crate::media::MediaStore::new(
+        &settings.media,
+        http_settings.as_ref().and_then(|h| h.public_url.as_deref()),
+    );
     for (name, _) in settings.enabled_bridges() {
         let connector = connectors.remove(name).ok_or_else(|| AppError::Bridge {
             bridge: name.clone(),
             message: "no connector for this bridge".into(),
         })?;
-        match gateway::start(name, settings, connector, db.clone(), &registry).await {
+        match gateway::start(
+            name,
+            settings,
+            connector,
+            db.clone(),
+            &registry,
+            Arc::clone(&media),
+        )
+        .await {
             Ok(g) => gateways.push(g),
             Err(e) => {
                 for g in &gateways {
@@ -105,13 +120,19 @@ pub async fn start_with(
             }
         }
     }
-    let http = match settings.http_server() {
+    let http = match http_settings {
         None => None,
         Some(http) => {
-            let mounts = gateways
+            let mut mounts: Vec<(String, axum::Router)> = gateways
                 .iter()
                 .filter_map(|g| g.http_routes().map(|r| (g.bridge.clone(), r)))
                 .collect();
+            if media.serves() {
+                mounts.push((
+                    "media".into(),
+                    crate::media::serve::routes(Arc::clone(&media)),
+                ));
+            }
             match crate::http::start(&http, &gateways, registry, mounts).await {
                 Ok(server) => Some(server),
                 Err(e) => {
@@ -123,6 +144,7 @@ pub async fn start_with(
             }
         }
     };
+    media.run_sweeper();
     for notice in settings.notices() {
         tracing::warn!("{notice}");
     }
@@ -130,6 +152,7 @@ pub async fn start_with(
         gateways,
         db,
         http: std::sync::Mutex::new(http),
+        _media: media,
     })
 }
 

@@ -59,6 +59,10 @@ pub struct Settings {
     /// table still names its own listener ([`Settings::http_server`]).
     #[serde(default)]
     pub http: Option<HttpSettings>,
+    /// Where files from the networks go: the XMPP server's upload service or the
+    /// gateway's own HTTP server.
+    #[serde(default)]
+    pub media: MediaSettings,
     /// One table per enabled bridge.
     #[serde(default)]
     pub bridges: BTreeMap<String, BridgeSettings>,
@@ -75,6 +79,7 @@ impl std::fmt::Debug for Settings {
             .field("database", &self.database)
             .field("outbound", &self.outbound)
             .field("http", &self.http)
+            .field("media", &self.media)
             .field("bridges", &self.bridges)
             .field(
                 "bridge_tables",
@@ -232,7 +237,7 @@ pub struct HttpSettings {
     /// The certificate's PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub tls_key: Option<PathBuf>,
     /// The URL under which clients reach this server from outside (behind a proxy), for
-    /// links the gateway hands out (media, later); default: none.
+    /// links the gateway hands out (files it serves itself, `[media]`); default: none.
     pub public_url: Option<String>,
     /// The largest request body on any route, in bytes (default 1 MiB); a route may be
     /// stricter (the webhook bridge's `max_body_bytes`).
@@ -323,6 +328,87 @@ impl HttpSettings {
             if value == 0 {
                 problems.push(problem(key, "must be at least 1"));
             }
+        }
+    }
+}
+
+/// `[media]` `mode`: where a file that a network hands over as bytes is put so that the
+/// user's client can fetch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaMode {
+    /// The upload service when the XMPP server has one, else the gateway's own server when
+    /// `[http] public_url` is set, else a line of text naming the file.
+    Auto,
+    /// Only the XMPP server's upload service (XEP-0363).
+    Upload,
+    /// Only the gateway's own HTTP server, under `[http] public_url`.
+    Gateway,
+}
+
+/// `[media]`: files from the networks (see `docs/admin.md`, "Media").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaSettings {
+    /// Upload service, own server, or both in that order (default `auto`).
+    pub mode: MediaMode,
+    /// The upload service's JID; default: found by disco on the server's domain.
+    pub upload_service: Option<String>,
+    /// Where the gateway keeps files it serves itself and spools files of unknown length
+    /// (default `media`, relative to the working directory).
+    pub dir: PathBuf,
+    /// The largest file taken from a network, in bytes (default 100 MiB).
+    pub max_bytes: u64,
+    /// How long the gateway serves a file it stores, in seconds (default 7 days); then
+    /// it is deleted.
+    pub expire_secs: u64,
+    /// The longest pause, in seconds, while a file's bytes are read from the network or
+    /// sent to the upload service (default 30).
+    pub stall_secs: u64,
+    /// The longest time one file may take to reach the upload service, in seconds
+    /// (default 300).
+    pub transfer_timeout_secs: u64,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        Self {
+            mode: MediaMode::Auto,
+            upload_service: None,
+            dir: PathBuf::from("media"),
+            max_bytes: 100 * 1024 * 1024,
+            expire_secs: 7 * 24 * 3600,
+            stall_secs: 30,
+            transfer_timeout_secs: 300,
+        }
+    }
+}
+
+impl MediaSettings {
+    fn validate(&self, http: Option<&HttpSettings>, problems: &mut Vec<Problem>) {
+        for (key, value) in [
+            ("media.max_bytes", self.max_bytes),
+            ("media.expire_secs", self.expire_secs),
+            ("media.stall_secs", self.stall_secs),
+            ("media.transfer_timeout_secs", self.transfer_timeout_secs),
+        ] {
+            if value == 0 {
+                problems.push(problem(key, "must be at least 1"));
+            }
+        }
+        if self.mode == MediaMode::Gateway && http.and_then(|h| h.public_url.as_ref()).is_none() {
+            problems.push(problem(
+                "media.mode",
+                "\"gateway\" serves files from the gateway's own HTTP server: add an [http] section with public_url = \"https://gateway.example.org\" (the address clients reach it at)",
+            ));
+        }
+        if let Some(jid) = &self.upload_service
+            && tokio_xmpp::jid::Jid::new(jid).is_err()
+        {
+            problems.push(problem(
+                "media.upload_service",
+                "must be a JID, e.g. \"upload.example.org\"",
+            ));
         }
     }
 }
@@ -455,6 +541,8 @@ impl Settings {
         if let Some(http) = &self.http {
             http.validate(&mut problems);
         }
+        self.media
+            .validate(self.http_server().as_ref(), &mut problems);
         // A bad entry is reported above; the bridges are checked with the rest.
         let policy = self.outbound.policy().unwrap_or_default();
         let known = known_bridges();
@@ -578,7 +666,7 @@ fn bridge_key_problems(raw: &config::Config) -> Vec<Problem> {
 }
 
 /// The sections of the file.
-const SECTIONS: [&str; 5] = ["xmpp", "database", "outbound", "http", "bridges"];
+const SECTIONS: [&str; 6] = ["xmpp", "database", "outbound", "http", "media", "bridges"];
 
 /// Unknown keys and values of the wrong type in the core's part of the file: the sections,
 /// their keys, and the keys every bridge table has (the bridges check their own keys).
@@ -591,6 +679,7 @@ fn key_problems(file: &toml::Table) -> Vec<Problem> {
             "database" => check_keys::<DatabaseSettings>("database", value, None, &mut problems),
             "outbound" => check_keys::<OutboundSettings>("outbound", value, None, &mut problems),
             "http" => check_keys::<HttpSettings>("http", value, None, &mut problems),
+            "media" => check_keys::<MediaSettings>("media", value, None, &mut problems),
             "bridges" => match value.as_table() {
                 Some(bridges) => {
                     for (name, table) in bridges {

@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod http;
 #[cfg(feature = "irc")]
 pub mod import;
+pub mod media;
 pub mod memory;
 pub mod metrics;
 pub mod secret;

@@ -1685,7 +1685,9 @@ async fn network_content_is_uploaded_to_prosody_and_arrives_as_a_url() {
     assert!(oob_url(&said).is_none());
     assert_eq!(
         body(&said).as_deref(),
-        Some("[file big.iso, 2097152 bytes not shown: the gateway could not upload it]")
+        Some(
+            "[file big.iso, 2097152 bytes not shown: the server's upload service refused it (too large for the server?)]"
+        )
     );
     gw.app.shutdown().await;
 }

@@ -550,7 +550,7 @@ impl Gateway {
                     reply_to: None,
                     echo_of: inbound.key().map(str::to_string),
                 };
-                for m in super::remote::one_file_each(echo) {
+                for m in super::remote::one_file_each(echo, &[]) {
                     self.room_message(session, m).await;
                 }
             }

@@ -165,6 +165,8 @@ pub struct Gateway {
     server_domain: String,
     /// What is known of the XEP-0363 upload service (found, or missing since when).
     upload_service: tokio::sync::Mutex<upload::UploadService>,
+    /// Where files from the network go (`[media]`), and the gateway's own store of them.
+    media: upload::MediaPlan,
     /// Network events dropped per user and not yet told to them ([`Gateway::dispatch_events`]).
     events_untold: Mutex<HashMap<String, u64>>,
     /// Set when the stop begins: stanzas from then on are kept or refused
@@ -185,6 +187,7 @@ pub async fn start(
     connector: Arc<dyn Connector>,
     db: Database,
     registry: &Arc<Registry>,
+    media: Arc<crate::media::MediaStore>,
 ) -> Result<Arc<Gateway>, StartError> {
     let bridge = settings
         .bridges
@@ -245,7 +248,10 @@ pub async fn start(
         started: Instant::now(),
         iq_waiters: Mutex::new(HashMap::new()),
         server_domain,
-        upload_service: tokio::sync::Mutex::new(upload::UploadService::default()),
+        upload_service: tokio::sync::Mutex::new(upload::UploadService::configured(
+            settings.media.upload_service.as_deref(),
+        )),
+        media: upload::MediaPlan::new(&settings.media, media),
         events_untold: Mutex::new(HashMap::new()),
         command_sessions: Mutex::new(HashMap::new()),
         stopping: std::sync::atomic::AtomicBool::new(false),

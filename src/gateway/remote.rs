@@ -36,8 +36,8 @@ impl Gateway {
         let session = self.session(user);
         match event {
             RemoteEvent::Message(m) => {
-                let m = self.upload_contents(m).await;
-                for m in one_file_each(m) {
+                let (m, why) = self.upload_contents(m).await;
+                for m in one_file_each(m, &why) {
                     match (&m.chat, &session) {
                         (ChatKey::Room(_), Some(s)) => self.room_message(s, m).await,
                         (ChatKey::Room(room), None) => {
@@ -934,10 +934,11 @@ impl Gateway {
 /// XEP-0066 OOB for it, the only form clients show inline. The network's id goes with the
 /// first, so corrections and replies find the caption (or the only file).
 ///
-/// Content still handed over as bytes here could not be uploaded (see
+/// Content still handed over as bytes here could not be placed (see
 /// [`Gateway::upload_contents`]): such a file is shown as a line of text saying so, with its
-/// name and size, rather than silently dropped.
-pub(super) fn one_file_each(m: RemoteMessage) -> Vec<RemoteMessage> {
+/// name, its size and `why[i]` (the i-th attachment's reason, where given), rather than
+/// silently dropped.
+pub(super) fn one_file_each(m: RemoteMessage, why: &[Option<String>]) -> Vec<RemoteMessage> {
     if m.attachments.is_empty() {
         return vec![m];
     }
@@ -960,7 +961,7 @@ pub(super) fn one_file_each(m: RemoteMessage) -> Vec<RemoteMessage> {
     if !m.body.trim().is_empty() {
         next(m.body.clone(), Vec::new(), &mut out);
     }
-    for a in files {
+    for (i, a) in files.into_iter().enumerate() {
         match &a.source {
             Source::Url(url) => next(url.clone(), vec![a], &mut out),
             Source::Content(_) => {
@@ -968,10 +969,12 @@ pub(super) fn one_file_each(m: RemoteMessage) -> Vec<RemoteMessage> {
                     .known_size()
                     .map(|s| format!(", {s} bytes"))
                     .unwrap_or_default();
-                let text = format!(
-                    "[file {}{size} not shown: the gateway could not upload it]",
-                    a.name
-                );
+                let reason = why
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| "the gateway could not upload it".into());
+                let text = format!("[file {}{size} not shown: {reason}]", a.name);
                 next(text, Vec::new(), &mut out)
             }
         }
@@ -1033,7 +1036,7 @@ mod tests {
     fn a_caption_and_two_files_are_three_messages_with_oob_on_the_files() {
         let a = Attachment::from_url("https://u.example/a.png");
         let b = Attachment::from_url("https://u.example/b.png");
-        let out = one_file_each(said("look", vec![a, b]));
+        let out = one_file_each(said("look", vec![a, b]), &[]);
         let bodies: Vec<_> = out.iter().map(|m| m.body.as_str()).collect();
         assert_eq!(
             bodies,
@@ -1057,21 +1060,21 @@ mod tests {
             size: None,
             source: Source::Content(Content::from_bytes(vec![0u8; 12])),
         };
-        let out = one_file_each(said("", vec![c]));
-        assert_eq!(out.len(), 1);
+        let out = one_file_each(said("", vec![c.clone(), c]), &[None, Some("why".into())]);
+        assert_eq!(out.len(), 2);
         assert_eq!(out[0].id, Some(RemoteMessageId::new("r1")));
-        assert!(
-            out[0].body.contains("report.pdf, 12 bytes"),
-            "{}",
-            out[0].body
+        assert_eq!(
+            out[0].body,
+            "[file report.pdf, 12 bytes not shown: the gateway could not upload it]"
         );
+        assert_eq!(out[1].body, "[file report.pdf, 12 bytes not shown: why]");
         assert!(oob_of(&out[0]).is_none());
     }
 
     #[test]
     fn a_message_without_files_is_unchanged() {
         let m = said("hi", vec![]);
-        assert_eq!(one_file_each(m.clone()), vec![m]);
+        assert_eq!(one_file_each(m.clone(), &[]), vec![m]);
     }
 
     fn member(nick: &str, role: Role) -> Member {

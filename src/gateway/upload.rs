@@ -1,17 +1,29 @@
-//! XEP-0363: a file the network hands over as bytes ([`Source::Content`]) is put on the XMPP
-//! server's upload service, so that it reaches the user as a URL (body = URL + XEP-0066).
+//! Files a network hands over as bytes ([`Source::Content`]) are put where the user's client
+//! can fetch them, so that they reach the user as a URL (body = URL + XEP-0066), in the
+//! `[media] mode` the admin chose ([`MediaPlan`]):
 //!
-//! The service is found once by disco#items on the server's domain and disco#info on each
-//! item (and the domain itself), for the feature `urn:xmpp:http:upload:0`. The gateway asks
-//! for slots as its own domain: Prosody's `http_file_share` grants them to a component's
-//! domain when `http_file_share_access` is unset (tests/e2e_upload.rs). The bytes are PUT as
-//! a stream with the slot's headers; the whole file is never in memory. A slot needs the
-//! size in advance, so content of unknown length is not uploaded.
+//! - the XMPP server's upload service (XEP-0363): found once by disco#items on the server's
+//!   domain and disco#info on each item (and the domain itself), for the feature
+//!   `urn:xmpp:http:upload:0`, or named in `[media] upload_service`. The gateway asks for
+//!   slots as its own domain (Prosody's `http_file_share` and ejabberd's `mod_http_upload`
+//!   grant them: tests/e2e_upload.rs, tests/e2e_media.rs). The bytes are PUT as a stream with
+//!   the slot's headers.
+//! - the gateway's own HTTP server ([`crate::media`]): the file is spooled to disk and served
+//!   under `[http] public_url` until it expires.
+//!
+//! A slot needs the size in advance: content of unknown length is first spooled to a file
+//! (within `[media] max_bytes`), then sent from there. No file is ever whole in memory, and
+//! a network that pauses longer than `[media] stall_secs` fails the file, not the gateway.
 
 use super::Gateway;
 use super::session::lock;
+use crate::config::{MediaMode, MediaSettings};
+use crate::media::stall::{StallGuard, Stalled};
+use crate::media::{MediaError, MediaStore, Spooled};
 use crate::xmpp::ns;
+use estuary_bridge_api::attachment::ByteReader;
 use estuary_bridge_api::{Attachment, RemoteMessage, Source};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio_xmpp::jid::Jid;
@@ -24,8 +36,8 @@ use tracing::{info, warn};
 const UPLOAD: &str = "urn:xmpp:http:upload:0";
 /// How long an answer to a disco or slot request may take.
 const IQ_WAIT: Duration = Duration::from_secs(10);
-/// How long one PUT may take.
-const PUT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long connecting to the upload service's HTTP server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a lookup that found no upload service is believed: files in that time are said
 /// as text at once, without asking the server again (a burst of files would otherwise ask
 /// once per file, each waiting up to [`IQ_WAIT`] per address on a server that is slow).
@@ -37,13 +49,21 @@ pub(super) enum UploadService {
     /// Not looked for yet.
     #[default]
     Unknown,
-    /// Found at this address (kept for the gateway's life).
+    /// Found at this address, or named in the config (kept for the gateway's life).
     Found(Jid),
     /// Looked for at this instant and not found.
     Missing(Instant),
 }
 
 impl UploadService {
+    /// The service named in `[media] upload_service`, else one to look for.
+    pub(super) fn configured(jid: Option<&str>) -> Self {
+        match jid.and_then(|j| Jid::new(j).ok()) {
+            Some(jid) => UploadService::Found(jid),
+            None => UploadService::Unknown,
+        }
+    }
+
     /// What to do at `now`: use the service, look for it, or give up without asking.
     fn lookup(&self, now: Instant) -> Lookup {
         match self {
@@ -64,15 +84,42 @@ enum Lookup {
     Missing,
 }
 
-/// Why a file could not be uploaded.
+/// Where files from the network go: `[media]` and the gateway's own store.
+#[derive(Debug)]
+pub(super) struct MediaPlan {
+    mode: MediaMode,
+    store: Arc<MediaStore>,
+    transfer_timeout: Duration,
+}
+
+impl MediaPlan {
+    /// The plan of `settings`, keeping files in `store`.
+    pub(super) fn new(settings: &MediaSettings, store: Arc<MediaStore>) -> Self {
+        MediaPlan {
+            mode: settings.mode,
+            store,
+            transfer_timeout: Duration::from_secs(settings.transfer_timeout_secs.max(1)),
+        }
+    }
+
+    /// Whether the upload service is to be used.
+    fn uses_service(&self) -> bool {
+        self.mode != MediaMode::Gateway
+    }
+
+    /// Whether the gateway's own server is to be used (and can be: it runs with a public
+    /// URL).
+    fn uses_own_server(&self) -> bool {
+        self.mode != MediaMode::Upload && self.store.serves()
+    }
+}
+
+/// Why a file could not be put where the client can fetch it.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum UploadError {
-    /// No upload service was found.
+    /// No upload service was found, and the gateway's own server is not used.
     #[error("the XMPP server has no upload service (XEP-0363)")]
     NoService,
-    /// A slot needs the size in advance.
-    #[error("its size is not known in advance, which an upload slot needs")]
-    UnknownSize,
     /// The stream was taken already.
     #[error("its content was already read")]
     AlreadyRead,
@@ -88,6 +135,32 @@ pub(super) enum UploadError {
     /// The PUT failed.
     #[error("the upload failed: {0}")]
     Put(String),
+    /// The PUT took longer than `transfer_timeout_secs`.
+    #[error("the upload took longer than {0} s")]
+    PutTimeout(u64),
+    /// Reading, spooling or keeping the file failed.
+    #[error(transparent)]
+    Media(#[from] MediaError),
+}
+
+impl UploadError {
+    /// What the user is told, after "[file NAME not shown: ".
+    pub(super) fn told(&self) -> String {
+        match self {
+            UploadError::NoService | UploadError::AlreadyRead => {
+                "the gateway could not upload it".into()
+            }
+            UploadError::Refused(DefinedCondition::NotAcceptable) => {
+                "the server's upload service refused it (too large for the server?)".into()
+            }
+            UploadError::Refused(_) => "the server's upload service refused it".into(),
+            UploadError::NoAnswer => "the server's upload service did not answer".into(),
+            UploadError::BadSlot(_) => "the server's upload service gave no usable slot".into(),
+            UploadError::Put(_) => "the upload to the server failed".into(),
+            UploadError::PutTimeout(_) => "the upload to the server took too long".into(),
+            UploadError::Media(e) => e.to_string(),
+        }
+    }
 }
 
 /// A granted slot.
@@ -97,38 +170,103 @@ struct Slot {
     get: String,
 }
 
+/// A file's bytes on their way: still the network's stream (of known length), or spooled.
+enum Bytes {
+    Stream(ByteReader, u64),
+    Spooled(Spooled),
+}
+
 impl Gateway {
-    /// Uploads every attachment of `m` given as content and makes it a URL; one that cannot
-    /// be uploaded stays content (and is then shown as a line naming it).
-    pub(super) async fn upload_contents(&self, mut m: RemoteMessage) -> RemoteMessage {
+    /// Puts every attachment of `m` given as content where the client can fetch it and
+    /// makes it a URL. One that cannot be placed stays content (and is then shown as a line
+    /// naming it); the returned list says why, for each attachment (`None`: placed or
+    /// not content).
+    pub(super) async fn upload_contents(
+        &self,
+        mut m: RemoteMessage,
+    ) -> (RemoteMessage, Vec<Option<String>>) {
+        let mut why = Vec::new();
         for a in &mut m.attachments {
             if !matches!(a.source, Source::Content(_)) {
+                why.push(None);
                 continue;
             }
-            match self.upload(a).await {
+            match self.place(a).await {
                 Ok(url) => {
-                    info!(bridge = %self.bridge, name = %a.name, "uploaded a file from the network");
+                    info!(bridge = %self.bridge, name = %a.name, "a file from the network is at its URL");
                     a.source = Source::Url(url);
+                    why.push(None);
                 }
                 Err(e) => {
-                    warn!(bridge = %self.bridge, name = %a.name, "cannot upload a file from the network: {e}")
+                    warn!(bridge = %self.bridge, name = %a.name, "cannot place a file from the network: {e}");
+                    why.push(Some(e.told()));
                 }
             }
         }
-        m
+        (m, why)
     }
 
-    /// Puts one content attachment on the upload service; returns its GET URL.
-    async fn upload(&self, a: &Attachment) -> Result<String, UploadError> {
+    /// Puts one content attachment on the upload service or the gateway's own server, as
+    /// `[media] mode` says; returns its URL.
+    async fn place(&self, a: &Attachment) -> Result<String, UploadError> {
         let Source::Content(content) = &a.source else {
             return Err(UploadError::AlreadyRead);
         };
-        let size = a.known_size().ok_or(UploadError::UnknownSize)?;
-        let service = self.upload_service().await?;
-        let media_type = a
-            .media_type
-            .clone()
-            .unwrap_or_else(|| "application/octet-stream".into());
+        let store = &self.media.store;
+        let max = store.max_bytes();
+        if let Some(size) = a.known_size()
+            && size > max
+        {
+            return Err(MediaError::TooLarge { max }.into());
+        }
+        let service = if self.media.uses_service() {
+            self.upload_service().await.ok()
+        } else {
+            None
+        };
+        let own = self.media.uses_own_server();
+        if service.is_none() && !own {
+            return Err(UploadError::NoService);
+        }
+        let reader = content.take().ok_or(UploadError::AlreadyRead)?;
+        let bytes = match a.known_size() {
+            Some(size) if service.is_some() => Bytes::Stream(reader, size),
+            _ => Bytes::Spooled(store.spool(reader).await?),
+        };
+        let bytes = match service {
+            None => bytes,
+            Some(service) => {
+                let size = match &bytes {
+                    Bytes::Stream(_, size) => *size,
+                    Bytes::Spooled(s) => s.len(),
+                };
+                match self.request_slot(service, a, size).await {
+                    Ok(slot) => return self.put(slot, a, bytes).await,
+                    Err(e) if !own => return Err(e),
+                    Err(e) => {
+                        warn!(bridge = %self.bridge, name = %a.name, "no slot from the upload service ({e}): the gateway serves the file itself");
+                        bytes
+                    }
+                }
+            }
+        };
+        let spooled = match bytes {
+            Bytes::Spooled(s) => s,
+            Bytes::Stream(reader, _) => store.spool(reader).await?,
+        };
+        store
+            .keep(spooled, &a.name, a.media_type.as_deref())
+            .await?
+            .ok_or(UploadError::NoService)
+    }
+
+    /// Asks `service` for a slot for `a`, `size` bytes long.
+    async fn request_slot(
+        &self,
+        service: Jid,
+        a: &Attachment,
+        size: u64,
+    ) -> Result<Slot, UploadError> {
         let request = Element::builder("request", UPLOAD)
             .attr(
                 tokio_xmpp::minidom::rxml::xml_ncname!("filename").to_owned(),
@@ -140,33 +278,54 @@ impl Gateway {
             )
             .attr(
                 tokio_xmpp::minidom::rxml::xml_ncname!("content-type").to_owned(),
-                media_type.clone(),
+                media_type_of(a),
             )
             .build();
         let answer = self
             .ask(service, request)
             .await?
             .ok_or(UploadError::BadSlot("empty"))?;
-        let slot = read_slot(&answer)?;
-        let reader = content.take().ok_or(UploadError::AlreadyRead)?;
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(reader.take(size)));
+        read_slot(&answer)
+    }
+
+    /// PUTs the bytes to the slot, as a stream; returns the slot's GET URL.
+    async fn put(&self, slot: Slot, a: &Attachment, bytes: Bytes) -> Result<String, UploadError> {
+        let stall = self.media.store.stall();
+        let (reader, size): (ByteReader, u64) = match bytes {
+            Bytes::Stream(reader, size) => {
+                (Box::pin(StallGuard::new(reader.take(size), stall)), size)
+            }
+            // The open file outlives the spooled one's deletion.
+            Bytes::Spooled(s) => (
+                Box::pin(s.open().await.map_err(MediaError::Disk)?),
+                s.len(),
+            ),
+        };
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(reader));
+        let timeout = self.media.transfer_timeout;
         let client = reqwest::Client::builder()
-            .timeout(PUT_TIMEOUT)
+            .timeout(timeout)
+            .connect_timeout(CONNECT_TIMEOUT)
             .no_proxy()
             .build()
             .map_err(|e| UploadError::Put(e.to_string()))?;
         let mut put = client
             .put(&slot.put)
             .header(reqwest::header::CONTENT_LENGTH, size)
-            .header(reqwest::header::CONTENT_TYPE, media_type)
+            .header(reqwest::header::CONTENT_TYPE, media_type_of(a))
             .body(body);
         for (name, value) in &slot.headers {
             put = put.header(name.as_str(), value.as_str());
         }
-        let answer = put
-            .send()
-            .await
-            .map_err(|e| UploadError::Put(e.to_string()))?;
+        let answer = put.send().await.map_err(|e| {
+            if Stalled::caused(&e) {
+                UploadError::Media(MediaError::Stalled)
+            } else if e.is_timeout() {
+                UploadError::PutTimeout(timeout.as_secs())
+            } else {
+                UploadError::Put(e.to_string())
+            }
+        })?;
         if !answer.status().is_success() {
             return Err(UploadError::Put(format!("HTTP {}", answer.status())));
         }
@@ -246,6 +405,13 @@ impl Gateway {
             Ok(Err(_)) | Err(_) => Err(UploadError::NoAnswer),
         }
     }
+}
+
+/// The attachment's media type, `application/octet-stream` where unknown.
+fn media_type_of(a: &Attachment) -> String {
+    a.media_type
+        .clone()
+        .unwrap_or_else(|| "application/octet-stream".into())
 }
 
 /// A file name the service takes: no `/` or `\`, no control characters, not empty.

@@ -51,7 +51,7 @@ pub enum HttpError {
     Tls(String),
     /// Two bridges (or a bridge and the core) serve the same path.
     #[error(
-        "[http] bridge {bridge} serves a path that is already taken (by the core's /healthz or /metrics, or another bridge)"
+        "[http] bridge {bridge} serves a path that is already taken (by the core's /healthz, /metrics or /media, or another bridge)"
     )]
     RouteConflict {
         /// The bridge whose routes could not be added.
