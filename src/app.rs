@@ -110,7 +110,8 @@ pub async fn start_with(
             &registry,
             Arc::clone(&media),
         )
-        .await {
+        .await
+        {
             Ok(g) => gateways.push(g),
             Err(e) => {
                 for g in &gateways {

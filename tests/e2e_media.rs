@@ -11,8 +11,8 @@ use common::{Ejabberd, Prosody, TestClient, XmppServer};
 use estuary::app::{self, App};
 use estuary::config::Settings;
 use estuary_bridge_api::{
-    Attachment, ChatKey, Connector, Content, MessageKind, RemoteChatId, RemoteEvent,
-    RemoteMessage, RemoteMessageId, RemoteUserId, Sender, Source,
+    Attachment, ChatKey, Connector, Content, MessageKind, RemoteChatId, RemoteEvent, RemoteMessage,
+    RemoteMessageId, RemoteUserId, Sender, Source,
 };
 use estuary_bridge_fake::{FakeConnector, FakeNetwork};
 use futures::StreamExt;
@@ -41,7 +41,11 @@ async fn start_gateway(server: &impl XmppServer, media: &str) -> Gateway {
     start_gateway_in(server, media, dir).await
 }
 
-async fn start_gateway_in(server: &impl XmppServer, media: &str, dir: tempfile::TempDir) -> Gateway {
+async fn start_gateway_in(
+    server: &impl XmppServer,
+    media: &str,
+    dir: tempfile::TempDir,
+) -> Gateway {
     let component = server.component_addr();
     let http = common::ports::loopback(common::ports::free_port());
     let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
@@ -77,7 +81,8 @@ allowed_domains = ["localhost"]
         db = dir.path().join("estuary.db").display(),
         media_dir = dir.path().join("media").display(),
     );
-    let settings = Settings::from_toml(&toml, "e2e", false).expect("the test configuration is valid");
+    let settings =
+        Settings::from_toml(&toml, "e2e", false).expect("the test configuration is valid");
     let connector = FakeConnector::new();
     let network = connector.network();
     let db = app::open_database(&settings)
@@ -103,7 +108,12 @@ async fn user(server: &impl XmppServer, name: &str) -> TestClient {
     let answer = client
         .register_with_gateway(DOMAIN, &format!("{name}1"), "pw")
         .await;
-    assert_eq!(answer.attr("type"), Some("result"), "{}", String::from(&answer));
+    assert_eq!(
+        answer.attr("type"),
+        Some("result"),
+        "{}",
+        String::from(&answer)
+    );
     client
 }
 
@@ -173,7 +183,8 @@ fn oob_url(m: &Element) -> Option<String> {
 async fn expect_file_url(client: &mut TestClient, from: &str) -> String {
     let got = client
         .expect("a file as body = URL + OOB", |s| {
-            s.attr("from").is_some_and(|f| f.starts_with(&format!("{from}@")))
+            s.attr("from")
+                .is_some_and(|f| f.starts_with(&format!("{from}@")))
                 && oob_url(s).is_some()
         })
         .await;
@@ -217,7 +228,15 @@ async fn own_server_serves_network_files_under_unguessable_paths() {
     gw.network
         .inject(
             "alice@localhost",
-            file_from("dave", "f1", vec![sized_content("holiday pic.jpg", Some("image/jpeg"), jpeg.clone())]),
+            file_from(
+                "dave",
+                "f1",
+                vec![sized_content(
+                    "holiday pic.jpg",
+                    Some("image/jpeg"),
+                    jpeg.clone(),
+                )],
+            ),
         )
         .await
         .expect("the fake network delivers");
@@ -245,7 +264,10 @@ async fn own_server_serves_network_files_under_unguessable_paths() {
         "inline; filename=\"holiday pic.jpg\"; filename*=UTF-8''holiday%20pic.jpg"
     );
     assert_eq!(header("x-content-type-options"), "nosniff");
-    assert_eq!(answer.bytes().await.expect("the bytes").as_ref(), jpeg.as_slice());
+    assert_eq!(
+        answer.bytes().await.expect("the bytes").as_ref(),
+        jpeg.as_slice()
+    );
 
     // Unknown length, a hostile name and media type: spooled, then served as a download.
     let doc = pattern(300_000, 2);
@@ -255,7 +277,11 @@ async fn own_server_serves_network_files_under_unguessable_paths() {
             file_from(
                 "dave",
                 "f2",
-                vec![unsized_content("../../etc/pass\"wd", Some("text/html\r\nSet-Cookie: a=b"), doc.clone())],
+                vec![unsized_content(
+                    "../../etc/pass\"wd",
+                    Some("text/html\r\nSet-Cookie: a=b"),
+                    doc.clone(),
+                )],
             ),
         )
         .await
@@ -276,7 +302,10 @@ async fn own_server_serves_network_files_under_unguessable_paths() {
         headers["content-disposition"]
     );
     assert!(headers.get("set-cookie").is_none());
-    assert_eq!(answer.bytes().await.expect("the bytes").as_ref(), doc.as_slice());
+    assert_eq!(
+        answer.bytes().await.expect("the bytes").as_ref(),
+        doc.as_slice()
+    );
 
     // Guesses: no listing, no other token, no way out of the store.
     let base = &gw.public_url;
@@ -342,7 +371,11 @@ async fn own_server_serves_network_files_under_unguessable_paths() {
                     nick: Some("dave".into()),
                     is_from_me: false,
                 },
-                attachments: vec![unsized_content("minutes.txt", Some("text/plain"), b"one two".to_vec())],
+                attachments: vec![unsized_content(
+                    "minutes.txt",
+                    Some("text/plain"),
+                    b"one two".to_vec(),
+                )],
                 ..text_from("dave", "r1", "")
             }),
         )
@@ -391,7 +424,15 @@ async fn files_expire_and_leftovers_are_deleted_at_start() {
     gw.network
         .inject(
             "alice@localhost",
-            file_from("dave", "e1", vec![sized_content("soon.txt", Some("text/plain"), b"gone soon".to_vec())]),
+            file_from(
+                "dave",
+                "e1",
+                vec![sized_content(
+                    "soon.txt",
+                    Some("text/plain"),
+                    b"gone soon".to_vec(),
+                )],
+            ),
         )
         .await
         .expect("the fake network delivers");
@@ -402,7 +443,10 @@ async fn files_expire_and_leftovers_are_deleted_at_start() {
     let files = gw.dir.path().join("media/files");
     let deadline = Instant::now() + Duration::from_secs(5);
     while std::fs::read_dir(&files).unwrap().count() > 0 {
-        assert!(Instant::now() < deadline, "the expired file is deleted from disk");
+        assert!(
+            Instant::now() < deadline,
+            "the expired file is deleted from disk"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     gw.app.shutdown().await;
@@ -431,18 +475,30 @@ async fn a_network_that_stops_sending_a_file_is_told_and_others_flow() {
         .await
         .expect("the fake network delivers");
     gw.network
-        .inject("alice@localhost", RemoteEvent::Message(text_from("dave", "s2", "after the file")))
+        .inject(
+            "alice@localhost",
+            RemoteEvent::Message(text_from("dave", "s2", "after the file")),
+        )
         .await
         .expect("the fake network delivers");
     gw.network
-        .inject("bob@localhost", RemoteEvent::Message(text_from("erin", "b1", "meanwhile")))
+        .inject(
+            "bob@localhost",
+            RemoteEvent::Message(text_from("erin", "b1", "meanwhile")),
+        )
         .await
         .expect("the fake network delivers");
-    bob.expect_within("bob's message during alice's stalled file", Duration::from_secs(1), |s| {
-        body(s).as_deref() == Some("meanwhile")
-    })
+    bob.expect_within(
+        "bob's message during alice's stalled file",
+        Duration::from_secs(1),
+        |s| body(s).as_deref() == Some("meanwhile"),
+    )
     .await;
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(
         expect_told(&mut alice, "slow.bin").await,
         "[file slow.bin not shown: the network stopped sending it]"
@@ -507,12 +563,19 @@ async fn bad_upload_service(server: &Prosody) -> Vec<tokio::task::JoinHandle<()>
             else {
                 continue;
             };
-            let how = if request.filename.starts_with("dies") { "die" } else { "stall" };
+            let how = if request.filename.starts_with("dies") {
+                "die"
+            } else {
+                "stall"
+            };
             let url = format!("http://{http}/{how}/{}", request.filename);
             let answer = Iq::from_result(
                 id,
                 Some(SlotResult {
-                    put: Put { url: url.clone(), headers: Vec::new() },
+                    put: Put {
+                        url: url.clone(),
+                        headers: Vec::new(),
+                    },
                     get: Get { url },
                 }),
             )
@@ -557,12 +620,17 @@ async fn an_upload_peer_that_dies_or_stalls_is_told_and_others_flow() {
         .await
         .expect("the fake network delivers");
     gw.network
-        .inject("bob@localhost", RemoteEvent::Message(text_from("erin", "b1", "meanwhile")))
+        .inject(
+            "bob@localhost",
+            RemoteEvent::Message(text_from("erin", "b1", "meanwhile")),
+        )
         .await
         .expect("the fake network delivers");
-    bob.expect_within("bob's message during alice's uploads", Duration::from_secs(2), |s| {
-        body(s).as_deref() == Some("meanwhile")
-    })
+    bob.expect_within(
+        "bob's message during alice's uploads",
+        Duration::from_secs(2),
+        |s| body(s).as_deref() == Some("meanwhile"),
+    )
     .await;
     assert_eq!(
         expect_told(&mut alice, "dies.bin").await,
@@ -573,13 +641,21 @@ async fn an_upload_peer_that_dies_or_stalls_is_told_and_others_flow() {
         "[file stalls.bin, 2000000 bytes not shown: the upload to the server took too long]"
     );
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_secs(3), "the stalled PUT waited its limit: {waited:?}");
+    assert!(
+        waited >= Duration::from_secs(3),
+        "the stalled PUT waited its limit: {waited:?}"
+    );
     gw.network
-        .inject("alice@localhost", RemoteEvent::Message(text_from("dave", "u2", "still here")))
+        .inject(
+            "alice@localhost",
+            RemoteEvent::Message(text_from("dave", "u2", "still here")),
+        )
         .await
         .expect("the fake network delivers");
     alice
-        .expect("alice's next message", |s| body(s).as_deref() == Some("still here"))
+        .expect("alice's next message", |s| {
+            body(s).as_deref() == Some("still here")
+        })
         .await;
     gw.app.shutdown().await;
     for t in tasks {
@@ -600,26 +676,47 @@ async fn ejabberd_upload_service_carries_network_files() {
     let notes = pattern(400_000, 5);
     let photo = pattern(250_000, 6);
     for (n, (file, expected)) in [
-        (unsized_content("notes.txt", Some("text/plain"), notes.clone()), notes),
-        (sized_content("photo.png", Some("image/png"), photo.clone()), photo),
+        (
+            unsized_content("notes.txt", Some("text/plain"), notes.clone()),
+            notes,
+        ),
+        (
+            sized_content("photo.png", Some("image/png"), photo.clone()),
+            photo,
+        ),
     ]
     .into_iter()
     .enumerate()
     {
         gw.network
-            .inject("alice@localhost", file_from("dave", &format!("j{n}"), vec![file]))
+            .inject(
+                "alice@localhost",
+                file_from("dave", &format!("j{n}"), vec![file]),
+            )
             .await
             .expect("the fake network delivers");
         let url = expect_file_url(&mut alice, "dave").await;
-        assert!(url.starts_with(&format!("http://127.0.0.1:{}/upload/", upload.port())), "{url}\n{}", server.log_tail());
+        assert!(
+            url.starts_with(&format!("http://127.0.0.1:{}/upload/", upload.port())),
+            "{url}\n{}",
+            server.log_tail()
+        );
         let answer = get(&url).await;
         assert_eq!(answer.status(), 200, "{url}");
-        assert_eq!(answer.bytes().await.unwrap().as_ref(), expected.as_slice(), "GET {url}");
+        assert_eq!(
+            answer.bytes().await.unwrap().as_ref(),
+            expected.as_slice(),
+            "GET {url}"
+        );
     }
     gw.network
         .inject(
             "alice@localhost",
-            file_from("dave", "j9", vec![sized_content("huge.bin", None, vec![0u8; 2 << 20])]),
+            file_from(
+                "dave",
+                "j9",
+                vec![sized_content("huge.bin", None, vec![0u8; 2 << 20])],
+            ),
         )
         .await
         .expect("the fake network delivers");

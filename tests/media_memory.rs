@@ -13,8 +13,8 @@ use common::{Prosody, TestClient};
 use estuary::app;
 use estuary::config::Settings;
 use estuary_bridge_api::{
-    Attachment, ChatKey, Connector, Content, MessageKind, RemoteEvent, RemoteMessage,
-    RemoteUserId, Sender, Source,
+    Attachment, ChatKey, Connector, Content, MessageKind, RemoteEvent, RemoteMessage, RemoteUserId,
+    Sender, Source,
 };
 use estuary_bridge_fake::FakeConnector;
 use futures::StreamExt;
@@ -136,7 +136,10 @@ async fn a_100_mb_file_of_unknown_length_grows_memory_by_less_than_10_mb() {
     // A 1 MB warm-up through the same path: what a running gateway has set up already
     // (the HTTP client and server, buffers, allocator arenas) is not what is measured.
     let cold = resident();
-    assert_eq!(through(&network, &mut alice, 1 << 20, "warm").await, 1 << 20);
+    assert_eq!(
+        through(&network, &mut alice, 1 << 20, "warm").await,
+        1 << 20
+    );
     let before = resident();
     let peak = Arc::new(AtomicU64::new(before));
     let done = Arc::new(AtomicBool::new(false));

@@ -296,10 +296,7 @@ impl Gateway {
                 (Box::pin(StallGuard::new(reader.take(size), stall)), size)
             }
             // The open file outlives the spooled one's deletion.
-            Bytes::Spooled(s) => (
-                Box::pin(s.open().await.map_err(MediaError::Disk)?),
-                s.len(),
-            ),
+            Bytes::Spooled(s) => (Box::pin(s.open().await.map_err(MediaError::Disk)?), s.len()),
         };
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(reader));
         let timeout = self.media.transfer_timeout;

@@ -120,7 +120,9 @@ fn new_token() -> String {
 
 /// Whether `s` has the form of a token (and so is safe as a file name).
 pub fn is_token(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// `s` percent-encoded for one URL path segment (unreserved characters kept).
@@ -319,7 +321,10 @@ impl MediaStore {
                 let Some(s) = store.upgrade() else { return };
                 let removed = s.sweep(at_start).await;
                 if removed > 0 {
-                    info!(removed, at_start, "media: deleted expired and leftover files");
+                    info!(
+                        removed,
+                        at_start, "media: deleted expired and leftover files"
+                    );
                 } else {
                     debug!("media: nothing to delete");
                 }
@@ -347,7 +352,9 @@ async fn remove_all_in(dir: &Path) -> usize {
         while let Ok(Some(entry)) = entries.next_entry().await {
             match tokio::fs::remove_file(entry.path()).await {
                 Ok(()) => removed += 1,
-                Err(e) => warn!(path = %entry.path().display(), "media: cannot delete a leftover: {e}"),
+                Err(e) => {
+                    warn!(path = %entry.path().display(), "media: cannot delete a leftover: {e}")
+                }
             }
         }
     }
@@ -418,7 +425,10 @@ mod tests {
             e.to_string(),
             "it is larger than the gateway takes (10 bytes)"
         );
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
         let ten = s.spool(reader(&[1u8; 10])).await.unwrap();
         assert_eq!(ten.len(), 10);
         assert_eq!(
@@ -441,7 +451,10 @@ mod tests {
         assert_eq!(s.sweep(true).await, 1, "the leftover in tmp/ only");
         tokio::time::sleep(Duration::from_millis(3100)).await;
         assert_eq!(s.sweep(false).await, 1, "the expired file");
-        assert_eq!(std::fs::read_dir(dir.path().join("files")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("files")).unwrap().count(),
+            0
+        );
         let token = url.rsplit('/').nth(1).unwrap();
         assert!(s.lookup(token).await.is_none());
     }

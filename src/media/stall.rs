@@ -69,10 +69,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for StallGuard<R> {
                 Poll::Ready(result)
             }
             Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                    STALLED,
-                    Stalled(this.limit.as_secs()),
-                ))),
+                Poll::Ready(()) => {
+                    Poll::Ready(Err(io::Error::new(STALLED, Stalled(this.limit.as_secs()))))
+                }
                 Poll::Pending => Poll::Pending,
             },
         }

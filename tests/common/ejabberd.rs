@@ -69,8 +69,11 @@ impl Ejabberd {
         for sub in ["log", "db", "upload"] {
             std::fs::create_dir_all(path.join(sub)).expect("creating ejabberd's dirs failed");
         }
-        std::fs::write(path.join("ejabberd.yml"), yaml(c2s, component, components, http, &path.join("upload")))
-            .expect("writing ejabberd.yml failed");
+        std::fs::write(
+            path.join("ejabberd.yml"),
+            yaml(c2s, component, components, http, &path.join("upload")),
+        )
+        .expect("writing ejabberd.yml failed");
         std::fs::write(
             path.join("ejabberdctl.cfg"),
             format!(
