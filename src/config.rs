@@ -1066,6 +1066,36 @@ queued_linez = 3
     }
 
     #[test]
+    fn media_defaults_and_mistakes() {
+        let s = Settings::from_toml(GOOD, "t", false).unwrap();
+        assert_eq!(s.media.mode, MediaMode::Auto);
+        assert_eq!(s.media.max_bytes, 100 * 1024 * 1024);
+        assert_eq!(s.media.expire_secs, 7 * 24 * 3600);
+        assert_eq!(s.media.dir, PathBuf::from("media"));
+        // Own-server mode needs a public URL to hand out.
+        let text = format!(
+            "{GOOD}\n[media]\nmode = \"gateway\"\nmax_bytes = 0\nupload_service = \"a@@b\"\n"
+        );
+        let problems = problems_of(&text);
+        let keys: Vec<&str> = problems.iter().map(|(_, k, _)| k.as_str()).collect();
+        for key in ["media.mode", "media.max_bytes", "media.upload_service"] {
+            assert!(keys.contains(&key), "{key}: {problems:?}");
+        }
+        let fine = format!(
+            "{GOOD}\n[http]\npublic_url = \"https://gw.example.org\"\n[media]\nmode = \"gateway\"\nexpire_secs = 60\n"
+        );
+        let s = Settings::from_toml(&fine, "t", false).expect("own-server mode with a public URL");
+        assert_eq!(s.media.mode, MediaMode::Gateway);
+        assert_eq!(s.media.expire_secs, 60);
+        let typo = problems_of(&format!("{GOOD}\n[media]\nmode = \"s3\"\nexpiry = 5\n"));
+        let keys: Vec<&str> = typo.iter().map(|(_, k, _)| k.as_str()).collect();
+        assert!(
+            keys.contains(&"media.mode") && keys.contains(&"media.expiry"),
+            "{typo:?}"
+        );
+    }
+
+    #[test]
     fn bad_http_values_are_all_reported_with_their_lines() {
         let text = format!(
             "{GOOD}\n[http]\nlisten = \"localhost:80\"\ntls_cert = \"c.pem\"\npublic_url = \"gateway.example.org\"\nmax_connections = 0\nlisten_backlog = 5\n"

@@ -726,3 +726,47 @@ async fn ejabberd_upload_service_carries_network_files() {
     );
     gw.app.shutdown().await;
 }
+
+/// The default, `auto`: the server's upload service when it takes the file, the gateway's
+/// own server (with `public_url` set) when the service refuses it (too large for Prosody's
+/// 1 MiB here).
+#[tokio::test]
+async fn auto_uses_the_upload_service_and_falls_back_to_the_own_server() {
+    common::init_tracing();
+    let server = Prosody::start_with_upload(&[(DOMAIN, SECRET)]).await;
+    let gw = start_gateway(&server, "").await;
+    let mut alice = user(&server, "alice").await;
+    let small = pattern(100_000, 7);
+    let large = pattern(2_000_000, 8);
+    gw.network
+        .inject(
+            "alice@localhost",
+            file_from(
+                "dave",
+                "a1",
+                vec![
+                    unsized_content("small.bin", None, small.clone()),
+                    sized_content("large.bin", None, large.clone()),
+                ],
+            ),
+        )
+        .await
+        .expect("the fake network delivers");
+    let first = expect_file_url(&mut alice, "dave").await;
+    let prosody = format!("http://{}/", server.upload_http().expect("an upload port"));
+    assert!(first.starts_with(&prosody), "{first} is Prosody's");
+    assert_eq!(
+        get(&first).await.bytes().await.unwrap().as_ref(),
+        small.as_slice()
+    );
+    let second = expect_file_url(&mut alice, "dave").await;
+    assert!(
+        second.starts_with(&format!("{}/media/", gw.public_url)),
+        "{second} is the gateway's"
+    );
+    assert_eq!(
+        get(&second).await.bytes().await.unwrap().as_ref(),
+        large.as_slice()
+    );
+    gw.app.shutdown().await;
+}
