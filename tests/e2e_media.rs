@@ -307,6 +307,26 @@ async fn own_server_serves_network_files_under_unguessable_paths() {
         doc.as_slice()
     );
 
+    // A downloader that stops reading holds up nobody else.
+    let http_addr = gw.public_url.trim_start_matches("http://").to_string();
+    let mut stuck = tokio::net::TcpStream::connect(&http_addr)
+        .await
+        .expect("connects");
+    let path = url2.trim_start_matches(&gw.public_url);
+    stuck
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {http_addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let again = get(&url2).await.bytes().await.expect("the bytes again");
+    assert_eq!(again.as_ref(), doc.as_slice());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(stuck);
+
     // Guesses: no listing, no other token, no way out of the store.
     let base = &gw.public_url;
     let other = format!("{:032x}", u128::from_str_radix(token, 16).unwrap() ^ 1);
