@@ -158,6 +158,7 @@ pub fn legacy_http(name: &str, table: &serde_json::Value) -> Option<crate::confi
                 max_body_bytes: c.max_body_bytes,
                 header_timeout_secs: c.limits.header_timeout.as_secs().max(1),
                 body_timeout_secs: c.limits.body_timeout.as_secs().max(1),
+                send_timeout_secs: crate::config::HttpSettings::default().send_timeout_secs,
                 max_connections: c.limits.max_connections,
             })
         }

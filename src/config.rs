@@ -247,6 +247,9 @@ pub struct HttpSettings {
     pub header_timeout_secs: u64,
     /// The longest pause, in seconds, while a request body is being read (default 10).
     pub body_timeout_secs: u64,
+    /// The longest time, in seconds, a client may read nothing of an answer before its
+    /// connection is closed (default 30; a download of a served file that stalls).
+    pub send_timeout_secs: u64,
     /// Connections open at once (default 256); more are answered 503 (plain HTTP) or
     /// closed (TLS).
     pub max_connections: usize,
@@ -262,6 +265,7 @@ impl Default for HttpSettings {
             max_body_bytes: 1024 * 1024,
             header_timeout_secs: 10,
             body_timeout_secs: 10,
+            send_timeout_secs: 30,
             max_connections: 256,
         }
     }
@@ -323,6 +327,7 @@ impl HttpSettings {
             ("http.max_body_bytes", self.max_body_bytes as u64),
             ("http.header_timeout_secs", self.header_timeout_secs),
             ("http.body_timeout_secs", self.body_timeout_secs),
+            ("http.send_timeout_secs", self.send_timeout_secs),
             ("http.max_connections", self.max_connections as u64),
         ] {
             if value == 0 {

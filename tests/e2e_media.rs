@@ -66,6 +66,8 @@ seal_key = "{key}"
 [http]
 listen = "{http}"
 public_url = "http://{http}/"
+# A client that reads nothing of an answer for 2 s is cut off (tested below).
+send_timeout_secs = 2
 
 [media]
 dir = "{media_dir}"
@@ -788,5 +790,59 @@ async fn auto_uses_the_upload_service_and_falls_back_to_the_own_server() {
         get(&second).await.bytes().await.unwrap().as_ref(),
         large.as_slice()
     );
+    gw.app.shutdown().await;
+}
+
+/// A client that starts downloading a large served file and stops reading is cut off after
+/// `[http] send_timeout_secs` (2 s here): the connection ends before the file does, and the
+/// place it held is free again.
+#[tokio::test]
+async fn a_downloader_that_stops_reading_is_cut_off() {
+    common::init_tracing();
+    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
+    let gw = start_gateway(&server, "mode = \"gateway\"").await;
+    let mut alice = user(&server, "alice").await;
+    const SIZE: usize = 40 << 20;
+    gw.network
+        .inject(
+            "alice@localhost",
+            file_from(
+                "dave",
+                "d1",
+                vec![sized_content("big.bin", None, vec![7u8; SIZE])],
+            ),
+        )
+        .await
+        .expect("the fake network delivers");
+    let url = expect_file_url(&mut alice, "dave").await;
+    let http_addr = gw.public_url.trim_start_matches("http://").to_string();
+    let mut stuck = tokio::net::TcpStream::connect(&http_addr)
+        .await
+        .expect("connects");
+    let path = url.trim_start_matches(&gw.public_url);
+    stuck
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {http_addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stuck.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection was closed");
+    assert!(
+        got < SIZE,
+        "cut off before the end: {got} of {SIZE} bytes (what the socket buffers held)"
+    );
+    // A reader that keeps reading gets the whole file.
+    let whole = get(&url).await.bytes().await.expect("the whole file");
+    assert_eq!(whole.len(), SIZE);
     gw.app.shutdown().await;
 }

@@ -1,5 +1,7 @@
 //! The listener under the HTTP server: at most `max_connections` connections at once
-//! ([`ConnectionLimit`]), HTTP/1 with a time limit on request headers ([`configure_http`]).
+//! ([`ConnectionLimit`]), a client that stops reading an answer is cut off after
+//! `send_timeout_secs` ([`Counted`]), HTTP/1 with a time limit on request headers
+//! ([`configure_http`]).
 
 use std::future::Future;
 use std::io;
@@ -10,6 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
 
 /// The answer to a connection over `max_connections` (plain HTTP only; the request is not
 /// read).
@@ -28,14 +31,17 @@ const BUSY_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct ConnectionLimit {
     permits: Arc<Semaphore>,
     answer_busy: bool,
+    send_timeout: Duration,
 }
 
 impl ConnectionLimit {
-    /// A limit of `max` connections; `answer_busy` writes the 503 to refused connections.
-    pub fn new(max: usize, answer_busy: bool) -> Self {
+    /// A limit of `max` connections; `answer_busy` writes the 503 to refused connections;
+    /// a connection whose client reads nothing of an answer for `send_timeout` is closed.
+    pub fn new(max: usize, answer_busy: bool, send_timeout: Duration) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
             answer_busy,
+            send_timeout,
         }
     }
 }
@@ -48,12 +54,15 @@ impl<S: Send + 'static> axum_server::accept::Accept<TcpStream, S> for Connection
     fn accept(&self, mut stream: TcpStream, service: S) -> Self::Future {
         let permit = self.permits.clone().try_acquire_owned();
         let answer_busy = self.answer_busy;
+        let send_timeout = self.send_timeout;
         Box::pin(async move {
             match permit {
                 Ok(permit) => Ok((
                     Counted {
                         stream,
                         _permit: permit,
+                        send_timeout,
+                        blocked: None,
                     },
                     service,
                 )),
@@ -75,11 +84,47 @@ impl<S: Send + 'static> axum_server::accept::Accept<TcpStream, S> for Connection
 }
 
 /// A connection counted against [`ConnectionLimit`]: its place is given back when it is
-/// dropped.
+/// dropped. A write that cannot go out for `send_timeout` (the client stopped reading: a
+/// large file downloaded by a client that went away, or a slow-read attack) fails with
+/// `TimedOut`, which closes the connection.
 #[derive(Debug)]
 pub struct Counted {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    send_timeout: Duration,
+    /// Running while writes wait for the client to read.
+    blocked: Option<Pin<Box<Sleep>>>,
+}
+
+impl Counted {
+    /// Tracks a write's outcome: a write that went out clears the timer; one that waits
+    /// starts it, and fails once it has run out.
+    fn track<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match poll {
+            Poll::Ready(r) => {
+                self.blocked = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let limit = self.send_timeout;
+                let timer = self
+                    .blocked
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        tracing::debug!(
+                            "HTTP server: the client read nothing for {limit:?}; closed"
+                        );
+                        Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the client stopped reading",
+                        )))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
 }
 
 impl AsyncRead for Counted {
@@ -98,7 +143,8 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.track(cx, poll)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -114,7 +160,8 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.track(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {

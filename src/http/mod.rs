@@ -4,8 +4,8 @@
 //! bridge's hooks under its `path_prefix`).
 //!
 //! The listener-level limits are the core's and hold for every route: at most
-//! `max_connections` connections at once and request headers within
-//! `header_timeout_secs` ([`listener`]), request bodies of at most `max_body_bytes` with no
+//! `max_connections` connections at once, request headers within `header_timeout_secs`, and
+//! clients that read an answer with no pause longer than `send_timeout_secs` ([`listener`]), request bodies of at most `max_body_bytes` with no
 //! pause longer than `body_timeout_secs` (tower-http), and TLS when a certificate is given
 //! ([`tls`]). Per-request checks (authentication, rate limits, a route's own body limit)
 //! stay in the bridge that owns the route.
@@ -141,7 +141,11 @@ pub async fn start(
     }
     // One limit for all the addresses: `max_connections` is the server's. Under TLS a
     // refused connection is closed (a plain-text 503 would be noise to a TLS client).
-    let limit = ConnectionLimit::new(settings.max_connections, tls.is_none());
+    let limit = ConnectionLimit::new(
+        settings.max_connections,
+        tls.is_none(),
+        Duration::from_secs(settings.send_timeout_secs),
+    );
     let header_timeout = Duration::from_secs(settings.header_timeout_secs);
     let mut server = HttpServer {
         addrs: Vec::new(),
