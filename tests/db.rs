@@ -1025,9 +1025,25 @@ async fn delete_login_cascades(db: &Database) {
         db.archive_append(bridge, who, "#room", &archived(1, "k", 1000))
             .await
             .unwrap();
+        let profile = ProfileRow {
+            user: who.into(),
+            kind: ProfileKind::Contact,
+            remote_id: "alice".into(),
+            name: Some("Alice".into()),
+            avatar: None,
+            avatar_key: None,
+        };
+        db.save_profile(bridge, &profile, None).await.unwrap();
     }
 
     assert!(db.delete_login("irc", user).await.unwrap());
+    let profiles = db.list_profiles("irc").await.unwrap();
+    let owners: Vec<&str> = profiles.iter().map(|p| p.user.as_str()).collect();
+    assert_eq!(
+        owners,
+        ["lee@example.org"],
+        "the user's profiles go with the login"
+    );
 
     let all = ArchiveQuery {
         limit: 10,

@@ -48,7 +48,11 @@ struct Gateway {
 }
 
 async fn start_gateway(server: &impl XmppServer) -> Gateway {
-    let dir = tempfile::tempdir().expect("a temp dir");
+    start_gateway_in(server, tempfile::tempdir().expect("a temp dir")).await
+}
+
+/// Starts the gateway on the database in `dir` (a restart when it was used before).
+async fn start_gateway_in(server: &impl XmppServer, dir: tempfile::TempDir) -> Gateway {
     let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
     let component = server.component_addr();
     let toml = format!(
@@ -706,5 +710,67 @@ async fn ejabberd_passes_vcard_and_pep_to_the_component() {
         "{}",
         String::from(&reply)
     );
+    gw.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn names_and_avatars_survive_a_gateway_restart() {
+    common::init_tracing();
+    let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
+    let (gw, mut alice) = setup(&server).await;
+    let bob = format!("bob@{DOMAIN}");
+    let pic = picture(37);
+    set_contact(
+        &gw,
+        "bob",
+        Some("Bob"),
+        AvatarUpdate::Set(Avatar::from_bytes(pic.clone(), "image/gif")),
+    )
+    .await;
+    gw.network
+        .set_room_profile(USER, "#lobby", Some("Lobby"), AvatarUpdate::Unchanged)
+        .await
+        .expect("alice has a fake client");
+    settle(&gw, &mut alice).await;
+    gw.app.shutdown().await;
+    let Gateway { _dir: dir, .. } = gw;
+
+    let gw = start_gateway_in(&server, dir).await;
+    // Without any new event: the hash in the contact's presence, the vCard, the room's name.
+    let mut got = None;
+    for _ in 0..100 {
+        let (reply, photo) = vcard(&mut alice, &bob).await;
+        if reply.attr("type") == Some("result") {
+            got = Some((reply, photo));
+            break;
+        }
+        // The gateway's component connection may still be coming up.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (reply, photo) = got.expect("the vCard is answered after the restart");
+    assert_eq!(photo, Some(("image/gif".into(), pic.clone())));
+    assert_eq!(vcard_text(&reply, "NICKNAME").as_deref(), Some("Bob"));
+    gw.network
+        .inject(
+            USER,
+            RemoteEvent::Presence {
+                user: RemoteUserId::new("bob"),
+                show: Show::Available,
+                status: None,
+            },
+        )
+        .await
+        .expect("alice's login is back");
+    expect_presence_hash(&mut alice, &bob, &sha1_hex(&pic)).await;
+    let room = format!("#lobby@{DOMAIN}");
+    let info = alice
+        .iq(iq("get", &room, &format!("<query xmlns='{DISCO_INFO}'/>")))
+        .await;
+    let name = info
+        .get_child("query", DISCO_INFO)
+        .and_then(|q| q.get_child("identity", DISCO_INFO))
+        .and_then(|i| i.attr("name"))
+        .map(str::to_owned);
+    assert_eq!(name.as_deref(), Some("Lobby"));
     gw.app.shutdown().await;
 }

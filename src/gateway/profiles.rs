@@ -104,6 +104,11 @@ impl Profiles {
             .insert((kind, id.to_owned()), profile);
     }
 
+    /// Forgets everything of `user` (unregistered).
+    pub fn forget_user(&self, user: &str) {
+        lock(&self.by_user).remove(user);
+    }
+
     /// Remembers a contact's last presence (offline forgets it).
     pub fn set_presence(&self, user: &str, contact: &str, show: Show, status: Option<String>) {
         let mut all = lock(&self.by_user);
