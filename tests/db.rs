@@ -606,7 +606,7 @@ async fn profiles(db: &Database) {
     db.save_profile(b, &alice, None).await.unwrap();
     db.save_profile(b, &room, None).await.unwrap();
     let mut listed = db.list_profiles(b).await.unwrap();
-    listed.sort_by(|x, y| x.kind.cmp(&y.kind));
+    listed.sort_by_key(|x| x.kind);
     assert_eq!(listed, vec![alice.clone(), room.clone()]);
     assert!(db.list_profiles("irc").await.unwrap().is_empty());
 
