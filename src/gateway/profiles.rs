@@ -320,9 +320,10 @@ impl Gateway {
             return;
         };
         let bare_user = Jid::from(user_jid.to_bare());
-        if let Some((show, status)) = self.profiles.presence(user, contact.as_str()) {
-            self.send(self.presence_of_contact(user, user_jid, contact, show, status))
-                .await;
+        if let Some((show, status)) = self.profiles.presence(user, contact.as_str())
+            && let Some(p) = self.presence_of_contact(user, user_jid, contact, show, status)
+        {
+            self.send(p).await;
         }
         let mut m = Message::new_with_type(MessageType::Headline, Some(bare_user));
         m.from = Some(Jid::from(from));
@@ -498,5 +499,74 @@ impl Gateway {
             warn!(bridge = %self.bridge, "cannot read an avatar: {e}");
             errors::internal("the gateway cannot read the picture now")
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(hash: &str) -> AvatarMeta {
+        AvatarMeta {
+            hash: hash.into(),
+            media_type: "image/png".into(),
+            size: 3,
+        }
+    }
+
+    #[test]
+    fn presence_update_says_nothing_for_unknown_contacts_and_none_after_removal() {
+        let p = Profiles::default();
+        let (u, c) = ("u@example.org", "alice");
+        assert_eq!(p.presence_update(u, c), None, "never heard of: no <x/>");
+        let hash = "a9993e364706816aba3e25717850c26c9cd0d89d";
+        p.set(
+            u,
+            ProfileKind::Contact,
+            c,
+            Profile {
+                avatar: Some(meta(hash)),
+                ..Profile::default()
+            },
+        );
+        let x = String::from(&p.presence_update(u, c).expect("an <x/>"));
+        assert!(x.contains(hash), "{x}");
+        p.set(u, ProfileKind::Contact, c, Profile::default());
+        let x = String::from(&p.presence_update(u, c).expect("an <x/>"));
+        assert!(x.contains("<photo/>"), "removed: an empty photo, {x}");
+        // A room's profile is not a contact's.
+        assert_eq!(p.presence_update(u, "#room"), None);
+        p.set(u, ProfileKind::Room, "#room", Profile::default());
+        assert_eq!(p.presence_update(u, "#room"), None);
+    }
+
+    #[test]
+    fn presences_are_remembered_until_offline_and_users_are_forgotten() {
+        let p = Profiles::default();
+        let u = "u@example.org";
+        p.set_presence(u, "bob", Show::Away, Some("lunch".into()));
+        assert_eq!(
+            p.presence(u, "bob"),
+            Some((Show::Away, Some("lunch".into())))
+        );
+        p.set_presence(u, "bob", Show::Offline, None);
+        assert_eq!(p.presence(u, "bob"), None);
+        p.set_presence(u, "bob", Show::Available, None);
+        p.set(u, ProfileKind::Contact, "bob", Profile::default());
+        p.forget_user(u);
+        assert_eq!(p.presence(u, "bob"), None);
+        assert_eq!(p.get(u, ProfileKind::Contact, "bob"), None);
+    }
+
+    #[test]
+    fn the_oversize_error_names_the_cap() {
+        let e = AvatarError::TooLarge {
+            size: MAX_AVATAR_BYTES + 1,
+            max: MAX_AVATAR_BYTES,
+        };
+        assert_eq!(
+            e.to_string(),
+            "the avatar is 131073 bytes or more; the gateway keeps avatars of at most 131072 bytes"
+        );
     }
 }

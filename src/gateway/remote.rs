@@ -209,8 +209,9 @@ impl Gateway {
             } => {
                 self.profiles
                     .set_presence(user, contact.as_str(), show, status.clone());
-                let p = self.presence_of_contact(user, &user_jid, &contact, show, status);
-                self.send(p).await;
+                if let Some(p) = self.presence_of_contact(user, &user_jid, &contact, show, status) {
+                    self.send(p).await;
+                }
             }
             RemoteEvent::ContactAdded {
                 user: contact,
@@ -424,7 +425,8 @@ impl Gateway {
         }
     }
 
-    /// A contact's presence to the user, with caps and (XEP-0153) its avatar hash.
+    /// A contact's presence to the user, with caps and (XEP-0153) its avatar hash; `None`
+    /// when the contact has no JID here.
     pub(super) fn presence_of_contact(
         &self,
         user: &str,
@@ -432,7 +434,8 @@ impl Gateway {
         contact: &RemoteUserId,
         show: Show,
         status: Option<String>,
-    ) -> Presence {
+    ) -> Option<Presence> {
+        let from = self.chat_jid(&ChatKey::Direct(contact.clone()))?;
         let mut p = match show {
             Show::Offline => Presence::unavailable(),
             Show::Available => Presence::available(),
@@ -451,11 +454,9 @@ impl Gateway {
             p.payloads
                 .extend(self.profiles.presence_update(user, contact.as_str()));
         }
-        p.from = self
-            .chat_jid(&ChatKey::Direct(contact.clone()))
-            .map(Jid::from);
+        p.from = Some(Jid::from(from));
         p.to = Some(Jid::from(user_jid.to_bare()));
-        p
+        Some(p)
     }
 
     async fn contact_known(
