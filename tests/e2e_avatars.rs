@@ -444,6 +444,23 @@ async fn a_contacts_avatar_by_vcard_pep_and_presence_and_its_change() {
         "one row per picture, not per contact"
     );
 
+    // At the cap exactly: taken, and the vCard (~171 KiB of base64) passes the server.
+    let largest: Vec<u8> = (0..MAX_AVATAR_BYTES).map(|i| (i % 251) as u8).collect();
+    set_contact(
+        &gw,
+        "gina",
+        None,
+        AvatarUpdate::Set(Avatar::from_bytes(largest.clone(), "image/png")),
+    )
+    .await;
+    settle(&gw, &mut alice).await;
+    let (_, photo) = vcard(&mut alice, &format!("gina@{DOMAIN}")).await;
+    assert_eq!(
+        photo.map(|p| p.1),
+        Some(largest),
+        "the largest avatar arrives whole"
+    );
+
     // A contact the gateway knows nothing of.
     let (reply, _) = vcard(&mut alice, &format!("nobody@{DOMAIN}")).await;
     assert!(
@@ -704,6 +721,23 @@ async fn ejabberd_passes_vcard_and_pep_to_the_component() {
     );
     let data = pep(&mut alice, &bob, "urn:xmpp:avatar:data").await;
     assert!(pep_item(&data).is_some(), "{}", String::from(&data));
+    // At the cap exactly: the vCard (~171 KiB of base64) passes ejabberd too.
+    let largest: Vec<u8> = (0..MAX_AVATAR_BYTES).map(|i| (i % 251) as u8).collect();
+    set_contact(
+        &gw,
+        "gina",
+        None,
+        AvatarUpdate::Set(Avatar::from_bytes(largest.clone(), "image/png")),
+    )
+    .await;
+    settle(&gw, &mut alice).await;
+    let (reply, photo) = vcard(&mut alice, &format!("gina@{DOMAIN}")).await;
+    assert_eq!(
+        photo.map(|p| p.1),
+        Some(largest),
+        "the largest avatar arrives whole: {}",
+        reply.attr("type").unwrap_or("")
+    );
     let (reply, _) = vcard(&mut alice, &format!("nobody@{DOMAIN}")).await;
     assert!(
         is_error(&reply, "item-not-found"),
