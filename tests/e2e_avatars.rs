@@ -37,6 +37,49 @@ fn picture(n: u8) -> Vec<u8> {
     p
 }
 
+/// Everything the gateway logged in this test binary, to check what a refusal says.
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+/// A log writer that keeps a copy in [`LOGS`] and prints through the test harness's capture.
+struct KeptLog;
+
+impl std::io::Write for KeptLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        print!("{}", String::from_utf8_lossy(buf));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the subscriber once: `info` and up, without colours, into [`KeptLog`].
+fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_ansi(false)
+            .with_writer(|| KeptLog)
+            .try_init();
+    });
+}
+
+/// Waits (5 s at most) until the logs hold `text`.
+async fn expect_logged(text: &str) {
+    for _ in 0..100 {
+        if String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|p| p.into_inner())).contains(text) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the gateway never logged {text:?}");
+}
+
 fn sha1_hex(bytes: &[u8]) -> String {
     hex::encode(Sha1::digest(bytes))
 }
@@ -241,7 +284,7 @@ async fn avatar_rows(gw: &Gateway) -> i64 {
 
 #[tokio::test]
 async fn a_contacts_avatar_by_vcard_pep_and_presence_and_its_change() {
-    common::init_tracing();
+    init_logs();
     let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
     let (gw, mut alice) = setup(&server).await;
     let bob = format!("bob@{DOMAIN}");
@@ -341,6 +384,11 @@ async fn a_contacts_avatar_by_vcard_pep_and_presence_and_its_change() {
     )
     .await;
     settle(&gw, &mut alice).await;
+    expect_logged(&format!(
+        "avatar refused, the previous one stays: the avatar is {} bytes or more; the gateway keeps avatars of at most {MAX_AVATAR_BYTES} bytes",
+        MAX_AVATAR_BYTES + 1
+    ))
+    .await;
     alice
         .send(el(&format!(
             "<message xmlns='jabber:client' type='chat' to='{bob}' id='m1'><body>still there?</body></message>"
@@ -511,7 +559,7 @@ async fn serve_pictures(bodies: Vec<Vec<u8>>, content_type: &'static str) -> Str
 
 #[tokio::test]
 async fn an_avatar_given_as_a_url_is_downloaded_once_and_oversize_is_refused() {
-    common::init_tracing();
+    init_logs();
     let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
     let (gw, mut alice) = setup(&server).await;
     let frank = format!("frank@{DOMAIN}");
@@ -555,12 +603,17 @@ async fn an_avatar_given_as_a_url_is_downloaded_once_and_oversize_is_refused() {
         Some(pic),
         "an oversize download leaves the old one"
     );
+    expect_logged(&format!(
+        "the avatar is {} bytes or more; the gateway keeps avatars of at most {MAX_AVATAR_BYTES} bytes",
+        MAX_AVATAR_BYTES + 10
+    ))
+    .await;
     gw.app.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_rooms_name_and_avatar_in_disco_and_vcard_and_an_occupants_avatar() {
-    common::init_tracing();
+    init_logs();
     let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
     let (gw, mut alice) = setup(&server).await;
     let room = format!("#lobby@{DOMAIN}");
@@ -688,7 +741,7 @@ async fn a_rooms_name_and_avatar_in_disco_and_vcard_and_an_occupants_avatar() {
 /// component (its mod_vcard answers only for its own hosts).
 #[tokio::test]
 async fn ejabberd_passes_vcard_and_pep_to_the_component() {
-    common::init_tracing();
+    init_logs();
     let server = Ejabberd::start(&[(DOMAIN, SECRET)]).await;
     let (gw, mut alice) = setup(&server).await;
     let bob = format!("bob@{DOMAIN}");
@@ -749,7 +802,7 @@ async fn ejabberd_passes_vcard_and_pep_to_the_component() {
 
 #[tokio::test]
 async fn names_and_avatars_survive_a_gateway_restart() {
-    common::init_tracing();
+    init_logs();
     let server = Prosody::start(&[(DOMAIN, SECRET)]).await;
     let (gw, mut alice) = setup(&server).await;
     let bob = format!("bob@{DOMAIN}");
