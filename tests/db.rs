@@ -7,7 +7,8 @@
 //!   cannot be reached the test fails: it is never skipped.
 
 use estuary::db::{
-    ArchiveQuery, ArchivedMessage, Backend, ContactRow, Database, DbError, RoomRow, SealKey, Write,
+    ArchiveQuery, ArchivedMessage, AvatarMeta, Backend, ContactRow, Database, DbError, ProfileKind,
+    ProfileRow, RoomRow, SealKey, Write,
 };
 use estuary_bridge_api::FormValues;
 use serde_json::json;
@@ -151,6 +152,7 @@ async fn checks(db: &Database) {
     automatic_logins(db).await;
     service_settings(db).await;
     contacts(db).await;
+    profiles(db).await;
     rooms(db).await;
     message_map(db).await;
     archive(db).await;
@@ -569,6 +571,67 @@ async fn contacts(db: &Database) {
     assert_eq!(db.list_contacts(b, u).await.unwrap().len(), 1);
 }
 
+/// Names and avatars: a picture stored once by hash, bytes back intact, profile rows
+/// replaced whole, and a picture deleted when the last profile lets go of it.
+async fn profiles(db: &Database) {
+    let b = "fake";
+    let bytes: Vec<u8> = (0..=255u8).collect();
+    let meta = AvatarMeta {
+        hash: "0123456789abcdef0123456789abcdef01234567".into(),
+        media_type: "image/png".into(),
+        size: bytes.len() as u64,
+    };
+    db.store_avatar(&meta, &bytes).await.unwrap();
+    db.store_avatar(&meta, &bytes).await.unwrap();
+    let got = db.get_avatar(&meta.hash).await.unwrap().expect("stored");
+    assert_eq!(got.data, bytes, "every byte value survives");
+    assert_eq!(got.meta, meta);
+    assert_eq!(db.get_avatar("ffff").await.unwrap(), None);
+
+    let row = |user: &str, kind, id: &str, avatar: Option<AvatarMeta>| ProfileRow {
+        user: user.into(),
+        kind,
+        remote_id: id.into(),
+        name: Some(format!("{id}'s name")),
+        avatar,
+        avatar_key: Some("k".into()),
+    };
+    let alice = row(
+        "u@example.org",
+        ProfileKind::Contact,
+        "alice",
+        Some(meta.clone()),
+    );
+    let room = row("u@example.org", ProfileKind::Room, "#r", Some(meta.clone()));
+    db.save_profile(b, &alice, None).await.unwrap();
+    db.save_profile(b, &room, None).await.unwrap();
+    let mut listed = db.list_profiles(b).await.unwrap();
+    listed.sort_by_key(|x| x.kind);
+    assert_eq!(listed, vec![alice.clone(), room.clone()]);
+    assert!(db.list_profiles("irc").await.unwrap().is_empty());
+
+    // alice lets go of the picture: the room still shows it, so it stays.
+    let bare = ProfileRow {
+        avatar: None,
+        avatar_key: None,
+        ..alice.clone()
+    };
+    db.save_profile(b, &bare, Some(&meta.hash)).await.unwrap();
+    assert!(db.get_avatar(&meta.hash).await.unwrap().is_some());
+    // The room too: nobody shows it, it goes.
+    let bare_room = ProfileRow {
+        avatar: None,
+        ..room.clone()
+    };
+    db.save_profile(b, &bare_room, Some(&meta.hash))
+        .await
+        .unwrap();
+    assert_eq!(db.get_avatar(&meta.hash).await.unwrap(), None);
+    let listed = db.list_profiles(b).await.unwrap();
+    assert!(listed.iter().all(|p| p.avatar.is_none()), "{listed:?}");
+    assert_eq!(listed.len(), 2, "rows are replaced, not added");
+}
+
 async fn rooms(db: &Database) {
     let (b, u) = ("irc", "fay@example.org");
     db.save_room(b, u, "#rust%irc.libera.chat", "fay")
@@ -962,9 +1025,25 @@ async fn delete_login_cascades(db: &Database) {
         db.archive_append(bridge, who, "#room", &archived(1, "k", 1000))
             .await
             .unwrap();
+        let profile = ProfileRow {
+            user: who.into(),
+            kind: ProfileKind::Contact,
+            remote_id: "alice".into(),
+            name: Some("Alice".into()),
+            avatar: None,
+            avatar_key: None,
+        };
+        db.save_profile(bridge, &profile, None).await.unwrap();
     }
 
     assert!(db.delete_login("irc", user).await.unwrap());
+    let profiles = db.list_profiles("irc").await.unwrap();
+    let owners: Vec<&str> = profiles.iter().map(|p| p.user.as_str()).collect();
+    assert_eq!(
+        owners,
+        ["lee@example.org"],
+        "the user's profiles go with the login"
+    );
 
     let all = ArchiveQuery {
         limit: 10,

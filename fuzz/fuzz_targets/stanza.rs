@@ -4,7 +4,8 @@
 //! a `<message/>` into `Inbound` (body, `/me`, reply fallback, corrections, reactions,
 //! markers, chat states), a `<presence/>` into a MUC `JoinIntent`, a data form into
 //! `FormValues`, the addressed local part through XEP-0106 unescaping, and every
-//! `stamp`/`since` through the RFC 3339 reader. Nothing may panic, and:
+//! `stamp`/`since` through the RFC 3339 reader, and every `<pubsub/>` through the XEP-0084
+//! request reader a contact's PEP service uses. Nothing may panic, and:
 //!
 //! * a cleaned stanza can always be written (`to_xml`);
 //! * an action (`/me`) comes only from a body that started with `/me `, and the body read
@@ -14,6 +15,7 @@
 //! * a time read from RFC 3339 is written back to a text that reads as the same time.
 #![no_main]
 
+use estuary::xmpp::avatar::{PUBSUB, PepRequest, pep_request};
 use estuary::xmpp::escape::{escape_local, unescape_local};
 use estuary::xmpp::forms::{check, read_submitted};
 use estuary::xmpp::message::{parse_rfc3339, read, rfc3339};
@@ -125,6 +127,23 @@ fn check_forms(el: &Element) {
     }
 }
 
+/// Every `<pubsub/>` read as a PEP request: an item id asked for on the data node is one
+/// the request carried.
+fn check_pubsub(el: &Element) {
+    for x in all_elements(el) {
+        if x.is("pubsub", PUBSUB)
+            && let Ok(PepRequest::Data(Some(id))) = pep_request(x)
+        {
+            assert!(
+                all_elements(x)
+                    .iter()
+                    .any(|i| i.attr("id") == Some(id.as_str())),
+                "item id {id:?} is not in the request"
+            );
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     if data.len() > MAX_INPUT {
         return;
@@ -145,6 +164,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(to_xml(&el).is_ok(), "a cleaned stanza cannot be written");
     check_times(&el);
     check_forms(&el);
+    check_pubsub(&el);
     match el.name() {
         "message" => check_message(el),
         "presence" => check_presence(el),

@@ -80,6 +80,14 @@ pub enum DbError {
         /// What the encoder said.
         source: serde_json::Error,
     },
+    /// A stored avatar's base64 text does not decode.
+    #[error("corrupt avatar {hash} in avatars.data: {source} (was the row edited by hand?)")]
+    CorruptAvatar {
+        /// The avatar's hash.
+        hash: String,
+        /// What the decoder said.
+        source: base64::DecodeError,
+    },
     /// A row that was referred to does not exist.
     #[error("{0} not found")]
     NotFound(String),

@@ -349,6 +349,7 @@ impl Database {
             "DELETE FROM rooms WHERE bridge = $1 AND user_jid = $2",
             "DELETE FROM message_map WHERE bridge = $1 AND user_jid = $2",
             "DELETE FROM archive WHERE bridge = $1 AND user_jid = $2",
+            "DELETE FROM profiles WHERE bridge = $1 AND user_jid = $2",
         ] {
             sqlx::query(statement)
                 .bind(bridge)
@@ -356,6 +357,15 @@ impl Database {
                 .execute(&mut *tx)
                 .await?;
         }
+        // Pictures only this user's contacts and rooms showed (not one stored in the last
+        // minute: another user's profile may be about to name it).
+        sqlx::query(
+            "DELETE FROM avatars WHERE stored_at_ms < $1 AND NOT EXISTS \
+             (SELECT 1 FROM profiles WHERE profiles.avatar_hash = avatars.hash)",
+        )
+        .bind(super::now_ms() - 60_000)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(deleted > 0)
     }

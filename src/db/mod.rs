@@ -1,5 +1,6 @@
 //! The puppet-account database: users, logins, contacts, rooms, the message map, the room
-//! archive (MAM) and the queue of stanzas not yet delivered.
+//! archive (MAM), the queue of stanzas not yet delivered, and the names and avatars of
+//! contacts and rooms.
 //!
 //! One schema serves every bridge: each row is keyed by `bridge` (e.g. `"irc"`) and `user`
 //! (a bare JID); bridge-specific data lives in the logins' JSON metadata. The same portable
@@ -16,6 +17,7 @@ mod logins;
 mod message_map;
 mod outbound;
 mod pending_sends;
+mod profiles;
 mod rooms;
 pub mod seal;
 mod users;
@@ -26,6 +28,7 @@ pub use contacts::ContactRow;
 pub use error::{DbError, redact_url};
 pub use logins::LoginRow;
 pub use pending_sends::PendingSend;
+pub use profiles::{AvatarMeta, ProfileKind, ProfileRow, StoredAvatar};
 pub use rooms::RoomRow;
 pub use seal::{SealError, SealKey};
 pub use write_behind::{Ticket, Write};

@@ -2,6 +2,8 @@
 
 use super::session::Session;
 use super::{Gateway, Target};
+use crate::db::ProfileKind;
+use crate::xmpp::avatar as xavatar;
 use crate::xmpp::el::a;
 use crate::xmpp::{disco, errors, ns};
 use estuary_bridge_api::{ChatKey, CommandTarget, RemoteChatId};
@@ -330,6 +332,20 @@ impl Gateway {
                     nick.clone(),
                 )));
             }
+            (Target::Chat(ChatKey::Direct(u)), xavatar::VCARD, "vCard", false) => {
+                self.vcard_answer(req.user().as_str(), ProfileKind::Contact, u.as_str())
+                    .await
+            }
+            (Target::Chat(ChatKey::Room(r)), xavatar::VCARD, "vCard", false) => {
+                self.vcard_answer(req.user().as_str(), ProfileKind::Room, r.as_str())
+                    .await
+            }
+            (Target::Occupant(room, nick), xavatar::VCARD, "vCard", false) => {
+                self.occupant_vcard(req.user().as_str(), room, nick).await
+            }
+            (Target::Chat(ChatKey::Direct(u)), xavatar::PUBSUB, "pubsub", false) => {
+                self.pep_answer(req.user().as_str(), u, p).await
+            }
             (Target::Occupant(_, _), ns::DISCO_INFO, "query", false) => Err(
                 errors::service_unavailable("occupants do not answer service discovery"),
             ),
@@ -491,8 +507,24 @@ impl Gateway {
         }
         Ok(Some(match chat {
             ChatKey::Room(r) => {
-                disco::room(&self.info, &self.caps, &self.connector.room_display_name(r))
-                    .to_element(node)
+                let profile = self
+                    .profiles
+                    .get(user.as_str(), ProfileKind::Room, r.as_str());
+                let name = profile
+                    .as_ref()
+                    .and_then(|p| p.name.clone())
+                    .unwrap_or_else(|| self.connector.room_display_name(r));
+                let hash = profile.and_then(|p| p.avatar).map(|a| a.hash);
+                let mut info = disco::room(&self.info, &self.caps, &name);
+                if hash.is_some() {
+                    info.add_feature(xavatar::VCARD);
+                }
+                let mut q = info.to_element(node);
+                // XEP-0486: the avatar's hash in the extended room information.
+                if let Some(hash) = hash {
+                    q.append_child(xavatar::room_info_form(&hash));
+                }
+                q
             }
             ChatKey::Direct(u) => {
                 disco::contact(&self.info, &self.caps, u.as_str()).to_element(node)

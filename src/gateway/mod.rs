@@ -11,6 +11,7 @@ mod iq;
 mod mam;
 mod messages;
 mod presence;
+pub mod profiles;
 mod register;
 mod rejoin;
 mod remote;
@@ -177,6 +178,10 @@ pub struct Gateway {
     stanzas_handled: AtomicU64,
     /// Multi-step ad-hoc commands between two steps, by session id.
     command_sessions: Mutex<HashMap<String, adhoc::CommandSession>>,
+    /// Names and avatars of contacts and rooms, per user ([`profiles`]).
+    profiles: profiles::Profiles,
+    /// Where the gateway may connect (avatars given as URLs are downloaded within it).
+    outbound: estuary_bridge_api::OutboundPolicy,
 }
 
 /// Starts the gateway for bridge `name`: connects the component (a refusal is returned),
@@ -227,6 +232,10 @@ pub async fn start(
         .server_domain
         .clone()
         .unwrap_or_else(|| jidutil::parent_domain(&bridge.domain));
+    let outbound = settings.outbound.policy().map_err(|e| StartError::Bridge {
+        bridge: name.into(),
+        message: format!("[outbound] allow: {e}"),
+    })?;
     let gateway = Arc::new(Gateway {
         bridge: name.to_string(),
         domain: bridge.domain.clone(),
@@ -256,7 +265,10 @@ pub async fn start(
         command_sessions: Mutex::new(HashMap::new()),
         stopping: std::sync::atomic::AtomicBool::new(false),
         stanzas_handled: AtomicU64::new(0),
+        profiles: profiles::Profiles::default(),
+        outbound,
     });
+    gateway.load_profiles().await;
     tokio::spawn(Arc::clone(&gateway).dispatch_events(events_rx));
     registry.add(&gateway);
     // Logins first: a bridge that serves requests (webhooks) knows every stored hook by the
@@ -929,6 +941,7 @@ fn event_kind(event: &RemoteEvent) -> &'static str {
         RemoteEvent::Presence { .. } => "presence",
         RemoteEvent::ContactAdded { .. } => "contact added",
         RemoteEvent::UserInfoChanged { .. } => "user info",
+        RemoteEvent::RoomInfoChanged { .. } => "room info",
         RemoteEvent::RoomJoined { .. } => "room joined",
         RemoteEvent::RoomJoinFailed { .. } => "room join failed",
         RemoteEvent::MemberChanged { .. } => "member changed",

@@ -457,12 +457,17 @@ impl Gateway {
                 continue;
             };
             let real = self.member_jid(m);
+            let avatar = m
+                .user
+                .as_ref()
+                .and_then(|u| self.contact_avatar(&session.user, u));
             self.send(muc::occupant_presence(&Occupant {
                 from: Some(from),
                 to: Some(to.clone()),
                 role: Some(m.role),
                 affiliation: Some(m.affiliation),
                 jid: real.as_deref(),
+                avatar: avatar.as_deref(),
                 ..Default::default()
             }))
             .await;

@@ -158,6 +158,7 @@ impl Gateway {
                 self.domain
             )));
         }
+        self.profiles.forget_user(user.as_str());
         info!(bridge = %self.bridge, user = %user, "unregistered");
         let to = Jid::from(user);
         // XEP-0100 §6.3: leave the user's roster.

@@ -207,28 +207,11 @@ impl Gateway {
                 show,
                 status,
             } => {
-                let Some(from) = self.chat_jid(&ChatKey::Direct(contact.clone())) else {
-                    return;
-                };
-                let mut p = match show {
-                    Show::Offline => Presence::unavailable(),
-                    Show::Available => Presence::available(),
-                    Show::Away => Presence::available().with_show(XmppShow::Away),
-                    Show::ExtendedAway => Presence::available().with_show(XmppShow::Xa),
-                    Show::DoNotDisturb => Presence::available().with_show(XmppShow::Dnd),
-                };
-                if let Some(s) = status {
-                    p.set_status("en", s);
+                self.profiles
+                    .set_presence(user, contact.as_str(), show, status.clone());
+                if let Some(p) = self.presence_of_contact(user, &user_jid, &contact, show, status) {
+                    self.send(p).await;
                 }
-                if show != Show::Offline {
-                    p.payloads.push(
-                        crate::xmpp::disco::contact(&self.info, &self.caps, contact.as_str())
-                            .caps_element(),
-                    );
-                }
-                p.from = Some(Jid::from(from));
-                p.to = Some(Jid::from(user_jid.to_bare()));
-                self.send(p).await;
             }
             RemoteEvent::ContactAdded {
                 user: contact,
@@ -240,8 +223,14 @@ impl Gateway {
             RemoteEvent::UserInfoChanged {
                 user: contact,
                 name,
+                avatar,
             } => {
-                debug!(contact = %contact, ?name, "contact renamed (no roster push without XEP-0356)");
+                self.profile_changed(user, &user_jid, ChatKey::Direct(contact), name, avatar)
+                    .await
+            }
+            RemoteEvent::RoomInfoChanged { room, name, avatar } => {
+                self.profile_changed(user, &user_jid, ChatKey::Room(room), name, avatar)
+                    .await
             }
             RemoteEvent::RoomJoined {
                 room,
@@ -436,6 +425,40 @@ impl Gateway {
         }
     }
 
+    /// A contact's presence to the user, with caps and (XEP-0153) its avatar hash; `None`
+    /// when the contact has no JID here.
+    pub(super) fn presence_of_contact(
+        &self,
+        user: &str,
+        user_jid: &Jid,
+        contact: &RemoteUserId,
+        show: Show,
+        status: Option<String>,
+    ) -> Option<Presence> {
+        let from = self.chat_jid(&ChatKey::Direct(contact.clone()))?;
+        let mut p = match show {
+            Show::Offline => Presence::unavailable(),
+            Show::Available => Presence::available(),
+            Show::Away => Presence::available().with_show(XmppShow::Away),
+            Show::ExtendedAway => Presence::available().with_show(XmppShow::Xa),
+            Show::DoNotDisturb => Presence::available().with_show(XmppShow::Dnd),
+        };
+        if let Some(s) = status {
+            p.set_status("en", s);
+        }
+        if show != Show::Offline {
+            p.payloads.push(
+                crate::xmpp::disco::contact(&self.info, &self.caps, contact.as_str())
+                    .caps_element(),
+            );
+            p.payloads
+                .extend(self.profiles.presence_update(user, contact.as_str()));
+        }
+        p.from = Some(Jid::from(from));
+        p.to = Some(Jid::from(user_jid.to_bare()));
+        Some(p)
+    }
+
     async fn contact_known(
         &self,
         user: &str,
@@ -452,12 +475,17 @@ impl Gateway {
                 let Some(from) = self.chat_jid(&ChatKey::Direct(contact.clone())) else {
                     return;
                 };
+                // XEP-0172: the name the network gave, here or in an earlier profile event.
+                let name = name.map(str::to_owned).or_else(|| {
+                    self.profiles
+                        .get(user, crate::db::ProfileKind::Contact, contact.as_str())
+                        .and_then(|p| p.name)
+                });
                 let mut p = Presence::subscribe()
                     .with_from(Jid::from(from))
                     .with_to(Jid::from(user_jid.to_bare()));
                 if let Some(n) = name {
-                    p.payloads
-                        .push(Element::builder("nick", ns::NICK).append(n).build());
+                    p.payloads.push(tokio_xmpp::parsers::nick::Nick(n).into());
                 }
                 self.send(p).await;
             }
@@ -686,6 +714,10 @@ impl Gateway {
                     continue;
                 };
                 let real = member.as_ref().and_then(|m| self.member_jid(m));
+                let avatar = member
+                    .as_ref()
+                    .and_then(|m| m.user.as_ref())
+                    .and_then(|u| self.contact_avatar(&s.user, u));
                 for to in &targets {
                     self.send(muc::occupant_presence(&Occupant {
                         from: Some(from.clone()),
@@ -694,6 +726,7 @@ impl Gateway {
                         affiliation: member.as_ref().map(|m| m.affiliation),
                         jid: real.as_deref(),
                         unavailable: member.is_none(),
+                        avatar: avatar.as_deref(),
                         ..Default::default()
                     }))
                     .await;
@@ -726,6 +759,10 @@ impl Gateway {
                     return;
                 };
                 let real = self.member_jid(&m);
+                let avatar = m
+                    .user
+                    .as_ref()
+                    .and_then(|u| self.contact_avatar(&s.user, u));
                 let self_codes = [muc::SELF_PRESENCE];
                 for to in targets {
                     let is_self = m.nick == own;
@@ -741,6 +778,7 @@ impl Gateway {
                         }
                         .as_deref(),
                         codes: if is_self { &self_codes } else { &[] },
+                        avatar: avatar.as_deref(),
                         ..Default::default()
                     }))
                     .await;

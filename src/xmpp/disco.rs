@@ -28,6 +28,13 @@ impl DiscoInfo {
         }
     }
 
+    /// Adds a feature, keeping the list sorted and without duplicates.
+    pub fn add_feature(&mut self, feature: &str) {
+        if let Err(at) = self.features.binary_search_by(|f| f.as_str().cmp(feature)) {
+            self.features.insert(at, feature.to_owned());
+        }
+    }
+
     /// The `<query xmlns='…disco#info'>` answer.
     pub fn to_element(&self, node: Option<&str>) -> Element {
         let (category, type_, name) = &self.identity;

@@ -2,6 +2,7 @@
 //! neutral bridge vocabulary.
 
 pub mod attachment;
+pub mod avatar;
 pub mod commit_gate;
 pub mod disco;
 pub mod el;

@@ -68,6 +68,8 @@ pub struct Occupant<'a> {
     pub reason: Option<&'a str>,
     /// Who did it (a kick): `<actor nick='…'/>` in the item.
     pub actor: Option<&'a str>,
+    /// The occupant's avatar hash (XEP-0153), when the network gave it one.
+    pub avatar: Option<&'a str>,
 }
 
 /// An occupant's presence in a room.
@@ -111,6 +113,10 @@ pub fn occupant_presence(o: &Occupant<'_>) -> Presence {
     p.from = o.from.clone();
     p.to = o.to.clone();
     p.payloads.push(x);
+    if let Some(hash) = o.avatar.filter(|_| !o.unavailable) {
+        p.payloads
+            .push(crate::xmpp::avatar::vcard_update(Some(hash)));
+    }
     p
 }
 

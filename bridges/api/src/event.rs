@@ -172,12 +172,27 @@ pub enum RemoteEvent {
         /// Display name.
         name: Option<String>,
     },
-    /// A contact's name changed.
+    /// A contact's (or a room member's) display name or avatar changed, or is first known.
+    /// The core keeps the avatar once per picture and shows both to XMPP clients: the name
+    /// in the contact's vCard, the avatar as vcard-temp (XEP-0054), in its presences
+    /// (XEP-0153) and as XEP-0084 PEP items, also for the user as a room occupant.
     UserInfoChanged {
         /// Who.
         user: RemoteUserId,
-        /// New display name.
+        /// The display name; `None` leaves it as it was.
         name: Option<String>,
+        /// The avatar.
+        avatar: crate::AvatarUpdate,
+    },
+    /// A room's name or avatar changed, or is first known: shown in its disco#info (the
+    /// avatar's hash per XEP-0486) and its vcard-temp.
+    RoomInfoChanged {
+        /// The room.
+        room: RemoteChatId,
+        /// The room's name; `None` leaves it as it was.
+        name: Option<String>,
+        /// The avatar.
+        avatar: crate::AvatarUpdate,
     },
     /// A join the core asked for has completed: the user is in the room.
     RoomJoined {

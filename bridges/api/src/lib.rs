@@ -26,6 +26,7 @@ mod event;
 mod form;
 mod ids;
 pub mod outbound;
+pub mod profile;
 pub mod prometheus;
 pub mod small_map;
 
@@ -47,4 +48,5 @@ pub use event::{
 pub use form::{FieldKind, FormField, FormValues};
 pub use ids::{LoginId, RemoteChatId, RemoteMessageId, RemoteUserId};
 pub use outbound::{OutboundError, OutboundPolicy};
+pub use profile::{Avatar, AvatarSource, AvatarUpdate};
 pub use small_map::SmallMap;

@@ -16,16 +16,17 @@
 //!   <url>` after the `send` line, and the echoes carry the same attachments back.
 //! * Registration asks for a username and a password; the password `wrong` is refused.
 //! * Tests drive the network through [`FakeNetwork`]: inject any event for any user and read
-//!   back every command the gateway sent.
+//!   back every command the gateway sent; give contacts and rooms names and avatars
+//!   ([`FakeNetwork::set_contact_profile`], [`FakeNetwork::set_room_profile`]).
 
 mod client;
 
 use async_trait::async_trait;
 use estuary_bridge_api::{
-    AttachmentLimits, BridgeError, BridgeInfo, Capabilities, ChatKey, Client, CommandAccess,
-    CommandContext, CommandOutput, CommandScope, CommandSpec, Connector, ErrorKind, EventRouter,
-    EventSink, FormField, FormValues, LoginId, MessageKind, Registered, RemoteChatId, RemoteEvent,
-    RemoteMessage, RemoteUserId, Result, Sender, StoredLogin, User,
+    AttachmentLimits, AvatarUpdate, BridgeError, BridgeInfo, Capabilities, ChatKey, Client,
+    CommandAccess, CommandContext, CommandOutput, CommandScope, CommandSpec, Connector, ErrorKind,
+    EventRouter, EventSink, FormField, FormValues, LoginId, MessageKind, Registered, RemoteChatId,
+    RemoteEvent, RemoteMessage, RemoteUserId, Result, Sender, StoredLogin, User,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -89,6 +90,46 @@ impl FakeNetwork {
     /// Every command the gateway sent so far.
     pub fn recorded(&self) -> Vec<Recorded> {
         self.lock().recorded.clone()
+    }
+
+    /// Gives `contact` (a fake user name) a display name and/or an avatar as `user`'s
+    /// network reports it (a profile change: `name: None` keeps the name,
+    /// [`AvatarUpdate::Unchanged`] the avatar). Call again to change them.
+    pub async fn set_contact_profile(
+        &self,
+        user: &str,
+        contact: &str,
+        name: Option<&str>,
+        avatar: AvatarUpdate,
+    ) -> Result<()> {
+        self.inject(
+            user,
+            RemoteEvent::UserInfoChanged {
+                user: RemoteUserId::new(contact),
+                name: name.map(str::to_owned),
+                avatar,
+            },
+        )
+        .await
+    }
+
+    /// Gives `room` (`#name`) a name and/or an avatar as `user`'s network reports it.
+    pub async fn set_room_profile(
+        &self,
+        user: &str,
+        room: &str,
+        name: Option<&str>,
+        avatar: AvatarUpdate,
+    ) -> Result<()> {
+        self.inject(
+            user,
+            RemoteEvent::RoomInfoChanged {
+                room: RemoteChatId::new(room),
+                name: name.map(str::to_owned),
+                avatar,
+            },
+        )
+        .await
     }
 
     /// Pushes an event to a user as if the network sent it. Uses the user's client if one
