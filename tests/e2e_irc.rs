@@ -3474,3 +3474,113 @@ async fn a_mode_change_is_told_in_the_room() {
     assert_eq!(body(&m).as_deref(), Some("Mode #modes [+v alice] by bob"));
     w.app.shutdown().await;
 }
+
+/// Sends a muc#admin `<item nick='…' {attrs}/>` to `room` and returns the answer.
+async fn admin_item(client: &mut TestClient, room: &str, nick: &str, attrs: &str) -> Element {
+    client
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='set' to='{room}'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='{nick}' {attrs}/></query></iq>"
+        )))
+        .await
+}
+
+/// Voice and op through muc#admin (XEP-0045 §8.3–§8.6, §9.3–§9.5, as Biboumi's users do
+/// it): each role or affiliation becomes the IRC `MODE` that gives it, taking higher modes
+/// away, and the occupant's presence follows the server's `MODE`; a nick not in the
+/// channel is `item-not-found`, and where the user is not op the server's refusal is a
+/// `forbidden` error with its text.
+#[tokio::test]
+async fn voice_and_op_through_muc_admin() {
+    let w = World::start(Ircd::start()).await;
+    let stage = room("stage");
+    let bob_jid = format!("{stage}/bob");
+    let mut alice = w.alice("stage").await;
+    // alice opens the channel, so she is its op.
+    let me = join(&mut alice, &stage, "alice").await;
+    assert_eq!(item(&me), Some(("moderator".into(), "admin".into())));
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #stage").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    alice
+        .expect("bob joins", |s| presence_from(s, &bob_jid))
+        .await;
+
+    // (what is asked, the MODE bob sees, bob's (role, affiliation) after it)
+    let steps = [
+        (
+            "role='participant'",
+            "MODE #stage +v bob",
+            ("participant", "member"),
+        ),
+        (
+            "role='moderator'",
+            "MODE #stage +o bob",
+            ("moderator", "admin"),
+        ),
+        (
+            "affiliation='member'",
+            "MODE #stage -o bob",
+            ("participant", "member"),
+        ),
+        (
+            "affiliation='admin'",
+            "MODE #stage +o bob",
+            ("moderator", "admin"),
+        ),
+        (
+            "affiliation='none'",
+            "MODE #stage -ov bob bob",
+            ("participant", "none"),
+        ),
+    ];
+    for (attrs, mode, (role, affiliation)) in steps {
+        let answer = admin_item(&mut alice, &stage, "bob", attrs).await;
+        assert_eq!(
+            answer.attr("type"),
+            Some("result"),
+            "{attrs}: {}",
+            String::from(&answer)
+        );
+        // InspIRCd writes the last nick as a trailing parameter (`:bob`).
+        bob.expect(|l| l.starts_with(":alice") && l.replace(" :", " ").contains(mode))
+            .await;
+        // One presence per mode letter: the last one shows where bob ends up.
+        let wanted = Some((role.to_owned(), affiliation.to_owned()));
+        alice
+            .expect(mode, |s| presence_from(s, &bob_jid) && item(s) == wanted)
+            .await;
+    }
+    // A change that changes nothing is answered without a MODE line.
+    let answer = admin_item(&mut alice, &stage, "bob", "role='visitor'").await;
+    assert_eq!(
+        answer.attr("type"),
+        Some("result"),
+        "{}",
+        String::from(&answer)
+    );
+    let lines = bob.collect_for(Duration::from_millis(300)).await;
+    assert!(!lines.iter().any(|l| l.contains(" MODE ")), "{lines:?}");
+
+    // Someone not in the channel.
+    let answer = admin_item(&mut alice, &stage, "nobody", "role='participant'").await;
+    let (condition, text) = error_of(&answer).expect("an error element");
+    assert_eq!(condition, "item-not-found", "{text}");
+    // Bad values are refused before anything is sent.
+    let answer = admin_item(&mut alice, &stage, "bob", "role='boss'").await;
+    assert_eq!(
+        error_of(&answer).map(|e| e.0).as_deref(),
+        Some("bad-request")
+    );
+
+    // In bob's own channel alice is not op: taking bob's op away (a visitor has no
+    // mode) is refused by the server, with its text.
+    bob.send("JOIN #bobs").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let bobs = room("bobs");
+    join(&mut alice, &bobs, "alice").await;
+    let answer = admin_item(&mut alice, &bobs, "bob", "role='visitor'").await;
+    let (condition, text) = error_of(&answer).expect("an error element");
+    assert_eq!(condition, "forbidden", "{text}");
+    assert!(text.starts_with("#bobs: "), "{text}");
+    w.app.shutdown().await;
+}

@@ -6,7 +6,10 @@ use super::session::{Room, Session, describe};
 use super::{Gateway, Target};
 use crate::xmpp::muc::{self, Occupant};
 use crate::xmpp::{disco, errors, ns};
-use estuary_bridge_api::{ChatKey, JoinRequest, LoginState, OfflinePolicy, RemoteChatId};
+use estuary_bridge_api::{
+    Affiliation, ChatKey, JoinRequest, LoginState, OfflinePolicy, RemoteChatId, Role,
+    StandingChange,
+};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -562,7 +565,9 @@ impl Gateway {
         }
     }
 
-    /// XEP-0045 §8.2 kick: `<item nick='…' role='none'>` in muc#admin.
+    /// XEP-0045 §8–§9 through muc#admin: a kick (`<item nick='…' role='none'>`), or a
+    /// role or affiliation change (`role='participant'` grants voice, `'visitor'` revokes
+    /// it, `'moderator'` …; `affiliation='member'`, `'admin'` …), carried out on the network.
     pub(super) async fn handle_muc_admin(
         self: &Arc<Self>,
         req: &Request,
@@ -575,27 +580,70 @@ impl Gateway {
         let nick = item
             .attr("nick")
             .ok_or_else(|| errors::bad_request("the <item/> needs a nick"))?;
-        if item.attr("role") != Some("none") {
-            return Err(errors::not_implemented(
-                "only kicking (role='none') is supported here",
-            ));
-        }
-        if !self.caps.kicks {
-            return Err(errors::not_implemented(format!(
-                "{} does not allow kicking",
-                self.info.name
-            )));
-        }
+        let change = match (item.attr("role"), item.attr("affiliation")) {
+            (Some("none"), _) => None,
+            (_, Some(affiliation)) => {
+                Some(StandingChange::Affiliation(parse_affiliation(affiliation)?))
+            }
+            (Some(role), None) => Some(StandingChange::Role(parse_role(role)?)),
+            (None, None) => {
+                return Err(errors::bad_request(
+                    "the <item/> needs a role or an affiliation",
+                ));
+            }
+        };
         let session = self
             .session(req.user().as_str())
             .ok_or_else(|| errors::not_acceptable("join the room first"))?;
-        let reason = item.get_child("reason", ns::MUC_ADMIN).map(|r| r.text());
-        session
-            .client
-            .kick(room.clone(), nick.to_string(), reason)
-            .await
-            .map_err(|e| errors::from_bridge(&e))?;
+        let done = match change {
+            Some(change) => {
+                session
+                    .client
+                    .set_standing(room.clone(), nick.to_string(), change)
+                    .await
+            }
+            None => {
+                if !self.caps.kicks {
+                    return Err(errors::not_implemented(format!(
+                        "{} does not allow kicking",
+                        self.info.name
+                    )));
+                }
+                let reason = item.get_child("reason", ns::MUC_ADMIN).map(|r| r.text());
+                session
+                    .client
+                    .kick(room.clone(), nick.to_string(), reason)
+                    .await
+            }
+        };
+        done.map_err(|e| errors::from_bridge(&e))?;
         Ok(None)
+    }
+}
+
+/// A muc#admin `role` other than `none` (which is a kick).
+fn parse_role(role: &str) -> Result<Role, StanzaError> {
+    match role {
+        "moderator" => Ok(Role::Moderator),
+        "participant" => Ok(Role::Participant),
+        "visitor" => Ok(Role::Visitor),
+        other => Err(errors::bad_request(format!("unknown role '{other}'"))),
+    }
+}
+
+/// A muc#admin `affiliation`; `outcast` (a ban) is not done.
+fn parse_affiliation(affiliation: &str) -> Result<Affiliation, StanzaError> {
+    match affiliation {
+        "owner" => Ok(Affiliation::Owner),
+        "admin" => Ok(Affiliation::Admin),
+        "member" => Ok(Affiliation::Member),
+        "none" => Ok(Affiliation::None),
+        "outcast" => Err(errors::not_implemented(
+            "banning (affiliation 'outcast') is not supported here",
+        )),
+        other => Err(errors::bad_request(format!(
+            "unknown affiliation '{other}'"
+        ))),
     }
 }
 
