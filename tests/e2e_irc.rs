@@ -2884,6 +2884,44 @@ async fn an_occupants_version_is_asked_with_ctcp() {
     w.app.shutdown().await;
 }
 
+/// XEP-0092 on one's own occupant: the gateway answers with its own name and version at
+/// once (it is what others on IRC get from a CTCP VERSION to the user), without a CTCP
+/// sent to the user's own nick (which would come back to this gateway and time out).
+#[tokio::test]
+async fn ones_own_occupants_version_is_the_gateways() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #myver").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("myver").await;
+    let myver = room("myver");
+    join(&mut alice, &myver, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+
+    let answer = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{myver}/alice'><query xmlns='jabber:iq:version'/></iq>"
+        )))
+        .await;
+    let xml = String::from(&answer);
+    assert_eq!(answer.attr("type"), Some("result"), "{xml}");
+    let q = answer
+        .get_child("query", "jabber:iq:version")
+        .expect("a version query");
+    let field = |name: &str| q.get_child(name, "jabber:iq:version").map(|c| c.text());
+    assert_eq!(field("name").as_deref(), Some("Estuary"), "{xml}");
+    assert_eq!(
+        field("version").as_deref(),
+        Some(env!("CARGO_PKG_VERSION")),
+        "{xml}"
+    );
+    // bob (in the channel) saw no CTCP go by, nor did anything reach IRC for it.
+    let lines = bob.collect_for(Duration::from_millis(300)).await;
+    assert!(!lines.iter().any(|l| l.contains("VERSION")), "{lines:?}");
+    w.app.shutdown().await;
+}
+
 /// A join to a server that cannot be reached fails with `remote-server-not-found` and the
 /// reason, and nothing else changes: the gateway's presence does not say "reconnecting"
 /// (nothing is), and the channel on the working server goes on.

@@ -324,6 +324,15 @@ impl Gateway {
                 let session = self.session(req.user().as_str()).ok_or_else(|| {
                     errors::not_acceptable("you are not in this room: join it first")
                 })?;
+                // One's own occupant is the gateway on the network (what others there get
+                // when they ask it): the gateway answers for itself, with no round trip.
+                let own = session
+                    .rooms()
+                    .get(room)
+                    .is_some_and(|r| r.joined && r.nick == *nick);
+                if own {
+                    return Ok(Routed::Now(Some(version())));
+                }
                 return Ok(Routed::Later(Pending::Version(
                     session,
                     room.clone(),
