@@ -2520,6 +2520,30 @@ async fn a_raw_quit_leaves_the_rooms_without_reconnecting() {
     w.app.shutdown().await;
 }
 
+/// A mediated invitation to a bare nick keeps the nick's case as typed: ngIRCd confirms
+/// (341) with the nick of the INVITE, and the confirmation reads "Bob has been invited",
+/// as in Biboumi's `invite_other` scenario, not the folded "bob".
+#[tokio::test]
+async fn an_invitation_is_confirmed_with_the_nick_as_typed() {
+    let w = World::start(Ircd::start_ngircd()).await;
+    let mut bob = Raw::connect(w.ircd.port, "Bob").await;
+    let mut alice = w.alice("inv").await;
+    let party = room("party");
+    join(&mut alice, &party, "alice").await;
+
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' to='{party}' id='i1'><x xmlns='{MUC_USER}'><invite to='Bob'/></x></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("INVITE Bob") && l.contains("#party"))
+        .await;
+    alice
+        .expect_message_body(SERVER_JID, "Bob has been invited to #party")
+        .await;
+    w.app.shutdown().await;
+}
+
 /// A XEP-0045 mediated invitation (a message without a type to the room, Biboumi's
 /// `invite_other` scenario) to a bare nick sends an IRC INVITE; one to an XMPP address
 /// elsewhere is passed on from the room.

@@ -846,7 +846,13 @@ impl Client for IrcClient {
         if let Some(why) = address::check_nick(nick) {
             return Err(BridgeError::bad_request(why));
         }
-        Ok(address::user_id(nick, server, address::ID_FOLDING))
+        // The nick as typed, not folded: the INVITE carries it, and servers that confirm
+        // with the nick of the request (ngIRCd's 341) then name it as the user wrote it,
+        // as Biboumi does ("Nick2 has been invited to #foo"). Only invitations use this id.
+        Ok(RemoteUserId::new(format!(
+            "{nick}%{}",
+            server.to_ascii_lowercase()
+        )))
     }
 
     async fn member_version(&self, room: RemoteChatId, nick: String) -> Result<SoftwareVersion> {
