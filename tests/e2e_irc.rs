@@ -3227,19 +3227,35 @@ async fn biboumi_persistent_channel_stays_joined() {
     assert_eq!(form_values(&form, "persistent"), ["true"]);
     assert!(String::from(&form).contains("Configure the IRC channel #pers on server 127.0.0.1"));
 
-    // Leaving: the user is out of the room, the gateway stays in the channel.
+    // alice is op in the channel.
+    bob.send("MODE #pers +o alice").await;
+    alice
+        .expect("alice a moderator", |s| {
+            presence_from(s, &format!("{chan}/alice"))
+                && item(s).is_some_and(|i| i.0 == "moderator")
+        })
+        .await;
+
+    // Leaving: the user is out of the room, the gateway stays in the channel, and the
+    // unavailable self-presence keeps the place alice still has there (as Biboumi's).
     alice
         .send(el(&format!(
             "<presence xmlns='jabber:client' to='{chan}/alice' type='unavailable'/>"
         )))
         .await;
-    alice
+    let gone = alice
         .expect("the unavailable self-presence", |s| {
             s.name() == "presence"
                 && s.attr("type") == Some("unavailable")
                 && codes(s).contains(&110)
         })
         .await;
+    assert_eq!(
+        item(&gone),
+        Some(("moderator".into(), "admin".into())),
+        "{}",
+        String::from(&gone)
+    );
     let lines = bob.collect_for(Duration::from_secs(2)).await;
     assert!(
         !lines

@@ -347,7 +347,7 @@ impl Gateway {
         // A persistent room (the user's setting) stays joined on the network when its
         // last resource leaves, whether the user left or went offline.
         let persistent = self.room_policy(&session, room).persistent;
-        let (last, keep, own_nick) = {
+        let (last, keep, own_nick, standing) = {
             let mut rooms = session.rooms();
             let Some(r) = rooms.get_mut(room) else { return };
             r.resources.remove(resource);
@@ -357,10 +357,15 @@ impl Gateway {
             // until it is known whether the user left it or went offline.
             let keep = last && (stays_possible || persistent) && r.joined;
             let own = r.nick.clone();
+            // A persistent room stays joined on the network: the user keeps their place
+            // there, and the unavailable presence says which (as Biboumi's does).
+            let standing = (keep && persistent)
+                .then(|| r.members.get(&own).map(|m| (m.role, m.affiliation)))
+                .flatten();
             if last && !keep {
                 rooms.remove(room);
             }
-            (last, keep, own)
+            (last, keep, own, standing)
         };
         let own_nick = if own_nick.is_empty() {
             nick.to_string()
@@ -374,6 +379,8 @@ impl Gateway {
                 to: Some(to),
                 codes: &codes,
                 unavailable: true,
+                role: standing.map(|s| s.0),
+                affiliation: standing.map(|s| s.1),
                 ..Default::default()
             }))
             .await;
