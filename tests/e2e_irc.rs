@@ -2908,6 +2908,80 @@ async fn an_occupants_version_is_asked_with_ctcp() {
     w.app.shutdown().await;
 }
 
+/// A room's disco#info lists what the room answers (ad-hoc commands, ping, version, MAM,
+/// stable ids) and, for a user in it, the `muc#roominfo` form with the occupant count, as
+/// Biboumi's `muc_disco_info` scenario expects; the room answers a version query itself.
+#[tokio::test]
+async fn a_rooms_disco_info_says_what_it_answers_and_who_is_there() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #info").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("info").await;
+    let info = room("info");
+    let disco = el(&format!(
+        "<iq xmlns='jabber:client' type='get' to='{info}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    ));
+    let roominfo = |answer: &Element| {
+        answer
+            .get_child("query", "http://jabber.org/protocol/disco#info")
+            .and_then(|q| q.get_child("x", "jabber:x:data"))
+            .map(|x| {
+                x.children()
+                    .filter_map(|f| {
+                        let value = f.get_child("value", "jabber:x:data")?.text();
+                        Some((f.attr("var")?.to_owned(), value))
+                    })
+                    .collect::<Vec<_>>()
+            })
+    };
+    let before = alice.iq(disco.clone()).await;
+    let xml = String::from(&before);
+    for feature in [
+        "http://jabber.org/protocol/commands",
+        "urn:xmpp:ping",
+        "jabber:iq:version",
+        "urn:xmpp:mam:2",
+        "urn:xmpp:sid:0",
+        "muc_nonanonymous",
+    ] {
+        assert!(
+            xml.contains(&format!("var='{feature}'")),
+            "{feature}: {xml}"
+        );
+    }
+    assert_eq!(roominfo(&before), None, "not in the room: no count. {xml}");
+
+    join(&mut alice, &info, "alice").await;
+    let after = alice.iq(disco).await;
+    assert_eq!(
+        roominfo(&after),
+        Some(vec![
+            (
+                "FORM_TYPE".to_owned(),
+                "http://jabber.org/protocol/muc#roominfo".to_owned()
+            ),
+            ("muc#roominfo_occupants".to_owned(), "2".to_owned()),
+        ]),
+        "{}",
+        String::from(&after)
+    );
+
+    let version = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{info}'><query xmlns='jabber:iq:version'/></iq>"
+        )))
+        .await;
+    assert_eq!(
+        version.attr("type"),
+        Some("result"),
+        "{}",
+        String::from(&version)
+    );
+    assert!(String::from(&version).contains("<name>Estuary</name>"));
+    w.app.shutdown().await;
+}
+
 /// XEP-0092 on one's own occupant: the gateway answers with its own name and version at
 /// once (it is what others on IRC get from a CTCP VERSION to the user), without a CTCP
 /// sent to the user's own nick (which would come back to this gateway and time out).

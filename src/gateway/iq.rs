@@ -254,7 +254,9 @@ impl Gateway {
             (Target::Domain, ns::DISCO_ITEMS, "query", false) => {
                 return self.disco_items_domain(req).await;
             }
-            (Target::Domain, ns::VERSION, "query", false) => Ok(Some(version())),
+            (Target::Domain | Target::Chat(ChatKey::Room(_)), ns::VERSION, "query", false) => {
+                Ok(Some(version()))
+            }
             (Target::Domain, ns::REGISTER, "query", _) => self.handle_register(req).await,
             (Target::Domain, ns::GATEWAY, "query", _) => self.handle_gateway_iq(req).await,
             (Target::Domain, ns::COMMANDS, "command", true) => {
@@ -500,8 +502,20 @@ impl Gateway {
         }
         Ok(Some(match chat {
             ChatKey::Room(r) => {
-                disco::room(&self.info, &self.caps, &self.connector.room_display_name(r))
-                    .to_element(node)
+                let mut q =
+                    disco::room(&self.info, &self.caps, &self.connector.room_display_name(r))
+                        .to_element(node);
+                // The user's own room: how many are in it (as Biboumi tells it).
+                let occupants = self.session(user.as_str()).and_then(|s| {
+                    s.rooms()
+                        .get(r)
+                        .filter(|room| room.joined)
+                        .map(|room| room.members.len())
+                });
+                if let Some(n) = occupants {
+                    q.append_child(disco::room_info_form(n));
+                }
+                q
             }
             ChatKey::Direct(u) => {
                 disco::contact(&self.info, &self.caps, u.as_str()).to_element(node)

@@ -69,6 +69,21 @@ impl DiscoInfo {
     }
 }
 
+/// The XEP-0045 §6.4 room information form (`muc#roominfo`): how many occupants the room
+/// has, for a user who is in it (others are not told who is there).
+pub fn room_info_form(occupants: usize) -> Element {
+    use tokio_xmpp::parsers::data_forms::{DataForm, DataFormType, Field};
+    DataForm::new(
+        DataFormType::Result_,
+        ns::MUC_ROOMINFO,
+        vec![Field::text_single(
+            "muc#roominfo_occupants",
+            &occupants.to_string(),
+        )],
+    )
+    .into()
+}
+
 /// The `node` of the gateway's XEP-0115 `<c/>` elements.
 pub const CAPS_NODE: &str = "https://estuary.invalid/caps";
 
@@ -155,6 +170,10 @@ pub fn room(info: &BridgeInfo, caps: &Capabilities, name: &str) -> DiscoInfo {
         "muc_persistent",
         "muc_unsecured",
         ns::MAM,
+        // A room answers ad-hoc commands (its configuration), pings and version queries.
+        ns::COMMANDS,
+        ns::PING,
+        ns::VERSION,
     ];
     f.extend(message_features(caps));
     DiscoInfo::new("conference", &info.disco_type, name, f)
