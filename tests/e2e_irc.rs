@@ -2693,6 +2693,60 @@ async fn subscription_answers_keep_the_request_id() {
         )
         .await;
     }
+    // Subscriptions to the gateway and to a server's JID are mutual: each asks back (and
+    // an unsubscription from the gateway withdraws its own, after its unavailable
+    // presence), as Biboumi's basic_subscribe_unsubscribe scenario expects. A contact
+    // does not ask back.
+    let bare = alice.bare();
+    tap.expect_tag(
+        "presence",
+        &[
+            ("from", DOMAIN),
+            ("to", bare.as_str()),
+            ("type", "subscribe"),
+        ],
+        limit,
+    )
+    .await;
+    for (to, type_, id, answer) in [
+        (SERVER_JID, "subscribe", "subid3", "subscribed"),
+        (DOMAIN, "unsubscribe", "unsubid2", "unsubscribed"),
+    ] {
+        alice
+            .send(el(&format!(
+                "<presence xmlns='jabber:client' to='{to}' type='{type_}' id='{id}'/>"
+            )))
+            .await;
+        tap.expect_tag(
+            "presence",
+            &[("from", to), ("type", answer), ("id", id)],
+            limit,
+        )
+        .await;
+    }
+    tap.expect_tag(
+        "presence",
+        &[
+            ("from", SERVER_JID),
+            ("to", bare.as_str()),
+            ("type", "subscribe"),
+        ],
+        limit,
+    )
+    .await;
+    for type_ in ["unavailable", "unsubscribe"] {
+        tap.expect_tag(
+            "presence",
+            &[("from", DOMAIN), ("to", bare.as_str()), ("type", type_)],
+            limit,
+        )
+        .await;
+    }
+    let asked_back = tap
+        .tags("presence")
+        .into_iter()
+        .any(|t| t.contains(&format!(" from='{bob_jid}'")) && t.contains(" type='subscribe'"));
+    assert!(!asked_back, "a contact does not ask back");
     app.shutdown().await;
 }
 

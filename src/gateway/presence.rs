@@ -150,16 +150,28 @@ impl Gateway {
                 ))
                 .await;
                 let state = self.session(user.as_str()).map(|s| s.state());
-                self.send(self.gateway_presence(to, state.as_ref())).await;
+                self.send(self.gateway_presence(to.clone(), state.as_ref()))
+                    .await;
+                self.send(mutual(PresenceType::Subscribe, self.jid(), to))
+                    .await;
             }
             PresenceType::Unsubscribe => {
+                let to = Jid::from(user);
+                // The user will not see the gateway's presence any more: it goes offline
+                // for them first, as Biboumi does.
+                let mut gone = Presence::unavailable();
+                gone.from = Some(self.jid());
+                gone.to = Some(to.clone());
+                self.send(gone).await;
                 self.send(answer(
                     Presence::new(PresenceType::Unsubscribed)
                         .with_from(self.jid())
-                        .with_to(Jid::from(user)),
+                        .with_to(to.clone()),
                     presence,
                 ))
                 .await;
+                self.send(mutual(PresenceType::Unsubscribe, self.jid(), to))
+                    .await;
             }
             _ => {}
         }
@@ -177,6 +189,14 @@ impl Gateway {
                     presence,
                 ))
                 .await;
+                if let ChatKey::Service(_) = chat {
+                    self.send(mutual(
+                        PresenceType::Subscribe,
+                        contact.clone(),
+                        Jid::from(user.clone()),
+                    ))
+                    .await;
+                }
                 if let ChatKey::Direct(id) = &chat
                     && let Err(e) = self
                         .db
@@ -669,6 +689,13 @@ pub(super) fn confirm_join(
             (res, asked != own_nick, intent.max_stanzas, intent.since)
         })
         .collect()
+}
+
+/// The gateway's own subscription request (or its withdrawal) to the user, after the
+/// user's: subscriptions to the gateway and to a server's JID are mutual (`both`), as with
+/// Biboumi, so that the user's server tells the gateway when the user comes and goes.
+fn mutual(type_: PresenceType, from: Jid, to: Jid) -> Presence {
+    Presence::new(type_).with_from(from).with_to(to)
 }
 
 /// A presence answering `request` (a subscription request): it carries the request's id,
