@@ -1855,7 +1855,12 @@ impl Session {
                 } else if !plus {
                     held.retain(|x| x != letter);
                 }
-                changed.push((shown.clone(), held.clone()));
+                // One presence per member and MODE line, with where they end up
+                // (`+v-o bob bob` is one change, as Biboumi tells it).
+                match changed.iter_mut().find(|(n, _)| n == shown) {
+                    Some(entry) => entry.1.clone_from(held),
+                    None => changed.push((shown.clone(), held.clone())),
+                }
             }
         }
         if c.state != ChanState::Joined {
