@@ -3254,7 +3254,7 @@ async fn biboumi_server_configure_takes_effect() {
          <field var='username'><value>confuser</value></field>\
          <field var='realname'><value>Conf Real</value></field>\
          <field var='after_connect_commands'><value>PRIVMSG bob :after one</value><value>PRIVMSG bob :after two</value></field>\
-         <field var='throttle_limit'><value>42</value></field>\
+         <field var='throttle_limit'><value>9999</value></field>\
          <field var='max_history_length'><value>69</value></field>\
          <field var='encoding_in'><value>latin-1</value></field>\
          <field var='encoding_out'><value>UTF-8</value></field>\
@@ -3274,7 +3274,9 @@ async fn biboumi_server_configure_takes_effect() {
         form_values(&form, "after_connect_commands"),
         ["PRIVMSG bob :after one", "PRIVMSG bob :after two"]
     );
-    assert_eq!(form_values(&form, "throttle_limit"), ["42"]);
+    // Biboumi's users write 9999 for "no flood control": taken (the admin's cap still
+    // applies, see "Limits").
+    assert_eq!(form_values(&form, "throttle_limit"), ["9999"]);
     assert_eq!(form_values(&form, "max_history_length"), ["69"]);
     assert_eq!(form_values(&form, "encoding_in"), ["latin-1"]);
     // Cancelling a started configure is answered as XEP-0050 says.
