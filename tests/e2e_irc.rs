@@ -1426,6 +1426,20 @@ async fn rejoining_replays_history_from_the_archive() {
         })
         .collect();
     assert_eq!(archived, ["line 1", "line 2", "line 3"]);
+
+    // Paging from an id the archive does not hold is item-not-found (XEP-0059 §2.6), as
+    // Biboumi's default_mam_limit scenario expects, not a server error.
+    let unknown = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='set' to='{room}' id='mam2'><query xmlns='urn:xmpp:mam:2' queryid='q2'><set xmlns='http://jabber.org/protocol/rsm'><after>DUMMY_ID</after></set></query></iq>"
+        )))
+        .await;
+    let (condition, text) = error_of(&unknown).expect("an error");
+    assert_eq!(condition, "item-not-found", "{text}");
+    let kind = unknown
+        .get_child("error", "jabber:client")
+        .and_then(|e| e.attr("type"));
+    assert_eq!(kind, Some("cancel"), "{}", String::from(&unknown));
     w.app.shutdown().await;
 }
 

@@ -83,7 +83,14 @@ impl Gateway {
             .db
             .archive_query(&self.bridge, req.user().as_str(), room.as_str(), &q)
             .await
-            .map_err(|e| errors::internal(format!("the archive could not be read: {e}")))?;
+            .map_err(|e| {
+                if e.is_not_found() {
+                    // XEP-0059 §2.6: an `after`/`before` id that is not in the archive.
+                    errors::item_not_found(format!("{e}: page from an id of this archive"))
+                } else {
+                    errors::internal(format!("the archive could not be read: {e}"))
+                }
+            })?;
         let room_jid = self
             .chat_jid(&ChatKey::Room(room.clone()))
             .ok_or_else(|| errors::internal("the room has no JID"))?;
