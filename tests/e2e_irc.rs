@@ -3050,6 +3050,37 @@ async fn a_rooms_disco_info_says_what_it_answers_and_who_is_there() {
     w.app.shutdown().await;
 }
 
+/// An unavailable presence to the bare room JID leaves the room (Biboumi takes it so, and
+/// its join_history_limit scenario leaves that way): the self-presence (110), and the
+/// channel is parted.
+#[tokio::test]
+async fn leaving_by_the_bare_room_jid() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #bare").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("bare").await;
+    let bare = room("bare");
+    join(&mut alice, &bare, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{bare}' type='unavailable'/>"
+        )))
+        .await;
+    let gone = alice
+        .expect("the unavailable self-presence", |s| {
+            presence_from(s, &format!("{bare}/alice")) && s.attr("type") == Some("unavailable")
+        })
+        .await;
+    assert!(codes(&gone).contains(&110), "{}", String::from(&gone));
+    bob.expect(|l| l.starts_with(":alice") && l.contains("PART") && l.contains("#bare"))
+        .await;
+    w.app.shutdown().await;
+}
+
 /// XEP-0092 on one's own occupant: the gateway answers with its own name and version at
 /// once (it is what others on IRC get from a CTCP VERSION to the user), without a CTCP
 /// sent to the user's own nick (which would come back to this gateway and time out).

@@ -58,14 +58,28 @@ impl Gateway {
         }
         match target {
             Target::Domain => self.domain_presence(&presence, from).await,
-            Target::Chat(ChatKey::Room(room)) => {
+            Target::Chat(ChatKey::Room(room)) => match presence.type_ {
                 // A presence to the bare room JID: nothing to join (no nick).
-                if presence.type_ == PresenceType::None {
+                PresenceType::None => {
                     let err = errors::bad_request("join with a nick: room@gateway/nick");
                     self.send(muc::error_presence(to, from, err)).await;
                 }
-                let _ = room;
-            }
+                // Leaving by the bare room JID (as Biboumi takes it): the resource leaves
+                // under the nick it has there.
+                PresenceType::Unavailable => {
+                    let own = self.session(user.as_str()).and_then(|s| {
+                        s.rooms()
+                            .get(&room)
+                            .filter(|r| r.resources.contains(&from.to_string()))
+                            .map(|r| r.nick.clone())
+                    });
+                    if let Some(nick) = own {
+                        self.leave_room(user.as_str(), &from.to_string(), &room, &nick)
+                            .await;
+                    }
+                }
+                _ => {}
+            },
             Target::Chat(chat) => self.contact_presence(&presence, from, to, chat).await,
             Target::Occupant(room, nick) => {
                 self.room_presence(&presence, from, to, room, nick).await
