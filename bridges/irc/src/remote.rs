@@ -1352,8 +1352,16 @@ impl Session {
                 } else {
                     Mode::Minus(ChannelMode::Moderated, None)
                 }];
-                if self.channels.contains_key(&self.fold(&chan)) {
+                let folded = self.fold(&chan);
+                let parting = self
+                    .rare_if_any()
+                    .is_some_and(|r| r.parting.contains(&folded));
+                if self.channels.contains_key(&folded) {
                     self.on_mode(&chan, &modes, None);
+                } else if parting {
+                    // The answer to the join's own MODE query for a channel left before it
+                    // came (a quick leave): not the user's question, so not told.
+                    debug!(channel = %chan, "modes of a channel being parted");
                 } else {
                     let rest: Vec<&str> = args.iter().skip(2).map(String::as_str).collect();
                     self.service(format!("{chan}: {}", rest.join(" ")));
@@ -2930,6 +2938,38 @@ mod tests {
         wire(&mut s);
         s.release_idle_buffers();
         assert!(s.rare.is_none(), "nothing kept once all is settled");
+    }
+
+    /// The answer (324) to the join's own MODE query for a channel the user already left
+    /// is not shown as a message from the server ("#a: +", seen in Biboumi's
+    /// join_history_limit); one for a channel the user is not in (a MODE query they typed)
+    /// still is.
+    #[test]
+    fn the_modes_of_a_channel_being_parted_are_not_told() {
+        let mut s = session();
+        registered(&mut s);
+        ask_join(&mut s, "#a");
+        feed(
+            &mut s,
+            &[":alice!a@h JOIN #a", ":irc.test 366 alice #a :End"],
+        );
+        s.queue_op(Op::Part {
+            channel: "#a".into(),
+            reason: None,
+        });
+        let events = feed(&mut s, &[":irc.test 324 alice #a +"]);
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, RemoteEvent::ServiceMessage { .. })),
+            "{events:?}"
+        );
+        feed(&mut s, &[":alice!a@h PART #a"]);
+        let events = feed(&mut s, &[":irc.test 324 alice #elsewhere +nt"]);
+        assert!(
+            matches!(&events[..], [RemoteEvent::ServiceMessage { body, .. }] if body == "#elsewhere: +nt"),
+            "{events:?}"
+        );
     }
 
     /// A line to be written again to a channel the user left meanwhile is not written;
