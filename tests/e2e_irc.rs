@@ -1426,6 +1426,20 @@ async fn rejoining_replays_history_from_the_archive() {
         })
         .collect();
     assert_eq!(archived, ["line 1", "line 2", "line 3"]);
+
+    // Paging from an id the archive does not hold is item-not-found (XEP-0059 §2.6), as
+    // Biboumi's default_mam_limit scenario expects, not a server error.
+    let unknown = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='set' to='{room}' id='mam2'><query xmlns='urn:xmpp:mam:2' queryid='q2'><set xmlns='http://jabber.org/protocol/rsm'><after>DUMMY_ID</after></set></query></iq>"
+        )))
+        .await;
+    let (condition, text) = error_of(&unknown).expect("an error");
+    assert_eq!(condition, "item-not-found", "{text}");
+    let kind = unknown
+        .get_child("error", "jabber:client")
+        .and_then(|e| e.attr("type"));
+    assert_eq!(kind, Some("cancel"), "{}", String::from(&unknown));
     w.app.shutdown().await;
 }
 
@@ -2520,6 +2534,30 @@ async fn a_raw_quit_leaves_the_rooms_without_reconnecting() {
     w.app.shutdown().await;
 }
 
+/// A mediated invitation to a bare nick keeps the nick's case as typed: ngIRCd confirms
+/// (341) with the nick of the INVITE, and the confirmation reads "Bob has been invited",
+/// as in Biboumi's `invite_other` scenario, not the folded "bob".
+#[tokio::test]
+async fn an_invitation_is_confirmed_with_the_nick_as_typed() {
+    let w = World::start(Ircd::start_ngircd()).await;
+    let mut bob = Raw::connect(w.ircd.port, "Bob").await;
+    let mut alice = w.alice("inv").await;
+    let party = room("party");
+    join(&mut alice, &party, "alice").await;
+
+    alice
+        .send(el(&format!(
+            "<message xmlns='jabber:client' to='{party}' id='i1'><x xmlns='{MUC_USER}'><invite to='Bob'/></x></message>"
+        )))
+        .await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("INVITE Bob") && l.contains("#party"))
+        .await;
+    alice
+        .expect_message_body(SERVER_JID, "Bob has been invited to #party")
+        .await;
+    w.app.shutdown().await;
+}
+
 /// A XEP-0045 mediated invitation (a message without a type to the room, Biboumi's
 /// `invite_other` scenario) to a bare nick sends an IRC INVITE; one to an XMPP address
 /// elsewhere is passed on from the room.
@@ -2669,6 +2707,60 @@ async fn subscription_answers_keep_the_request_id() {
         )
         .await;
     }
+    // Subscriptions to the gateway and to a server's JID are mutual: each asks back (and
+    // an unsubscription from the gateway withdraws its own, after its unavailable
+    // presence), as Biboumi's basic_subscribe_unsubscribe scenario expects. A contact
+    // does not ask back.
+    let bare = alice.bare();
+    tap.expect_tag(
+        "presence",
+        &[
+            ("from", DOMAIN),
+            ("to", bare.as_str()),
+            ("type", "subscribe"),
+        ],
+        limit,
+    )
+    .await;
+    for (to, type_, id, answer) in [
+        (SERVER_JID, "subscribe", "subid3", "subscribed"),
+        (DOMAIN, "unsubscribe", "unsubid2", "unsubscribed"),
+    ] {
+        alice
+            .send(el(&format!(
+                "<presence xmlns='jabber:client' to='{to}' type='{type_}' id='{id}'/>"
+            )))
+            .await;
+        tap.expect_tag(
+            "presence",
+            &[("from", to), ("type", answer), ("id", id)],
+            limit,
+        )
+        .await;
+    }
+    tap.expect_tag(
+        "presence",
+        &[
+            ("from", SERVER_JID),
+            ("to", bare.as_str()),
+            ("type", "subscribe"),
+        ],
+        limit,
+    )
+    .await;
+    for type_ in ["unavailable", "unsubscribe"] {
+        tap.expect_tag(
+            "presence",
+            &[("from", DOMAIN), ("to", bare.as_str()), ("type", type_)],
+            limit,
+        )
+        .await;
+    }
+    let asked_back = tap
+        .tags("presence")
+        .into_iter()
+        .any(|t| t.contains(&format!(" from='{bob_jid}'")) && t.contains(" type='subscribe'"));
+    assert!(!asked_back, "a contact does not ask back");
     app.shutdown().await;
 }
 
@@ -2884,6 +2976,149 @@ async fn an_occupants_version_is_asked_with_ctcp() {
     w.app.shutdown().await;
 }
 
+/// A room's disco#info lists what the room answers (ad-hoc commands, ping, version, MAM,
+/// stable ids) and, for a user in it, the `muc#roominfo` form with the occupant count, as
+/// Biboumi's `muc_disco_info` scenario expects; the room answers a version query itself.
+#[tokio::test]
+async fn a_rooms_disco_info_says_what_it_answers_and_who_is_there() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #info").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("info").await;
+    let info = room("info");
+    let disco = el(&format!(
+        "<iq xmlns='jabber:client' type='get' to='{info}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    ));
+    let roominfo = |answer: &Element| {
+        answer
+            .get_child("query", "http://jabber.org/protocol/disco#info")
+            .and_then(|q| q.get_child("x", "jabber:x:data"))
+            .map(|x| {
+                x.children()
+                    .filter_map(|f| {
+                        let value = f.get_child("value", "jabber:x:data")?.text();
+                        Some((f.attr("var")?.to_owned(), value))
+                    })
+                    .collect::<Vec<_>>()
+            })
+    };
+    let before = alice.iq(disco.clone()).await;
+    let xml = String::from(&before);
+    for feature in [
+        "http://jabber.org/protocol/commands",
+        "urn:xmpp:ping",
+        "jabber:iq:version",
+        "urn:xmpp:mam:2",
+        "urn:xmpp:sid:0",
+        "muc_nonanonymous",
+    ] {
+        assert!(
+            xml.contains(&format!("var='{feature}'")),
+            "{feature}: {xml}"
+        );
+    }
+    assert_eq!(roominfo(&before), None, "not in the room: no count. {xml}");
+
+    join(&mut alice, &info, "alice").await;
+    let after = alice.iq(disco).await;
+    assert_eq!(
+        roominfo(&after),
+        Some(vec![
+            (
+                "FORM_TYPE".to_owned(),
+                "http://jabber.org/protocol/muc#roominfo".to_owned()
+            ),
+            ("muc#roominfo_occupants".to_owned(), "2".to_owned()),
+        ]),
+        "{}",
+        String::from(&after)
+    );
+
+    let version = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{info}'><query xmlns='jabber:iq:version'/></iq>"
+        )))
+        .await;
+    assert_eq!(
+        version.attr("type"),
+        Some("result"),
+        "{}",
+        String::from(&version)
+    );
+    assert!(String::from(&version).contains("<name>Estuary</name>"));
+    w.app.shutdown().await;
+}
+
+/// An unavailable presence to the bare room JID leaves the room (Biboumi takes it so, and
+/// its join_history_limit scenario leaves that way): the self-presence (110), and the
+/// channel is parted.
+#[tokio::test]
+async fn leaving_by_the_bare_room_jid() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #bare").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("bare").await;
+    let bare = room("bare");
+    join(&mut alice, &bare, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{bare}' type='unavailable'/>"
+        )))
+        .await;
+    let gone = alice
+        .expect("the unavailable self-presence", |s| {
+            presence_from(s, &format!("{bare}/alice")) && s.attr("type") == Some("unavailable")
+        })
+        .await;
+    assert!(codes(&gone).contains(&110), "{}", String::from(&gone));
+    bob.expect(|l| l.starts_with(":alice") && l.contains("PART") && l.contains("#bare"))
+        .await;
+    w.app.shutdown().await;
+}
+
+/// XEP-0092 on one's own occupant: the gateway answers with its own name and version at
+/// once (it is what others on IRC get from a CTCP VERSION to the user), without a CTCP
+/// sent to the user's own nick (which would come back to this gateway and time out).
+#[tokio::test]
+async fn ones_own_occupants_version_is_the_gateways() {
+    let w = World::start(Ircd::start()).await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #myver").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let mut alice = w.alice("myver").await;
+    let myver = room("myver");
+    join(&mut alice, &myver, "alice").await;
+    bob.expect(|l| l.starts_with(":alice") && l.contains("JOIN"))
+        .await;
+
+    let answer = alice
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='get' to='{myver}/alice'><query xmlns='jabber:iq:version'/></iq>"
+        )))
+        .await;
+    let xml = String::from(&answer);
+    assert_eq!(answer.attr("type"), Some("result"), "{xml}");
+    let q = answer
+        .get_child("query", "jabber:iq:version")
+        .expect("a version query");
+    let field = |name: &str| q.get_child(name, "jabber:iq:version").map(|c| c.text());
+    assert_eq!(field("name").as_deref(), Some("Estuary"), "{xml}");
+    assert_eq!(
+        field("version").as_deref(),
+        Some(env!("CARGO_PKG_VERSION")),
+        "{xml}"
+    );
+    // bob (in the channel) saw no CTCP go by, nor did anything reach IRC for it.
+    let lines = bob.collect_for(Duration::from_millis(300)).await;
+    assert!(!lines.iter().any(|l| l.contains("VERSION")), "{lines:?}");
+    w.app.shutdown().await;
+}
+
 /// A join to a server that cannot be reached fails with `remote-server-not-found` and the
 /// reason, and nothing else changes: the gateway's presence does not say "reconnecting"
 /// (nothing is), and the channel on the working server goes on.
@@ -3064,7 +3299,7 @@ async fn biboumi_server_configure_takes_effect() {
          <field var='username'><value>confuser</value></field>\
          <field var='realname'><value>Conf Real</value></field>\
          <field var='after_connect_commands'><value>PRIVMSG bob :after one</value><value>PRIVMSG bob :after two</value></field>\
-         <field var='throttle_limit'><value>42</value></field>\
+         <field var='throttle_limit'><value>9999</value></field>\
          <field var='max_history_length'><value>69</value></field>\
          <field var='encoding_in'><value>latin-1</value></field>\
          <field var='encoding_out'><value>UTF-8</value></field>\
@@ -3084,7 +3319,9 @@ async fn biboumi_server_configure_takes_effect() {
         form_values(&form, "after_connect_commands"),
         ["PRIVMSG bob :after one", "PRIVMSG bob :after two"]
     );
-    assert_eq!(form_values(&form, "throttle_limit"), ["42"]);
+    // Biboumi's users write 9999 for "no flood control": taken (the admin's cap still
+    // applies, see "Limits").
+    assert_eq!(form_values(&form, "throttle_limit"), ["9999"]);
     assert_eq!(form_values(&form, "max_history_length"), ["69"]);
     assert_eq!(form_values(&form, "encoding_in"), ["latin-1"]);
     // Cancelling a started configure is answered as XEP-0050 says.
@@ -3165,19 +3402,35 @@ async fn biboumi_persistent_channel_stays_joined() {
     assert_eq!(form_values(&form, "persistent"), ["true"]);
     assert!(String::from(&form).contains("Configure the IRC channel #pers on server 127.0.0.1"));
 
-    // Leaving: the user is out of the room, the gateway stays in the channel.
+    // alice is op in the channel.
+    bob.send("MODE #pers +o alice").await;
+    alice
+        .expect("alice a moderator", |s| {
+            presence_from(s, &format!("{chan}/alice"))
+                && item(s).is_some_and(|i| i.0 == "moderator")
+        })
+        .await;
+
+    // Leaving: the user is out of the room, the gateway stays in the channel, and the
+    // unavailable self-presence keeps the place alice still has there (as Biboumi's).
     alice
         .send(el(&format!(
             "<presence xmlns='jabber:client' to='{chan}/alice' type='unavailable'/>"
         )))
         .await;
-    alice
+    let gone = alice
         .expect("the unavailable self-presence", |s| {
             s.name() == "presence"
                 && s.attr("type") == Some("unavailable")
                 && codes(s).contains(&110)
         })
         .await;
+    assert_eq!(
+        item(&gone),
+        Some(("moderator".into(), "admin".into())),
+        "{}",
+        String::from(&gone)
+    );
     let lines = bob.collect_for(Duration::from_secs(2)).await;
     assert!(
         !lines
@@ -3472,5 +3725,118 @@ async fn a_mode_change_is_told_in_the_room() {
     assert_eq!(m.attr("from"), Some(modes.as_str()), "{}", String::from(&m));
     assert_eq!(m.attr("type"), Some("groupchat"));
     assert_eq!(body(&m).as_deref(), Some("Mode #modes [+v alice] by bob"));
+    w.app.shutdown().await;
+}
+
+/// Sends a muc#admin `<item nick='…' {attrs}/>` to `room` and returns the answer.
+async fn admin_item(client: &mut TestClient, room: &str, nick: &str, attrs: &str) -> Element {
+    client
+        .iq(el(&format!(
+            "<iq xmlns='jabber:client' type='set' to='{room}'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='{nick}' {attrs}/></query></iq>"
+        )))
+        .await
+}
+
+/// Voice and op through muc#admin (XEP-0045 §8.3–§8.6, §9.3–§9.5, as Biboumi's users do
+/// it): each role or affiliation becomes the IRC `MODE` that gives it, taking higher modes
+/// away, and the occupant's presence follows the server's `MODE`; a nick not in the
+/// channel is `item-not-found`, and where the user is not op the server's refusal is a
+/// `forbidden` error with its text.
+#[tokio::test]
+async fn voice_and_op_through_muc_admin() {
+    let w = World::start(Ircd::start()).await;
+    let stage = room("stage");
+    let bob_jid = format!("{stage}/bob");
+    let mut alice = w.alice("stage").await;
+    // alice opens the channel, so she is its op.
+    let me = join(&mut alice, &stage, "alice").await;
+    assert_eq!(item(&me), Some(("moderator".into(), "admin".into())));
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #stage").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    alice
+        .expect("bob joins", |s| presence_from(s, &bob_jid))
+        .await;
+
+    // (what is asked, the MODE bob sees, bob's (role, affiliation) after it)
+    let steps = [
+        (
+            "role='participant'",
+            "MODE #stage +v bob",
+            ("participant", "member"),
+        ),
+        (
+            "role='moderator'",
+            "MODE #stage +o bob",
+            ("moderator", "admin"),
+        ),
+        (
+            "affiliation='member'",
+            "MODE #stage -o bob",
+            ("participant", "member"),
+        ),
+        (
+            "affiliation='admin'",
+            "MODE #stage +o bob",
+            ("moderator", "admin"),
+        ),
+        (
+            "affiliation='none'",
+            "MODE #stage -ov bob bob",
+            ("participant", "none"),
+        ),
+    ];
+    for (attrs, mode, (role, affiliation)) in steps {
+        let answer = admin_item(&mut alice, &stage, "bob", attrs).await;
+        assert_eq!(
+            answer.attr("type"),
+            Some("result"),
+            "{attrs}: {}",
+            String::from(&answer)
+        );
+        // InspIRCd writes the last nick as a trailing parameter (`:bob`).
+        bob.expect(|l| l.starts_with(":alice") && l.replace(" :", " ").contains(mode))
+            .await;
+        // One presence per MODE line (`-ov bob bob` too), with where bob ends up.
+        let p = alice.expect(mode, |s| presence_from(s, &bob_jid)).await;
+        assert_eq!(
+            item(&p),
+            Some((role.into(), affiliation.into())),
+            "{attrs}: {}",
+            String::from(&p)
+        );
+    }
+    // A change that changes nothing is answered without a MODE line.
+    let answer = admin_item(&mut alice, &stage, "bob", "role='visitor'").await;
+    assert_eq!(
+        answer.attr("type"),
+        Some("result"),
+        "{}",
+        String::from(&answer)
+    );
+    let lines = bob.collect_for(Duration::from_millis(300)).await;
+    assert!(!lines.iter().any(|l| l.contains(" MODE ")), "{lines:?}");
+
+    // Someone not in the channel.
+    let answer = admin_item(&mut alice, &stage, "nobody", "role='participant'").await;
+    let (condition, text) = error_of(&answer).expect("an error element");
+    assert_eq!(condition, "item-not-found", "{text}");
+    // Bad values are refused before anything is sent.
+    let answer = admin_item(&mut alice, &stage, "bob", "role='boss'").await;
+    assert_eq!(
+        error_of(&answer).map(|e| e.0).as_deref(),
+        Some("bad-request")
+    );
+
+    // In bob's own channel alice is not op: taking bob's op away (a visitor has no
+    // mode) is refused by the server, with its text.
+    bob.send("JOIN #bobs").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let bobs = room("bobs");
+    join(&mut alice, &bobs, "alice").await;
+    let answer = admin_item(&mut alice, &bobs, "bob", "role='visitor'").await;
+    let (condition, text) = error_of(&answer).expect("an error element");
+    assert_eq!(condition, "forbidden", "{text}");
+    assert!(text.starts_with("#bobs: "), "{text}");
     w.app.shutdown().await;
 }

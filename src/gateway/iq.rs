@@ -256,7 +256,9 @@ impl Gateway {
             (Target::Domain, ns::DISCO_ITEMS, "query", false) => {
                 return self.disco_items_domain(req).await;
             }
-            (Target::Domain, ns::VERSION, "query", false) => Ok(Some(version())),
+            (Target::Domain | Target::Chat(ChatKey::Room(_)), ns::VERSION, "query", false) => {
+                Ok(Some(version()))
+            }
             (Target::Domain, ns::REGISTER, "query", _) => self.handle_register(req).await,
             (Target::Domain, ns::GATEWAY, "query", _) => self.handle_gateway_iq(req).await,
             (Target::Domain, ns::COMMANDS, "command", true) => {
@@ -326,6 +328,15 @@ impl Gateway {
                 let session = self.session(req.user().as_str()).ok_or_else(|| {
                     errors::not_acceptable("you are not in this room: join it first")
                 })?;
+                // One's own occupant is the gateway on the network (what others there get
+                // when they ask it): the gateway answers for itself, with no round trip.
+                let own = session
+                    .rooms()
+                    .get(room)
+                    .is_some_and(|r| r.joined && r.nick == *nick);
+                if own {
+                    return Ok(Routed::Now(Some(version())));
+                }
                 return Ok(Routed::Later(Pending::Version(
                     session,
                     room.clone(),
@@ -520,9 +531,16 @@ impl Gateway {
                     info.add_feature(xavatar::VCARD);
                 }
                 let mut q = info.to_element(node);
-                // XEP-0486: the avatar's hash in the extended room information.
-                if let Some(hash) = hash {
-                    q.append_child(xavatar::room_info_form(&hash));
+                // The user's own room: how many are in it (as Biboumi tells it).
+                let occupants = self.session(user.as_str()).and_then(|s| {
+                    s.rooms()
+                        .get(r)
+                        .filter(|room| room.joined)
+                        .map(|room| room.members.len())
+                });
+                // One muc#roominfo form: the count and the XEP-0486 avatar hash.
+                if let Some(form) = disco::room_info_form(occupants, hash.as_deref()) {
+                    q.append_child(form);
                 }
                 q
             }

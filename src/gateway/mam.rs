@@ -16,11 +16,14 @@ use tokio_xmpp::parsers::stanza_error::StanzaError;
 
 /// The most messages one page returns.
 const MAX_PAGE: i64 = 250;
+/// The messages of a page when the query asks no `<max/>`: 100, as Biboumi (whose users'
+/// clients may rely on it) and as the gateway's other paged lists.
+const DEFAULT_PAGE: i64 = 100;
 
 /// Reads the query's form and RSM into an archive query.
 pub(super) fn read_query(query: &Element) -> Result<ArchiveQuery, StanzaError> {
     let mut q = ArchiveQuery {
-        limit: 50,
+        limit: DEFAULT_PAGE,
         ..Default::default()
     };
     let time = |v: Option<String>, name: &str| -> Result<Option<i64>, StanzaError> {
@@ -80,7 +83,14 @@ impl Gateway {
             .db
             .archive_query(&self.bridge, req.user().as_str(), room.as_str(), &q)
             .await
-            .map_err(|e| errors::internal(format!("the archive could not be read: {e}")))?;
+            .map_err(|e| {
+                if e.is_not_found() {
+                    // XEP-0059 §2.6: an `after`/`before` id that is not in the archive.
+                    errors::item_not_found(format!("{e}: page from an id of this archive"))
+                } else {
+                    errors::internal(format!("the archive could not be read: {e}"))
+                }
+            })?;
         let room_jid = self
             .chat_jid(&ChatKey::Room(room.clone()))
             .ok_or_else(|| errors::internal("the room has no JID"))?;
@@ -173,6 +183,18 @@ mod tests {
         assert!(aq.last_page);
         assert_eq!(aq.with_nick.as_deref(), Some("bot"));
         assert_eq!(aq.start_ms, Some(1_275_868_800_000));
+    }
+
+    #[test]
+    fn a_query_without_max_gets_a_page_of_100() {
+        let q: Element = "<query xmlns='urn:xmpp:mam:2' queryid='f28'/>"
+            .parse()
+            .unwrap();
+        assert_eq!(read_query(&q).unwrap().limit, 100);
+        let q: Element = "<query xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'><max>9999</max></set></query>"
+            .parse()
+            .unwrap();
+        assert_eq!(read_query(&q).unwrap().limit, MAX_PAGE);
     }
 
     #[test]

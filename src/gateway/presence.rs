@@ -6,7 +6,10 @@ use super::session::{Room, Session, describe};
 use super::{Gateway, Target};
 use crate::xmpp::muc::{self, Occupant};
 use crate::xmpp::{disco, errors, ns};
-use estuary_bridge_api::{ChatKey, JoinRequest, LoginState, OfflinePolicy, RemoteChatId};
+use estuary_bridge_api::{
+    Affiliation, ChatKey, JoinRequest, LoginState, OfflinePolicy, RemoteChatId, Role,
+    StandingChange,
+};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -55,14 +58,28 @@ impl Gateway {
         }
         match target {
             Target::Domain => self.domain_presence(&presence, from).await,
-            Target::Chat(ChatKey::Room(room)) => {
+            Target::Chat(ChatKey::Room(room)) => match presence.type_ {
                 // A presence to the bare room JID: nothing to join (no nick).
-                if presence.type_ == PresenceType::None {
+                PresenceType::None => {
                     let err = errors::bad_request("join with a nick: room@gateway/nick");
                     self.send(muc::error_presence(to, from, err)).await;
                 }
-                let _ = room;
-            }
+                // Leaving by the bare room JID (as Biboumi takes it): the resource leaves
+                // under the nick it has there.
+                PresenceType::Unavailable => {
+                    let own = self.session(user.as_str()).and_then(|s| {
+                        s.rooms()
+                            .get(&room)
+                            .filter(|r| r.resources.contains(&from.to_string()))
+                            .map(|r| r.nick.clone())
+                    });
+                    if let Some(nick) = own {
+                        self.leave_room(user.as_str(), &from.to_string(), &room, &nick)
+                            .await;
+                    }
+                }
+                _ => {}
+            },
             Target::Chat(chat) => self.contact_presence(&presence, from, to, chat).await,
             Target::Occupant(room, nick) => {
                 self.room_presence(&presence, from, to, room, nick).await
@@ -147,16 +164,28 @@ impl Gateway {
                 ))
                 .await;
                 let state = self.session(user.as_str()).map(|s| s.state());
-                self.send(self.gateway_presence(to, state.as_ref())).await;
+                self.send(self.gateway_presence(to.clone(), state.as_ref()))
+                    .await;
+                self.send(mutual(PresenceType::Subscribe, self.jid(), to))
+                    .await;
             }
             PresenceType::Unsubscribe => {
+                let to = Jid::from(user);
+                // The user will not see the gateway's presence any more: it goes offline
+                // for them first, as Biboumi does.
+                let mut gone = Presence::unavailable();
+                gone.from = Some(self.jid());
+                gone.to = Some(to.clone());
+                self.send(gone).await;
                 self.send(answer(
                     Presence::new(PresenceType::Unsubscribed)
                         .with_from(self.jid())
-                        .with_to(Jid::from(user)),
+                        .with_to(to.clone()),
                     presence,
                 ))
                 .await;
+                self.send(mutual(PresenceType::Unsubscribe, self.jid(), to))
+                    .await;
             }
             _ => {}
         }
@@ -174,6 +203,14 @@ impl Gateway {
                     presence,
                 ))
                 .await;
+                if let ChatKey::Service(_) = chat {
+                    self.send(mutual(
+                        PresenceType::Subscribe,
+                        contact.clone(),
+                        Jid::from(user.clone()),
+                    ))
+                    .await;
+                }
                 if let ChatKey::Direct(id) = &chat
                     && let Err(e) = self
                         .db
@@ -344,7 +381,7 @@ impl Gateway {
         // A persistent room (the user's setting) stays joined on the network when its
         // last resource leaves, whether the user left or went offline.
         let persistent = self.room_policy(&session, room).persistent;
-        let (last, keep, own_nick) = {
+        let (last, keep, own_nick, standing) = {
             let mut rooms = session.rooms();
             let Some(r) = rooms.get_mut(room) else { return };
             r.resources.remove(resource);
@@ -354,10 +391,15 @@ impl Gateway {
             // until it is known whether the user left it or went offline.
             let keep = last && (stays_possible || persistent) && r.joined;
             let own = r.nick.clone();
+            // A persistent room stays joined on the network: the user keeps their place
+            // there, and the unavailable presence says which (as Biboumi's does).
+            let standing = (keep && persistent)
+                .then(|| r.members.get(&own).map(|m| (m.role, m.affiliation)))
+                .flatten();
             if last && !keep {
                 rooms.remove(room);
             }
-            (last, keep, own)
+            (last, keep, own, standing)
         };
         let own_nick = if own_nick.is_empty() {
             nick.to_string()
@@ -371,6 +413,8 @@ impl Gateway {
                 to: Some(to),
                 codes: &codes,
                 unavailable: true,
+                role: standing.map(|s| s.0),
+                affiliation: standing.map(|s| s.1),
                 ..Default::default()
             }))
             .await;
@@ -567,7 +611,9 @@ impl Gateway {
         }
     }
 
-    /// XEP-0045 §8.2 kick: `<item nick='…' role='none'>` in muc#admin.
+    /// XEP-0045 §8–§9 through muc#admin: a kick (`<item nick='…' role='none'>`), or a
+    /// role or affiliation change (`role='participant'` grants voice, `'visitor'` revokes
+    /// it, `'moderator'` …; `affiliation='member'`, `'admin'` …), carried out on the network.
     pub(super) async fn handle_muc_admin(
         self: &Arc<Self>,
         req: &Request,
@@ -580,27 +626,70 @@ impl Gateway {
         let nick = item
             .attr("nick")
             .ok_or_else(|| errors::bad_request("the <item/> needs a nick"))?;
-        if item.attr("role") != Some("none") {
-            return Err(errors::not_implemented(
-                "only kicking (role='none') is supported here",
-            ));
-        }
-        if !self.caps.kicks {
-            return Err(errors::not_implemented(format!(
-                "{} does not allow kicking",
-                self.info.name
-            )));
-        }
+        let change = match (item.attr("role"), item.attr("affiliation")) {
+            (Some("none"), _) => None,
+            (_, Some(affiliation)) => {
+                Some(StandingChange::Affiliation(parse_affiliation(affiliation)?))
+            }
+            (Some(role), None) => Some(StandingChange::Role(parse_role(role)?)),
+            (None, None) => {
+                return Err(errors::bad_request(
+                    "the <item/> needs a role or an affiliation",
+                ));
+            }
+        };
         let session = self
             .session(req.user().as_str())
             .ok_or_else(|| errors::not_acceptable("join the room first"))?;
-        let reason = item.get_child("reason", ns::MUC_ADMIN).map(|r| r.text());
-        session
-            .client
-            .kick(room.clone(), nick.to_string(), reason)
-            .await
-            .map_err(|e| errors::from_bridge(&e))?;
+        let done = match change {
+            Some(change) => {
+                session
+                    .client
+                    .set_standing(room.clone(), nick.to_string(), change)
+                    .await
+            }
+            None => {
+                if !self.caps.kicks {
+                    return Err(errors::not_implemented(format!(
+                        "{} does not allow kicking",
+                        self.info.name
+                    )));
+                }
+                let reason = item.get_child("reason", ns::MUC_ADMIN).map(|r| r.text());
+                session
+                    .client
+                    .kick(room.clone(), nick.to_string(), reason)
+                    .await
+            }
+        };
+        done.map_err(|e| errors::from_bridge(&e))?;
         Ok(None)
+    }
+}
+
+/// A muc#admin `role` other than `none` (which is a kick).
+fn parse_role(role: &str) -> Result<Role, StanzaError> {
+    match role {
+        "moderator" => Ok(Role::Moderator),
+        "participant" => Ok(Role::Participant),
+        "visitor" => Ok(Role::Visitor),
+        other => Err(errors::bad_request(format!("unknown role '{other}'"))),
+    }
+}
+
+/// A muc#admin `affiliation`; `outcast` (a ban) is not done.
+fn parse_affiliation(affiliation: &str) -> Result<Affiliation, StanzaError> {
+    match affiliation {
+        "owner" => Ok(Affiliation::Owner),
+        "admin" => Ok(Affiliation::Admin),
+        "member" => Ok(Affiliation::Member),
+        "none" => Ok(Affiliation::None),
+        "outcast" => Err(errors::not_implemented(
+            "banning (affiliation 'outcast') is not supported here",
+        )),
+        other => Err(errors::bad_request(format!(
+            "unknown affiliation '{other}'"
+        ))),
     }
 }
 
@@ -619,6 +708,13 @@ pub(super) fn confirm_join(
             (res, asked != own_nick, intent.max_stanzas, intent.since)
         })
         .collect()
+}
+
+/// The gateway's own subscription request (or its withdrawal) to the user, after the
+/// user's: subscriptions to the gateway and to a server's JID are mutual (`both`), as with
+/// Biboumi, so that the user's server tells the gateway when the user comes and goes.
+fn mutual(type_: PresenceType, from: Jid, to: Jid) -> Presence {
+    Presence::new(type_).with_from(from).with_to(to)
 }
 
 /// A presence answering `request` (a subscription request): it carries the request's id,

@@ -10,7 +10,6 @@ use sha1::{Digest, Sha1};
 use std::str::FromStr as _;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::avatar::{Data, Info, Metadata};
-use tokio_xmpp::parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
 use tokio_xmpp::parsers::hashes::Sha1HexAttribute;
 use tokio_xmpp::parsers::pubsub::{self, ItemId, NodeName, PubSub};
 use tokio_xmpp::parsers::vcard::{Binval, Photo, Type, VCard};
@@ -24,9 +23,7 @@ pub const METADATA_NODE: &str = "urn:xmpp:avatar:metadata";
 pub const DATA_NODE: &str = "urn:xmpp:avatar:data";
 /// XEP-0060's namespace.
 pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
-/// The FORM_TYPE of a room's extended disco#info (XEP-0045 §15.5.4).
-pub const ROOMINFO: &str = "http://jabber.org/protocol/muc#roominfo";
-/// XEP-0486's field in that form.
+/// XEP-0486's field in a room's `muc#roominfo` form.
 pub const ROOMINFO_AVATARHASH: &str = "muc#roominfo_avatarhash";
 
 /// The SHA-1 of `bytes` in lowercase hex: an avatar's id everywhere.
@@ -170,16 +167,6 @@ pub fn pep_request(payload: &Element) -> Result<PepRequest, String> {
     })
 }
 
-/// A room's extended disco#info form carrying its avatar's hash (XEP-0486).
-pub fn room_info_form(hash: &str) -> Element {
-    DataForm::new(
-        DataFormType::Result_,
-        ROOMINFO,
-        vec![Field::new(ROOMINFO_AVATARHASH, FieldType::TextMulti).with_value(hash)],
-    )
-    .into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,16 +254,5 @@ mod tests {
         assert!(!xml.contains("<info"), "{xml}");
         let set = String::from(&metadata_event(Some(&stored().meta)));
         assert!(set.contains("<info"), "{set}");
-    }
-
-    #[test]
-    fn room_form_has_the_hash() {
-        let xml = String::from(&room_info_form("abcd"));
-        assert!(xml.contains("muc#roominfo_avatarhash"), "{xml}");
-        assert!(xml.contains("<value>abcd</value>"), "{xml}");
-        assert!(
-            xml.contains("http://jabber.org/protocol/muc#roominfo"),
-            "{xml}"
-        );
     }
 }

@@ -76,6 +76,27 @@ impl DiscoInfo {
     }
 }
 
+/// The XEP-0045 §6.4 room information form (`muc#roominfo`): how many occupants the room
+/// has, for a user who is in it (others are not told who is there), and the room's avatar
+/// hash (XEP-0486). One form for both (XEP-0128: one form per `FORM_TYPE`); `None` when
+/// there is neither.
+pub fn room_info_form(occupants: Option<usize>, avatar_hash: Option<&str>) -> Option<Element> {
+    use tokio_xmpp::parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
+    let mut fields = Vec::new();
+    if let Some(n) = occupants {
+        fields.push(Field::text_single("muc#roominfo_occupants", &n.to_string()));
+    }
+    if let Some(hash) = avatar_hash {
+        fields.push(
+            Field::new(super::avatar::ROOMINFO_AVATARHASH, FieldType::TextMulti).with_value(hash),
+        );
+    }
+    if fields.is_empty() {
+        return None;
+    }
+    Some(DataForm::new(DataFormType::Result_, ns::MUC_ROOMINFO, fields).into())
+}
+
 /// The `node` of the gateway's XEP-0115 `<c/>` elements.
 pub const CAPS_NODE: &str = "https://estuary.invalid/caps";
 
@@ -162,6 +183,10 @@ pub fn room(info: &BridgeInfo, caps: &Capabilities, name: &str) -> DiscoInfo {
         "muc_persistent",
         "muc_unsecured",
         ns::MAM,
+        // A room answers ad-hoc commands (its configuration), pings and version queries.
+        ns::COMMANDS,
+        ns::PING,
+        ns::VERSION,
     ];
     f.extend(message_features(caps));
     DiscoInfo::new("conference", &info.disco_type, name, f)
@@ -170,6 +195,20 @@ pub fn room(info: &BridgeInfo, caps: &Capabilities, name: &str) -> DiscoInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_room_info_form_holds_the_count_and_the_avatar_hash() {
+        assert!(room_info_form(None, None).is_none());
+        let xml = String::from(&room_info_form(Some(3), Some("abcd")).unwrap());
+        assert_eq!(xml.matches("<x ").count(), 1, "{xml}");
+        assert!(xml.contains(ns::MUC_ROOMINFO), "{xml}");
+        assert!(xml.contains("muc#roominfo_occupants"), "{xml}");
+        assert!(xml.contains("<value>3</value>"), "{xml}");
+        assert!(xml.contains("muc#roominfo_avatarhash"), "{xml}");
+        assert!(xml.contains("<value>abcd</value>"), "{xml}");
+        let only_hash = String::from(&room_info_form(None, Some("abcd")).unwrap());
+        assert!(!only_hash.contains("muc#roominfo_occupants"), "{only_hash}");
+    }
 
     fn info() -> BridgeInfo {
         BridgeInfo {

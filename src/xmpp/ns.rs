@@ -26,6 +26,8 @@ pub const MUC: &str = "http://jabber.org/protocol/muc";
 pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 /// XEP-0045 MUC admin.
 pub const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
+/// XEP-0045 §6.4: the room information form in a room's disco#info.
+pub const MUC_ROOMINFO: &str = "http://jabber.org/protocol/muc#roominfo";
 /// XEP-0045 room owner (configuration).
 pub const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 /// XEP-0249 direct MUC invitations.

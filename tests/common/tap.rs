@@ -70,7 +70,7 @@ impl ComponentTap {
     }
 
     /// The start tags named `name` written so far, with `"` turned into `'`.
-    fn tags(&self, name: &str) -> Vec<String> {
+    pub fn tags(&self, name: &str) -> Vec<String> {
         let written = self.written.lock().unwrap_or_else(|p| p.into_inner());
         let open = format!("<{name}");
         written

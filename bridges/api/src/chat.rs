@@ -79,6 +79,18 @@ pub enum Affiliation {
     None,
 }
 
+/// A change of a room member's standing asked through muc#admin (XEP-0045 §8 and §9: an
+/// `<item nick='…'>` with a `role` or an `affiliation`), for the network to carry out in its
+/// own terms (IRC: channel prefix modes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StandingChange {
+    /// The member should have this role (voice granted or revoked, moderator granted or
+    /// revoked). `Role::Visitor` takes every privilege away.
+    Role(Role),
+    /// The member should have this affiliation.
+    Affiliation(Affiliation),
+}
+
 /// A room member as the network sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {

@@ -173,6 +173,17 @@ pub trait Client: Send + Sync {
         let _ = (room, nick, reason);
         Err(BridgeError::unsupported("kicking"))
     }
+    /// Changes a member's role or affiliation (voice, moderator, …), answered once the
+    /// network has done it or refused it; a change that would change nothing succeeds.
+    async fn set_standing(
+        &self,
+        room: RemoteChatId,
+        nick: String,
+        change: crate::StandingChange,
+    ) -> Result<()> {
+        let _ = (room, nick, change);
+        Err(BridgeError::unsupported("changing roles and affiliations"))
+    }
     /// Invites someone on the network into a room.
     async fn invite(&self, room: RemoteChatId, user: RemoteUserId) -> Result<()> {
         let _ = (room, user);

@@ -32,7 +32,9 @@ pub mod small_map;
 
 pub use attachment::{Attachment, AttachmentLimits, Content, LimitError, Source};
 pub use capabilities::{BridgeInfo, Capabilities, OfflinePolicy};
-pub use chat::{Affiliation, ChatKey, ChatState, Member, MessageKind, Role, RoomInfo, Show};
+pub use chat::{
+    Affiliation, ChatKey, ChatState, Member, MessageKind, Role, RoomInfo, Show, StandingChange,
+};
 pub use client::{Client, JoinRequest, Outgoing, Sent, SoftwareVersion};
 pub use command::{
     CommandAccess, CommandContext, CommandForm, CommandOutput, CommandScope, CommandSpec,

@@ -798,6 +798,31 @@ impl Client for IrcClient {
         await_verdict(verdict, "kick").await
     }
 
+    async fn set_standing(
+        &self,
+        room: RemoteChatId,
+        nick: String,
+        change: estuary_bridge_api::StandingChange,
+    ) -> Result<()> {
+        let (channel, server) = address::parse_room_id(&room)?;
+        if let Some(why) = address::check_nick(&nick) {
+            return Err(BridgeError::not_acceptable(why));
+        }
+        let handle = self.connection(server, None)?;
+        let (answer, verdict) = oneshot::channel();
+        Self::send_op(
+            &handle,
+            Op::Standing {
+                channel: channel.to_owned(),
+                nick,
+                change,
+                answer,
+            },
+        )?;
+        // A refusal (not op, no such nick …) becomes the error of the muc#admin request.
+        await_verdict(verdict, "mode change").await
+    }
+
     async fn invite(&self, room: RemoteChatId, user: RemoteUserId) -> Result<()> {
         let (channel, server) = address::parse_room_id(&room)?;
         let (nick, user_server) = address::parse_user_id(&user)?;
@@ -821,7 +846,13 @@ impl Client for IrcClient {
         if let Some(why) = address::check_nick(nick) {
             return Err(BridgeError::bad_request(why));
         }
-        Ok(address::user_id(nick, server, address::ID_FOLDING))
+        // The nick as typed, not folded: the INVITE carries it, and servers that confirm
+        // with the nick of the request (ngIRCd's 341) then name it as the user wrote it,
+        // as Biboumi does ("Nick2 has been invited to #foo"). Only invitations use this id.
+        Ok(RemoteUserId::new(format!(
+            "{nick}%{}",
+            server.to_ascii_lowercase()
+        )))
     }
 
     async fn member_version(&self, room: RemoteChatId, nick: String) -> Result<SoftwareVersion> {

@@ -195,6 +195,18 @@ pub enum Op {
         /// The server's verdict.
         answer: oneshot::Sender<Result<(), BridgeError>>,
     },
+    /// Change a member's prefix modes (muc#admin voice, moderator, affiliation); the
+    /// answer says whether the server did (`MODE` seen) or refused it (482, 441, 401).
+    Standing {
+        /// The channel.
+        channel: String,
+        /// Who.
+        nick: String,
+        /// What they should become.
+        change: estuary_bridge_api::StandingChange,
+        /// The server's verdict.
+        answer: oneshot::Sender<Result<(), BridgeError>>,
+    },
     /// Change nick; the answer says whether the server took it (`NICK` seen) or refused
     /// it (433/432).
     Nick(String, oneshot::Sender<Result<(), BridgeError>>),

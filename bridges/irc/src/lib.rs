@@ -11,6 +11,7 @@
 //! * [`settings`]: a user's per-server settings (the server JID's "Configure" form).
 //! * [`prefixes`]: a server's channel prefix modes (`PREFIX=(ov)@+`).
 //! * [`remote`]: one session's state and IRC → event translation.
+//! * [`standing`]: muc#admin role and affiliation changes as channel prefix modes.
 //! * [`throttle`]: the flood-control token bucket.
 //! * [`transport`]: the socket (TCP, TLS), lines in and out.
 
@@ -28,6 +29,7 @@ pub mod profile;
 pub mod remote;
 pub mod replies;
 pub mod settings;
+pub mod standing;
 pub mod throttle;
 pub mod transport;
 

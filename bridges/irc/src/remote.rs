@@ -132,6 +132,8 @@ enum Awaited {
     Topic,
     /// `KICK` of this (folded) nick on the channel, by us.
     Kick(String),
+    /// `MODE` on the channel by us, naming this (folded) nick.
+    Mode(String),
 }
 
 /// A topic change or kick sent and not yet answered: the server's `TOPIC`/`KICK` accepts
@@ -830,6 +832,12 @@ impl Session {
                 self.rare().pending_ops.push_back(op);
                 self.push(Command::KICK(channel, nick, reason.map(|r| one_line(&r))))
             }
+            Op::Standing {
+                channel,
+                nick,
+                change,
+                answer,
+            } => self.change_standing(channel, nick, change, answer),
             Op::Nick(nick, answer) => {
                 self.rare().pending_nicks.push_back((nick.clone(), answer));
                 self.push(Command::NICK(nick));
@@ -852,6 +860,57 @@ impl Session {
             }
             Op::Settings(settings) => self.settings = *settings,
             Op::Quit(_) | Op::UserQuit(_) => {}
+        }
+    }
+
+    /// Plans a member's new prefix modes ([`crate::standing`]) from what the channel knows
+    /// they hold, and sends the `MODE`; answered at once when there is nothing to change
+    /// or the member is not there, else by the server's `MODE` or refusal.
+    fn change_standing(
+        &mut self,
+        channel: String,
+        nick: String,
+        change: estuary_bridge_api::StandingChange,
+        answer: oneshot::Sender<Result<(), BridgeError>>,
+    ) {
+        let folded_chan = self.fold(&channel);
+        let folded_nick = self.fold(&nick);
+        let held = match self.channels.get(&folded_chan) {
+            Some(chan) if chan.state == ChanState::Joined => chan
+                .members
+                .get(&folded_nick)
+                .map(|(_, modes)| modes.clone()),
+            _ => {
+                let _ = answer.send(Err(BridgeError::not_acceptable(format!(
+                    "You are not in {channel}: join it first."
+                ))));
+                return;
+            }
+        };
+        let Some(held) = held else {
+            let _ = answer.send(Err(BridgeError::new(
+                ErrorKind::NotFound,
+                format!("{nick} is not in {channel}."),
+            )));
+            return;
+        };
+        match crate::standing::plan(change, &held, &self.prefixes) {
+            Err(e) => {
+                let _ = answer.send(Err(e));
+            }
+            Ok(None) => {
+                let _ = answer.send(Ok(()));
+            }
+            Ok(Some(modes)) => {
+                let mut args = vec![channel];
+                args.extend(modes.args(&nick));
+                self.rare().pending_ops.push_back(PendingOp {
+                    channel: folded_chan,
+                    awaited: Awaited::Mode(folded_nick),
+                    answer,
+                });
+                self.push(Command::Raw("MODE".to_owned(), args));
+            }
         }
     }
 
@@ -978,6 +1037,22 @@ impl Session {
                 self.on_kick(chan, nick, source, reason.as_deref().map(irc_to_styled));
             }
             Command::ChannelMODE(ref chan, ref modes) => {
+                if source.as_deref().is_some_and(|s| self.is_me(s)) {
+                    let named: Vec<String> = modes
+                        .iter()
+                        .filter_map(|m| match m {
+                            Mode::Plus(_, Some(arg)) | Mode::Minus(_, Some(arg)) => {
+                                Some(self.fold(arg))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    self.answer_pending(
+                        chan,
+                        |a| matches!(a, Awaited::Mode(n) if named.contains(n)),
+                        Ok(()),
+                    );
+                }
                 let by = source
                     .as_deref()
                     .unwrap_or(self.settings.server())
@@ -1277,8 +1352,16 @@ impl Session {
                 } else {
                     Mode::Minus(ChannelMode::Moderated, None)
                 }];
-                if self.channels.contains_key(&self.fold(&chan)) {
+                let folded = self.fold(&chan);
+                let parting = self
+                    .rare_if_any()
+                    .is_some_and(|r| r.parting.contains(&folded));
+                if self.channels.contains_key(&folded) {
                     self.on_mode(&chan, &modes, None);
+                } else if parting {
+                    // The answer to the join's own MODE query for a channel left before it
+                    // came (a quick leave): not the user's question, so not told.
+                    debug!(channel = %chan, "modes of a channel being parted");
                 } else {
                     let rest: Vec<&str> = args.iter().skip(2).map(String::as_str).collect();
                     self.service(format!("{chan}: {}", rest.join(" ")));
@@ -1476,7 +1559,7 @@ impl Session {
         self.answer_pending(
             chan,
             |a| match (&nick, a) {
-                (Some(n), Awaited::Kick(k)) => n == k,
+                (Some(n), Awaited::Kick(k) | Awaited::Mode(k)) => n == k,
                 (Some(_), Awaited::Topic) => false,
                 (None, _) => true,
             },
@@ -1500,10 +1583,9 @@ impl Session {
         let Some(ops) = self.rare_if_any().map(|r| &mut r.pending_ops) else {
             return false;
         };
-        let Some(i) = ops
-            .iter()
-            .position(|p| p.awaited == Awaited::Kick(folded.clone()))
-        else {
+        let Some(i) = ops.iter().position(
+            |p| matches!(&p.awaited, Awaited::Kick(k) | Awaited::Mode(k) if *k == folded),
+        ) else {
             return false;
         };
         if let Some(op) = ops.remove(i) {
@@ -1781,7 +1863,12 @@ impl Session {
                 } else if !plus {
                     held.retain(|x| x != letter);
                 }
-                changed.push((shown.clone(), held.clone()));
+                // One presence per member and MODE line, with where they end up
+                // (`+v-o bob bob` is one change, as Biboumi tells it).
+                match changed.iter_mut().find(|(n, _)| n == shown) {
+                    Some(entry) => entry.1.clone_from(held),
+                    None => changed.push((shown.clone(), held.clone())),
+                }
             }
         }
         if c.state != ChanState::Joined {
@@ -2851,6 +2938,38 @@ mod tests {
         wire(&mut s);
         s.release_idle_buffers();
         assert!(s.rare.is_none(), "nothing kept once all is settled");
+    }
+
+    /// The answer (324) to the join's own MODE query for a channel the user already left
+    /// is not shown as a message from the server ("#a: +", seen in Biboumi's
+    /// join_history_limit); one for a channel the user is not in (a MODE query they typed)
+    /// still is.
+    #[test]
+    fn the_modes_of_a_channel_being_parted_are_not_told() {
+        let mut s = session();
+        registered(&mut s);
+        ask_join(&mut s, "#a");
+        feed(
+            &mut s,
+            &[":alice!a@h JOIN #a", ":irc.test 366 alice #a :End"],
+        );
+        s.queue_op(Op::Part {
+            channel: "#a".into(),
+            reason: None,
+        });
+        let events = feed(&mut s, &[":irc.test 324 alice #a +"]);
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, RemoteEvent::ServiceMessage { .. })),
+            "{events:?}"
+        );
+        feed(&mut s, &[":alice!a@h PART #a"]);
+        let events = feed(&mut s, &[":irc.test 324 alice #elsewhere +nt"]);
+        assert!(
+            matches!(&events[..], [RemoteEvent::ServiceMessage { body, .. }] if body == "#elsewhere: +nt"),
+            "{events:?}"
+        );
     }
 
     /// A line to be written again to a channel the user left meanwhile is not written;

@@ -107,8 +107,10 @@ pub fn fields_for(verify_default: bool) -> Vec<FormField> {
             .describe("Raw IRC commands sent after the connection is established, one per line."),
         FormField::text("username", "Username"),
         FormField::text("realname", "Realname"),
-        FormField::integer("throttle_limit", "Throttle limit", 1, 1000).describe(
-            "Lines sent per second at most (flood control). Empty: the gateway's setting.",
+        // Up to THROTTLE_LIMIT_MAX: Biboumi's users write 9999 for "no flood control", and
+        // the gateway's cap (`limits.user_lines_per_second`) applies whatever is stored.
+        FormField::integer("throttle_limit", "Throttle limit", 1, THROTTLE_LIMIT_MAX).describe(
+            "Lines sent per second at most (flood control); the gateway's limit applies above it. Empty: the gateway's setting.",
         ),
         FormField::integer("max_history_length", "Max history length", 0, 100)
             .describe("Messages of history sent when joining one of this server's channels."),
@@ -130,6 +132,9 @@ pub fn fields_for(verify_default: bool) -> Vec<FormField> {
         .describe("Empty: the gateway's setting (5 by default)."),
     ]
 }
+
+/// The largest `throttle_limit` a form takes (a rate far above any cap an admin sets).
+pub const THROTTLE_LIMIT_MAX: i64 = 100_000;
 
 /// [`fields_for`] a server whose certificate is checked.
 pub fn fields() -> Vec<FormField> {
