@@ -13,6 +13,7 @@ use estuary_bridge_api::prometheus_client::encoding::{DescriptorEncoder, EncodeM
 use estuary_bridge_api::prometheus_client::metrics::MetricType;
 use estuary_bridge_api::prometheus_client::metrics::counter::ConstCounter;
 use estuary_bridge_api::prometheus_client::metrics::gauge::ConstGauge;
+use estuary_bridge_api::prometheus_client::registry::Registry as PromRegistry;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use tracing::warn;
@@ -189,13 +190,23 @@ impl Registry {
         let core = Arc::clone(self);
         let mut out = prometheus::text(|r| r.register_collector(Box::new(core)))?;
         for gateway in self.live() {
-            match prometheus::text(|r| gateway.register_bridge_metrics(r)) {
-                Ok(text) => out.push_str(&text),
-                Err(_) => warn!(bridge = %gateway.bridge,
-                    "the bridge's metrics failed to encode: left out of /metrics"),
-            }
+            append_bridge(&mut out, &gateway.bridge, |r| {
+                gateway.register_bridge_metrics(r)
+            });
         }
         Ok(out)
+    }
+}
+
+/// Appends what `bridge` registers to `out`; a bridge whose metrics fail to encode is left
+/// out whole (no half-written family), with a warning, and the others are still served.
+fn append_bridge(out: &mut String, bridge: &str, register: impl FnOnce(&mut PromRegistry)) {
+    match prometheus::text(register) {
+        Ok(text) => out.push_str(&text),
+        Err(_) => warn!(
+            bridge,
+            "the bridge's metrics failed to encode: left out of /metrics"
+        ),
     }
 }
 
@@ -241,6 +252,32 @@ mod tests {
              estuary_x_total{bridge=\"irc\"} 3\n\
              # HELP estuary_g G.\n# TYPE estuary_g gauge\nestuary_g{bridge=\"fake\"} 0\n"
         );
+    }
+
+    #[derive(Debug)]
+    struct Failing;
+
+    impl Collector for Failing {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            // Half a family, then a failure: none of it may reach /metrics.
+            encode_family(&mut encoder, "estuary_bad", Kind::Gauge, "Bad.", [])?;
+            Err(std::fmt::Error)
+        }
+    }
+
+    #[test]
+    fn a_bridge_whose_metrics_fail_is_left_out_and_the_next_one_served() {
+        let mut out = "core\n".to_string();
+        append_bridge(&mut out, "bad", |r| r.register_collector(Box::new(Failing)));
+        assert_eq!(out, "core\n");
+        append_bridge(&mut out, "good", |r| {
+            r.register_collector(Box::new(Registry::default()))
+        });
+        assert!(
+            out.starts_with("core\n# HELP estuary_stanzas_in_total "),
+            "{out}"
+        );
+        assert!(!out.contains("estuary_bad"), "{out}");
     }
 
     #[test]
