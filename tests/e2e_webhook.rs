@@ -514,6 +514,36 @@ async fn hooks_added_by_command_work_and_survive_a_restart() {
         metrics.contains("estuary_webhook_messages_delivered_total{hook=\"bobs\"} 1"),
         "{metrics}"
     );
+    // The core's families and the bridge's read as one well-formed exposition.
+    let read = common::exposition::parse(&metrics).unwrap_or_else(|e| panic!("{e}\n{metrics}"));
+    assert_eq!(
+        read.value(
+            "estuary_webhook_requests_total",
+            &[("hook", "bobs"), ("status", "202")]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    let webhook: Vec<(&str, &str)> = read
+        .families
+        .iter()
+        .filter(|f| f.name.starts_with("estuary_webhook_"))
+        .map(|f| (f.name.as_str(), f.kind.as_str()))
+        .collect();
+    assert_eq!(
+        webhook,
+        [
+            ("estuary_webhook_requests_total", "counter"),
+            ("estuary_webhook_messages_delivered_total", "counter"),
+            ("estuary_webhook_outgoing_total", "counter"),
+            ("estuary_webhook_outgoing_retries_total", "counter"),
+        ],
+        "{metrics}"
+    );
+    assert_eq!(
+        read.families[0].name, "estuary_stanzas_in_total",
+        "the core's come first"
+    );
 
     // The hooks are stored (asynchronously, through the core's queue) before the restart.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -849,9 +849,13 @@ impl Gateway {
             .http_routes(EventRouter::new(self.events_tx.clone()))
     }
 
-    /// The bridge's own metrics, Prometheus text ([`Connector::prometheus`]).
-    pub fn bridge_metrics(&self) -> String {
-        self.connector.prometheus()
+    /// Puts the bridge's own metrics in `registry`, for `/metrics`
+    /// ([`Connector::register_metrics`]).
+    pub fn register_bridge_metrics(
+        &self,
+        registry: &mut estuary_bridge_api::prometheus_client::registry::Registry,
+    ) {
+        self.connector.register_metrics(registry);
     }
 
     /// The link's state, for tests and health checks.

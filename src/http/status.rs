@@ -1,5 +1,5 @@
 //! The core's own endpoints: `GET /healthz` (every enabled bridge's component link) and
-//! `GET /metrics` (Prometheus text for the whole gateway).
+//! `GET /metrics` (Prometheus text for the whole gateway, [`crate::metrics`]).
 
 use crate::gateway::Gateway;
 use crate::metrics::Registry;
@@ -69,20 +69,23 @@ pub async fn healthz(State(st): State<StatusState>) -> Response {
     (code, Json(health)).into_response()
 }
 
-/// `GET /metrics`: the core's metrics, then each bridge's own.
+/// `GET /metrics`: the core's metrics, then each bridge's own, in the Prometheus text
+/// format 0.0.4 ([`Registry::render`]); 500 if the core's own fail to encode.
 pub async fn metrics(State(st): State<StatusState>) -> Response {
-    let mut text = st.registry.render();
-    for (_, gateway) in st.gateways.iter() {
-        if let Some(g) = gateway.upgrade() {
-            text.push_str(&g.bridge_metrics());
+    match st.registry.render() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(estuary_bridge_api::prometheus::CONTENT_TYPE),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => {
+            tracing::error!("the core's metrics failed to encode");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
-    let mut resp = text.into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    resp
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@
 pub mod c2s;
 pub mod client;
 pub mod ejabberd;
+pub mod exposition;
 pub mod ports;
 pub mod process;
 pub mod prosody;

@@ -92,11 +92,17 @@ pub trait Connector: Send + Sync + 'static {
         None
     }
 
-    /// The bridge's own metrics in the Prometheus text format (complete families, each
-    /// with `# HELP` and `# TYPE`, names starting `estuary_<bridge>_`), served on the
-    /// core's `/metrics` after the core's. The default has none.
-    fn prometheus(&self) -> String {
-        String::new()
+    /// Puts the bridge's own metrics in `registry` (names starting `estuary_<bridge>_`),
+    /// served on the core's `/metrics` after the core's families ([`crate::prometheus`]).
+    /// Called at every scrape with a fresh registry: register clones of the bridge's
+    /// [`prometheus_client`] metrics (they are shared handles, e.g. a `Family` of
+    /// `Counter`s) or a `Collector` that reads the bridge's state then. A counter is
+    /// registered without its `_total`, which the crate adds (a name ending in `_total`
+    /// panics in debug builds); `Registry::register` adds a full stop to the help text; a
+    /// `Family` with no sample yet is left out by the registry, unless a `Collector`
+    /// describes it. The default registers nothing.
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        let _ = registry;
     }
 
     /// The per-user settings a service (a [`ChatKey::Service`], e.g. an IRC server) takes.

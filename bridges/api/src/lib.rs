@@ -51,4 +51,7 @@ pub use form::{FieldKind, FormField, FormValues};
 pub use ids::{LoginId, RemoteChatId, RemoteMessageId, RemoteUserId};
 pub use outbound::{OutboundError, OutboundPolicy};
 pub use profile::{Avatar, AvatarSource, AvatarUpdate};
+/// The Prometheus client crate behind `/metrics` ([`prometheus`]), for bridges' own families
+/// ([`Connector::register_metrics`]).
+pub use prometheus_client;
 pub use small_map::SmallMap;

@@ -1,104 +1,91 @@
-//! The Prometheus text exposition format (version 0.0.4), one metric family at a time: the
-//! one renderer behind the gateway's `/metrics`, for the core's families and every bridge's
-//! ([`Connector::prometheus`](crate::Connector::prometheus)).
+//! The gateway's `/metrics` in the Prometheus text exposition format (version 0.0.4), written
+//! by the [`prometheus_client`] crate (re-exported at this crate's root, so that every bridge
+//! builds against the core's version): the core's families, then every bridge's
+//! ([`Connector::register_metrics`](crate::Connector::register_metrics)).
+//!
+//! The crate names counters for the format: a counter registered or described as `foo` is
+//! served as `foo_total` (on its `# HELP`, `# TYPE` and sample lines alike), and a name that
+//! already ends in `_total` is a mistake it catches with a panic in debug builds. Label
+//! values and help texts are escaped by the crate (`\`, `"` and newlines), so a label taken
+//! from outside (a hook name) cannot break the text. A help text given to
+//! [`Registry::register`] gets a full stop added by the crate; one written by a
+//! `Collector` (`DescriptorEncoder::encode_descriptor`) is served as given.
 
-use std::fmt::Write as _;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::registry::Registry;
 
-/// A family's type, as written on its `# TYPE` line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// Only goes up (`…_total`).
-    Counter,
-    /// Goes up and down.
-    Gauge,
-}
+/// The `Content-Type` of `/metrics`: the Prometheus text format, version 0.0.4
+/// (`text/plain; version=0.0.4; charset=utf-8`).
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Counter => "counter",
-            Self::Gauge => "gauge",
-        }
-    }
-}
-
-/// One sample: its labels (name, value) and its value.
-pub type Sample = (Vec<(&'static str, String)>, u64);
-
-/// Appends a family to `out`: `# HELP`, `# TYPE`, then one line per sample, label values
-/// escaped (`\`, `"` and newlines), so that a label taken from outside (a hook name, a bridge
-/// name) cannot break the text. A family without samples keeps its two header lines.
-pub fn write_family(
-    out: &mut String,
-    name: &str,
-    kind: Kind,
-    help: &str,
-    samples: impl IntoIterator<Item = Sample>,
-) {
-    let help = help.replace('\\', "\\\\").replace('\n', "\\n");
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {}", kind.as_str());
-    for (labels, value) in samples {
-        out.push_str(name);
-        if !labels.is_empty() {
-            out.push('{');
-            for (i, (label, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let _ = write!(out, "{label}=\"{}\"", escape(v));
-            }
-            out.push('}');
-        }
-        let _ = writeln!(out, " {value}");
-    }
-}
-
-/// A label value as the format writes it.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// The text of the metrics `register` puts in a fresh registry: each family with its
+/// `# HELP` and `# TYPE` lines, then its samples. How the core writes each part of
+/// `/metrics`; a bridge's tests read their families the same way.
+///
+/// # Errors
+///
+/// [`std::fmt::Error`] when a registered [`Collector`](prometheus_client::collector::Collector)
+/// fails (writing to a `String` does not).
+pub fn text(register: impl FnOnce(&mut Registry)) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    register(&mut registry);
+    let mut out = String::new();
+    prometheus_text::encode(&mut out, &registry)?;
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::DescriptorEncoder;
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
 
     #[test]
-    fn a_family_has_help_type_and_labelled_samples() {
-        let mut out = String::new();
-        write_family(
-            &mut out,
-            "estuary_x_total",
-            Kind::Counter,
-            "X.",
-            [
-                (vec![("bridge", "irc".to_string())], 3),
-                (vec![("hook", "ci".into()), ("status", "202".into())], 1),
-            ],
-        );
+    fn counters_gain_total_and_samples_carry_labels() {
+        let hits: Family<[(&str, String); 2], Counter> = Family::default();
+        hits.get_or_create(&[("hook", "ci".into()), ("status", "202".into())])
+            .inc_by(3);
+        let up: Gauge = Gauge::default();
+        up.set(1);
+        let out = text(|r| {
+            // `register` ends each help text with a full stop of its own.
+            r.register("estuary_x", "X", hits.clone());
+            r.register("estuary_up", "Up", up.clone());
+        })
+        .unwrap();
         assert_eq!(
             out,
             "# HELP estuary_x_total X.\n# TYPE estuary_x_total counter\n\
-             estuary_x_total{bridge=\"irc\"} 3\nestuary_x_total{hook=\"ci\",status=\"202\"} 1\n"
+             estuary_x_total{hook=\"ci\",status=\"202\"} 3\n\
+             # HELP estuary_up Up.\n# TYPE estuary_up gauge\nestuary_up 1\n"
         );
     }
 
     #[test]
     fn hostile_label_values_and_help_cannot_break_lines() {
-        let mut out = String::new();
-        write_family(
-            &mut out,
-            "g",
-            Kind::Gauge,
-            "two\nlines",
-            [(vec![("l", "a\"b\\c\nd".to_string())], 1), (vec![], 2)],
-        );
+        let g: Family<[(&str, String); 1], Gauge> = Family::default();
+        g.get_or_create(&[("l", "a\"b\\c\nd".into())]).set(1);
+        let out = text(|r| r.register("g", "two\nlines", g.clone())).unwrap();
         assert_eq!(
             out,
-            "# HELP g two\\nlines\n# TYPE g gauge\ng{l=\"a\\\"b\\\\c\\nd\"} 1\ng 2\n"
+            "# HELP g two\\nlines.\n# TYPE g gauge\ng{l=\"a\\\"b\\\\c\\nd\"} 1\n"
         );
+    }
+
+    #[derive(Debug)]
+    struct Failing;
+
+    impl Collector for Failing {
+        fn encode(&self, _: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            Err(std::fmt::Error)
+        }
+    }
+
+    #[test]
+    fn a_failing_collector_is_an_error() {
+        assert!(text(|r| r.register_collector(Box::new(Failing))).is_err());
     }
 }

@@ -174,7 +174,10 @@ impl Connector for WebhookConnector {
         Some(self.router(events))
     }
 
-    fn prometheus(&self) -> String {
-        self.metrics.render()
+    fn register_metrics(
+        &self,
+        registry: &mut estuary_bridge_api::prometheus_client::registry::Registry,
+    ) {
+        registry.register_collector(Box::new(self.metrics.clone()));
     }
 }

@@ -1,5 +1,6 @@
-//! Counters for the gateway's `/metrics`, written with the bridge API's one renderer
-//! ([`estuary_bridge_api::prometheus`]).
+//! Counters for the gateway's `/metrics`: [`prometheus_client`] families of counters,
+//! registered through
+//! [`Connector::register_metrics`](estuary_bridge_api::Connector::register_metrics).
 //!
 //! * `estuary_webhook_requests_total{hook,status}`: incoming requests by HTTP status
 //!   (requests for unknown hooks count under `hook="_unknown"`, so that random paths
@@ -8,104 +9,107 @@
 //! * `estuary_webhook_outgoing_total{hook,result}`: outgoing deliveries by result
 //!   (`ok`, `rejected`, `failed`);
 //! * `estuary_webhook_outgoing_retries_total{hook}`: outgoing attempts that were retried.
+//!
+//! Each family is described (`# HELP`, `# TYPE`) even before its first sample.
 
-use estuary_bridge_api::prometheus::{Kind, Sample, write_family};
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use estuary_bridge_api::prometheus;
+use estuary_bridge_api::prometheus_client::collector::Collector;
+use estuary_bridge_api::prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use estuary_bridge_api::prometheus_client::metrics::counter::Counter;
+use estuary_bridge_api::prometheus_client::metrics::family::Family;
 
 /// The label value used for requests to hooks that do not exist.
 pub const UNKNOWN_HOOK: &str = "_unknown";
 
-type Key = (String, String);
+/// Counters labelled by hook.
+type ByHook = Family<[(&'static str, String); 1], Counter>;
+/// Counters labelled by hook and one more label.
+type ByHookAnd = Family<[(&'static str, String); 2], Counter>;
 
-/// The bridge's counters.
-#[derive(Debug, Default)]
+/// The bridge's counters. Clones share them (the crate's families are shared handles).
+#[derive(Clone, Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<Key, u64>>,
-    delivered: Mutex<BTreeMap<String, u64>>,
-    outgoing: Mutex<BTreeMap<Key, u64>>,
-    retries: Mutex<BTreeMap<String, u64>>,
+    requests: ByHookAnd,
+    delivered: ByHook,
+    outgoing: ByHookAnd,
+    retries: ByHook,
 }
 
 impl Metrics {
     /// Counts one incoming request answered with `status`.
     pub fn request(&self, hook: &str, status: u16) {
-        bump(&self.requests, (hook.to_owned(), status.to_string()), 1);
+        self.requests
+            .get_or_create(&[("hook", hook.to_owned()), ("status", status.to_string())])
+            .inc();
     }
 
     /// Counts `n` events handed to the core for `hook`.
     pub fn delivered(&self, hook: &str, n: u64) {
-        bump(&self.delivered, hook.to_owned(), n);
+        self.delivered
+            .get_or_create(&[("hook", hook.to_owned())])
+            .inc_by(n);
     }
 
     /// Counts one outgoing delivery ending with `result` (`ok`, `rejected`, `failed`).
     pub fn outgoing(&self, hook: &str, result: &str) {
-        bump(&self.outgoing, (hook.to_owned(), result.to_owned()), 1);
+        self.outgoing
+            .get_or_create(&[("hook", hook.to_owned()), ("result", result.to_owned())])
+            .inc();
     }
 
     /// Counts one outgoing retry.
     pub fn retry(&self, hook: &str) {
-        bump(&self.retries, hook.to_owned(), 1);
+        self.retries
+            .get_or_create(&[("hook", hook.to_owned())])
+            .inc();
     }
 
-    /// The counters in the Prometheus text format.
+    /// The counters as `/metrics` serves them (the Prometheus text format 0.0.4).
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        family(
-            &mut out,
-            "estuary_webhook_requests_total",
-            "Incoming webhook requests by hook and HTTP status.",
-            &snapshot(&self.requests),
-            |(h, s)| vec![("hook", h.clone()), ("status", s.clone())],
-        );
-        family(
-            &mut out,
-            "estuary_webhook_messages_delivered_total",
-            "Messages and room posts handed to the gateway core, by hook.",
-            &snapshot(&self.delivered),
-            |h| vec![("hook", h.clone())],
-        );
-        family(
-            &mut out,
-            "estuary_webhook_outgoing_total",
-            "Outgoing deliveries to hook URLs by hook and result.",
-            &snapshot(&self.outgoing),
-            |(h, r)| vec![("hook", h.clone()), ("result", r.clone())],
-        );
-        family(
-            &mut out,
-            "estuary_webhook_outgoing_retries_total",
-            "Outgoing delivery attempts that were retried, by hook.",
-            &snapshot(&self.retries),
-            |h| vec![("hook", h.clone())],
-        );
-        out
+        let metrics = self.clone();
+        prometheus::text(|r| r.register_collector(Box::new(metrics)))
+            .expect("counters encode into a String")
     }
 }
 
-fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K, n: u64) {
-    let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
-    *m.entry(key).or_default() += n;
-}
-
-fn snapshot<K: Ord + Clone>(map: &Mutex<BTreeMap<K, u64>>) -> BTreeMap<K, u64> {
-    map.lock().unwrap_or_else(|p| p.into_inner()).clone()
-}
-
-fn family<K>(
-    out: &mut String,
+/// Describes one family, then writes its samples.
+fn family(
+    encoder: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
-    values: &BTreeMap<K, u64>,
-    labels: impl Fn(&K) -> Vec<(&'static str, String)>,
-) {
-    write_family(
-        out,
-        name,
-        Kind::Counter,
-        help,
-        values.iter().map(|(k, v)| -> Sample { (labels(k), *v) }),
-    );
+    metric: &impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// The families in the order served; names without `_total`, which the crate adds.
+impl Collector for Metrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        family(
+            &mut encoder,
+            "estuary_webhook_requests",
+            "Incoming webhook requests by hook and HTTP status.",
+            &self.requests,
+        )?;
+        family(
+            &mut encoder,
+            "estuary_webhook_messages_delivered",
+            "Messages and room posts handed to the gateway core, by hook.",
+            &self.delivered,
+        )?;
+        family(
+            &mut encoder,
+            "estuary_webhook_outgoing",
+            "Outgoing deliveries to hook URLs by hook and result.",
+            &self.outgoing,
+        )?;
+        family(
+            &mut encoder,
+            "estuary_webhook_outgoing_retries",
+            "Outgoing delivery attempts that were retried, by hook.",
+            &self.retries,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -128,5 +132,27 @@ mod tests {
         assert!(text.contains("estuary_webhook_messages_delivered_total{hook=\"ci\"} 3\n"));
         assert!(text.contains("estuary_webhook_outgoing_total{hook=\"ci\",result=\"ok\"} 1\n"));
         assert!(text.contains("# TYPE estuary_webhook_outgoing_retries_total counter\n"));
+        assert!(text.contains(
+            "# HELP estuary_webhook_outgoing_retries_total Outgoing delivery attempts that were retried, by hook.\n"
+        ));
+        // Four families, each described once; five samples.
+        assert_eq!(text.matches("# HELP ").count(), 4, "{text}");
+        assert_eq!(text.matches("# TYPE ").count(), 4, "{text}");
+        assert_eq!(
+            text.lines().filter(|l| !l.starts_with('#')).count(),
+            4,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn clones_share_the_counters() {
+        let m = Metrics::default();
+        m.clone().retry("ci");
+        m.retry("ci");
+        assert!(
+            m.render()
+                .contains("estuary_webhook_outgoing_retries_total{hook=\"ci\"} 2\n")
+        );
     }
 }

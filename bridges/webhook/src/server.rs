@@ -20,7 +20,7 @@
 //! The listener-level limits (connections at once, header timeout, the largest body and
 //! the longest pause in one, TLS) are the core's HTTP server's (`[http]`); `/healthz` and
 //! `/metrics` are the core's too (this bridge's counters reach `/metrics` through
-//! [`Connector::prometheus`](estuary_bridge_api::Connector::prometheus)).
+//! [`Connector::register_metrics`](estuary_bridge_api::Connector::register_metrics)).
 
 use crate::auth::{HeaderCheck, authenticate, authenticate_headers};
 use crate::config::ListenerLimits;
