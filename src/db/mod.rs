@@ -25,7 +25,7 @@ pub use archive::{ArchivePage, ArchiveQuery, ArchivedMessage, MAX_ARCHIVE_PAGE};
 pub use contacts::ContactRow;
 pub use error::{DbError, redact_url};
 pub use logins::LoginRow;
-pub use pending_sends::PendingSend;
+pub use pending_sends::{PendingSend, RoomSend};
 pub use rooms::RoomRow;
 pub use seal::{SealError, SealKey};
 pub use write_behind::{Ticket, Write};
@@ -182,6 +182,13 @@ impl Database {
     /// ticket is at most this one is written (or was refused, and that was logged).
     pub fn committed(&self) -> tokio::sync::watch::Receiver<Ticket> {
         self.behind.committed()
+    }
+
+    /// The same watermark as a plain number, for the bridges' send gates
+    /// ([`estuary_bridge_api::gate`]): a message's gate opens once it reaches the ticket of
+    /// the message's rows.
+    pub fn durable_mark(&self) -> estuary_bridge_api::DurableMark {
+        self.behind.durable_mark()
     }
 
     /// Waits until every row queued with [`Database::write_later`] before this call is
