@@ -538,8 +538,10 @@ impl Gateway {
                     Some(r) if caps.replies => self.remote_id(user, chat, r).await.ok(),
                     _ => None,
                 };
+                // A message with files (to a network that takes them) is archived as its
+                // echo comes, one row per file (`one_file_each`), as before: not accepted.
                 let accepting = match (chat, inbound.key()) {
-                    (ChatKey::Room(room), Some(key)) => {
+                    (ChatKey::Room(room), Some(key)) if attachments.is_empty() => {
                         let what = Accept {
                             room,
                             key,
