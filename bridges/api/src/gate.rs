@@ -13,8 +13,11 @@
 //! same bounds as the core's commit gate for stanzas. While the mark keeps moving, a gated
 //! message waits; once it has not moved for [`COMMIT_WAIT`], or the message has waited
 //! [`MAX_WAIT`] in all, the message goes anyway, and until the mark has caught up with
-//! every message let through so, nothing waits (one pause at the start of an outage, not
-//! one per message). A bridge that ignores the gate loses only this guarantee.
+//! every message let through while the core committed nothing, nothing waits (one pause at
+//! the start of an outage, not one per message). Messages let through once the core
+//! commits again do not push that point further, so the keeper waits again soon after the
+//! database is back, even under steady traffic. A bridge that ignores the gate loses only
+//! this guarantee.
 //!
 //! Nothing here knows the core's database: the mark is a number in a
 //! [`tokio::sync::watch`] channel the core publishes.
@@ -127,8 +130,20 @@ pub enum Verdict {
 pub struct GateKeeper {
     /// The highest mark seen, and when it was first seen.
     seen: Option<(u64, Instant)>,
-    /// A wait ran out on this row: messages go without waiting until the mark reaches it.
-    behind: Option<u64>,
+    /// A wait ran out: messages go without waiting until the mark reaches [`Behind::row`].
+    behind: Option<Behind>,
+}
+
+/// The state of a keeper whose wait ran out.
+#[derive(Debug, Clone, Copy)]
+struct Behind {
+    /// The last row let through while the core committed nothing: once the mark reaches
+    /// it, messages wait again.
+    row: u64,
+    /// The mark when the wait ran out: while it stays there (the database is still stuck),
+    /// every message let through moves `row` on; once it moves, `row` stays, so that the
+    /// keeper catches up even while messages keep coming.
+    stuck_at: u64,
 }
 
 impl GateKeeper {
@@ -158,7 +173,7 @@ impl GateKeeper {
             }
         };
         if let Some(b) = self.behind
-            && mark >= b
+            && mark >= b.row
         {
             info!("the database has caught up: messages wait for their archive rows again");
             self.behind = None;
@@ -167,7 +182,9 @@ impl GateKeeper {
             return Verdict::Go;
         }
         if let Some(b) = &mut self.behind {
-            *b = (*b).max(row);
+            if mark == b.stuck_at {
+                b.row = b.row.max(row);
+            }
             return Verdict::Go;
         }
         let deadline = (since.max(moved_at) + COMMIT_WAIT).min(since + MAX_WAIT);
@@ -183,7 +200,10 @@ impl GateKeeper {
             "the database is slow or down: messages go to the network before their archive \
              rows are committed until it catches up (the rows stay queued)"
         );
-        self.behind = Some(row);
+        self.behind = Some(Behind {
+            row,
+            stuck_at: mark,
+        });
         Verdict::Go
     }
 }
@@ -277,8 +297,12 @@ mod tests {
         // Stuck at 3 for a second: it goes, and so do the next ones, at once.
         assert_eq!(keeper.check_at(5, 3, t0, late), Verdict::Go);
         assert_eq!(keeper.check_at(6, 3, late, late), Verdict::Go);
+        assert!(!keeper.is_settled());
+        // The database commits again: what goes now no longer moves the catch-up point (6).
         assert_eq!(keeper.check_at(7, 5, late, late), Verdict::Go);
-        // Caught up with everything let through: they wait again.
+        assert_eq!(keeper.check_at(8, 5, late, late), Verdict::Go);
+        // Caught up with everything let through while it was stuck (6): they wait again,
+        // though 7 and 8 are not committed yet.
         let t1 = late + Duration::from_millis(10);
         assert_eq!(
             keeper.check_at(9, 7, t1, t1),
