@@ -34,9 +34,13 @@ impl Gateway {
         delivery: Delivery,
         kept: Option<Row>,
     ) {
+        // Only a replayed room message (archived by an earlier run) may need its addresses
+        // afterwards: a live message costs no parsing here.
+        let addresses = kept
+            .as_ref()
+            .filter(|r| r.stanza_id.is_some())
+            .map(|_| (el.attr("to").map(Jid::new), el.attr("from").map(Jid::new)));
         let mut row = kept;
-        let to = el.attr("to").and_then(|t| Jid::new(t).ok());
-        let from = el.attr("from").and_then(|f| Jid::new(f).ok());
         self.handle_message_row(el, delivery, &mut row).await;
         // A room message archived by an earlier run that was not sent now: out of the
         // archive with its row.
@@ -44,7 +48,7 @@ impl Gateway {
             id,
             stanza_id: Some(stanza_id),
         }) = &row
-            && let (Some(to), Some(from)) = (to, from)
+            && let Some((Some(Ok(to)), Some(Ok(from)))) = addresses
             && let Ok(Target::Chat(ChatKey::Room(room))) = self.target(&to)
         {
             let user = from.to_bare().to_string();
