@@ -9,9 +9,7 @@
 //!
 //! The second test does the same for the other direction with the IRC bridge against a
 //! real InspIRCd: a room message the IRC side received must be in the archive after the
-//! kill, though the gateway died before the server's echo of it came back. It fails today
-//! (the message is archived only when its echo comes) and is ignored until that is fixed;
-//! run it with `cargo test -p estuary --test e2e_crash -- --ignored`.
+//! kill, though the gateway died before the server's echo of it came back.
 
 mod common;
 #[path = "../bridges/irc/tests/common/mod.rs"]
@@ -273,9 +271,6 @@ fn said(lines: &[String]) -> Vec<usize> {
 /// of sends in progress); the next start sends what was accepted and not sent yet, archives
 /// nothing twice, and the archive holds nothing the IRC side never got.
 #[tokio::test]
-#[ignore = "defect 3, XMPP → IRC, is open: fails on main (145 of 226 missing in one run); \
-            a synchronous archive commit per accepted message passed it but made the gateway \
-            fall behind 200/s (docs/reliability.md)"]
 async fn a_sigkill_loses_no_archive_row_of_a_message_sent_to_irc() {
     common::init_tracing();
     let server = Prosody::start(&[(IRC_DOMAIN, SECRET)]).await;

@@ -27,7 +27,7 @@ pub use archive::{ArchivePage, ArchiveQuery, ArchivedMessage, MAX_ARCHIVE_PAGE};
 pub use contacts::ContactRow;
 pub use error::{DbError, redact_url};
 pub use logins::LoginRow;
-pub use pending_sends::PendingSend;
+pub use pending_sends::{PendingSend, RoomSend};
 pub use profiles::{AvatarMeta, ProfileKind, ProfileRow, StoredAvatar};
 pub use rooms::RoomRow;
 pub use seal::{SealError, SealKey};
@@ -185,6 +185,13 @@ impl Database {
     /// ticket is at most this one is written (or was refused, and that was logged).
     pub fn committed(&self) -> tokio::sync::watch::Receiver<Ticket> {
         self.behind.committed()
+    }
+
+    /// The same watermark as a plain number, for the bridges' send gates
+    /// ([`estuary_bridge_api::gate`]): a message's gate opens once it reaches the ticket of
+    /// the message's rows.
+    pub fn durable_mark(&self) -> estuary_bridge_api::DurableMark {
+        self.behind.durable_mark()
     }
 
     /// Waits until every row queued with [`Database::write_later`] before this call is

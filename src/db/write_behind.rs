@@ -83,6 +83,30 @@ pub enum Write {
         /// The room's key.
         room: String,
     },
+    /// A room message of the user's accepted for sending: its archive row (under the
+    /// stanza-id chosen now) and its `pending_sends` row (which keeps that stanza-id, so a
+    /// replay after a crash reuses it), in one transaction. The message goes to the
+    /// network once this row's ticket is committed (the bridge's send gate).
+    AcceptedSend {
+        /// The bridge.
+        bridge: String,
+        /// The user's bare JID.
+        user: String,
+        /// The room's key.
+        room: String,
+        /// The message as archived.
+        msg: ArchivedMessage,
+        /// The `pending_sends` row's id (kept by an earlier run, or new).
+        id: String,
+        /// What to send again at the next start, as the gateway serialized it.
+        payload: String,
+    },
+    /// Forget a send the network answered (a `pending_sends` row): a room message's echo
+    /// came back.
+    SendDone {
+        /// The row's id.
+        id: String,
+    },
     /// Record the login a user gets by just using a bridge that needs no registration (no
     /// fields, no metadata), unless the user has a login there already.
     AutoLogin {
@@ -135,6 +159,9 @@ impl Watermark {
     }
 }
 
+// Nearly every job is a row; a settle is rare. Boxing the rows would cost an allocation
+// per relayed message to save bytes only while a job waits in the queue.
+#[allow(clippy::large_enum_variant)]
 enum Job {
     Write(u64, Write),
     Settle(oneshot::Sender<()>),
@@ -148,6 +175,8 @@ pub(crate) struct WriteBehind {
     issued: Arc<AtomicU64>,
     /// The watermark, published by the writer.
     committed: watch::Receiver<Ticket>,
+    /// The same, as a number, for the bridges' send gates.
+    durable: watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for Job {
@@ -164,11 +193,17 @@ impl WriteBehind {
     pub(crate) fn start(pool: AnyPool, backend: Backend) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (committed_tx, committed) = watch::channel(Ticket::NONE);
-        tokio::spawn(run(pool, backend, rx, committed_tx));
+        let (durable_tx, durable) = watch::channel(0);
+        let marks = Marks {
+            committed: committed_tx,
+            durable: durable_tx,
+        };
+        tokio::spawn(run(pool, backend, rx, marks));
         Self {
             tx,
             issued: Arc::new(AtomicU64::new(0)),
             committed,
+            durable,
         }
     }
 
@@ -187,6 +222,11 @@ impl WriteBehind {
         self.committed.clone()
     }
 
+    /// The watermark as a number (see [`super::Database::durable_mark`]).
+    pub(crate) fn durable_mark(&self) -> watch::Receiver<u64> {
+        self.durable.clone()
+    }
+
     /// Waits until every row queued before this call is written (or failed and logged).
     pub(crate) async fn settle(&self) {
         let (tx, rx) = oneshot::channel();
@@ -196,12 +236,14 @@ impl WriteBehind {
     }
 }
 
-async fn run(
-    pool: AnyPool,
-    backend: Backend,
-    mut rx: mpsc::Receiver<Job>,
+/// Where the writer publishes its watermark: for the component link's commit gate, and
+/// as a number for the bridges' send gates.
+struct Marks {
     committed: watch::Sender<Ticket>,
-) {
+    durable: watch::Sender<u64>,
+}
+
+async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>, marks: Marks) {
     let mut writes = Vec::with_capacity(MAX_BATCH);
     let mut tickets = Vec::with_capacity(MAX_BATCH);
     let mut settled = Vec::new();
@@ -234,7 +276,8 @@ async fn run(
                 watermark.finish(n);
             }
             if watermark.low() != before {
-                committed.send_replace(Ticket(watermark.low()));
+                marks.committed.send_replace(Ticket(watermark.low()));
+                marks.durable.send_replace(watermark.low());
             }
         }
         for done in settled.drain(..) {
@@ -297,6 +340,8 @@ fn what(w: &Write) -> &'static str {
         Write::Room { .. } => "a joined room",
         Write::RoomLeft { .. } => "a left room",
         Write::AutoLogin { .. } => "an automatic login",
+        Write::SendDone { .. } => "a finished send",
+        Write::AcceptedSend { .. } => "an accepted room message",
     }
 }
 
@@ -311,7 +356,7 @@ pub(crate) async fn write_batch(
     // counter update for the whole batch.
     let mut bridges: Vec<(&str, i64)> = Vec::new();
     for w in writes {
-        if let Write::Archive { bridge, .. } = w {
+        if let Write::Archive { bridge, .. } | Write::AcceptedSend { bridge, .. } = w {
             match bridges.iter_mut().find(|(b, _)| b == bridge) {
                 Some((_, n)) => *n += 1,
                 None => bridges.push((bridge, 1)),
@@ -341,6 +386,8 @@ pub(crate) async fn write_batch(
     // wins, as it would row by row.
     let mut archive: Vec<ArchiveRow<'_>> = Vec::new();
     let mut maps: Vec<&Write> = Vec::new();
+    let mut done: Vec<&str> = Vec::new();
+    let mut sends: Vec<SendRow<'_>> = Vec::new();
     for w in writes {
         match w {
             Write::Archive {
@@ -348,6 +395,13 @@ pub(crate) async fn write_batch(
                 user,
                 room,
                 msg,
+            }
+            | Write::AcceptedSend {
+                bridge,
+                user,
+                room,
+                msg,
+                ..
             } => {
                 let seq = next_seq
                     .iter_mut()
@@ -358,16 +412,26 @@ pub(crate) async fn write_batch(
                     })
                     .unwrap_or_default();
                 archive.push((bridge, user, room, seq, msg));
+                if let Write::AcceptedSend { id, payload, .. } = w {
+                    sends.push((id, bridge, user, payload, msg));
+                }
             }
             Write::Map { .. } => maps.push(w),
+            Write::SendDone { id } => done.push(id),
             _ => {}
         }
     }
     insert_archive(&mut tx, backend, &archive).await?;
     insert_maps(&mut tx, backend, &latest_maps(&maps), now).await?;
+    // Rows of sends started before those of sends finished: both may be in one batch.
+    insert_sends(&mut tx, backend, &sends).await?;
+    delete_sends(&mut tx, backend, &done).await?;
     for w in writes {
         match w {
-            Write::Archive { .. } | Write::Map { .. } => {}
+            Write::Archive { .. }
+            | Write::Map { .. }
+            | Write::SendDone { .. }
+            | Write::AcceptedSend { .. } => {}
             Write::Room {
                 bridge,
                 user,
@@ -484,6 +548,59 @@ async fn insert_archive(
                 .bind(msg.body.as_str())
                 .bind(msg.at_ms)
                 .bind(msg.remote_id.as_deref());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// A `pending_sends` row of an accepted room message: id, bridge, user, payload, and the
+/// message as archived (its stanza-id, and its time, which orders replays).
+type SendRow<'a> = (&'a str, &'a str, &'a str, &'a str, &'a ArchivedMessage);
+
+/// Writes the `pending_sends` rows of accepted room messages, many per statement; a row
+/// kept by an earlier run (a replay) gets the stanza-id.
+async fn insert_sends(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    rows: &[SendRow<'_>],
+) -> Result<(), DbError> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO pending_sends (id, bridge, user_jid, queued_at_ms, payload, stanza_id) \
+             VALUES {} ON CONFLICT (id) DO UPDATE SET stanza_id = excluded.stanza_id",
+            placeholders(backend, chunk.len(), 6)
+        );
+        // Built from placeholders only; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, bridge, user, payload, msg) in chunk {
+            q = q
+                .bind(*id)
+                .bind(*bridge)
+                .bind(*user)
+                .bind(msg.at_ms)
+                .bind(*payload)
+                .bind(msg.stanza_id.as_str());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Deletes finished `pending_sends` rows, many per statement.
+async fn delete_sends(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    ids: &[&str],
+) -> Result<(), DbError> {
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        // One group of `chunk.len()` placeholders: `($1, $2, …)` or `(?, ?, …)`.
+        let list = placeholders(backend, 1, chunk.len());
+        let sql = format!("DELETE FROM pending_sends WHERE id IN {list}");
+        // Built from placeholders only; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
         }
         q.execute(&mut **tx).await?;
     }
@@ -669,6 +786,62 @@ mod tests {
             .await
             .expect("read");
         assert_eq!(count, 300);
+    }
+
+    /// An accepted room message is one row of the write-behind: its archive row and its
+    /// `pending_sends` row (with the stanza-id) land in the same batch; a finished send in
+    /// the same batch removes its row after it was written; replays list in accept order.
+    #[tokio::test]
+    async fn an_accepted_send_writes_its_archive_and_pending_rows_together() {
+        sqlx::any::install_default_drivers();
+        let db = crate::db::Database::connect("sqlite::memory:", crate::db::SealKey::generate())
+            .await
+            .expect("an in-memory database");
+        let accepted = |i: i64| Write::AcceptedSend {
+            bridge: "b".into(),
+            user: "u@x".into(),
+            room: "#r".into(),
+            msg: ArchivedMessage {
+                stanza_id: format!("s{i}"),
+                from_nick: "me".into(),
+                body: format!("m {i}"),
+                at_ms: 1000 + i,
+                remote_id: None,
+            },
+            id: format!("p{i}"),
+            payload: format!("<message id='{i}'/>"),
+        };
+        let writes = vec![
+            accepted(1),
+            accepted(2),
+            Write::SendDone { id: "p1".into() },
+            accepted(3),
+        ];
+        write_batch(db.pool(), db.backend(), &writes)
+            .await
+            .expect("written");
+        let bodies: Vec<(String, String)> =
+            sqlx::query_as("SELECT stanza_id, body FROM archive ORDER BY seq")
+                .fetch_all(db.pool())
+                .await
+                .expect("read");
+        assert_eq!(
+            bodies,
+            [("s1", "m 1"), ("s2", "m 2"), ("s3", "m 3")]
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+        let pending = db.list_sends("b").await.expect("listed");
+        let got: Vec<(&str, Option<&str>)> = pending
+            .iter()
+            .map(|p| (p.id.as_str(), p.stanza_id.as_deref()))
+            .collect();
+        assert_eq!(got, [("p2", Some("s2")), ("p3", Some("s3"))]);
+        // The same message accepted again (a replay whose row was kept without a
+        // stanza-id) keeps its row and its place.
+        write_batch(db.pool(), db.backend(), &[accepted(2)])
+            .await
+            .expect("written again");
+        assert_eq!(db.list_sends("b").await.expect("listed").len(), 2);
     }
 
     #[tokio::test]

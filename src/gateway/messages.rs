@@ -1,13 +1,14 @@
 //! Messages from XMPP users to the network ("handle-local" for messages).
 
+use super::session::Accepted;
 use super::session::Session;
 use super::{Gateway, Target};
-use crate::db::{ArchivedMessage, Ticket, Write};
+use crate::db::{ArchivedMessage, RoomSend, Ticket, Write};
 use crate::xmpp::message::{self as msg, Inbound};
 use crate::xmpp::{errors, ns};
 use estuary_bridge_api::{
     Attachment, AttachmentLimits, BridgeError, Capabilities, ChatKey, ErrorKind, Outgoing,
-    RemoteMessageId, Source,
+    RemoteChatId, RemoteMessageId, SendGate, Source,
 };
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -20,12 +21,65 @@ use tracing::{debug, info, warn};
 
 impl Gateway {
     pub(super) async fn handle_message(self: &Arc<Self>, el: Element) {
-        self.handle_message_as(el, Delivery::Live).await
+        self.handle_message_as(el, Delivery::Live, None).await
     }
 
     /// [`Gateway::handle_message`], for a message received now or one kept by an earlier
-    /// run (see [`Delivery`]).
-    async fn handle_message_as(self: &Arc<Self>, el: Element, delivery: Delivery) {
+    /// run (see [`Delivery`]) in the table of sends in progress (`kept`). Once handled, the
+    /// message's row in that table is deleted, unless a room message's echo is still to come
+    /// (its echo, or the network's refusal, deletes it then).
+    async fn handle_message_as(
+        self: &Arc<Self>,
+        el: Element,
+        delivery: Delivery,
+        kept: Option<Row>,
+    ) {
+        // Only a replayed room message (archived by an earlier run) may need its addresses
+        // afterwards: a live message costs no parsing here.
+        let addresses = kept
+            .as_ref()
+            .filter(|r| r.stanza_id.is_some())
+            .map(|_| (el.attr("to").map(Jid::new), el.attr("from").map(Jid::new)));
+        let mut row = kept;
+        self.handle_message_row(el, delivery, &mut row).await;
+        // A room message archived by an earlier run that was not sent now: out of the
+        // archive with its row.
+        if let Some(Row {
+            id,
+            stanza_id: Some(stanza_id),
+        }) = &row
+            && let Some((Some(Ok(to)), Some(Ok(from)))) = addresses
+            && let Ok(Target::Chat(ChatKey::Room(room))) = self.target(&to)
+        {
+            let user = from.to_bare().to_string();
+            let send = RoomSend {
+                bridge: &self.bridge,
+                user: &user,
+                room: room.as_str(),
+                id,
+            };
+            match self.db.withdraw_room_send(send, stanza_id).await {
+                Ok(()) => return,
+                Err(e) => {
+                    warn!(bridge = %self.bridge, "cannot take a message that was not sent out of the archive: {e}")
+                }
+            }
+        }
+        if let Some(row) = row
+            && let Err(e) = self.db.delete_send(&row.id).await
+        {
+            warn!(bridge = %self.bridge, "cannot clear a finished send (it may be sent again at the next start): {e}");
+        }
+    }
+
+    /// [`Gateway::handle_message_as`] but for the row's deletion; a room message whose echo
+    /// is awaited takes `row`.
+    async fn handle_message_row(
+        self: &Arc<Self>,
+        el: Element,
+        delivery: Delivery,
+        row: &mut Option<Row>,
+    ) {
         let message = match Message::try_from(el.clone()) {
             Ok(m) => m,
             Err(e) => {
@@ -126,43 +180,39 @@ impl Gateway {
         }
         // A 1:1 message is written down until the network answers, so that a restart in
         // the middle of the send (a webhook being retried, say) sends it again.
+        // A room message gets its row (with its archive row) when it is accepted, in
+        // `forward_message`.
         let durable = inbound.body.is_some()
             && inbound.replace.is_none()
             && matches!(chat, ChatKey::Direct(_) | ChatKey::Service(_));
-        let pending = if durable {
+        if durable && row.is_none() {
             let pending_id = uuid::Uuid::new_v4().to_string();
             match self
                 .db
                 .push_send(&self.bridge, user.as_str(), &pending_id, &String::from(&el))
                 .await
             {
-                Ok(()) => Some(pending_id),
+                Ok(()) => {
+                    *row = Some(Row {
+                        id: pending_id,
+                        stanza_id: None,
+                    })
+                }
                 Err(e) => {
                     warn!(bridge = %self.bridge, "cannot record a send in progress (it is still sent): {e}");
-                    None
                 }
             }
-        } else {
-            None
+        }
+        let source = Handling {
+            delivery,
+            el: &el,
+            row,
         };
         if let Err(e) = self
-            .forward_message(
-                &session,
-                &from,
-                &to,
-                &chat,
-                message.type_,
-                inbound,
-                delivery,
-            )
+            .forward_message(&session, &from, &to, &chat, message.type_, inbound, source)
             .await
         {
             self.bounce(to, from, id, errors::from_bridge(&e)).await;
-        }
-        if let Some(pending_id) = pending
-            && let Err(e) = self.db.delete_send(&pending_id).await
-        {
-            warn!(bridge = %self.bridge, "cannot clear a finished send (it may be sent again at the next start): {e}");
         }
     }
 
@@ -207,14 +257,19 @@ impl Gateway {
             tracing::info!(bridge = %self.bridge, count = pending.len(), "sending again what the last run left unanswered");
         }
         for send in pending {
+            let row = Row {
+                id: send.id,
+                stanza_id: send.stanza_id,
+            };
             match send.payload.parse::<Element>() {
-                Ok(el) => Box::pin(self.handle_message_as(el, Delivery::Kept)).await,
+                // Deletes the row once done (or leaves it to the echo).
+                Ok(el) => Box::pin(self.handle_message_as(el, Delivery::Kept, Some(row))).await,
                 Err(e) => {
-                    warn!(bridge = %self.bridge, user = %send.user, "dropping an unreadable unfinished send: {e}")
+                    warn!(bridge = %self.bridge, user = %send.user, "dropping an unreadable unfinished send: {e}");
+                    if let Err(e) = self.db.delete_send(&row.id).await {
+                        warn!(bridge = %self.bridge, "cannot clear a replayed send: {e}");
+                    }
                 }
-            }
-            if let Err(e) = self.db.delete_send(&send.id).await {
-                warn!(bridge = %self.bridge, "cannot clear a replayed send: {e}");
             }
         }
     }
@@ -393,8 +448,9 @@ impl Gateway {
         chat: &ChatKey,
         type_: MessageType,
         inbound: Inbound,
-        delivery: Delivery,
+        source: Handling<'_>,
     ) -> Result<(), BridgeError> {
+        let delivery = source.delivery;
         let user = session.user.as_str();
         let caps = &self.caps;
         let _sending = session.send_lock.lock().await;
@@ -471,6 +527,7 @@ impl Gateway {
                     r.keep_ids(key, kept);
                 }
             }
+            let mut accepted: Option<Accepted> = None;
             let sent = if let Some(target) = &inbound.replace {
                 if !caps.edits {
                     return Err(BridgeError::unsupported("correcting a message"));
@@ -485,7 +542,29 @@ impl Gateway {
                     Some(r) if caps.replies => self.remote_id(user, chat, r).await.ok(),
                     _ => None,
                 };
-                session
+                // A message with files (to a network that takes them) is archived as its
+                // echo comes, one row per file (`one_file_each`), as before: not accepted.
+                let accepting = match (chat, inbound.key()) {
+                    (ChatKey::Room(room), Some(key)) if attachments.is_empty() => {
+                        let what = Accept {
+                            room,
+                            key,
+                            body: &msg::body_text(body, inbound.kind),
+                        };
+                        self.accept(session, what, source.el, source.row).await
+                    }
+                    _ => None,
+                };
+                // The bridge holds the message until its rows are committed; the handler
+                // goes on at once.
+                let gate = match accepting {
+                    Some((a, gate)) => {
+                        accepted = Some(a);
+                        gate
+                    }
+                    None => SendGate::open(),
+                };
+                let sending = session
                     .client
                     .send_message(Outgoing {
                         chat: chat.clone(),
@@ -494,11 +573,24 @@ impl Gateway {
                         kind: inbound.kind,
                         origin_id: inbound.key().map(str::to_string),
                         reply_to,
+                        gate,
                     })
-                    .await?
+                    .await;
+                match sending {
+                    Ok(sent) => sent,
+                    Err(e) => {
+                        if let (ChatKey::Room(room), Some(a)) = (chat, &accepted) {
+                            self.withdraw(session, room, &a.stanza_id).await;
+                        }
+                        return Err(e);
+                    }
+                }
             };
             if sent.ran_as_command {
                 debug!(bridge = %self.bridge, "the message was run as a command; nothing to reflect");
+                if let (ChatKey::Room(room), Some(a)) = (chat, &accepted) {
+                    self.withdraw(session, room, &a.stanza_id).await;
+                }
                 if let (ChatKey::Room(room), Some(key)) = (chat, inbound.key())
                     && let Some(r) = session.rooms().get_mut(room)
                 {
@@ -572,6 +664,123 @@ impl Gateway {
         Ok(())
     }
 
+    /// Accepts a room message of the user's for sending: chooses its stanza-id and, where
+    /// the room is recorded, queues its archive row and its row in the table of sends in
+    /// progress, one row of the write-behind ([`Write::AcceptedSend`]), committed with the
+    /// next batch. The handler does not wait for that commit: the returned gate travels
+    /// with the message, and the bridge holds the message until the commit is done
+    /// ([`estuary_bridge_api::gate`]), so that a crash can no longer leave a message the
+    /// network saw but the archive lacks. The message is remembered in the room until its
+    /// echo ([`Room::accepted`](super::session::Room)), which is shown with this stanza-id
+    /// and not archived again. A kept `row` that was accepted before (a replay after a
+    /// crash) is taken as it is: nothing is archived twice, and its gate is open. `None`
+    /// (nothing remembered, the echo archives as it comes) for a room not recorded or not
+    /// known.
+    async fn accept(
+        &self,
+        session: &Session,
+        what: Accept<'_>,
+        el: &Element,
+        row: &mut Option<Row>,
+    ) -> Option<(Accepted, SendGate)> {
+        let Accept { room, key, body } = what;
+        if !self.room_policy(session, room).record_history {
+            return None;
+        }
+        let nick = session.rooms().get(room).map(|r| r.nick.clone())?;
+        let kept = row.take();
+        let (accepted, gate) = match kept {
+            Some(Row {
+                id,
+                stanza_id: Some(stanza_id),
+            }) => {
+                let accepted = Accepted {
+                    key: key.to_string(),
+                    stanza_id,
+                    pending_id: id,
+                    archived: true,
+                    rows: Ticket::NONE,
+                };
+                (accepted, SendGate::open())
+            }
+            kept => {
+                // Time-ordered: replays at the next start go in the order accepted.
+                let pending_id = kept
+                    .map(|r| r.id)
+                    .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+                let msg = ArchivedMessage {
+                    stanza_id: uuid::Uuid::new_v4().to_string(),
+                    from_nick: nick,
+                    body: body.to_string(),
+                    at_ms: unix_ms(SystemTime::now()),
+                    remote_id: None,
+                };
+                let stanza_id = msg.stanza_id.clone();
+                let write = Write::AcceptedSend {
+                    bridge: self.bridge.clone(),
+                    user: session.user.clone(),
+                    room: room.as_str().to_string(),
+                    msg,
+                    id: pending_id.clone(),
+                    payload: String::from(el),
+                };
+                let (archived, rows) = match self.db.write_later(write).await {
+                    Ok(ticket) => (true, ticket),
+                    Err(e) => {
+                        warn!(bridge = %self.bridge, "cannot archive a room message as it is sent (its echo will): {e}");
+                        (false, Ticket::NONE)
+                    }
+                };
+                let gate = if archived {
+                    SendGate::after(self.db.durable_mark(), rows.0)
+                } else {
+                    SendGate::open()
+                };
+                let accepted = Accepted {
+                    key: key.to_string(),
+                    stanza_id,
+                    pending_id,
+                    archived,
+                    rows,
+                };
+                (accepted, gate)
+            }
+        };
+        session.rooms().get_mut(room)?.accept(accepted.clone());
+        Some((accepted, gate))
+    }
+
+    /// Takes back a room message accepted with [`Gateway::accept`] that did not go out:
+    /// forgotten in the room, and its archive row and row of sends in progress deleted, so
+    /// that the archive never shows it.
+    pub(super) async fn withdraw(&self, session: &Session, room: &RemoteChatId, stanza_id: &str) {
+        let taken = session.rooms().get_mut(room).and_then(|r| {
+            let at = r.accepted.iter().position(|a| a.stanza_id == stanza_id)?;
+            Some(r.accepted.remove(at))
+        });
+        let Some(accepted) = taken else { return };
+        self.withdraw_accepted(session, room, &accepted).await;
+    }
+
+    /// The database's part of [`Gateway::withdraw`], for a message already taken out of
+    /// its room.
+    pub(super) async fn withdraw_accepted(
+        &self,
+        session: &Session,
+        room: &RemoteChatId,
+        accepted: &Accepted,
+    ) {
+        let send = RoomSend {
+            bridge: &self.bridge,
+            user: &session.user,
+            room: room.as_str(),
+            id: &accepted.pending_id,
+        };
+        if let Err(e) = self.db.withdraw_room_send(send, &accepted.stanza_id).await {
+            warn!(bridge = %self.bridge, "cannot take a message that was not sent out of the archive: {e}");
+        }
+    }
+
     /// Appends a room message to the archive (written behind) and returns its stanza id
     /// and the row's ticket.
     pub(super) async fn archive(
@@ -584,12 +793,28 @@ impl Gateway {
         remote: Option<&RemoteMessageId>,
     ) -> (String, Ticket) {
         let stanza_id = uuid::Uuid::new_v4().to_string();
-        let at_ms = at
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let ticket = self
+            .archive_as(&stanza_id, user, room_key, nick, body, at, remote)
+            .await;
+        (stanza_id, ticket)
+    }
+
+    /// [`Gateway::archive`] under a stanza-id chosen before; returns the row's ticket.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn archive_as(
+        &self,
+        stanza_id: &str,
+        user: &str,
+        room_key: &str,
+        nick: &str,
+        body: &str,
+        at: SystemTime,
+        remote: Option<&RemoteMessageId>,
+    ) -> Ticket {
+        let stanza_id = stanza_id.to_string();
+        let at_ms = unix_ms(at);
         let row = ArchivedMessage {
-            stanza_id: stanza_id.clone(),
+            stanza_id,
             from_nick: nick.to_string(),
             body: body.to_string(),
             at_ms,
@@ -602,13 +827,40 @@ impl Gateway {
             msg: row,
         };
         match self.db.write_later(write).await {
-            Ok(ticket) => (stanza_id, ticket),
+            Ok(ticket) => ticket,
             Err(e) => {
                 warn!(bridge = %self.bridge, "cannot archive a room message: {e}");
-                (stanza_id, Ticket::NONE)
+                Ticket::NONE
             }
         }
     }
+}
+
+/// Unix milliseconds.
+fn unix_ms(at: SystemTime) -> i64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Where a message being handled comes from, and its row in the table of sends in progress.
+struct Handling<'a> {
+    /// Received now, or kept by an earlier run.
+    delivery: Delivery,
+    /// The stanza, as received (what a room message's row keeps).
+    el: &'a Element,
+    /// Its row, if it has one; a room message waiting for its echo takes it.
+    row: &'a mut Option<Row>,
+}
+
+/// A room message being accepted (see [`Gateway::accept`]).
+struct Accept<'a> {
+    /// The room.
+    room: &'a RemoteChatId,
+    /// The message's origin id (or id).
+    key: &'a str,
+    /// Its text as archived.
+    body: &'a str,
 }
 
 /// The message-map key of a chat.
@@ -644,6 +896,15 @@ enum Delivery {
     /// Kept in the table of sends in progress by a stop or a crash, sent by this start: its
     /// room may be joined on the network without the client being back in it yet.
     Kept,
+}
+
+/// A message's row in the table of sends in progress, while it is being handled.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Row {
+    /// The row's id.
+    id: String,
+    /// The stanza-id it was archived under when accepted (a room message).
+    stanza_id: Option<String>,
 }
 
 /// The body and attachments to send for a user's message. A network that takes no

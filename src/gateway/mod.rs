@@ -22,7 +22,7 @@ mod upload;
 mod workers;
 
 use crate::config::{BridgeSettings, Settings};
-use crate::db::{Database, Ticket};
+use crate::db::{Database, Ticket, Write};
 use crate::metrics::Registry;
 use crate::xmpp::disco::{self, DiscoInfo};
 use crate::xmpp::escape::{escape_local, unescape_local};
@@ -760,6 +760,18 @@ impl Gateway {
         }
         self.connector.stop().await;
         self.drain().await;
+        // The networks wrote every line they had before closing (what they refused was
+        // reported): messages still waiting for an echo went out, so they are not sent
+        // again at the next start.
+        let sent: Vec<String> = lock(&self.sessions)
+            .values()
+            .flat_map(|s| s.drain_accepted())
+            .collect();
+        for id in sent {
+            if let Err(e) = self.db.write_later(Write::SendDone { id }).await {
+                warn!(bridge = %self.bridge, "cannot clear a finished send at the stop (it may be sent again at the next start): {e}");
+            }
+        }
         self.link.shutdown().await;
         // What the server sent before it closed the stream, now handled (kept or refused;
         // refusals go to the database with what the link could not deliver).

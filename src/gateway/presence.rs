@@ -486,6 +486,10 @@ impl Gateway {
         nick_assigned: bool,
     ) {
         let Ok(to) = Jid::new(resource) else { return };
+        // The history is read before the self-presence goes out: a client may send to the
+        // room as soon as it has that, and a message of its own archived meanwhile must not
+        // come back in the history as well (it is reflected live).
+        let history = self.load_history(session, room, max_stanzas, since).await;
         let (members, own_nick, subject, subject_by) = {
             let rooms = session.rooms();
             let Some(r) = rooms.get(room) else { return };
@@ -544,8 +548,7 @@ impl Gateway {
             }))
             .await;
         }
-        self.send_history(session, room, &to, max_stanzas, since)
-            .await;
+        self.send_history(room, &to, history).await;
         let subject_from = subject_by
             .and_then(|n| self.occupant_jid(room, &n))
             .or_else(|| self.chat_jid(&ChatKey::Room(room.clone())).map(Jid::from));
@@ -554,20 +557,19 @@ impl Gateway {
         }
     }
 
-    /// Sends the join's history from the archive (by default as many of the last messages
-    /// as the user's room policy says, 20 unless set).
-    async fn send_history(
+    /// Reads the join's history from the archive (by default as many of the last messages
+    /// as the user's room policy says, 20 unless set); none when the archive cannot be read.
+    async fn load_history(
         &self,
         session: &Arc<Session>,
         room: &RemoteChatId,
-        to: &Jid,
         max: Option<usize>,
         since: Option<&str>,
-    ) {
+    ) -> Vec<crate::db::ArchivedMessage> {
         let default = self.room_policy(session, room).history_length;
         let limit = max.unwrap_or(default).min(100);
         if limit == 0 {
-            return;
+            return Vec::new();
         }
         let q = crate::db::ArchiveQuery {
             start_ms: since
@@ -578,21 +580,30 @@ impl Gateway {
             last_page: true,
             ..Default::default()
         };
-        let page = match self
+        match self
             .db
             .archive_query(&self.bridge, &session.user, room.as_str(), &q)
             .await
         {
-            Ok(p) => p,
+            Ok(page) => page.messages,
             Err(e) => {
                 warn!(bridge = %self.bridge, "cannot read the room archive: {e}");
-                return;
+                Vec::new()
             }
-        };
+        }
+    }
+
+    /// Sends a join's history (read with [`Gateway::load_history`]) to `to`.
+    async fn send_history(
+        &self,
+        room: &RemoteChatId,
+        to: &Jid,
+        history: Vec<crate::db::ArchivedMessage>,
+    ) {
         let Some(room_jid) = self.chat_jid(&ChatKey::Room(room.clone())) else {
             return;
         };
-        for m in page.messages {
+        for m in history {
             let Some(from) = self.occupant_jid(room, &m.from_nick) else {
                 continue;
             };

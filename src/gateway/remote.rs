@@ -5,7 +5,7 @@ use super::compact::Members;
 use super::messages::chat_key;
 use super::presence::confirm_join;
 use super::session::Session;
-use crate::db::Ticket;
+use crate::db::{Ticket, Write};
 use crate::xmpp::attachment;
 use crate::xmpp::message as msg;
 use crate::xmpp::muc::{self, Occupant};
@@ -146,6 +146,16 @@ impl Gateway {
                     return;
                 };
                 info!(bridge = %self.bridge, user, kind = ?error.kind, "a message accepted earlier was not sent; the sender is told");
+                // Accepted (and archived) as it was handed to the network: out of the archive.
+                if let (ChatKey::Room(room), Some(s)) = (&chat, &session) {
+                    let accepted = s
+                        .rooms()
+                        .get_mut(room)
+                        .and_then(|r| r.take_accepted(&origin_id));
+                    if let Some(a) = accepted {
+                        self.withdraw_accepted(s, room, &a).await;
+                    }
+                }
                 // To full JIDs (a server drops an error message sent to a bare JID): in a
                 // room each joined resource (the sender's is among them), elsewhere each
                 // resource available to the gateway.
@@ -562,8 +572,45 @@ impl Gateway {
         let now = SystemTime::now();
         let at = m.at.unwrap_or(now);
         let body = msg::body_text(&m.body, m.kind);
+        // The echo of the user's own message, accepted earlier: shown with the stanza-id
+        // chosen then, and archived then (unless its row could not be queued; the archive
+        // takes that stanza-id once).
+        let accepted = match (&m.echo_of, m.sender.is_from_me) {
+            (Some(origin), true) => session
+                .rooms()
+                .get_mut(room)
+                .and_then(|r| r.take_accepted(origin)),
+            _ => None,
+        };
+        let record = self.room_policy(session, room).record_history;
         // A room the user chose not to record gets ids but no archive rows.
-        let (stanza_id, mut rows) = if self.room_policy(session, room).record_history {
+        let (stanza_id, mut rows) = if let Some(a) = accepted {
+            let done = Write::SendDone {
+                id: a.pending_id.clone(),
+            };
+            if let Err(e) = self.db.write_later(done).await {
+                warn!(bridge = %self.bridge, "cannot clear a finished send (it may be sent again at the next start): {e}");
+            }
+            let rows = if a.archived {
+                // Shown once the accept's rows are committed (long since, for a line the
+                // network's echo answers: the bridge sent it only then).
+                a.rows
+            } else if !record {
+                Ticket::NONE
+            } else {
+                self.archive_as(
+                    &a.stanza_id,
+                    &session.user,
+                    room.as_str(),
+                    &nick,
+                    &body,
+                    at,
+                    m.id.as_ref(),
+                )
+                .await
+            };
+            (a.stanza_id, rows)
+        } else if record {
             self.archive(
                 &session.user,
                 room.as_str(),

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::compact::{Members, StringSet};
+use crate::db::Ticket;
 use crate::xmpp::muc::JoinIntent;
 
 /// A room as one user sees it.
@@ -33,7 +34,33 @@ pub struct Room {
     /// the message's origin id, to put back on their reflection; the oldest go first past
     /// [`MAX_KEPT_IDS`].
     pub kept_ids: Vec<(String, Vec<(String, String)>)>,
+    /// The user's messages handed to the network and waiting for its echo, oldest first:
+    /// each was given its stanza-id (and usually archived) when it was accepted, and its
+    /// echo is shown with that id instead of being archived again.
+    pub accepted: Vec<Accepted>,
 }
+
+/// A room message of the user's accepted for sending (see [`Room::accepted`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The message's origin id (or id), which its echo names.
+    pub key: String,
+    /// The stanza-id chosen for it.
+    pub stanza_id: String,
+    /// Its `pending_sends` row, deleted when the echo comes.
+    pub pending_id: String,
+    /// Whether its archive row is queued (committed once the write-behind's watermark
+    /// reaches `rows`); if not, the echo archives it (under the same stanza-id, which the
+    /// archive takes once).
+    pub archived: bool,
+    /// The ticket of its archive row: its echo is shown once that is committed
+    /// ([`Ticket::NONE`] for a row committed by an earlier run).
+    pub rows: Ticket,
+}
+
+/// Accepted messages per room waiting for their echo before the oldest are forgotten (its
+/// echo is then archived anew). Above the IRC bridge's queue of lines per connection.
+pub const MAX_ACCEPTED: usize = 1024;
 
 /// Messages per room whose stanza ids wait for their reflection.
 pub const MAX_KEPT_IDS: usize = 16;
@@ -45,6 +72,22 @@ impl Room {
             self.kept_ids.remove(0);
         }
         self.kept_ids.push((key.to_string(), ids));
+    }
+
+    /// Remembers a message accepted for sending until its echo.
+    pub fn accept(&mut self, accepted: Accepted) {
+        if self.accepted.len() >= MAX_ACCEPTED {
+            let gone = self.accepted.remove(0);
+            tracing::warn!(key = %gone.key, "too many messages wait for their echo; the oldest is forgotten");
+        }
+        self.accepted.push(accepted);
+    }
+
+    /// The oldest accepted message named `key`, taken out (its echo came, or it was not
+    /// sent).
+    pub fn take_accepted(&mut self, key: &str) -> Option<Accepted> {
+        let at = self.accepted.iter().position(|a| a.key == key)?;
+        Some(self.accepted.remove(at))
     }
 
     /// The ids kept for the reflection of `key`, once.
@@ -162,6 +205,16 @@ impl Session {
     /// The rooms, locked. Never hold across an `.await`.
     pub fn rooms(&self) -> MutexGuard<'_, SmallMap<RemoteChatId, Box<Room>>> {
         lock(&self.rooms)
+    }
+
+    /// The `pending_sends` rows of every message accepted in a room and still waiting for
+    /// its echo, forgotten in the rooms.
+    pub fn drain_accepted(&self) -> Vec<String> {
+        self.rooms()
+            .values_mut()
+            .flat_map(|r| std::mem::take(&mut r.accepted))
+            .map(|a| a.pending_id)
+            .collect()
     }
 
     /// The user's resources available to the gateway domain, locked.

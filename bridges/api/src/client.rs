@@ -23,6 +23,10 @@ pub struct Outgoing {
     pub origin_id: Option<String>,
     /// The message it replies to.
     pub reply_to: Option<RemoteMessageId>,
+    /// Opens once the core's rows for this message (its archive row) are durable: a
+    /// bridge that sends in order holds the message until then ([`crate::gate`]); open
+    /// when there is nothing to wait for.
+    pub gate: crate::SendGate,
 }
 
 /// What the network said about a sent message.

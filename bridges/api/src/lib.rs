@@ -24,6 +24,7 @@ pub mod download;
 mod error;
 mod event;
 mod form;
+pub mod gate;
 mod ids;
 pub mod outbound;
 pub mod profile;
@@ -48,6 +49,7 @@ pub use event::{
     SEALED_METADATA_KEY, Sender, SinkClosed, TrySend,
 };
 pub use form::{FieldKind, FormField, FormValues};
+pub use gate::{DurableMark, GateKeeper, SendGate};
 pub use ids::{LoginId, RemoteChatId, RemoteMessageId, RemoteUserId};
 pub use outbound::{OutboundError, OutboundPolicy};
 pub use profile::{Avatar, AvatarSource, AvatarUpdate};

@@ -697,6 +697,7 @@ impl Client for IrcClient {
             body: sanitize(body),
             origin_id: msg.origin_id,
             report_echo: will_echo,
+            gate: msg.gate,
         };
         Self::send_op(&handle, Op::Say(say))?;
         // Counted at once: the session counts them only when it takes the operation.
@@ -1089,6 +1090,7 @@ mod tests {
             kind: MessageKind::Normal,
             origin_id: None,
             reply_to: None,
+            gate: Default::default(),
         };
         let room = |r: &str| ChatKey::Room(RemoteChatId::new(r));
         let refused = |r: Result<_>| match r {

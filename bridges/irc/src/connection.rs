@@ -150,6 +150,9 @@ pub struct Say {
     pub origin_id: Option<String>,
     /// Whether the echo is reported (`Sent.will_echo` was true) or swallowed.
     pub report_echo: bool,
+    /// The first line waits for it ([`estuary_bridge_api::gate`]): the core's archive row
+    /// of the message is durable before the channel sees it.
+    pub gate: estuary_bridge_api::SendGate,
 }
 
 /// A command from the client to the connection task.

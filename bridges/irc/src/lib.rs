@@ -22,6 +22,7 @@ pub mod config;
 pub mod connection;
 pub mod connector;
 pub mod format;
+pub mod gates;
 pub mod inflight;
 pub mod live;
 pub mod prefixes;

@@ -2,7 +2,8 @@
 //! end of the connection. Lines go out (urgent ones first, the rest through the
 //! flood-control bucket), lines come in and become events, operations from the client are
 //! queued, and one timer wakes it for the next token, the idle disconnect, the keep-alive
-//! PING and a write the server does not take.
+//! PING, a write the server does not take and the end of a line's wait for its send gate
+//! (`crate::gates`; the core's commits wake it too).
 //!
 //! Written as a state machine of its own rather than an `async fn`: every XMPP user has a
 //! connection per IRC server, so what a waiting connection holds is memory per user, and
@@ -126,6 +127,9 @@ impl<'a> Live<'a> {
             push_line(&mut text, &msg);
         }
         while drained && self.session.can_flush() {
+            if !self.session.gate_open(Instant::now()) {
+                break;
+            }
             self.wants_token = !self.bucket.try_take(Instant::now());
             if self.wants_token {
                 break;
@@ -235,8 +239,9 @@ impl<'a> Live<'a> {
             }),
             write: self.write_since.map(|t| t + WRITE_TIMEOUT),
             confirm: self.session.confirm_deadline(),
+            gate: self.session.gate_deadline(),
         };
-        let earliest = [d.idle, d.token, d.ping, d.write, d.confirm]
+        let earliest = [d.idle, d.token, d.ping, d.write, d.confirm, d.gate]
             .into_iter()
             .flatten()
             .min();
@@ -368,6 +373,10 @@ impl<'a> Live<'a> {
                 return Poll::Ready(Ok(()));
             }
         }
+        // The core committed more while the next line waited for its send gate.
+        if self.session.poll_gate(cx).is_ready() {
+            return Poll::Ready(Ok(()));
+        }
         if self.armed && self.timer.as_mut().poll(cx).is_ready() {
             self.armed = false;
             self.on_timer(deadlines)?;
@@ -386,6 +395,8 @@ struct Deadlines {
     write: Option<Instant>,
     /// The unconfirmed lines are full and the oldest's wait for a proof runs out.
     confirm: Option<Instant>,
+    /// The next line's wait for its send gate runs out (the next round looks again).
+    gate: Option<Instant>,
 }
 
 impl Future for Live<'_> {

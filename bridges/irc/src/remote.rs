@@ -7,13 +7,14 @@
 use crate::address::{CaseMapping, ID_FOLDING, is_channel_name, room_id, user_id};
 use crate::connection::{Op, ServerSettings, Shared};
 use crate::format::{ctcp_action, ctcp_reply, irc_to_styled, parse_ctcp, sanitize};
+use crate::gates::Gates;
 use crate::inflight::{InFlight, Written};
 use crate::prefixes::Prefixes;
 use crate::replies::{self, Gathering, Kind};
 use estuary_bridge_api::{
     Affiliation, BridgeError, ChatKey, ErrorKind, LoginState, Member, MemberChange, MessageKind,
     RemoteChatId, RemoteEvent, RemoteMessage, RemoteMessageId, RemoteUserId, Role, RoomInfo,
-    Sender, SmallMap,
+    SendGate, Sender, SmallMap,
 };
 use irc_proto::{ChannelMode, Command, Message, Mode, Prefix, Response};
 use std::collections::{HashSet, VecDeque};
@@ -100,6 +101,9 @@ struct Line {
     origin: Option<String>,
     /// Whether it was written once already and is queued again after a drop.
     resent: bool,
+    /// What the line waits for before it is written (the first line of a user's message:
+    /// its archive row in the core); open for every other line.
+    gate: SendGate,
 }
 
 impl Line {
@@ -110,6 +114,7 @@ impl Line {
             echo: None,
             origin: None,
             resent: false,
+            gate: SendGate::open(),
         }
     }
 }
@@ -211,11 +216,14 @@ struct Rare {
     /// The XMPP id of the last message whose sender was told it was not sent: one error
     /// per message, not one per line.
     told: Option<String>,
+    /// The send gates of the user's lines (see [`crate::gates`]), once one waited.
+    gates: Option<Box<Gates>>,
 }
 
 impl Rare {
     fn is_empty(&self) -> bool {
-        self.parting.is_empty()
+        self.gates.as_ref().is_none_or(|g| g.is_idle())
+            && self.parting.is_empty()
             && self.cap_ls.is_empty()
             && self.motd.is_empty()
             && self.motd_lines == 0
@@ -473,6 +481,43 @@ impl Session {
             && !self.rare.as_ref().is_some_and(|r| r.in_flight.is_full())
     }
 
+    /// Whether the next throttled line may go as far as its send gate goes (see
+    /// [`crate::gates`]): open, nothing gated, or its wait ran out. If not, the connection
+    /// waits for [`Session::poll_gate`] or [`Session::gate_deadline`].
+    pub fn gate_open(&mut self, now: Instant) -> bool {
+        let head = self
+            .queue
+            .front()
+            .map(|l| &l.gate)
+            .filter(|g| g.is_gated() && !g.is_open());
+        match head {
+            Some(gate) => {
+                let rare = self.rare.get_or_insert_with(Box::default);
+                rare.gates.get_or_insert_with(Box::default).check(gate, now)
+            }
+            None => {
+                if let Some(g) = self.rare.as_mut().and_then(|r| r.gates.as_mut()) {
+                    g.clear();
+                }
+                true
+            }
+        }
+    }
+
+    /// `Ready` once the core has committed more while the next line waited for its send
+    /// gate: time to look again.
+    pub fn poll_gate(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self.rare.as_mut().and_then(|r| r.gates.as_mut()) {
+            Some(g) => g.poll(cx),
+            None => std::task::Poll::Pending,
+        }
+    }
+
+    /// When the next line stops waiting for its send gate at the latest.
+    pub fn gate_deadline(&self) -> Option<Instant> {
+        self.rare.as_ref()?.gates.as_ref()?.deadline()
+    }
+
     /// The next throttled line. A user's line goes among the unconfirmed ones; a line
     /// written again after a drop to a channel the user has left meanwhile is not written
     /// (its sender is told) and the next one is taken.
@@ -567,6 +612,8 @@ impl Session {
                 echo: None,
                 origin: line.origin,
                 resent: true,
+                // Written once already: its gate was open then.
+                gate: SendGate::open(),
             });
         }
     }
@@ -781,6 +828,7 @@ impl Session {
                     report: say.report_echo,
                     last_id: None,
                 });
+                let mut gate = Some(say.gate);
                 for text in say.lines {
                     let command = match say.kind {
                         MessageKind::Action => {
@@ -794,6 +842,7 @@ impl Session {
                         echo: echo.take(),
                         origin: origin.clone(),
                         resent: false,
+                        gate: gate.take().unwrap_or_default(),
                     });
                 }
             }
@@ -2733,6 +2782,7 @@ mod tests {
             body: lines.join("\n"),
             origin_id: None,
             report_echo: false,
+            gate: SendGate::open(),
         }));
     }
 
@@ -2757,6 +2807,79 @@ mod tests {
             "{events:?}"
         );
         assert!(s.lines_at_quit(10).is_empty(), "nothing left");
+    }
+
+    /// A user's message whose archive row in the core is not durable yet waits, and the
+    /// lines behind it wait too (order kept); once the mark reaches its row, all go.
+    #[tokio::test]
+    async fn a_gated_message_waits_for_its_archive_row_and_keeps_its_place() {
+        let mut s = session();
+        registered(&mut s);
+        wire(&mut s);
+        s.take_events();
+        let (mark, rx) = tokio::sync::watch::channel(4u64);
+        s.queue_op(Op::Say(crate::connection::Say {
+            target: "#test".into(),
+            kind: MessageKind::Normal,
+            lines: vec!["first".into(), "second".into()],
+            body: "first\nsecond".into(),
+            origin_id: None,
+            report_echo: false,
+            gate: SendGate::after(rx, 5),
+        }));
+        say(&mut s, &["after"]);
+        let now = Instant::now();
+        assert!(s.can_flush());
+        assert!(!s.gate_open(now), "row 5 is not durable at 4");
+        let deadline = s.gate_deadline().expect("a deadline");
+        assert!(deadline > now && deadline <= now + estuary_bridge_api::gate::COMMIT_WAIT);
+        mark.send_replace(5);
+        std::future::poll_fn(|cx| s.poll_gate(cx)).await;
+        assert!(s.gate_open(Instant::now()));
+        let mut lines = Vec::new();
+        while s.can_flush() && s.gate_open(Instant::now()) {
+            let Some(m) = s.pop_line() else { break };
+            lines.push(m.to_string().trim_end().to_owned());
+        }
+        assert_eq!(
+            lines,
+            [
+                "PRIVMSG #test first",
+                "PRIVMSG #test second",
+                "PRIVMSG #test after"
+            ]
+        );
+        assert!(s.gate_deadline().is_none());
+    }
+
+    /// A database that commits nothing holds a gated line for
+    /// [`estuary_bridge_api::gate::COMMIT_WAIT`] at most; then it goes, and the next gated
+    /// lines go at once until the mark catches up.
+    #[test]
+    fn a_stuck_database_costs_one_pause() {
+        let mut s = session();
+        registered(&mut s);
+        wire(&mut s);
+        let (_mark, rx) = tokio::sync::watch::channel(0u64);
+        for row in 1..=3 {
+            s.queue_op(Op::Say(crate::connection::Say {
+                target: "#test".into(),
+                kind: MessageKind::Normal,
+                lines: vec![format!("m{row}")],
+                body: format!("m{row}"),
+                origin_id: None,
+                report_echo: false,
+                gate: SendGate::after(rx.clone(), row),
+            }));
+        }
+        let t0 = Instant::now();
+        assert!(!s.gate_open(t0));
+        let late = t0 + estuary_bridge_api::gate::COMMIT_WAIT + Duration::from_millis(10);
+        assert!(s.gate_open(late), "the wait ran out");
+        assert!(s.pop_line().is_some());
+        assert!(s.gate_open(late), "behind: no second pause");
+        assert!(s.pop_line().is_some());
+        assert!(s.gate_open(late));
     }
 
     /// Registration on a server that offers no echo-message.
@@ -2792,6 +2915,7 @@ mod tests {
             body: lines.join("\n"),
             origin_id: Some(origin.into()),
             report_echo: true,
+            gate: SendGate::open(),
         }));
     }
 
@@ -3050,6 +3174,7 @@ mod tests {
             body: "one\ntwo".into(),
             origin_id: Some("o1".into()),
             report_echo: true,
+            gate: SendGate::open(),
         }));
         assert_eq!(wire(&mut s), ["PRIVMSG #test one", "PRIVMSG #test two"]);
         let events = feed(

@@ -24,6 +24,7 @@ fn say(chat: ChatKey, body: &str) -> Outgoing {
         kind: MessageKind::Normal,
         origin_id: Some(format!("origin-{}", body.len())),
         reply_to: None,
+        gate: Default::default(),
     }
 }
 

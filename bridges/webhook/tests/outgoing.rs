@@ -114,6 +114,7 @@ fn to_ci(body: &str) -> Outgoing {
         kind: MessageKind::Normal,
         origin_id: Some("origin-1".into()),
         reply_to: None,
+        gate: Default::default(),
     }
 }
 
