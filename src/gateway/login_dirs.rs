@@ -32,10 +32,10 @@ impl Gateway {
 
     /// Removes `user`'s login directory, if one was ever named (`dir_id`, read before the
     /// login's rows were deleted), with everything in it.
-    pub(super) fn remove_login_dir(&self, user: &str, dir_id: Option<String>) {
+    pub(super) async fn remove_login_dir(&self, user: &str, dir_id: Option<String>) {
         let Some(id) = dir_id else { return };
         let dir = self.login_dirs.join(id);
-        match std::fs::remove_dir_all(&dir) {
+        match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => {
                 info!(bridge = %self.bridge, user, dir = %dir.display(), "removed the login's data directory")
             }

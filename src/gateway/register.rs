@@ -158,7 +158,7 @@ impl Gateway {
             .await
             .map_err(|e| errors::internal(format!("the database failed: {e}")))?;
         // The login's state rows went with it; its directory goes now.
-        self.remove_login_dir(user.as_str(), dir_id);
+        self.remove_login_dir(user.as_str(), dir_id).await;
         if !removed {
             return Err(errors::item_not_found(format!(
                 "you have no login on {}",
