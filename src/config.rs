@@ -171,6 +171,10 @@ pub struct DatabaseSettings {
     pub seal_key: Option<Secret>,
     /// Where the seal key is kept when `seal_key` is not given; created on first start.
     pub seal_key_file: PathBuf,
+    /// Where the gateway keeps files of its own (default `data`, relative to the working
+    /// directory): each login's private data directory is
+    /// `<data_dir>/logins/<bridge>/<opaque id>`, mode 0700, removed at unregistration.
+    pub data_dir: PathBuf,
 }
 
 impl Default for DatabaseSettings {
@@ -179,6 +183,7 @@ impl Default for DatabaseSettings {
             url: "sqlite://estuary.db".into(),
             seal_key: None,
             seal_key_file: PathBuf::from("estuary.key"),
+            data_dir: PathBuf::from("data"),
         }
     }
 }

@@ -7,8 +7,8 @@
 //!   cannot be reached the test fails: it is never skipped.
 
 use estuary::db::{
-    ArchiveQuery, ArchivedMessage, AvatarMeta, Backend, ContactRow, Database, DbError, ProfileKind,
-    ProfileRow, RoomRow, SealKey, Write,
+    ArchiveQuery, ArchivedMessage, AvatarMeta, Backend, ContactRow, Database, DbError, DbStore,
+    ProfileKind, ProfileRow, RoomRow, SealKey, Write,
 };
 use estuary_bridge_api::FormValues;
 use serde_json::json;
@@ -120,7 +120,28 @@ async fn run_suite(url: &str, backend: Backend) {
     let login = db.get_login("irc", "carol@example.org").await.unwrap();
     let login = login.expect("carol's login survives a reconnect");
     assert_eq!(login.fields.get("password"), Some("carol-pw-9d1f"));
+    assert_eq!(
+        db.login_state_get("irc", "carol@example.org", "sync")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"carol-sync-7f3a"[..]),
+        "login state survives a reconnect"
+    );
     db.close().await;
+    // A closed database (down) answers the bridge's store with an error, not a hang.
+    let store = estuary_bridge_api::LoginStore::new(
+        std::sync::Arc::new(DbStore::new(db.clone(), "irc", "carol@example.org")),
+        key_dir.path().join("unused"),
+    );
+    let started = std::time::Instant::now();
+    let err = store.put("sync", b"x").await.unwrap_err();
+    assert!(
+        matches!(err, estuary_bridge_api::StoreError::Unavailable(_)),
+        "{err}"
+    );
+    assert!(store.get("sync").await.is_err());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 
     // A different key cannot open the secrets, and says so with a typed error.
     let db = Database::connect(url, SealKey::generate())
@@ -142,6 +163,10 @@ async fn run_suite(url: &str, backend: Backend) {
         .collect();
     assert_eq!(readable, ["lee@example.org"]);
     assert_eq!(each.iter().filter(|l| l.is_err()).count(), 1);
+    assert!(matches!(
+        db.login_state_get("irc", "carol@example.org", "sync").await,
+        Err(DbError::Seal { .. })
+    ));
     db.close().await;
 }
 
@@ -159,6 +184,7 @@ async fn checks(db: &Database) {
     write_behind(db).await;
     outbound(db).await;
     pending_sends(db).await;
+    login_state(db).await;
     delete_login_cascades(db).await;
 }
 
@@ -367,7 +393,9 @@ async fn logins(db: &Database) {
     let matrix = db.list_logins("matrix").await.unwrap();
     assert_eq!(matrix.len(), 1);
     assert_eq!(matrix[0].fields.get("token"), Some("syt_dan_secret"));
-    let stored = matrix[0].clone().into_stored();
+    let stored = matrix[0]
+        .clone()
+        .into_stored(estuary_bridge_api::LoginStore::in_memory());
     assert_eq!(stored.id.as_str(), "@dan:matrix.org");
     assert_eq!(stored.user.jid, "dan@example.org");
 
@@ -498,7 +526,14 @@ async fn service_settings(db: &Database) {
         login.services["irc.libera.chat"].get("nickserv_password"),
         Some("ns-pw-77ab")
     );
-    assert_eq!(login.clone().into_stored().services.len(), 2);
+    assert_eq!(
+        login
+            .clone()
+            .into_stored(estuary_bridge_api::LoginStore::in_memory())
+            .services
+            .len(),
+        2
+    );
 
     // Replaced, then forgotten, one service at a time.
     assert!(
@@ -1011,6 +1046,71 @@ async fn outbound(db: &Database) {
     assert!(db.peek_outbound("irc", 10).await.unwrap().is_empty());
 }
 
+/// The bridges' per-login state: sealed at rest, awaited writes, bound to its row.
+async fn login_state(db: &Database) {
+    let (carol, lee) = ("carol@example.org", "lee@example.org");
+    db.login_state_put("irc", carol, "sync", b"carol-sync-7f3a")
+        .await
+        .unwrap();
+    // Binary values round-trip; a put replaces.
+    let binary: Vec<u8> = (0..=255).collect();
+    db.login_state_put("irc", lee, "sync", &binary)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.login_state_get("irc", lee, "sync").await.unwrap(),
+        Some(binary)
+    );
+    db.login_state_put("irc", lee, "sync", b"two")
+        .await
+        .unwrap();
+    assert_eq!(
+        db.login_state_get("irc", lee, "sync").await.unwrap(),
+        Some(b"two".to_vec())
+    );
+    assert_eq!(
+        db.login_state_get("matrix", lee, "sync").await.unwrap(),
+        None
+    );
+    db.login_state_delete("irc", lee, "sync").await.unwrap();
+    assert_eq!(db.login_state_get("irc", lee, "sync").await.unwrap(), None);
+    // No clear text in the table.
+    let rows = sqlx::query("SELECT value FROM login_state")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    for row in rows {
+        let value: String = row.get(0);
+        assert!(
+            value.starts_with("v1:") && !value.contains("carol-sync"),
+            "{value}"
+        );
+    }
+    // Through the bridge's handle; limits refused before the database.
+    let store = estuary_bridge_api::LoginStore::new(
+        std::sync::Arc::new(DbStore::new(db.clone(), "irc", lee)),
+        std::env::temp_dir().join("estuary-db-test-unused"),
+    );
+    store.put("uid", b"4711").await.unwrap();
+    assert_eq!(store.get("uid").await.unwrap(), Some(b"4711".to_vec()));
+    let big = vec![0u8; estuary_bridge_api::store::MAX_VALUE_LEN + 1];
+    assert!(matches!(
+        store.put("uid", &big).await,
+        Err(estuary_bridge_api::StoreError::ValueTooLarge { .. })
+    ));
+    assert_eq!(store.get("uid").await.unwrap(), Some(b"4711".to_vec()));
+    store.delete("uid").await.unwrap();
+    // Directory ids: opaque, stable, per bridge and user.
+    let id = db.login_dir_id("irc", carol).await.unwrap();
+    assert!(!id.contains("carol"));
+    assert_eq!(db.login_dir_id("irc", carol).await.unwrap(), id);
+    assert_eq!(
+        db.existing_login_dir_id("irc", carol).await.unwrap(),
+        Some(id.clone())
+    );
+    assert_ne!(db.login_dir_id("irc", lee).await.unwrap(), id);
+}
+
 async fn delete_login_cascades(db: &Database) {
     let user = "kim@example.org";
     for (bridge, who) in [("irc", user), ("matrix", user), ("irc", "lee@example.org")] {
@@ -1034,9 +1134,22 @@ async fn delete_login_cascades(db: &Database) {
             avatar_key: None,
         };
         db.save_profile(bridge, &profile, None).await.unwrap();
+        db.login_state_put(bridge, who, "token", b"t")
+            .await
+            .unwrap();
+        db.login_dir_id(bridge, who).await.unwrap();
     }
 
     assert!(db.delete_login("irc", user).await.unwrap());
+    assert_eq!(db.count_login_state("irc", user).await.unwrap(), 0);
+    assert_eq!(db.existing_login_dir_id("irc", user).await.unwrap(), None);
+    assert_eq!(db.count_login_state("matrix", user).await.unwrap(), 1);
+    assert_eq!(
+        db.count_login_state("irc", "lee@example.org")
+            .await
+            .unwrap(),
+        1
+    );
     let profiles = db.list_profiles("irc").await.unwrap();
     let owners: Vec<&str> = profiles.iter().map(|p| p.user.as_str()).collect();
     assert_eq!(

@@ -53,6 +53,7 @@ queue_memory_limit = 5
 [database]
 url = "sqlite://{db}"
 seal_key = "{key}"
+data_dir = "{data}"
 
 [bridges.fake]
 domain = "{DOMAIN}"
@@ -63,6 +64,7 @@ allowed_domains = ["localhost"]
         host = component.ip(),
         port = component.port(),
         db = dir.join("estuary.db").display(),
+        data = dir.join("data").display(),
     );
     Settings::from_toml(&toml, "e2e", false).expect("the test configuration is valid")
 }
@@ -1734,6 +1736,138 @@ async fn network_content_without_an_upload_service_is_said_as_text() {
         started.elapsed() < std::time::Duration::from_secs(5),
         "looking for a service that is not there does not stall: {:?}",
         started.elapsed()
+    );
+    gw.app.shutdown().await;
+}
+
+/// Sends `command` to the fake network's `state` contact and returns its answer.
+async fn state_command(client: &mut TestClient, command: &str) -> String {
+    let mut m = Element::builder("message", "jabber:client").build();
+    set(&mut m, "type", "chat");
+    set(&mut m, "to", &format!("state@{DOMAIN}"));
+    set(&mut m, "id", &uuid::Uuid::new_v4().to_string());
+    m.append_child(
+        Element::builder("body", "jabber:client")
+            .append(command)
+            .build(),
+    );
+    client.send(m).await;
+    let answer = client
+        .expect(&format!("state's answer to {command:.40}"), |s| {
+            s.name() == "message" && from_is(s, "state@") && body(s).is_some()
+        })
+        .await;
+    body(&answer).unwrap_or_default()
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("readable dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if std::fs::read(&path)
+            .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Issue 15: a bridge's per-login state. A value put through the fake bridge's `state`
+/// contact survives a gateway restart and is nowhere in clear text on disk; the login's
+/// data directory is 0700 and named by an opaque id; oversize keys and values are refused
+/// with the store's typed error; unregistration removes the rows and the directory.
+#[tokio::test]
+async fn login_state_survives_a_restart_is_sealed_and_goes_at_unregistration() {
+    use std::os::unix::fs::PermissionsExt as _;
+    const SECRET_VALUE: &str = "sync-token-9c4e-do-not-leak";
+    let (server, gw, mut alice) = setup().await;
+    assert_eq!(
+        register(&mut alice, "pw").await.attr("type"),
+        Some("result")
+    );
+    assert_eq!(
+        state_command(&mut alice, &format!("put token {SECRET_VALUE}")).await,
+        "ok"
+    );
+    assert_eq!(
+        state_command(&mut alice, "get token").await,
+        format!("token = {SECRET_VALUE}")
+    );
+    // Hostile: limits answered with the typed error, nothing stored.
+    let answer = state_command(&mut alice, "putn big 65537").await;
+    assert_eq!(
+        answer,
+        "error: a login state value may have at most 65536 bytes, this one has 65537"
+    );
+    assert_eq!(state_command(&mut alice, "putn big 65536").await, "ok");
+    let answer = state_command(&mut alice, &format!("put {} v", "k".repeat(201))).await;
+    assert_eq!(
+        answer,
+        "error: a login state key may have at most 200 bytes, this one has 201"
+    );
+    // The data directory: under data/logins/fake, an opaque name, mode 0700.
+    let wrote = state_command(&mut alice, "file session hello").await;
+    let file = std::path::PathBuf::from(wrote.strip_prefix("wrote ").expect(&wrote));
+    let login_dir = file.parent().expect("the file's directory").to_owned();
+    let root = gw._dir.path().join("data").join("logins").join("fake");
+    assert_eq!(login_dir.parent(), Some(root.as_path()));
+    let name = login_dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(!name.contains("alice") && name.len() == 32, "{name}");
+    let mode = std::fs::metadata(&login_dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "hello");
+
+    gw.app.shutdown().await;
+    gw.app.db.close().await;
+    // No clear text of the value anywhere under the gateway's directory (database, WAL).
+    let dir = gw._dir;
+    assert_eq!(
+        files_containing(dir.path(), SECRET_VALUE.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert!(dir.path().join("estuary.db").exists());
+
+    // Restart: the value is still there, the directory too.
+    let gw = start_gateway_in(&server, dir).await;
+    let mut alice = TestClient::connect(&server, "alice", "alicepw", "e2e-2").await;
+    assert_eq!(
+        state_command(&mut alice, "get token").await,
+        format!("token = {SECRET_VALUE}")
+    );
+    assert!(file.exists(), "the data directory survives a restart");
+    assert_eq!(
+        gw.app
+            .db
+            .count_login_state("fake", "alice@localhost")
+            .await
+            .unwrap(),
+        2
+    );
+
+    let gone = alice
+        .iq(iq(
+            "set",
+            DOMAIN,
+            el("<query xmlns='jabber:iq:register'><remove/></query>"),
+        ))
+        .await;
+    assert_eq!(gone.attr("type"), Some("result"));
+    assert!(!login_dir.exists(), "unregistration removes the directory");
+    assert_eq!(
+        gw.app
+            .db
+            .count_login_state("fake", "alice@localhost")
+            .await
+            .unwrap(),
+        0
     );
     gw.app.shutdown().await;
 }

@@ -45,14 +45,15 @@ pub struct LoginRow {
 }
 
 impl LoginRow {
-    /// The login as handed back to its bridge to bring the client up.
-    pub fn into_stored(self) -> StoredLogin {
+    /// The login as handed back to its bridge to bring the client up, with its state store.
+    pub fn into_stored(self, store: estuary_bridge_api::LoginStore) -> StoredLogin {
         StoredLogin {
             id: LoginId::new(self.login_id),
             user: User { jid: self.user },
             fields: self.fields,
             metadata: self.metadata,
             services: self.services,
+            store,
         }
     }
 }
@@ -350,6 +351,8 @@ impl Database {
             "DELETE FROM message_map WHERE bridge = $1 AND user_jid = $2",
             "DELETE FROM archive WHERE bridge = $1 AND user_jid = $2",
             "DELETE FROM profiles WHERE bridge = $1 AND user_jid = $2",
+            "DELETE FROM login_state WHERE bridge = $1 AND user_jid = $2",
+            "DELETE FROM login_dirs WHERE bridge = $1 AND user_jid = $2",
         ] {
             sqlx::query(statement)
                 .bind(bridge)

@@ -8,11 +8,13 @@
 //! driver, and is applied by [`Database::connect`].
 //!
 //! Login fields a bridge flags as secret are sealed with a [`SealKey`] before they are
-//! stored (see [`seal`]).
+//! stored (see [`seal`]), and so is every value of the bridges' per-login state store
+//! ([`DbStore`]).
 
 mod archive;
 mod contacts;
 mod error;
+mod login_state;
 mod logins;
 mod message_map;
 mod outbound;
@@ -26,6 +28,7 @@ mod write_behind;
 pub use archive::{ArchivePage, ArchiveQuery, ArchivedMessage, MAX_ARCHIVE_PAGE};
 pub use contacts::ContactRow;
 pub use error::{DbError, redact_url};
+pub use login_state::DbStore;
 pub use logins::LoginRow;
 pub use pending_sends::{PendingSend, RoomSend};
 pub use profiles::{AvatarMeta, ProfileKind, ProfileRow, StoredAvatar};

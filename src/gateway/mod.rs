@@ -8,6 +8,7 @@
 mod adhoc;
 mod compact;
 mod iq;
+mod login_dirs;
 mod mam;
 mod messages;
 mod presence;
@@ -182,6 +183,9 @@ pub struct Gateway {
     profiles: profiles::Profiles,
     /// Where the gateway may connect (avatars given as URLs are downloaded within it).
     outbound: estuary_bridge_api::OutboundPolicy,
+    /// The parent of this bridge's per-login data directories
+    /// (`<data_dir>/logins/<bridge>`, [`login_dirs`]).
+    login_dirs: std::path::PathBuf,
 }
 
 /// Starts the gateway for bridge `name`: connects the component (a refusal is returned),
@@ -237,6 +241,7 @@ pub async fn start(
         message: format!("[outbound] allow: {e}"),
     })?;
     let gateway = Arc::new(Gateway {
+        login_dirs: login_dirs::root(&settings.database.data_dir, name),
         bridge: name.to_string(),
         domain: bridge.domain.clone(),
         domain_jid,
@@ -337,6 +342,7 @@ impl Gateway {
         {
             return Ok(live);
         }
+        let store = self.login_store(user).await?;
         let stored = StoredLogin {
             id: login.clone(),
             user: User {
@@ -345,6 +351,7 @@ impl Gateway {
             fields,
             metadata,
             services,
+            store,
         };
         let sink = EventSink::new(user, login.clone(), self.events_tx.clone());
         let client = self.connector.load_login(&stored, sink).await?;

@@ -147,11 +147,18 @@ impl Gateway {
         if let Some(s) = session {
             s.client.disconnect().await;
         }
+        let dir_id = self
+            .db
+            .existing_login_dir_id(&self.bridge, user.as_str())
+            .await
+            .map_err(|e| errors::internal(format!("the database failed: {e}")))?;
         let removed = self
             .db
             .delete_login(&self.bridge, user.as_str())
             .await
             .map_err(|e| errors::internal(format!("the database failed: {e}")))?;
+        // The login's state rows went with it; its directory goes now.
+        self.remove_login_dir(user.as_str(), dir_id).await;
         if !removed {
             return Err(errors::item_not_found(format!(
                 "you have no login on {}",

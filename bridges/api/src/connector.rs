@@ -2,7 +2,7 @@
 
 use crate::{
     BridgeError, BridgeInfo, Capabilities, ChatKey, Client, CommandContext, CommandOutput,
-    CommandSpec, CommandTarget, EventRouter, EventSink, FormField, FormValues, LoginId,
+    CommandSpec, CommandTarget, EventRouter, EventSink, FormField, FormValues, LoginId, LoginStore,
     RemoteChatId, RemoteUserId, Result, RoomPolicy,
 };
 use async_trait::async_trait;
@@ -29,6 +29,10 @@ pub struct StoredLogin {
     /// The user's settings per service (e.g. per IRC server), by service name, as stored
     /// through the service's configuration form (secrets unsealed).
     pub services: BTreeMap<String, FormValues>,
+    /// The login's own state: a sealed key-value store and a private data directory, both
+    /// removed when the user unregisters. The only place a bridge keeps state across
+    /// restarts besides [`metadata`](Self::metadata) ([`crate::store`]).
+    pub store: LoginStore,
 }
 
 /// What registration produced.

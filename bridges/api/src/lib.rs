@@ -30,6 +30,7 @@ pub mod outbound;
 pub mod profile;
 pub mod prometheus;
 pub mod small_map;
+pub mod store;
 
 pub use attachment::{Attachment, AttachmentLimits, Content, LimitError, Source};
 pub use capabilities::{BridgeInfo, Capabilities, OfflinePolicy};
@@ -57,3 +58,4 @@ pub use profile::{Avatar, AvatarSource, AvatarUpdate};
 /// ([`Connector::register_metrics`]).
 pub use prometheus_client;
 pub use small_map::SmallMap;
+pub use store::{LoginStore, StoreBackend, StoreError};

@@ -4,7 +4,7 @@ use crate::FakeNetwork;
 use async_trait::async_trait;
 use estuary_bridge_api::{
     Affiliation, Attachment, BridgeError, ChatKey, ChatState, Client, ErrorKind, EventSink,
-    JoinRequest, LoginState, Member, MemberChange, MessageKind, Outgoing, RemoteChatId,
+    JoinRequest, LoginState, LoginStore, Member, MemberChange, MessageKind, Outgoing, RemoteChatId,
     RemoteEvent, RemoteMessage, RemoteMessageId, RemoteUserId, Result, Role, RoomInfo, Sender,
     Sent, Source, StoredLogin,
 };
@@ -24,6 +24,8 @@ pub struct FakeClient {
     /// The id of the peer's echo of each message the user sent, so that the peer mirrors
     /// a correction by correcting its own echo (XEP-0308: only the sender corrects).
     echoes: Mutex<HashMap<RemoteMessageId, RemoteMessageId>>,
+    /// The login's state store, driven through the `state` contact ([`crate::state`]).
+    store: LoginStore,
 }
 
 impl FakeClient {
@@ -41,6 +43,7 @@ impl FakeClient {
             next_id: AtomicU64::new(1),
             rooms: Mutex::new(HashMap::new()),
             echoes: Mutex::new(HashMap::new()),
+            store: login.store.clone(),
         }
     }
 
@@ -103,6 +106,34 @@ impl FakeClient {
         });
     }
 
+    /// Runs a command sent to the `state` contact and answers from it.
+    async fn answer_state(&self, chat: &ChatKey, command: &str) -> Sent {
+        let answer = crate::state::run(&self.store, command).await;
+        let id = self.mint();
+        self.emit(vec![
+            RemoteEvent::Delivered {
+                chat: chat.clone(),
+                id: id.clone(),
+            },
+            RemoteEvent::Message(RemoteMessage {
+                chat: chat.clone(),
+                sender: self.peer(chat),
+                id: Some(self.mint()),
+                body: answer,
+                attachments: Vec::new(),
+                kind: MessageKind::Normal,
+                at: None,
+                reply_to: None,
+                echo_of: None,
+            }),
+        ]);
+        Sent {
+            id: Some(id),
+            will_echo: false,
+            ran_as_command: false,
+        }
+    }
+
     fn check_chat(&self, chat: &ChatKey) -> Result<()> {
         match chat {
             ChatKey::Room(room) if !self.rooms().contains_key(room) => Err(BridgeError::new(
@@ -156,6 +187,11 @@ impl Client for FakeClient {
                 ErrorKind::NotAcceptable,
                 "message longer than 4096 bytes",
             ));
+        }
+        if let ChatKey::Direct(contact) = &msg.chat
+            && contact.as_str() == crate::state::CONTACT
+        {
+            return Ok(self.answer_state(&msg.chat, &msg.body).await);
         }
         let id = self.mint();
         let echo_id = self.mint();

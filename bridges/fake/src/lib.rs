@@ -20,6 +20,7 @@
 //!   ([`FakeNetwork::set_contact_profile`], [`FakeNetwork::set_room_profile`]).
 
 mod client;
+mod state;
 
 use async_trait::async_trait;
 use estuary_bridge_api::{

@@ -1216,6 +1216,7 @@ mod tests {
             fields: FormValues::default(),
             metadata,
             services: Default::default(),
+            store: estuary_bridge_api::LoginStore::in_memory(),
         };
         cmds.load(
             &login(json!({
@@ -1295,6 +1296,7 @@ mod tests {
                 {"name": "mine", "token": "clear-token", "to": ["bob@localhost"]}
             ]}),
             services: Default::default(),
+            store: estuary_bridge_api::LoginStore::in_memory(),
         };
         cmds.load(&login, &sink).await;
         assert_eq!(

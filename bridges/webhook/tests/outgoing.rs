@@ -101,6 +101,7 @@ async fn client_for(
         fields: FormValues::default(),
         metadata: json!({}),
         services: Default::default(),
+        store: estuary_bridge_api::LoginStore::in_memory(),
     };
     let sink = EventSink::new(jid, login.id.clone(), tx);
     (c.load_login(&login, sink).await.unwrap(), rx)

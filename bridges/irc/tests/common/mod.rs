@@ -447,6 +447,7 @@ impl Bridge {
             fields: FormValues::default(),
             metadata: serde_json::Value::Null,
             services: Default::default(),
+            store: estuary_bridge_api::LoginStore::in_memory(),
         };
         let sink = EventSink::new(jid, login.id.clone(), tx);
         let client = connector.load_login(&login, sink).await.expect("load");
