@@ -3,7 +3,9 @@
 //! One struct per section, each with `validate()`. `check-config` reports problems with the
 //! line of the key in the file where it can be found.
 
+mod archive;
 use crate::secret::Secret;
+pub use archive::{ArchiveSettings, MAX_PRUNE_BATCH};
 use estuary_bridge_api::OutboundPolicy;
 use estuary_bridge_api::outbound::{AllowEntry, AllowEntryError};
 use serde::Deserialize;
@@ -52,6 +54,9 @@ pub struct Settings {
     /// The puppet-account database.
     #[serde(default)]
     pub database: DatabaseSettings,
+    /// How much room history is kept.
+    #[serde(default)]
+    pub archive: ArchiveSettings,
     /// Where bridges may connect beyond public addresses.
     #[serde(default)]
     pub outbound: OutboundSettings,
@@ -77,6 +82,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("xmpp", &self.xmpp)
             .field("database", &self.database)
+            .field("archive", &self.archive)
             .field("outbound", &self.outbound)
             .field("http", &self.http)
             .field("media", &self.media)
@@ -542,6 +548,7 @@ impl Settings {
         let mut problems = Vec::new();
         self.xmpp.validate(&mut problems);
         self.database.validate(&mut problems);
+        self.archive.validate(&mut problems);
         self.outbound.validate(&mut problems);
         if let Some(http) = &self.http {
             http.validate(&mut problems);

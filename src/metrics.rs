@@ -6,6 +6,7 @@
 //! every scrape, one sample per gateway (`{bridge="irc"}`).
 
 use crate::gateway::Gateway;
+use crate::retention::RetentionStats;
 use crate::xmpp::link::LinkState;
 use estuary_bridge_api::prometheus;
 use estuary_bridge_api::prometheus_client::collector::Collector;
@@ -22,12 +23,18 @@ use tracing::warn;
 #[derive(Debug, Default)]
 pub struct Registry {
     gateways: Mutex<Vec<Weak<Gateway>>>,
+    retention: Arc<RetentionStats>,
 }
 
 impl Registry {
     /// An empty registry.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// The archive pruner's counters (process-wide, served without a `bridge` label).
+    pub fn retention(&self) -> Arc<RetentionStats> {
+        Arc::clone(&self.retention)
     }
 
     /// Adds a gateway (kept weakly: a stopped gateway disappears).
@@ -173,8 +180,43 @@ impl Collector for Registry {
             let samples = gateways.iter().map(|g| (g.bridge.clone(), (f.value)(g)));
             encode_family(&mut encoder, f.name, f.kind, f.help, samples)?;
         }
-        Ok(())
+        encode_retention(&mut encoder, &self.retention)
     }
+}
+
+/// The archive pruner's counters: one unlabelled sample each (the pruner serves every
+/// bridge at once).
+fn encode_retention(
+    encoder: &mut DescriptorEncoder<'_>,
+    stats: &RetentionStats,
+) -> Result<(), std::fmt::Error> {
+    let families = [
+        (
+            "estuary_archive_pruned_by_age",
+            "Archived room messages removed by the pruner because they were older than [archive] max_age_days.",
+            load(&stats.archive_by_age),
+        ),
+        (
+            "estuary_archive_pruned_by_count",
+            "Archived room messages removed by the pruner because their room held more than [archive] max_messages_per_room.",
+            load(&stats.archive_by_count),
+        ),
+        (
+            "estuary_message_map_pruned",
+            "Message-map rows removed by the pruner because they were older than [archive] max_age_days.",
+            load(&stats.map_rows),
+        ),
+        (
+            "estuary_archive_prune_failures",
+            "Pruning passes that failed on a database error (retried at the next pass).",
+            load(&stats.failed_passes),
+        ),
+    ];
+    for (name, help, value) in families {
+        let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        ConstCounter::new(value).encode(metric)?;
+    }
+    Ok(())
 }
 
 impl Registry {
