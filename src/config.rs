@@ -678,7 +678,9 @@ fn bridge_key_problems(raw: &config::Config) -> Vec<Problem> {
 }
 
 /// The sections of the file.
-const SECTIONS: [&str; 6] = ["xmpp", "database", "outbound", "http", "media", "bridges"];
+const SECTIONS: [&str; 7] = [
+    "xmpp", "database", "archive", "outbound", "http", "media", "bridges",
+];
 
 /// Unknown keys and values of the wrong type in the core's part of the file: the sections,
 /// their keys, and the keys every bridge table has (the bridges check their own keys).
@@ -689,6 +691,7 @@ fn key_problems(file: &toml::Table) -> Vec<Problem> {
         match section.as_str() {
             "xmpp" => check_keys::<XmppSettings>("xmpp", value, None, &mut problems),
             "database" => check_keys::<DatabaseSettings>("database", value, None, &mut problems),
+            "archive" => check_keys::<ArchiveSettings>("archive", value, None, &mut problems),
             "outbound" => check_keys::<OutboundSettings>("outbound", value, None, &mut problems),
             "http" => check_keys::<HttpSettings>("http", value, None, &mut problems),
             "media" => check_keys::<MediaSettings>("media", value, None, &mut problems),

@@ -143,4 +143,33 @@ mod tests {
             ]
         );
     }
+
+    const BASE: &str = "[bridges.fake]\ndomain = \"fake.localhost\"\nsecret = \"s\"\n";
+
+    #[test]
+    fn a_file_sets_the_limits() {
+        let text = format!("[archive]\nmax_age_days = 90\nmax_messages_per_room = 500\n{BASE}");
+        let s = crate::config::Settings::from_toml(&text, "t", false).expect("valid");
+        assert_eq!(s.archive.max_age_days, Some(90));
+        assert_eq!(s.archive.max_messages_per_room, Some(500));
+        assert_eq!(s.archive.prune_batch, 1000);
+        let none = crate::config::Settings::from_toml(BASE, "t", false).expect("valid");
+        assert!(none.archive.policy().keeps_everything());
+    }
+
+    #[test]
+    fn check_config_names_the_key_and_line() {
+        let problems = |text: String| {
+            crate::config::Settings::from_toml(&text, "t", false)
+                .expect_err("problems")
+                .to_string()
+        };
+        let zero = problems(format!("[archive]\nmax_age_days = 0\n{BASE}"));
+        assert!(zero.contains("line 2: archive.max_age_days"), "{zero}");
+        let typo = problems(format!("[archive]\n\nmax_mesages_per_room = 5\n{BASE}"));
+        assert!(
+            typo.contains("line 3: archive.max_mesages_per_room"),
+            "{typo}"
+        );
+    }
 }
