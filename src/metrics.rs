@@ -344,6 +344,40 @@ mod tests {
             assert_eq!(text.matches(&help).count(), 1, "{help} in {text}");
             assert!(text.contains(&format!("{help}{typ}")), "{typ} in {text}");
         }
-        assert_eq!(text.lines().count(), 2 * FAMILIES.len());
+        // The pruner's counters: described and sampled once each, without labels, even
+        // with no gateway (issue 15).
+        for name in [
+            "estuary_archive_pruned_by_age",
+            "estuary_archive_pruned_by_count",
+            "estuary_message_map_pruned",
+            "estuary_archive_prune_failures",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {name}_total counter\n{name}_total 0\n")),
+                "{name} in {text}"
+            );
+        }
+        assert_eq!(text.lines().count(), 2 * FAMILIES.len() + 3 * 4);
+    }
+
+    #[test]
+    fn the_pruners_counts_are_served() {
+        let registry = Registry::new();
+        let stats = registry.retention();
+        stats.archive_by_age.fetch_add(7, Ordering::Relaxed);
+        stats.map_rows.fetch_add(2, Ordering::Relaxed);
+        let text = registry.render().unwrap();
+        assert!(
+            text.contains("\nestuary_archive_pruned_by_age_total 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nestuary_archive_pruned_by_count_total 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nestuary_message_map_pruned_total 2\n"),
+            "{text}"
+        );
     }
 }
