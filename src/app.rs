@@ -47,6 +47,8 @@ pub struct App {
     http: std::sync::Mutex<Option<HttpServer>>,
     /// The files the gateway keeps (`[media]`); its sweeper stops when this is dropped.
     _media: Arc<crate::media::MediaStore>,
+    /// The archive pruner (`[archive]`), when a limit is set.
+    pruner: tokio::sync::Mutex<Option<crate::retention::Pruner>>,
 }
 
 /// Opens the database named in the settings, with its seal key.
@@ -121,6 +123,7 @@ pub async fn start_with(
             }
         }
     }
+    let retention = registry.retention();
     let http = match http_settings {
         None => None,
         Some(http) => {
@@ -146,6 +149,7 @@ pub async fn start_with(
         }
     };
     media.run_sweeper();
+    let pruner = crate::retention::Pruner::start(db.clone(), settings.archive.pruner(), retention);
     for notice in settings.notices() {
         tracing::warn!("{notice}");
     }
@@ -154,6 +158,7 @@ pub async fn start_with(
         db,
         http: std::sync::Mutex::new(http),
         _media: media,
+        pruner: tokio::sync::Mutex::new(pruner),
     })
 }
 
@@ -175,6 +180,9 @@ impl App {
         let http = self.http.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(http) = http {
             http.stop().await;
+        }
+        if let Some(pruner) = self.pruner.lock().await.take() {
+            pruner.stop().await;
         }
         for g in &self.gateways {
             g.shutdown().await;

@@ -3,7 +3,9 @@
 //! One struct per section, each with `validate()`. `check-config` reports problems with the
 //! line of the key in the file where it can be found.
 
+mod archive;
 use crate::secret::Secret;
+pub use archive::{ArchiveSettings, MAX_PRUNE_BATCH};
 use estuary_bridge_api::OutboundPolicy;
 use estuary_bridge_api::outbound::{AllowEntry, AllowEntryError};
 use serde::Deserialize;
@@ -52,6 +54,9 @@ pub struct Settings {
     /// The puppet-account database.
     #[serde(default)]
     pub database: DatabaseSettings,
+    /// How much room history is kept.
+    #[serde(default)]
+    pub archive: ArchiveSettings,
     /// Where bridges may connect beyond public addresses.
     #[serde(default)]
     pub outbound: OutboundSettings,
@@ -77,6 +82,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("xmpp", &self.xmpp)
             .field("database", &self.database)
+            .field("archive", &self.archive)
             .field("outbound", &self.outbound)
             .field("http", &self.http)
             .field("media", &self.media)
@@ -547,6 +553,7 @@ impl Settings {
         let mut problems = Vec::new();
         self.xmpp.validate(&mut problems);
         self.database.validate(&mut problems);
+        self.archive.validate(&mut problems);
         self.outbound.validate(&mut problems);
         if let Some(http) = &self.http {
             http.validate(&mut problems);
@@ -676,7 +683,9 @@ fn bridge_key_problems(raw: &config::Config) -> Vec<Problem> {
 }
 
 /// The sections of the file.
-const SECTIONS: [&str; 6] = ["xmpp", "database", "outbound", "http", "media", "bridges"];
+const SECTIONS: [&str; 7] = [
+    "xmpp", "database", "archive", "outbound", "http", "media", "bridges",
+];
 
 /// Unknown keys and values of the wrong type in the core's part of the file: the sections,
 /// their keys, and the keys every bridge table has (the bridges check their own keys).
@@ -687,6 +696,7 @@ fn key_problems(file: &toml::Table) -> Vec<Problem> {
         match section.as_str() {
             "xmpp" => check_keys::<XmppSettings>("xmpp", value, None, &mut problems),
             "database" => check_keys::<DatabaseSettings>("database", value, None, &mut problems),
+            "archive" => check_keys::<ArchiveSettings>("archive", value, None, &mut problems),
             "outbound" => check_keys::<OutboundSettings>("outbound", value, None, &mut problems),
             "http" => check_keys::<HttpSettings>("http", value, None, &mut problems),
             "media" => check_keys::<MediaSettings>("media", value, None, &mut problems),

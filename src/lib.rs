@@ -17,5 +17,6 @@ pub mod import;
 pub mod media;
 pub mod memory;
 pub mod metrics;
+pub mod retention;
 pub mod secret;
 pub mod xmpp;

@@ -6,6 +6,7 @@
 //! every scrape, one sample per gateway (`{bridge="irc"}`).
 
 use crate::gateway::Gateway;
+use crate::retention::RetentionStats;
 use crate::xmpp::link::LinkState;
 use estuary_bridge_api::prometheus;
 use estuary_bridge_api::prometheus_client::collector::Collector;
@@ -22,12 +23,18 @@ use tracing::warn;
 #[derive(Debug, Default)]
 pub struct Registry {
     gateways: Mutex<Vec<Weak<Gateway>>>,
+    retention: Arc<RetentionStats>,
 }
 
 impl Registry {
     /// An empty registry.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// The archive pruner's counters (process-wide, served without a `bridge` label).
+    pub fn retention(&self) -> Arc<RetentionStats> {
+        Arc::clone(&self.retention)
     }
 
     /// Adds a gateway (kept weakly: a stopped gateway disappears).
@@ -173,8 +180,43 @@ impl Collector for Registry {
             let samples = gateways.iter().map(|g| (g.bridge.clone(), (f.value)(g)));
             encode_family(&mut encoder, f.name, f.kind, f.help, samples)?;
         }
-        Ok(())
+        encode_retention(&mut encoder, &self.retention)
     }
+}
+
+/// The archive pruner's counters: one unlabelled sample each (the pruner serves every
+/// bridge at once).
+fn encode_retention(
+    encoder: &mut DescriptorEncoder<'_>,
+    stats: &RetentionStats,
+) -> Result<(), std::fmt::Error> {
+    let families = [
+        (
+            "estuary_archive_pruned_by_age",
+            "Archived room messages removed by the pruner because they were older than [archive] max_age_days.",
+            load(&stats.archive_by_age),
+        ),
+        (
+            "estuary_archive_pruned_by_count",
+            "Archived room messages removed by the pruner because their room held more than [archive] max_messages_per_room.",
+            load(&stats.archive_by_count),
+        ),
+        (
+            "estuary_message_map_pruned",
+            "Message-map rows removed by the pruner because they were older than [archive] max_age_days.",
+            load(&stats.map_rows),
+        ),
+        (
+            "estuary_archive_prune_failures",
+            "Pruning passes that failed on a database error (retried at the next pass).",
+            load(&stats.failed_passes),
+        ),
+    ];
+    for (name, help, value) in families {
+        let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        ConstCounter::new(value).encode(metric)?;
+    }
+    Ok(())
 }
 
 impl Registry {
@@ -302,6 +344,40 @@ mod tests {
             assert_eq!(text.matches(&help).count(), 1, "{help} in {text}");
             assert!(text.contains(&format!("{help}{typ}")), "{typ} in {text}");
         }
-        assert_eq!(text.lines().count(), 2 * FAMILIES.len());
+        // The pruner's counters: described and sampled once each, without labels, even
+        // with no gateway (issue 15).
+        for name in [
+            "estuary_archive_pruned_by_age",
+            "estuary_archive_pruned_by_count",
+            "estuary_message_map_pruned",
+            "estuary_archive_prune_failures",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {name}_total counter\n{name}_total 0\n")),
+                "{name} in {text}"
+            );
+        }
+        assert_eq!(text.lines().count(), 2 * FAMILIES.len() + 3 * 4);
+    }
+
+    #[test]
+    fn the_pruners_counts_are_served() {
+        let registry = Registry::new();
+        let stats = registry.retention();
+        stats.archive_by_age.fetch_add(7, Ordering::Relaxed);
+        stats.map_rows.fetch_add(2, Ordering::Relaxed);
+        let text = registry.render().unwrap();
+        assert!(
+            text.contains("\nestuary_archive_pruned_by_age_total 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nestuary_archive_pruned_by_count_total 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nestuary_message_map_pruned_total 2\n"),
+            "{text}"
+        );
     }
 }

@@ -208,7 +208,20 @@ async fn metrics_are_served_without_the_webhook_bridge() {
         assert_eq!(family.kind, kind, "{name}");
         assert_eq!(family.samples.len(), 1, "one sample per bridge: {family:?}");
     }
-    assert_eq!(after.families.len(), 11, "{after:?}");
+    // The archive pruner's counters: process-wide, one unlabelled sample each (issue 15).
+    for name in [
+        "estuary_archive_pruned_by_age_total",
+        "estuary_archive_pruned_by_count_total",
+        "estuary_message_map_pruned_total",
+        "estuary_archive_prune_failures_total",
+    ] {
+        let family = after.family(name).unwrap_or_else(|| panic!("no {name}"));
+        assert_eq!(family.kind, "counter", "{name}");
+        assert_eq!(family.samples.len(), 1, "{family:?}");
+        assert!(family.samples[0].labels.is_empty(), "{family:?}");
+        assert_eq!(family.samples[0].value, 0.0, "nothing pruned: {family:?}");
+    }
+    assert_eq!(after.families.len(), 15, "{after:?}");
     assert_eq!(
         after.family("estuary_stanzas_in_total").unwrap().help,
         "Stanzas received from the XMPP server."
