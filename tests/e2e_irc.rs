@@ -3840,3 +3840,30 @@ async fn voice_and_op_through_muc_admin() {
     assert!(text.starts_with("#bobs: "), "{text}");
     w.app.shutdown().await;
 }
+
+/// A muc#admin change that would change nothing (the member already has that standing)
+/// is still sent to the server when the user is not op there, so that the server's
+/// refusal (482) is the answer, as with Biboumi; an op's is answered at once, as before.
+#[tokio::test]
+async fn a_change_that_changes_nothing_is_refused_for_a_non_op() {
+    let w = World::start(Ircd::start()).await;
+    let mut alice = w.alice("bobs").await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #bobs").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let bobs = room("bobs");
+    let me = join(&mut alice, &bobs, "alice").await;
+    assert_eq!(item(&me), Some(("participant".into(), "none".into())));
+    // bob is op already, alice has no mode: neither change would change anything.
+    for (nick, attrs) in [("bob", "affiliation='admin'"), ("alice", "role='visitor'")] {
+        let answer = admin_item(&mut alice, &bobs, nick, attrs).await;
+        let (condition, text) = error_of(&answer)
+            .unwrap_or_else(|| panic!("{attrs}: an error, got {}", String::from(&answer)));
+        assert_eq!(condition, "forbidden", "{attrs}: {text}");
+        assert!(text.starts_with("#bobs: "), "{text}");
+    }
+    // Nothing was changed on the server's side.
+    let lines = bob.collect_for(Duration::from_millis(300)).await;
+    assert!(!lines.iter().any(|l| l.contains(" MODE ")), "{lines:?}");
+    w.app.shutdown().await;
+}
