@@ -3867,3 +3867,44 @@ async fn a_change_that_changes_nothing_is_refused_for_a_non_op() {
     assert!(!lines.iter().any(|l| l.contains(" MODE ")), "{lines:?}");
     w.app.shutdown().await;
 }
+
+/// While a connection opens, the server's JID tells the user how it goes, in Biboumi's
+/// words: each port tried ("Connecting to host:port (encrypted)"), its failure
+/// ("Connection failed: …"), and the port that answered ("Connected to IRC server.").
+/// Here the TLS port is closed and the plain one is InspIRCd's.
+#[tokio::test]
+async fn connection_progress_is_told_from_the_server_jid() {
+    let ircd = Ircd::start();
+    let closed = common::ports::free_port();
+    let irc = format!(
+        "default_tls_port = {closed}\ndefault_plain_port = {}\n",
+        ircd.port
+    );
+    let w = World::start_with(ircd, &irc).await;
+    let mut alice = w.alice("progress").await;
+    join(&mut alice, &room("progress"), "alice").await;
+    let server_jid = format!("127.0.0.1@{DOMAIN}");
+    let expected = [
+        format!("Connecting to 127.0.0.1:{closed} (encrypted)"),
+        "Connection failed: ".to_owned(),
+        format!("Connecting to 127.0.0.1:{} (not encrypted)", w.ircd.port),
+        "Connected to IRC server.".to_owned(),
+    ];
+    // They came before the join's answer: read them back from what the client has seen.
+    let mut seen = Vec::new();
+    for line in &expected {
+        let m = alice
+            .expect(line, |s| {
+                s.name() == "message"
+                    && s.attr("from") == Some(server_jid.as_str())
+                    && body(s).is_some_and(|b| b.starts_with(line.as_str()))
+            })
+            .await;
+        seen.push(body(&m).unwrap_or_default());
+    }
+    assert!(
+        seen[1].contains("refused"),
+        "the failure says why: {seen:?}"
+    );
+    w.app.shutdown().await;
+}
