@@ -3908,3 +3908,57 @@ async fn connection_progress_is_told_from_the_server_jid() {
     );
     w.app.shutdown().await;
 }
+
+/// A user subscribed to the server's JID sees the IRC connection as its presence:
+/// available once registered, unavailable when the connection ends (here a raw `QUIT`),
+/// as Biboumi shows an IRC server in the roster; after unsubscribing, nothing.
+#[tokio::test]
+async fn the_server_jid_shows_the_connection_to_a_subscribed_user() {
+    let w = World::start(Ircd::start()).await;
+    let mut alice = w.alice("roster").await;
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{SERVER_JID}' type='subscribe'/>"
+        )))
+        .await;
+    // The gateway's own request comes after the subscription was stored.
+    alice
+        .expect("the server JID's subscription request", |s| {
+            s.attr("from") == Some(SERVER_JID) && s.attr("type") == Some("subscribe")
+        })
+        .await;
+    let from_server = |s: &Element, kind: Option<&str>| {
+        s.name() == "presence" && s.attr("from") == Some(SERVER_JID) && s.attr("type") == kind
+    };
+    join(&mut alice, &room("roster"), "alice").await;
+    alice
+        .expect("the server JID available", |s| from_server(s, None))
+        .await;
+    let quit = format!(
+        "<message xmlns='jabber:client' type='chat' to='{SERVER_JID}'><body>QUIT :bye</body></message>"
+    );
+    alice.send(el(&quit)).await;
+    alice
+        .expect("the server JID unavailable", |s| {
+            from_server(s, Some("unavailable"))
+        })
+        .await;
+
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{SERVER_JID}' type='unsubscribe'/>"
+        )))
+        .await;
+    // Prosody takes the answer (`unsubscribed`) as a roster change: give the gateway
+    // a moment to forget the subscription instead.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    join(&mut alice, &room("roster2"), "alice").await;
+    alice
+        .expect_none(
+            "a server JID presence after unsubscribing",
+            Duration::from_millis(1500),
+            |s| from_server(s, None),
+        )
+        .await;
+    w.app.shutdown().await;
+}

@@ -453,6 +453,12 @@ fn run(
                     (session.was_registered(), session.was_stable(STABLE_AFTER));
                 if registered {
                     kept.ever_registered = true;
+                    // The server's JID goes offline for users subscribed to it.
+                    let offline = RemoteEvent::ServiceState {
+                        service: kept.session.settings().server().to_owned(),
+                        online: false,
+                    };
+                    let _ = send_event(&events, offline).await;
                 }
                 if stable {
                     kept.failures = 0;

@@ -1272,6 +1272,10 @@ impl Session {
                 }
                 self.shared.registered.store(true, Ordering::SeqCst);
                 self.emit(RemoteEvent::LoginState(LoginState::Connected));
+                self.emit(RemoteEvent::ServiceState {
+                    service: self.settings.server().to_owned(),
+                    online: true,
+                });
                 if let Some(pw) = self.settings.nickserv_password().map(str::to_owned) {
                     self.urgent.push_back(Message::from(Command::PRIVMSG(
                         "NickServ".into(),
