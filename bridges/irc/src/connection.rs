@@ -751,14 +751,17 @@ mod tests {
         profile.opening = opening.clone();
         settings.profile = Arc::new(profile);
         let taken = opening.turn().await.expect("a free turn");
-        match connect(&settings).await {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let events = EventSink::new("u@example.org", LoginId::new("l"), tx);
+        match connect(&settings, &events).await {
             Err(End::Busy(why)) => assert!(why.contains("busy opening"), "{why}"),
             Err(End::Lost(why) | End::Refused(why)) => panic!("not busy: {why}"),
             Err(_) => panic!("not busy"),
             Ok(_) => panic!("connected"),
         }
+        assert!(rx.try_recv().is_err(), "no progress told while busy");
         drop(taken);
-        match connect(&settings).await {
+        match connect(&settings, &events).await {
             Err(End::Lost(why)) => assert_eq!(why, "no endpoint to try"),
             _ => panic!("with a free turn, the endpoints are tried"),
         }

@@ -3466,10 +3466,16 @@ mod tests {
         s.nick_in_use();
         assert_eq!(wire(&mut s), ["NICK alice_"]);
         let events = feed(&mut s, &[":irc.test 001 alice_ :Welcome"]);
-        assert!(matches!(
-            &events[..],
-            [RemoteEvent::LoginState(LoginState::Connected)]
-        ));
+        assert!(
+            matches!(
+                &events[..],
+                [
+                    RemoteEvent::LoginState(LoginState::Connected),
+                    RemoteEvent::ServiceState { service, online: true },
+                ] if service == "irc.test"
+            ),
+            "{events:?}"
+        );
         assert_eq!(s.own_nick(), "alice_");
     }
 }
