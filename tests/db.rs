@@ -601,8 +601,11 @@ async fn contacts(db: &Database) {
             },
         ]
     );
+    assert!(db.has_contact(b, u, "bob").await.unwrap());
+    assert!(!db.has_contact("matrix", u, "bob").await.unwrap());
     assert!(db.delete_contact(b, u, "bob").await.unwrap());
     assert!(!db.delete_contact(b, u, "bob").await.unwrap());
+    assert!(!db.has_contact(b, u, "bob").await.unwrap());
     assert_eq!(db.list_contacts(b, u).await.unwrap().len(), 1);
 }
 

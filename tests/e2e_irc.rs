@@ -3840,3 +3840,125 @@ async fn voice_and_op_through_muc_admin() {
     assert!(text.starts_with("#bobs: "), "{text}");
     w.app.shutdown().await;
 }
+
+/// A muc#admin change that would change nothing (the member already has that standing)
+/// is still sent to the server when the user is not op there, so that the server's
+/// refusal (482) is the answer, as with Biboumi; an op's is answered at once, as before.
+#[tokio::test]
+async fn a_change_that_changes_nothing_is_refused_for_a_non_op() {
+    let w = World::start(Ircd::start()).await;
+    let mut alice = w.alice("bobs").await;
+    let mut bob = Raw::connect(w.ircd.port, "bob").await;
+    bob.send("JOIN #bobs").await;
+    bob.expect(|l| l.contains(" 366 ")).await;
+    let bobs = room("bobs");
+    let me = join(&mut alice, &bobs, "alice").await;
+    assert_eq!(item(&me), Some(("participant".into(), "none".into())));
+    // bob is op already, alice has no mode: neither change would change anything.
+    for (nick, attrs) in [("bob", "affiliation='admin'"), ("alice", "role='visitor'")] {
+        let answer = admin_item(&mut alice, &bobs, nick, attrs).await;
+        let (condition, text) = error_of(&answer)
+            .unwrap_or_else(|| panic!("{attrs}: an error, got {}", String::from(&answer)));
+        assert_eq!(condition, "forbidden", "{attrs}: {text}");
+        assert!(text.starts_with("#bobs: "), "{text}");
+    }
+    // Nothing was changed on the server's side.
+    let lines = bob.collect_for(Duration::from_millis(300)).await;
+    assert!(!lines.iter().any(|l| l.contains(" MODE ")), "{lines:?}");
+    w.app.shutdown().await;
+}
+
+/// While a connection opens, the server's JID tells the user how it goes, in Biboumi's
+/// words: each port tried ("Connecting to host:port (encrypted)"), its failure
+/// ("Connection failed: …"), and the port that answered ("Connected to IRC server.").
+/// Here the TLS port is closed and the plain one is InspIRCd's.
+#[tokio::test]
+async fn connection_progress_is_told_from_the_server_jid() {
+    let ircd = Ircd::start();
+    let closed = common::ports::free_port();
+    let irc = format!(
+        "default_tls_port = {closed}\ndefault_plain_port = {}\n",
+        ircd.port
+    );
+    let w = World::start_with(ircd, &irc).await;
+    let mut alice = w.alice("progress").await;
+    join(&mut alice, &room("progress"), "alice").await;
+    let server_jid = format!("127.0.0.1@{DOMAIN}");
+    let expected = [
+        format!("Connecting to 127.0.0.1:{closed} (encrypted)"),
+        "Connection failed: ".to_owned(),
+        format!("Connecting to 127.0.0.1:{} (not encrypted)", w.ircd.port),
+        "Connected to IRC server.".to_owned(),
+    ];
+    // They came before the join's answer: read them back from what the client has seen.
+    let mut seen = Vec::new();
+    for line in &expected {
+        let m = alice
+            .expect(line, |s| {
+                s.name() == "message"
+                    && s.attr("from") == Some(server_jid.as_str())
+                    && body(s).is_some_and(|b| b.starts_with(line.as_str()))
+            })
+            .await;
+        seen.push(body(&m).unwrap_or_default());
+    }
+    assert!(
+        seen[1].contains("refused"),
+        "the failure says why: {seen:?}"
+    );
+    w.app.shutdown().await;
+}
+
+/// A user subscribed to the server's JID sees the IRC connection as its presence:
+/// available once registered, unavailable when the connection ends (here a raw `QUIT`),
+/// as Biboumi shows an IRC server in the roster; after unsubscribing, nothing.
+#[tokio::test]
+async fn the_server_jid_shows_the_connection_to_a_subscribed_user() {
+    let w = World::start(Ircd::start()).await;
+    let mut alice = w.alice("roster").await;
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{SERVER_JID}' type='subscribe'/>"
+        )))
+        .await;
+    // The gateway's own request comes after the subscription was stored.
+    alice
+        .expect("the server JID's subscription request", |s| {
+            s.attr("from") == Some(SERVER_JID) && s.attr("type") == Some("subscribe")
+        })
+        .await;
+    let from_server = |s: &Element, kind: Option<&str>| {
+        s.name() == "presence" && s.attr("from") == Some(SERVER_JID) && s.attr("type") == kind
+    };
+    join(&mut alice, &room("roster"), "alice").await;
+    alice
+        .expect("the server JID available", |s| from_server(s, None))
+        .await;
+    let quit = format!(
+        "<message xmlns='jabber:client' type='chat' to='{SERVER_JID}'><body>QUIT :bye</body></message>"
+    );
+    alice.send(el(&quit)).await;
+    alice
+        .expect("the server JID unavailable", |s| {
+            from_server(s, Some("unavailable"))
+        })
+        .await;
+
+    alice
+        .send(el(&format!(
+            "<presence xmlns='jabber:client' to='{SERVER_JID}' type='unsubscribe'/>"
+        )))
+        .await;
+    // Prosody takes the answer (`unsubscribed`) as a roster change: give the gateway
+    // a moment to forget the subscription instead.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    join(&mut alice, &room("roster2"), "alice").await;
+    alice
+        .expect_none(
+            "a server JID presence after unsubscribing",
+            Duration::from_millis(1500),
+            |s| from_server(s, None),
+        )
+        .await;
+    w.app.shutdown().await;
+}

@@ -78,6 +78,25 @@ impl Database {
             .collect()
     }
 
+    /// Whether `user` knows `remote_id` on `bridge`.
+    #[tracing::instrument(name = "db.contacts.has", skip_all, err)]
+    pub async fn has_contact(
+        &self,
+        bridge: &str,
+        user: &str,
+        remote_id: &str,
+    ) -> Result<bool, DbError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM contacts WHERE bridge = $1 AND user_jid = $2 AND remote_id = $3",
+        )
+        .bind(bridge)
+        .bind(user)
+        .bind(remote_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Forgets one contact of `user` on `bridge`. Returns whether it was known.
     #[tracing::instrument(name = "db.contacts.delete", skip_all, err)]
     pub async fn delete_contact(

@@ -973,6 +973,7 @@ fn event_kind(event: &RemoteEvent) -> &'static str {
         RemoteEvent::RoomLeft { .. } => "room left",
         RemoteEvent::Invited { .. } => "invitation",
         RemoteEvent::ServiceMessage { .. } => "service message",
+        RemoteEvent::ServiceState { .. } => "service state",
         RemoteEvent::LoginState(_) => "login state",
         RemoteEvent::SaveMetadata(_) => "metadata",
         RemoteEvent::PostToXmppRoom { .. } => "post to an XMPP room",

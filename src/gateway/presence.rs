@@ -203,7 +203,17 @@ impl Gateway {
                     presence,
                 ))
                 .await;
-                if let ChatKey::Service(_) = chat {
+                if let ChatKey::Service(service) = &chat {
+                    // Remembered, so that the server's JID shows its connection as its
+                    // presence ([`RemoteEvent::ServiceState`](estuary_bridge_api::RemoteEvent)).
+                    let id = service_contact_id(service);
+                    if let Err(e) = self
+                        .db
+                        .upsert_contact(&self.bridge, user.as_str(), &id, None)
+                        .await
+                    {
+                        warn!(bridge = %self.bridge, "cannot remember the subscription: {e}");
+                    }
                     self.send(mutual(
                         PresenceType::Subscribe,
                         contact.clone(),
@@ -221,6 +231,14 @@ impl Gateway {
                 }
             }
             PresenceType::Unsubscribe => {
+                if let ChatKey::Service(service) = &chat
+                    && let Err(e) = self
+                        .db
+                        .delete_contact(&self.bridge, user.as_str(), &service_contact_id(service))
+                        .await
+                {
+                    warn!(bridge = %self.bridge, "cannot forget the subscription: {e}");
+                }
                 self.send(answer(
                     Presence::new(PresenceType::Unsubscribed)
                         .with_from(contact)
@@ -719,6 +737,13 @@ pub(super) fn confirm_join(
             (res, asked != own_nick, intent.max_stanzas, intent.since)
         })
         .collect()
+}
+
+/// The `contacts` row that records a user's subscription to a service's JID (an IRC
+/// server's): `service:` and the service, which no bridge's contact id can be (IRC
+/// nicks, Matrix ids, addresses and numbers hold no `:` after a plain word like this).
+pub(super) fn service_contact_id(service: &str) -> String {
+    format!("service:{service}")
 }
 
 /// The gateway's own subscription request (or its withdrawal) to the user, after the

@@ -354,6 +354,9 @@ impl Gateway {
                 m.bodies.insert(Default::default(), body);
                 self.send(m).await;
             }
+            RemoteEvent::ServiceState { service, online } => {
+                self.service_state(&user_jid, user, service, online).await
+            }
             RemoteEvent::LoginState(state) => {
                 let Some(s) = session else { return };
                 s.set_state(state.clone());
@@ -941,6 +944,36 @@ impl Gateway {
                 }
             }
         }
+    }
+
+    /// A service's connection came up or ended: a user subscribed to the service's JID
+    /// gets its presence (available or unavailable), as Biboumi shows an IRC server in
+    /// the roster. Nothing for users not subscribed, or where the service's JID is the
+    /// gateway's own (a fixed server: the gateway's presence says it).
+    async fn service_state(&self, user_jid: &Jid, user: &str, service: String, online: bool) {
+        let id = super::presence::service_contact_id(&service);
+        match self.db.has_contact(&self.bridge, user, &id).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                warn!(bridge = %self.bridge, "cannot read the subscription: {e}");
+                return;
+            }
+        }
+        let Some(from) = self.chat_jid(&ChatKey::Service(service)).map(Jid::from) else {
+            return;
+        };
+        if from == self.jid() {
+            return;
+        }
+        let mut p = if online {
+            Presence::available()
+        } else {
+            Presence::unavailable()
+        };
+        p.from = Some(from);
+        p.to = Some(Jid::from(user_jid.to_bare()));
+        self.send(p).await;
     }
 
     /// A XEP-0249 direct invitation into a foreign room, from the inviter's contact JID

@@ -276,6 +276,15 @@ pub enum RemoteEvent {
         /// The text.
         body: String,
     },
+    /// A service endpoint's connection came up (`online`) or ended (IRC: the connection
+    /// to one server, registered or closed). The core tells a user subscribed to the
+    /// service's JID with an available or unavailable presence from it.
+    ServiceState {
+        /// The service endpoint, as in [`ChatKey::Service`].
+        service: String,
+        /// Whether it is connected now.
+        online: bool,
+    },
     /// The login's connection state changed.
     LoginState(LoginState),
     /// Replace the bridge metadata stored with this login (created if the user has none):

@@ -7,6 +7,7 @@
 use crate::address::CaseMapping;
 use crate::live::Live;
 use crate::profile::ServerProfile;
+use crate::progress;
 use crate::remote::Session;
 use crate::transport::{Transport, TransportError, WRITE_TIMEOUT};
 use estuary_bridge_api::{
@@ -315,7 +316,10 @@ pub enum End {
 /// Connects to the first endpoint that answers. [`End::Refused`] when the outbound policy
 /// refused every endpoint (no connection was attempted), else [`End::Lost`] with the last
 /// failure.
-async fn connect(settings: &ServerSettings) -> Result<(Transport, crate::config::Endpoint), End> {
+async fn connect(
+    settings: &ServerSettings,
+    events: &EventSink,
+) -> Result<(Transport, crate::config::Endpoint), End> {
     let mut why = String::from("no endpoint to try");
     let mut all_refused = true;
     let profile = &settings.profile;
@@ -323,33 +327,54 @@ async fn connect(settings: &ServerSettings) -> Result<(Transport, crate::config:
     let _turn = profile.opening.turn().await.map_err(End::Busy)?;
     for endpoint in &profile.endpoints {
         debug!(port = endpoint.port, tls = endpoint.tls, "connecting");
+        tell_progress(
+            events,
+            settings,
+            progress::attempt(&profile.server, *endpoint),
+        )
+        .await;
         let attempt = Transport::connect(
             &profile.server,
             *endpoint,
             profile.verify_certificate,
             &profile.outbound,
         );
-        match timeout(CONNECT_TIMEOUT, attempt).await {
-            Ok(Ok(transport)) => return Ok((transport, *endpoint)),
+        let failure = match timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(Ok(transport)) => {
+                tell_progress(events, settings, progress::connected(*endpoint)).await;
+                return Ok((transport, *endpoint));
+            }
             Ok(Err(TransportError::Outbound(e @ OutboundError::NotAllowed { .. }))) => {
                 why = e.to_string();
+                why.clone()
             }
             Ok(Err(e)) => {
                 all_refused = false;
                 why = format!("port {} ({}): {e}", endpoint.port, tls_word(endpoint.tls));
+                e.to_string()
             }
             Err(_) => {
                 all_refused = false;
                 why = format!("port {}: timed out", endpoint.port);
+                format!("timed out after {} s", CONNECT_TIMEOUT.as_secs())
             }
-        }
+        };
         info!(%why, "connection attempt failed");
+        tell_progress(events, settings, progress::failed(&failure)).await;
     }
     if all_refused && !profile.endpoints.is_empty() {
         Err(End::Refused(why))
     } else {
         Err(End::Lost(why))
     }
+}
+
+/// Tells the user, from the server's JID, how the connection goes (Biboumi's
+/// "Connecting to host:port (encrypted)" lines): a failure to deliver it is the core's
+/// queue closing, which the connection task notices on its own.
+async fn tell_progress(events: &EventSink, settings: &ServerSettings, body: String) {
+    let service = Some(settings.server().to_owned());
+    let _ = send_event(events, RemoteEvent::ServiceMessage { service, body }).await;
 }
 
 fn tls_word(tls: bool) -> &'static str {
@@ -410,7 +435,8 @@ fn run(
         let _ = send_event(&events, RemoteEvent::LoginState(LoginState::Connecting)).await;
         loop {
             let end = 'attempt: {
-                let mut transport = match Box::pin(connect(kept.session.settings())).await {
+                let mut transport = match Box::pin(connect(kept.session.settings(), &events)).await
+                {
                     Ok((transport, endpoint)) => {
                         if let Ok(mut c) = shared.connected.lock() {
                             *c = Some((std::time::SystemTime::now(), endpoint));
@@ -430,6 +456,12 @@ fn run(
                     (session.was_registered(), session.was_stable(STABLE_AFTER));
                 if registered {
                     kept.ever_registered = true;
+                    // The server's JID goes offline for users subscribed to it.
+                    let offline = RemoteEvent::ServiceState {
+                        service: kept.session.settings().server().to_owned(),
+                        online: false,
+                    };
+                    let _ = send_event(&events, offline).await;
                 }
                 if stable {
                     kept.failures = 0;
@@ -722,14 +754,17 @@ mod tests {
         profile.opening = opening.clone();
         settings.profile = Arc::new(profile);
         let taken = opening.turn().await.expect("a free turn");
-        match connect(&settings).await {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let events = EventSink::new("u@example.org", LoginId::new("l"), tx);
+        match connect(&settings, &events).await {
             Err(End::Busy(why)) => assert!(why.contains("busy opening"), "{why}"),
             Err(End::Lost(why) | End::Refused(why)) => panic!("not busy: {why}"),
             Err(_) => panic!("not busy"),
             Ok(_) => panic!("connected"),
         }
+        assert!(rx.try_recv().is_err(), "no progress told while busy");
         drop(taken);
-        match connect(&settings).await {
+        match connect(&settings, &events).await {
             Err(End::Lost(why)) => assert_eq!(why, "no endpoint to try"),
             _ => panic!("with a free turn, the endpoints are tried"),
         }

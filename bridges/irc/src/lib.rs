@@ -10,6 +10,7 @@
 //! * [`profile`]: what every user's connection to one server shares, kept once.
 //! * [`settings`]: a user's per-server settings (the server JID's "Configure" form).
 //! * [`prefixes`]: a server's channel prefix modes (`PREFIX=(ov)@+`).
+//! * [`progress`]: the "Connecting to…" lines told to the user while a connection opens.
 //! * [`remote`]: one session's state and IRC → event translation.
 //! * [`standing`]: muc#admin role and affiliation changes as channel prefix modes.
 //! * [`throttle`]: the flood-control token bucket.
@@ -27,6 +28,7 @@ pub mod inflight;
 pub mod live;
 pub mod prefixes;
 pub mod profile;
+pub mod progress;
 pub mod remote;
 pub mod replies;
 pub mod settings;

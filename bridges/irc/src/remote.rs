@@ -913,8 +913,9 @@ impl Session {
     }
 
     /// Plans a member's new prefix modes ([`crate::standing`]) from what the channel knows
-    /// they hold, and sends the `MODE`; answered at once when there is nothing to change
-    /// or the member is not there, else by the server's `MODE` or refusal.
+    /// they hold, and sends the `MODE`; answered at once when the member is not there, or
+    /// when there is nothing to change and we may change modes there, else by the server's
+    /// `MODE` or refusal (a change to nothing by a non-op is sent anyway, for the 482).
     fn change_standing(
         &mut self,
         channel: String,
@@ -924,11 +925,12 @@ impl Session {
     ) {
         let folded_chan = self.fold(&channel);
         let folded_nick = self.fold(&nick);
-        let held = match self.channels.get(&folded_chan) {
-            Some(chan) if chan.state == ChanState::Joined => chan
-                .members
-                .get(&folded_nick)
-                .map(|(_, modes)| modes.clone()),
+        let own = self.fold(&self.own_nick());
+        let (held, mine) = match self.channels.get(&folded_chan) {
+            Some(chan) if chan.state == ChanState::Joined => {
+                let modes = |nick: &str| chan.members.get(nick).map(|(_, m)| m.clone());
+                (modes(&folded_nick), modes(&own).unwrap_or_default())
+            }
             _ => {
                 let _ = answer.send(Err(BridgeError::not_acceptable(format!(
                     "You are not in {channel}: join it first."
@@ -947,10 +949,12 @@ impl Session {
             Err(e) => {
                 let _ = answer.send(Err(e));
             }
-            Ok(None) => {
+            Ok(None) if crate::standing::may_change_modes(&mine, &self.prefixes) => {
                 let _ = answer.send(Ok(()));
             }
-            Ok(Some(modes)) => {
+            Ok(planned) => {
+                let modes =
+                    planned.unwrap_or_else(|| crate::standing::reassert(change, &self.prefixes));
                 let mut args = vec![channel];
                 args.extend(modes.args(&nick));
                 self.rare().pending_ops.push_back(PendingOp {
@@ -1317,6 +1321,10 @@ impl Session {
                 }
                 self.shared.registered.store(true, Ordering::SeqCst);
                 self.emit(RemoteEvent::LoginState(LoginState::Connected));
+                self.emit(RemoteEvent::ServiceState {
+                    service: self.settings.server().to_owned(),
+                    online: true,
+                });
                 if let Some(pw) = self.settings.nickserv_password().map(str::to_owned) {
                     self.urgent.push_back(Message::from(Command::PRIVMSG(
                         "NickServ".into(),
@@ -3583,10 +3591,16 @@ mod tests {
         s.nick_in_use();
         assert_eq!(wire(&mut s), ["NICK alice_"]);
         let events = feed(&mut s, &[":irc.test 001 alice_ :Welcome"]);
-        assert!(matches!(
-            &events[..],
-            [RemoteEvent::LoginState(LoginState::Connected)]
-        ));
+        assert!(
+            matches!(
+                &events[..],
+                [
+                    RemoteEvent::LoginState(LoginState::Connected),
+                    RemoteEvent::ServiceState { service, online: true },
+                ] if service == "irc.test"
+            ),
+            "{events:?}"
+        );
         assert_eq!(s.own_nick(), "alice_");
     }
 }

@@ -19,6 +19,10 @@
 //! missing on many servers (RFC 1459's `PREFIX` is `(ov)`), and this gateway reads `a` as
 //! admin, so a change here is always read back as what was asked.
 //!
+//! A change that would change nothing is answered at once when the user is op there;
+//! otherwise [`reassert`] gives the `MODE` to send anyway, so that the server's refusal
+//! (482) is the answer, as Biboumi does.
+//!
 //! Pure planning, no I/O: the session sends the line and waits for the server's `MODE`.
 
 use crate::prefixes::Prefixes;
@@ -97,6 +101,32 @@ pub fn plan(
     Ok((letters > 0).then_some(ModeChange { modes, letters }))
 }
 
+/// The `MODE` that asks again for what `change` gives, for a member who already has it:
+/// sent where the user may not be op, so that the server says whether they are. Giving a
+/// mode is `+mode`; taking every mode away is `-` and the lowest mode (`-v`).
+pub fn reassert(change: StandingChange, offered: &Prefixes) -> ModeChange {
+    let modes = match change {
+        StandingChange::Role(Role::Visitor) | StandingChange::Affiliation(Affiliation::None) => {
+            format!("-{}", offered.modes().last().unwrap_or('v'))
+        }
+        StandingChange::Role(Role::Participant)
+        | StandingChange::Affiliation(Affiliation::Member) => "+v".to_owned(),
+        StandingChange::Role(Role::Moderator) | StandingChange::Affiliation(Affiliation::Admin) => {
+            "+o".to_owned()
+        }
+        StandingChange::Affiliation(Affiliation::Owner) => "+q".to_owned(),
+    };
+    ModeChange { modes, letters: 1 }
+}
+
+/// Whether prefix modes `held` let their holder change others' modes: any mode above
+/// voice (halfop, op and higher).
+pub fn may_change_modes(held: &str, offered: &Prefixes) -> bool {
+    let rank = |m: char| offered.modes().position(|o| o == m);
+    let voice = rank('v').unwrap_or(usize::MAX);
+    held.chars().any(|m| rank(m).is_some_and(|r| r < voice))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +171,25 @@ mod tests {
         assert_eq!(modes(none, "qohv", &full()).as_deref(), Some("-qohv"));
         let admin = StandingChange::Affiliation(Affiliation::Admin);
         assert_eq!(modes(admin, "qv", &full()).as_deref(), Some("+o-q"));
+    }
+
+    #[test]
+    fn a_change_to_nothing_is_asked_again_as_the_mode_that_gives_it() {
+        let p = full();
+        let again = |c| reassert(c, &p).args("bob");
+        assert_eq!(again(StandingChange::Role(Role::Visitor)), ["-v", "bob"]);
+        assert_eq!(
+            again(StandingChange::Role(Role::Participant)),
+            ["+v", "bob"]
+        );
+        assert_eq!(
+            again(StandingChange::Affiliation(Affiliation::Admin)),
+            ["+o", "bob"]
+        );
+        assert!(may_change_modes("h", &p));
+        assert!(may_change_modes("vo", &p));
+        assert!(!may_change_modes("v", &p));
+        assert!(!may_change_modes("", &p));
     }
 
     #[test]
