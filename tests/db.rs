@@ -751,7 +751,7 @@ async fn message_map(db: &Database) {
         Some("xmpp-1".into())
     );
     // Pruning with a cut-off in the past removes nothing.
-    assert_eq!(db.prune_message_map(1).await.unwrap(), 0);
+    assert_eq!(db.prune_message_map_older_than(1, 1000).await.unwrap(), 0);
 }
 
 /// Rows queued with `write_later` are seen by every later reader, in the order queued,

@@ -245,18 +245,6 @@ impl Database {
         Ok(writes.len() as u64)
     }
 
-    /// Deletes every archived message older than `before_ms` (unix milliseconds), on
-    /// every bridge. Returns how many were removed.
-    #[tracing::instrument(name = "db.archive.prune", skip_all, err)]
-    pub async fn archive_prune(&self, before_ms: i64) -> Result<u64, DbError> {
-        self.settle().await;
-        let done = sqlx::query("DELETE FROM archive WHERE at_ms < $1")
-            .bind(before_ms)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
     /// The sequence number of `stanza_id` in a room's archive.
     async fn archive_seq(
         &self,

@@ -81,16 +81,4 @@ impl Database {
         .await?;
         Ok(row.map(|row| row.try_get(0)).transpose()?)
     }
-
-    /// Forgets every mapping made before `before_ms` (unix milliseconds), on every bridge.
-    /// Returns how many were removed.
-    #[tracing::instrument(name = "db.message_map.prune", skip_all, err)]
-    pub async fn prune_message_map(&self, before_ms: i64) -> Result<u64, DbError> {
-        self.settle().await;
-        let done = sqlx::query("DELETE FROM message_map WHERE at_ms < $1")
-            .bind(before_ms)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
 }
