@@ -96,22 +96,9 @@ async fn start_gateway(server: &impl XmppServer) -> Gateway {
 
 /// Starts the gateway on the database in `dir` (a restart when it was used before).
 async fn start_gateway_in(server: &impl XmppServer, dir: tempfile::TempDir) -> Gateway {
-    let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
     let component = server.component_addr();
     let toml = format!(
-        r#"
-[xmpp]
-host = "{host}"
-port = {port}
-server_domain = "localhost"
-ping_interval_secs = 2
-ping_timeout_secs = 3
-reconnect_max_secs = 1
-
-[database]
-url = "sqlite://{db}"
-seal_key = "{key}"
-
+        r#"{head}
 [outbound]
 allow = ["127.0.0.1"]
 
@@ -119,9 +106,7 @@ allow = ["127.0.0.1"]
 domain = "{DOMAIN}"
 secret = "{SECRET}"
 "#,
-        host = component.ip(),
-        port = component.port(),
-        db = dir.path().join("estuary.db").display(),
+        head = common::gateway_toml_head(component, dir.path(), 9),
     );
     let settings = Settings::from_toml(&toml, "e2e", false).expect("a valid configuration");
     let connector = FakeConnector::new();

@@ -5,7 +5,6 @@
 
 mod common;
 
-use base64::Engine;
 use common::exposition::{self, Exposition};
 use common::{Prosody, TestClient, XmppServer};
 use estuary::app::{self, App};
@@ -24,21 +23,8 @@ const DOMAIN: &str = "fake.localhost";
 const SECRET: &str = "http-secret";
 
 fn settings(component: SocketAddr, dir: &std::path::Path) -> Settings {
-    let key = base64::engine::general_purpose::STANDARD.encode([5u8; 32]);
     let toml = format!(
-        r#"
-[xmpp]
-host = "{host}"
-port = {port}
-server_domain = "localhost"
-ping_interval_secs = 2
-ping_timeout_secs = 3
-reconnect_max_secs = 1
-
-[database]
-url = "sqlite://{db}"
-seal_key = "{key}"
-
+        r#"{head}
 [http]
 listen = "127.0.0.1:0"
 
@@ -46,9 +32,7 @@ listen = "127.0.0.1:0"
 domain = "{DOMAIN}"
 secret = "{SECRET}"
 "#,
-        host = component.ip(),
-        port = component.port(),
-        db = dir.join("estuary.db").display(),
+        head = common::gateway_toml_head(component, dir, 5),
     );
     Settings::from_toml(&toml, "e2e", false).expect("the test configuration is valid")
 }

@@ -6,7 +6,6 @@
 
 mod common;
 
-use base64::Engine;
 use common::{Ejabberd, Prosody, TestClient, XmppServer};
 use estuary::app::{self, App};
 use estuary::config::Settings;
@@ -48,21 +47,8 @@ async fn start_gateway_in(
 ) -> Gateway {
     let component = server.component_addr();
     let http = common::ports::loopback(common::ports::free_port());
-    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
     let toml = format!(
-        r#"
-[xmpp]
-host = "{host}"
-port = {port}
-server_domain = "localhost"
-ping_interval_secs = 2
-ping_timeout_secs = 3
-reconnect_max_secs = 1
-
-[database]
-url = "sqlite://{db}"
-seal_key = "{key}"
-
+        r#"{head}
 [http]
 listen = "{http}"
 public_url = "http://{http}/"
@@ -78,9 +64,7 @@ domain = "{DOMAIN}"
 secret = "{SECRET}"
 allowed_domains = ["localhost"]
 "#,
-        host = component.ip(),
-        port = component.port(),
-        db = dir.path().join("estuary.db").display(),
+        head = common::gateway_toml_head(component, dir.path(), 7),
         media_dir = dir.path().join("media").display(),
     );
     let settings =

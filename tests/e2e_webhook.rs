@@ -3,7 +3,6 @@
 
 mod common;
 
-use base64::Engine;
 use common::{Prosody, TestClient, XmppServer};
 use estuary::app::{self, App};
 use estuary::config::Settings;
@@ -31,22 +30,9 @@ async fn start(server: &impl XmppServer) -> Hooks {
 
 /// Starts the gateway on the database in `dir` (a second start there is a restart).
 async fn start_in(server: &impl XmppServer, dir: Arc<tempfile::TempDir>) -> Hooks {
-    let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
     let component = server.component_addr();
     let toml = format!(
-        r#"
-[xmpp]
-host = "{host}"
-port = {port}
-server_domain = "localhost"
-ping_interval_secs = 2
-ping_timeout_secs = 3
-reconnect_max_secs = 1
-
-[database]
-url = "sqlite://{db}"
-seal_key = "{key}"
-
+        r#"{head}
 # The hooks' receivers listen on 127.0.0.1, which the gateway refuses unless allowed.
 [outbound]
 allow = ["127.0.0.1"]
@@ -80,9 +66,7 @@ token = "room-token"
 rooms = ["dev@conference.localhost"]
 nick = "hookbot"
 "#,
-        host = component.ip(),
-        port = component.port(),
-        db = dir.path().join("estuary.db").display(),
+        head = common::gateway_toml_head(component, dir.path(), 9),
     );
     let settings =
         Settings::from_toml(&toml, "e2e", false).expect("the test configuration is valid");

@@ -191,3 +191,30 @@ pub fn tail_of_files(files: &[PathBuf], lines: usize) -> String {
     }
     out
 }
+
+/// The `[xmpp]` and `[database]` sections an in-process gateway of the e2e tests starts
+/// with: the XMPP server's component port at `component`, pings every 2 s and reconnects
+/// within 1 s, SQLite at `dir/estuary.db`, and a seal key of `key_byte` repeated. Callers
+/// append the sections their test needs.
+pub fn gateway_toml_head(component: SocketAddr, dir: &std::path::Path, key_byte: u8) -> String {
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD.encode([key_byte; 32]);
+    format!(
+        r#"
+[xmpp]
+host = "{host}"
+port = {port}
+server_domain = "localhost"
+ping_interval_secs = 2
+ping_timeout_secs = 3
+reconnect_max_secs = 1
+
+[database]
+url = "sqlite://{db}"
+seal_key = "{key}"
+"#,
+        host = component.ip(),
+        port = component.port(),
+        db = dir.join("estuary.db").display(),
+    )
+}
